@@ -1,0 +1,313 @@
+//! Events, current state, extremities and transaction IDs.
+
+use async_trait::async_trait;
+use myelin_store::{
+    Direction, EventStore, Membership, PersistEvent, PersistOutcome, RoomRecord, StoreResult,
+    StoredEvent, TxnKey,
+};
+use myelin_types::StreamPosition;
+use rusqlite::{OptionalExtension, params};
+
+use crate::{SqliteStore, map_error};
+
+const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
+     origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id, redacted_by";
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let txn_user_id: Option<String> = row.get(9)?;
+    let txn_device_id: Option<String> = row.get(10)?;
+    let txn_id: Option<String> = row.get(11)?;
+    let txn = match (txn_user_id, txn_device_id, txn_id) {
+        (Some(user_id), Some(device_id), Some(txn_id)) => Some(TxnKey {
+            user_id,
+            device_id,
+            txn_id,
+        }),
+        _ => None,
+    };
+    Ok(StoredEvent {
+        position: StreamPosition(row.get(0)?),
+        event_id: row.get(1)?,
+        room_id: row.get(2)?,
+        sender: row.get(3)?,
+        event_type: row.get(4)?,
+        state_key: row.get(5)?,
+        depth: row.get(6)?,
+        origin_server_ts: row.get(7)?,
+        pdu_json: row.get(8)?,
+        txn,
+        redacted_by: row.get(12)?,
+    })
+}
+
+fn membership_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Membership> {
+    Ok(Membership {
+        room_id: row.get(0)?,
+        user_id: row.get(1)?,
+        membership: row.get(2)?,
+        event_id: row.get(3)?,
+        position: StreamPosition(row.get(4)?),
+    })
+}
+
+fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<PersistOutcome> {
+    if let Some(txn) = &event.txn {
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT event_id FROM txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
+                [&txn.user_id, &txn.device_id, &txn.txn_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(map_error)?;
+        if let Some(event_id) = existing {
+            return Ok(PersistOutcome::DuplicateTxn { event_id });
+        }
+        tx.execute(
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
+            [&txn.user_id, &txn.device_id, &txn.txn_id, &event.event_id],
+        )
+        .map_err(map_error)?;
+    }
+    if let Some(room_version) = &event.new_room_version {
+        tx.execute(
+            "INSERT INTO rooms (room_id, room_version, creator) VALUES (?1, ?2, ?3)",
+            [&event.room_id, room_version, &event.sender],
+        )
+        .map_err(map_error)?;
+    }
+    let txn = event.txn.as_ref();
+    tx.execute(
+        "INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth, origin_server_ts,
+                             pdu_json, txn_user_id, txn_device_id, txn_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            event.event_id,
+            event.room_id,
+            event.sender,
+            event.event_type,
+            event.state_key,
+            event.depth,
+            event.origin_server_ts,
+            event.pdu_json,
+            txn.map(|t| &t.user_id),
+            txn.map(|t| &t.device_id),
+            txn.map(|t| &t.txn_id),
+        ],
+    )
+    .map_err(map_error)?;
+    let position = tx.last_insert_rowid();
+    if let Some(state_key) = &event.state_key {
+        tx.execute(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
+                 event_id = excluded.event_id, membership = excluded.membership, position = excluded.position",
+            params![event.room_id, event.event_type, state_key, event.event_id, event.membership, position],
+        )
+        .map_err(map_error)?;
+    }
+    for prev in &event.prev_events {
+        tx.execute(
+            "DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2",
+            [&event.room_id, prev],
+        )
+        .map_err(map_error)?;
+    }
+    tx.execute(
+        "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES (?1, ?2, ?3)",
+        params![event.room_id, event.event_id, event.depth],
+    )
+    .map_err(map_error)?;
+    if let Some(redaction) = &event.redaction {
+        tx.execute(
+            "UPDATE events SET pdu_json = ?2, redacted_by = ?3 WHERE event_id = ?1",
+            [
+                &redaction.target_event_id,
+                &redaction.pruned_pdu_json,
+                &event.event_id,
+            ],
+        )
+        .map_err(map_error)?;
+    }
+    Ok(PersistOutcome::Persisted(StreamPosition(position)))
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn persist_event(&self, event: PersistEvent) -> StoreResult<PersistOutcome> {
+        self.write(move |tx| persist(tx, &event)).await
+    }
+
+    async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>> {
+        let event_id = event_id.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"),
+                [event_id],
+                event_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>> {
+        let room_id = room_id.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT room_id, room_version, creator FROM rooms WHERE room_id = ?1",
+                [room_id],
+                |row| {
+                    Ok(RoomRecord {
+                        room_id: row.get(0)?,
+                        room_version: row.get(1)?,
+                        creator: row.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn current_state(&self, room_id: &str) -> StoreResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN
+                     (SELECT event_id FROM current_state WHERE room_id = ?1)
+                 ORDER BY position"
+            ))?;
+            let rows = statement.query_map([room_id], event_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn state_event(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> StoreResult<Option<StoredEvent>> {
+        let keys = [
+            room_id.to_owned(),
+            event_type.to_owned(),
+            state_key.to_owned(),
+        ];
+        self.read(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE event_id =
+                         (SELECT event_id FROM current_state
+                          WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3)"
+                ),
+                keys,
+                event_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        let room_id = room_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT event_id, depth FROM forward_extremities WHERE room_id = ?1 ORDER BY depth, event_id",
+            )?;
+            let rows = statement.query_map([room_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn room_events(
+        &self,
+        room_id: &str,
+        from: StreamPosition,
+        to: Option<StreamPosition>,
+        direction: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        let limit = limit as i64;
+        self.read(move |conn| {
+            let (sql, bound) = match direction {
+                Direction::Backward => (
+                    format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND position <= ?2
+                         AND position > ?3 ORDER BY position DESC LIMIT ?4"
+                    ),
+                    to.map_or(i64::MIN, |to| to.0),
+                ),
+                Direction::Forward => (
+                    format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND position > ?2
+                         AND position <= ?3 ORDER BY position ASC LIMIT ?4"
+                    ),
+                    to.map_or(i64::MAX, |to| to.0),
+                ),
+            };
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows =
+                statement.query_map(params![room_id, from.0, bound, limit], event_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn max_position(&self) -> StoreResult<StreamPosition> {
+        self.read(|conn| {
+            conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
+                row.get(0)
+            })
+            .map(StreamPosition)
+        })
+        .await
+    }
+
+    async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT room_id, state_key, membership, event_id, position FROM current_state
+                 WHERE state_key = ?1 AND event_type = 'm.room.member' ORDER BY position",
+            )?;
+            let rows = statement.query_map([user_id], membership_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn room_memberships(&self, room_id: &str) -> StoreResult<Vec<Membership>> {
+        let room_id = room_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT room_id, state_key, membership, event_id, position FROM current_state
+                 WHERE room_id = ?1 AND event_type = 'm.room.member' ORDER BY position",
+            )?;
+            let rows = statement.query_map([room_id], membership_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn txn_event_id(&self, txn: &TxnKey) -> StoreResult<Option<String>> {
+        let keys = [
+            txn.user_id.clone(),
+            txn.device_id.clone(),
+            txn.txn_id.clone(),
+        ];
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT event_id FROM txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
+                keys,
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+}

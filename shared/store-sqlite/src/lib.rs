@@ -1,0 +1,139 @@
+//! The embedded SQLite implementation of `myelin_store::Store`.
+//!
+//! Invariant: the only crate that links rusqlite. One writer connection
+//! serialises every write (SQLite allows one writer anyway, and it keeps
+//! stream positions in commit order); readers use their own connections in
+//! WAL mode. All calls run on blocking threads, never on the async ones.
+
+mod accounts;
+mod aliases;
+mod devices;
+mod events;
+mod migrations;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use myelin_store::{Store, StoreError, StoreResult};
+use rusqlite::Connection;
+
+const READER_COUNT: usize = 4;
+
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = connect(&path)?;
+            migrations::apply(&mut writer)?;
+            let readers = (0..READER_COUNT)
+                .map(|_| connect(&path).map(|conn| Arc::new(Mutex::new(conn))))
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(SqliteStore {
+                writer: Arc::new(Mutex::new(writer)),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            })
+        })
+        .await
+        .map_err(|join| StoreError::Unavailable(join.to_string()))?
+    }
+
+    /// Runs a read on one of the reader connections.
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let reader = Arc::clone(&self.readers[index]);
+        run_blocking(move || {
+            let conn = reader.lock().map_err(|_| poisoned())?;
+            work(&conn).map_err(map_error)
+        })
+        .await
+    }
+
+    /// Runs a write inside one immediate transaction on the writer.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
+        run_blocking(move || {
+            let mut conn = writer.lock().map_err(|_| poisoned())?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_error)?;
+            let result = work(&tx)?;
+            tx.commit().map_err(map_error)?;
+            Ok(result)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(map_error)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(map_error)?;
+    // NORMAL is durable across process crashes in WAL mode; only an OS crash
+    // can lose the last commits.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(map_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(map_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(map_error)?;
+    Ok(conn)
+}
+
+async fn run_blocking<T, F>(work: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> StoreResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| StoreError::Unavailable(join.to_string()))?
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("a database connection was poisoned by a panic".to_owned())
+}
+
+/// The one place rusqlite errors become store errors.
+pub(crate) fn map_error(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::ConstraintViolation => StoreError::Conflict(error.to_string()),
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::Corrupt(error.to_string())
+            }
+            _ => StoreError::Unavailable(error.to_string()),
+        },
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(error.to_string())
+        }
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}

@@ -1,0 +1,39 @@
+//! Applies `migrations/sqlite/*.sql` in order, once each.
+
+use myelin_store::StoreResult;
+use rusqlite::Connection;
+
+use crate::map_error;
+
+/// Every migration, by number; the PostgreSQL list has the same names.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/sqlite/0001_initial.sql"),
+)];
+
+/// Applies the missing migrations inside one exclusive transaction, so two
+/// processes starting at once do not both apply them.
+pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+        .map_err(map_error)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+        .map_err(map_error)?;
+    let applied: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(map_error)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > applied) {
+        tracing::info!(version, "applying SQLite migration");
+        tx.execute_batch(sql).map_err(map_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES (?1)",
+            [version],
+        )
+        .map_err(map_error)?;
+    }
+    tx.commit().map_err(map_error)
+}

@@ -1,0 +1,193 @@
+use myelin_types::StreamPosition;
+
+use crate::{Direction, PersistEvent, PersistOutcome, Redaction, Store, TxnKey};
+
+fn event(room_id: &str, n: usize, state: Option<(&str, &str)>, prev: &[String]) -> PersistEvent {
+    let event_id = format!("${room_id}-{n}");
+    let (event_type, state_key) = match state {
+        Some((event_type, state_key)) => (event_type.to_owned(), Some(state_key.to_owned())),
+        None => ("m.room.message".to_owned(), None),
+    };
+    PersistEvent {
+        pdu_json: format!(r#"{{"event_id":"{event_id}","n":{n}}}"#),
+        event_id,
+        room_id: room_id.to_owned(),
+        sender: "@s:test".to_owned(),
+        event_type,
+        state_key,
+        depth: n as i64 + 1,
+        origin_server_ts: 1000 + n as i64,
+        prev_events: prev.to_vec(),
+        membership: None,
+        txn: None,
+        redaction: None,
+        new_room_version: None,
+    }
+}
+
+async fn persist(store: &dyn Store, new: PersistEvent) -> StreamPosition {
+    match store.persist_event(new).await.expect("persist") {
+        PersistOutcome::Persisted(position) => position,
+        other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+/// Persists a create event plus `count` messages in a linear chain.
+async fn chain(store: &dyn Store, room_id: &str, count: usize) -> Vec<String> {
+    let mut create = event(room_id, 0, Some(("m.room.create", "")), &[]);
+    create.new_room_version = Some("12".to_owned());
+    let mut ids = vec![create.event_id.clone()];
+    persist(store, create).await;
+    for n in 1..=count {
+        let next = event(room_id, n, None, &ids[ids.len() - 1..]);
+        ids.push(next.event_id.clone());
+        persist(store, next).await;
+    }
+    ids
+}
+
+pub(super) async fn persist_and_read_back(store: &dyn Store) {
+    let ids = chain(store, "!read:test", 1).await;
+    let room = store
+        .room("!read:test")
+        .await
+        .expect("room")
+        .expect("exists");
+    assert_eq!(room.room_version, "12");
+    let message = store.event(&ids[1]).await.expect("read").expect("exists");
+    assert_eq!(message.event_type, "m.room.message");
+    assert_eq!(message.depth, 2);
+    assert!(message.pdu_json.contains(r#""n":1"#));
+    assert_eq!(
+        store.forward_extremities("!read:test").await.expect("fx"),
+        vec![(ids[1].clone(), 2)]
+    );
+    assert!(store.event("$missing").await.expect("read").is_none());
+}
+
+pub(super) async fn positions_increase_and_paginate(store: &dyn Store) {
+    let before = store.max_position().await.expect("max");
+    let ids = chain(store, "!page:test", 5).await;
+    let after = store.max_position().await.expect("max");
+    assert!(after > before);
+
+    let newest_first = store
+        .room_events("!page:test", after, None, Direction::Backward, 3)
+        .await
+        .expect("back");
+    let got: Vec<_> = newest_first.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(got, vec![ids[5].clone(), ids[4].clone(), ids[3].clone()]);
+    assert!(
+        newest_first
+            .windows(2)
+            .all(|w| w[0].position > w[1].position)
+    );
+
+    let oldest_first = store
+        .room_events("!page:test", before, Some(after), Direction::Forward, 10)
+        .await
+        .expect("forward");
+    assert_eq!(oldest_first.len(), 6);
+    assert_eq!(oldest_first[0].event_id, ids[0]);
+
+    // A point excludes itself going forward and includes itself going back.
+    let third = oldest_first[2].position;
+    let next = store
+        .room_events("!page:test", third, None, Direction::Forward, 1)
+        .await
+        .expect("f");
+    assert_eq!(next[0].event_id, ids[3]);
+    let prev = store
+        .room_events("!page:test", third, None, Direction::Backward, 1)
+        .await
+        .expect("b");
+    assert_eq!(prev[0].event_id, ids[2]);
+}
+
+pub(super) async fn state_and_memberships_follow_latest(store: &dyn Store) {
+    let ids = chain(store, "!state:test", 0).await;
+    let mut join = event("!state:test", 1, Some(("m.room.member", "@m:test")), &ids);
+    join.membership = Some("join".to_owned());
+    let join_id = join.event_id.clone();
+    persist(store, join).await;
+    let mut leave = event(
+        "!state:test",
+        2,
+        Some(("m.room.member", "@m:test")),
+        &[join_id],
+    );
+    leave.membership = Some("leave".to_owned());
+    let leave_id = leave.event_id.clone();
+    let leave_position = persist(store, leave).await;
+
+    let member = store
+        .state_event("!state:test", "m.room.member", "@m:test")
+        .await
+        .expect("state");
+    assert_eq!(member.expect("present").event_id, leave_id);
+    let state = store.current_state("!state:test").await.expect("state");
+    assert_eq!(state.len(), 2, "create + one member: {state:?}");
+
+    let mine = store
+        .memberships_of_user("@m:test")
+        .await
+        .expect("memberships");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (mine[0].membership.as_str(), mine[0].position),
+        ("leave", leave_position)
+    );
+    let room = store
+        .room_memberships("!state:test")
+        .await
+        .expect("room memberships");
+    assert_eq!(room.len(), 1);
+    assert_eq!(room[0].user_id, "@m:test");
+}
+
+pub(super) async fn same_txn_id_returns_same_event(store: &dyn Store) {
+    let ids = chain(store, "!txn:test", 0).await;
+    let txn = TxnKey {
+        user_id: "@s:test".into(),
+        device_id: "D".into(),
+        txn_id: "t1".into(),
+    };
+    let mut first = event("!txn:test", 1, None, &ids);
+    first.txn = Some(txn.clone());
+    let first_id = first.event_id.clone();
+    persist(store, first).await;
+    let mut retry = event("!txn:test", 2, None, &ids);
+    retry.txn = Some(txn.clone());
+    let outcome = store.persist_event(retry).await.expect("persist");
+    assert_eq!(
+        outcome,
+        PersistOutcome::DuplicateTxn {
+            event_id: first_id.clone()
+        }
+    );
+    assert!(
+        store.event("$!txn:test-2").await.expect("read").is_none(),
+        "retry wrote nothing"
+    );
+    assert_eq!(
+        store.txn_event_id(&txn).await.expect("txn"),
+        Some(first_id.clone())
+    );
+    let stored = store.event(&first_id).await.expect("read").expect("exists");
+    assert_eq!(stored.txn, Some(txn));
+}
+
+pub(super) async fn redaction_prunes_target(store: &dyn Store) {
+    let ids = chain(store, "!redact:test", 1).await;
+    let mut redaction = event("!redact:test", 2, None, &ids[1..]);
+    redaction.event_type = "m.room.redaction".to_owned();
+    redaction.redaction = Some(Redaction {
+        target_event_id: ids[1].clone(),
+        pruned_pdu_json: r#"{"pruned":true}"#.to_owned(),
+    });
+    let redaction_id = redaction.event_id.clone();
+    persist(store, redaction).await;
+    let target = store.event(&ids[1]).await.expect("read").expect("exists");
+    assert_eq!(target.pdu_json, r#"{"pruned":true}"#);
+    assert_eq!(target.redacted_by, Some(redaction_id));
+}

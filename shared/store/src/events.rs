@@ -1,0 +1,142 @@
+//! Events, room state and the room graph's forward extremities.
+
+use async_trait::async_trait;
+use myelin_types::StreamPosition;
+
+use crate::StoreResult;
+
+/// The device and transaction that sent an event (`PUT .../send/{type}/{txnId}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TxnKey {
+    pub user_id: String,
+    pub device_id: String,
+    pub txn_id: String,
+}
+
+/// A redaction's effect on its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    pub target_event_id: String,
+    /// The target's PDU after the redaction algorithm of its room version.
+    pub pruned_pdu_json: String,
+}
+
+/// One event, authorized and signed, ready to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    /// The full PDU, canonical JSON.
+    pub pdu_json: String,
+    /// The extremities this event replaces (its `prev_events`).
+    pub prev_events: Vec<String>,
+    /// `content.membership` of an `m.room.member` event.
+    pub membership: Option<String>,
+    pub txn: Option<TxnKey>,
+    pub redaction: Option<Redaction>,
+    /// Set on `m.room.create`: registers the room with this version.
+    pub new_room_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistOutcome {
+    Persisted(StreamPosition),
+    /// The transaction ID was used before; nothing was written.
+    DuplicateTxn {
+        event_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub position: StreamPosition,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    /// The PDU as persisted, redacted if a redaction arrived later.
+    pub pdu_json: String,
+    pub txn: Option<TxnKey>,
+    /// The event ID of the redaction that pruned this event.
+    pub redacted_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecord {
+    pub room_id: String,
+    pub room_version: String,
+    pub creator: String,
+}
+
+/// A user's current membership in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub room_id: String,
+    pub user_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub position: StreamPosition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Writes the event, the current-state change, the forward extremities,
+    /// the transaction ID and a redaction's effect in one transaction, and
+    /// returns its stream position. Positions become visible in order: once a
+    /// reader sees position `p`, every event below `p` is visible too.
+    async fn persist_event(&self, event: PersistEvent) -> StoreResult<PersistOutcome>;
+
+    async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>>;
+
+    async fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>>;
+
+    /// Every state event of the room's current state.
+    async fn current_state(&self, room_id: &str) -> StoreResult<Vec<StoredEvent>>;
+
+    async fn state_event(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> StoreResult<Option<StoredEvent>>;
+
+    /// The room's forward extremities with their depths.
+    async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Events of one room between two points. Backward: positions at or
+    /// below `from` and above `to`, newest first. Forward: above `from` and
+    /// at or below `to`, oldest first.
+    async fn room_events(
+        &self,
+        room_id: &str,
+        from: StreamPosition,
+        to: Option<StreamPosition>,
+        direction: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
+
+    /// The highest position whose event is visible.
+    async fn max_position(&self) -> StoreResult<StreamPosition>;
+
+    /// The user's current membership in every room they have one in.
+    async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
+
+    /// The current membership of every user the room has one for.
+    async fn room_memberships(&self, room_id: &str) -> StoreResult<Vec<Membership>>;
+
+    async fn txn_event_id(&self, txn: &TxnKey) -> StoreResult<Option<String>>;
+}

@@ -1,0 +1,35 @@
+//! The storage traits of Myelin, grouped by domain.
+//!
+//! Invariant: no SQL and no engine here. Each trait method states the
+//! atomicity it promises; `myelin-store-sqlite` and `myelin-store-postgres`
+//! implement every trait and run the same conformance suite
+//! (`feature = "conformance"`).
+
+mod accounts;
+mod aliases;
+mod devices;
+mod error;
+mod events;
+mod filters;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use accounts::{AccountStore, NewUser, ProfileUpdate, UserRecord};
+pub use aliases::{AliasRecord, AliasStore};
+pub use devices::{Device, DeviceStore, TokenOwner};
+pub use error::{StoreError, StoreResult};
+pub use events::{
+    Direction, EventStore, Membership, PersistEvent, PersistOutcome, Redaction, RoomRecord,
+    StoredEvent, TxnKey,
+};
+pub use filters::FilterStore;
+
+/// Every domain at once: what an engine implements and a process opens.
+#[async_trait::async_trait]
+pub trait Store:
+    AccountStore + DeviceStore + EventStore + AliasStore + FilterStore + Send + Sync
+{
+    /// Cheap round trip for `/ready`.
+    async fn ping(&self) -> StoreResult<()>;
+}
