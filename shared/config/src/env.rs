@@ -1,0 +1,178 @@
+//! Environment overrides and secrets read from files.
+
+use serde_yaml::{Mapping, Value};
+
+/// Variables that configure the process, not `homeserver.yaml`.
+const NOT_CONFIG: &[&str] = &["CONFIG_PATH", "DATA_DIR", "ROLE", "INSTANCE", "LOG"];
+
+/// Secrets that may be given as `<key>_path` in the file.
+const SECRET_KEYS: &[&str] = &[
+    "registration_shared_secret",
+    "macaroon_secret_key",
+    "form_secret",
+    "turn_shared_secret",
+];
+
+/// `MYELIN_ENABLE_REGISTRATION=true` sets `enable_registration`;
+/// `MYELIN_DATABASE__ARGS__HOST=db` sets `database.args.host`;
+/// `MYELIN_FORM_SECRET_FILE=/run/secrets/form` reads the key from a file.
+pub(crate) fn apply_overrides(
+    document: &mut Value,
+    vars: &[(String, String)],
+) -> Result<(), String> {
+    let mut overrides: Vec<(&str, &str)> = vars
+        .iter()
+        .filter_map(|(name, value)| Some((name.strip_prefix("MYELIN_")?, value.as_str())))
+        .filter(|(name, _)| !NOT_CONFIG.contains(name) && !name.starts_with("TEST_"))
+        .collect();
+    overrides.sort();
+    for (name, raw) in overrides {
+        let (name, value) = match name.strip_suffix("_FILE") {
+            Some(key) => {
+                let text = std::fs::read_to_string(raw)
+                    .map_err(|error| format!("MYELIN_{name}: cannot read {raw}: {error}"))?;
+                (key, Value::String(text.trim().to_owned()))
+            }
+            None => (name, scalar(name, raw)),
+        };
+        let path: Vec<String> = name.split("__").map(str::to_ascii_lowercase).collect();
+        set_path(document, &path, value).map_err(|error| format!("MYELIN_{name}: {error}"))?;
+    }
+    Ok(())
+}
+
+/// Reads a YAML scalar, but keeps secrets and names as strings even when
+/// they look like numbers.
+fn scalar(name: &str, raw: &str) -> Value {
+    let lower = name.to_ascii_lowercase();
+    let textual = [
+        "secret", "key", "name", "password", "url", "path", "prefix", "user", "host",
+    ]
+    .iter()
+    .any(|word| lower.contains(word));
+    if textual {
+        return Value::String(raw.to_owned());
+    }
+    serde_yaml::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+fn set_path(document: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("empty key".to_owned());
+    };
+    let mut node = document;
+    for key in parents {
+        let mapping = node
+            .as_mapping_mut()
+            .ok_or_else(|| format!("`{key}` is not a section"))?;
+        node = mapping
+            .entry(Value::String(key.clone()))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if node.is_null() {
+            *node = Value::Mapping(Mapping::new());
+        }
+    }
+    let mapping = node
+        .as_mapping_mut()
+        .ok_or_else(|| format!("cannot set `{last}` here"))?;
+    mapping.insert(Value::String(last.clone()), value);
+    Ok(())
+}
+
+/// Replaces `<secret>_path: FILE` with the file's content, as Synapse does.
+pub(crate) fn read_secret_files(document: &mut Value) -> Result<(), String> {
+    let Some(mapping) = document.as_mapping_mut() else {
+        return Ok(());
+    };
+    for key in SECRET_KEYS {
+        let path_key = Value::String(format!("{key}_path"));
+        let Some(path) = mapping
+            .get(&path_key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let secret = std::fs::read_to_string(&path)
+            .map_err(|error| format!("{key}_path: cannot read {path}: {error}"))?;
+        mapping.insert(
+            Value::String((*key).to_owned()),
+            Value::String(secret.trim().to_owned()),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load_from_str;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_types() {
+        let loaded = load_from_str(
+            "server_name: a.test\ndatabase: {name: sqlite3, args: {database: x.db}}\n",
+            "test",
+            &vars(&[
+                ("MYELIN_SERVER_NAME", "b.test"),
+                ("MYELIN_ENABLE_REGISTRATION", "true"),
+                ("MYELIN_DATABASE__ARGS__DATABASE", "y.db"),
+                ("MYELIN_REGISTRATION_SHARED_SECRET", "12345"),
+                ("MYELIN_CONFIG_PATH", "/ignored"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(loaded.config.server_name, "b.test");
+        assert!(loaded.config.enable_registration);
+        assert_eq!(loaded.config.database.sqlite_path().to_str(), Some("y.db"));
+        assert_eq!(
+            loaded.config.registration_shared_secret.as_deref(),
+            Some("12345")
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("myelin-config-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret\n").expect("write");
+        let form = dir.join("form");
+        std::fs::write(&form, "formsecret").expect("write");
+        let text = format!(
+            "server_name: a.test\nregistration_shared_secret_path: {}\n",
+            secret.display()
+        );
+        let loaded = load_from_str(
+            &text,
+            "test",
+            &vars(&[("MYELIN_FORM_SECRET_FILE", form.to_str().expect("utf8"))]),
+        )
+        .expect("load");
+        assert_eq!(
+            loaded.config.registration_shared_secret.as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(loaded.config.form_secret.as_deref(), Some("formsecret"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_bad_values_fail() {
+        let loaded = load_from_str("server_name: a.test\nredis: {enabled: true}\n", "test", &[])
+            .expect("load");
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("redis"));
+        assert!(
+            load_from_str("enable_registration: true\n", "test", &[]).is_err(),
+            "server_name missing"
+        );
+        assert!(load_from_str("server_name: a\ndatabase: {name: mysql}\n", "test", &[]).is_err());
+    }
+}

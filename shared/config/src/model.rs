@@ -1,0 +1,447 @@
+//! The typed configuration and the list of keys it understands.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server_name: String,
+    /// The URL clients reach us at (`/.well-known/matrix/client`).
+    pub public_baseurl: Option<String>,
+    pub listeners: Vec<Listener>,
+    pub database: DatabaseConfig,
+    pub bus: BusConfig,
+    pub enable_registration: bool,
+    pub enable_registration_without_verification: bool,
+    pub registration_shared_secret: Option<String>,
+    pub macaroon_secret_key: Option<String>,
+    pub form_secret: Option<String>,
+    pub signing_key_path: Option<PathBuf>,
+    pub media_store_path: Option<PathBuf>,
+    pub max_upload_size: Option<String>,
+    pub trusted_key_servers: Vec<serde_yaml::Value>,
+    pub report_stats: bool,
+    pub log_config: Option<PathBuf>,
+    pub turn_uris: Vec<String>,
+    pub turn_shared_secret: Option<String>,
+    pub turn_user_lifetime: Option<String>,
+    pub url_preview_accept_language: Vec<String>,
+    pub presence: PresenceConfig,
+    pub default_room_version: Option<String>,
+    /// Largest request body, in bytes (Synapse has no key for this).
+    pub max_request_size: Option<u64>,
+    #[serde(flatten)]
+    pub rate_limits: RateLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: String::new(),
+            public_baseurl: None,
+            listeners: vec![Listener::default()],
+            database: DatabaseConfig::default(),
+            bus: BusConfig::default(),
+            enable_registration: false,
+            enable_registration_without_verification: false,
+            registration_shared_secret: None,
+            macaroon_secret_key: None,
+            form_secret: None,
+            signing_key_path: None,
+            media_store_path: None,
+            max_upload_size: None,
+            trusted_key_servers: Vec::new(),
+            report_stats: false,
+            log_config: None,
+            turn_uris: Vec::new(),
+            turn_shared_secret: None,
+            turn_user_lifetime: None,
+            url_preview_accept_language: Vec::new(),
+            presence: PresenceConfig::default(),
+            default_room_version: None,
+            max_request_size: None,
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PresenceConfig {
+    pub enabled: bool,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Listener {
+    pub port: u16,
+    pub bind_addresses: Vec<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub tls: bool,
+    pub x_forwarded: bool,
+    pub resources: Vec<ListenerResource>,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener {
+            port: 8008,
+            bind_addresses: vec!["::".to_owned(), "0.0.0.0".to_owned()],
+            kind: "http".to_owned(),
+            tls: false,
+            x_forwarded: false,
+            resources: vec![ListenerResource {
+                names: vec!["client".to_owned(), "federation".to_owned()],
+                compress: false,
+            }],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ListenerResource {
+    pub names: Vec<String>,
+    pub compress: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `sqlite3`, or `psycopg2` / `postgres` for PostgreSQL.
+    pub name: String,
+    pub args: BTreeMap<String, serde_yaml::Value>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            name: "sqlite3".to_owned(),
+            args: BTreeMap::new(),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.name.as_str(), "psycopg2" | "postgres" | "postgresql")
+    }
+
+    fn arg(&self, key: &str) -> Option<String> {
+        self.args.get(key).and_then(|value| match value {
+            serde_yaml::Value::String(text) => Some(text.clone()),
+            serde_yaml::Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        })
+    }
+
+    /// The SQLite file (`args.database`).
+    pub fn sqlite_path(&self) -> PathBuf {
+        PathBuf::from(
+            self.arg("database")
+                .unwrap_or_else(|| "homeserver.db".to_owned()),
+        )
+    }
+
+    /// A libpq-style URL from `args` (user, password, dbname/database, host, port).
+    pub fn postgres_url(&self) -> String {
+        if let Some(url) = self.arg("url") {
+            return url;
+        }
+        let user = self.arg("user").unwrap_or_else(|| "postgres".to_owned());
+        let password = self
+            .arg("password")
+            .map(|p| format!(":{}", encode_userinfo(&p)))
+            .unwrap_or_default();
+        let host = self.arg("host").unwrap_or_else(|| "localhost".to_owned());
+        let port = self.arg("port").unwrap_or_else(|| "5432".to_owned());
+        let dbname = self
+            .arg("dbname")
+            .or_else(|| self.arg("database"))
+            .unwrap_or_else(|| "synapse".to_owned());
+        format!(
+            "postgres://{}{password}@{host}:{port}/{dbname}",
+            encode_userinfo(&user)
+        )
+    }
+
+    /// `(cp_min, cp_max)`, Synapse's pool bounds.
+    pub fn pool_bounds(&self) -> (usize, usize) {
+        let parse = |key: &str, default: usize| {
+            self.arg(key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        (parse("cp_min", 5), parse("cp_max", 10))
+    }
+}
+
+fn encode_userinfo(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// Where roles talk: the in-process bus, or NATS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BusConfig {
+    /// `memory` (single process) or `nats`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: Option<String>,
+    /// Namespace of subjects and streams, so deployments can share a server.
+    pub prefix: String,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            kind: "memory".to_owned(),
+            url: None,
+            prefix: "myelin".to_owned(),
+        }
+    }
+}
+
+/// Synapse's `rc_*` sections: `per_second` refill and `burst_count` bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst_count: f64,
+}
+
+impl RateLimit {
+    const fn new(per_second: f64, burst_count: f64) -> Self {
+        RateLimit {
+            per_second,
+            burst_count,
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit::new(0.2, 10.0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RateLimits {
+    pub rc_message: RateLimit,
+    pub rc_registration: RateLimit,
+    pub rc_login: LoginRateLimits,
+    pub rc_joins: JoinRateLimits,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            rc_message: RateLimit::new(0.2, 10.0),
+            rc_registration: RateLimit::new(0.17, 3.0),
+            rc_login: LoginRateLimits::default(),
+            rc_joins: JoinRateLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LoginRateLimits {
+    pub address: RateLimit,
+    pub account: RateLimit,
+    pub failed_attempts: RateLimit,
+}
+
+impl Default for LoginRateLimits {
+    fn default() -> Self {
+        let limit = RateLimit::new(0.17, 3.0);
+        LoginRateLimits {
+            address: limit,
+            account: limit,
+            failed_attempts: limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct JoinRateLimits {
+    pub local: RateLimit,
+    pub remote: RateLimit,
+}
+
+impl Default for JoinRateLimits {
+    fn default() -> Self {
+        JoinRateLimits {
+            local: RateLimit::new(0.1, 10.0),
+            remote: RateLimit::new(0.01, 10.0),
+        }
+    }
+}
+
+/// The level the log config asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+/// Top-level keys Myelin reads. Anything else gets one warning at start.
+const KNOWN_KEYS: &[&str] = &[
+    "server_name",
+    "public_baseurl",
+    "listeners",
+    "database",
+    "bus",
+    "enable_registration",
+    "enable_registration_without_verification",
+    "registration_shared_secret",
+    "registration_shared_secret_path",
+    "macaroon_secret_key",
+    "macaroon_secret_key_path",
+    "form_secret",
+    "form_secret_path",
+    "signing_key_path",
+    "media_store_path",
+    "max_upload_size",
+    "trusted_key_servers",
+    "report_stats",
+    "log_config",
+    "turn_uris",
+    "turn_shared_secret",
+    "turn_shared_secret_path",
+    "turn_user_lifetime",
+    "url_preview_accept_language",
+    "presence",
+    "default_room_version",
+    "max_request_size",
+    "rc_message",
+    "rc_registration",
+    "rc_login",
+    "rc_joins",
+    "pid_file",
+    "suppress_key_server_warning",
+];
+
+pub(crate) fn unknown_keys(document: &serde_yaml::Value) -> Vec<String> {
+    let Some(mapping) = document.as_mapping() else {
+        return Vec::new();
+    };
+    mapping
+        .keys()
+        .filter_map(|key| key.as_str())
+        .filter(|key| !KNOWN_KEYS.contains(key))
+        .map(|key| format!("`{key}` is not used by Myelin and is ignored"))
+        .collect()
+}
+
+impl Config {
+    /// Problems that stop the server from starting.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.server_name.trim().is_empty() {
+            problems.push("server_name is required".to_owned());
+        }
+        if !matches!(
+            self.database.name.as_str(),
+            "sqlite3" | "psycopg2" | "postgres" | "postgresql"
+        ) {
+            problems.push(format!(
+                "database.name `{}` is not sqlite3 or psycopg2",
+                self.database.name
+            ));
+        }
+        if !matches!(self.bus.kind.as_str(), "memory" | "nats") {
+            problems.push(format!(
+                "bus.type `{}` is not memory or nats",
+                self.bus.kind
+            ));
+        }
+        if self.bus.kind == "nats" && self.bus.url.is_none() {
+            problems.push("bus.url is required when bus.type is nats".to_owned());
+        }
+        if let Some(size) = &self.max_upload_size
+            && parse_size(size).is_none()
+        {
+            problems.push(format!("max_upload_size `{size}` is not a size like 50M"));
+        }
+        problems
+    }
+
+    /// Settings that are valid but do nothing yet.
+    pub(crate) fn unsupported_settings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self
+            .listeners
+            .iter()
+            .any(|listener| listener.kind != "http" && listener.kind != "metrics")
+        {
+            warnings.push("only `http` and `metrics` listeners are served".to_owned());
+        }
+        warnings
+    }
+
+    /// `max_upload_size` in bytes (Synapse's default is 50M).
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_size
+            .as_deref()
+            .and_then(parse_size)
+            .unwrap_or(50 * 1024 * 1024)
+    }
+}
+
+/// Parses Synapse sizes: `50M`, `1G`, `512K`, or plain bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (index, 'K' | 'k') => (&text[..index], 1024),
+        (index, 'M' | 'm') => (&text[..index], 1024 * 1024),
+        (index, 'G' | 'g') => (&text[..index], 1024 * 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_synapse() {
+        assert_eq!(parse_size("50M"), Some(50 * 1024 * 1024));
+        assert_eq!(parse_size("10k"), Some(10 * 1024));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn postgres_url_from_synapse_args() {
+        let database: DatabaseConfig = serde_yaml::from_str(
+            "name: psycopg2\nargs: {user: syn, password: 'p@ss', dbname: db, host: pg, port: 5433, cp_min: 2, cp_max: 7}",
+        )
+        .expect("yaml");
+        assert!(database.is_postgres());
+        assert_eq!(database.postgres_url(), "postgres://syn:p%40ss@pg:5433/db");
+        assert_eq!(database.pool_bounds(), (2, 7));
+    }
+}

@@ -1,0 +1,25 @@
+//! Room logic on top of ruma: room versions, building a spec-conformant PDU
+//! (prev/auth events, depth, content hash, signature, reference-hash event
+//! ID), the authorization rules, redaction, and the client event format.
+//!
+//! Invariant: hashing, signing, canonical JSON and the auth rules are ruma's
+//! (`ruma::signatures`, `ruma::state_res`, `ruma::canonical_json`); this crate
+//! only arranges the inputs. Maps are `BTreeMap` so output is deterministic.
+
+mod auth;
+mod build;
+mod client_format;
+mod compose;
+mod keys;
+mod pdu;
+mod redact;
+mod versions;
+
+pub use auth::{AuthError, RoomState, auth_event_ids, authorize};
+pub use build::{BuildError, BuiltPdu, EventRef, PduInput, build_pdu, reference_hash_of};
+pub use client_format::{client_event, stripped_state_event};
+pub use compose::{ComposeError, NewEvent, RoomHead, compose_event, event_ref};
+pub use keys::ServerKey;
+pub use pdu::{Pdu, PduParseError};
+pub use redact::prune_pdu;
+pub use versions::{DEFAULT_ROOM_VERSION, RoomVersion, STABLE_ROOM_VERSIONS};
