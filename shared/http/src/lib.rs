@@ -1,0 +1,19 @@
+//! HTTP glue shared by every role: the Matrix error type, the router that
+//! dispatches to handlers typed with ruma's request and response types,
+//! access-token authentication, rate limits, CORS and the warp server.
+//!
+//! Invariant: the only shared crate that knows warp. Every error a client
+//! sees is a [`MatrixError`]; store and bus errors become one in exactly one
+//! place ([`error`]).
+
+pub mod error;
+mod json_limits;
+pub mod ratelimit;
+mod router;
+mod server;
+
+pub use error::MatrixError;
+pub use json_limits::check_json_depth;
+pub use ratelimit::RateLimiter;
+pub use router::{HttpMetrics, RequestContext, Router, json_response};
+pub use server::{ServeOptions, serve};

@@ -1,0 +1,440 @@
+//! The endpoint router: `(method, path template)` to a handler typed with
+//! ruma's request and response types. Templates come from ruma's own path
+//! history, so every spec path of an endpoint (r0, v3, unstable) is served.
+
+use std::any::TypeId;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{Method, StatusCode};
+use myelin_store::{DeviceStore, TokenOwner};
+use ruma::api::auth_scheme::{AccessToken, AccessTokenOptional};
+use ruma::api::path_builder::PathBuilder;
+use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt};
+use serde_json::Value;
+
+use crate::MatrixError;
+
+/// What a handler knows about the request besides its body.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The authenticated user, for endpoints that take an access token.
+    pub user: Option<TokenOwner>,
+    pub access_token: Option<String>,
+    /// The client's address (from `X-Forwarded-For` where the listener trusts it).
+    pub remote_ip: Option<IpAddr>,
+    pub request_id: String,
+}
+
+impl RequestContext {
+    /// The authenticated user; only `None` on endpoints without auth.
+    pub fn user(&self) -> Result<&TokenOwner, MatrixError> {
+        self.user.as_ref().ok_or_else(MatrixError::missing_token)
+    }
+}
+
+type Handler = Arc<
+    dyn Fn(
+            RequestContext,
+            http::Request<Bytes>,
+            Vec<String>,
+        ) -> BoxFuture<'static, Result<http::Response<Bytes>, MatrixError>>
+        + Send
+        + Sync,
+>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    None,
+    Optional,
+    Required,
+}
+
+struct Route {
+    method: Method,
+    template: &'static str,
+    segments: Vec<Option<&'static str>>,
+    auth: Auth,
+    handler: Handler,
+}
+
+/// Request counters and latency per route, on the process registry.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: prometheus::IntCounterVec,
+    latency: prometheus::HistogramVec,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<HttpMetrics> {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "myelin_http_requests_total",
+                "HTTP requests by route and status",
+            ),
+            &["method", "route", "status"],
+        )?;
+        let latency = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "myelin_http_request_seconds",
+                "HTTP request latency by route",
+            ),
+            &["method", "route"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(HttpMetrics { requests, latency })
+    }
+}
+
+pub struct Router {
+    routes: Vec<Route>,
+    device_store: Arc<dyn DeviceStore>,
+    metrics: Option<HttpMetrics>,
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: StatusCode, body: &Value) -> http::Response<Bytes> {
+    let mut response = http::Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn parse_template(template: &'static str) -> Vec<Option<&'static str>> {
+    template
+        .trim_start_matches('/')
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                None
+            } else {
+                Some(segment)
+            }
+        })
+        .collect()
+}
+
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(index + 1..index + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn auth_of<R: IncomingRequest>() -> Auth
+where
+    R::Authentication: 'static,
+{
+    let scheme = TypeId::of::<R::Authentication>();
+    if scheme == TypeId::of::<AccessToken>() {
+        Auth::Required
+    } else if scheme == TypeId::of::<AccessTokenOptional>() {
+        Auth::Optional
+    } else {
+        Auth::None
+    }
+}
+
+impl Router {
+    pub fn new(device_store: Arc<dyn DeviceStore>, metrics: Option<HttpMetrics>) -> Router {
+        Router {
+            routes: Vec::new(),
+            device_store,
+            metrics,
+        }
+    }
+
+    /// Serves the ruma endpoint `R` on every path the spec gives it.
+    pub fn route<R, F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: 'static,
+        R::OutgoingResponse: Send,
+        F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R::OutgoingResponse, MatrixError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let typed: Handler = Arc::new(move |context, request, args| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move {
+                let (parts, body) = request.into_parts();
+                let borrowed = http::Request::from_parts(parts, &body[..]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let parsed = R::try_from_http_request(borrowed, &args)?;
+                let response = handler(context, parsed).await?;
+                into_http_response(response)
+            })
+        });
+        let paths: BTreeSet<&'static str> = R::PATH_BUILDER.all_paths().collect();
+        for template in paths {
+            self.add(R::METHOD, template, auth_of::<R>(), Arc::clone(&typed));
+        }
+        self
+    }
+
+    /// Serves an endpoint that ruma does not model; the handler gets the
+    /// request and the decoded path arguments and returns JSON.
+    pub fn raw<F, Fut>(
+        &mut self,
+        method: Method,
+        template: &'static str,
+        requires_auth: bool,
+        handler: F,
+    ) -> &mut Self
+    where
+        F: Fn(RequestContext, http::Request<Bytes>, Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let raw: Handler = Arc::new(move |context, request, args| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move { handler(context, request, args).await })
+        });
+        let auth = if requires_auth {
+            Auth::Required
+        } else {
+            Auth::None
+        };
+        self.add(method, template, auth, raw);
+        self
+    }
+
+    fn add(&mut self, method: Method, template: &'static str, auth: Auth, handler: Handler) {
+        self.routes.push(Route {
+            method,
+            template,
+            segments: parse_template(template),
+            auth,
+            handler,
+        });
+        // Literal segments win over parameters: `/register/available` before `/register/{kind}`.
+        self.routes.sort_by_key(|route| {
+            route
+                .segments
+                .iter()
+                .filter(|segment| segment.is_none())
+                .count()
+        });
+    }
+
+    /// Every `(method, template)` served, for the route-table check.
+    pub fn templates(&self) -> Vec<(Method, &'static str)> {
+        self.routes
+            .iter()
+            .map(|route| (route.method.clone(), route.template))
+            .collect()
+    }
+
+    /// Merges another role's routes into this one (the single process).
+    pub fn merge(&mut self, other: Router) {
+        self.routes.extend(other.routes);
+        self.routes.sort_by_key(|route| {
+            route
+                .segments
+                .iter()
+                .filter(|segment| segment.is_none())
+                .count()
+        });
+    }
+
+    /// Whether some route serves this path with any method.
+    pub fn knows_path(&self, path: &str) -> bool {
+        self.routes
+            .iter()
+            .any(|route| match_path(&route.segments, path).is_some())
+    }
+
+    /// Finds the handler, authenticates, runs it; never panics and never
+    /// answers with anything but a response (errors become Matrix errors).
+    pub async fn dispatch(
+        &self,
+        mut context: RequestContext,
+        request: http::Request<Bytes>,
+    ) -> http::Response<Bytes> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let mut path_known = false;
+        let mut chosen = None;
+        for route in &self.routes {
+            if let Some(args) = match_path(&route.segments, &path) {
+                path_known = true;
+                let same_method = route.method == method
+                    || (route.method == Method::GET && method == Method::HEAD);
+                if same_method {
+                    chosen = Some((route, args));
+                    break;
+                }
+            }
+        }
+        let Some((route, args)) = chosen else {
+            let error = if path_known {
+                MatrixError::method_not_allowed()
+            } else {
+                MatrixError::unrecognized("Unrecognized request")
+            };
+            return error.into_response();
+        };
+        let timer = self.metrics.as_ref().map(|m| {
+            m.latency
+                .with_label_values(&[method.as_str(), route.template])
+                .start_timer()
+        });
+        let response = match self.authenticate(&mut context, &request, route.auth).await {
+            Ok(()) => match check_body(&request) {
+                Ok(()) => match (route.handler)(context, request, args).await {
+                    Ok(response) => response,
+                    Err(error) => error.into_response(),
+                },
+                Err(error) => error.into_response(),
+            },
+            Err(error) => error.into_response(),
+        };
+        drop(timer);
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .requests
+                .with_label_values(&[method.as_str(), route.template, response.status().as_str()])
+                .inc();
+        }
+        response
+    }
+
+    async fn authenticate(
+        &self,
+        context: &mut RequestContext,
+        request: &http::Request<Bytes>,
+        auth: Auth,
+    ) -> Result<(), MatrixError> {
+        if auth == Auth::None {
+            return Ok(());
+        }
+        let Some(token) = access_token(request) else {
+            return if auth == Auth::Required {
+                Err(MatrixError::missing_token())
+            } else {
+                Ok(())
+            };
+        };
+        let owner = self
+            .device_store
+            .token_owner(&token)
+            .await?
+            .ok_or_else(MatrixError::unknown_token)?;
+        context.user = Some(owner);
+        context.access_token = Some(token);
+        Ok(())
+    }
+}
+
+fn into_http_response<T: OutgoingResponse>(
+    response: T,
+) -> Result<http::Response<Bytes>, MatrixError> {
+    let response = response
+        .try_into_http_response::<Vec<u8>>()
+        .map_err(|error| MatrixError::internal(format!("cannot encode the response: {error}")))?;
+    Ok(response.map(Bytes::from))
+}
+
+/// Rejects bodies that are not JSON or nest too deeply before ruma parses them.
+fn check_body(request: &http::Request<Bytes>) -> Result<(), MatrixError> {
+    let body = request.body();
+    let is_json_method = matches!(*request.method(), Method::POST | Method::PUT);
+    if !is_json_method || body.is_empty() {
+        return Ok(());
+    }
+    let content_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.is_empty() && !content_type.starts_with("application/json") {
+        // Media uploads and the like carry other types; their handlers judge them.
+        return Ok(());
+    }
+    crate::check_json_depth(body).map_err(MatrixError::bad_json)?;
+    serde_json::from_slice::<&serde_json::value::RawValue>(body)
+        .map_err(|error| MatrixError::not_json(format!("Content not JSON: {error}")))?;
+    Ok(())
+}
+
+/// `Authorization: Bearer <token>` or the `access_token` query parameter.
+fn access_token(request: &http::Request<Bytes>) -> Option<String> {
+    if let Some(header) = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(token) = header.strip_prefix("Bearer ")
+    {
+        return Some(token.trim().to_owned());
+    }
+    request.uri().query()?.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("access_token=")?;
+        percent_decode(value)
+    })
+}
+
+fn match_path(segments: &[Option<&'static str>], path: &str) -> Option<Vec<String>> {
+    let mut args = Vec::new();
+    let mut parts = path.trim_start_matches('/').split('/');
+    for segment in segments {
+        let part = parts.next()?;
+        match segment {
+            Some(literal) if *literal == part => {}
+            Some(_) => return None,
+            None => args.push(percent_decode(part)?),
+        }
+    }
+    parts.next().is_none().then_some(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_templates_and_decode_arguments() {
+        let segments =
+            parse_template("/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}");
+        let args = match_path(
+            &segments,
+            "/_matrix/client/v3/rooms/%21r%3Ahs/send/m.room.message/t1",
+        )
+        .expect("match");
+        assert_eq!(args, vec!["!r:hs", "m.room.message", "t1"]);
+        assert!(match_path(&segments, "/_matrix/client/v3/rooms/x/send/y").is_none());
+        assert!(match_path(&segments, "/_matrix/client/v3/rooms/x/send/y/z/extra").is_none());
+    }
+
+    #[test]
+    fn tokens_come_from_header_or_query() {
+        let with_header = http::Request::builder()
+            .uri("/x")
+            .header("authorization", "Bearer abc")
+            .body(Bytes::new())
+            .expect("request");
+        assert_eq!(access_token(&with_header).as_deref(), Some("abc"));
+        let with_query = http::Request::builder()
+            .uri("/x?a=1&access_token=d%2Be")
+            .body(Bytes::new())
+            .expect("request");
+        assert_eq!(access_token(&with_query).as_deref(), Some("d+e"));
+    }
+}

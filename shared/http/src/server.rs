@@ -1,0 +1,211 @@
+//! The warp server: the edge work every listener does before the router —
+//! request IDs, `X-Forwarded-For`, the body limit, CORS and preflights.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::Filter;
+use warp::path::FullPath;
+
+use crate::{MatrixError, RequestContext, Router};
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Trust `X-Forwarded-For` (the listener sits behind a proxy).
+    pub x_forwarded: bool,
+    pub max_body_bytes: usize,
+}
+
+const CORS_HEADERS: &[(&str, &str)] = &[
+    ("access-control-allow-origin", "*"),
+    (
+        "access-control-allow-methods",
+        "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    ),
+    (
+        "access-control-allow-headers",
+        "X-Requested-With, Content-Type, Authorization, Date",
+    ),
+    (
+        "access-control-expose-headers",
+        "Synapse-Trace-Id, Server, X-Request-Id",
+    ),
+];
+
+/// Serves `router` on `listener` until `shutdown` resolves; requests in
+/// flight then finish before this returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Arc<Router>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let options = Arc::new(options);
+    let routes = warp::method()
+        .and(warp::path::full())
+        .and(optional_query())
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then(
+            move |method,
+                  path: FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  remote: Option<SocketAddr>,
+                  body| {
+                let router = Arc::clone(&router);
+                let options = Arc::clone(&options);
+                async move {
+                    handle(
+                        &router, &options, method, path, query, headers, remote, body,
+                    )
+                    .await
+                }
+            },
+        );
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+fn optional_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle<S, B>(
+    router: &Router,
+    options: &ServeOptions,
+    method: Method,
+    path: FullPath,
+    query: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+    body: S,
+) -> http::Response<Bytes>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| id.len() <= 64)
+        .map(str::to_owned)
+        .unwrap_or_else(new_request_id);
+    let mut response = if method == Method::OPTIONS {
+        let mut preflight = http::Response::new(Bytes::new());
+        *preflight.status_mut() = StatusCode::NO_CONTENT;
+        preflight
+    } else {
+        match read_body(body, options.max_body_bytes).await {
+            Ok(body) => {
+                let uri = if query.is_empty() {
+                    path.as_str().to_owned()
+                } else {
+                    format!("{}?{query}", path.as_str())
+                };
+                let mut builder = http::Request::builder().method(method).uri(uri);
+                if let Some(request_headers) = builder.headers_mut() {
+                    *request_headers = headers.clone();
+                }
+                match builder.body(body) {
+                    Ok(request) => {
+                        let context = RequestContext {
+                            remote_ip: client_ip(&headers, remote, options.x_forwarded),
+                            request_id: request_id.clone(),
+                            ..RequestContext::default()
+                        };
+                        router.dispatch(context, request).await
+                    }
+                    Err(error) => {
+                        MatrixError::bad_json(format!("malformed request: {error}")).into_response()
+                    }
+                }
+            }
+            Err(error) => error.into_response(),
+        }
+    };
+    let response_headers = response.headers_mut();
+    for (name, value) in CORS_HEADERS {
+        response_headers.insert(*name, HeaderValue::from_static(value));
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response_headers.insert("x-request-id", value);
+    }
+    response
+}
+
+async fn read_body<S, B>(mut body: S, limit: usize) -> Result<Bytes, MatrixError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut collected = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|error| MatrixError::bad_json(format!("cannot read body: {error}")))?;
+        if collected.len() + chunk.remaining() > limit {
+            return Err(MatrixError::too_large(format!(
+                "Request body is larger than {limit} bytes"
+            )));
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            collected.extend_from_slice(piece);
+            let advance = piece.len();
+            chunk.advance(advance);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+/// The client's address: the first `X-Forwarded-For` entry behind a trusted
+/// proxy, the socket peer otherwise.
+fn client_ip(
+    headers: &HeaderMap,
+    remote: Option<SocketAddr>,
+    trust_forwarded: bool,
+) -> Option<IpAddr> {
+    if trust_forwarded
+        && let Some(forwarded) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(first) = forwarded.split(',').next()
+        && let Ok(ip) = first.trim().parse()
+    {
+        return Some(ip);
+    }
+    remote.map(|addr| addr.ip())
+}
+
+fn new_request_id() -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_only_when_trusted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
+        );
+        let peer: Option<SocketAddr> = "127.0.0.1:5000".parse().ok();
+        assert_eq!(client_ip(&headers, peer, true), "203.0.113.7".parse().ok());
+        assert_eq!(client_ip(&headers, peer, false), "127.0.0.1".parse().ok());
+    }
+}

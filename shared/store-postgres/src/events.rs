@@ -1,0 +1,310 @@
+//! Events, current state, extremities and transaction IDs.
+
+use async_trait::async_trait;
+use myelin_store::{
+    Direction, EventStore, Membership, PersistEvent, PersistOutcome, RoomRecord, StoreError,
+    StoreResult, StoredEvent, TxnKey,
+};
+use myelin_types::StreamPosition;
+use tokio_postgres::Row;
+
+use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
+
+const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
+     origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id, redacted_by";
+
+fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
+    let txn_user_id: Option<String> = get(row, 9)?;
+    let txn_device_id: Option<String> = get(row, 10)?;
+    let txn_id: Option<String> = get(row, 11)?;
+    let txn = match (txn_user_id, txn_device_id, txn_id) {
+        (Some(user_id), Some(device_id), Some(txn_id)) => Some(TxnKey {
+            user_id,
+            device_id,
+            txn_id,
+        }),
+        _ => None,
+    };
+    Ok(StoredEvent {
+        position: StreamPosition(get(row, 0)?),
+        event_id: get(row, 1)?,
+        room_id: get(row, 2)?,
+        sender: get(row, 3)?,
+        event_type: get(row, 4)?,
+        state_key: get(row, 5)?,
+        depth: get(row, 6)?,
+        origin_server_ts: get(row, 7)?,
+        pdu_json: get(row, 8)?,
+        txn,
+        redacted_by: get(row, 12)?,
+    })
+}
+
+fn membership_from_row(row: &Row) -> StoreResult<Membership> {
+    Ok(Membership {
+        room_id: get(row, 0)?,
+        user_id: get(row, 1)?,
+        membership: get(row, 2)?,
+        event_id: get(row, 3)?,
+        position: StreamPosition(get(row, 4)?),
+    })
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn persist_event(&self, event: PersistEvent) -> StoreResult<PersistOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        if let Some(txn) = &event.txn {
+            // DO NOTHING waits for a concurrent writer of the same key and
+            // skips the row once that one commits, so a retry racing the
+            // first attempt is reported as a duplicate, not as a conflict.
+            let inserted = tx_execute(
+                &tx,
+                "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
+                &[&txn.user_id, &txn.device_id, &txn.txn_id, &event.event_id],
+            )
+            .await?;
+            if inserted == 0 {
+                // A new statement sees the row the other writer committed
+                // (read committed).
+                let existing = tx_query_opt(
+                    &tx,
+                    "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+                    &[&txn.user_id, &txn.device_id, &txn.txn_id],
+                    |row| get(row, 0),
+                )
+                .await?;
+                tx.rollback().await.map_err(map_error)?;
+                let event_id = existing.ok_or_else(|| {
+                    StoreError::Corrupt("a transaction ID conflicted but has no row".to_owned())
+                })?;
+                return Ok(PersistOutcome::DuplicateTxn { event_id });
+            }
+        }
+        if let Some(room_version) = &event.new_room_version {
+            tx_execute(
+                &tx,
+                "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)",
+                &[&event.room_id, room_version, &event.sender],
+            )
+            .await?;
+        }
+        // The position is taken as late as the events row allows: the row
+        // lock on stream_position is held until commit, so writers commit in
+        // position order and a reader who sees position p (max_position reads
+        // this row) also sees every event below p. A sequence would hand out
+        // positions in start order but let them commit in any order.
+        let position: i64 = tx_query_opt(
+            &tx,
+            "UPDATE stream_position SET position = position + 1 RETURNING position",
+            &[],
+            |row| get(row, 0),
+        )
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("stream_position has no row".to_owned()))?;
+        let txn = event.txn.as_ref();
+        tx_execute(
+            &tx,
+            "INSERT INTO events (position, event_id, room_id, sender, event_type, state_key, depth,
+                                 origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &position,
+                &event.event_id,
+                &event.room_id,
+                &event.sender,
+                &event.event_type,
+                &event.state_key,
+                &event.depth,
+                &event.origin_server_ts,
+                &event.pdu_json,
+                &txn.map(|t| &t.user_id),
+                &txn.map(|t| &t.device_id),
+                &txn.map(|t| &t.txn_id),
+            ],
+        )
+        .await?;
+        if let Some(state_key) = &event.state_key {
+            tx_execute(
+                &tx,
+                "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
+                     event_id = excluded.event_id, membership = excluded.membership,
+                     position = excluded.position",
+                &[
+                    &event.room_id,
+                    &event.event_type,
+                    state_key,
+                    &event.event_id,
+                    &event.membership,
+                    &position,
+                ],
+            )
+            .await?;
+        }
+        tx_execute(
+            &tx,
+            "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
+            &[&event.room_id, &event.prev_events],
+        )
+        .await?;
+        tx_execute(
+            &tx,
+            "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)",
+            &[&event.room_id, &event.event_id, &event.depth],
+        )
+        .await?;
+        if let Some(redaction) = &event.redaction {
+            tx_execute(
+                &tx,
+                "UPDATE events SET pdu_json = $2, redacted_by = $3 WHERE event_id = $1",
+                &[
+                    &redaction.target_event_id,
+                    &redaction.pruned_pdu_json,
+                    &event.event_id,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(PersistOutcome::Persisted(StreamPosition(position)))
+    }
+
+    async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>> {
+        self.query_opt(
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"),
+            &[&event_id],
+            event_from_row,
+        )
+        .await
+    }
+
+    async fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>> {
+        self.query_opt(
+            "SELECT room_id, room_version, creator FROM rooms WHERE room_id = $1",
+            &[&room_id],
+            |row| {
+                Ok(RoomRecord {
+                    room_id: get(row, 0)?,
+                    room_version: get(row, 1)?,
+                    creator: get(row, 2)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn current_state(&self, room_id: &str) -> StoreResult<Vec<StoredEvent>> {
+        self.query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN
+                     (SELECT event_id FROM current_state WHERE room_id = $1)
+                 ORDER BY position"
+            ),
+            &[&room_id],
+            event_from_row,
+        )
+        .await
+    }
+
+    async fn state_event(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> StoreResult<Option<StoredEvent>> {
+        self.query_opt(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id =
+                     (SELECT event_id FROM current_state
+                      WHERE room_id = $1 AND event_type = $2 AND state_key = $3)"
+            ),
+            &[&room_id, &event_type, &state_key],
+            event_from_row,
+        )
+        .await
+    }
+
+    async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        // COLLATE "C": byte order, as SQLite sorts, whatever the locale.
+        self.query(
+            r#"SELECT event_id, depth FROM forward_extremities WHERE room_id = $1
+               ORDER BY depth, event_id COLLATE "C""#,
+            &[&room_id],
+            |row| Ok((get(row, 0)?, get(row, 1)?)),
+        )
+        .await
+    }
+
+    async fn room_events(
+        &self,
+        room_id: &str,
+        from: StreamPosition,
+        to: Option<StreamPosition>,
+        direction: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (sql, bound) = match direction {
+            Direction::Backward => (
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND position <= $2
+                     AND position > $3 ORDER BY position DESC LIMIT $4"
+                ),
+                to.map_or(i64::MIN, |to| to.0),
+            ),
+            Direction::Forward => (
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND position > $2
+                     AND position <= $3 ORDER BY position ASC LIMIT $4"
+                ),
+                to.map_or(i64::MAX, |to| to.0),
+            ),
+        };
+        self.query(&sql, &[&room_id, &from.0, &bound, &limit], event_from_row)
+            .await
+    }
+
+    async fn max_position(&self) -> StoreResult<StreamPosition> {
+        // The counter, not MAX(events.position): it only moves on commit of
+        // the event that took it, and every lower one committed before.
+        self.query_opt("SELECT position FROM stream_position", &[], |row| {
+            get(row, 0)
+        })
+        .await?
+        .map(StreamPosition)
+        .ok_or_else(|| StoreError::Corrupt("stream_position has no row".to_owned()))
+    }
+
+    async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        self.query(
+            "SELECT room_id, state_key, membership, event_id, position FROM current_state
+             WHERE state_key = $1 AND event_type = 'm.room.member' ORDER BY position",
+            &[&user_id],
+            membership_from_row,
+        )
+        .await
+    }
+
+    async fn room_memberships(&self, room_id: &str) -> StoreResult<Vec<Membership>> {
+        self.query(
+            "SELECT room_id, state_key, membership, event_id, position FROM current_state
+             WHERE room_id = $1 AND event_type = 'm.room.member' ORDER BY position",
+            &[&room_id],
+            membership_from_row,
+        )
+        .await
+    }
+
+    async fn txn_event_id(&self, txn: &TxnKey) -> StoreResult<Option<String>> {
+        self.query_opt(
+            "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+            &[&txn.user_id, &txn.device_id, &txn.txn_id],
+            |row| get(row, 0),
+        )
+        .await
+    }
+}

@@ -1,0 +1,68 @@
+//! Applies `migrations/postgres/*.sql` in order, once each.
+
+use deadpool_postgres::{Object, Pool};
+use myelin_store::StoreResult;
+
+use crate::map_error;
+
+/// Every migration, by number; the SQLite list has the same names.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// The advisory lock key that serialises migrations ("myelin" in ASCII).
+const LOCK_KEY: i64 = 0x6d79_656c_696e;
+
+/// Applies the missing migrations while holding a session advisory lock, so
+/// processes starting at once wait for each other instead of racing on DDL.
+pub(crate) async fn apply(pool: &Pool) -> StoreResult<()> {
+    let mut client = pool.get().await.map_err(map_error)?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(map_error)?;
+    let applied = apply_locked(&mut client).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(map_error);
+    if unlocked.is_err() {
+        // A session lock lives as long as its connection: close this one
+        // rather than hand a locked session to the pool.
+        drop(Object::take(client));
+    }
+    applied?;
+    unlocked.map(drop)
+}
+
+async fn apply_locked(client: &mut Object) -> StoreResult<()> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+        .await
+        .map_err(map_error)?;
+    let applied: Vec<i64> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(map_error)?
+        .iter()
+        .map(|row| crate::get(row, 0))
+        .collect::<StoreResult<_>>()?;
+    for (version, sql) in MIGRATIONS
+        .iter()
+        .filter(|(version, _)| !applied.contains(version))
+    {
+        tracing::info!(version, "applying PostgreSQL migration");
+        // The schema change and its record commit together or not at all.
+        let tx = client.transaction().await.map_err(map_error)?;
+        tx.batch_execute(sql).await.map_err(map_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+    }
+    Ok(())
+}
