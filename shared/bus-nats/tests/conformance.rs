@@ -1,0 +1,92 @@
+//! The bus conformance suite against a real NATS server, plus the start-up
+//! behaviour of streams. Needs `MYELIN_TEST_NATS_URL`; passes as skipped
+//! without it.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream;
+use myelin_bus::BusError;
+use myelin_bus_nats::NatsBus;
+
+fn nats_url() -> Option<String> {
+    let url = std::env::var("MYELIN_TEST_NATS_URL").ok();
+    if url.is_none() {
+        println!("skipped: MYELIN_TEST_NATS_URL not set");
+    }
+    url
+}
+
+/// Unique per run and per test, so runs sharing a server never meet.
+fn unique_prefix(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!("{test}_{}_{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn nats_bus_conforms() {
+    let Some(url) = nats_url() else { return };
+    let bus = Arc::new(
+        NatsBus::connect(&url, &unique_prefix("conformance"))
+            .await
+            .expect("connect"),
+    );
+    // Run the suite in its own task so the streams are deleted even if it fails.
+    let suite = tokio::spawn({
+        let bus = bus.clone();
+        async move { myelin_bus::conformance::run_all(bus.as_ref()).await }
+    });
+    let outcome = suite.await;
+    bus.delete_streams().await.expect("delete streams");
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn connecting_twice_with_one_prefix_shares_the_streams() {
+    let Some(url) = nats_url() else { return };
+    let prefix = unique_prefix("twice");
+    let first = NatsBus::connect(&url, &prefix)
+        .await
+        .expect("first connect");
+    let second = NatsBus::connect(&url, &prefix).await;
+    first.delete_streams().await.expect("delete streams");
+    second.expect("second connect");
+}
+
+#[tokio::test]
+async fn a_stream_with_other_subjects_is_refused_and_left_alone() {
+    let Some(url) = nats_url() else { return };
+    let prefix = unique_prefix("drift");
+    let client = async_nats::connect(&url).await.expect("connect");
+    let context = jetstream::new(client);
+    let name = format!("{}_PERSISTED_EVENTS", prefix.to_uppercase());
+    let elsewhere = vec![format!("{prefix}.elsewhere.>")];
+    context
+        .create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: elsewhere.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("create drifted stream");
+
+    let refused = NatsBus::connect(&url, &prefix).await;
+    let mut stream = context.get_stream(&name).await.expect("stream kept");
+    let subjects = stream.info().await.expect("info").config.subjects.clone();
+    context.delete_stream(&name).await.expect("delete stream");
+
+    match refused {
+        Err(BusError::Unavailable(reason)) => {
+            assert!(reason.contains(&name), "{reason}");
+            assert!(reason.contains("drift"), "{reason}");
+        }
+        Err(other) => panic!("wrong error: {other:?}"),
+        Ok(_) => panic!("a drifted stream must be refused"),
+    }
+    assert_eq!(subjects, elsewhere, "never changed automatically");
+}
