@@ -1,6 +1,8 @@
 //! The Matrix error body (`errcode`, `error`, right status), and the one
 //! place where lower layers' errors become Matrix errors.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::StatusCode;
 use myelin_bus::BusError;
@@ -10,20 +12,36 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixError {
     pub status: StatusCode,
-    pub errcode: &'static str,
+    /// Empty only for a user-interactive-auth challenge, which has none.
+    pub errcode: Cow<'static, str>,
     pub error: String,
     /// Extra top-level fields (`retry_after_ms`, UIA `flows`, ...).
     pub extra: Map<String, Value>,
 }
 
 impl MatrixError {
-    pub fn new(status: StatusCode, errcode: &'static str, error: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        errcode: impl Into<Cow<'static, str>>,
+        error: impl Into<String>,
+    ) -> Self {
         MatrixError {
             status,
-            errcode,
+            errcode: errcode.into(),
             error: error.into(),
             extra: Map::new(),
         }
+    }
+
+    /// The 401 that starts (or continues) user-interactive authentication.
+    pub fn auth_required(flows: Value, session: &str, failure: Option<MatrixError>) -> Self {
+        let mut error =
+            failure.unwrap_or_else(|| MatrixError::new(StatusCode::UNAUTHORIZED, "", ""));
+        error.status = StatusCode::UNAUTHORIZED;
+        error
+            .with("flows", flows)
+            .with("params", json!({}))
+            .with("session", Value::String(session.to_owned()))
     }
 
     pub fn with(mut self, key: &str, value: Value) -> Self {
@@ -104,8 +122,13 @@ impl MatrixError {
 
     pub fn body(&self) -> Value {
         let mut body = self.extra.clone();
-        body.insert("errcode".to_owned(), Value::String(self.errcode.to_owned()));
-        body.insert("error".to_owned(), Value::String(self.error.clone()));
+        if !self.errcode.is_empty() {
+            body.insert(
+                "errcode".to_owned(),
+                Value::String(self.errcode.to_string()),
+            );
+            body.insert("error".to_owned(), Value::String(self.error.clone()));
+        }
         Value::Object(body)
     }
 

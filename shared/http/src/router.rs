@@ -190,6 +190,34 @@ impl Router {
         self
     }
 
+    /// Serves the ruma endpoint `R`, parsed by ruma, answered with JSON the
+    /// handler builds (for responses full of raw events).
+    pub fn route_json<R, F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: 'static,
+        F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, MatrixError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let typed: Handler = Arc::new(move |context, request, args| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move {
+                let (parts, body) = request.into_parts();
+                let borrowed = http::Request::from_parts(parts, &body[..]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let parsed = R::try_from_http_request(borrowed, &args)?;
+                let body = handler(context, parsed).await?;
+                Ok(json_response(StatusCode::OK, &body))
+            })
+        });
+        let paths: BTreeSet<&'static str> = R::PATH_BUILDER.all_paths().collect();
+        for template in paths {
+            self.add(R::METHOD, template, auth_of::<R>(), Arc::clone(&typed));
+        }
+        self
+    }
+
     /// Serves an endpoint that ruma does not model; the handler gets the
     /// request and the decoded path arguments and returns JSON.
     pub fn raw<F, Fut>(

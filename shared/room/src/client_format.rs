@@ -55,3 +55,30 @@ pub fn stripped_state_event(pdu_json: &str) -> Value {
     }
     Value::Object(event)
 }
+
+/// A stored event as `viewer` (user ID and device ID) sees it: with `age`,
+/// and `transaction_id` for the device that sent it.
+pub fn stored_client_event(
+    event: &myelin_store::StoredEvent,
+    viewer: Option<(&str, &str)>,
+) -> Value {
+    let mut unsigned = Map::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(event.origin_server_ts);
+    unsigned.insert(
+        "age".to_owned(),
+        json!((now - event.origin_server_ts).max(0)),
+    );
+    if let (Some(txn), Some((user_id, device_id))) = (&event.txn, viewer)
+        && txn.user_id == user_id
+        && txn.device_id == device_id
+    {
+        unsigned.insert(
+            "transaction_id".to_owned(),
+            Value::String(txn.txn_id.clone()),
+        );
+    }
+    client_event(&event.event_id, &event.room_id, &event.pdu_json, unsigned)
+}

@@ -10,6 +10,7 @@ mod auth;
 mod build;
 mod client_format;
 mod compose;
+mod filter;
 mod keys;
 mod pdu;
 mod redact;
@@ -17,8 +18,9 @@ mod versions;
 
 pub use auth::{AuthError, RoomState, auth_event_ids, authorize};
 pub use build::{BuildError, BuiltPdu, EventRef, PduInput, build_pdu, reference_hash_of};
-pub use client_format::{client_event, stripped_state_event};
+pub use client_format::{client_event, stored_client_event, stripped_state_event};
 pub use compose::{ComposeError, NewEvent, RoomHead, compose_event, event_ref};
+pub use filter::{EventFilter, SyncFilter};
 pub use keys::ServerKey;
 pub use pdu::{Pdu, PduParseError};
 pub use redact::prune_pdu;

@@ -1,0 +1,16 @@
+//! The lifecycle every Myelin binary shares: load the config, start tracing
+//! and metrics, open the store and the bus the config names, build the
+//! roles, bind listeners, serve, and drain on SIGTERM.
+//!
+//! Invariant: `anyhow` stops here; roles return typed errors. A role never
+//! knows whether it runs alone or beside the others.
+
+mod deps;
+mod observability;
+mod role;
+mod serve;
+
+pub use deps::{Deps, open_bus, open_store};
+pub use observability::init_tracing;
+pub use role::{Role, Shutdown};
+pub use serve::run_roles;

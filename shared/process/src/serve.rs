@@ -1,0 +1,140 @@
+//! Binding listeners, running roles, and draining on a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use myelin_http::{HttpMetrics, Router, ServeOptions};
+use myelin_store::DeviceStore;
+use tokio::task::JoinSet;
+
+use crate::observability::add_process_routes;
+use crate::{Deps, Role, Shutdown};
+
+/// Long-polls get this long to finish after a shutdown signal.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves the roles until SIGTERM or ctrl-c, then drains.
+pub async fn run_roles(
+    deps: &Deps,
+    roles: Vec<Arc<dyn Role>>,
+    add_routes: impl FnOnce(&mut Router),
+) -> anyhow::Result<()> {
+    let metrics = HttpMetrics::register(&deps.registry).context("cannot register metrics")?;
+    let device_store: Arc<dyn DeviceStore> = deps.store.clone();
+    let mut router = Router::new(device_store, Some(metrics));
+    for role in &roles {
+        Arc::clone(role).routes(&mut router);
+    }
+    add_routes(&mut router);
+    add_process_routes(
+        &mut router,
+        deps.registry.clone(),
+        deps.store.clone(),
+        deps.bus.clone(),
+        roles.clone(),
+    );
+    let router = Arc::new(router);
+
+    let (stop, shutdown) = Shutdown::new();
+    let mut role_tasks = JoinSet::new();
+    for role in &roles {
+        let (role, shutdown) = (Arc::clone(role), shutdown.clone());
+        role_tasks.spawn(async move {
+            let name = role.name();
+            (name, role.run(shutdown).await)
+        });
+    }
+
+    let mut servers = JoinSet::new();
+    let mut addresses = Vec::new();
+    let max_body_bytes = deps
+        .config
+        .max_request_size
+        .unwrap_or(deps.config.max_upload_bytes()) as usize;
+    for listener in &deps.config.listeners {
+        if listener.tls {
+            tracing::warn!(
+                port = listener.port,
+                "TLS listeners are not served yet; terminate TLS in the proxy"
+            );
+            continue;
+        }
+        for address in &listener.bind_addresses {
+            let bind: SocketAddr = format!("{}:{}", bracket_v6(address), listener.port)
+                .parse()
+                .with_context(|| format!("bad bind address {address}"))?;
+            let tcp = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            let local = tcp.local_addr()?;
+            tracing::info!(%local, "listening");
+            println!("Myelin listening on http://{local}");
+            addresses.push(local);
+            let options = ServeOptions {
+                x_forwarded: listener.x_forwarded,
+                max_body_bytes,
+            };
+            let mut server_shutdown = shutdown.clone();
+            servers.spawn(myelin_http::serve(
+                tcp,
+                Arc::clone(&router),
+                options,
+                async move {
+                    server_shutdown.wait().await;
+                },
+            ));
+        }
+    }
+    anyhow::ensure!(!addresses.is_empty(), "no HTTP listener is configured");
+
+    tokio::select! {
+        () = stop_signal() => tracing::info!("shutting down"),
+        Some(finished) = role_tasks.join_next() => match finished {
+            Ok((name, Err(error))) => tracing::error!(role = name, %error, "role failed; shutting down"),
+            Ok((name, Ok(()))) => tracing::error!(role = name, "role stopped; shutting down"),
+            Err(error) => tracing::error!(%error, "role panicked; shutting down"),
+        },
+    }
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        while servers.join_next().await.is_some() {}
+        while role_tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("drain grace period passed; exiting with work in flight");
+    }
+    Ok(())
+}
+
+fn bracket_v6(address: &str) -> String {
+    if address.contains(':') && !address.starts_with('[') {
+        format!("[{address}]")
+    } else {
+        address.to_owned()
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,252 @@
+//! Joining, inviting, leaving, kicking, banning; member lists.
+
+use std::sync::Arc;
+
+use myelin_http::{MatrixError, Router};
+use ruma::api::client::membership::{
+    ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+    joined_members, kick_user, leave_room, unban_user,
+};
+use serde_json::{Map, Value, json};
+
+use crate::ClientApi;
+use crate::access::membership_of;
+
+pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
+    let a = Arc::clone(api);
+    router.route_json::<join_room_by_id::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            api.join(
+                &user.user_id,
+                request.room_id.as_str(),
+                request.reason.as_deref(),
+            )
+            .await
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<join_room_by_id_or_alias::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            let target = request.room_id_or_alias.as_str();
+            let room_id = if target.starts_with('#') {
+                api.store
+                    .alias(target)
+                    .await?
+                    .ok_or_else(|| MatrixError::not_found("Room alias not found"))?
+                    .room_id
+            } else {
+                target.to_owned()
+            };
+            api.join(&user.user_id, &room_id, request.reason.as_deref())
+                .await
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<invite_user::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            let invite_user::v3::InvitationRecipient::UserId(recipient) = request.recipient else {
+                return Err(MatrixError::new(
+                    http::StatusCode::BAD_REQUEST,
+                    "M_UNKNOWN",
+                    "Third-party invites are not supported",
+                ));
+            };
+            let invitee = recipient.user_id.as_str();
+            api.require_known_local_user(invitee).await?;
+            api.set_membership(
+                request.room_id.as_str(),
+                &user.user_id,
+                invitee,
+                "invite",
+                recipient.reason.as_deref(),
+            )
+            .await?;
+            Ok(json!({}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<leave_room::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            api.require_room(request.room_id.as_str()).await?;
+            api.set_membership(
+                request.room_id.as_str(),
+                &user.user_id,
+                &user.user_id,
+                "leave",
+                request.reason.as_deref(),
+            )
+            .await?;
+            Ok(json!({}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<kick_user::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            let target = request.user_id.as_str();
+            let current = api
+                .store
+                .state_event(request.room_id.as_str(), "m.room.member", target)
+                .await?;
+            if !current.is_some_and(|event| {
+                matches!(
+                    membership_of(&event.pdu_json).as_deref(),
+                    Some("join" | "invite" | "knock")
+                )
+            }) {
+                return Err(MatrixError::forbidden("The user is not in the room"));
+            }
+            api.set_membership(
+                request.room_id.as_str(),
+                &user.user_id,
+                target,
+                "leave",
+                request.reason.as_deref(),
+            )
+            .await?;
+            Ok(json!({}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<ban_user::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            api.set_membership(
+                request.room_id.as_str(),
+                &user.user_id,
+                request.user_id.as_str(),
+                "ban",
+                request.reason.as_deref(),
+            )
+            .await?;
+            Ok(json!({}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<unban_user::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            let target = request.user_id.as_str();
+            let current = api
+                .store
+                .state_event(request.room_id.as_str(), "m.room.member", target)
+                .await?;
+            if !current
+                .is_some_and(|event| membership_of(&event.pdu_json).as_deref() == Some("ban"))
+            {
+                return Err(MatrixError::forbidden("The user is not banned"));
+            }
+            api.set_membership(
+                request.room_id.as_str(),
+                &user.user_id,
+                target,
+                "leave",
+                request.reason.as_deref(),
+            )
+            .await?;
+            Ok(json!({}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<get_member_events::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            let room_id = request.room_id.as_str();
+            api.read_access(room_id, &user.user_id).await?;
+            let wanted = request.membership.as_ref().map(|m| m.as_str().to_owned());
+            let unwanted = request
+                .not_membership
+                .as_ref()
+                .map(|m| m.as_str().to_owned());
+            let chunk: Vec<Value> = api
+                .store
+                .current_state(room_id)
+                .await?
+                .iter()
+                .filter(|event| event.event_type == "m.room.member")
+                .filter(|event| {
+                    let membership = membership_of(&event.pdu_json);
+                    wanted
+                        .as_ref()
+                        .is_none_or(|w| membership.as_ref() == Some(w))
+                        && unwanted
+                            .as_ref()
+                            .is_none_or(|u| membership.as_ref() != Some(u))
+                })
+                .map(|event| myelin_room::stored_client_event(event, None))
+                .collect();
+            Ok(json!({"chunk": chunk}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<joined_members::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            let room_id = request.room_id.as_str();
+            api.read_access(room_id, &user.user_id).await?;
+            let mut joined = Map::new();
+            for event in api.store.current_state(room_id).await?.iter().filter(|e| e.event_type == "m.room.member") {
+                let pdu: Value = serde_json::from_str(&event.pdu_json).unwrap_or_default();
+                let content = &pdu["content"];
+                if content["membership"] == "join" {
+                    let profile = json!({"display_name": content.get("displayname"), "avatar_url": content.get("avatar_url")});
+                    joined.insert(event.state_key.clone().unwrap_or_default(), profile);
+                }
+            }
+            Ok(json!({"joined": joined}))
+        }
+    });
+}
+
+impl ClientApi {
+    async fn join(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        reason: Option<&str>,
+    ) -> Result<Value, MatrixError> {
+        self.limits.joins.check(user_id)?;
+        self.require_room(room_id).await?;
+        self.set_membership(room_id, user_id, user_id, "join", reason)
+            .await?;
+        Ok(json!({"room_id": room_id}))
+    }
+
+    /// Rooms this server does not have are out of reach until federation.
+    pub(crate) async fn require_room(&self, room_id: &str) -> Result<(), MatrixError> {
+        match self.store.room(room_id).await? {
+            Some(_) => Ok(()),
+            None => Err(MatrixError::not_found(
+                "No known room with that ID on this server",
+            )),
+        }
+    }
+
+    async fn require_known_local_user(&self, user_id: &str) -> Result<(), MatrixError> {
+        let is_local = user_id
+            .rsplit_once(':')
+            .is_some_and(|(_, server)| server == self.server_name);
+        if !is_local {
+            return Err(MatrixError::forbidden(
+                "Inviting users of other servers needs federation, which is not available yet",
+            ));
+        }
+        match self.store.user(user_id).await? {
+            Some(user) if !user.deactivated => Ok(()),
+            _ => Err(MatrixError::not_found("Unknown user")),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Sending and reading room events: `/send`, `/messages`, `/event`,
+//! `/redact`, `/context`.
+
+use std::sync::Arc;
+
+use myelin_bus::messages::WireTxn;
+use myelin_http::{MatrixError, RequestContext, Router};
+use myelin_room::{EventFilter, stored_client_event};
+use myelin_store::{Direction, StoredEvent, TxnKey};
+use myelin_types::{StreamPosition, StreamToken};
+use ruma::api::client::context::get_context;
+use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::redact::redact_event;
+use ruma::api::client::room::get_room_event;
+use serde_json::{Value, json};
+
+use crate::ClientApi;
+use crate::room_writer::template;
+
+/// Most events one `/messages` page returns, whatever the client asks.
+const MAX_PAGE: usize = 1000;
+
+pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
+    let a = Arc::clone(api);
+    router.route_json::<send_message_event::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let content: Value = serde_json::from_str(request.body.json().get())
+                .map_err(|error| MatrixError::bad_json(error.to_string()))?;
+            let event_type = request.event_type.to_string();
+            let event_id = api
+                .send_with_txn(
+                    &context,
+                    request.room_id.as_str(),
+                    &event_type,
+                    content,
+                    None,
+                    request.txn_id.as_str(),
+                )
+                .await?;
+            Ok(json!({"event_id": event_id}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<redact_event::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let mut content = json!({});
+            if let Some(reason) = request.reason {
+                content["reason"] = json!(reason);
+            }
+            let target = request.event_id.as_str();
+            let event_id = api
+                .send_with_txn(
+                    &context,
+                    request.room_id.as_str(),
+                    "m.room.redaction",
+                    content,
+                    Some(target),
+                    request.txn_id.as_str(),
+                )
+                .await?;
+            Ok(json!({"event_id": event_id}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<get_message_events::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move { api.messages(context, request).await }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<get_room_event::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            let event = api
+                .visible_event(
+                    request.room_id.as_str(),
+                    request.event_id.as_str(),
+                    &user.user_id,
+                )
+                .await?;
+            Ok(stored_client_event(
+                &event,
+                Some((&user.user_id, &user.device_id)),
+            ))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<get_context::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move { api.context(context, request).await }
+    });
+}
+
+fn parse_token(token: &str) -> Result<StreamPosition, MatrixError> {
+    token
+        .parse::<StreamToken>()
+        .map(|token| token.events)
+        .map_err(|_| MatrixError::invalid_param(format!("Invalid pagination token {token:?}")))
+}
+
+impl ClientApi {
+    /// Sends once per device and transaction ID: a retry gets the first event ID.
+    async fn send_with_txn(
+        &self,
+        context: &RequestContext,
+        room_id: &str,
+        event_type: &str,
+        content: Value,
+        redacts: Option<&str>,
+        txn_id: &str,
+    ) -> Result<String, MatrixError> {
+        let user = context.user()?;
+        if !content.is_object() {
+            return Err(MatrixError::bad_json("Event content must be an object"));
+        }
+        let key = TxnKey {
+            user_id: user.user_id.clone(),
+            device_id: user.device_id.clone(),
+            txn_id: txn_id.to_owned(),
+        };
+        if let Some(event_id) = self.store.txn_event_id(&key).await? {
+            return Ok(event_id);
+        }
+        self.limits.message.check(&user.user_id)?;
+        let mut event = template(event_type, None, content);
+        event.redacts = redacts.map(str::to_owned);
+        let txn = WireTxn {
+            device_id: user.device_id.clone(),
+            txn_id: txn_id.to_owned(),
+        };
+        Ok(self
+            .send_event(room_id, &user.user_id, event, Some(txn))
+            .await?
+            .event_id)
+    }
+
+    /// An event of the room that the user may see.
+    async fn visible_event(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        user_id: &str,
+    ) -> Result<StoredEvent, MatrixError> {
+        let access = self.read_access(room_id, user_id).await?;
+        let event = self
+            .store
+            .event(event_id)
+            .await?
+            .filter(|event| event.room_id == room_id)
+            .filter(|event| access.limit().is_none_or(|limit| event.position <= limit))
+            .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+        Ok(event)
+    }
+
+    async fn messages(
+        &self,
+        context: RequestContext,
+        request: get_message_events::v3::Request,
+    ) -> Result<Value, MatrixError> {
+        let user = context.user()?;
+        let room_id = request.room_id.as_str();
+        let access = self.read_access(room_id, &user.user_id).await?;
+        let filter =
+            EventFilter::from_json(&serde_json::to_value(&request.filter).unwrap_or_default());
+        let limit = (u64::from(request.limit) as usize).clamp(1, MAX_PAGE);
+        let backward = request.dir == ruma::api::Direction::Backward;
+        let from = match &request.from {
+            Some(token) => parse_token(token)?,
+            None if backward => self.store.max_position().await?,
+            None => StreamPosition::ZERO,
+        };
+        let to = request.to.as_deref().map(parse_token).transpose()?;
+        // A former member reads nothing after the end of their membership.
+        let (from, to) = match (access.limit(), backward) {
+            (Some(limit), true) => (from.min(limit), to),
+            (Some(limit), false) => (from, Some(to.map_or(limit, |to| to.min(limit)))),
+            (None, _) => (from, to),
+        };
+        let direction = if backward {
+            Direction::Backward
+        } else {
+            Direction::Forward
+        };
+        let events = self
+            .store
+            .room_events(room_id, from, to, direction, limit)
+            .await?;
+        let end = match (events.last(), events.len() == limit) {
+            (Some(last), true) => Some(if backward {
+                last.position.before()
+            } else {
+                last.position
+            }),
+            _ => None,
+        };
+        let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
+        let chunk: Vec<Value> = events
+            .iter()
+            .filter(|event| filter.allows(&event.event_type, &event.sender))
+            .map(|event| stored_client_event(event, viewer))
+            .collect();
+        let mut body = json!({"start": StreamToken::at(from).to_string(), "chunk": chunk});
+        if let Some(end) = end {
+            body["end"] = json!(StreamToken::at(end).to_string());
+        }
+        Ok(body)
+    }
+
+    async fn context(
+        &self,
+        context: RequestContext,
+        request: get_context::v3::Request,
+    ) -> Result<Value, MatrixError> {
+        let user = context.user()?;
+        let room_id = request.room_id.as_str();
+        let event = self
+            .visible_event(room_id, request.event_id.as_str(), &user.user_id)
+            .await?;
+        let access = self.read_access(room_id, &user.user_id).await?;
+        let limit = (u64::from(request.limit) as usize).min(MAX_PAGE);
+        let before_count = limit / 2;
+        let after_count = limit - before_count;
+        let before = self
+            .store
+            .room_events(
+                room_id,
+                event.position.before(),
+                None,
+                Direction::Backward,
+                before_count,
+            )
+            .await?;
+        let after = self
+            .store
+            .room_events(
+                room_id,
+                event.position,
+                access.limit(),
+                Direction::Forward,
+                after_count,
+            )
+            .await?;
+        let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
+        let start = before
+            .last()
+            .map_or(event.position.before(), |first| first.position.before());
+        let end = after.last().map_or(event.position, |last| last.position);
+        let state: Vec<Value> = self
+            .store
+            .current_state(room_id)
+            .await?
+            .iter()
+            .map(|state| stored_client_event(state, viewer))
+            .collect();
+        Ok(json!({
+            "event": stored_client_event(&event, viewer),
+            "events_before": before.iter().map(|e| stored_client_event(e, viewer)).collect::<Vec<_>>(),
+            "events_after": after.iter().map(|e| stored_client_event(e, viewer)).collect::<Vec<_>>(),
+            "start": StreamToken::at(start).to_string(),
+            "end": StreamToken::at(end).to_string(),
+            "state": state,
+        }))
+    }
+}

@@ -1,0 +1,95 @@
+//! The cached head of each room this writer has touched: version, current
+//! state, forward extremities and depth.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use myelin_bus::messages::RoomInputRefused;
+use myelin_room::{EventRef, Pdu, RoomState, RoomVersion, event_ref};
+use myelin_store::EventStore;
+
+use crate::input::{refused, unavailable};
+
+pub struct CachedHead {
+    pub version: RoomVersion,
+    pub room_id: String,
+    pub state: RoomState,
+    pub extremities: Vec<EventRef>,
+    pub max_depth: i64,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<CachedHead>>>;
+
+/// One async lock per room: requests of a room run one at a time.
+#[derive(Default)]
+pub struct RoomHeads {
+    rooms: Mutex<HashMap<String, Slot>>,
+}
+
+impl RoomHeads {
+    pub(crate) fn slot(&self, room_id: &str) -> Slot {
+        let mut rooms = self
+            .rooms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(rooms.entry(room_id.to_owned()).or_default())
+    }
+}
+
+/// Reads a room's head from the store.
+pub(crate) async fn load_head(
+    event_store: &dyn EventStore,
+    room_id: &str,
+) -> Result<CachedHead, RoomInputRefused> {
+    let room = event_store
+        .room(room_id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| refused(404, "M_NOT_FOUND", "Unknown room"))?;
+    let version = RoomVersion::stable(&room.room_version).ok_or_else(|| {
+        refused(
+            400,
+            "M_UNSUPPORTED_ROOM_VERSION",
+            "Unsupported room version",
+        )
+    })?;
+    let mut state = RoomState::new();
+    for stored in event_store
+        .current_state(room_id)
+        .await
+        .map_err(unavailable)?
+    {
+        let mut pdu = Pdu::from_json(&stored.event_id, &stored.pdu_json).map_err(|error| {
+            refused(
+                500,
+                "M_UNKNOWN",
+                &format!("stored state is damaged: {error}"),
+            )
+        })?;
+        pdu.reference_hash = event_ref(&version, &stored.event_id, &stored.pdu_json).reference_hash;
+        let key = (
+            stored.event_type.clone(),
+            stored.state_key.clone().unwrap_or_default(),
+        );
+        state.insert(key, Arc::new(pdu));
+    }
+    let mut extremities = Vec::new();
+    let mut max_depth = 0;
+    for (event_id, depth) in event_store
+        .forward_extremities(room_id)
+        .await
+        .map_err(unavailable)?
+    {
+        let stored = event_store.event(&event_id).await.map_err(unavailable)?;
+        let json = stored.map(|event| event.pdu_json).unwrap_or_default();
+        extremities.push(event_ref(&version, &event_id, &json));
+        max_depth = max_depth.max(depth);
+    }
+    Ok(CachedHead {
+        version,
+        room_id: room_id.to_owned(),
+        state,
+        extremities,
+        max_depth,
+    })
+}

@@ -1,0 +1,127 @@
+//! Answering room input requests from the bus.
+
+use myelin_bus::Request;
+use myelin_bus::messages::{
+    self, CreateRoom, RoomInput, RoomInputDone, RoomInputRefused, RoomInputReply, RoomInputRequest,
+    SendEvent, WIRE_VERSION,
+};
+use myelin_room::RoomVersion;
+use myelin_store::{StoreError, TxnKey};
+
+use crate::EventPersister;
+use crate::head::{CachedHead, load_head};
+
+pub(crate) fn refused(status: u16, errcode: &str, error: &str) -> RoomInputRefused {
+    RoomInputRefused {
+        status,
+        errcode: errcode.to_owned(),
+        error: error.to_owned(),
+    }
+}
+
+pub(crate) fn unavailable(error: StoreError) -> RoomInputRefused {
+    tracing::warn!(%error, "store error while writing a room");
+    refused(
+        503,
+        "M_UNKNOWN",
+        "The database is unavailable; try again later",
+    )
+}
+
+impl EventPersister {
+    pub(crate) async fn answer(&self, request: Request) {
+        let outcome = match messages::decode::<RoomInputRequest>(&request.message.payload) {
+            Ok(input) => match input.input {
+                RoomInput::Send(send) => self.send(send).await,
+                RoomInput::CreateRoom(create) => self.create_room(create).await,
+            },
+            Err(error) => Err(refused(
+                400,
+                "M_BAD_JSON",
+                &format!("unreadable room input: {error}"),
+            )),
+        };
+        let reply = RoomInputReply {
+            v: WIRE_VERSION,
+            outcome,
+        };
+        if let Err(error) = request.respond(messages::encode(&reply)).await {
+            tracing::warn!(%error, "could not answer a room input request");
+        }
+    }
+
+    async fn send(&self, send: SendEvent) -> Result<RoomInputDone, RoomInputRefused> {
+        let txn = send.txn.map(|txn| TxnKey {
+            user_id: send.sender.clone(),
+            device_id: txn.device_id,
+            txn_id: txn.txn_id,
+        });
+        if let Some(txn) = &txn
+            && let Some(event_id) = self
+                .event_store
+                .txn_event_id(txn)
+                .await
+                .map_err(unavailable)?
+        {
+            return Ok(RoomInputDone {
+                room_id: send.room_id,
+                event_id,
+                position: None,
+            });
+        }
+        let slot = self.heads.slot(&send.room_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            *guard = Some(load_head(self.event_store.as_ref(), &send.room_id).await?);
+        }
+        let Some(head) = guard.as_mut() else {
+            return Err(refused(500, "M_UNKNOWN", "room head missing"));
+        };
+        let result = self
+            .write_event(head, &send.sender, send.template, txn)
+            .await;
+        if result.is_err() {
+            // The store may or may not have the event; trust only the store next time.
+            *guard = None;
+        }
+        result
+    }
+
+    async fn create_room(&self, create: CreateRoom) -> Result<RoomInputDone, RoomInputRefused> {
+        let version = RoomVersion::stable(&create.room_version).ok_or_else(|| {
+            refused(
+                400,
+                "M_UNSUPPORTED_ROOM_VERSION",
+                "This server does not support that room version",
+            )
+        })?;
+        let mut templates = create.events.into_iter();
+        let first = templates
+            .next()
+            .ok_or_else(|| refused(400, "M_BAD_JSON", "no create event"))?;
+        let mut head = CachedHead {
+            room_id: create.room_id.clone().unwrap_or_default(),
+            version,
+            state: Default::default(),
+            extremities: Vec::new(),
+            max_depth: 0,
+        };
+        let slot = create
+            .room_id
+            .as_deref()
+            .map(|room_id| self.heads.slot(room_id));
+        let _guard = match &slot {
+            Some(slot) => Some(slot.lock().await),
+            None => None,
+        };
+        let mut done = self
+            .write_event(&mut head, &create.creator, first, None)
+            .await?;
+        for template in templates {
+            done = self
+                .write_event(&mut head, &create.creator, template, None)
+                .await?;
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,6 @@
+fn main() -> std::process::ExitCode {
+    eprintln!(
+        "myelin-event-persister runs as a role of `myelin run` until split workers are wired up"
+    );
+    std::process::ExitCode::from(64)
+}

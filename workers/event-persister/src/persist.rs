@@ -1,0 +1,213 @@
+//! Writing one event: compose, authorize, persist, announce.
+
+use std::sync::Arc;
+
+use myelin_bus::messages::{
+    self, EventTemplate, PersistedEvent, RoomInputDone, RoomInputRefused, WIRE_VERSION,
+};
+use myelin_bus::subjects;
+use myelin_room::{ComposeError, NewEvent, RoomHead, compose_event, event_ref, prune_pdu};
+use myelin_store::{PersistEvent, PersistOutcome, Redaction, TxnKey};
+use myelin_types::Partition;
+use serde_json::Value;
+
+use crate::EventPersister;
+use crate::head::CachedHead;
+use crate::input::{refused, unavailable};
+
+fn compose_refusal(error: ComposeError) -> RoomInputRefused {
+    match error {
+        ComposeError::Auth(myelin_room::AuthError::Forbidden(why)) => {
+            refused(403, "M_FORBIDDEN", &why)
+        }
+        ComposeError::Auth(myelin_room::AuthError::Invalid(why)) => {
+            refused(400, "M_BAD_JSON", &why)
+        }
+        ComposeError::Build(myelin_room::BuildError::TooLarge) => {
+            refused(413, "M_TOO_LARGE", "Event is larger than 65536 bytes")
+        }
+        ComposeError::Build(other) => refused(400, "M_BAD_JSON", &other.to_string()),
+    }
+}
+
+impl EventPersister {
+    /// Writes one event on top of `head` and moves `head` forward.
+    pub(crate) async fn write_event(
+        &self,
+        head: &mut CachedHead,
+        sender: &str,
+        template: EventTemplate,
+        txn: Option<TxnKey>,
+    ) -> Result<RoomInputDone, RoomInputRefused> {
+        let room_id = (!head.room_id.is_empty()).then_some(head.room_id.as_str());
+        let redaction = match &template.redacts {
+            Some(target) => Some(self.redaction_of(head, sender, target).await?),
+            None => None,
+        };
+        let built = compose_event(
+            &self.server_key,
+            &RoomHead {
+                version: &head.version,
+                room_id,
+                state: &head.state,
+                extremities: &head.extremities,
+                max_depth: head.max_depth,
+            },
+            NewEvent {
+                sender,
+                event_type: &template.event_type,
+                state_key: template.state_key.as_deref(),
+                content: template.content.clone(),
+                redacts: template.redacts.as_deref(),
+                origin_server_ts: myelin_types::now_millis(),
+            },
+        )
+        .map_err(compose_refusal)?;
+
+        let membership = (template.event_type == "m.room.member")
+            .then(|| {
+                template
+                    .content
+                    .get("membership")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .flatten();
+        let outcome = self
+            .event_store
+            .persist_event(PersistEvent {
+                event_id: built.event_id.clone(),
+                room_id: built.room_id.clone(),
+                sender: sender.to_owned(),
+                event_type: template.event_type.clone(),
+                state_key: template.state_key.clone(),
+                depth: head.max_depth + 1,
+                origin_server_ts: built.pdu.origin_server_ts.get().into(),
+                pdu_json: built.json.clone(),
+                prev_events: head
+                    .extremities
+                    .iter()
+                    .map(|r| r.event_id.clone())
+                    .collect(),
+                membership: membership.clone(),
+                txn,
+                redaction,
+                new_room_version: (template.event_type == "m.room.create")
+                    .then(|| head.version.id.as_str().to_owned()),
+            })
+            .await
+            .map_err(unavailable)?;
+        let position = match outcome {
+            PersistOutcome::Persisted(position) => position,
+            PersistOutcome::DuplicateTxn { event_id } => {
+                return Ok(RoomInputDone {
+                    room_id: built.room_id,
+                    event_id,
+                    position: None,
+                });
+            }
+        };
+
+        head.room_id = built.room_id.clone();
+        head.max_depth += 1;
+        head.extremities = vec![event_ref(&head.version, &built.event_id, &built.json)];
+        if let Some(state_key) = &template.state_key {
+            let mut pdu = built.pdu.clone();
+            pdu.reference_hash = head.extremities[0].reference_hash.clone();
+            head.state.insert(
+                (template.event_type.clone(), state_key.clone()),
+                Arc::new(pdu),
+            );
+        }
+
+        let announcement = PersistedEvent {
+            v: WIRE_VERSION,
+            room_id: built.room_id.clone(),
+            event_id: built.event_id.clone(),
+            position,
+            sender: sender.to_owned(),
+            event_type: template.event_type,
+            state_key: template.state_key,
+            membership,
+        };
+        let subject = subjects::persisted_event(Partition::of_room(&built.room_id));
+        if let Err(error) = self
+            .bus
+            .publish(&subject, messages::encode(&announcement))
+            .await
+        {
+            // The event is stored; readers find it in the store on their next poll.
+            tracing::warn!(%error, event_id = %built.event_id, "could not announce a persisted event");
+        }
+        Ok(RoomInputDone {
+            room_id: built.room_id,
+            event_id: built.event_id,
+            position: Some(position),
+        })
+    }
+
+    /// Checks that `sender` may redact `target` and prunes the target.
+    async fn redaction_of(
+        &self,
+        head: &CachedHead,
+        sender: &str,
+        target: &str,
+    ) -> Result<Redaction, RoomInputRefused> {
+        let stored = self
+            .event_store
+            .event(target)
+            .await
+            .map_err(unavailable)?
+            .filter(|event| event.room_id == head.room_id)
+            .ok_or_else(|| refused(404, "M_NOT_FOUND", "Event to redact not found in this room"))?;
+        if stored.sender != sender && power_of(head, sender) < redact_level(head) {
+            return Err(refused(
+                403,
+                "M_FORBIDDEN",
+                "You may not redact other users' events",
+            ));
+        }
+        let pruned_pdu_json = prune_pdu(&head.version, &stored.pdu_json)
+            .map_err(|error| refused(500, "M_UNKNOWN", &format!("cannot redact: {error}")))?;
+        Ok(Redaction {
+            target_event_id: target.to_owned(),
+            pruned_pdu_json,
+        })
+    }
+}
+
+fn power_levels(head: &CachedHead) -> Option<Value> {
+    let pdu = head
+        .state
+        .get(&("m.room.power_levels".to_owned(), String::new()))?;
+    serde_json::from_str(pdu.content.get()).ok()
+}
+
+fn as_level(value: Option<&Value>) -> Option<i64> {
+    value.and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
+}
+
+/// The sender's power level; creators rank above everyone from v12.
+fn power_of(head: &CachedHead, sender: &str) -> i64 {
+    let creator = head
+        .state
+        .get(&("m.room.create".to_owned(), String::new()))
+        .map(|create| create.sender.as_str() == sender)
+        .unwrap_or(false);
+    if creator && head.version.privileges_creators() {
+        return i64::MAX;
+    }
+    match power_levels(head) {
+        Some(levels) => as_level(levels.get("users").and_then(|users| users.get(sender)))
+            .or_else(|| as_level(levels.get("users_default")))
+            .unwrap_or(0),
+        None if creator => 100,
+        None => 0,
+    }
+}
+
+fn redact_level(head: &CachedHead) -> i64 {
+    power_levels(head)
+        .and_then(|levels| as_level(levels.get("redact")))
+        .unwrap_or(50)
+}

@@ -1,0 +1,285 @@
+//! `GET /_matrix/client/v3/sync`: initial and incremental sync, long-polling
+//! until something relevant is persisted or the timeout passes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use myelin_http::{MatrixError, RequestContext, Router};
+use myelin_room::{SyncFilter, stored_client_event, stripped_state_event};
+use myelin_store::{Direction, Membership, StoredEvent, TokenOwner};
+use myelin_types::{StreamPosition, StreamToken};
+use ruma::api::client::sync::sync_events;
+use serde_json::{Map, Value, json};
+
+use crate::Synchrotron;
+
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+/// Longest long-poll we hold, whatever the client asks.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// State types shown with an invite (stripped state).
+const INVITE_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.encryption",
+];
+
+pub(crate) fn routes(sync: &Arc<Synchrotron>, router: &mut Router) {
+    let sync = Arc::clone(sync);
+    router.route_json::<sync_events::v3::Request, _, _>(move |context, request| {
+        let sync = Arc::clone(&sync);
+        async move { sync.sync(context, request).await }
+    });
+}
+
+/// One sync request's parameters.
+struct SyncParams {
+    since: Option<StreamPosition>,
+    filter: SyncFilter,
+    full_state: bool,
+}
+
+impl Synchrotron {
+    async fn sync(
+        &self,
+        context: RequestContext,
+        request: sync_events::v3::Request,
+    ) -> Result<Value, MatrixError> {
+        let user = context.user()?.clone();
+        let since = match &request.since {
+            Some(token) => Some(
+                token
+                    .parse::<StreamToken>()
+                    .map_err(|_| MatrixError::invalid_param("Invalid since token"))?
+                    .events,
+            ),
+            None => None,
+        };
+        let filter = self.filter(&user.user_id, request.filter.as_ref()).await?;
+        let params = SyncParams {
+            since,
+            filter,
+            full_state: request.full_state,
+        };
+        let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let signal = self.waiters.signal(&user.user_id);
+        loop {
+            // Register for wake-ups before reading, so an event persisted
+            // while we read still wakes us.
+            let woken = signal.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let (response, has_news) = self.build(&user, &params).await?;
+            if has_news
+                || params.since.is_none()
+                || params.full_state
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(response);
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                let (response, _) = self.build(&user, &params).await?;
+                return Ok(response);
+            }
+        }
+    }
+
+    async fn filter(
+        &self,
+        user_id: &str,
+        filter: Option<&sync_events::v3::Filter>,
+    ) -> Result<SyncFilter, MatrixError> {
+        let definition = match filter {
+            None => return Ok(SyncFilter::default()),
+            Some(sync_events::v3::Filter::FilterDefinition(definition)) => {
+                serde_json::to_value(definition)
+                    .map_err(|error| MatrixError::bad_json(error.to_string()))?
+            }
+            Some(sync_events::v3::Filter::FilterId(filter_id)) => {
+                let stored = self
+                    .store
+                    .filter(user_id, filter_id)
+                    .await?
+                    .ok_or_else(|| MatrixError::invalid_param("No such filter"))?;
+                serde_json::from_str(&stored)
+                    .map_err(|error| MatrixError::internal(error.to_string()))?
+            }
+            Some(_) => return Ok(SyncFilter::default()),
+        };
+        Ok(SyncFilter::from_json(&definition))
+    }
+
+    /// The sync response up to the highest visible position, and whether it
+    /// holds anything new for an incremental sync.
+    async fn build(
+        &self,
+        user: &TokenOwner,
+        params: &SyncParams,
+    ) -> Result<(Value, bool), MatrixError> {
+        let upto = self.store.max_position().await?;
+        let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
+        for membership in self.store.memberships_of_user(&user.user_id).await? {
+            if !params.filter.rooms.allows_room(&membership.room_id) {
+                continue;
+            }
+            let changed_since = params.since.is_none_or(|since| membership.position > since);
+            match membership.membership.as_str() {
+                "join" => {
+                    if let Some(room) = self.joined_room(user, &membership, params, upto).await? {
+                        join.insert(membership.room_id.clone(), room);
+                    }
+                }
+                "invite" if changed_since => {
+                    invite.insert(
+                        membership.room_id.clone(),
+                        self.invited_room(&membership).await?,
+                    );
+                }
+                "leave" | "ban"
+                    if changed_since && (params.since.is_some() || params.filter.include_leave) =>
+                {
+                    leave.insert(
+                        membership.room_id.clone(),
+                        self.left_room(user, &membership, params).await?,
+                    );
+                }
+                _ => {}
+            }
+        }
+        let has_news = !(join.is_empty() && invite.is_empty() && leave.is_empty());
+        let response = json!({
+            "next_batch": StreamToken::at(upto).to_string(),
+            "rooms": {"join": join, "invite": invite, "leave": leave},
+            "account_data": {"events": []},
+            "presence": {"events": []},
+            "to_device": {"events": []},
+        });
+        Ok((response, has_news))
+    }
+
+    async fn joined_room(
+        &self,
+        user: &TokenOwner,
+        membership: &Membership,
+        params: &SyncParams,
+        upto: StreamPosition,
+    ) -> Result<Option<Value>, MatrixError> {
+        let room_id = &membership.room_id;
+        let limit = params
+            .filter
+            .timeline
+            .limit
+            .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+            .max(1);
+        let newly_joined = params.since.is_none_or(|since| membership.position > since);
+        let lower = if newly_joined { None } else { params.since };
+        // One more than the limit tells whether the timeline was cut.
+        let mut recent = self
+            .store
+            .room_events(room_id, upto, lower, Direction::Backward, limit + 1)
+            .await?;
+        let limited = recent.len() > limit;
+        recent.truncate(limit);
+        recent.reverse();
+        if recent.is_empty() && !newly_joined && !params.full_state {
+            return Ok(None);
+        }
+        let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
+        let in_timeline: HashSet<&str> =
+            recent.iter().map(|event| event.event_id.as_str()).collect();
+        let include_state = newly_joined || params.full_state || limited;
+        let state: Vec<Value> = if include_state {
+            self.store
+                .current_state(room_id)
+                .await?
+                .iter()
+                .filter(|event| !in_timeline.contains(event.event_id.as_str()))
+                .filter(|event| {
+                    newly_joined
+                        || params.full_state
+                        || params.since.is_none_or(|since| event.position > since)
+                })
+                .filter(|event| params.filter.state.allows(&event.event_type, &event.sender))
+                .map(|event| stored_client_event(event, viewer))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let prev_batch = recent.first().map_or(upto, |first| first.position.before());
+        let timeline: Vec<Value> = recent
+            .iter()
+            .filter(|event| {
+                params
+                    .filter
+                    .timeline
+                    .allows(&event.event_type, &event.sender)
+            })
+            .map(|event| stored_client_event(event, viewer))
+            .collect();
+        Ok(Some(json!({
+            "timeline": {"events": timeline, "limited": limited, "prev_batch": StreamToken::at(prev_batch).to_string()},
+            "state": {"events": state},
+            "account_data": {"events": []},
+            "ephemeral": {"events": []},
+        })))
+    }
+
+    async fn invited_room(&self, membership: &Membership) -> Result<Value, MatrixError> {
+        let state = self.store.current_state(&membership.room_id).await?;
+        let mut stripped: Vec<Value> = state
+            .iter()
+            .filter(|event| INVITE_STATE_TYPES.contains(&event.event_type.as_str()))
+            .map(|event| stripped_state_event(&event.pdu_json))
+            .collect();
+        if let Some(invite) = state
+            .iter()
+            .find(|event| event.event_id == membership.event_id)
+        {
+            stripped.push(stripped_state_event(&invite.pdu_json));
+        }
+        Ok(json!({"invite_state": {"events": stripped}}))
+    }
+
+    async fn left_room(
+        &self,
+        user: &TokenOwner,
+        membership: &Membership,
+        params: &SyncParams,
+    ) -> Result<Value, MatrixError> {
+        let limit = params
+            .filter
+            .timeline
+            .limit
+            .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+            .max(1);
+        let mut recent: Vec<StoredEvent> = self
+            .store
+            .room_events(
+                &membership.room_id,
+                membership.position,
+                params.since,
+                Direction::Backward,
+                limit + 1,
+            )
+            .await?;
+        let limited = recent.len() > limit;
+        recent.truncate(limit);
+        recent.reverse();
+        let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
+        let prev_batch = recent
+            .first()
+            .map_or(membership.position, |first| first.position.before());
+        Ok(json!({
+            "timeline": {
+                "events": recent.iter().map(|event| stored_client_event(event, viewer)).collect::<Vec<_>>(),
+                "limited": limited,
+                "prev_batch": StreamToken::at(prev_batch).to_string(),
+            },
+            "state": {"events": []},
+        }))
+    }
+}
