@@ -42,7 +42,7 @@ mod tests {
     #[test]
     fn shallow_passes_deep_fails_strings_ignored() {
         assert!(check_json_depth(br#"{"a":[1,{"b":2}]}"#).is_ok());
-        assert!(check_json_depth(&vec![b'['; 65]).is_err());
+        assert!(check_json_depth(&[b'['; 65]).is_err());
         let quoted = format!(r#"{{"a":"{}"}}"#, "[".repeat(100));
         assert!(check_json_depth(quoted.as_bytes()).is_ok());
     }

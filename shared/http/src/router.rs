@@ -9,6 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::{Method, StatusCode};
 use myelin_store::{DeviceStore, TokenOwner};
@@ -178,7 +181,7 @@ impl Router {
                 let (parts, body) = request.into_parts();
                 let borrowed = http::Request::from_parts(parts, &body[..]);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let parsed = R::try_from_http_request(borrowed, &args)?;
+                let parsed = parse_request::<R>(borrowed, &args)?;
                 let response = handler(context, parsed).await?;
                 into_http_response(response)
             })
@@ -206,7 +209,7 @@ impl Router {
                 let (parts, body) = request.into_parts();
                 let borrowed = http::Request::from_parts(parts, &body[..]);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let parsed = R::try_from_http_request(borrowed, &args)?;
+                let parsed = parse_request::<R>(borrowed, &args)?;
                 let body = handler(context, parsed).await?;
                 Ok(json_response(StatusCode::OK, &body))
             })
@@ -327,9 +330,17 @@ impl Router {
         });
         let response = match self.authenticate(&mut context, &request, route.auth).await {
             Ok(()) => match check_body(&request) {
-                Ok(()) => match (route.handler)(context, request, args).await {
-                    Ok(response) => response,
-                    Err(error) => error.into_response(),
+                Ok(()) => match AssertUnwindSafe((route.handler)(context, request, args))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(error)) => error.into_response(),
+                    Err(_) => {
+                        tracing::error!(route = route.template, "handler panicked");
+                        MatrixError::internal("The server hit a bug handling this request")
+                            .into_response()
+                    }
                 },
                 Err(error) => error.into_response(),
             },
@@ -369,6 +380,22 @@ impl Router {
         context.user = Some(owner);
         context.access_token = Some(token);
         Ok(())
+    }
+}
+
+/// Parses with ruma; a panic inside a parser (some ruma types index maps
+/// without checking) becomes a Matrix error instead of a dropped connection.
+fn parse_request<R: IncomingRequest>(
+    request: http::Request<&[u8]>,
+    args: &[&str],
+) -> Result<R, MatrixError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        R::try_from_http_request(request, args)
+    })) {
+        Ok(parsed) => Ok(parsed?),
+        Err(_) => Err(MatrixError::bad_json(
+            "The request body could not be parsed",
+        )),
     }
 }
 

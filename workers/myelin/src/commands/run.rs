@@ -51,7 +51,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ];
         let config = Arc::clone(&deps.config);
         myelin_process::run_roles(&deps, roles, |router| {
-            myelin_gateway::edge::add_edge_routes(router, &config)
+            myelin_gateway::edge::add_edge_routes(router, &config);
         })
         .await
     })?;
