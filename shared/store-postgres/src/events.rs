@@ -145,6 +145,16 @@ impl EventStore for PostgresStore {
             )
             .await?;
         }
+        if event.membership.as_deref() == Some("join")
+            && let Some(user_id) = &event.state_key
+        {
+            tx_execute(
+                &tx,
+                "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2",
+                &[user_id, &event.room_id],
+            )
+            .await?;
+        }
         tx_execute(
             &tx,
             "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
@@ -282,11 +292,33 @@ impl EventStore for PostgresStore {
     async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
         self.query(
             "SELECT room_id, state_key, membership, event_id, position FROM current_state
-             WHERE state_key = $1 AND event_type = 'm.room.member' ORDER BY position",
+             WHERE state_key = $1 AND event_type = 'm.room.member'
+             AND room_id NOT IN (SELECT room_id FROM forgotten_rooms WHERE user_id = $1)
+             ORDER BY position",
             &[&user_id],
             membership_from_row,
         )
         .await
+    }
+
+    async fn forget_room(&self, user_id: &str, room_id: &str) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO forgotten_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&user_id, &room_id],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn room_forgotten(&self, user_id: &str, room_id: &str) -> StoreResult<bool> {
+        let rows = self
+            .query(
+                "SELECT 1 FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2",
+                &[&user_id, &room_id],
+                |_| Ok(()),
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     async fn room_memberships(&self, room_id: &str) -> StoreResult<Vec<Membership>> {

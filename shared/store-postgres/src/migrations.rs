@@ -6,10 +6,16 @@ use myelin_store::StoreResult;
 use crate::map_error;
 
 /// Every migration, by number; the SQLite list has the same names.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_forgotten_rooms.sql"),
+    ),
+];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).
 const LOCK_KEY: i64 = 0x6d79_656c_696e;

@@ -107,6 +107,15 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
         )
         .map_err(map_error)?;
     }
+    if event.membership.as_deref() == Some("join")
+        && let Some(user_id) = &event.state_key
+    {
+        tx.execute(
+            "DELETE FROM forgotten_rooms WHERE user_id = ?1 AND room_id = ?2",
+            [user_id, &event.room_id],
+        )
+        .map_err(map_error)?;
+    }
     for prev in &event.prev_events {
         tx.execute(
             "DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2",
@@ -273,7 +282,9 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT room_id, state_key, membership, event_id, position FROM current_state
-                 WHERE state_key = ?1 AND event_type = 'm.room.member' ORDER BY position",
+                 WHERE state_key = ?1 AND event_type = 'm.room.member'
+                 AND room_id NOT IN (SELECT room_id FROM forgotten_rooms WHERE user_id = ?1)
+                 ORDER BY position",
             )?;
             let rows = statement.query_map([user_id], membership_from_row)?;
             rows.collect()
@@ -290,6 +301,33 @@ impl EventStore for SqliteStore {
             )?;
             let rows = statement.query_map([room_id], membership_from_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn forget_room(&self, user_id: &str, room_id: &str) -> StoreResult<()> {
+        let keys = [user_id.to_owned(), room_id.to_owned()];
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO forgotten_rooms (user_id, room_id) VALUES (?1, ?2)",
+                keys,
+            )
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn room_forgotten(&self, user_id: &str, room_id: &str) -> StoreResult<bool> {
+        let keys = [user_id.to_owned(), room_id.to_owned()];
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT 1 FROM forgotten_rooms WHERE user_id = ?1 AND room_id = ?2",
+                keys,
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|row| row.is_some())
         })
         .await
     }

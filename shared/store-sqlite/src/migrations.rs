@@ -6,10 +6,16 @@ use rusqlite::Connection;
 use crate::map_error;
 
 /// Every migration, by number; the PostgreSQL list has the same names.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_forgotten_rooms.sql"),
+    ),
+];
 
 /// Applies the missing migrations inside one exclusive transaction, so two
 /// processes starting at once do not both apply them.

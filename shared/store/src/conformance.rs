@@ -25,4 +25,5 @@ pub async fn run_all(store: &dyn Store) {
     events::state_and_memberships_follow_latest(store).await;
     events::same_txn_id_returns_same_event(store).await;
     events::redaction_prunes_target(store).await;
+    events::forgotten_rooms_hide_until_rejoined(store).await;
 }

@@ -132,8 +132,15 @@ pub trait EventStore: Send + Sync {
     /// The highest position whose event is visible.
     async fn max_position(&self) -> StoreResult<StreamPosition>;
 
-    /// The user's current membership in every room they have one in.
+    /// The user's current membership in every room they have one in and
+    /// have not forgotten.
     async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
+
+    /// Hides the room from the user's memberships and history until their
+    /// next join, which clears it (the caller checks they have left).
+    async fn forget_room(&self, user_id: &str, room_id: &str) -> StoreResult<()>;
+
+    async fn room_forgotten(&self, user_id: &str, room_id: &str) -> StoreResult<bool>;
 
     /// The current membership of every user the room has one for.
     async fn room_memberships(&self, room_id: &str) -> StoreResult<Vec<Membership>>;

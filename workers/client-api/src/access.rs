@@ -33,6 +33,9 @@ impl ClientApi {
             .store
             .state_event(room_id, "m.room.member", user_id)
             .await?;
+        if self.store.room_forgotten(user_id, room_id).await? {
+            return Err(MatrixError::forbidden("You have forgotten this room"));
+        }
         let Some(event) = member_event else {
             return Err(MatrixError::forbidden("You are not a member of this room"));
         };

@@ -191,3 +191,54 @@ pub(super) async fn redaction_prunes_target(store: &dyn Store) {
     assert_eq!(target.pdu_json, r#"{"pruned":true}"#);
     assert_eq!(target.redacted_by, Some(redaction_id));
 }
+
+pub(super) async fn forgotten_rooms_hide_until_rejoined(store: &dyn Store) {
+    let ids = chain(store, "!forget:test", 0).await;
+    let mut leave = event("!forget:test", 1, Some(("m.room.member", "@f:test")), &ids);
+    leave.membership = Some("leave".to_owned());
+    let leave_id = leave.event_id.clone();
+    persist(store, leave).await;
+    store
+        .forget_room("@f:test", "!forget:test")
+        .await
+        .expect("forget");
+    store
+        .forget_room("@f:test", "!forget:test")
+        .await
+        .expect("forgetting twice is fine");
+    assert!(
+        store
+            .room_forgotten("@f:test", "!forget:test")
+            .await
+            .expect("read")
+    );
+    assert!(
+        store
+            .memberships_of_user("@f:test")
+            .await
+            .expect("memberships")
+            .is_empty()
+    );
+    let mut join = event(
+        "!forget:test",
+        2,
+        Some(("m.room.member", "@f:test")),
+        &[leave_id],
+    );
+    join.membership = Some("join".to_owned());
+    persist(store, join).await;
+    assert!(
+        !store
+            .room_forgotten("@f:test", "!forget:test")
+            .await
+            .expect("read")
+    );
+    assert_eq!(
+        store
+            .memberships_of_user("@f:test")
+            .await
+            .expect("memberships")
+            .len(),
+        1
+    );
+}

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use myelin_http::{MatrixError, Router};
 use ruma::api::client::membership::{
-    ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
-    joined_members, kick_user, leave_room, unban_user,
+    ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
+    join_room_by_id_or_alias, joined_members, kick_user, leave_room, unban_user,
 };
 use serde_json::{Map, Value, json};
 
@@ -142,8 +142,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 .store
                 .state_event(request.room_id.as_str(), "m.room.member", target)
                 .await?;
-            if !current
-                .is_some_and(|event| membership_of(&event.pdu_json).as_deref() == Some("ban"))
+            if current.is_none_or(|event| membership_of(&event.pdu_json).as_deref() != Some("ban"))
             {
                 return Err(MatrixError::forbidden("The user is not banned"));
             }
@@ -155,6 +154,35 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 request.reason.as_deref(),
             )
             .await?;
+            Ok(json!({}))
+        }
+    });
+    let a = Arc::clone(api);
+    router.route_json::<forget_room::v3::Request, _, _>(move |context, request| {
+        let api = Arc::clone(&a);
+        async move {
+            let user = context.user()?;
+            let room_id = request.room_id.as_str();
+            let current = api
+                .store
+                .state_event(room_id, "m.room.member", &user.user_id)
+                .await?;
+            match current
+                .as_ref()
+                .and_then(|event| membership_of(&event.pdu_json))
+                .as_deref()
+            {
+                Some("join" | "invite" | "knock") => {
+                    return Err(MatrixError::new(
+                        http::StatusCode::BAD_REQUEST,
+                        "M_UNKNOWN",
+                        "Leave the room before forgetting it",
+                    ));
+                }
+                None => return Err(MatrixError::not_found("You have never been in this room")),
+                Some(_) => {}
+            }
+            api.store.forget_room(&user.user_id, room_id).await?;
             Ok(json!({}))
         }
     });
