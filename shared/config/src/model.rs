@@ -341,6 +341,8 @@ const KNOWN_KEYS: &[&str] = &[
     "rc_joins",
     "pid_file",
     "suppress_key_server_warning",
+    "tls_certificate_path",
+    "tls_private_key_path",
 ];
 
 pub(crate) fn unknown_keys(document: &serde_yaml::Value) -> Vec<String> {

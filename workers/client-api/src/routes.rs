@@ -6,7 +6,8 @@ use myelin_http::Router;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, admin, discovery, filter, membership, message, room, session, state,
+    account, admin, alias, device, discovery, filter, membership, message, profile, room, session,
+    state, upgrade,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -19,4 +20,8 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     message::routes(api, router);
     state::routes(api, router);
     filter::routes(api, router);
+    device::routes(api, router);
+    profile::routes(api, router);
+    alias::routes(api, router);
+    upgrade::routes(api, router);
 }

@@ -22,6 +22,7 @@ pub(crate) async fn wake_on_persisted_events(
     loop {
         tokio::select! {
             () = shutdown.wait() => {
+                sync.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                 sync.waiters.wake_everyone();
                 return Ok(());
             }

@@ -21,6 +21,8 @@ pub struct Synchrotron {
     bus: Arc<dyn Bus>,
     waiters: Waiters,
     members: RoomMembers,
+    /// Set when the process drains: long-polls answer at once.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 pub fn role(deps: &Deps) -> Arc<Synchrotron> {
@@ -29,6 +31,7 @@ pub fn role(deps: &Deps) -> Arc<Synchrotron> {
         bus: Arc::clone(&deps.bus),
         waiters: Waiters::default(),
         members: RoomMembers::default(),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     })
 }
 

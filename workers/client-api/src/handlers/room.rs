@@ -210,10 +210,13 @@ impl ClientApi {
             if request.is_direct {
                 content["is_direct"] = json!(true);
             }
-            if let Some(invited) = self.store.user(invitee.as_str()).await? {
-                if let Some(name) = invited.displayname {
-                    content["displayname"] = json!(name);
-                }
+            if let Some(name) = self
+                .store
+                .user(invitee.as_str())
+                .await?
+                .and_then(|invited| invited.displayname)
+            {
+                content["displayname"] = json!(name);
             }
             events.push(template("m.room.member", Some(invitee.as_str()), content));
         }

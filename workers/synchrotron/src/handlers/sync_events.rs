@@ -74,7 +74,9 @@ impl Synchrotron {
             tokio::pin!(woken);
             woken.as_mut().enable();
             let (response, has_news) = self.build(&user, &params).await?;
+            let stopping = self.stopping.load(std::sync::atomic::Ordering::SeqCst);
             if has_news
+                || stopping
                 || params.since.is_none()
                 || params.full_state
                 || tokio::time::Instant::now() >= deadline
