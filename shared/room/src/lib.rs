@@ -14,6 +14,7 @@ mod filter;
 mod keys;
 mod pdu;
 mod redact;
+mod resolve;
 mod versions;
 
 pub use auth::{AuthError, RoomState, auth_event_ids, authorize};
@@ -24,4 +25,5 @@ pub use filter::{EventFilter, SyncFilter};
 pub use keys::ServerKey;
 pub use pdu::{Pdu, PduParseError};
 pub use redact::prune_pdu;
+pub use resolve::{EventPool, resolve_state};
 pub use versions::{DEFAULT_ROOM_VERSION, RoomVersion, STABLE_ROOM_VERSIONS};

@@ -1,0 +1,182 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::{EventRef, NewEvent, RoomHead, ServerKey, compose_event, event_ref};
+
+fn key() -> ServerKey {
+    let file = myelin_config::SigningKeyFile {
+        version: "a_res".into(),
+        seed: [9; 32],
+    };
+    ServerKey::from_file("hs.test", &file).expect("key")
+}
+
+struct Branch {
+    state: RoomState,
+    head: Vec<EventRef>,
+    depth: i64,
+}
+
+/// The room's version and ID plus every event written so far.
+struct Graph {
+    version: RoomVersion,
+    room_id: Option<String>,
+    pool: EventPool,
+}
+
+impl Graph {
+    fn apply(
+        &mut self,
+        branch: &mut Branch,
+        sender: &str,
+        kind: &str,
+        state_key: &str,
+        content: serde_json::Value,
+        ts: i64,
+    ) {
+        let head = RoomHead {
+            version: &self.version,
+            room_id: self.room_id.as_deref(),
+            state: &branch.state,
+            extremities: &branch.head,
+            max_depth: branch.depth,
+        };
+        let new = NewEvent {
+            sender,
+            event_type: kind,
+            state_key: Some(state_key),
+            content,
+            redacts: None,
+            origin_server_ts: ts,
+        };
+        let built =
+            compose_event(&key(), &head, new).unwrap_or_else(|error| panic!("{kind}: {error}"));
+        self.room_id = Some(built.room_id.clone());
+        branch.head = vec![event_ref(&self.version, &built.event_id, &built.json)];
+        branch.depth += 1;
+        let pdu = Arc::new(built.pdu);
+        self.pool.insert(pdu.event_id.clone(), Arc::clone(&pdu));
+        branch
+            .state
+            .insert((kind.to_owned(), state_key.to_owned()), pdu);
+    }
+}
+
+/// Two branches change the topic after a ban on one of them: the banned
+/// user's topic change must lose, whatever order the forks come in.
+#[test]
+fn resolution_prefers_the_branch_that_is_authorized() {
+    for id in ["2", "10", "12"] {
+        let version = RoomVersion::stable(id).expect("version");
+        let room_id = (!version.room_id_from_create_event()).then(|| "!res:hs.test".to_owned());
+        let mut graph = Graph {
+            version: version.clone(),
+            room_id,
+            pool: EventPool::new(),
+        };
+        let mut base = Branch {
+            state: RoomState::new(),
+            head: Vec::new(),
+            depth: 0,
+        };
+        let alice = "@alice:hs.test";
+        let bob = "@bob:hs.test";
+        let create = if version.rules.authorization.use_room_create_sender {
+            json!({"room_version": id})
+        } else {
+            json!({"creator": alice, "room_version": id})
+        };
+        graph.apply(&mut base, alice, "m.room.create", "", create, 1);
+        graph.apply(
+            &mut base,
+            alice,
+            "m.room.member",
+            alice,
+            json!({"membership": "join"}),
+            2,
+        );
+        let users = if version.privileges_creators() {
+            json!({bob: 50})
+        } else {
+            json!({alice: 100, bob: 50})
+        };
+        graph.apply(
+            &mut base,
+            alice,
+            "m.room.power_levels",
+            "",
+            json!({"users": users}),
+            3,
+        );
+        graph.apply(
+            &mut base,
+            alice,
+            "m.room.join_rules",
+            "",
+            json!({"join_rule": "public"}),
+            4,
+        );
+        graph.apply(
+            &mut base,
+            bob,
+            "m.room.member",
+            bob,
+            json!({"membership": "join"}),
+            5,
+        );
+
+        let mut banned = Branch {
+            state: base.state.clone(),
+            head: base.head.clone(),
+            depth: base.depth,
+        };
+        graph.apply(
+            &mut banned,
+            alice,
+            "m.room.member",
+            bob,
+            json!({"membership": "ban"}),
+            6,
+        );
+        let mut topic = Branch {
+            state: base.state.clone(),
+            head: base.head.clone(),
+            depth: base.depth,
+        };
+        graph.apply(
+            &mut topic,
+            bob,
+            "m.room.topic",
+            "",
+            json!({"topic": "bob was here"}),
+            7,
+        );
+
+        for forks in [
+            [banned.state.clone(), topic.state.clone()],
+            [topic.state.clone(), banned.state.clone()],
+        ] {
+            let resolved = resolve_state(&version, &forks, &graph.pool)
+                .unwrap_or_else(|error| panic!("v{id}: {error}"));
+            let member = resolved
+                .get(&("m.room.member".to_owned(), bob.to_owned()))
+                .expect("bob's membership");
+            assert!(
+                member.content.get().contains("ban"),
+                "v{id}: the ban must win"
+            );
+            assert!(
+                !resolved.contains_key(&("m.room.topic".to_owned(), String::new())),
+                "v{id}: the banned user's topic must lose"
+            );
+        }
+    }
+}
+
+#[test]
+fn version_one_is_refused() {
+    let version = RoomVersion::stable("1").expect("v1");
+    assert!(resolve_state(&version, &[], &EventPool::new()).is_err());
+}
