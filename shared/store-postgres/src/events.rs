@@ -238,6 +238,25 @@ impl EventStore for PostgresStore {
         .await
     }
 
+    async fn state_event_at(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        at: StreamPosition,
+    ) -> StoreResult<Option<StoredEvent>> {
+        self.query_opt(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND position <= $4
+                 ORDER BY position DESC LIMIT 1"
+            ),
+            &[&room_id, &event_type, &state_key, &at.0],
+            event_from_row,
+        )
+        .await
+    }
+
     async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>> {
         // COLLATE "C": byte order, as SQLite sorts, whatever the locale.
         self.query(

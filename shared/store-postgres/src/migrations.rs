@@ -15,6 +15,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_forgotten_rooms.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_state_history_index.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

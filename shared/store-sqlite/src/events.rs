@@ -220,6 +220,33 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn state_event_at(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        at: StreamPosition,
+    ) -> StoreResult<Option<StoredEvent>> {
+        let keys = (
+            room_id.to_owned(),
+            event_type.to_owned(),
+            state_key.to_owned(),
+        );
+        self.read(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events
+                     WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3 AND position <= ?4
+                     ORDER BY position DESC LIMIT 1"
+                ),
+                params![keys.0, keys.1, keys.2, at.0],
+                event_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
     async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>> {
         let room_id = room_id.to_owned();
         self.read(move |conn| {

@@ -15,6 +15,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_forgotten_rooms.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_state_history_index.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

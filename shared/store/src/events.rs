@@ -114,6 +114,15 @@ pub trait EventStore: Send + Sync {
         state_key: &str,
     ) -> StoreResult<Option<StoredEvent>>;
 
+    /// The latest state event of that type and key at or below `at`.
+    async fn state_event_at(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+        at: StreamPosition,
+    ) -> StoreResult<Option<StoredEvent>>;
+
     /// The room's forward extremities with their depths.
     async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>>;
 

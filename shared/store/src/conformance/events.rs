@@ -109,6 +109,7 @@ pub(super) async fn state_and_memberships_follow_latest(store: &dyn Store) {
     let mut join = event("!state:test", 1, Some(("m.room.member", "@m:test")), &ids);
     join.membership = Some("join".to_owned());
     let join_id = join.event_id.clone();
+    let join_check_id = join_id.clone();
     persist(store, join).await;
     let mut leave = event(
         "!state:test",
@@ -120,6 +121,19 @@ pub(super) async fn state_and_memberships_follow_latest(store: &dyn Store) {
     let leave_id = leave.event_id.clone();
     let leave_position = persist(store, leave).await;
 
+    let before_leave = store
+        .state_event_at(
+            "!state:test",
+            "m.room.member",
+            "@m:test",
+            leave_position.before(),
+        )
+        .await
+        .expect("state at");
+    assert_eq!(before_leave.expect("joined then").event_id, join_check_id);
+    let at_start =
+        store.state_event_at("!state:test", "m.room.member", "@m:test", StreamPosition(0));
+    assert!(at_start.await.expect("at").is_none());
     let member = store
         .state_event("!state:test", "m.room.member", "@m:test")
         .await

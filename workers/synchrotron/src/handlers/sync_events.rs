@@ -177,7 +177,13 @@ impl Synchrotron {
             .limit
             .unwrap_or(DEFAULT_TIMELINE_LIMIT)
             .max(1);
-        let newly_joined = params.since.is_none_or(|since| membership.position > since);
+        let newly_joined = match params.since {
+            None => true,
+            Some(since) if membership.position > since => {
+                !self.was_joined_at(room_id, &user.user_id, since).await?
+            }
+            Some(_) => false,
+        };
         let lower = if newly_joined { None } else { params.since };
         // One more than the limit tells whether the timeline was cut.
         let mut recent = self
@@ -228,6 +234,24 @@ impl Synchrotron {
             "account_data": {"events": []},
             "ephemeral": {"events": []},
         })))
+    }
+
+    /// Whether the user was already joined at `since`: a profile change
+    /// re-sends the join event, and must not look like a fresh join.
+    async fn was_joined_at(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        since: StreamPosition,
+    ) -> Result<bool, MatrixError> {
+        let then = self
+            .store
+            .state_event_at(room_id, "m.room.member", user_id, since)
+            .await?;
+        Ok(then.is_some_and(|event| {
+            let pdu: Value = serde_json::from_str(&event.pdu_json).unwrap_or_default();
+            pdu["content"]["membership"] == "join"
+        }))
     }
 
     async fn invited_room(&self, membership: &Membership) -> Result<Value, MatrixError> {
