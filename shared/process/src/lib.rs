@@ -9,8 +9,10 @@ mod deps;
 mod observability;
 mod role;
 mod serve;
+mod worker;
 
 pub use deps::{Deps, open_bus, open_store};
 pub use observability::init_tracing;
 pub use role::{Role, Shutdown};
 pub use serve::run_roles;
+pub use worker::worker_main;

@@ -1,4 +1,5 @@
+//! `myelin-client-api`: the client API role alone, for split deployments.
+
 fn main() -> std::process::ExitCode {
-    eprintln!("myelin-client-api runs as a role of `myelin run` until split workers are wired up");
-    std::process::ExitCode::from(64)
+    myelin_process::worker_main("client-api", |deps| vec![myelin_client_api::role(deps)])
 }

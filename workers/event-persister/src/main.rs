@@ -1,6 +1,8 @@
+//! `myelin-event-persister`: the room writer role alone, for split
+//! deployments. Until partition leases exist, run exactly one replica.
+
 fn main() -> std::process::ExitCode {
-    eprintln!(
-        "myelin-event-persister runs as a role of `myelin run` until split workers are wired up"
-    );
-    std::process::ExitCode::from(64)
+    myelin_process::worker_main("event-persister", |deps| {
+        vec![myelin_event_persister::role(deps)]
+    })
 }

@@ -1,4 +1,5 @@
+//! `myelin-synchrotron`: the `/sync` role alone, for split deployments.
+
 fn main() -> std::process::ExitCode {
-    eprintln!("myelin-synchrotron runs as a role of `myelin run` until split workers are wired up");
-    std::process::ExitCode::from(64)
+    myelin_process::worker_main("synchrotron", |deps| vec![myelin_synchrotron::role(deps)])
 }
