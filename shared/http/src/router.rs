@@ -62,6 +62,8 @@ struct Route {
     template: &'static str,
     segments: Vec<Option<&'static str>>,
     auth: Auth,
+    /// The body is JSON for ruma to parse (every route but raw ones).
+    json_body: bool,
     handler: Handler,
 }
 
@@ -188,7 +190,13 @@ impl Router {
         });
         let paths: BTreeSet<&'static str> = R::PATH_BUILDER.all_paths().collect();
         for template in paths {
-            self.add(R::METHOD, template, auth_of::<R>(), Arc::clone(&typed));
+            self.add(
+                R::METHOD,
+                template,
+                auth_of::<R>(),
+                true,
+                Arc::clone(&typed),
+            );
         }
         self
     }
@@ -216,7 +224,13 @@ impl Router {
         });
         let paths: BTreeSet<&'static str> = R::PATH_BUILDER.all_paths().collect();
         for template in paths {
-            self.add(R::METHOD, template, auth_of::<R>(), Arc::clone(&typed));
+            self.add(
+                R::METHOD,
+                template,
+                auth_of::<R>(),
+                true,
+                Arc::clone(&typed),
+            );
         }
         self
     }
@@ -244,16 +258,24 @@ impl Router {
         } else {
             Auth::None
         };
-        self.add(method, template, auth, raw);
+        self.add(method, template, auth, false, raw);
         self
     }
 
-    fn add(&mut self, method: Method, template: &'static str, auth: Auth, handler: Handler) {
+    fn add(
+        &mut self,
+        method: Method,
+        template: &'static str,
+        auth: Auth,
+        json_body: bool,
+        handler: Handler,
+    ) {
         self.routes.push(Route {
             method,
             template,
             segments: parse_template(template),
             auth,
+            json_body,
             handler,
         });
         // Literal segments win over parameters: `/register/available` before `/register/{kind}`.
@@ -329,8 +351,8 @@ impl Router {
                 .start_timer()
         });
         let response = match self.authenticate(&mut context, &request, route.auth).await {
-            Ok(()) => match check_body(&request) {
-                Ok(()) => match AssertUnwindSafe((route.handler)(context, request, args))
+            Ok(()) => match prepare_json_body(route.json_body, request) {
+                Ok(request) => match AssertUnwindSafe((route.handler)(context, request, args))
                     .catch_unwind()
                     .await
                 {
@@ -408,26 +430,25 @@ fn into_http_response<T: OutgoingResponse>(
     Ok(response.map(Bytes::from))
 }
 
-/// Rejects bodies that are not JSON or nest too deeply before ruma parses them.
-fn check_body(request: &http::Request<Bytes>) -> Result<(), MatrixError> {
-    let body = request.body();
-    let is_json_method = matches!(*request.method(), Method::POST | Method::PUT);
-    if !is_json_method || body.is_empty() {
-        return Ok(());
+/// Checks a JSON body before ruma parses it: too deep is `M_BAD_JSON`, not
+/// JSON at all is `M_NOT_JSON` (whatever the content type claims), and an
+/// empty `POST`/`PUT` body reads as `{}`, since clients leave it out where
+/// every field is optional.
+fn prepare_json_body(
+    json_body: bool,
+    request: http::Request<Bytes>,
+) -> Result<http::Request<Bytes>, MatrixError> {
+    let is_write = matches!(*request.method(), Method::POST | Method::PUT);
+    if !json_body || !is_write {
+        return Ok(request);
     }
-    let content_type = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.is_empty() && !content_type.starts_with("application/json") {
-        // Media uploads and the like carry other types; their handlers judge them.
-        return Ok(());
+    if request.body().iter().all(u8::is_ascii_whitespace) {
+        return Ok(request.map(|_| Bytes::from_static(b"{}")));
     }
-    crate::check_json_depth(body).map_err(MatrixError::bad_json)?;
-    serde_json::from_slice::<&serde_json::value::RawValue>(body)
+    crate::check_json_depth(request.body()).map_err(MatrixError::bad_json)?;
+    serde_json::from_slice::<&serde_json::value::RawValue>(request.body())
         .map_err(|error| MatrixError::not_json(format!("Content not JSON: {error}")))?;
-    Ok(())
+    Ok(request)
 }
 
 /// `Authorization: Bearer <token>` or the `access_token` query parameter.

@@ -84,11 +84,6 @@ impl ClientApi {
                  set enable_registration_without_verification",
             ));
         }
-        let ip = context
-            .remote_ip
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        self.limits.registration.check(&ip)?;
         let user_id = match &request.username {
             Some(username) => local_user_id(username, &self.server_name)?,
             None => local_user_id(&random_string(12).to_ascii_lowercase(), &self.server_name)?,
@@ -97,6 +92,12 @@ impl ClientApi {
             return Err(MatrixError::user_in_use());
         }
         self.require_dummy_auth(request.auth.as_ref())?;
+        // Only completed registrations count, not the rounds of the auth flow.
+        let ip = context
+            .remote_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        self.limits.registration.check(&ip)?;
         let password = request
             .password
             .ok_or_else(|| MatrixError::missing_param("password is required"))?;

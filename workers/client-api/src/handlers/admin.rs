@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
-use myelin_http::{MatrixError, RequestContext, Router, json_response};
+use myelin_http::{MatrixError, Router, json_response};
 use myelin_store::{NewUser, StoreError};
 use serde_json::{Value, json};
 use sha1::Sha1;
@@ -43,12 +43,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         Method::POST,
         "/_synapse/admin/v1/register",
         false,
-        move |context, request, _| {
+        move |_, request, _| {
             let api = Arc::clone(&register_api);
-            async move {
-                api.shared_secret_register(context, request.into_body())
-                    .await
-            }
+            async move { api.shared_secret_register(request.into_body()).await }
         },
     );
 }
@@ -126,7 +123,6 @@ impl ClientApi {
 
     async fn shared_secret_register(
         &self,
-        context: RequestContext,
         body: Bytes,
     ) -> Result<http::Response<Bytes>, MatrixError> {
         let secret = self.shared_secret()?.to_owned();
@@ -149,11 +145,6 @@ impl ClientApi {
         if expected != given_mac.to_ascii_lowercase() {
             return Err(MatrixError::forbidden("HMAC incorrect"));
         }
-        let ip = context
-            .remote_ip
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        self.limits.registration.check(&ip)?;
         let user_id = local_user_id(username, &self.server_name)?;
         let password_hash = passwords::hash(password.to_owned()).await?;
         let new_user = NewUser {

@@ -1,0 +1,314 @@
+//! The end-to-end flow: two users, a room, an invite, a join, a message
+//! that reaches a waiting long-poll, history in both directions, members,
+//! leaving. The same flow runs on PostgreSQL (`postgres.rs`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::client::{Client, encode, event_id_of, message_bodies};
+use crate::harness::Server;
+
+pub const ALICE_PASSWORD: &str = "alice-correct-horse";
+pub const BOB_PASSWORD: &str = "bob-battery-staple";
+
+/// What the flow leaves behind, for checks after a restart.
+pub struct FlowOutcome {
+    pub alice: Client,
+    pub bob: Client,
+    pub room_id: String,
+    /// The messages alice sent, oldest first: (event ID, body).
+    pub messages: Vec<(String, String)>,
+    /// Alice's `next_batch` once everything was sent.
+    pub alice_next_batch: String,
+}
+
+/// The timeline events of `room_id` in a sync response.
+pub fn timeline<'a>(sync: &'a Value, room_id: &str) -> &'a Value {
+    &sync["rooms"]["join"][room_id]["timeline"]["events"]
+}
+
+pub fn next_batch(sync: &Value) -> String {
+    sync["next_batch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("sync without next_batch: {sync}"))
+        .to_owned()
+}
+
+/// `state_key -> membership` of the `m.room.member` events in a list.
+pub fn memberships(events: &Value) -> BTreeMap<String, String> {
+    events
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of events: {events}"))
+        .iter()
+        .filter(|event| event["type"] == "m.room.member")
+        .map(|event| {
+            (
+                event["state_key"].as_str().unwrap_or_default().to_owned(),
+                event["content"]["membership"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn event_ids(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|event| event["event_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the whole flow against a server with open registration.
+pub async fn end_to_end(server: &Server) -> FlowOutcome {
+    let anonymous = server.client();
+    let alice = anonymous.register("alice", ALICE_PASSWORD).await;
+    let bob = anonymous.register("bob", BOB_PASSWORD).await;
+    assert_eq!(alice.user_id, server.user_id("alice"));
+    assert_eq!(bob.user_id, server.user_id("bob"));
+
+    // Logging in makes a second device for the same user.
+    let alice_again = anonymous.login("alice", ALICE_PASSWORD).await;
+    assert_eq!(alice_again.user_id, alice.user_id);
+    assert_ne!(alice_again.device_id, alice.device_id);
+    let whoami = alice_again.whoami().await.ok();
+    assert_eq!(whoami["user_id"], json!(alice.user_id));
+    assert_eq!(whoami["device_id"], json!(alice_again.device_id));
+
+    let room_id = alice
+        .create_room(&json!({"preset": "private_chat", "name": "Flow room"}))
+        .await;
+    assert!(alice.joined_rooms().await.contains(&room_id));
+    assert!(!bob.joined_rooms().await.contains(&room_id));
+
+    alice.invite(&room_id, &bob.user_id).await.ok();
+    let bob_initial = bob.sync(None, 0).await;
+    let invite = &bob_initial["rooms"]["invite"][&room_id];
+    assert!(
+        invite.is_object(),
+        "bob's initial sync does not show the invite: {bob_initial}"
+    );
+    let invite_state = &invite["invite_state"]["events"];
+    assert!(
+        invite_state.as_array().is_some_and(|events| events
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Flow room")),
+        "the invite's stripped state lacks the room name: {invite}"
+    );
+
+    let joined = bob.join(&room_id).await.ok();
+    assert_eq!(joined["room_id"], json!(room_id));
+    assert!(bob.joined_rooms().await.contains(&room_id));
+    let bob_after_join = bob.sync(Some(&next_batch(&bob_initial)), 0).await;
+    assert!(
+        bob_after_join["rooms"]["join"][&room_id].is_object(),
+        "bob's incremental sync after joining does not list the room as joined: {bob_after_join}"
+    );
+
+    // Bob waits for news before alice sends anything.
+    let since = next_batch(&bob_after_join);
+    let poller = bob.clone();
+    let waiting = tokio::spawn(async move { poller.sync(Some(&since), 10_000).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "an incremental /sync with nothing new answered instead of waiting: {:?}",
+        waiting.await
+    );
+    let hello = alice.send_text(&room_id, "hello bob").await;
+    let woken = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("bob's long-poll /sync never answered")
+        .expect("bob's long-poll task");
+    let events = timeline(&woken, &room_id);
+    let delivered = events
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["event_id"] == json!(hello)))
+        .unwrap_or_else(|| panic!("bob's long-poll /sync lacks alice's message {hello}: {woken}"));
+    assert_eq!(delivered["sender"], json!(alice.user_id));
+    assert_eq!(delivered["type"], "m.room.message");
+    assert_eq!(delivered["content"]["body"], "hello bob");
+
+    let mut messages = vec![(hello, "hello bob".to_owned())];
+    for body in ["one", "two", "three"] {
+        messages.push((alice.send_text(&room_id, body).await, body.to_owned()));
+    }
+    let oldest_first: Vec<String> = messages.iter().map(|(_, body)| body.clone()).collect();
+    let newest_first: Vec<String> = oldest_first.iter().rev().cloned().collect();
+
+    // Backwards from the end: newest first.
+    let back = bob.messages(&room_id, "b", None, 50).await;
+    assert_eq!(message_bodies(&back["chunk"]), newest_first, "{back}");
+    // Forwards from the start: the create event, then the messages in order.
+    let forward = bob.messages(&room_id, "f", None, 50).await;
+    assert_eq!(
+        forward["chunk"][0]["type"], "m.room.create",
+        "forward history does not start at the create event: {forward}"
+    );
+    assert_eq!(message_bodies(&forward["chunk"]), oldest_first, "{forward}");
+    let forward_ids = event_ids(&forward["chunk"]);
+    let mut deduplicated = forward_ids.clone();
+    deduplicated.sort();
+    deduplicated.dedup();
+    assert_eq!(
+        deduplicated.len(),
+        forward_ids.len(),
+        "duplicate events in history"
+    );
+
+    // Paging backwards two events at a time: no gaps, no repeats.
+    let page_one = bob.messages(&room_id, "b", None, 2).await;
+    assert_eq!(message_bodies(&page_one["chunk"]), ["three", "two"]);
+    let end = page_one["end"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a full page without `end`: {page_one}"));
+    let page_two = bob.messages(&room_id, "b", Some(end), 2).await;
+    assert_eq!(
+        message_bodies(&page_two["chunk"]),
+        ["one", "hello bob"],
+        "{page_two}"
+    );
+
+    let fetched = bob
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            encode(&room_id),
+            encode(&messages[1].0)
+        ))
+        .await
+        .ok();
+    assert_eq!(fetched["content"]["body"], "one");
+
+    let members_path = format!("/_matrix/client/v3/rooms/{}/members", encode(&room_id));
+    let members = alice.get(&members_path).await.ok();
+    let both_joined = BTreeMap::from([
+        (alice.user_id.clone(), "join".to_owned()),
+        (bob.user_id.clone(), "join".to_owned()),
+    ]);
+    assert_eq!(memberships(&members["chunk"]), both_joined, "{members}");
+    let joined_members = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            encode(&room_id)
+        ))
+        .await
+        .ok();
+    let mut joined_ids: Vec<&String> = joined_members["joined"]
+        .as_object()
+        .unwrap_or_else(|| panic!("joined_members without `joined`: {joined_members}"))
+        .keys()
+        .collect();
+    joined_ids.sort();
+    assert_eq!(joined_ids, [&alice.user_id, &bob.user_id]);
+
+    bob.leave(&room_id).await.ok();
+    assert!(
+        !bob.joined_rooms().await.contains(&room_id),
+        "bob still lists the room after leaving"
+    );
+    assert!(alice.joined_rooms().await.contains(&room_id));
+    let members = alice.get(&members_path).await.ok();
+    assert_eq!(
+        memberships(&members["chunk"])
+            .get(&bob.user_id)
+            .map(String::as_str),
+        Some("leave"),
+        "{members}"
+    );
+
+    let alice_next_batch = next_batch(&alice.sync(None, 0).await);
+    FlowOutcome {
+        alice,
+        bob,
+        room_id,
+        messages,
+        alice_next_batch,
+    }
+}
+
+/// After a restart: the old tokens work, the room and its history are
+/// there, and the event stream carries on from where it was.
+pub async fn check_after_restart(server: &Server, outcome: &FlowOutcome) {
+    let alice = outcome.alice.at(&server.url());
+    let whoami = alice.whoami().await.ok();
+    assert_eq!(whoami["user_id"], json!(alice.user_id));
+    assert_eq!(whoami["device_id"], json!(alice.device_id));
+    let bob = outcome.bob.at(&server.url());
+    assert_eq!(bob.whoami().await.ok()["user_id"], json!(bob.user_id));
+
+    assert!(alice.joined_rooms().await.contains(&outcome.room_id));
+    assert!(!bob.joined_rooms().await.contains(&outcome.room_id));
+
+    let back = alice.messages(&outcome.room_id, "b", None, 50).await;
+    let chunk = back["chunk"].as_array().expect("chunk");
+    let sent: Vec<(String, String)> = chunk
+        .iter()
+        .rev()
+        .filter(|event| event["type"] == "m.room.message")
+        .map(|event| {
+            (
+                event["event_id"].as_str().unwrap_or_default().to_owned(),
+                event["content"]["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(sent, outcome.messages, "history after restart: {back}");
+    let members = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/members",
+            encode(&outcome.room_id)
+        ))
+        .await
+        .ok();
+    assert_eq!(
+        memberships(&members["chunk"])
+            .get(&bob.user_id)
+            .map(String::as_str),
+        Some("leave")
+    );
+
+    // Passwords survived too.
+    server.client().login("bob", BOB_PASSWORD).await;
+
+    // A token from before the restart still means "after everything so far".
+    let fresh = alice.send_text(&outcome.room_id, "after restart").await;
+    let synced = alice.sync(Some(&outcome.alice_next_batch), 10_000).await;
+    let ids = event_ids(timeline(&synced, &outcome.room_id));
+    assert!(
+        ids.contains(&fresh),
+        "an incremental sync from a pre-restart token misses the new message: {synced}"
+    );
+    for (old, body) in &outcome.messages {
+        assert!(
+            !ids.contains(old),
+            "an incremental sync from a pre-restart token repeats {body:?}: {synced}"
+        );
+    }
+    let sent_again = alice
+        .send_reply(
+            &outcome.room_id,
+            "m.room.message",
+            "after-restart-check",
+            &json!({"msgtype": "m.text", "body": "still writable"}),
+        )
+        .await
+        .ok();
+    assert!(!event_id_of(&sent_again).is_empty());
+}
+
+#[tokio::test]
+async fn end_to_end_flow() {
+    let server = Server::builder().open_registration().start().await;
+    end_to_end(&server).await;
+}

@@ -1,0 +1,27 @@
+//! Cross-process tests: the real `myelin` binary on real sockets, driven
+//! over HTTP, against SQLite and (when configured) PostgreSQL, and by
+//! clients we did not write (matrix-nio, Synapse's scripts).
+//!
+//! Environment:
+//! - `MYELIN_TEST_BINARY`: the `myelin` binary to run (default
+//!   `<target>/debug/myelin`, built with `cargo build -p myelin` if missing;
+//!   build it yourself after changing the server, the tests do not rebuild
+//!   an existing binary).
+//! - `MYELIN_TEST_POSTGRES_URL`: a PostgreSQL server the tests may create
+//!   and drop databases on; without it the PostgreSQL test is skipped.
+//! - `MYELIN_SKIP_INTEROP=1`: skip the Python interop tests.
+//! - `MYELIN_VENV`: where `tests/interop/setup-venv.sh` keeps its venv.
+//! - `MYELIN_LOG`: the servers' log filter.
+//!
+//! A failing test keeps its server's data directory and logs under the
+//! system temp dir and prints where.
+
+mod client;
+mod errors;
+mod flows;
+mod generate;
+mod harness;
+mod interop;
+mod persistence;
+mod postgres;
+mod tidy;
