@@ -10,6 +10,7 @@ mod accounts;
 mod aliases;
 mod devices;
 mod events;
+mod leases;
 mod migrations;
 
 use std::error::Error as _;
@@ -33,6 +34,8 @@ pub(crate) type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 pub struct PostgresStore {
     pool: Pool,
+    /// For the dedicated connections that hold leases, outside the pool.
+    connect_config: tokio_postgres::Config,
 }
 
 impl PostgresStore {
@@ -50,7 +53,7 @@ impl PostgresStore {
     ) -> StoreResult<PostgresStore> {
         let config: tokio_postgres::Config = url.parse().map_err(map_error)?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -72,7 +75,10 @@ impl PostgresStore {
         }
         // Dropping the objects returns them to the pool as idle connections.
         drop(warm);
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            connect_config: config,
+        })
     }
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Client> {

@@ -19,6 +19,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_state_history_index.sql"),
     ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_group_instances.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -9,6 +9,7 @@ mod accounts;
 mod aliases;
 mod devices;
 mod events;
+mod leases;
 mod migrations;
 
 use std::path::Path;
@@ -22,6 +23,8 @@ use rusqlite::Connection;
 const READER_COUNT: usize = 4;
 
 pub struct SqliteStore {
+    /// Leases are process-wide: one process owns an SQLite file.
+    leases: leases::LocalLeases,
     writer: Arc<Mutex<Connection>>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
@@ -38,6 +41,7 @@ impl SqliteStore {
                 .map(|_| connect(&path).map(|conn| Arc::new(Mutex::new(conn))))
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok(SqliteStore {
+                leases: leases::LocalLeases::default(),
                 writer: Arc::new(Mutex::new(writer)),
                 readers,
                 next_reader: AtomicUsize::new(0),

@@ -19,6 +19,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/sqlite/0003_state_history_index.sql"),
     ),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_group_instances.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

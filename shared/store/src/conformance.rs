@@ -26,4 +26,77 @@ pub async fn run_all(store: &dyn Store) {
     events::same_txn_id_returns_same_event(store).await;
     events::redaction_prunes_target(store).await;
     events::forgotten_rooms_hide_until_rejoined(store).await;
+    leases_are_exclusive(store).await;
+}
+
+/// Leases are exclusive between sessions and die with their session.
+pub async fn leases_are_exclusive(store: &dyn Store) {
+    let first = store.lease_session().await.expect("session");
+    let second = store.lease_session().await.expect("session");
+    assert!(first.try_acquire(7_000_001).await.expect("acquire"));
+    assert!(
+        first
+            .try_acquire(7_000_001)
+            .await
+            .expect("re-acquire by the holder")
+    );
+    assert!(!second.try_acquire(7_000_001).await.expect("contended"));
+    first.release(7_000_001).await.expect("release");
+    assert!(
+        second
+            .try_acquire(7_000_001)
+            .await
+            .expect("acquire after release")
+    );
+    assert!(first.try_acquire(7_000_002).await.expect("acquire"));
+    first.check().await.expect("alive");
+    drop(first);
+    // A lost session frees its leases; the server may take a moment to notice.
+    let mut freed = false;
+    for _ in 0..50 {
+        if second.try_acquire(7_000_002).await.expect("acquire") {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the dropped session still holds its lease");
+
+    let ttl = std::time::Duration::from_secs(30);
+    assert_eq!(
+        store
+            .heartbeat("conformance", "a", ttl)
+            .await
+            .expect("heartbeat"),
+        1
+    );
+    assert_eq!(
+        store
+            .heartbeat("conformance", "b", ttl)
+            .await
+            .expect("heartbeat"),
+        2
+    );
+    assert_eq!(
+        store
+            .heartbeat("conformance", "a", ttl)
+            .await
+            .expect("heartbeat"),
+        2
+    );
+    store.leave_group("conformance", "b").await.expect("leave");
+    assert_eq!(
+        store
+            .heartbeat("conformance", "a", ttl)
+            .await
+            .expect("heartbeat"),
+        1
+    );
+    assert_eq!(
+        store
+            .heartbeat("other", "x", std::time::Duration::ZERO)
+            .await
+            .expect("heartbeat"),
+        1
+    );
 }

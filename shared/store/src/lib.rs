@@ -11,6 +11,7 @@ mod devices;
 mod error;
 mod events;
 mod filters;
+mod leases;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -24,11 +25,12 @@ pub use events::{
     StoredEvent, TxnKey,
 };
 pub use filters::FilterStore;
+pub use leases::{LeaseSession, LeaseStore};
 
 /// Every domain at once: what an engine implements and a process opens.
 #[async_trait::async_trait]
 pub trait Store:
-    AccountStore + DeviceStore + EventStore + AliasStore + FilterStore + Send + Sync
+    AccountStore + DeviceStore + EventStore + AliasStore + FilterStore + LeaseStore + Send + Sync
 {
     /// Cheap round trip for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

@@ -8,7 +8,7 @@ use myelin_bus::messages::{
     self, CreateRoom, EventTemplate, RoomInput, RoomInputDone, RoomInputReply, RoomInputRequest,
     SendEvent, WIRE_VERSION, WireTxn,
 };
-use myelin_bus::subjects;
+use myelin_bus::{BusError, subjects};
 use myelin_http::MatrixError;
 use myelin_types::Partition;
 use serde_json::Value;
@@ -18,6 +18,10 @@ use crate::ClientApi;
 /// A writer that has not answered by then is presumed gone; the client may
 /// retry with the same transaction ID and get the same event.
 const ROOM_INPUT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a request waits for a partition that has no writer (a writer
+/// starting, or a partition moving between writers).
+const HANDOVER_WAIT: Duration = Duration::from_secs(15);
 
 pub(crate) fn template(event_type: &str, state_key: Option<&str>, content: Value) -> EventTemplate {
     EventTemplate {
@@ -38,14 +42,22 @@ impl ClientApi {
             v: WIRE_VERSION,
             input,
         };
-        let payload = self
-            .bus
-            .request(
-                &subjects::room_input(partition),
-                messages::encode(&request),
-                ROOM_INPUT_TIMEOUT,
-            )
-            .await?;
+        let subject = subjects::room_input(partition);
+        let payload = messages::encode(&request);
+        let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+        let payload = loop {
+            match self
+                .bus
+                .request(&subject, payload.clone(), ROOM_INPUT_TIMEOUT)
+                .await
+            {
+                // Nobody got the request: the partition is changing hands; it is safe to resend.
+                Err(BusError::NoResponders(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other?,
+            }
+        };
         let reply: RoomInputReply = messages::decode(&payload)?;
         reply.outcome.map_err(|refused| {
             let status =

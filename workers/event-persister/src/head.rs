@@ -27,6 +27,22 @@ pub struct RoomHeads {
 }
 
 impl RoomHeads {
+    /// Drops the cached heads of a partition's rooms.
+    pub(crate) fn forget_partition(&self, partition: myelin_types::Partition) {
+        let rooms = self
+            .rooms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (room_id, slot) in rooms.iter() {
+            // A slot in use belongs to a write in progress, which leaves its head current.
+            if myelin_types::Partition::of_room(room_id) == partition
+                && let Ok(mut head) = slot.try_lock()
+            {
+                *head = None;
+            }
+        }
+    }
+
     pub(crate) fn slot(&self, room_id: &str) -> Slot {
         let mut rooms = self
             .rooms

@@ -6,20 +6,24 @@
 
 mod head;
 mod input;
+mod partition;
 mod persist;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use myelin_bus::{Bus, subjects};
+use myelin_bus::Bus;
 use myelin_process::{Deps, Role, Shutdown};
 use myelin_room::ServerKey;
-use myelin_store::EventStore;
+use myelin_store::Store;
 
 pub use head::RoomHeads;
 
 pub struct EventPersister {
-    event_store: Arc<dyn EventStore>,
+    event_store: Arc<dyn myelin_store::EventStore>,
+    store: Arc<dyn Store>,
+    /// How many partitions this writer serves now (for `/ready`).
+    owned_partitions: std::sync::atomic::AtomicUsize,
     bus: Arc<dyn Bus>,
     server_key: Arc<ServerKey>,
     heads: RoomHeads,
@@ -28,6 +32,8 @@ pub struct EventPersister {
 pub fn role(deps: &Deps) -> Arc<EventPersister> {
     Arc::new(EventPersister {
         event_store: deps.store.clone(),
+        store: Arc::clone(&deps.store),
+        owned_partitions: std::sync::atomic::AtomicUsize::new(0),
         bus: Arc::clone(&deps.bus),
         server_key: Arc::clone(&deps.server_key),
         heads: RoomHeads::default(),
@@ -40,22 +46,17 @@ impl Role for EventPersister {
         "event-persister"
     }
 
-    async fn run(self: Arc<Self>, mut shutdown: Shutdown) -> anyhow::Result<()> {
-        let mut requests = self
-            .bus
-            .serve(subjects::ALL_ROOM_INPUT, subjects::EVENT_PERSISTERS)
-            .await?;
-        loop {
-            tokio::select! {
-                () = shutdown.wait() => return Ok(()),
-                request = requests.next() => {
-                    let Some(request) = request else {
-                        anyhow::bail!("the bus closed the room input subscription");
-                    };
-                    let persister = Arc::clone(&self);
-                    tokio::spawn(async move { persister.answer(request).await });
-                }
-            }
+    async fn run(self: Arc<Self>, shutdown: Shutdown) -> anyhow::Result<()> {
+        self.manage_partitions(shutdown).await
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        match self
+            .owned_partitions
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            0 => Err("owns no room partition yet".to_owned()),
+            _ => Ok(()),
         }
     }
 }

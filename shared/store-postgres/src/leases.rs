@@ -1,0 +1,133 @@
+//! Leases as PostgreSQL session advisory locks on a dedicated connection:
+//! when the process dies or the connection drops, the server releases them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use myelin_store::{LeaseSession, LeaseStore, StoreError, StoreResult};
+use tokio_postgres::NoTls;
+
+use crate::{PostgresStore, map_error};
+
+/// A lost connection must be noticed well within a lease's useful life.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct AdvisorySession {
+    client: tokio_postgres::Client,
+    /// PostgreSQL counts repeated locks; hold each key once so one release frees it.
+    held: std::sync::Mutex<std::collections::HashSet<i64>>,
+    connection_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AdvisorySession {
+    fn drop(&mut self) {
+        // Closing the connection releases every lock it held.
+        self.connection_task.abort();
+    }
+}
+
+impl AdvisorySession {
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl LeaseSession for AdvisorySession {
+    async fn try_acquire(&self, key: i64) -> StoreResult<bool> {
+        if self.held().contains(&key) {
+            return Ok(true);
+        }
+        let row = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(map_error)?;
+        let acquired: bool = row.try_get(0).map_err(map_error)?;
+        if acquired {
+            self.held().insert(key);
+        }
+        Ok(acquired)
+    }
+
+    async fn release(&self, key: i64) -> StoreResult<()> {
+        if self.held().remove(&key) {
+            self.client
+                .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                .await
+                .map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    async fn check(&self) -> StoreResult<()> {
+        if self.client.is_closed() || self.connection_task.is_finished() {
+            return Err(StoreError::Unavailable(
+                "lease connection closed".to_owned(),
+            ));
+        }
+        match tokio::time::timeout(CHECK_TIMEOUT, self.client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(map_error(error)),
+            Err(_) => Err(StoreError::Unavailable(
+                "lease connection does not answer".to_owned(),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for PostgresStore {
+    async fn lease_session(&self) -> StoreResult<Box<dyn LeaseSession>> {
+        let (client, connection) = self
+            .connect_config
+            .connect(NoTls)
+            .await
+            .map_err(map_error)?;
+        let connection_task = tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "lease connection ended");
+            }
+        });
+        Ok(Box::new(AdvisorySession {
+            client,
+            held: Default::default(),
+            connection_task,
+        }))
+    }
+
+    async fn heartbeat(&self, group: &str, instance: &str, ttl: Duration) -> StoreResult<usize> {
+        let now = myelin_types::now_millis();
+        let expires_at = now + ttl.as_millis() as i64;
+        self.execute(
+            "INSERT INTO group_instances (group_name, instance_id, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (group_name, instance_id) DO UPDATE SET expires_at = excluded.expires_at",
+            &[&group, &instance, &expires_at],
+        )
+        .await?;
+        self.execute(
+            "DELETE FROM group_instances WHERE group_name = $1 AND expires_at < $2",
+            &[&group, &now],
+        )
+        .await?;
+        let live: Vec<i64> = self
+            .query(
+                "SELECT COUNT(*) FROM group_instances WHERE group_name = $1",
+                &[&group],
+                |row| crate::get(row, 0),
+            )
+            .await?;
+        Ok(live.first().copied().unwrap_or(0) as usize)
+    }
+
+    async fn leave_group(&self, group: &str, instance: &str) -> StoreResult<()> {
+        self.execute(
+            "DELETE FROM group_instances WHERE group_name = $1 AND instance_id = $2",
+            &[&group, &instance],
+        )
+        .await
+        .map(|_| ())
+    }
+}
