@@ -39,7 +39,7 @@ fn lease_key(partition: u16) -> i64 {
 /// Each writer's fair share: the partitions divided by the live writers, rounded up.
 fn fair_share(live_writers: usize) -> usize {
     let writers = live_writers.max(1);
-    (usize::from(PARTITION_COUNT) + writers - 1) / writers
+    usize::from(PARTITION_COUNT).div_ceil(writers)
 }
 
 impl EventPersister {
