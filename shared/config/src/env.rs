@@ -3,7 +3,16 @@
 use serde_yaml::{Mapping, Value};
 
 /// Variables that configure the process, not `homeserver.yaml`.
-const NOT_CONFIG: &[&str] = &["CONFIG_PATH", "DATA_DIR", "ROLE", "INSTANCE", "LOG"];
+const NOT_CONFIG: &[&str] = &[
+    "CONFIG_PATH",
+    "DATA_DIR",
+    "ROLE",
+    "INSTANCE",
+    "LOG",
+    "VENV",
+    "SKIP_INTEROP",
+    "GENERATE_SERVER_NAME",
+];
 
 /// Secrets that may be given as `<key>_path` in the file.
 const SECRET_KEYS: &[&str] = &[
@@ -16,10 +25,13 @@ const SECRET_KEYS: &[&str] = &[
 /// `MYELIN_ENABLE_REGISTRATION=true` sets `enable_registration`;
 /// `MYELIN_DATABASE__ARGS__HOST=db` sets `database.args.host`;
 /// `MYELIN_FORM_SECRET_FILE=/run/secrets/form` reads the key from a file.
+///
+/// Variables that name no config key are left out, with a warning each.
 pub(crate) fn apply_overrides(
     document: &mut Value,
     vars: &[(String, String)],
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
     let mut overrides: Vec<(&str, &str)> = vars
         .iter()
         .filter_map(|(name, value)| Some((name.strip_prefix("MYELIN_")?, value.as_str())))
@@ -36,9 +48,13 @@ pub(crate) fn apply_overrides(
             None => (name, scalar(name, raw)),
         };
         let path: Vec<String> = name.split("__").map(str::to_ascii_lowercase).collect();
+        if !crate::model::is_known_key(&path[0]) {
+            warnings.push(format!("MYELIN_{name} names no config key and is ignored"));
+            continue;
+        }
         set_path(document, &path, value).map_err(|error| format!("MYELIN_{name}: {error}"))?;
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// Reads a YAML scalar, but keeps secrets and names as strings even when
@@ -161,6 +177,23 @@ mod tests {
         );
         assert_eq!(loaded.config.form_secret.as_deref(), Some("formsecret"));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn variables_that_name_no_key_are_ignored_with_a_warning() {
+        let loaded = load_from_str(
+            "server_name: a.test\n",
+            "test",
+            &vars(&[
+                ("MYELIN_ENABLE_REGISTRATON", "true"),
+                ("MYELIN_VENV", "/venv"),
+                ("MYELIN_TEST_X", "1"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("ENABLE_REGISTRATON"));
+        assert!(!loaded.config.enable_registration);
     }
 
     #[test]

@@ -191,7 +191,8 @@ mod tests {
             report_stats: false,
         };
         let generated = generate(&options).expect("generate");
-        let loaded = crate::load(&generated.config_path).expect("load generated config");
+        let text = std::fs::read_to_string(&generated.config_path).expect("read generated config");
+        let loaded = crate::load_from_str(&text, "generated", &[]).expect("load generated config");
         assert_eq!(loaded.config.server_name, "hs.test");
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert!(

@@ -13,7 +13,8 @@ use std::path::Path;
 
 pub use generate::{GenerateOptions, Generated, generate, log_level};
 pub use model::{
-    BusConfig, Config, DatabaseConfig, Listener, ListenerResource, LogLevel, RateLimit, RateLimits,
+    BusConfig, Config, DatabaseConfig, GatewayConfig, Listener, ListenerResource, LogLevel,
+    RateLimit, RateLimits,
 };
 pub use signing_key::{SigningKeyFile, read_signing_key};
 
@@ -68,9 +69,9 @@ pub fn load_from_str(
     if document.is_null() {
         document = serde_yaml::Value::Mapping(Default::default());
     }
-    env::apply_overrides(&mut document, vars).map_err(invalid)?;
+    let mut warnings = env::apply_overrides(&mut document, vars).map_err(invalid)?;
     env::read_secret_files(&mut document).map_err(invalid)?;
-    let mut warnings = model::unknown_keys(&document);
+    warnings.extend(model::unknown_keys(&document));
     let config: Config =
         serde_yaml::from_value(document).map_err(|error| invalid(error.to_string()))?;
     let problems = config.problems();

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -35,6 +35,8 @@ pub struct Config {
     pub max_request_size: Option<u64>,
     #[serde(flatten)]
     pub rate_limits: RateLimits,
+    /// Where the gateway of the split shape sends requests.
+    pub gateway: GatewayConfig,
 }
 
 impl Default for Config {
@@ -64,8 +66,88 @@ impl Default for Config {
             default_room_version: None,
             max_request_size: None,
             rate_limits: RateLimits::default(),
+            gateway: GatewayConfig::default(),
         }
     }
+}
+
+/// The gateway's upstream pools: base URLs such as `http://client-api:8008`.
+/// A name that resolves to several addresses (`tasks.<service>` in Docker
+/// Swarm, a headless Kubernetes service) is one replica per address. Each
+/// list also reads from a comma-separated string, for environment overrides
+/// (`MYELIN_GATEWAY__CLIENT_API=http://a:8008,http://b:8008`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    #[serde(deserialize_with = "string_or_list")]
+    pub client_api: Vec<String>,
+    #[serde(deserialize_with = "string_or_list")]
+    pub synchrotron: Vec<String>,
+    #[serde(deserialize_with = "string_or_list")]
+    pub media: Vec<String>,
+    /// How often upstream names are re-resolved and replicas probed.
+    pub health_interval_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            client_api: Vec::new(),
+            synchrotron: Vec::new(),
+            media: Vec::new(),
+            health_interval_ms: 2000,
+        }
+    }
+}
+
+/// A list of strings, or one string with comma-separated items (blank items
+/// dropped); null is the empty list.
+fn string_or_list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Visitor;
+
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<String>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a list of strings or a comma-separated string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<String>, E> {
+            Ok(text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect())
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                let item = item.trim();
+                if !item.is_empty() {
+                    items.push(item.to_owned());
+                }
+            }
+            Ok(items)
+        }
+    }
+
+    deserializer.deserialize_any(Visitor)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -343,7 +425,12 @@ const KNOWN_KEYS: &[&str] = &[
     "suppress_key_server_warning",
     "tls_certificate_path",
     "tls_private_key_path",
+    "gateway",
 ];
+
+pub(crate) fn is_known_key(key: &str) -> bool {
+    KNOWN_KEYS.contains(&key)
+}
 
 pub(crate) fn unknown_keys(document: &serde_yaml::Value) -> Vec<String> {
     let Some(mapping) = document.as_mapping() else {
@@ -445,5 +532,48 @@ mod tests {
         assert!(database.is_postgres());
         assert_eq!(database.postgres_url(), "postgres://syn:p%40ss@pg:5433/db");
         assert_eq!(database.pool_bounds(), (2, 7));
+    }
+
+    #[test]
+    fn gateway_upstreams_read_lists_and_comma_separated_strings() {
+        let gateway: GatewayConfig = serde_yaml::from_str(
+            "client_api: [http://a:8008, http://b:8008]\nsynchrotron: 'http://s1:8008, http://s2:8008,'\nmedia: http://m:8008\n",
+        )
+        .expect("yaml");
+        assert_eq!(gateway.client_api, ["http://a:8008", "http://b:8008"]);
+        assert_eq!(gateway.synchrotron, ["http://s1:8008", "http://s2:8008"]);
+        assert_eq!(gateway.media, ["http://m:8008"]);
+        assert_eq!(gateway.health_interval_ms, 2000);
+
+        let empty: GatewayConfig = serde_yaml::from_str("client_api:\n").expect("yaml");
+        assert!(empty.client_api.is_empty());
+        assert!(serde_yaml::from_str::<GatewayConfig>("client_api: 5\n").is_err());
+
+        let vars: Vec<(String, String)> = [
+            (
+                "MYELIN_GATEWAY__CLIENT_API",
+                "http://client-api:8008,http://tasks.client-api:8008",
+            ),
+            ("MYELIN_GATEWAY__SYNCHROTRON", "http://synchrotron:8008"),
+            ("MYELIN_GATEWAY__HEALTH_INTERVAL_MS", "500"),
+        ]
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+        let loaded = crate::load_from_str(
+            "server_name: a.test\ngateway: {media: [http://media:8008]}\n",
+            "test",
+            &vars,
+        )
+        .expect("load");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let gateway = &loaded.config.gateway;
+        assert_eq!(
+            gateway.client_api,
+            ["http://client-api:8008", "http://tasks.client-api:8008"]
+        );
+        assert_eq!(gateway.synchrotron, ["http://synchrotron:8008"]);
+        assert_eq!(gateway.media, ["http://media:8008"]);
+        assert_eq!(gateway.health_interval_ms, 500);
     }
 }

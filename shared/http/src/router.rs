@@ -96,8 +96,22 @@ impl HttpMetrics {
     }
 }
 
+/// What answers requests for paths no route serves, when set.
+type Fallback = Arc<
+    dyn Fn(
+            RequestContext,
+            http::Request<Bytes>,
+        ) -> BoxFuture<'static, Result<http::Response<Bytes>, MatrixError>>
+        + Send
+        + Sync,
+>;
+
+/// The metrics label of requests answered by the fallback.
+const FALLBACK_ROUTE: &str = "<fallback>";
+
 pub struct Router {
     routes: Vec<Route>,
+    fallback: Option<Fallback>,
     device_store: Arc<dyn DeviceStore>,
     metrics: Option<HttpMetrics>,
 }
@@ -162,6 +176,7 @@ impl Router {
     pub fn new(device_store: Arc<dyn DeviceStore>, metrics: Option<HttpMetrics>) -> Router {
         Router {
             routes: Vec::new(),
+            fallback: None,
             device_store,
             metrics,
         }
@@ -262,6 +277,23 @@ impl Router {
         self
     }
 
+    /// Answers requests whose path no route serves (a proxy): the raw
+    /// request goes in as read, without authentication or body checks.
+    /// Without a fallback such requests get 404 `M_UNRECOGNIZED`; a path
+    /// some route serves with another method still gets 405.
+    pub fn fallback<F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        F: Fn(RequestContext, http::Request<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.fallback = Some(Arc::new(move |context, request| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move { handler(context, request).await })
+        }));
+        self
+    }
+
     fn add(
         &mut self,
         method: Method,
@@ -296,9 +328,13 @@ impl Router {
             .collect()
     }
 
-    /// Merges another role's routes into this one (the single process).
+    /// Merges another role's routes into this one (the single process);
+    /// this router's fallback, if set, wins over the other's.
     pub fn merge(&mut self, other: Router) {
         self.routes.extend(other.routes);
+        if self.fallback.is_none() {
+            self.fallback = other.fallback;
+        }
         self.routes.sort_by_key(|route| {
             route
                 .segments
@@ -338,12 +374,13 @@ impl Router {
             }
         }
         let Some((route, args)) = chosen else {
-            let error = if path_known {
-                MatrixError::method_not_allowed()
-            } else {
-                MatrixError::unrecognized("Unrecognized request")
+            if path_known {
+                return MatrixError::method_not_allowed().into_response();
+            }
+            return match &self.fallback {
+                Some(fallback) => self.run_fallback(fallback, context, request).await,
+                None => MatrixError::unrecognized("Unrecognized request").into_response(),
             };
-            return error.into_response();
         };
         let timer = self.metrics.as_ref().map(|m| {
             m.latency
@@ -373,6 +410,39 @@ impl Router {
             metrics
                 .requests
                 .with_label_values(&[method.as_str(), route.template, response.status().as_str()])
+                .inc();
+        }
+        response
+    }
+
+    async fn run_fallback(
+        &self,
+        fallback: &Fallback,
+        context: RequestContext,
+        request: http::Request<Bytes>,
+    ) -> http::Response<Bytes> {
+        let method = request.method().clone();
+        let timer = self.metrics.as_ref().map(|m| {
+            m.latency
+                .with_label_values(&[method.as_str(), FALLBACK_ROUTE])
+                .start_timer()
+        });
+        let response = match AssertUnwindSafe(fallback(context, request))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => error.into_response(),
+            Err(_) => {
+                tracing::error!("fallback handler panicked");
+                MatrixError::internal("The server hit a bug handling this request").into_response()
+            }
+        };
+        drop(timer);
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .requests
+                .with_label_values(&[method.as_str(), FALLBACK_ROUTE, response.status().as_str()])
                 .inc();
         }
         response
@@ -512,5 +582,192 @@ mod tests {
             .body(Bytes::new())
             .expect("request");
         assert_eq!(access_token(&with_query).as_deref(), Some("d+e"));
+    }
+
+    /// A device store that knows no tokens (the routes here take none).
+    struct NoDevices;
+
+    type StoreFuture<'a, T> =
+        std::pin::Pin<Box<dyn Future<Output = myelin_store::StoreResult<T>> + Send + 'a>>;
+
+    impl DeviceStore for NoDevices {
+        fn add_device_token<'s, 'u, 'd, 'n, 't, 'a>(
+            &'s self,
+            _: &'u str,
+            _: &'d str,
+            _: Option<&'n str>,
+            _: &'t str,
+        ) -> StoreFuture<'a, ()>
+        where
+            's: 'a,
+            'u: 'a,
+            'd: 'a,
+            'n: 'a,
+            't: 'a,
+            Self: 'a,
+        {
+            Box::pin(async { Ok(()) })
+        }
+        fn token_owner<'s, 't, 'a>(&'s self, _: &'t str) -> StoreFuture<'a, Option<TokenOwner>>
+        where
+            's: 'a,
+            't: 'a,
+            Self: 'a,
+        {
+            Box::pin(async { Ok(None) })
+        }
+        fn devices<'s, 'u, 'a>(&'s self, _: &'u str) -> StoreFuture<'a, Vec<myelin_store::Device>>
+        where
+            's: 'a,
+            'u: 'a,
+            Self: 'a,
+        {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn device<'s, 'u, 'd, 'a>(
+            &'s self,
+            _: &'u str,
+            _: &'d str,
+        ) -> StoreFuture<'a, Option<myelin_store::Device>>
+        where
+            's: 'a,
+            'u: 'a,
+            'd: 'a,
+            Self: 'a,
+        {
+            Box::pin(async { Ok(None) })
+        }
+        fn rename_device<'s, 'u, 'd, 'n, 'a>(
+            &'s self,
+            _: &'u str,
+            _: &'d str,
+            _: Option<&'n str>,
+        ) -> StoreFuture<'a, ()>
+        where
+            's: 'a,
+            'u: 'a,
+            'd: 'a,
+            'n: 'a,
+            Self: 'a,
+        {
+            Box::pin(async { Ok(()) })
+        }
+        fn delete_devices<'s, 'u, 'd, 'a>(
+            &'s self,
+            _: &'u str,
+            _: &'d [String],
+        ) -> StoreFuture<'a, ()>
+        where
+            's: 'a,
+            'u: 'a,
+            'd: 'a,
+            Self: 'a,
+        {
+            Box::pin(async { Ok(()) })
+        }
+        fn delete_token<'s, 't, 'a>(&'s self, _: &'t str) -> StoreFuture<'a, ()>
+        where
+            's: 'a,
+            't: 'a,
+            Self: 'a,
+        {
+            Box::pin(async { Ok(()) })
+        }
+        fn delete_other_devices<'s, 'u, 'k, 'a>(
+            &'s self,
+            _: &'u str,
+            _: Option<&'k str>,
+        ) -> StoreFuture<'a, ()>
+        where
+            's: 'a,
+            'u: 'a,
+            'k: 'a,
+            Self: 'a,
+        {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn request(method: Method, uri: &str) -> http::Request<Bytes> {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Bytes::from_static(b"not json"))
+            .expect("request")
+    }
+
+    fn router_with_ping() -> Router {
+        let mut router = Router::new(Arc::new(NoDevices), None);
+        router.raw(Method::GET, "/ping", false, |_, _, _| async {
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"pong": true}),
+            ))
+        });
+        router
+    }
+
+    #[tokio::test]
+    async fn unmatched_requests_go_to_the_fallback_when_set() {
+        let router = router_with_ping();
+        let unmatched = router
+            .dispatch(
+                RequestContext::default(),
+                request(Method::POST, "/elsewhere"),
+            )
+            .await;
+        assert_eq!(unmatched.status(), StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(unmatched.body()).contains("M_UNRECOGNIZED"));
+
+        let mut router = router_with_ping();
+        router.fallback(|context, request| async move {
+            let text = format!(
+                "{} {} {} {}",
+                request.method(),
+                request.uri(),
+                context.request_id,
+                String::from_utf8_lossy(request.body())
+            );
+            let mut response = http::Response::new(Bytes::from(text));
+            *response.status_mut() = StatusCode::ACCEPTED;
+            Ok(response)
+        });
+        let context = RequestContext {
+            request_id: "r1".to_owned(),
+            ..RequestContext::default()
+        };
+        let proxied = router
+            .dispatch(context, request(Method::POST, "/elsewhere?a=b"))
+            .await;
+        assert_eq!(proxied.status(), StatusCode::ACCEPTED);
+        assert_eq!(&proxied.body()[..], b"POST /elsewhere?a=b r1 not json");
+
+        let routed = router
+            .dispatch(RequestContext::default(), request(Method::GET, "/ping"))
+            .await;
+        assert_eq!(routed.status(), StatusCode::OK);
+        let wrong_method = router
+            .dispatch(RequestContext::default(), request(Method::DELETE, "/ping"))
+            .await;
+        assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn fallback_errors_and_panics_become_matrix_errors() {
+        let mut router = router_with_ping();
+        router.fallback(|_, request| async move {
+            if request.uri().path() == "/boom" {
+                panic!("boom");
+            }
+            Err(MatrixError::unavailable("nothing there"))
+        });
+        let failed = router
+            .dispatch(RequestContext::default(), request(Method::GET, "/other"))
+            .await;
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let panicked = router
+            .dispatch(RequestContext::default(), request(Method::GET, "/boom"))
+            .await;
+        assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -1,0 +1,271 @@
+//! Forwarding one request to one replica, and the headers that cross.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName};
+use http::{HeaderMap, HeaderValue, Method};
+use myelin_http::RequestContext;
+
+use crate::upstreams::Replica;
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// `headers` minus hop-by-hop ones, including those the `Connection`
+/// header names.
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !is_hop_by_hop(name) && !named.iter().any(|n| n == name.as_str()) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
+}
+
+/// The headers a worker gets: the client's end-to-end headers, and
+/// `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Request-Id` from the
+/// gateway. Workers take the first `X-Forwarded-For` entry as the client,
+/// so it must be the address the gateway settled on: a chain the gateway
+/// trusted already starts with it and is passed on; one it did not trust
+/// (a client can send anything) is replaced by that address.
+pub fn request_headers(incoming: &HeaderMap, context: &RequestContext) -> HeaderMap {
+    let mut headers = end_to_end(incoming);
+    // The body is passed on whole; the client computes its length.
+    headers.remove(CONTENT_LENGTH);
+    let chain = headers
+        .get(X_FORWARDED_FOR)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let proto = headers.remove(X_FORWARDED_PROTO);
+    headers.remove(X_FORWARDED_FOR);
+    let trusted_chain = chain
+        .filter(|chain| first_address(chain).is_some_and(|first| Some(first) == context.remote_ip));
+    let forwarded_for = match (&trusted_chain, context.remote_ip) {
+        (Some(chain), _) => HeaderValue::from_str(chain).ok(),
+        (None, Some(ip)) => HeaderValue::from_str(&ip.to_string()).ok(),
+        (None, None) => None,
+    };
+    if let Some(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    let proto = proto
+        .filter(|_| trusted_chain.is_some())
+        .unwrap_or_else(|| HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, proto);
+    if let Ok(value) = HeaderValue::from_str(&context.request_id) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    headers
+}
+
+fn first_address(chain: &str) -> Option<IpAddr> {
+    chain.split(',').next()?.trim().parse().ok()
+}
+
+/// The headers the client gets back: the worker's end-to-end headers. The
+/// length is set again from the body (except for `HEAD`, which has none).
+pub fn response_headers(upstream: &HeaderMap, method: &Method) -> HeaderMap {
+    let mut headers = end_to_end(upstream);
+    if method != Method::HEAD {
+        headers.remove(CONTENT_LENGTH);
+    }
+    headers
+}
+
+/// Why a request did not get a response from the replica.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// No connection could be made; the request never reached the replica,
+    /// so another replica may take it.
+    Connect(reqwest::Error),
+    Timeout(reqwest::Error),
+    /// The connection broke or the response was malformed.
+    Other(reqwest::Error),
+}
+
+impl ProxyError {
+    fn from_reqwest(error: reqwest::Error) -> ProxyError {
+        if error.is_connect() {
+            ProxyError::Connect(error)
+        } else if error.is_timeout() {
+            ProxyError::Timeout(error)
+        } else {
+            ProxyError::Other(error)
+        }
+    }
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyError::Connect(error) => write!(formatter, "cannot connect: {error}"),
+            ProxyError::Timeout(error) => write!(formatter, "timed out: {error}"),
+            ProxyError::Other(error) => write!(formatter, "{error}"),
+        }
+    }
+}
+
+/// Sends the request to `replica` and reads the whole response.
+pub async fn forward(
+    client: &reqwest::Client,
+    replica: &Replica,
+    request: &http::Request<Bytes>,
+    headers: HeaderMap,
+    timeout: Option<Duration>,
+) -> Result<http::Response<Bytes>, ProxyError> {
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |path| path.as_str());
+    let mut outgoing = client
+        .request(
+            request.method().clone(),
+            format!("{}{path_and_query}", replica.base),
+        )
+        .headers(headers)
+        .body(request.body().clone());
+    if let Some(timeout) = timeout {
+        outgoing = outgoing.timeout(timeout);
+    }
+    let upstream = outgoing.send().await.map_err(ProxyError::from_reqwest)?;
+    let status = upstream.status();
+    let headers = response_headers(upstream.headers(), request.method());
+    let body = upstream.bytes().await.map_err(ProxyError::from_reqwest)?;
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(remote_ip: Option<&str>) -> RequestContext {
+        RequestContext {
+            remote_ip: remote_ip.map(|ip| ip.parse().expect("ip")),
+            request_id: "req-7".to_owned(),
+            ..RequestContext::default()
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|value| value.to_str().expect("ascii"))
+            .collect()
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let incoming = headers(&[
+            ("connection", "keep-alive, X-Private"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic xyz"),
+            ("proxy-connection", "keep-alive"),
+            ("x-private", "secret"),
+            ("content-length", "12"),
+            ("authorization", "Bearer tok"),
+            ("content-type", "application/json"),
+            ("accept", "a"),
+            ("accept", "b"),
+            ("host", "matrix.example.org"),
+        ]);
+        let forwarded = request_headers(&incoming, &context(Some("198.51.100.4")));
+        for gone in [
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "te",
+            "trailer",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-connection",
+            "x-private",
+            "content-length",
+        ] {
+            assert!(!forwarded.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(values(&forwarded, "authorization"), ["Bearer tok"]);
+        assert_eq!(values(&forwarded, "content-type"), ["application/json"]);
+        assert_eq!(values(&forwarded, "accept"), ["a", "b"]);
+        assert_eq!(values(&forwarded, "host"), ["matrix.example.org"]);
+        assert_eq!(values(&forwarded, "x-forwarded-for"), ["198.51.100.4"]);
+        assert_eq!(values(&forwarded, "x-forwarded-proto"), ["http"]);
+        assert_eq!(values(&forwarded, "x-request-id"), ["req-7"]);
+
+        let upstream = headers(&[
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "3"),
+            ("content-type", "application/json"),
+        ]);
+        let back = response_headers(&upstream, &Method::GET);
+        assert_eq!(back.len(), 1);
+        assert_eq!(values(&back, "content-type"), ["application/json"]);
+        let head = response_headers(&upstream, &Method::HEAD);
+        assert_eq!(values(&head, "content-length"), ["3"]);
+    }
+
+    #[test]
+    fn forwarded_for_names_the_client_the_gateway_settled_on() {
+        // Behind a trusted proxy: the chain starts with the client already.
+        let trusted = headers(&[
+            ("x-forwarded-for", "203.0.113.7, 10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let forwarded = request_headers(&trusted, &context(Some("203.0.113.7")));
+        assert_eq!(
+            values(&forwarded, "x-forwarded-for"),
+            ["203.0.113.7, 10.0.0.2"]
+        );
+        assert_eq!(values(&forwarded, "x-forwarded-proto"), ["https"]);
+
+        // A chain the listener did not trust is replaced, not passed on.
+        let spoofed = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "client-chosen"),
+        ]);
+        let forwarded = request_headers(&spoofed, &context(Some("198.51.100.4")));
+        assert_eq!(values(&forwarded, "x-forwarded-for"), ["198.51.100.4"]);
+        assert_eq!(values(&forwarded, "x-forwarded-proto"), ["http"]);
+        assert_eq!(values(&forwarded, "x-request-id"), ["req-7"]);
+
+        let unknown = request_headers(&spoofed, &context(None));
+        assert!(!unknown.contains_key("x-forwarded-for"));
+    }
+}
