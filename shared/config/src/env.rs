@@ -78,21 +78,42 @@ fn set_path(document: &mut Value, path: &[String], value: Value) -> Result<(), S
     };
     let mut node = document;
     for key in parents {
-        let mapping = node
-            .as_mapping_mut()
-            .ok_or_else(|| format!("`{key}` is not a section"))?;
-        node = mapping
-            .entry(Value::String(key.clone()))
-            .or_insert_with(|| Value::Mapping(Mapping::new()));
-        if node.is_null() {
-            *node = Value::Mapping(Mapping::new());
-        }
+        node = child(node, key)?;
     }
-    let mapping = node
-        .as_mapping_mut()
-        .ok_or_else(|| format!("cannot set `{last}` here"))?;
-    mapping.insert(Value::String(last.clone()), value);
+    match node {
+        // `MYELIN_LISTENERS__0__PORT`: lists are indexed by number.
+        Value::Sequence(items) => {
+            let slot = last
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| items.get_mut(index))
+                .ok_or_else(|| format!("no item `{last}` in this list"))?;
+            *slot = value;
+        }
+        Value::Mapping(mapping) => {
+            mapping.insert(Value::String(last.clone()), value);
+        }
+        _ => return Err(format!("cannot set `{last}` here")),
+    }
     Ok(())
+}
+
+/// The child `key` of a section (created if missing) or of a list (by index).
+fn child<'a>(node: &'a mut Value, key: &str) -> Result<&'a mut Value, String> {
+    if node.is_null() {
+        *node = Value::Mapping(Mapping::new());
+    }
+    match node {
+        Value::Sequence(items) => key
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| items.get_mut(index))
+            .ok_or_else(|| format!("no item `{key}` in this list")),
+        Value::Mapping(mapping) => Ok(mapping
+            .entry(Value::String(key.to_owned()))
+            .or_insert_with(|| Value::Mapping(Mapping::new()))),
+        _ => Err(format!("`{key}` is not a section")),
+    }
 }
 
 /// Replaces `<secret>_path: FILE` with the file's content, as Synapse does.
@@ -177,6 +198,30 @@ mod tests {
         );
         assert_eq!(loaded.config.form_secret.as_deref(), Some("formsecret"));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn list_items_are_addressed_by_index() {
+        let loaded = load_from_str(
+            "server_name: a.test\nlisteners:\n  - port: 8008\n    bind_addresses: ['0.0.0.0']\n",
+            "test",
+            &vars(&[
+                ("MYELIN_LISTENERS__0__PORT", "8101"),
+                ("MYELIN_LISTENERS__0__BIND_ADDRESSES__0", "127.0.0.1"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(loaded.config.listeners[0].port, 8101);
+        assert_eq!(
+            loaded.config.listeners[0].bind_addresses,
+            vec!["127.0.0.1".to_owned()]
+        );
+        let missing = load_from_str(
+            "server_name: a.test\nlisteners: []\n",
+            "test",
+            &vars(&[("MYELIN_LISTENERS__3__PORT", "1")]),
+        );
+        assert!(missing.is_err());
     }
 
     #[test]
