@@ -1,7 +1,7 @@
 //! The in-process bus of the single-process server: tokio channels plus an
 //! in-memory log per stream with acknowledgements.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,10 +24,43 @@ struct DurableState {
     unacked: BTreeMap<usize, Instant>,
 }
 
+/// Messages kept for durable names that do not exist yet; beyond that the
+/// log holds only what some durable name still has to see.
+const RETAINED_WITHOUT_CONSUMERS: usize = 1024;
+
 #[derive(Default)]
 struct StreamLog {
-    messages: Vec<Message>,
+    /// Log index of `messages[0]`; indices never change as the front is trimmed.
+    first: usize,
+    messages: VecDeque<Message>,
     durables: HashMap<String, DurableState>,
+}
+
+impl StreamLog {
+    fn end(&self) -> usize {
+        self.first + self.messages.len()
+    }
+
+    fn push(&mut self, message: Message) {
+        self.messages.push_back(message);
+        let floor = self
+            .durables
+            .values()
+            .map(|durable| {
+                durable
+                    .unacked
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(durable.next_index)
+                    .min(durable.next_index)
+            })
+            .min()
+            .unwrap_or_else(|| self.end().saturating_sub(RETAINED_WITHOUT_CONSUMERS));
+        while self.first < floor && self.messages.pop_front().is_some() {
+            self.first += 1;
+        }
+    }
 }
 
 struct Server {
@@ -81,7 +114,6 @@ impl Bus for MemoryBus {
                     .streams
                     .entry(spec.name)
                     .or_default()
-                    .messages
                     .push(message.clone());
             }
             state.subscribers.retain(|(pattern, sender)| {
@@ -188,7 +220,10 @@ impl DurableCursor {
                 let mut state = self.bus.lock();
                 let log = state.streams.entry(self.stream).or_default();
                 let now = Instant::now();
+                let (first, end) = (log.first, log.end());
                 let durable = log.durables.entry(self.durable.clone()).or_default();
+                // A new durable name starts at the oldest message still kept.
+                durable.next_index = durable.next_index.max(first);
                 let overdue = durable
                     .unacked
                     .iter()
@@ -196,15 +231,15 @@ impl DurableCursor {
                 let index = match overdue {
                     Some((&index, _)) => Some(index),
                     None => {
-                        while durable.next_index < log.messages.len()
+                        while durable.next_index < end
                             && !subject_matches(
                                 &self.filter,
-                                &log.messages[durable.next_index].subject,
+                                &log.messages[durable.next_index - first].subject,
                             )
                         {
                             durable.next_index += 1;
                         }
-                        (durable.next_index < log.messages.len()).then(|| {
+                        (durable.next_index < end).then(|| {
                             durable.next_index += 1;
                             durable.next_index - 1
                         })
@@ -212,8 +247,17 @@ impl DurableCursor {
                 };
                 if let Some(index) = index {
                     durable.unacked.insert(index, now + self.ack_wait);
+                    let Some(message) = index
+                        .checked_sub(first)
+                        .and_then(|at| log.messages.get(at))
+                        .cloned()
+                    else {
+                        // Trimmed while unacknowledged cannot happen: the floor keeps it.
+                        durable.unacked.remove(&index);
+                        continue;
+                    };
                     return Delivery {
-                        message: log.messages[index].clone(),
+                        message,
                         acker: Box::new(MemoryAcker {
                             bus: self.bus.clone(),
                             stream: self.stream,
@@ -292,5 +336,47 @@ mod tests {
     #[tokio::test]
     async fn memory_bus_conforms() {
         crate::conformance::run_all(&super::MemoryBus::new()).await;
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_only_what_someone_may_still_read() {
+        use crate::Bus;
+        let bus = super::MemoryBus::new();
+        for n in 0..(super::RETAINED_WITHOUT_CONSUMERS + 500) {
+            bus.publish("persisted.1", bytes::Bytes::from(n.to_string()))
+                .await
+                .expect("publish");
+        }
+        let kept = |bus: &super::MemoryBus| {
+            bus.lock()
+                .streams
+                .get("PERSISTED_EVENTS")
+                .map(|log| log.messages.len())
+        };
+        assert_eq!(kept(&bus), Some(super::RETAINED_WITHOUT_CONSUMERS));
+        let mut consumer = bus
+            .consume(
+                &crate::subjects::PERSISTED_EVENTS,
+                "d",
+                "persisted.>",
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .expect("consume");
+        let oldest = consumer.next().await.expect("open").expect("delivery");
+        assert_eq!(
+            &oldest.message.payload[..],
+            b"500",
+            "starts at the oldest message kept"
+        );
+        oldest.ack().await.expect("ack");
+        bus.publish("persisted.1", bytes::Bytes::from_static(b"new"))
+            .await
+            .expect("publish");
+        assert_eq!(
+            kept(&bus),
+            Some(super::RETAINED_WITHOUT_CONSUMERS),
+            "the durable name still has the rest to read"
+        );
     }
 }

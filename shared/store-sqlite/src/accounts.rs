@@ -20,10 +20,7 @@ fn changed_one(rows: usize) -> StoreResult<()> {
 impl AccountStore for SqliteStore {
     async fn create_user(&self, new_user: NewUser) -> StoreResult<()> {
         self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES (?1, ?2, ?3, ?4)",
-                params![new_user.user_id, new_user.password_hash, new_user.is_admin, new_user.created_ts],
-            )
+            tx.prepare_cached("INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES (?1, ?2, ?3, ?4)").and_then(|mut statement| statement.execute(params![new_user.user_id, new_user.password_hash, new_user.is_admin, new_user.created_ts],))
             .map_err(map_error)?;
             Ok(())
         })
@@ -33,11 +30,12 @@ impl AccountStore for SqliteStore {
     async fn user(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
         let user_id = user_id.to_owned();
         self.read(move |conn| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT user_id, password_hash, is_admin, deactivated, displayname, avatar_url
                  FROM users WHERE user_id = ?1",
-                [user_id],
-                |row| {
+            )
+            .and_then(|mut statement| {
+                statement.query_row([user_id], |row| {
                     Ok(UserRecord {
                         user_id: row.get(0)?,
                         password_hash: row.get(1)?,
@@ -46,8 +44,8 @@ impl AccountStore for SqliteStore {
                         displayname: row.get(4)?,
                         avatar_url: row.get(5)?,
                     })
-                },
-            )
+                })
+            })
             .optional()
         })
         .await
@@ -57,10 +55,8 @@ impl AccountStore for SqliteStore {
         let (user_id, password_hash) = (user_id.to_owned(), password_hash.to_owned());
         self.write(move |tx| {
             let rows = tx
-                .execute(
-                    "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
-                    [user_id, password_hash],
-                )
+                .prepare_cached("UPDATE users SET password_hash = ?2 WHERE user_id = ?1")
+                .and_then(|mut statement| statement.execute([user_id, password_hash]))
                 .map_err(map_error)?;
             changed_one(rows)
         })
@@ -71,10 +67,8 @@ impl AccountStore for SqliteStore {
         let user_id = user_id.to_owned();
         self.write(move |tx| {
             let rows = tx
-                .execute(
-                    "UPDATE users SET is_admin = ?2 WHERE user_id = ?1",
-                    params![user_id, is_admin],
-                )
+                .prepare_cached("UPDATE users SET is_admin = ?2 WHERE user_id = ?1")
+                .and_then(|mut statement| statement.execute(params![user_id, is_admin]))
                 .map_err(map_error)?;
             changed_one(rows)
         })
@@ -85,16 +79,18 @@ impl AccountStore for SqliteStore {
         let user_id = user_id.to_owned();
         self.write(move |tx| {
             let rows = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL,
                      avatar_url = NULL WHERE user_id = ?1",
-                    [&user_id],
                 )
+                .and_then(|mut statement| statement.execute([&user_id]))
                 .map_err(map_error)?;
             changed_one(rows)?;
-            tx.execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])
+            tx.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1")
+                .and_then(|mut statement| statement.execute([&user_id]))
                 .map_err(map_error)?;
-            tx.execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])
+            tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1")
+                .and_then(|mut statement| statement.execute([&user_id]))
                 .map_err(map_error)?;
             Ok(())
         })
@@ -105,29 +101,22 @@ impl AccountStore for SqliteStore {
         let user_id = user_id.to_owned();
         self.write(move |tx| {
             let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM users WHERE user_id = ?1",
-                    [&user_id],
-                    |row| row.get(0),
-                )
+                .prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")
+                .and_then(|mut statement| statement.query_row([&user_id], |row| row.get(0)))
                 .optional()
                 .map_err(map_error)?;
             if exists.is_none() {
                 return Err(StoreError::NotFound);
             }
             if let Some(displayname) = update.displayname {
-                tx.execute(
-                    "UPDATE users SET displayname = ?2 WHERE user_id = ?1",
-                    params![user_id, displayname],
-                )
-                .map_err(map_error)?;
+                tx.prepare_cached("UPDATE users SET displayname = ?2 WHERE user_id = ?1")
+                    .and_then(|mut statement| statement.execute(params![user_id, displayname]))
+                    .map_err(map_error)?;
             }
             if let Some(avatar_url) = update.avatar_url {
-                tx.execute(
-                    "UPDATE users SET avatar_url = ?2 WHERE user_id = ?1",
-                    params![user_id, avatar_url],
-                )
-                .map_err(map_error)?;
+                tx.prepare_cached("UPDATE users SET avatar_url = ?2 WHERE user_id = ?1")
+                    .and_then(|mut statement| statement.execute(params![user_id, avatar_url]))
+                    .map_err(map_error)?;
             }
             Ok(())
         })
@@ -141,16 +130,15 @@ impl FilterStore for SqliteStore {
         let (user_id, filter_json) = (user_id.to_owned(), filter_json.to_owned());
         self.write(move |tx| {
             let next: i64 = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT COALESCE(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = ?1",
-                    [&user_id],
-                    |row| row.get(0),
                 )
+                .and_then(|mut statement| statement.query_row([&user_id], |row| row.get(0)))
                 .map_err(map_error)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO filters (user_id, filter_id, filter_json) VALUES (?1, ?2, ?3)",
-                params![user_id, next, filter_json],
             )
+            .and_then(|mut statement| statement.execute(params![user_id, next, filter_json]))
             .map_err(map_error)?;
             Ok(next.to_string())
         })
@@ -163,11 +151,12 @@ impl FilterStore for SqliteStore {
         };
         let user_id = user_id.to_owned();
         self.read(move |conn| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT filter_json FROM filters WHERE user_id = ?1 AND filter_id = ?2",
-                params![user_id, filter_id],
-                |row| row.get(0),
             )
+            .and_then(|mut statement| {
+                statement.query_row(params![user_id, filter_id], |row| row.get(0))
+            })
             .optional()
         })
         .await

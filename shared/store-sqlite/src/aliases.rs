@@ -11,10 +11,10 @@ impl AliasStore for SqliteStore {
     async fn create_alias(&self, alias: &str, room_id: &str, creator: &str) -> StoreResult<()> {
         let values = [alias.to_owned(), room_id.to_owned(), creator.to_owned()];
         self.write(move |tx| {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)",
-                values,
             )
+            .and_then(|mut statement| statement.execute(values))
             .map_err(map_error)?;
             Ok(())
         })
@@ -24,18 +24,17 @@ impl AliasStore for SqliteStore {
     async fn alias(&self, alias: &str) -> StoreResult<Option<AliasRecord>> {
         let alias = alias.to_owned();
         self.read(move |conn| {
-            conn.query_row(
-                "SELECT alias, room_id, creator FROM room_aliases WHERE alias = ?1",
-                [alias],
-                |row| {
-                    Ok(AliasRecord {
-                        alias: row.get(0)?,
-                        room_id: row.get(1)?,
-                        creator: row.get(2)?,
+            conn.prepare_cached("SELECT alias, room_id, creator FROM room_aliases WHERE alias = ?1")
+                .and_then(|mut statement| {
+                    statement.query_row([alias], |row| {
+                        Ok(AliasRecord {
+                            alias: row.get(0)?,
+                            room_id: row.get(1)?,
+                            creator: row.get(2)?,
+                        })
                     })
-                },
-            )
-            .optional()
+                })
+                .optional()
         })
         .await
     }
@@ -44,7 +43,8 @@ impl AliasStore for SqliteStore {
         let alias = alias.to_owned();
         self.write(move |tx| {
             let rows = tx
-                .execute("DELETE FROM room_aliases WHERE alias = ?1", [alias])
+                .prepare_cached("DELETE FROM room_aliases WHERE alias = ?1")
+                .and_then(|mut statement| statement.execute([alias]))
                 .map_err(map_error)?;
             if rows == 0 {
                 Err(StoreError::NotFound)

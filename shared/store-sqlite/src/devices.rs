@@ -31,16 +31,10 @@ impl DeviceStore for SqliteStore {
         let display_name = display_name.map(str::to_owned);
         let access_token = access_token.to_owned();
         self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_ts = excluded.last_seen_ts",
-                params![user_id, device_id, display_name, myelin_types::now_millis()],
-            )
+            tx.prepare_cached("INSERT INTO devices (user_id, device_id, display_name, last_seen_ts) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_ts = excluded.last_seen_ts").and_then(|mut statement| statement.execute(params![user_id, device_id, display_name, myelin_types::now_millis()],))
             .map_err(map_error)?;
-            tx.execute(
-                "INSERT INTO access_tokens (token, user_id, device_id) VALUES (?1, ?2, ?3)",
-                params![access_token, user_id, device_id],
-            )
+            tx.prepare_cached("INSERT INTO access_tokens (token, user_id, device_id) VALUES (?1, ?2, ?3)").and_then(|mut statement| statement.execute(params![access_token, user_id, device_id],))
             .map_err(map_error)?;
             Ok(())
         })
@@ -50,19 +44,20 @@ impl DeviceStore for SqliteStore {
     async fn token_owner(&self, access_token: &str) -> StoreResult<Option<TokenOwner>> {
         let access_token = access_token.to_owned();
         self.read(move |conn| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT t.user_id, t.device_id, u.is_admin FROM access_tokens t
                  JOIN users u ON u.user_id = t.user_id
                  WHERE t.token = ?1 AND u.deactivated = 0",
-                [access_token],
-                |row| {
+            )
+            .and_then(|mut statement| {
+                statement.query_row([access_token], |row| {
                     Ok(TokenOwner {
                         user_id: row.get(0)?,
                         device_id: row.get(1)?,
                         is_admin: row.get(2)?,
                     })
-                },
-            )
+                })
+            })
             .optional()
         })
         .await
@@ -83,13 +78,10 @@ impl DeviceStore for SqliteStore {
     async fn device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<Device>> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.read(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ?1 AND device_id = ?2"
-                ),
-                [user_id, device_id],
-                device_from_row,
-            )
+            conn.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ?1 AND device_id = ?2"
+            ))
+            .and_then(|mut statement| statement.query_row([user_id, device_id], device_from_row))
             .optional()
         })
         .await
@@ -105,10 +97,12 @@ impl DeviceStore for SqliteStore {
         let display_name = display_name.map(str::to_owned);
         self.write(move |tx| {
             let rows = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
-                    params![user_id, device_id, display_name],
                 )
+                .and_then(|mut statement| {
+                    statement.execute(params![user_id, device_id, display_name])
+                })
                 .map_err(map_error)?;
             if rows == 0 {
                 Err(StoreError::NotFound)
@@ -124,16 +118,14 @@ impl DeviceStore for SqliteStore {
         let device_ids = device_ids.to_vec();
         self.write(move |tx| {
             for device_id in &device_ids {
-                tx.execute(
+                tx.prepare_cached(
                     "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                    [&user_id, device_id],
                 )
+                .and_then(|mut statement| statement.execute([&user_id, device_id]))
                 .map_err(map_error)?;
-                tx.execute(
-                    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                    [&user_id, device_id],
-                )
-                .map_err(map_error)?;
+                tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")
+                    .and_then(|mut statement| statement.execute([&user_id, device_id]))
+                    .map_err(map_error)?;
             }
             Ok(())
         })
@@ -143,7 +135,8 @@ impl DeviceStore for SqliteStore {
     async fn delete_token(&self, access_token: &str) -> StoreResult<()> {
         let access_token = access_token.to_owned();
         self.write(move |tx| {
-            tx.execute("DELETE FROM access_tokens WHERE token = ?1", [access_token])
+            tx.prepare_cached("DELETE FROM access_tokens WHERE token = ?1")
+                .and_then(|mut statement| statement.execute([access_token]))
                 .map_err(map_error)?;
             Ok(())
         })
@@ -154,16 +147,12 @@ impl DeviceStore for SqliteStore {
         let user_id = user_id.to_owned();
         let keep = keep.unwrap_or_default().to_owned();
         self.write(move |tx| {
-            tx.execute(
-                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id <> ?2",
-                [&user_id, &keep],
-            )
-            .map_err(map_error)?;
-            tx.execute(
-                "DELETE FROM devices WHERE user_id = ?1 AND device_id <> ?2",
-                [&user_id, &keep],
-            )
-            .map_err(map_error)?;
+            tx.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id <> ?2")
+                .and_then(|mut statement| statement.execute([&user_id, &keep]))
+                .map_err(map_error)?;
+            tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id <> ?2")
+                .and_then(|mut statement| statement.execute([&user_id, &keep]))
+                .map_err(map_error)?;
             Ok(())
         })
         .await

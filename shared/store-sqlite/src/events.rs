@@ -52,36 +52,32 @@ fn membership_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Membership> 
 
 fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<PersistOutcome> {
     if let Some(txn) = &event.txn {
-        let existing: Option<String> = tx
-            .query_row(
-                "SELECT event_id FROM txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
-                [&txn.user_id, &txn.device_id, &txn.txn_id],
-                |row| row.get(0),
-            )
+        let existing: Option<String> = tx.prepare_cached("SELECT event_id FROM txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3").and_then(|mut statement| statement.query_row([&txn.user_id, &txn.device_id, &txn.txn_id],
+                |row| row.get(0),))
             .optional()
             .map_err(map_error)?;
         if let Some(event_id) = existing {
             return Ok(PersistOutcome::DuplicateTxn { event_id });
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
-            [&txn.user_id, &txn.device_id, &txn.txn_id, &event.event_id],
         )
+        .and_then(|mut statement| {
+            statement.execute([&txn.user_id, &txn.device_id, &txn.txn_id, &event.event_id])
+        })
         .map_err(map_error)?;
     }
     if let Some(room_version) = &event.new_room_version {
-        tx.execute(
-            "INSERT INTO rooms (room_id, room_version, creator) VALUES (?1, ?2, ?3)",
-            [&event.room_id, room_version, &event.sender],
-        )
-        .map_err(map_error)?;
+        tx.prepare_cached("INSERT INTO rooms (room_id, room_version, creator) VALUES (?1, ?2, ?3)")
+            .and_then(|mut statement| {
+                statement.execute([&event.room_id, room_version, &event.sender])
+            })
+            .map_err(map_error)?;
     }
     let txn = event.txn.as_ref();
-    tx.execute(
-        "INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth, origin_server_ts,
+    tx.prepare_cached("INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth, origin_server_ts,
                              pdu_json, txn_user_id, txn_device_id, txn_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)").and_then(|mut statement| statement.execute(params![
             event.event_id,
             event.room_id,
             event.sender,
@@ -93,51 +89,45 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
             txn.map(|t| &t.user_id),
             txn.map(|t| &t.device_id),
             txn.map(|t| &t.txn_id),
-        ],
-    )
+        ],))
     .map_err(map_error)?;
     let position = tx.last_insert_rowid();
     if let Some(state_key) = &event.state_key {
-        tx.execute(
-            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
+        tx.prepare_cached("INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
-                 event_id = excluded.event_id, membership = excluded.membership, position = excluded.position",
-            params![event.room_id, event.event_type, state_key, event.event_id, event.membership, position],
-        )
+                 event_id = excluded.event_id, membership = excluded.membership, position = excluded.position").and_then(|mut statement| statement.execute(params![event.room_id, event.event_type, state_key, event.event_id, event.membership, position],))
         .map_err(map_error)?;
     }
     if event.membership.as_deref() == Some("join")
         && let Some(user_id) = &event.state_key
     {
-        tx.execute(
-            "DELETE FROM forgotten_rooms WHERE user_id = ?1 AND room_id = ?2",
-            [user_id, &event.room_id],
-        )
-        .map_err(map_error)?;
+        tx.prepare_cached("DELETE FROM forgotten_rooms WHERE user_id = ?1 AND room_id = ?2")
+            .and_then(|mut statement| statement.execute([user_id, &event.room_id]))
+            .map_err(map_error)?;
     }
     for prev in &event.prev_events {
-        tx.execute(
-            "DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2",
-            [&event.room_id, prev],
-        )
-        .map_err(map_error)?;
+        tx.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")
+            .and_then(|mut statement| statement.execute([&event.room_id, prev]))
+            .map_err(map_error)?;
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES (?1, ?2, ?3)",
-        params![event.room_id, event.event_id, event.depth],
     )
+    .and_then(|mut statement| {
+        statement.execute(params![event.room_id, event.event_id, event.depth])
+    })
     .map_err(map_error)?;
     if let Some(redaction) = &event.redaction {
-        tx.execute(
-            "UPDATE events SET pdu_json = ?2, redacted_by = ?3 WHERE event_id = ?1",
-            [
-                &redaction.target_event_id,
-                &redaction.pruned_pdu_json,
-                &event.event_id,
-            ],
-        )
-        .map_err(map_error)?;
+        tx.prepare_cached("UPDATE events SET pdu_json = ?2, redacted_by = ?3 WHERE event_id = ?1")
+            .and_then(|mut statement| {
+                statement.execute([
+                    &redaction.target_event_id,
+                    &redaction.pruned_pdu_json,
+                    &event.event_id,
+                ])
+            })
+            .map_err(map_error)?;
     }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
 }
@@ -151,11 +141,10 @@ impl EventStore for SqliteStore {
     async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>> {
         let event_id = event_id.to_owned();
         self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"),
-                [event_id],
-                event_from_row,
-            )
+            conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"
+            ))
+            .and_then(|mut statement| statement.query_row([event_id], event_from_row))
             .optional()
         })
         .await
@@ -164,17 +153,18 @@ impl EventStore for SqliteStore {
     async fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>> {
         let room_id = room_id.to_owned();
         self.read(move |conn| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT room_id, room_version, creator FROM rooms WHERE room_id = ?1",
-                [room_id],
-                |row| {
+            )
+            .and_then(|mut statement| {
+                statement.query_row([room_id], |row| {
                     Ok(RoomRecord {
                         room_id: row.get(0)?,
                         room_version: row.get(1)?,
                         creator: row.get(2)?,
                     })
-                },
-            )
+                })
+            })
             .optional()
         })
         .await
@@ -206,15 +196,12 @@ impl EventStore for SqliteStore {
             state_key.to_owned(),
         ];
         self.read(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE event_id =
+            conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id =
                          (SELECT event_id FROM current_state
                           WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3)"
-                ),
-                keys,
-                event_from_row,
-            )
+            ))
+            .and_then(|mut statement| statement.query_row(keys, event_from_row))
             .optional()
         })
         .await
@@ -233,15 +220,14 @@ impl EventStore for SqliteStore {
             state_key.to_owned(),
         );
         self.read(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events
+            conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events
                      WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3 AND position <= ?4
                      ORDER BY position DESC LIMIT 1"
-                ),
-                params![keys.0, keys.1, keys.2, at.0],
-                event_from_row,
-            )
+            ))
+            .and_then(|mut statement| {
+                statement.query_row(params![keys.0, keys.1, keys.2, at.0], event_from_row)
+            })
             .optional()
         })
         .await
@@ -296,10 +282,9 @@ impl EventStore for SqliteStore {
 
     async fn max_position(&self) -> StoreResult<StreamPosition> {
         self.read(|conn| {
-            conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
-                row.get(0)
-            })
-            .map(StreamPosition)
+            conn.prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+                .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+                .map(StreamPosition)
         })
         .await
     }
@@ -335,10 +320,10 @@ impl EventStore for SqliteStore {
     async fn forget_room(&self, user_id: &str, room_id: &str) -> StoreResult<()> {
         let keys = [user_id.to_owned(), room_id.to_owned()];
         self.write(move |tx| {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR IGNORE INTO forgotten_rooms (user_id, room_id) VALUES (?1, ?2)",
-                keys,
             )
+            .and_then(|mut statement| statement.execute(keys))
             .map_err(map_error)?;
             Ok(())
         })
@@ -348,13 +333,10 @@ impl EventStore for SqliteStore {
     async fn room_forgotten(&self, user_id: &str, room_id: &str) -> StoreResult<bool> {
         let keys = [user_id.to_owned(), room_id.to_owned()];
         self.read(move |conn| {
-            conn.query_row(
-                "SELECT 1 FROM forgotten_rooms WHERE user_id = ?1 AND room_id = ?2",
-                keys,
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|row| row.is_some())
+            conn.prepare_cached("SELECT 1 FROM forgotten_rooms WHERE user_id = ?1 AND room_id = ?2")
+                .and_then(|mut statement| statement.query_row(keys, |_| Ok(())))
+                .optional()
+                .map(|row| row.is_some())
         })
         .await
     }
@@ -366,11 +348,8 @@ impl EventStore for SqliteStore {
             txn.txn_id.clone(),
         ];
         self.read(move |conn| {
-            conn.query_row(
-                "SELECT event_id FROM txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
-                keys,
-                |row| row.get(0),
-            )
+            conn.prepare_cached("SELECT event_id FROM txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3").and_then(|mut statement| statement.query_row(keys,
+                |row| row.get(0),))
             .optional()
         })
         .await

@@ -75,16 +75,12 @@ impl LeaseStore for SqliteStore {
         let now = myelin_types::now_millis();
         let expires_at = now + ttl.as_millis() as i64;
         self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO group_instances (group_name, instance_id, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (group_name, instance_id) DO UPDATE SET expires_at = excluded.expires_at",
-                params![group, instance, expires_at],
-            )
+            tx.prepare_cached("INSERT INTO group_instances (group_name, instance_id, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (group_name, instance_id) DO UPDATE SET expires_at = excluded.expires_at").and_then(|mut statement| statement.execute(params![group, instance, expires_at],))
             .map_err(map_error)?;
-            tx.execute("DELETE FROM group_instances WHERE group_name = ?1 AND expires_at < ?2", params![group, now])
+            tx.prepare_cached("DELETE FROM group_instances WHERE group_name = ?1 AND expires_at < ?2").and_then(|mut statement| statement.execute(params![group, now]))
                 .map_err(map_error)?;
-            let live: i64 = tx
-                .query_row("SELECT COUNT(*) FROM group_instances WHERE group_name = ?1", [&group], |row| row.get(0))
+            let live: i64 = tx.prepare_cached("SELECT COUNT(*) FROM group_instances WHERE group_name = ?1").and_then(|mut statement| statement.query_row([&group], |row| row.get(0)))
                 .map_err(map_error)?;
             Ok(live as usize)
         })
@@ -94,10 +90,10 @@ impl LeaseStore for SqliteStore {
     async fn leave_group(&self, group: &str, instance: &str) -> StoreResult<()> {
         let keys = [group.to_owned(), instance.to_owned()];
         self.write(move |tx| {
-            tx.execute(
+            tx.prepare_cached(
                 "DELETE FROM group_instances WHERE group_name = ?1 AND instance_id = ?2",
-                keys,
             )
+            .and_then(|mut statement| statement.execute(keys))
             .map_err(map_error)?;
             Ok(())
         })

@@ -89,8 +89,11 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
-            .await
+        self.read(|conn| {
+            conn.prepare_cached("SELECT 1")
+                .and_then(|mut statement| statement.query_row([], |_| Ok(())))
+        })
+        .await
     }
 }
 
@@ -104,6 +107,8 @@ fn connect(path: &Path) -> StoreResult<Connection> {
         .map_err(map_error)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(map_error)?;
+    // Every statement the store runs stays prepared on every connection.
+    conn.set_prepared_statement_cache_capacity(128);
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(map_error)?;
     Ok(conn)

@@ -15,8 +15,26 @@ pub(crate) enum Verdict {
     Invalid,
 }
 
-/// Hashing is slow on purpose; it runs on a blocking thread.
+/// Each hash holds `MEMORY_KIB` of memory; a burst of registrations or
+/// logins must not hold it many times over (the allocator keeps what it got).
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// OWASP's equivalent of argon2's default (19 MiB, 2 passes) with less
+/// memory and more passes: the same work for an attacker, a smaller server.
+const MEMORY_KIB: u32 = 7 * 1024;
+const PASSES: u32 = 5;
+
+fn argon2() -> Argon2<'static> {
+    let params = argon2::Params::new(MEMORY_KIB, PASSES, 1, None).unwrap_or_default();
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// Hashing is slow on purpose; it runs on a blocking thread, two at a time.
 pub(crate) async fn hash(password: String) -> Result<String, MatrixError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|error| MatrixError::internal(error.to_string()))?;
     tokio::task::spawn_blocking(move || hash_now(&password))
         .await
         .map_err(|error| MatrixError::internal(error.to_string()))?
@@ -24,13 +42,16 @@ pub(crate) async fn hash(password: String) -> Result<String, MatrixError> {
 
 pub fn hash_now(password: &str) -> Result<String, MatrixError> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|error| MatrixError::internal(format!("cannot hash password: {error}")))
 }
 
 pub(crate) async fn verify(password: String, stored: String) -> Verdict {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return Verdict::Invalid;
+    };
     tokio::task::spawn_blocking(move || verify_now(&password, &stored))
         .await
         .unwrap_or(Verdict::Invalid)
@@ -48,6 +69,7 @@ fn verify_now(password: &str, stored: &str) -> Verdict {
     }
     match PasswordHash::new(stored) {
         Ok(parsed)
+            // The parameters come from the stored hash, whatever they were.
             if Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok() =>

@@ -56,19 +56,7 @@ impl EventPersister {
             device_id: txn.device_id,
             txn_id: txn.txn_id,
         });
-        if let Some(txn) = &txn
-            && let Some(event_id) = self
-                .event_store
-                .txn_event_id(txn)
-                .await
-                .map_err(unavailable)?
-        {
-            return Ok(RoomInputDone {
-                room_id: send.room_id,
-                event_id,
-                position: None,
-            });
-        }
+        // A repeated transaction ID is caught by the store, atomically with the write.
         let slot = self.heads.slot(&send.room_id);
         let mut guard = slot.lock().await;
         if guard.is_none() {

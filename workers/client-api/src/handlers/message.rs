@@ -115,15 +115,20 @@ impl ClientApi {
         if !content.is_object() {
             return Err(MatrixError::bad_json("Event content must be an object"));
         }
-        let key = TxnKey {
-            user_id: user.user_id.clone(),
-            device_id: user.device_id.clone(),
-            txn_id: txn_id.to_owned(),
-        };
-        if let Some(event_id) = self.store.txn_event_id(&key).await? {
-            return Ok(event_id);
+        // A retried transaction ID is answered by the room's writer from the
+        // store; only when the rate limit refuses do we look here, so a retry
+        // of a send that went through is never refused.
+        if let Err(limited) = self.limits.message.check(&user.user_id) {
+            let key = TxnKey {
+                user_id: user.user_id.clone(),
+                device_id: user.device_id.clone(),
+                txn_id: txn_id.to_owned(),
+            };
+            return match self.store.txn_event_id(&key).await? {
+                Some(event_id) => Ok(event_id),
+                None => Err(limited),
+            };
         }
-        self.limits.message.check(&user.user_id)?;
         let mut event = template(event_type, None, content);
         event.redacts = redacts.map(str::to_owned);
         let txn = WireTxn {
