@@ -15,14 +15,14 @@ use crate::harness::{Server, workspace_dir};
 
 /// pip may build wheels on a cold cache.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(1800);
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn interop_dir() -> PathBuf {
+pub(crate) fn interop_dir() -> PathBuf {
     workspace_dir().join("tests").join("interop")
 }
 
 /// Why the interop tests cannot run here, if they cannot.
-fn skip_reason() -> Option<String> {
+pub(crate) fn skip_reason() -> Option<String> {
     if std::env::var("MYELIN_SKIP_INTEROP").is_ok_and(|v| v == "1") {
         return Some("MYELIN_SKIP_INTEROP=1".to_owned());
     }
@@ -37,14 +37,14 @@ fn skip_reason() -> Option<String> {
     None
 }
 
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.code, self.stdout, self.stderr
@@ -52,7 +52,7 @@ impl Output {
     }
 }
 
-async fn run(mut command: Command, timeout: Duration, what: &str) -> Output {
+pub(crate) async fn run(mut command: Command, timeout: Duration, what: &str) -> Output {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -73,7 +73,7 @@ async fn run(mut command: Command, timeout: Duration, what: &str) -> Output {
 }
 
 /// Runs `setup-venv.sh` and returns the venv it made or reused.
-async fn venv() -> PathBuf {
+pub(crate) async fn venv() -> PathBuf {
     let mut command = Command::new("bash");
     command.arg(interop_dir().join("setup-venv.sh"));
     let output = run(command, SETUP_TIMEOUT, "setup-venv.sh").await;

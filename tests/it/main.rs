@@ -9,6 +9,9 @@
 //!   an existing binary).
 //! - `MYELIN_TEST_POSTGRES_URL`: a PostgreSQL server the tests may create
 //!   and drop databases on; without it the PostgreSQL test is skipped.
+//! - `MYELIN_TEST_NATS_URL`: NATS with JetStream; with both URLs set, the
+//!   split-deployment tests (`split.rs`) run the topology of
+//!   `scripts/split-up.sh`.
 //! - `MYELIN_SKIP_INTEROP=1`: skip the Python interop tests.
 //! - `MYELIN_VENV`: where `tests/interop/setup-venv.sh` keeps its venv.
 //! - `MYELIN_LOG`: the servers' log filter.
@@ -24,4 +27,5 @@ mod harness;
 mod interop;
 mod persistence;
 mod postgres;
+mod split;
 mod tidy;

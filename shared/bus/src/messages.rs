@@ -78,6 +78,10 @@ pub struct RoomInputDone {
     pub position: Option<StreamPosition>,
 }
 
+/// The `errcode` of a refusal that means "not processed, send it again": a
+/// writer giving its partition away answers requests it will not handle.
+pub const RESEND: &str = "MYELIN_RESEND";
+
 /// A refusal, already in Matrix terms so the client API can pass it on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomInputRefused {

@@ -17,11 +17,11 @@ use crate::ClientApi;
 
 /// A writer that has not answered by then is presumed gone; the client may
 /// retry with the same transaction ID and get the same event.
-const ROOM_INPUT_TIMEOUT: Duration = Duration::from_secs(30);
+const ROOM_INPUT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a request waits for a partition that has no writer (a writer
 /// starting, or a partition moving between writers).
-const HANDOVER_WAIT: Duration = Duration::from_secs(15);
+const HANDOVER_WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn template(event_type: &str, state_key: Option<&str>, content: Value) -> EventTemplate {
     EventTemplate {
@@ -42,28 +42,38 @@ impl ClientApi {
             v: WIRE_VERSION,
             input,
         };
+        // A send with a transaction ID may be repeated safely: the store
+        // dedupes it. Other inputs are resent only when surely not processed.
+        let idempotent = matches!(&request.input, RoomInput::Send(send) if send.txn.is_some());
         let subject = subjects::room_input(partition);
         let payload = messages::encode(&request);
         let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
-        let payload = loop {
-            match self
+        loop {
+            let in_time = tokio::time::Instant::now() < deadline;
+            let reply = match self
                 .bus
                 .request(&subject, payload.clone(), ROOM_INPUT_TIMEOUT)
                 .await
             {
-                // Nobody got the request: the partition is changing hands; it is safe to resend.
-                Err(BusError::NoResponders(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                // Nobody got the request: the partition is changing hands.
+                Err(BusError::NoResponders(_)) if in_time => None,
+                // A request in a writer's buffer when it let go of the partition is lost.
+                Err(BusError::Timeout) if in_time && idempotent => None,
+                other => Some(messages::decode::<RoomInputReply>(&other?)?),
+            };
+            match reply.map(|reply| reply.outcome) {
+                Some(Err(refused)) if refused.errcode == messages::RESEND && in_time => {}
+                Some(outcome) => {
+                    return outcome.map_err(|refused| {
+                        let status = StatusCode::from_u16(refused.status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        MatrixError::new(status, refused.errcode, refused.error)
+                    });
                 }
-                other => break other?,
+                None => {}
             }
-        };
-        let reply: RoomInputReply = messages::decode(&payload)?;
-        reply.outcome.map_err(|refused| {
-            let status =
-                StatusCode::from_u16(refused.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            MatrixError::new(status, refused.errcode, refused.error)
-        })
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub(crate) async fn send_event(

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use myelin_bus::messages::{self, RoomInputRefused, RoomInputReply, WIRE_VERSION};
 use myelin_bus::subjects;
 use myelin_process::Shutdown;
 use myelin_store::LeaseSession;
@@ -27,9 +28,27 @@ const LEASE_KEY_BASE: i64 = 0x6d79_0000;
 
 struct Owned {
     serving: JoinHandle<()>,
+    /// Set when the partition is being given away: requests still arriving
+    /// are answered "send again" instead of being handled or dropped.
+    draining: Arc<AtomicBool>,
     /// Held for reading by every request in progress; taken for writing
     /// before the lease is given back, so the next owner never overlaps.
     in_flight: Arc<RwLock<()>>,
+}
+
+/// How long a given-away partition keeps answering "send again".
+const RESEND_GRACE: Duration = Duration::from_millis(500);
+
+async fn answer_resend(request: myelin_bus::Request) {
+    let reply = RoomInputReply {
+        v: WIRE_VERSION,
+        outcome: Err(RoomInputRefused {
+            status: 503,
+            errcode: messages::RESEND.to_owned(),
+            error: "This room's writer is changing; send again".to_owned(),
+        }),
+    };
+    let _ = request.respond(messages::encode(&reply)).await;
 }
 
 fn lease_key(partition: u16) -> i64 {
@@ -143,11 +162,20 @@ impl EventPersister {
             )
             .await?;
         let in_flight = Arc::new(RwLock::new(()));
-        let guard_source = Arc::clone(&in_flight);
+        let draining = Arc::new(AtomicBool::new(false));
+        let (guard_source, draining_flag) = (Arc::clone(&in_flight), Arc::clone(&draining));
         let persister = Arc::clone(self);
         let serving = tokio::spawn(async move {
             while let Some(request) = requests.next().await {
+                if draining_flag.load(Ordering::SeqCst) {
+                    tokio::spawn(answer_resend(request));
+                    continue;
+                }
                 let guard = Arc::clone(&guard_source).read_owned().await;
+                if draining_flag.load(Ordering::SeqCst) {
+                    tokio::spawn(answer_resend(request));
+                    continue;
+                }
                 let persister = Arc::clone(&persister);
                 tokio::spawn(async move {
                     persister.answer(request).await;
@@ -156,15 +184,26 @@ impl EventPersister {
             }
         });
         tracing::debug!(partition, "serving partition");
-        Ok(Owned { serving, in_flight })
+        Ok(Owned {
+            serving,
+            draining,
+            in_flight,
+        })
     }
 
     async fn give_back(&self, session: &dyn LeaseSession, partition: u16, state: Owned) {
-        state.serving.abort();
-        let _all_done = state.in_flight.write().await;
+        state.draining.store(true, Ordering::SeqCst);
+        let all_done = state.in_flight.write().await;
         if let Err(error) = session.release(lease_key(partition)).await {
             tracing::warn!(%error, partition, "cannot release a partition lease");
         }
+        drop(all_done);
+        // Stay subscribed a moment, so requests already on their way to us
+        // get "send again" rather than silence, then stop listening.
+        tokio::spawn(async move {
+            tokio::time::sleep(RESEND_GRACE).await;
+            state.serving.abort();
+        });
         tracing::debug!(partition, "gave back partition");
     }
 }
