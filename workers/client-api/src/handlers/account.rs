@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::ClientApi;
 use crate::passwords;
-use crate::user_ids::{local_user_id, new_access_token, new_device_id, random_string};
+use crate::user_ids::{local_user_id, random_string};
 
 pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     let register_api = Arc::clone(api);
@@ -118,25 +118,13 @@ impl ClientApi {
         if request.inhibit_login {
             return Ok(json!({"user_id": user_id, "home_server": self.server_name}));
         }
-        let device_id = request
-            .device_id
-            .map(|id| id.to_string())
-            .unwrap_or_else(new_device_id);
-        let access_token = new_access_token();
-        self.store
-            .add_device_token(
-                &user_id,
-                &device_id,
-                request.initial_device_display_name.as_deref(),
-                &access_token,
-            )
-            .await?;
-        Ok(json!({
-            "user_id": user_id,
-            "access_token": access_token,
-            "device_id": device_id,
-            "home_server": self.server_name,
-        }))
+        let device_id = request.device_id.map(|id| id.to_string());
+        self.start_session(
+            &user_id,
+            device_id,
+            request.initial_device_display_name.as_deref(),
+        )
+        .await
     }
 
     /// Leaves every joined or invited room, best effort (deactivation).

@@ -17,7 +17,7 @@ use sha2::Sha256;
 
 use crate::ClientApi;
 use crate::passwords;
-use crate::user_ids::{local_user_id, new_access_token, new_device_id, random_string};
+use crate::user_ids::{local_user_id, random_string};
 
 const NONCE_LIFETIME_MS: i64 = 60_000;
 
@@ -167,14 +167,8 @@ impl ClientApi {
             };
             self.store.update_profile(&user_id, update).await?;
         }
-        let (device_id, access_token) = (new_device_id(), new_access_token());
-        self.store
-            .add_device_token(&user_id, &device_id, None, &access_token)
-            .await?;
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"access_token": access_token, "user_id": user_id, "home_server": self.server_name, "device_id": device_id}),
-        ))
+        let session = self.start_session(&user_id, None, None).await?;
+        Ok(json_response(StatusCode::OK, &session))
     }
 }
 

@@ -70,18 +70,27 @@ impl ClientApi {
         self.check_password(&user_id, &password_login.password)
             .await?;
 
-        let device_id = request
-            .device_id
-            .map(|id| id.to_string())
-            .unwrap_or_else(new_device_id);
+        let device_id = request.device_id.map(|id| id.to_string());
+        self.start_session(
+            &user_id,
+            device_id,
+            request.initial_device_display_name.as_deref(),
+        )
+        .await
+    }
+
+    /// A new access token on the given (or a new) device: the body that
+    /// login and registration answer with.
+    pub(crate) async fn start_session(
+        &self,
+        user_id: &str,
+        device_id: Option<String>,
+        display_name: Option<&str>,
+    ) -> Result<Value, MatrixError> {
+        let device_id = device_id.unwrap_or_else(new_device_id);
         let access_token = new_access_token();
         self.store
-            .add_device_token(
-                &user_id,
-                &device_id,
-                request.initial_device_display_name.as_deref(),
-                &access_token,
-            )
+            .add_device_token(user_id, &device_id, display_name, &access_token)
             .await?;
         Ok(json!({
             "user_id": user_id,
