@@ -191,29 +191,10 @@ impl Router {
         F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R::OutgoingResponse, MatrixError>> + Send + 'static,
     {
-        let handler = Arc::new(handler);
-        let typed: Handler = Arc::new(move |context, request, args| {
-            let handler = Arc::clone(&handler);
-            Box::pin(async move {
-                let (parts, body) = request.into_parts();
-                let borrowed = http::Request::from_parts(parts, &body[..]);
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let parsed = parse_request::<R>(borrowed, &args)?;
-                let response = handler(context, parsed).await?;
-                into_http_response(response)
-            })
-        });
-        let paths: BTreeSet<&'static str> = R::PATH_BUILDER.all_paths().collect();
-        for template in paths {
-            self.add(
-                R::METHOD,
-                template,
-                auth_of::<R>(),
-                true,
-                Arc::clone(&typed),
-            );
-        }
-        self
+        self.ruma_endpoint::<R, _, _>(move |context, request| {
+            let response = handler(context, request);
+            async move { into_http_response(response.await?) }
+        })
     }
 
     /// Serves the ruma endpoint `R`, parsed by ruma, answered with JSON the
@@ -225,6 +206,20 @@ impl Router {
         F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, MatrixError>> + Send + 'static,
     {
+        self.ruma_endpoint::<R, _, _>(move |context, request| {
+            let body = handler(context, request);
+            async move { Ok(json_response(StatusCode::OK, &body.await?)) }
+        })
+    }
+
+    /// Parses requests as `R` and registers every path ruma knows for it.
+    fn ruma_endpoint<R, F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: 'static,
+        F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
+    {
         let handler = Arc::new(handler);
         let typed: Handler = Arc::new(move |context, request, args| {
             let handler = Arc::clone(&handler);
@@ -233,8 +228,7 @@ impl Router {
                 let borrowed = http::Request::from_parts(parts, &body[..]);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let parsed = parse_request::<R>(borrowed, &args)?;
-                let body = handler(context, parsed).await?;
-                Ok(json_response(StatusCode::OK, &body))
+                handler(context, parsed).await
             })
         });
         let paths: BTreeSet<&'static str> = R::PATH_BUILDER.all_paths().collect();
