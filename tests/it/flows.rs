@@ -312,3 +312,41 @@ async fn end_to_end_flow() {
     let server = Server::builder().open_registration().start().await;
     end_to_end(&server).await;
 }
+
+/// `/members?at=` answers with the members at that point, not now.
+#[tokio::test]
+async fn members_at_a_token_are_the_members_then() {
+    let server = Server::builder().open_registration().start().await;
+    let alice = server.client().register("alice", ALICE_PASSWORD).await;
+    let bob = server.client().register("bob", BOB_PASSWORD).await;
+    let room_id = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let before_bob = alice.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    bob.join(&room_id).await.ok();
+    let members = |body: Value| -> Vec<String> {
+        let mut ids: Vec<String> = body["chunk"]
+            .as_array()
+            .expect("chunk")
+            .iter()
+            .filter(|event| event["content"]["membership"] == "join")
+            .map(|event| event["state_key"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let path = format!("/_matrix/client/v3/rooms/{}/members", encode(&room_id));
+    let now = members(alice.get(&path).await.ok());
+    assert_eq!(now, vec![alice.user_id.clone(), bob.user_id.clone()]);
+    let then = members(alice.get(&format!("{path}?at={before_bob}")).await.ok());
+    assert_eq!(
+        then,
+        vec![alice.user_id.clone()],
+        "bob joined after the token"
+    );
+    alice
+        .get(&format!("{path}?at=nonsense"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+}

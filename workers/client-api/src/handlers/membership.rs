@@ -192,18 +192,50 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         async move {
             let user = context.user()?;
             let room_id = request.room_id.as_str();
-            api.read_access(room_id, &user.user_id).await?;
+            let access = api.read_access(room_id, &user.user_id).await?;
             let wanted = request.membership.as_ref().map(|m| m.as_str().to_owned());
             let unwanted = request
                 .not_membership
                 .as_ref()
                 .map(|m| m.as_str().to_owned());
-            let chunk: Vec<Value> = api
+            // `at` (a sync or pagination token) asks for the members at that
+            // point; a former member sees them as of the end of their membership.
+            let at = match request.at.as_deref() {
+                Some(token) => Some(
+                    token
+                        .parse::<myelin_types::StreamToken>()
+                        .map_err(|_| MatrixError::invalid_param("Invalid `at` token"))?
+                        .events,
+                ),
+                None => None,
+            };
+            let at = match (at, access.limit()) {
+                (Some(at), Some(limit)) => Some(at.min(limit)),
+                (at, limit) => at.or(limit),
+            };
+            let mut member_events = Vec::new();
+            for event in api
                 .store
                 .current_state(room_id)
                 .await?
+                .into_iter()
+                .filter(|e| e.event_type == "m.room.member")
+            {
+                let Some(at) = at else {
+                    member_events.push(event);
+                    continue;
+                };
+                let state_key = event.state_key.clone().unwrap_or_default();
+                if let Some(then) = api
+                    .store
+                    .state_event_at(room_id, "m.room.member", &state_key, at)
+                    .await?
+                {
+                    member_events.push(then);
+                }
+            }
+            let chunk: Vec<Value> = member_events
                 .iter()
-                .filter(|event| event.event_type == "m.room.member")
                 .filter(|event| {
                     let membership = membership_of(&event.pdu_json);
                     wanted
