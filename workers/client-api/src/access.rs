@@ -24,6 +24,19 @@ impl ReadAccess {
 }
 
 impl ClientApi {
+    /// The user's current membership in the room (`join`, `leave`, ...), if any.
+    pub(crate) async fn current_membership(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, MatrixError> {
+        let event = self
+            .store
+            .state_event(room_id, "m.room.member", user_id)
+            .await?;
+        Ok(event.and_then(|event| membership_of(&event.pdu_json)))
+    }
+
     pub(crate) async fn read_access(
         &self,
         room_id: &str,

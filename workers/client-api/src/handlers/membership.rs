@@ -94,15 +94,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             let user = context.user()?;
             let target = request.user_id.as_str();
             let current = api
-                .store
-                .state_event(request.room_id.as_str(), "m.room.member", target)
+                .current_membership(request.room_id.as_str(), target)
                 .await?;
-            if !current.is_some_and(|event| {
-                matches!(
-                    membership_of(&event.pdu_json).as_deref(),
-                    Some("join" | "invite" | "knock")
-                )
-            }) {
+            if !matches!(current.as_deref(), Some("join" | "invite" | "knock")) {
                 return Err(MatrixError::forbidden("The user is not in the room"));
             }
             api.set_membership(
@@ -139,11 +133,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             let user = context.user()?;
             let target = request.user_id.as_str();
             let current = api
-                .store
-                .state_event(request.room_id.as_str(), "m.room.member", target)
+                .current_membership(request.room_id.as_str(), target)
                 .await?;
-            if current.is_none_or(|event| membership_of(&event.pdu_json).as_deref() != Some("ban"))
-            {
+            if current.as_deref() != Some("ban") {
                 return Err(MatrixError::forbidden("The user is not banned"));
             }
             api.set_membership(
@@ -163,13 +155,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         async move {
             let user = context.user()?;
             let room_id = request.room_id.as_str();
-            let current = api
-                .store
-                .state_event(room_id, "m.room.member", &user.user_id)
-                .await?;
-            match current
-                .as_ref()
-                .and_then(|event| membership_of(&event.pdu_json))
+            match api
+                .current_membership(room_id, &user.user_id)
+                .await?
                 .as_deref()
             {
                 Some("join" | "invite" | "knock") => {
