@@ -11,6 +11,7 @@ mod aliases;
 mod devices;
 mod events;
 mod leases;
+mod media;
 mod migrations;
 
 use std::error::Error as _;

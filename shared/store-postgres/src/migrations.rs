@@ -23,6 +23,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/postgres/0004_group_instances.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_media.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -10,6 +10,7 @@ mod aliases;
 mod devices;
 mod events;
 mod leases;
+mod media;
 mod migrations;
 
 use std::path::Path;

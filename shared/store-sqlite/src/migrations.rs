@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/sqlite/0004_group_instances.sql"),
     ),
+    (5, include_str!("../../../migrations/sqlite/0005_media.sql")),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -6,6 +6,7 @@
 mod accounts;
 mod aliases;
 mod events;
+mod media;
 
 use crate::Store;
 
@@ -26,6 +27,10 @@ pub async fn run_all(store: &dyn Store) {
     events::same_txn_id_returns_same_event(store).await;
     events::redaction_prunes_target(store).await;
     events::forgotten_rooms_hide_until_rejoined(store).await;
+    media::uploads_round_trip(store).await;
+    media::pending_uploads_fill_once_by_their_owner(store).await;
+    media::expired_reservations_cannot_be_filled_and_are_purged(store).await;
+    media::thumbnails_are_kept_per_size_and_method(store).await;
     leases_are_exclusive(store).await;
 }
 

@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod filters;
 mod leases;
+mod media;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -26,11 +27,20 @@ pub use events::{
 };
 pub use filters::FilterStore;
 pub use leases::{LeaseSession, LeaseStore};
+pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, ThumbnailRecord};
 
 /// Every domain at once: what an engine implements and a process opens.
 #[async_trait::async_trait]
 pub trait Store:
-    AccountStore + DeviceStore + EventStore + AliasStore + FilterStore + LeaseStore + Send + Sync
+    AccountStore
+    + DeviceStore
+    + EventStore
+    + AliasStore
+    + FilterStore
+    + LeaseStore
+    + MediaStore
+    + Send
+    + Sync
 {
     /// Cheap round trip for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

@@ -1,0 +1,212 @@
+//! Media and thumbnail metadata.
+
+use async_trait::async_trait;
+use myelin_store::{
+    FillOutcome, MediaContent, MediaRecord, MediaStore, StoreResult, ThumbnailRecord,
+};
+use tokio_postgres::Row;
+
+use crate::{PostgresStore, get};
+
+fn media_from_row(row: &Row) -> StoreResult<MediaRecord> {
+    let sha256: Option<String> = get(row, 6)?;
+    let content = match sha256 {
+        Some(sha256) => Some(MediaContent {
+            content_type: get(row, 3)?,
+            upload_name: get(row, 4)?,
+            size: get::<Option<i64>>(row, 5)?.unwrap_or(0).max(0) as u64,
+            sha256,
+        }),
+        None => None,
+    };
+    Ok(MediaRecord {
+        media_id: get(row, 0)?,
+        uploader: get(row, 1)?,
+        created_ts: get(row, 2)?,
+        content,
+        pending_expires_ts: get(row, 7)?,
+    })
+}
+
+fn thumbnail_from_row(row: &Row) -> StoreResult<ThumbnailRecord> {
+    Ok(ThumbnailRecord {
+        media_id: get(row, 0)?,
+        width: dimension(get(row, 1)?),
+        height: dimension(get(row, 2)?),
+        method: get(row, 3)?,
+        content_type: get(row, 4)?,
+        size: get::<i64>(row, 5)?.max(0) as u64,
+        sha256: get(row, 6)?,
+    })
+}
+
+fn dimension(stored: i64) -> u32 {
+    u32::try_from(stored).unwrap_or(0)
+}
+
+#[async_trait]
+impl MediaStore for PostgresStore {
+    async fn create_media(
+        &self,
+        media_id: &str,
+        uploader: &str,
+        created_ts: i64,
+        content: &MediaContent,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO media (media_id, uploader, created_ts, content_type, upload_name, \
+             size, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &media_id,
+                &uploader,
+                &created_ts,
+                &content.content_type,
+                &content.upload_name,
+                &(content.size as i64),
+                &content.sha256,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn create_pending_media(
+        &self,
+        media_id: &str,
+        uploader: &str,
+        created_ts: i64,
+        expires_ts: i64,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO media (media_id, uploader, created_ts, pending_expires_ts) \
+             VALUES ($1, $2, $3, $4)",
+            &[&media_id, &uploader, &created_ts, &expires_ts],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn fill_pending_media(
+        &self,
+        media_id: &str,
+        uploader: &str,
+        now_ts: i64,
+        content: &MediaContent,
+    ) -> StoreResult<FillOutcome> {
+        // The update alone decides who fills the ID; the read after a miss
+        // only explains why, and a row that changes meanwhile changes nothing.
+        let filled = self
+            .execute(
+                "UPDATE media SET content_type = $3, upload_name = $4, size = $5, \
+                 sha256 = $6, pending_expires_ts = NULL \
+                 WHERE media_id = $1 AND uploader = $2 AND sha256 IS NULL \
+                 AND pending_expires_ts > $7",
+                &[
+                    &media_id,
+                    &uploader,
+                    &content.content_type,
+                    &content.upload_name,
+                    &(content.size as i64),
+                    &content.sha256,
+                    &now_ts,
+                ],
+            )
+            .await?;
+        if filled == 1 {
+            return Ok(FillOutcome::Filled);
+        }
+        let existing = self
+            .query_opt(
+                "SELECT uploader, sha256 IS NOT NULL FROM media WHERE media_id = $1",
+                &[&media_id],
+                |row| Ok((get::<String>(row, 0)?, get::<bool>(row, 1)?)),
+            )
+            .await?;
+        Ok(match existing {
+            None => FillOutcome::NotFound,
+            Some((owner, _)) if owner != uploader => FillOutcome::NotOwner,
+            Some((_, true)) => FillOutcome::AlreadyUploaded,
+            // Still empty, so the reservation ran out.
+            Some((_, false)) => FillOutcome::NotFound,
+        })
+    }
+
+    async fn media(&self, media_id: &str) -> StoreResult<Option<MediaRecord>> {
+        self.query_opt(
+            "SELECT media_id, uploader, created_ts, content_type, upload_name, size, sha256, \
+             pending_expires_ts FROM media WHERE media_id = $1",
+            &[&media_id],
+            media_from_row,
+        )
+        .await
+    }
+
+    async fn pending_media_count(&self, uploader: &str, now_ts: i64) -> StoreResult<u64> {
+        let count = self
+            .query_opt(
+                "SELECT COUNT(*) FROM media WHERE uploader = $1 \
+                 AND pending_expires_ts IS NOT NULL AND pending_expires_ts > $2",
+                &[&uploader, &now_ts],
+                |row| get::<i64>(row, 0),
+            )
+            .await?;
+        Ok(count.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn purge_expired_pending_media(&self, now_ts: i64) -> StoreResult<u64> {
+        self.execute(
+            "DELETE FROM media WHERE sha256 IS NULL AND pending_expires_ts <= $1",
+            &[&now_ts],
+        )
+        .await
+    }
+
+    async fn thumbnail(
+        &self,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        method: &str,
+    ) -> StoreResult<Option<ThumbnailRecord>> {
+        self.query_opt(
+            "SELECT media_id, width, height, method, content_type, size, sha256 \
+             FROM media_thumbnails \
+             WHERE media_id = $1 AND width = $2 AND height = $3 AND method = $4",
+            &[&media_id, &i64::from(width), &i64::from(height), &method],
+            thumbnail_from_row,
+        )
+        .await
+    }
+
+    async fn put_thumbnail(&self, thumbnail: &ThumbnailRecord) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO media_thumbnails \
+             (media_id, width, height, method, content_type, size, sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (media_id, width, height, method) DO NOTHING",
+            &[
+                &thumbnail.media_id,
+                &i64::from(thumbnail.width),
+                &i64::from(thumbnail.height),
+                &thumbnail.method,
+                &thumbnail.content_type,
+                &(thumbnail.size as i64),
+                &thumbnail.sha256,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn thumbnails(&self, media_id: &str) -> StoreResult<Vec<ThumbnailRecord>> {
+        // COLLATE "C": byte order, as SQLite sorts, whatever the locale.
+        self.query(
+            r#"SELECT media_id, width, height, method, content_type, size, sha256
+               FROM media_thumbnails WHERE media_id = $1
+               ORDER BY width, height, method COLLATE "C""#,
+            &[&media_id],
+            thumbnail_from_row,
+        )
+        .await
+    }
+}

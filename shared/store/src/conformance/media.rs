@@ -1,0 +1,217 @@
+use crate::{FillOutcome, MediaContent, Store, StoreError, ThumbnailRecord};
+
+fn content(sha256: &str, size: u64) -> MediaContent {
+    MediaContent {
+        content_type: Some("image/png".to_owned()),
+        upload_name: Some("cat picture.png".to_owned()),
+        size,
+        sha256: sha256.to_owned(),
+    }
+}
+
+pub(super) async fn uploads_round_trip(store: &dyn Store) {
+    let uploaded = content(&"ab".repeat(32), 1234);
+    store
+        .create_media("conformanceUpload", "@up:test", 1_000, &uploaded)
+        .await
+        .expect("create");
+    let record = store
+        .media("conformanceUpload")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(record.uploader, "@up:test");
+    assert_eq!(record.created_ts, 1_000);
+    assert_eq!(record.content, Some(uploaded.clone()));
+    assert_eq!(record.pending_expires_ts, None);
+    let again = store
+        .create_media("conformanceUpload", "@other:test", 2_000, &uploaded)
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert!(
+        store
+            .media("conformanceMissing")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    let bare = MediaContent {
+        content_type: None,
+        upload_name: None,
+        size: 0,
+        sha256: "00".repeat(32),
+    };
+    store
+        .create_media("conformanceBare", "@up:test", 1_000, &bare)
+        .await
+        .expect("create without type or name");
+    let record = store.media("conformanceBare").await.expect("read");
+    assert_eq!(record.and_then(|record| record.content), Some(bare));
+}
+
+pub(super) async fn pending_uploads_fill_once_by_their_owner(store: &dyn Store) {
+    store
+        .create_pending_media("conformancePending", "@owner:test", 1_000, 5_000)
+        .await
+        .expect("reserve");
+    let taken = store
+        .create_pending_media("conformancePending", "@owner:test", 1_000, 5_000)
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    let pending = store
+        .media("conformancePending")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(pending.content, None);
+    assert_eq!(pending.pending_expires_ts, Some(5_000));
+    assert_eq!(
+        store
+            .pending_media_count("@owner:test", 2_000)
+            .await
+            .expect("count"),
+        1
+    );
+
+    let uploaded = content(&"cd".repeat(32), 99);
+    let fill = |user: &'static str, now: i64| {
+        let uploaded = uploaded.clone();
+        async move {
+            store
+                .fill_pending_media("conformancePending", user, now, &uploaded)
+                .await
+                .expect("fill")
+        }
+    };
+    assert_eq!(fill("@intruder:test", 2_000).await, FillOutcome::NotOwner);
+    assert_eq!(fill("@owner:test", 2_000).await, FillOutcome::Filled);
+    assert_eq!(
+        fill("@owner:test", 2_500).await,
+        FillOutcome::AlreadyUploaded
+    );
+    assert_eq!(fill("@intruder:test", 2_500).await, FillOutcome::NotOwner);
+    let filled = store
+        .media("conformancePending")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(filled.content, Some(uploaded.clone()));
+    assert_eq!(filled.pending_expires_ts, None);
+    assert_eq!(
+        store
+            .pending_media_count("@owner:test", 2_000)
+            .await
+            .expect("count"),
+        0
+    );
+    let unknown = store
+        .fill_pending_media("conformanceNeverReserved", "@owner:test", 2_000, &uploaded)
+        .await
+        .expect("fill");
+    assert_eq!(unknown, FillOutcome::NotFound);
+}
+
+pub(super) async fn expired_reservations_cannot_be_filled_and_are_purged(store: &dyn Store) {
+    store
+        .create_pending_media("conformanceExpiring", "@late:test", 1_000, 3_000)
+        .await
+        .expect("reserve");
+    store
+        .create_pending_media("conformanceStillValid", "@late:test", 1_000, 9_000)
+        .await
+        .expect("reserve");
+    assert_eq!(
+        store
+            .pending_media_count("@late:test", 3_000)
+            .await
+            .expect("count"),
+        1,
+        "a reservation that expires at 3000 is gone at 3000"
+    );
+    let late = store
+        .fill_pending_media(
+            "conformanceExpiring",
+            "@late:test",
+            3_000,
+            &content(&"ef".repeat(32), 5),
+        )
+        .await
+        .expect("fill");
+    assert_eq!(late, FillOutcome::NotFound);
+    let purged = store
+        .purge_expired_pending_media(3_000)
+        .await
+        .expect("purge");
+    assert!(purged >= 1, "purged {purged}");
+    assert!(
+        store
+            .media("conformanceExpiring")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .media("conformanceStillValid")
+            .await
+            .expect("read")
+            .is_some(),
+        "a valid reservation survives the purge"
+    );
+}
+
+pub(super) async fn thumbnails_are_kept_per_size_and_method(store: &dyn Store) {
+    store
+        .create_media(
+            "conformanceThumbs",
+            "@up:test",
+            1_000,
+            &content(&"12".repeat(32), 4096),
+        )
+        .await
+        .expect("create");
+    let thumbnail = |width, height, method: &str, sha: &str| ThumbnailRecord {
+        media_id: "conformanceThumbs".to_owned(),
+        width,
+        height,
+        method: method.to_owned(),
+        content_type: "image/png".to_owned(),
+        size: 77,
+        sha256: sha.repeat(32),
+    };
+    assert!(
+        store
+            .thumbnail("conformanceThumbs", 32, 32, "crop")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let crop = thumbnail(32, 32, "crop", "34");
+    store.put_thumbnail(&crop).await.expect("put");
+    store
+        .put_thumbnail(&thumbnail(32, 32, "crop", "56"))
+        .await
+        .expect("a second put of the same key succeeds");
+    let scale = thumbnail(320, 240, "scale", "78");
+    store.put_thumbnail(&scale).await.expect("put");
+    assert_eq!(
+        store
+            .thumbnail("conformanceThumbs", 32, 32, "crop")
+            .await
+            .expect("read"),
+        Some(crop.clone()),
+        "the first thumbnail stored for a key stays"
+    );
+    assert!(
+        store
+            .thumbnail("conformanceThumbs", 32, 32, "scale")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        store.thumbnails("conformanceThumbs").await.expect("list"),
+        vec![crop, scale]
+    );
+}
