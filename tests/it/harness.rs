@@ -109,7 +109,7 @@ pub fn run_myelin(args: &[&str]) -> std::process::Output {
 
 /// Removes the caller's `MYELIN_*`/`SYNAPSE_*` variables (other than the
 /// log filter), which the server would read as config overrides.
-fn scrub_env(command: &mut Command) {
+pub fn scrub_env(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
         if (name.starts_with("MYELIN_") || name.starts_with("SYNAPSE_")) && name != "MYELIN_LOG" {
@@ -122,12 +122,20 @@ fn scrub_env(command: &mut Command) {
 pub struct ServerBuilder {
     server_name: String,
     env: BTreeMap<String, String>,
+    config_edits: Vec<(String, String)>,
 }
 
 impl ServerBuilder {
     /// Sets `MYELIN_<key>` for the server process (overrides the defaults).
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Replaces `from` by `to` in the generated homeserver.yaml (for what
+    /// environment overrides cannot express, such as an extra listener).
+    pub fn edit_config(mut self, from: &str, to: &str) -> Self {
+        self.config_edits.push((from.to_owned(), to.to_owned()));
         self
     }
 
@@ -167,10 +175,17 @@ impl ServerBuilder {
             "generated config has no `port: 8008`"
         );
         // Port 0 for the first start; the port it gets is pinned for restarts.
-        let yaml = yaml.replace("port: 8008", "port: 0").replace(
+        let mut yaml = yaml.replace("port: 8008", "port: 0").replace(
             "bind_addresses: ['0.0.0.0']",
             "bind_addresses: ['127.0.0.1']",
         );
+        for (from, to) in &self.config_edits {
+            assert!(
+                yaml.contains(from.as_str()),
+                "homeserver.yaml has no {from:?}"
+            );
+            yaml = yaml.replace(from.as_str(), to);
+        }
         std::fs::write(&config_path, yaml).expect("rewrite homeserver.yaml");
         let mut server = Server {
             dir,
@@ -221,6 +236,7 @@ impl Server {
         ServerBuilder {
             server_name: "it.test".to_owned(),
             env,
+            config_edits: Vec::new(),
         }
     }
 

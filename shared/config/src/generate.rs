@@ -97,6 +97,16 @@ listeners:
     resources:
       - names: [client, federation]
         compress: false
+# Serving HTTPS directly (without a proxy in front), add a listener such as
+#   - port: 8448
+#     tls: true
+#     type: http
+#     bind_addresses: ['0.0.0.0']
+#     resources:
+#       - names: [client, federation]
+# with the PEM files it uses:
+#   tls_certificate_path: {dir}/tls.crt
+#   tls_private_key_path: {dir}/tls.key
 
 # SQLite in the data directory, embedded. For PostgreSQL:
 #   database:

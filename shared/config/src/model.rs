@@ -33,6 +33,9 @@ pub struct Config {
     pub default_room_version: Option<String>,
     /// Largest request body, in bytes (Synapse has no key for this).
     pub max_request_size: Option<u64>,
+    /// PEM certificate chain and private key for listeners with `tls: true`.
+    pub tls_certificate_path: Option<PathBuf>,
+    pub tls_private_key_path: Option<PathBuf>,
     #[serde(flatten)]
     pub rate_limits: RateLimits,
     /// Where the gateway of the split shape sends requests.
@@ -65,6 +68,8 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             default_room_version: None,
             max_request_size: None,
+            tls_certificate_path: None,
+            tls_private_key_path: None,
             rate_limits: RateLimits::default(),
             gateway: GatewayConfig::default(),
         }

@@ -8,12 +8,17 @@
 
 pub mod error;
 mod json_limits;
+mod listener;
 pub mod ratelimit;
 mod router;
 mod server;
+mod tls;
 
 pub use error::MatrixError;
 pub use json_limits::check_json_depth;
+pub use listener::serve;
 pub use ratelimit::RateLimiter;
 pub use router::{HttpMetrics, RequestContext, Router, json_response};
-pub use server::{ServeOptions, serve};
+pub use server::ServeOptions;
+pub use tls::{TlsSetupError, tls_acceptor};
+pub use tokio_rustls::TlsAcceptor;

@@ -1,7 +1,6 @@
-//! The warp server: the edge work every listener does before the router —
-//! request IDs, `X-Forwarded-For`, the body limit, CORS and preflights.
+//! The edge work every listener does before the router — request IDs,
+//! `X-Forwarded-For`, the body limit, CORS and preflights — as a warp filter.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -36,43 +35,45 @@ const CORS_HEADERS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Serves `router` on `listener` until `shutdown` resolves; requests in
-/// flight then finish before this returns.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// The socket peer of a connection, put into each request's extensions by
+/// the accept loop (see `listener.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+
+/// The warp filter behind every listener: the edge work, then the router.
+pub(crate) fn edge_filter(
     router: Arc<Router>,
     options: ServeOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> impl Filter<Extract = (http::Response<Bytes>,), Error = warp::Rejection>
++ Clone
++ Send
++ Sync
++ 'static {
     let options = Arc::new(options);
-    let routes = warp::method()
+    warp::method()
         .and(warp::path::full())
         .and(optional_query())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<PeerAddr>())
         .and(warp::body::stream())
         .then(
             move |method,
                   path: FullPath,
                   query: String,
                   headers: HeaderMap,
-                  remote: Option<SocketAddr>,
+                  peer: Option<PeerAddr>,
                   body| {
                 let router = Arc::clone(&router);
                 let options = Arc::clone(&options);
                 async move {
+                    let remote = peer.map(|PeerAddr(address)| address);
                     handle(
                         &router, &options, method, path, query, headers, remote, body,
                     )
                     .await
                 }
             },
-        );
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+        )
 }
 
 fn optional_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use myelin_http::{HttpMetrics, Router, ServeOptions};
+use myelin_config::Config;
+use myelin_http::{HttpMetrics, Router, ServeOptions, TlsAcceptor};
 use myelin_store::DeviceStore;
 use tokio::task::JoinSet;
 
@@ -21,6 +22,7 @@ pub async fn run_roles(
     roles: Vec<Arc<dyn Role>>,
     add_routes: impl FnOnce(&mut Router),
 ) -> anyhow::Result<()> {
+    let tls = tls_acceptor(&deps.config)?;
     let metrics = HttpMetrics::register(&deps.registry).context("cannot register metrics")?;
     let device_store: Arc<dyn DeviceStore> = deps.store.clone();
     let mut router = Router::new(device_store, Some(metrics));
@@ -54,13 +56,10 @@ pub async fn run_roles(
         .max_request_size
         .unwrap_or(deps.config.max_upload_bytes()) as usize;
     for listener in &deps.config.listeners {
-        if listener.tls {
-            tracing::warn!(
-                port = listener.port,
-                "TLS listeners are not served yet; terminate TLS in the proxy"
-            );
-            continue;
-        }
+        let (scheme, listener_tls) = match (listener.tls, &tls) {
+            (true, Some(acceptor)) => ("https", Some(acceptor.clone())),
+            _ => ("http", None),
+        };
         for address in &listener.bind_addresses {
             let bind: SocketAddr = format!("{}:{}", bracket_v6(address), listener.port)
                 .parse()
@@ -70,7 +69,7 @@ pub async fn run_roles(
                 .with_context(|| format!("cannot listen on {bind}"))?;
             let local = tcp.local_addr()?;
             tracing::info!(%local, "listening");
-            println!("Myelin listening on http://{local}");
+            println!("Myelin listening on {scheme}://{local}");
             addresses.push(local);
             let options = ServeOptions {
                 x_forwarded: listener.x_forwarded,
@@ -79,6 +78,7 @@ pub async fn run_roles(
             let mut server_shutdown = shutdown.clone();
             servers.spawn(myelin_http::serve(
                 tcp,
+                listener_tls.clone(),
                 Arc::clone(&router),
                 options,
                 async move {
@@ -107,6 +107,22 @@ pub async fn run_roles(
         tracing::warn!("drain grace period passed; exiting with work in flight");
     }
     Ok(())
+}
+
+/// The acceptor TLS listeners share, when any listener asks for TLS: its
+/// certificate and key come from Synapse's top-level keys.
+fn tls_acceptor(config: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
+    if !config.listeners.iter().any(|listener| listener.tls) {
+        return Ok(None);
+    }
+    let (Some(certificate), Some(key)) =
+        (&config.tls_certificate_path, &config.tls_private_key_path)
+    else {
+        anyhow::bail!(
+            "a listener has `tls: true` but tls_certificate_path and tls_private_key_path are not both set"
+        );
+    };
+    Ok(Some(myelin_http::tls_acceptor(certificate, key)?))
 }
 
 fn bracket_v6(address: &str) -> String {
