@@ -47,6 +47,7 @@ async fn route_table_covers_every_role_endpoint() {
     let roles: Vec<(Arc<dyn Role>, RouteRole)> = vec![
         (myelin_client_api::role(&deps), RouteRole::ClientApi),
         (myelin_synchrotron::role(&deps), RouteRole::Synchrotron),
+        (myelin_media::role(&deps), RouteRole::Media),
     ];
     let mut checked = 0;
     for (role, expected) in roles {

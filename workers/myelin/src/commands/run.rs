@@ -48,6 +48,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             myelin_event_persister::role(&deps),
             myelin_client_api::role(&deps),
             myelin_synchrotron::role(&deps),
+            myelin_media::role(&deps),
         ];
         let config = Arc::clone(&deps.config);
         myelin_process::run_roles(&deps, roles, |router| {

@@ -1,0 +1,421 @@
+//! The media role inside `myelin run`: uploads and downloads byte for byte
+//! with the headers that keep media sandboxed, IDs reserved with `/create`
+//! and filled once by their owner, thumbnails of a real PNG checked by
+//! decoding them and served from the media store the second time, the size
+//! limit, and the answers for media that is not there.
+
+use std::collections::BTreeSet;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde_json::{Value, json};
+
+use crate::client::{Client, Reply};
+use crate::harness::{Server, TempDir};
+
+const PASSWORD: &str = "media-password-1";
+/// Small enough to exceed cheaply; the server's body limit follows it.
+const MAX_UPLOAD: usize = 64 * 1024;
+
+struct MediaServer {
+    server: Server,
+    media_dir: TempDir,
+}
+
+impl MediaServer {
+    async fn start() -> MediaServer {
+        let media_dir = TempDir::new("media-store");
+        let server = Server::builder()
+            .open_registration()
+            .env("MYELIN_MAX_UPLOAD_SIZE", format!("{}K", MAX_UPLOAD / 1024))
+            .env(
+                "MYELIN_MEDIA_STORE_PATH",
+                media_dir.path().to_str().expect("temp paths are UTF-8"),
+            )
+            .start()
+            .await;
+        MediaServer { server, media_dir }
+    }
+
+    /// Every blob file in the media store.
+    fn blobs(&self) -> BTreeSet<PathBuf> {
+        fn walk(dir: &Path, found: &mut BTreeSet<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    found.insert(path);
+                }
+            }
+        }
+        let mut found = BTreeSet::new();
+        walk(&self.media_dir.path().join("content"), &mut found);
+        found
+    }
+}
+
+/// One answer with its body as bytes.
+struct Bytes {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Bytes {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "{} answered {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    #[track_caller]
+    fn assert_error(&self, status: u16, errcode: &str) {
+        let body = self.json();
+        assert_eq!(
+            (self.status, body["errcode"].as_str()),
+            (status, Some(errcode)),
+            "{body}"
+        );
+    }
+}
+
+async fn send(
+    client: &Client,
+    method: reqwest::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Bytes {
+    let mut request = client.http().request(method, client.url(path)).body(body);
+    if let Some(token) = &client.access_token {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if let Some(content_type) = content_type {
+        request = request.header(CONTENT_TYPE, content_type);
+    }
+    let response = request.send().await.expect("an answer");
+    Bytes {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.bytes().await.expect("a body").to_vec(),
+    }
+}
+
+async fn get(client: &Client, path: &str) -> Bytes {
+    send(client, reqwest::Method::GET, path, None, Vec::new()).await
+}
+
+/// Uploads and returns the media ID of the `mxc://` URI.
+async fn upload(client: &Client, query: &str, content_type: &str, body: &[u8]) -> String {
+    let answer = send(
+        client,
+        reqwest::Method::POST,
+        &format!("/_matrix/media/v3/upload{query}"),
+        Some(content_type),
+        body.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let uri = answer.json()["content_uri"]
+        .as_str()
+        .expect("a content_uri")
+        .to_owned();
+    uri.strip_prefix("mxc://it.test/")
+        .unwrap_or_else(|| panic!("{uri} is not an mxc URI of it.test"))
+        .to_owned()
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let pixels = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 200])
+    });
+    let mut out = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(pixels)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode a PNG");
+    out.into_inner()
+}
+
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let image = image::load_from_memory(bytes).expect("the thumbnail decodes");
+    (image.width(), image.height())
+}
+
+#[tokio::test]
+async fn media_uploads_download_byte_for_byte_with_sandbox_headers() {
+    let media = MediaServer::start().await;
+    let alice = media.server.client().register("alice", PASSWORD).await;
+    let anonymous = media.server.client();
+    let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+
+    let media_id = upload(&alice, "?filename=cat.png", "image/png", &body).await;
+    let legacy = get(
+        &anonymous,
+        &format!("/_matrix/media/v3/download/it.test/{media_id}"),
+    )
+    .await;
+    assert_eq!(legacy.status, 200);
+    assert_eq!(legacy.body, body);
+    assert_eq!(legacy.header("content-type"), "image/png");
+    assert_eq!(
+        legacy.header("content-disposition"),
+        "inline; filename=\"cat.png\""
+    );
+    assert!(
+        legacy
+            .header("content-security-policy")
+            .starts_with("sandbox; default-src 'none';"),
+        "{}",
+        legacy.header("content-security-policy")
+    );
+    assert_eq!(
+        legacy.header("cross-origin-resource-policy"),
+        "cross-origin"
+    );
+
+    // The authenticated endpoint takes a token, and a name in the path wins.
+    let path = format!("/_matrix/client/v1/media/download/it.test/{media_id}/other%20name.png");
+    Bytes::assert_error(&get(&anonymous, &path).await, 401, "M_MISSING_TOKEN");
+    let named = get(&alice, &path).await;
+    assert_eq!(named.body, body);
+    assert_eq!(
+        named.header("content-disposition"),
+        "inline; filename=\"other name.png\""
+    );
+
+    // Unsafe types are attachments; names beyond ASCII use filename*.
+    let page_id = upload(
+        &alice,
+        "?filename=r%C3%A9sum%C3%A9.html",
+        "text/html",
+        b"<script>alert(1)</script>",
+    )
+    .await;
+    let page = get(
+        &alice,
+        &format!("/_matrix/client/v1/media/download/it.test/{page_id}"),
+    )
+    .await;
+    assert_eq!(page.header("content-type"), "text/html");
+    assert_eq!(
+        page.header("content-disposition"),
+        "attachment; filename*=utf-8''r%C3%A9sum%C3%A9.html"
+    );
+
+    // The same bytes uploaded again are a new ID over the same file.
+    let blobs = media.blobs().len();
+    let again = upload(&alice, "", "application/octet-stream", &body).await;
+    assert_ne!(again, media_id);
+    assert_eq!(
+        media.blobs().len(),
+        blobs,
+        "identical content is stored once"
+    );
+
+    let no_token = send(
+        &anonymous,
+        reqwest::Method::POST,
+        "/_matrix/media/v3/upload",
+        Some("text/plain"),
+        b"x".to_vec(),
+    )
+    .await;
+    no_token.assert_error(401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test]
+async fn media_config_limit_and_missing_media() {
+    let media = MediaServer::start().await;
+    let alice = media.server.client().register("alice", PASSWORD).await;
+    for path in [
+        "/_matrix/client/v1/media/config",
+        "/_matrix/media/v3/config",
+    ] {
+        let config: Reply = alice.get(path).await;
+        assert_eq!(config.ok(), json!({"m.upload.size": MAX_UPLOAD}));
+    }
+
+    let too_large = send(
+        &alice,
+        reqwest::Method::POST,
+        "/_matrix/media/v3/upload",
+        Some("application/octet-stream"),
+        vec![7; MAX_UPLOAD + 1],
+    )
+    .await;
+    too_large.assert_error(413, "M_TOO_LARGE");
+    let at_limit = upload(&alice, "", "application/octet-stream", &vec![7; MAX_UPLOAD]).await;
+    assert!(!at_limit.is_empty());
+
+    for path in [
+        "/_matrix/client/v1/media/download/it.test/NoSuchMedia",
+        "/_matrix/media/v3/download/it.test/NoSuchMedia",
+        "/_matrix/media/v3/download/it.test/bad.id",
+        // Remote media needs federation, which is not there yet.
+        &format!("/_matrix/media/v3/download/elsewhere.test/{at_limit}"),
+        "/_matrix/client/v1/media/thumbnail/it.test/NoSuchMedia?width=32&height=32",
+    ] {
+        get(&alice, path).await.assert_error(404, "M_NOT_FOUND");
+    }
+}
+
+#[tokio::test]
+async fn media_reserved_ids_are_filled_once_by_their_owner() {
+    let media = MediaServer::start().await;
+    let alice = media.server.client().register("alice", PASSWORD).await;
+    let bob = media.server.client().register("bob", PASSWORD).await;
+
+    let created = alice
+        .post("/_matrix/media/v1/create", &json!({}))
+        .await
+        .ok();
+    let uri = created["content_uri"].as_str().expect("a content_uri");
+    let media_id = uri.strip_prefix("mxc://it.test/").expect("ours").to_owned();
+    let expires = created["unused_expires_at"].as_i64().expect("an expiry");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    assert!(expires > now_ms, "{expires} is not in the future");
+
+    let download = format!("/_matrix/client/v1/media/download/it.test/{media_id}");
+    get(&alice, &download)
+        .await
+        .assert_error(504, "M_NOT_YET_UPLOADED");
+
+    let put_path = format!("/_matrix/media/v3/upload/it.test/{media_id}?filename=late.txt");
+    let put = |client: &Client, body: &'static [u8]| {
+        let (client, put_path) = (client.clone(), put_path.clone());
+        async move {
+            send(
+                &client,
+                reqwest::Method::PUT,
+                &put_path,
+                Some("text/plain"),
+                body.to_vec(),
+            )
+            .await
+        }
+    };
+    put(&bob, b"not yours")
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    let filled = put(&alice, b"arrived later").await;
+    assert_eq!((filled.status, filled.json()), (200, json!({})));
+    put(&alice, b"second try")
+        .await
+        .assert_error(409, "M_CANNOT_OVERWRITE_MEDIA");
+    put(&bob, b"still not yours")
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+
+    let served = get(&bob, &download).await;
+    assert_eq!(served.body, b"arrived later");
+    assert_eq!(
+        served.header("content-disposition"),
+        "inline; filename=\"late.txt\""
+    );
+    send(
+        &alice,
+        reqwest::Method::PUT,
+        "/_matrix/media/v3/upload/it.test/NeverReserved",
+        Some("text/plain"),
+        b"x".to_vec(),
+    )
+    .await
+    .assert_error(404, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn media_thumbnails_scale_crop_and_come_from_the_store_the_second_time() {
+    let media = MediaServer::start().await;
+    let alice = media.server.client().register("alice", PASSWORD).await;
+    let anonymous = media.server.client();
+    let picture = png(400, 300);
+    let media_id = upload(&alice, "?filename=pic.png", "image/png", &picture).await;
+    let thumbnail = |query: &str| format!("/_matrix/media/v3/thumbnail/it.test/{media_id}?{query}");
+
+    let scaled = get(&anonymous, &thumbnail("width=100&height=100&method=scale")).await;
+    assert_eq!(
+        scaled.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&scaled.body)
+    );
+    assert_eq!(scaled.header("content-type"), "image/png");
+    assert!(
+        scaled.header("content-disposition").starts_with("inline"),
+        "{}",
+        scaled.header("content-disposition")
+    );
+    assert_eq!(dimensions(&scaled.body), (100, 75));
+
+    let before = media.blobs();
+    let crop_query = "width=64&height=64&method=crop";
+    let cropped = get(&anonymous, &thumbnail(crop_query)).await;
+    assert_eq!(cropped.status, 200);
+    assert_eq!(dimensions(&cropped.body), (64, 64));
+    let made: Vec<PathBuf> = media.blobs().difference(&before).cloned().collect();
+    assert_eq!(made.len(), 1, "one new file for the crop: {made:?}");
+
+    // Served from the store: the file is what comes back, nothing is scaled again.
+    let marker = png(3, 2);
+    std::fs::write(&made[0], &marker).expect("replace the stored thumbnail");
+    let again = get(&anonymous, &thumbnail(crop_query)).await;
+    assert_eq!(
+        again.body, marker,
+        "the second request scaled the image again"
+    );
+    assert_eq!(media.blobs().len(), before.len() + 1);
+
+    // Never enlarged: a box larger than the picture gets the original.
+    let original = get(&anonymous, &thumbnail("width=800&height=600")).await;
+    assert_eq!(original.body, picture);
+
+    let authenticated = format!(
+        "/_matrix/client/v1/media/thumbnail/it.test/{media_id}?width=32&height=32&method=crop"
+    );
+    get(&anonymous, &authenticated)
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    assert_eq!(
+        dimensions(&get(&alice, &authenticated).await.body),
+        (32, 32)
+    );
+
+    get(&anonymous, &thumbnail("height=32"))
+        .await
+        .assert_error(400, "M_MISSING_PARAM");
+    get(&anonymous, &thumbnail("width=32&height=32&method=stretch"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    get(&anonymous, &thumbnail("width=abc&height=32"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    let text_id = upload(&alice, "", "text/plain", b"no pixels here").await;
+    get(
+        &anonymous,
+        &format!("/_matrix/media/v3/thumbnail/it.test/{text_id}?width=32&height=32"),
+    )
+    .await
+    .assert_error(400, "M_UNKNOWN");
+}

@@ -1,0 +1,68 @@
+//! Handlers, one module per ruma endpoint. Every media endpoint is a raw
+//! route: bodies and answers are bytes, not JSON.
+
+mod create_content;
+mod create_content_async;
+mod create_mxc_uri;
+mod get_content;
+mod get_content_thumbnail;
+mod get_media_config;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Method;
+use myelin_http::{MatrixError, RequestContext, Router};
+
+use crate::Media;
+
+pub(crate) fn routes(media: &Arc<Media>, router: &mut Router) {
+    create_content::routes(media, router);
+    create_mxc_uri::routes(media, router);
+    create_content_async::routes(media, router);
+    get_content::routes(media, router);
+    get_content_thumbnail::routes(media, router);
+    get_media_config::routes(media, router);
+}
+
+/// Whether a route takes an access token.
+#[derive(Clone, Copy)]
+pub(crate) enum Auth {
+    Required,
+    /// The deprecated `/_matrix/media/v3` downloads: anyone with the URI.
+    None,
+}
+
+/// Serves `template` with `handler`, which gets the role, the request and
+/// the decoded path arguments.
+pub(crate) fn serve<F, Fut>(
+    router: &mut Router,
+    media: &Arc<Media>,
+    method: Method,
+    template: &'static str,
+    auth: Auth,
+    handler: F,
+) where
+    F: Fn(Arc<Media>, RequestContext, http::Request<Bytes>, Vec<String>) -> Fut
+        + Copy
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
+{
+    let media = Arc::clone(media);
+    router.raw(
+        method,
+        template,
+        matches!(auth, Auth::Required),
+        move |context, request, args| handler(Arc::clone(&media), context, request, args),
+    );
+}
+
+/// The path argument at `index` (the router matched the template, so it is there).
+pub(crate) fn arg(args: &[String], index: usize) -> Result<&str, MatrixError> {
+    args.get(index)
+        .map(String::as_str)
+        .ok_or_else(|| MatrixError::unrecognized("Unrecognized request"))
+}

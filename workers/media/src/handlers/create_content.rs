@@ -1,0 +1,95 @@
+//! `POST /_matrix/media/v3/upload`: stores the body and answers with a new
+//! `mxc://` URI; the `filename` query parameter and the `Content-Type`
+//! header are kept for downloads.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use myelin_http::{MatrixError, RequestContext, Router, json_response};
+use myelin_store::{MediaContent, StoreError};
+use serde_json::json;
+
+use crate::handlers::{Auth, serve};
+use crate::query::query_params;
+use crate::{Media, content, media_ids};
+
+/// A new random ID colliding is next to impossible; a few tries settle it.
+const ID_ATTEMPTS: usize = 3;
+
+pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
+    serve(
+        router,
+        media,
+        Method::POST,
+        "/_matrix/media/v3/upload",
+        Auth::Required,
+        upload,
+    );
+}
+
+async fn upload(
+    media: Arc<Media>,
+    context: RequestContext,
+    request: http::Request<Bytes>,
+    _: Vec<String>,
+) -> Result<http::Response<Bytes>, MatrixError> {
+    let user = context.user()?.user_id.clone();
+    let upload_name = query_params(request.uri()).remove("filename");
+    let content_type = uploaded_content_type(&request);
+    let stored = media.store_upload(request.into_body()).await?;
+    let content = MediaContent {
+        content_type,
+        upload_name,
+        size: stored.size,
+        sha256: stored.sha256,
+    };
+    for _ in 0..ID_ATTEMPTS {
+        let media_id = media_ids::generate();
+        match media
+            .media_store
+            .create_media(&media_id, &user, content::now_ms(), &content)
+            .await
+        {
+            Ok(()) => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"content_uri": media.content_uri(&media_id)}),
+                ));
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(MatrixError::internal("Could not find a free media ID"))
+}
+
+/// The `Content-Type` the client declared, if it is readable text.
+pub(super) fn uploaded_content_type(request: &http::Request<Bytes>) -> Option<String> {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+}
+
+impl Media {
+    /// Checks the size limit and writes the bytes to the media store.
+    pub(super) async fn store_upload(
+        &self,
+        body: Bytes,
+    ) -> Result<crate::files::StoredBlob, MatrixError> {
+        if body.len() as u64 > self.max_upload_bytes {
+            return Err(MatrixError::too_large(format!(
+                "Uploads are limited to {} bytes",
+                self.max_upload_bytes
+            )));
+        }
+        self.files
+            .store(body)
+            .await
+            .map_err(content::files_unavailable)
+    }
+}

@@ -1,0 +1,67 @@
+//! `POST /_matrix/media/v1/create`: reserves a media ID for an upload that
+//! follows later (`PUT /upload/{serverName}/{mediaId}`); unused IDs expire.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use myelin_http::{MatrixError, RequestContext, Router, json_response};
+use myelin_store::StoreError;
+use serde_json::json;
+
+use crate::handlers::{Auth, serve};
+use crate::{Media, content, media_ids};
+
+/// How long a reserved ID waits for its upload (Synapse's default).
+const UNUSED_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+/// Reservations one user may hold at once, so IDs cannot be hoarded.
+const MAX_PENDING_PER_USER: u64 = 5;
+const ID_ATTEMPTS: usize = 3;
+
+pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
+    serve(
+        router,
+        media,
+        Method::POST,
+        "/_matrix/media/v1/create",
+        Auth::Required,
+        create,
+    );
+}
+
+async fn create(
+    media: Arc<Media>,
+    context: RequestContext,
+    _: http::Request<Bytes>,
+    _: Vec<String>,
+) -> Result<http::Response<Bytes>, MatrixError> {
+    let user = context.user()?.user_id.clone();
+    let now = content::now_ms();
+    if media.media_store.pending_media_count(&user, now).await? >= MAX_PENDING_PER_USER {
+        let mut limited = MatrixError::limit_exceeded(60_000);
+        limited.error = "Too many media IDs are waiting for an upload".to_owned();
+        return Err(limited);
+    }
+    let expires = now.saturating_add(UNUSED_LIFETIME_MS);
+    for _ in 0..ID_ATTEMPTS {
+        let media_id = media_ids::generate();
+        match media
+            .media_store
+            .create_pending_media(&media_id, &user, now, expires)
+            .await
+        {
+            Ok(()) => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "content_uri": media.content_uri(&media_id),
+                        "unused_expires_at": expires,
+                    }),
+                ));
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(MatrixError::internal("Could not find a free media ID"))
+}

@@ -1,0 +1,62 @@
+//! `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`
+//! and the deprecated, unauthenticated `/_matrix/media/v3/download/...`:
+//! the bytes as uploaded, with their type and a disposition that only lets
+//! safe types show inline.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Method;
+use myelin_http::{MatrixError, RequestContext, Router};
+
+use crate::Media;
+use crate::handlers::{Auth, arg, serve};
+use crate::headers::{FALLBACK_CONTENT_TYPE, content_disposition, media_response};
+
+pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
+    for (template, auth) in [
+        (
+            "/_matrix/client/v1/media/download/{serverName}/{mediaId}",
+            Auth::Required,
+        ),
+        (
+            "/_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}",
+            Auth::Required,
+        ),
+        (
+            "/_matrix/media/v3/download/{serverName}/{mediaId}",
+            Auth::None,
+        ),
+        (
+            "/_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}",
+            Auth::None,
+        ),
+    ] {
+        serve(router, media, Method::GET, template, auth, download);
+    }
+}
+
+async fn download(
+    media: Arc<Media>,
+    _: RequestContext,
+    _: http::Request<Bytes>,
+    args: Vec<String>,
+) -> Result<http::Response<Bytes>, MatrixError> {
+    let (server_name, media_id) = (arg(&args, 0)?, arg(&args, 1)?);
+    let (_, content) = media.local_content(server_name, media_id).await?;
+    let bytes = media.blob(&content.sha256).await?;
+    let content_type = content
+        .content_type
+        .as_deref()
+        .unwrap_or(FALLBACK_CONTENT_TYPE);
+    // A name in the path is what the client wants the file called.
+    let file_name = args
+        .get(2)
+        .map(String::as_str)
+        .or(content.upload_name.as_deref());
+    media_response(
+        bytes,
+        content_type,
+        &content_disposition(content_type, file_name),
+    )
+}

@@ -1,0 +1,226 @@
+//! `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}` and the
+//! deprecated, unauthenticated `/_matrix/media/v3/thumbnail/...`: a smaller
+//! copy of an image, made on the first request for a size and method and
+//! served from the media store after that.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use myelin_http::{MatrixError, RequestContext, Router};
+use myelin_store::{MediaContent, ThumbnailRecord};
+
+use crate::handlers::{Auth, arg, serve};
+use crate::headers::{content_disposition, media_response};
+use crate::query::query_params;
+use crate::thumbnailer::{self, Thumbnail, ThumbnailError};
+use crate::{Media, content};
+
+pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
+    for (template, auth) in [
+        (
+            "/_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}",
+            Auth::Required,
+        ),
+        (
+            "/_matrix/media/v3/thumbnail/{serverName}/{mediaId}",
+            Auth::None,
+        ),
+    ] {
+        serve(router, media, Method::GET, template, auth, thumbnail);
+    }
+}
+
+/// What a thumbnail request asks for.
+#[derive(Debug, PartialEq)]
+struct ThumbnailRequest {
+    width: u32,
+    height: u32,
+    method: thumbnailer::Method,
+}
+
+fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, MatrixError> {
+    let dimension = |name: &str| {
+        let text = params
+            .get(name)
+            .ok_or_else(|| MatrixError::missing_param(format!("Missing {name}")))?;
+        text.parse::<u32>()
+            .ok()
+            .filter(|value| *value > 0)
+            .ok_or_else(|| MatrixError::invalid_param(format!("{name} must be a positive integer")))
+    };
+    let method = match params.get("method") {
+        None => thumbnailer::Method::Scale,
+        Some(text) => thumbnailer::Method::parse(text)
+            .ok_or_else(|| MatrixError::invalid_param("method must be crop or scale"))?,
+    };
+    Ok(ThumbnailRequest {
+        width: dimension("width")?,
+        height: dimension("height")?,
+        method,
+    })
+}
+
+fn cannot_thumbnail() -> MatrixError {
+    MatrixError::new(
+        StatusCode::BAD_REQUEST,
+        "M_UNKNOWN",
+        "Cannot generate thumbnails for the requested content",
+    )
+}
+
+/// Thumbnails are always shown inline, under a name that says what they are.
+fn thumbnail_response(
+    bytes: Bytes,
+    content_type: &str,
+) -> Result<http::Response<Bytes>, MatrixError> {
+    let extension = match content_type {
+        "image/jpeg" | "image/jpg" => "jpg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        _ => "png",
+    };
+    let name = format!("thumbnail.{extension}");
+    media_response(
+        bytes,
+        content_type,
+        &content_disposition(content_type, Some(&name)),
+    )
+}
+
+async fn thumbnail(
+    media: Arc<Media>,
+    _: RequestContext,
+    request: http::Request<Bytes>,
+    args: Vec<String>,
+) -> Result<http::Response<Bytes>, MatrixError> {
+    let (server_name, media_id) = (arg(&args, 0)?, arg(&args, 1)?);
+    let wanted = parse_request(&query_params(request.uri()))?;
+    let (_, original) = media.local_content(server_name, media_id).await?;
+    let content_type = original.content_type.clone().unwrap_or_default();
+    if !thumbnailer::can_thumbnail(&content_type) {
+        return Err(cannot_thumbnail());
+    }
+    if let Some(cached) = media
+        .media_store
+        .thumbnail(
+            media_id,
+            wanted.width,
+            wanted.height,
+            wanted.method.as_str(),
+        )
+        .await?
+        && let Some(bytes) = media
+            .files
+            .read(&cached.sha256)
+            .await
+            .map_err(content::files_unavailable)?
+    {
+        return thumbnail_response(bytes, &cached.content_type);
+    }
+    let made = media.make_thumbnail(&original, &wanted).await?;
+    match made {
+        Thumbnail::Original => {
+            let bytes = media.blob(&original.sha256).await?;
+            thumbnail_response(bytes, &content_type)
+        }
+        Thumbnail::Made {
+            bytes,
+            content_type,
+        } => {
+            let stored = media
+                .files
+                .store(Bytes::from(bytes.clone()))
+                .await
+                .map_err(content::files_unavailable)?;
+            media
+                .media_store
+                .put_thumbnail(&ThumbnailRecord {
+                    media_id: media_id.to_owned(),
+                    width: wanted.width,
+                    height: wanted.height,
+                    method: wanted.method.as_str().to_owned(),
+                    content_type: content_type.to_owned(),
+                    size: stored.size,
+                    sha256: stored.sha256,
+                })
+                .await?;
+            thumbnail_response(Bytes::from(bytes), content_type)
+        }
+    }
+}
+
+impl Media {
+    /// Scales on a blocking thread: decoding and resizing take real CPU.
+    async fn make_thumbnail(
+        &self,
+        original: &MediaContent,
+        wanted: &ThumbnailRequest,
+    ) -> Result<Thumbnail, MatrixError> {
+        let bytes = self.blob(&original.sha256).await?;
+        let (requested, method) = ((wanted.width, wanted.height), wanted.method);
+        let made =
+            tokio::task::spawn_blocking(move || thumbnailer::make(&bytes, requested, method))
+                .await
+                .map_err(|_| MatrixError::internal("Thumbnailing failed"))?;
+        made.map_err(|error| match error {
+            ThumbnailError::TooLarge => {
+                MatrixError::too_large("The image is too large to thumbnail")
+            }
+            ThumbnailError::Unreadable(why) => {
+                tracing::debug!(%why, "cannot read an image to thumbnail");
+                cannot_thumbnail()
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn sizes_and_method_are_checked() {
+        assert_eq!(
+            parse_request(&params(&[("width", "32"), ("height", "24")])),
+            Ok(ThumbnailRequest {
+                width: 32,
+                height: 24,
+                method: thumbnailer::Method::Scale
+            })
+        );
+        let errcode = |pairs: &[(&str, &str)]| {
+            parse_request(&params(pairs))
+                .err()
+                .map(|error| error.errcode.into_owned())
+        };
+        assert_eq!(
+            errcode(&[("height", "24")]).as_deref(),
+            Some("M_MISSING_PARAM")
+        );
+        assert_eq!(
+            errcode(&[("width", "-1"), ("height", "24")]).as_deref(),
+            Some("M_INVALID_PARAM")
+        );
+        assert_eq!(
+            errcode(&[("width", "0"), ("height", "24")]).as_deref(),
+            Some("M_INVALID_PARAM")
+        );
+        assert_eq!(
+            errcode(&[("width", "1.5"), ("height", "24")]).as_deref(),
+            Some("M_INVALID_PARAM")
+        );
+        assert_eq!(
+            errcode(&[("width", "32"), ("height", "24"), ("method", "stretch")]).as_deref(),
+            Some("M_INVALID_PARAM")
+        );
+    }
+}

@@ -1,0 +1,85 @@
+#![doc = include_str!("../README.md")]
+
+mod content;
+mod files;
+mod handlers;
+mod headers;
+mod media_ids;
+mod query;
+mod thumbnailer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use myelin_http::Router;
+use myelin_process::{Deps, Role, Shutdown};
+use myelin_store::MediaStore;
+
+use crate::files::MediaFiles;
+
+/// Synapse's default when `media_store_path` is not set: beside the
+/// working directory, as the SQLite database is.
+const DEFAULT_MEDIA_STORE: &str = "media_store";
+/// How often reservations from `/create` that were never used are forgotten.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+pub struct Media {
+    media_store: Arc<dyn MediaStore>,
+    files: MediaFiles,
+    server_name: String,
+    max_upload_bytes: u64,
+}
+
+pub fn role(deps: &Deps) -> Arc<Media> {
+    let root = deps
+        .config
+        .media_store_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MEDIA_STORE));
+    Arc::new(Media {
+        media_store: deps.store.clone(),
+        files: MediaFiles::new(root),
+        server_name: deps.config.server_name.clone(),
+        max_upload_bytes: deps.config.max_upload_bytes(),
+    })
+}
+
+#[async_trait]
+impl Role for Media {
+    fn name(&self) -> &'static str {
+        "media"
+    }
+
+    fn routes(self: Arc<Self>, router: &mut Router) {
+        handlers::routes(&self, router);
+    }
+
+    async fn run(self: Arc<Self>, mut shutdown: Shutdown) -> anyhow::Result<()> {
+        loop {
+            match self
+                .media_store
+                .purge_expired_pending_media(content::now_ms())
+                .await
+            {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "forgot unused media IDs from /create"),
+                Err(error) => tracing::warn!(%error, "cannot purge unused media IDs"),
+            }
+            tokio::select! {
+                () = shutdown.wait() => return Ok(()),
+                () = tokio::time::sleep(PURGE_INTERVAL) => {}
+            }
+        }
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.files.check_writable().await.map_err(|error| {
+            format!(
+                "media store {} is not writable: {error}",
+                self.files.root().display()
+            )
+        })
+    }
+}
