@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts Myelin's split topology as local processes:
 #
-#   traefik -> gateway -> client-api x CLIENT_APIS, synchrotron x SYNCHROTRONS
+#   traefik -> gateway -> client-api x CLIENT_APIS, synchrotron x SYNCHROTRONS,
+#                         media x MEDIA (sharing one media directory)
 #                         (event-persister x PERSISTERS behind the bus)
 #
 # on PostgreSQL and NATS, in a database and bus prefix of its own, and waits
@@ -22,7 +23,8 @@
 #   MYELIN_NATS_URL      NATS with JetStream (default nats://127.0.0.1:4222)
 #   SPLIT_DIR            the run directory (default
 #                        ${TMPDIR:-/tmp}/myelin-split-<id>); must be new or empty
-#   CLIENT_APIS, SYNCHROTRONS, PERSISTERS (default 2 each), GATEWAYS (default 1)
+#   CLIENT_APIS, SYNCHROTRONS, PERSISTERS (default 2 each), GATEWAYS and MEDIA
+#                        (default 1 each)
 #   SPLIT_SERVER_NAME    the server name (default split.test)
 #   SPLIT_BUILD          1 (default): `cargo build` the binaries (a no-op when
 #                        they are up to date); 0: use the built ones as they are
@@ -50,7 +52,8 @@ CLIENT_APIS="${CLIENT_APIS:-2}"
 SYNCHROTRONS="${SYNCHROTRONS:-2}"
 PERSISTERS="${PERSISTERS:-2}"
 GATEWAYS="${GATEWAYS:-1}"
-for count in CLIENT_APIS SYNCHROTRONS PERSISTERS GATEWAYS; do
+MEDIA="${MEDIA:-1}"
+for count in CLIENT_APIS SYNCHROTRONS PERSISTERS GATEWAYS MEDIA; do
     case "${!count}" in
         '' | *[!0-9]*) split_die "$count must be a number, not '${!count}'" ;;
     esac
@@ -102,11 +105,11 @@ case "$target_dir" in
     *) target_dir="$repo/$target_dir" ;;
 esac
 bin_dir="${SPLIT_BIN_DIR:-$target_dir/debug}"
-binaries="myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister"
+binaries="myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media"
 if [ "${SPLIT_BUILD:-1}" != 0 ] || [ ! -x "$bin_dir/myelin" ]; then
     split_say "building the binaries (cargo build)"
     (cd "$repo" && "${CARGO:-cargo}" build -p myelin -p myelin-gateway -p myelin-client-api \
-        -p myelin-synchrotron -p myelin-event-persister) >&2
+        -p myelin-synchrotron -p myelin-event-persister -p myelin-media) >&2
 fi
 # Hard links keep this run on the binaries it started with, even when a later
 # build replaces the files in the target directory.
@@ -194,17 +197,22 @@ psql "$admin_url" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$database\"" >&2 \
 
 # --- the workers --------------------------------------------------------------
 # Each binds port 0 and prints the port it got, so ports never collide.
-split_say "starting $PERSISTERS event persisters, $CLIENT_APIS client-apis, $SYNCHROTRONS synchrotrons"
+split_say "starting $PERSISTERS event persisters, $CLIENT_APIS client-apis, $SYNCHROTRONS synchrotrons, $MEDIA media"
 for _ in $(seq "$PERSISTERS"); do split_start_myelin event-persister 0; done
 for _ in $(seq "$CLIENT_APIS"); do split_start_myelin client-api 0; done
 for _ in $(seq "$SYNCHROTRONS"); do split_start_myelin synchrotron 0; done
+# Every media replica reads media_store_path from the generated config
+# ($SPLIT_DIR/data/media_store): one directory, as a shared volume would be.
+for _ in $(seq "$MEDIA"); do split_start_myelin media 0; done
 
 client_apis="$(split_role_urls client-api)"
 synchrotrons="$(split_role_urls synchrotron)"
+media="$(split_role_urls media)"
 for _ in $(seq "$GATEWAYS"); do
     split_start_myelin gateway 0 \
         "MYELIN_GATEWAY__CLIENT_API=$client_apis" \
-        "MYELIN_GATEWAY__SYNCHROTRON=$synchrotrons"
+        "MYELIN_GATEWAY__SYNCHROTRON=$synchrotrons" \
+        "MYELIN_GATEWAY__MEDIA=$media"
 done
 
 # --- traefik in front -------------------------------------------------------
@@ -284,7 +292,7 @@ split_set TRAEFIK_PID "$pid"
 split_set HS_URL "$hs_url"
 
 # --- every process ready ----------------------------------------------------
-for role in event-persister client-api synchrotron gateway; do
+for role in event-persister client-api synchrotron media gateway; do
     key="$(split_role_key "$role")"
     n=1
     while [ -n "$(split_get "${key}_${n}_PID")" ]; do
