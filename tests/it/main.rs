@@ -10,7 +10,7 @@
 //! - `MYELIN_TEST_POSTGRES_URL`: a PostgreSQL server the tests may create
 //!   and drop databases on; without it the PostgreSQL test is skipped.
 //! - `MYELIN_TEST_NATS_URL`: NATS with JetStream; with both URLs set, the
-//!   split-deployment tests (`split.rs`) run the topology of
+//!   split-deployment tests (`split.rs`, `outage.rs`) run the topology of
 //!   `scripts/split-up.sh`.
 //! - `MYELIN_SKIP_INTEROP=1`: skip the Python interop tests.
 //! - `MYELIN_VENV`: where `tests/interop/setup-venv.sh` keeps its venv.
@@ -26,6 +26,7 @@ mod generate;
 mod harness;
 mod interop;
 mod media;
+mod outage;
 mod persistence;
 mod postgres;
 mod split;
