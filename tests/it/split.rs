@@ -46,7 +46,7 @@ const TIMELINE_FILTER: &str = r#"{"room":{"timeline":{"limit":1000}}}"#;
 
 /// The admin PostgreSQL URL and the NATS URL, or `None` (after printing
 /// why) when the split tests cannot run here.
-pub(crate) fn settings() -> Option<(String, String)> {
+fn settings() -> Option<(String, String)> {
     match (std::env::var(POSTGRES_VAR), std::env::var(NATS_VAR)) {
         (Ok(postgres), Ok(nats)) if !postgres.is_empty() && !nats.is_empty() => {
             Some((postgres, nats))
@@ -67,7 +67,7 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A running topology from `split-up.sh`; `split-down.sh` runs when it is
 /// dropped, also when the test failed (then the logs are printed first).
-pub(crate) struct Split {
+struct Split {
     dir: PathBuf,
     hs_url: String,
     topology: BTreeMap<String, String>,
@@ -128,25 +128,7 @@ fn read_topology(dir: &Path) -> BTreeMap<String, String> {
 }
 
 impl Split {
-    /// Two replicas of each worker kind behind one gateway.
-    async fn up(settings: &(String, String)) -> Split {
-        Split::up_with(
-            settings,
-            &[
-                ("CLIENT_APIS", "2"),
-                ("SYNCHROTRONS", "2"),
-                ("PERSISTERS", "2"),
-                ("GATEWAYS", "1"),
-            ],
-        )
-        .await
-    }
-
-    /// A topology with the given replica counts (`split-up.sh` settings).
-    pub(crate) async fn up_with(
-        (postgres, nats): &(String, String),
-        counts: &[(&str, &str)],
-    ) -> Split {
+    async fn up((postgres, nats): &(String, String)) -> Split {
         let turn = TURN.lock().await;
         let temp = TempDir::new("split");
         let dir = temp.path().join("run");
@@ -162,7 +144,10 @@ impl Split {
             .env("MYELIN_POSTGRES_URL", postgres)
             .env("MYELIN_NATS_URL", nats)
             .env("SPLIT_DIR", &dir)
-            .envs(counts.iter().copied());
+            .env("CLIENT_APIS", "2")
+            .env("SYNCHROTRONS", "2")
+            .env("PERSISTERS", "2")
+            .env("GATEWAYS", "1");
         let started = Instant::now();
         let child = command.spawn().expect("cannot run scripts/split-up.sh");
         let output = tokio::time::timeout(UP_TIMEOUT, child.wait_with_output())
@@ -195,7 +180,7 @@ impl Split {
 
     /// `(name, url, pid)` of every process of a role (`CLIENT_API`, ...),
     /// in the order they were started.
-    pub(crate) fn processes(&self, role: &str) -> Vec<(String, String, u32)> {
+    fn processes(&self, role: &str) -> Vec<(String, String, u32)> {
         (1..)
             .map_while(|n| {
                 let pid = self.topology.get(&format!("{role}_{n}_PID"))?;
@@ -221,21 +206,7 @@ impl Split {
             .collect()
     }
 
-    /// `(name, url)` of every Myelin process (`<ROLE>_<N>_URL` entries).
-    pub(crate) fn process_urls(&self) -> Vec<(String, String)> {
-        self.topology
-            .iter()
-            .filter_map(|(key, url)| {
-                let role_n = key.strip_suffix("_URL")?;
-                let (role, n) = role_n.rsplit_once('_')?;
-                n.parse::<u32>().ok()?;
-                let name = self.topology.get(&format!("{role}_{n}_NAME"))?;
-                Some((name.clone(), url.clone()))
-            })
-            .collect()
-    }
-
-    pub(crate) fn client(&self) -> Client {
+    fn client(&self) -> Client {
         Client::new(&self.hs_url)
     }
 
@@ -307,7 +278,7 @@ impl Split {
         println!("{name} (pid {pid}) stopped");
     }
 
-    pub(crate) async fn database(&self) -> tokio_postgres::Client {
+    async fn database(&self) -> tokio_postgres::Client {
         let url = self.get("DATABASE_URL").to_owned();
         let (client, connection) = tokio_postgres::connect(&url, NoTls)
             .await
@@ -420,7 +391,7 @@ impl Drop for Split {
 
 // --- requests that may fail, for clients that retry ------------------------
 
-pub(crate) async fn try_request(
+async fn try_request(
     client: &Client,
     method: reqwest::Method,
     path: &str,
@@ -449,7 +420,7 @@ pub(crate) async fn try_request(
     serde_json::from_str(&text).map_err(|error| format!("{method} {path}: {error}: {text}"))
 }
 
-pub(crate) fn send_path(room_id: &str, txn_id: &str) -> String {
+fn send_path(room_id: &str, txn_id: &str) -> String {
     format!(
         "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
         encode(room_id),
@@ -459,11 +430,11 @@ pub(crate) fn send_path(room_id: &str, txn_id: &str) -> String {
 
 /// One acknowledged send.
 #[derive(Clone, Debug)]
-pub(crate) struct Sent {
+struct Sent {
     room_id: String,
     sender: String,
     txn_id: String,
-    pub(crate) event_id: String,
+    event_id: String,
     attempts: u32,
     /// What the attempts before the acknowledged one got.
     errors: Vec<String>,
@@ -472,11 +443,7 @@ pub(crate) struct Sent {
 /// Sends a text whose body is the transaction ID, retrying with the same
 /// transaction ID until it is acknowledged; gives up (with every error
 /// seen) when an attempt would start after [`RETRY_WINDOW`].
-pub(crate) async fn send_retrying(
-    client: &Client,
-    room_id: &str,
-    txn_id: &str,
-) -> Result<Sent, String> {
+async fn send_retrying(client: &Client, room_id: &str, txn_id: &str) -> Result<Sent, String> {
     let content = json!({"msgtype": "m.text", "body": txn_id});
     let path = send_path(room_id, txn_id);
     let started = Instant::now();
@@ -519,11 +486,7 @@ pub(crate) async fn send_retrying(
     }
 }
 
-pub(crate) async fn try_sync(
-    client: &Client,
-    since: Option<&str>,
-    timeout_ms: u64,
-) -> Result<Value, String> {
+async fn try_sync(client: &Client, since: Option<&str>, timeout_ms: u64) -> Result<Value, String> {
     let mut path = format!(
         "/_matrix/client/v3/sync?timeout={timeout_ms}&filter={}",
         encode(TIMELINE_FILTER)
@@ -541,7 +504,7 @@ pub(crate) async fn try_sync(
     .await
 }
 
-pub(crate) fn next_batch(sync: &Value) -> String {
+fn next_batch(sync: &Value) -> String {
     sync["next_batch"]
         .as_str()
         .unwrap_or_else(|| panic!("sync without next_batch: {sync}"))
@@ -572,7 +535,7 @@ async fn history(member: &Client, room_id: &str) -> Vec<Value> {
 
 /// The `m.room.message` events of a room's history as `member` sees them:
 /// `(event_id, body)`, oldest first.
-pub(crate) async fn message_history(member: &Client, room_id: &str) -> Vec<(String, String)> {
+async fn message_history(member: &Client, room_id: &str) -> Vec<(String, String)> {
     history(member, room_id)
         .await
         .iter()
@@ -700,7 +663,7 @@ async fn check_histories(
 }
 
 /// Registers `count` users named `{prefix}{n}`.
-pub(crate) async fn register_users(split: &Split, prefix: &str, count: usize) -> Vec<Client> {
+async fn register_users(split: &Split, prefix: &str, count: usize) -> Vec<Client> {
     let mut users = Vec::new();
     for n in 0..count {
         users.push(
@@ -1051,7 +1014,7 @@ async fn sync_requests(url: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-pub(crate) async fn ready_status(url: &str) -> (u16, String) {
+async fn ready_status(url: &str) -> (u16, String) {
     match reqwest::get(format!("{url}/ready")).await {
         Ok(response) => (
             response.status().as_u16(),
@@ -1381,7 +1344,7 @@ async fn sync_counts(synchrotrons: &[(String, String, u32)]) -> Vec<u64> {
     counts
 }
 
-pub(crate) fn timeline_ids(sync: &Value, room_id: &str) -> Vec<String> {
+fn timeline_ids(sync: &Value, room_id: &str) -> Vec<String> {
     sync["rooms"]["join"][room_id]["timeline"]["events"]
         .as_array()
         .into_iter()
