@@ -1,11 +1,12 @@
 //! The split deployment as local processes: `scripts/split-up.sh` starts
 //! traefik, a gateway, two replicas each of client-api, synchrotron and
-//! event-persister, and a media replica, on PostgreSQL and NATS; these tests drive it over HTTP
-//! (through traefik unless a test needs one replica), kill workers with
-//! SIGKILL under load, add and remove persisters while it runs, and check
-//! the invariants of the architecture: an acknowledged event is never lost,
-//! per room one order, no forks, the same transaction ID gives the same
-//! event on any replica, planned partition handovers fail no request.
+//! event-persister, and media replicas, on PostgreSQL and NATS; these tests
+//! drive it over HTTP (through traefik unless a test needs one replica), kill
+//! workers with SIGKILL under load, add and remove persisters while it runs,
+//! and check the invariants of the architecture: an acknowledged event is
+//! never lost, per room one order, no forks, the same transaction ID gives
+//! the same event on any replica, planned partition handovers fail no
+//! request; and media uploaded once is served by every media replica.
 //!
 //! Runs when both `MYELIN_TEST_POSTGRES_URL` (an admin URL; each topology
 //! gets a database of its own) and `MYELIN_TEST_NATS_URL` are set. The
@@ -46,7 +47,7 @@ const TIMELINE_FILTER: &str = r#"{"room":{"timeline":{"limit":1000}}}"#;
 
 /// The admin PostgreSQL URL and the NATS URL, or `None` (after printing
 /// why) when the split tests cannot run here.
-fn settings() -> Option<(String, String)> {
+pub(crate) fn settings() -> Option<(String, String)> {
     match (std::env::var(POSTGRES_VAR), std::env::var(NATS_VAR)) {
         (Ok(postgres), Ok(nats)) if !postgres.is_empty() && !nats.is_empty() => {
             Some((postgres, nats))
@@ -67,7 +68,7 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A running topology from `split-up.sh`; `split-down.sh` runs when it is
 /// dropped, also when the test failed (then the logs are printed first).
-struct Split {
+pub(crate) struct Split {
     dir: PathBuf,
     hs_url: String,
     topology: BTreeMap<String, String>,
@@ -128,7 +129,25 @@ fn read_topology(dir: &Path) -> BTreeMap<String, String> {
 }
 
 impl Split {
-    async fn up((postgres, nats): &(String, String)) -> Split {
+    /// Two replicas of each worker kind behind one gateway.
+    async fn up(settings: &(String, String)) -> Split {
+        Split::up_with(
+            settings,
+            &[
+                ("CLIENT_APIS", "2"),
+                ("SYNCHROTRONS", "2"),
+                ("PERSISTERS", "2"),
+                ("GATEWAYS", "1"),
+            ],
+        )
+        .await
+    }
+
+    /// A topology with the given replica counts (`split-up.sh` settings).
+    pub(crate) async fn up_with(
+        (postgres, nats): &(String, String),
+        counts: &[(&str, &str)],
+    ) -> Split {
         let turn = TURN.lock().await;
         let temp = TempDir::new("split");
         let dir = temp.path().join("run");
@@ -144,10 +163,7 @@ impl Split {
             .env("MYELIN_POSTGRES_URL", postgres)
             .env("MYELIN_NATS_URL", nats)
             .env("SPLIT_DIR", &dir)
-            .env("CLIENT_APIS", "2")
-            .env("SYNCHROTRONS", "2")
-            .env("PERSISTERS", "2")
-            .env("GATEWAYS", "1");
+            .envs(counts.iter().copied());
         let started = Instant::now();
         let child = command.spawn().expect("cannot run scripts/split-up.sh");
         let output = tokio::time::timeout(UP_TIMEOUT, child.wait_with_output())
@@ -180,7 +196,7 @@ impl Split {
 
     /// `(name, url, pid)` of every process of a role (`CLIENT_API`, ...),
     /// in the order they were started.
-    fn processes(&self, role: &str) -> Vec<(String, String, u32)> {
+    pub(crate) fn processes(&self, role: &str) -> Vec<(String, String, u32)> {
         (1..)
             .map_while(|n| {
                 let pid = self.topology.get(&format!("{role}_{n}_PID"))?;
@@ -206,7 +222,21 @@ impl Split {
             .collect()
     }
 
-    fn client(&self) -> Client {
+    /// `(name, url)` of every Myelin process (`<ROLE>_<N>_URL` entries).
+    pub(crate) fn process_urls(&self) -> Vec<(String, String)> {
+        self.topology
+            .iter()
+            .filter_map(|(key, url)| {
+                let role_n = key.strip_suffix("_URL")?;
+                let (role, n) = role_n.rsplit_once('_')?;
+                n.parse::<u32>().ok()?;
+                let name = self.topology.get(&format!("{role}_{n}_NAME"))?;
+                Some((name.clone(), url.clone()))
+            })
+            .collect()
+    }
+
+    pub(crate) fn client(&self) -> Client {
         Client::new(&self.hs_url)
     }
 
@@ -278,7 +308,7 @@ impl Split {
         println!("{name} (pid {pid}) stopped");
     }
 
-    async fn database(&self) -> tokio_postgres::Client {
+    pub(crate) async fn database(&self) -> tokio_postgres::Client {
         let url = self.get("DATABASE_URL").to_owned();
         let (client, connection) = tokio_postgres::connect(&url, NoTls)
             .await
@@ -391,7 +421,7 @@ impl Drop for Split {
 
 // --- requests that may fail, for clients that retry ------------------------
 
-async fn try_request(
+pub(crate) async fn try_request(
     client: &Client,
     method: reqwest::Method,
     path: &str,
@@ -420,7 +450,7 @@ async fn try_request(
     serde_json::from_str(&text).map_err(|error| format!("{method} {path}: {error}: {text}"))
 }
 
-fn send_path(room_id: &str, txn_id: &str) -> String {
+pub(crate) fn send_path(room_id: &str, txn_id: &str) -> String {
     format!(
         "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
         encode(room_id),
@@ -430,11 +460,11 @@ fn send_path(room_id: &str, txn_id: &str) -> String {
 
 /// One acknowledged send.
 #[derive(Clone, Debug)]
-struct Sent {
+pub(crate) struct Sent {
     room_id: String,
     sender: String,
     txn_id: String,
-    event_id: String,
+    pub(crate) event_id: String,
     attempts: u32,
     /// What the attempts before the acknowledged one got.
     errors: Vec<String>,
@@ -443,7 +473,11 @@ struct Sent {
 /// Sends a text whose body is the transaction ID, retrying with the same
 /// transaction ID until it is acknowledged; gives up (with every error
 /// seen) when an attempt would start after [`RETRY_WINDOW`].
-async fn send_retrying(client: &Client, room_id: &str, txn_id: &str) -> Result<Sent, String> {
+pub(crate) async fn send_retrying(
+    client: &Client,
+    room_id: &str,
+    txn_id: &str,
+) -> Result<Sent, String> {
     let content = json!({"msgtype": "m.text", "body": txn_id});
     let path = send_path(room_id, txn_id);
     let started = Instant::now();
@@ -486,7 +520,11 @@ async fn send_retrying(client: &Client, room_id: &str, txn_id: &str) -> Result<S
     }
 }
 
-async fn try_sync(client: &Client, since: Option<&str>, timeout_ms: u64) -> Result<Value, String> {
+pub(crate) async fn try_sync(
+    client: &Client,
+    since: Option<&str>,
+    timeout_ms: u64,
+) -> Result<Value, String> {
     let mut path = format!(
         "/_matrix/client/v3/sync?timeout={timeout_ms}&filter={}",
         encode(TIMELINE_FILTER)
@@ -504,7 +542,7 @@ async fn try_sync(client: &Client, since: Option<&str>, timeout_ms: u64) -> Resu
     .await
 }
 
-fn next_batch(sync: &Value) -> String {
+pub(crate) fn next_batch(sync: &Value) -> String {
     sync["next_batch"]
         .as_str()
         .unwrap_or_else(|| panic!("sync without next_batch: {sync}"))
@@ -535,7 +573,7 @@ async fn history(member: &Client, room_id: &str) -> Vec<Value> {
 
 /// The `m.room.message` events of a room's history as `member` sees them:
 /// `(event_id, body)`, oldest first.
-async fn message_history(member: &Client, room_id: &str) -> Vec<(String, String)> {
+pub(crate) async fn message_history(member: &Client, room_id: &str) -> Vec<(String, String)> {
     history(member, room_id)
         .await
         .iter()
@@ -663,7 +701,7 @@ async fn check_histories(
 }
 
 /// Registers `count` users named `{prefix}{n}`.
-async fn register_users(split: &Split, prefix: &str, count: usize) -> Vec<Client> {
+pub(crate) async fn register_users(split: &Split, prefix: &str, count: usize) -> Vec<Client> {
     let mut users = Vec::new();
     for n in 0..count {
         users.push(
@@ -1014,7 +1052,7 @@ async fn sync_requests(url: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-async fn ready_status(url: &str) -> (u16, String) {
+pub(crate) async fn ready_status(url: &str) -> (u16, String) {
     match reqwest::get(format!("{url}/ready")).await {
         Ok(response) => (
             response.status().as_u16(),
@@ -1344,7 +1382,7 @@ async fn sync_counts(synchrotrons: &[(String, String, u32)]) -> Vec<u64> {
     counts
 }
 
-fn timeline_ids(sync: &Value, room_id: &str) -> Vec<String> {
+pub(crate) fn timeline_ids(sync: &Value, room_id: &str) -> Vec<String> {
     sync["rooms"]["join"][room_id]["timeline"]["events"]
         .as_array()
         .into_iter()
@@ -1449,9 +1487,19 @@ async fn split_planned_persister_handovers_fail_no_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_media_uploaded_through_the_gateway_is_served_by_every_replica() {
     let Some(settings) = settings() else { return };
-    let split = Split::up(&settings).await;
+    let split = Split::up_with(
+        &settings,
+        &[
+            ("CLIENT_APIS", "1"),
+            ("SYNCHROTRONS", "1"),
+            ("PERSISTERS", "1"),
+            ("GATEWAYS", "1"),
+            ("MEDIA", "2"),
+        ],
+    )
+    .await;
     let replicas = split.urls("MEDIA");
-    assert!(!replicas.is_empty(), "no media replica in the topology");
+    assert_eq!(replicas.len(), 2, "two media replicas: {replicas:?}");
     let alice = split.client().register("alice", PASSWORD).await;
     let token = alice.access_token.clone().expect("a token");
     let http = alice.http().clone();
