@@ -146,6 +146,10 @@ impl From<StoreError> for MatrixError {
                 tracing::warn!(%what, "store unavailable");
                 MatrixError::unavailable("The database is unavailable; try again later")
             }
+            // Only room writers fence their writes, and they answer "send again".
+            StoreError::Fenced => {
+                MatrixError::unavailable("This room's writer is changing; try again")
+            }
             StoreError::Corrupt(what) => {
                 tracing::error!(%what, "corrupt data in the store");
                 MatrixError::internal("Stored data is damaged")

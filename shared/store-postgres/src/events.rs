@@ -55,6 +55,21 @@ impl EventStore for PostgresStore {
     async fn persist_event(&self, event: PersistEvent) -> StoreResult<PersistOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
+        if let Some(fence) = event.fence {
+            // FOR SHARE until commit: a new holder's epoch bump waits for
+            // this write, and a write after the bump sees the new epoch.
+            let epoch: Option<i64> = tx_query_opt(
+                &tx,
+                "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
+                &[&fence.key],
+                |row| get(row, 0),
+            )
+            .await?;
+            if epoch != Some(fence.epoch) {
+                tx.rollback().await.map_err(map_error)?;
+                return Err(StoreError::Fenced);
+            }
+        }
         if let Some(txn) = &event.txn {
             // DO NOTHING waits for a concurrent writer of the same key and
             // skips the row once that one commits, so a retry racing the

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use myelin_store::{LeaseSession, LeaseStore, StoreError, StoreResult};
+use myelin_store::{Fence, LeaseSession, LeaseStore, StoreError, StoreResult};
 use tokio_postgres::NoTls;
 
 use crate::{PostgresStore, map_error};
@@ -12,10 +12,16 @@ use crate::{PostgresStore, map_error};
 /// A lost connection must be noticed well within a lease's useful life.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Moves a lease key's fencing epoch on; the new value is the new holder's.
+const BUMP_FENCE: &str = "INSERT INTO lease_fences (lease_key, epoch) VALUES ($1, 1)
+     ON CONFLICT (lease_key) DO UPDATE SET epoch = lease_fences.epoch + 1
+     RETURNING epoch";
+
 struct AdvisorySession {
     client: tokio_postgres::Client,
-    /// PostgreSQL counts repeated locks; hold each key once so one release frees it.
-    held: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Key -> the epoch of its fence. PostgreSQL counts repeated locks, so
+    /// each key is locked once and one release frees it.
+    held: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
     connection_task: tokio::task::JoinHandle<()>,
 }
 
@@ -27,7 +33,7 @@ impl Drop for AdvisorySession {
 }
 
 impl AdvisorySession {
-    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, i64>> {
         self.held
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -36,9 +42,9 @@ impl AdvisorySession {
 
 #[async_trait]
 impl LeaseSession for AdvisorySession {
-    async fn try_acquire(&self, key: i64) -> StoreResult<bool> {
-        if self.held().contains(&key) {
-            return Ok(true);
+    async fn try_acquire(&self, key: i64) -> StoreResult<Option<Fence>> {
+        if let Some(&epoch) = self.held().get(&key) {
+            return Ok(Some(Fence { key, epoch }));
         }
         let row = self
             .client
@@ -46,14 +52,32 @@ impl LeaseSession for AdvisorySession {
             .await
             .map_err(map_error)?;
         let acquired: bool = row.try_get(0).map_err(map_error)?;
-        if acquired {
-            self.held().insert(key);
+        if !acquired {
+            return Ok(None);
         }
-        Ok(acquired)
+        // Waits for writes still in flight under the previous epoch (they
+        // hold the fence row FOR SHARE), then shuts out any that come later.
+        let bumped = match self.client.query_one(BUMP_FENCE, &[&key]).await {
+            Ok(row) => row.try_get::<_, i64>(0).map_err(map_error),
+            Err(error) => Err(map_error(error)),
+        };
+        match bumped {
+            Ok(epoch) => {
+                self.held().insert(key, epoch);
+                Ok(Some(Fence { key, epoch }))
+            }
+            Err(error) => {
+                let _ = self
+                    .client
+                    .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                    .await;
+                Err(error)
+            }
+        }
     }
 
     async fn release(&self, key: i64) -> StoreResult<()> {
-        if self.held().remove(&key) {
+        if self.held().remove(&key).is_some() {
             self.client
                 .query_one("SELECT pg_advisory_unlock($1)", &[&key])
                 .await

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/postgres/0005_media.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/postgres/0006_lease_fences.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use myelin_store::{LeaseSession, LeaseStore, StoreResult};
-use rusqlite::params;
+use myelin_store::{Fence, LeaseSession, LeaseStore, StoreResult};
+use rusqlite::{Connection, params};
 
-use crate::{SqliteStore, map_error};
+use crate::{SqliteStore, map_error, write_on};
 
 /// Lease key -> the session holding it.
 #[derive(Default, Clone)]
@@ -22,9 +22,32 @@ pub(crate) struct LocalLeases {
 struct LocalSession {
     id: u64,
     leases: LocalLeases,
+    /// The store's writer, for the fencing epochs in `lease_fences`.
+    writer: Arc<Mutex<Connection>>,
+    /// Key -> the epoch of the fence this session got for it.
+    fences: Mutex<HashMap<i64, i64>>,
 }
 
+/// Moves a lease key's fencing epoch on; the new value is the new holder's.
+const BUMP_FENCE: &str = "INSERT INTO lease_fences (lease_key, epoch) VALUES (?1, 1)
+     ON CONFLICT (lease_key) DO UPDATE SET epoch = lease_fences.epoch + 1
+     RETURNING epoch";
+
 impl LocalSession {
+    fn fences(&self) -> std::sync::MutexGuard<'_, HashMap<i64, i64>> {
+        self.fences
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn give_up(&self, key: i64) {
+        self.fences().remove(&key);
+        let mut held = self.held();
+        if held.get(&key) == Some(&self.id) {
+            held.remove(&key);
+        }
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<i64, u64>> {
         self.leases
             .held
@@ -35,16 +58,33 @@ impl LocalSession {
 
 #[async_trait]
 impl LeaseSession for LocalSession {
-    async fn try_acquire(&self, key: i64) -> StoreResult<bool> {
-        let mut held = self.held();
-        Ok(*held.entry(key).or_insert(self.id) == self.id)
+    async fn try_acquire(&self, key: i64) -> StoreResult<Option<Fence>> {
+        if let Some(&epoch) = self.fences().get(&key) {
+            return Ok(Some(Fence { key, epoch }));
+        }
+        if *self.held().entry(key).or_insert(self.id) != self.id {
+            return Ok(None);
+        }
+        let bumped = write_on(Arc::clone(&self.writer), move |tx| {
+            tx.prepare_cached(BUMP_FENCE)
+                .and_then(|mut statement| statement.query_row([key], |row| row.get(0)))
+                .map_err(map_error)
+        })
+        .await;
+        match bumped {
+            Ok(epoch) => {
+                self.fences().insert(key, epoch);
+                Ok(Some(Fence { key, epoch }))
+            }
+            Err(error) => {
+                self.give_up(key);
+                Err(error)
+            }
+        }
     }
 
     async fn release(&self, key: i64) -> StoreResult<()> {
-        let mut held = self.held();
-        if held.get(&key) == Some(&self.id) {
-            held.remove(&key);
-        }
+        self.give_up(key);
         Ok(())
     }
 
@@ -67,6 +107,8 @@ impl LeaseStore for SqliteStore {
         Ok(Box::new(LocalSession {
             id,
             leases: self.leases.clone(),
+            writer: Arc::clone(&self.writer),
+            fences: Mutex::default(),
         }))
     }
 

@@ -73,18 +73,27 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let writer = Arc::clone(&self.writer);
-        run_blocking(move || {
-            let mut conn = writer.lock().map_err(|_| poisoned())?;
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(map_error)?;
-            let result = work(&tx)?;
-            tx.commit().map_err(map_error)?;
-            Ok(result)
-        })
-        .await
+        write_on(Arc::clone(&self.writer), work).await
     }
+}
+
+/// A write inside one immediate transaction on `writer` (also for lease
+/// sessions, which hold the writer rather than the store).
+pub(crate) async fn write_on<T, F>(writer: Arc<Mutex<Connection>>, work: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+{
+    run_blocking(move || {
+        let mut conn = writer.lock().map_err(|_| poisoned())?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(map_error)?;
+        let result = work(&tx)?;
+        tx.commit().map_err(map_error)?;
+        Ok(result)
+    })
+    .await
 }
 
 #[async_trait]

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0004_group_instances.sql"),
     ),
     (5, include_str!("../../../migrations/sqlite/0005_media.sql")),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_lease_fences.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -27,6 +27,7 @@ pub async fn run_all(store: &dyn Store) {
     events::same_txn_id_returns_same_event(store).await;
     events::redaction_prunes_target(store).await;
     events::forgotten_rooms_hide_until_rejoined(store).await;
+    events::writes_under_a_superseded_fence_are_refused(store).await;
     media::uploads_round_trip(store).await;
     media::pending_uploads_fill_once_by_their_owner(store).await;
     media::expired_reservations_cannot_be_filled_and_are_purged(store).await;
@@ -38,28 +39,48 @@ pub async fn run_all(store: &dyn Store) {
 pub async fn leases_are_exclusive(store: &dyn Store) {
     let first = store.lease_session().await.expect("session");
     let second = store.lease_session().await.expect("session");
-    assert!(first.try_acquire(7_000_001).await.expect("acquire"));
-    assert!(
+    let fence = first.try_acquire(7_000_001).await.expect("acquire");
+    assert!(fence.is_some(), "a free lease was not granted");
+    assert_eq!(
         first
             .try_acquire(7_000_001)
             .await
-            .expect("re-acquire by the holder")
+            .expect("re-acquire by the holder"),
+        fence,
+        "asking again gives the holder the same fence"
     );
-    assert!(!second.try_acquire(7_000_001).await.expect("contended"));
+    assert_eq!(
+        second.try_acquire(7_000_001).await.expect("contended"),
+        None
+    );
     first.release(7_000_001).await.expect("release");
+    let next = second
+        .try_acquire(7_000_001)
+        .await
+        .expect("acquire after release")
+        .expect("a released lease is free");
     assert!(
-        second
-            .try_acquire(7_000_001)
-            .await
-            .expect("acquire after release")
+        fence.is_some_and(|fence| next.epoch > fence.epoch),
+        "every acquisition moves the fence on: {fence:?} then {next:?}"
     );
-    assert!(first.try_acquire(7_000_002).await.expect("acquire"));
+    assert!(
+        first
+            .try_acquire(7_000_002)
+            .await
+            .expect("acquire")
+            .is_some()
+    );
     first.check().await.expect("alive");
     drop(first);
     // A lost session frees its leases; the server may take a moment to notice.
     let mut freed = false;
     for _ in 0..50 {
-        if second.try_acquire(7_000_002).await.expect("acquire") {
+        if second
+            .try_acquire(7_000_002)
+            .await
+            .expect("acquire")
+            .is_some()
+        {
             freed = true;
             break;
         }

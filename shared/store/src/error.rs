@@ -11,6 +11,10 @@ pub enum StoreError {
     /// The engine cannot be reached or is overloaded; the caller may retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The write was made under a lease that has since passed to another
+    /// holder (see `Fence`); nothing was written.
+    #[error("fenced: the lease this write relied on has passed to another holder")]
+    Fenced,
     /// Stored data is not what the schema promises.
     #[error("corrupt data: {0}")]
     Corrupt(String),

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use myelin_types::StreamPosition;
 
-use crate::StoreResult;
+use crate::{Fence, StoreResult};
 
 /// The device and transaction that sent an event (`PUT .../send/{type}/{txnId}`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -41,6 +41,9 @@ pub struct PersistEvent {
     pub redaction: Option<Redaction>,
     /// Set on `m.room.create`: registers the room with this version.
     pub new_room_version: Option<String>,
+    /// The room partition's lease the writer holds: the write is refused
+    /// with `StoreError::Fenced` once the lease was acquired again since.
+    pub fence: Option<Fence>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

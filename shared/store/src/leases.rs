@@ -7,12 +7,24 @@ use async_trait::async_trait;
 
 use crate::StoreResult;
 
+/// Proof of holding a lease, taken when it was acquired: a write made under
+/// it is refused once anyone has acquired the lease again since (a fencing
+/// token), so a writer that lost its lease without noticing cannot write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub key: i64,
+    /// Grows by one with every acquisition of `key`.
+    pub epoch: i64,
+}
+
 /// A connection-bound set of leases: every lease dies with the session, so
 /// a crashed or cut-off process stops owning anything at once.
 #[async_trait]
 pub trait LeaseSession: Send + Sync {
-    /// Takes the lease if nobody holds it; `true` when this session holds it.
-    async fn try_acquire(&self, key: i64) -> StoreResult<bool>;
+    /// Takes the lease if nobody holds it and returns its fence; `None` when
+    /// another session holds it. Asking again for a lease this session
+    /// holds returns the fence it already has.
+    async fn try_acquire(&self, key: i64) -> StoreResult<Option<Fence>>;
 
     /// Gives the lease back; releasing one not held is not an error.
     async fn release(&self, key: i64) -> StoreResult<()>;

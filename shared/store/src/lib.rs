@@ -26,7 +26,7 @@ pub use events::{
     StoredEvent, TxnKey,
 };
 pub use filters::FilterStore;
-pub use leases::{LeaseSession, LeaseStore};
+pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, ThumbnailRecord};
 
 /// Every domain at once: what an engine implements and a process opens.

@@ -6,7 +6,7 @@ use myelin_bus::messages::{
     SendEvent, WIRE_VERSION,
 };
 use myelin_room::RoomVersion;
-use myelin_store::{StoreError, TxnKey};
+use myelin_store::{Fence, StoreError, TxnKey};
 
 use crate::EventPersister;
 use crate::head::{CachedHead, load_head};
@@ -20,6 +20,16 @@ pub(crate) fn refused(status: u16, errcode: &str, error: &str) -> RoomInputRefus
 }
 
 pub(crate) fn unavailable(error: StoreError) -> RoomInputRefused {
+    if matches!(error, StoreError::Fenced) {
+        // The partition's lease moved on without this writer noticing yet:
+        // the client API sends the input again, to the new owner.
+        tracing::warn!("a write was fenced off: this writer lost a partition lease");
+        return refused(
+            503,
+            messages::RESEND,
+            "This room's writer is changing; send again",
+        );
+    }
     tracing::warn!(%error, "store error while writing a room");
     refused(
         503,
@@ -29,11 +39,11 @@ pub(crate) fn unavailable(error: StoreError) -> RoomInputRefused {
 }
 
 impl EventPersister {
-    pub(crate) async fn answer(&self, request: Request) {
+    pub(crate) async fn answer(&self, request: Request, fence: Fence) {
         let outcome = match messages::decode::<RoomInputRequest>(&request.message.payload) {
             Ok(input) => match input.input {
-                RoomInput::Send(send) => self.send(send).await,
-                RoomInput::CreateRoom(create) => self.create_room(create).await,
+                RoomInput::Send(send) => self.send(send, fence).await,
+                RoomInput::CreateRoom(create) => self.create_room(create, fence).await,
             },
             Err(error) => Err(refused(
                 400,
@@ -50,7 +60,7 @@ impl EventPersister {
         }
     }
 
-    async fn send(&self, send: SendEvent) -> Result<RoomInputDone, RoomInputRefused> {
+    async fn send(&self, send: SendEvent, fence: Fence) -> Result<RoomInputDone, RoomInputRefused> {
         let txn = send.txn.map(|txn| TxnKey {
             user_id: send.sender.clone(),
             device_id: txn.device_id,
@@ -66,7 +76,7 @@ impl EventPersister {
             return Err(refused(500, "M_UNKNOWN", "room head missing"));
         };
         let result = self
-            .write_event(head, &send.sender, send.template, txn)
+            .write_event(head, &send.sender, send.template, txn, fence)
             .await;
         if result.is_err() {
             // The store may or may not have the event; trust only the store next time.
@@ -75,7 +85,13 @@ impl EventPersister {
         result
     }
 
-    async fn create_room(&self, create: CreateRoom) -> Result<RoomInputDone, RoomInputRefused> {
+    /// A new room is written under the fence of the partition the request
+    /// came in on; nobody else can write a room whose ID is not known yet.
+    async fn create_room(
+        &self,
+        create: CreateRoom,
+        fence: Fence,
+    ) -> Result<RoomInputDone, RoomInputRefused> {
         let version = RoomVersion::stable(&create.room_version).ok_or_else(|| {
             refused(
                 400,
@@ -103,11 +119,11 @@ impl EventPersister {
             None => None,
         };
         let mut done = self
-            .write_event(&mut head, &create.creator, first, None)
+            .write_event(&mut head, &create.creator, first, None, fence)
             .await?;
         for template in templates {
             done = self
-                .write_event(&mut head, &create.creator, template, None)
+                .write_event(&mut head, &create.creator, template, None, fence)
                 .await?;
         }
         Ok(done)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use myelin_bus::messages::{self, RoomInputRefused, RoomInputReply, WIRE_VERSION};
 use myelin_bus::subjects;
 use myelin_process::Shutdown;
-use myelin_store::LeaseSession;
+use myelin_store::{Fence, LeaseSession};
 use myelin_types::{PARTITION_COUNT, Partition};
 use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
@@ -123,7 +123,7 @@ impl EventPersister {
                     continue;
                 }
                 match session.try_acquire(lease_key(partition)).await {
-                    Ok(true) => match self.start_serving(partition).await {
+                    Ok(Some(fence)) => match self.start_serving(partition, fence).await {
                         Ok(state) => {
                             owned.insert(partition, state);
                         }
@@ -132,7 +132,7 @@ impl EventPersister {
                             let _ = session.release(lease_key(partition)).await;
                         }
                     },
-                    Ok(false) => {}
+                    Ok(None) => {}
                     Err(error) => {
                         tracing::warn!(%error, "lease request failed");
                         break;
@@ -151,7 +151,14 @@ impl EventPersister {
         Ok(())
     }
 
-    async fn start_serving(self: &Arc<Self>, partition: u16) -> anyhow::Result<Owned> {
+    /// Serves a partition whose lease (with `fence`) this writer just took;
+    /// every write carries the fence, so it fails rather than forks the room
+    /// if the lease has passed on meanwhile.
+    async fn start_serving(
+        self: &Arc<Self>,
+        partition: u16,
+        fence: Fence,
+    ) -> anyhow::Result<Owned> {
         // Another writer may have written these rooms since we last did.
         self.heads.forget_partition(Partition(partition));
         let mut requests = self
@@ -178,7 +185,7 @@ impl EventPersister {
                 }
                 let persister = Arc::clone(&persister);
                 tokio::spawn(async move {
-                    persister.answer(request).await;
+                    persister.answer(request, fence).await;
                     drop(guard);
                 });
             }

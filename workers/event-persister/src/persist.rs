@@ -7,7 +7,7 @@ use myelin_bus::messages::{
 };
 use myelin_bus::subjects;
 use myelin_room::{ComposeError, NewEvent, RoomHead, compose_event, event_ref, prune_pdu};
-use myelin_store::{PersistEvent, PersistOutcome, Redaction, TxnKey};
+use myelin_store::{Fence, PersistEvent, PersistOutcome, Redaction, TxnKey};
 use myelin_types::Partition;
 use serde_json::Value;
 
@@ -38,6 +38,7 @@ impl EventPersister {
         sender: &str,
         template: EventTemplate,
         txn: Option<TxnKey>,
+        fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
         let room_id = (!head.room_id.is_empty()).then_some(head.room_id.as_str());
         let redaction = match &template.redacts {
@@ -94,6 +95,7 @@ impl EventPersister {
                 redaction,
                 new_room_version: (template.event_type == "m.room.create")
                     .then(|| head.version.id.as_str().to_owned()),
+                fence: Some(fence),
             })
             .await
             .map_err(unavailable)?;

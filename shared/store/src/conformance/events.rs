@@ -22,6 +22,7 @@ fn event(room_id: &str, n: usize, state: Option<(&str, &str)>, prev: &[String]) 
         txn: None,
         redaction: None,
         new_room_version: None,
+        fence: None,
     }
 }
 
@@ -255,4 +256,44 @@ pub(super) async fn forgotten_rooms_hide_until_rejoined(store: &dyn Store) {
             .len(),
         1
     );
+}
+
+/// A write under a fence is refused once the lease was acquired again, and
+/// nothing of it is stored; the new holder's fence writes.
+pub async fn writes_under_a_superseded_fence_are_refused(store: &dyn Store) {
+    let room_id = "!fenced:test";
+    let key = 7_100_001;
+    let old_holder = store.lease_session().await.expect("session");
+    let old_fence = old_holder
+        .try_acquire(key)
+        .await
+        .expect("acquire")
+        .expect("a free lease");
+    let mut create = event(room_id, 0, Some(("m.room.create", "")), &[]);
+    create.new_room_version = Some("12".to_owned());
+    create.fence = Some(old_fence);
+    let create_id = create.event_id.clone();
+    persist(store, create).await;
+
+    // The old holder loses its lease without noticing; another takes it.
+    old_holder.release(key).await.expect("release");
+    let new_holder = store.lease_session().await.expect("session");
+    let new_fence = new_holder
+        .try_acquire(key)
+        .await
+        .expect("acquire")
+        .expect("a released lease");
+
+    let mut stale = event(room_id, 1, None, std::slice::from_ref(&create_id));
+    stale.fence = Some(old_fence);
+    let stale_id = stale.event_id.clone();
+    match store.persist_event(stale).await {
+        Err(crate::StoreError::Fenced) => {}
+        other => panic!("a write under a superseded fence gave {other:?}"),
+    }
+    assert_eq!(store.event(&stale_id).await.expect("read"), None);
+
+    let mut current = event(room_id, 2, None, std::slice::from_ref(&create_id));
+    current.fence = Some(new_fence);
+    persist(store, current).await;
 }
