@@ -125,21 +125,32 @@ def all_pids():
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
+# What a sampled process is: the server's own code, or a service it stands on
+# (PostgreSQL backends of its database, NATS, Redis).
+OWN, BACKING = "own", "backing"
+
+
 class ProcessGroupSampler:
-    """CPU and RSS of a server: its process tree plus any extra processes
-    (PostgreSQL backends serving its database) picked by `extra(cmdline)`."""
+    """CPU and RSS of a server: its process tree plus the extra processes that
+    `extra(cmdline)` classifies as OWN (worker processes started outside the tree)
+    or BACKING (services it stands on). Backing processes count their private
+    memory only (RssAnon): a PostgreSQL backend's shared buffers and mapped binary
+    belong to the whole cluster."""
 
     def __init__(self, root_pid: int, extra=None):
         self.root_pid = root_pid
         self.extra = extra
         self.baseline: dict = {}
         self.last: dict = {}
+        self.kinds: dict = {}
         self.peak_rss_kib = 0
+        self.peak_own_rss_kib = 0
         self._stop = threading.Event()
         self._thread = None
 
     def snapshot(self):
-        """{(pid, starttime): cpu ticks}, total RSS KiB. (pid, starttime) survives pid reuse."""
+        """{(pid, starttime): cpu ticks}, {(pid, starttime): OWN|BACKING}, total RSS KiB,
+        own RSS KiB. (pid, starttime) survives pid reuse."""
         procs = {}
         for pid in all_pids():
             try:
@@ -147,7 +158,6 @@ class ProcessGroupSampler:
             except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
                 continue
         members = {self.root_pid} if self.root_pid in procs else set()
-        extras = set()
         # Descendants: repeat until no new child appears (trees are shallow).
         grew = True
         while grew:
@@ -156,52 +166,62 @@ class ProcessGroupSampler:
                 if ppid in members and pid not in members:
                     members.add(pid)
                     grew = True
+        kinds = {pid: OWN for pid in members}
         if self.extra:
             for pid in procs:
                 if pid not in members:
                     try:
-                        if self.extra(read_cmdline(pid)):
-                            extras.add(pid)
+                        kind = self.extra(read_cmdline(pid))
                     except (FileNotFoundError, ProcessLookupError):
-                        pass
-        cpu, rss = {}, 0
-        for pid in members | extras:
-            _ppid, start, own, reaped = procs[pid]
+                        kind = None
+                    if kind:
+                        kinds[pid] = kind
+        cpu, kind_of, rss, own_rss = {}, {}, 0, 0
+        for pid, kind in kinds.items():
+            _ppid, start, ticks, reaped = procs[pid]
             # Children that already exited are only in the parent's cutime/cstime.
-            cpu[(pid, start)] = own + (reaped if pid == self.root_pid else 0)
+            cpu[(pid, start)] = ticks + (reaped if pid == self.root_pid else 0)
+            kind_of[(pid, start)] = kind
             try:
-                rss += read_rss_kib(pid, private_only=pid in extras)
+                kib = read_rss_kib(pid, private_only=kind == BACKING)
             except (FileNotFoundError, ProcessLookupError):
-                pass
-        return cpu, rss
+                kib = 0
+            rss += kib
+            own_rss += kib if kind == OWN else 0
+        return cpu, kind_of, rss, own_rss
 
-    def rss_kib(self) -> int:
-        return self.snapshot()[1]
+    def rss_kib(self) -> tuple[int, int]:
+        """(total, own) RSS now, KiB."""
+        _cpu, _kinds, rss, own_rss = self.snapshot()
+        return rss, own_rss
 
     def start(self):
-        self.baseline, rss = self.snapshot()
+        self.baseline, self.kinds, rss, own_rss = self.snapshot()
         self.last = dict(self.baseline)
-        self.peak_rss_kib = rss
+        self.peak_rss_kib, self.peak_own_rss_kib = rss, own_rss
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _sample(self):
-        cpu, rss = self.snapshot()
+        cpu, kinds, rss, own_rss = self.snapshot()
         # A process that exits keeps its last seen value.
         self.last.update(cpu)
+        self.kinds.update(kinds)
         self.peak_rss_kib = max(self.peak_rss_kib, rss)
+        self.peak_own_rss_kib = max(self.peak_own_rss_kib, own_rss)
 
     def _loop(self):
         while not self._stop.wait(SAMPLE_INTERVAL_S):
             self._sample()
 
-    def stop(self) -> float:
-        """Ends sampling; returns CPU seconds used since start()."""
+    def stop(self) -> tuple[float, float]:
+        """Ends sampling; returns (all, own) CPU seconds used since start()."""
         self._stop.set()
         self._thread.join()
         self._sample()
-        ticks = sum(v - self.baseline.get(k, 0) for k, v in self.last.items())
-        return ticks / CLK_TCK
+        used = {k: v - self.baseline.get(k, 0) for k, v in self.last.items()}
+        own = sum(v for k, v in used.items() if self.kinds.get(k) == OWN)
+        return sum(used.values()) / CLK_TCK, own / CLK_TCK
 
 
 def wait_for_quiet(threshold_pct: float, max_wait_s: float) -> float:
@@ -427,7 +447,7 @@ class PostgresDatabase:
     def backends(self):
         """Matches the PostgreSQL backends serving this database (their SQL work is the server's)."""
         marker = f" {self.name} "
-        return lambda cmdline: cmdline.startswith("postgres:") and marker in cmdline
+        return lambda cmdline: BACKING if cmdline.startswith("postgres:") and marker in cmdline else None
 
     def drop(self) -> None:
         if self.created:
@@ -608,9 +628,12 @@ class SynapseWorkersServer(SynapsePgServer):
         backends = super().extra_processes()
         workers = f" {self.dir}/worker-"
 
-        def ours(cmdline: str) -> bool:
-            return (backends(cmdline) or workers in cmdline
-                    or cmdline.split(" ", 1)[0].endswith("redis-server"))
+        def ours(cmdline: str):
+            if workers in cmdline:
+                return OWN
+            if cmdline.split(" ", 1)[0].endswith("redis-server"):
+                return BACKING
+            return backends(cmdline)
         return ours
 
     def stop(self) -> None:
@@ -682,7 +705,6 @@ class MyelinSplitServer(Server):
             "SPLIT_DIR": str(self.split_dir),
             "SPLIT_BUILD": "0",
             "SPLIT_BIN_DIR": str(self.args.split_bin_dir),
-            "SPLIT_CP_MAX": "10",
         })
         with open(self.log_path, "wb") as log:
             subprocess.run(["bash", str(REPO / "scripts/split-up.sh")], env=env, stdout=log,
@@ -719,10 +741,13 @@ class MyelinSplitServer(Server):
         binaries = f"{self.split_dir}/bin/"
         marker = f" {self.database} "
 
-        def ours(cmdline: str) -> bool:
-            return (cmdline.startswith(binaries)
-                    or (cmdline.startswith("postgres:") and marker in cmdline)
-                    or "nats-server" in cmdline.split(" ", 1)[0])
+        def ours(cmdline: str):
+            if cmdline.startswith(binaries):
+                return OWN
+            if (cmdline.startswith("postgres:") and marker in cmdline) \
+                    or cmdline.split(" ", 1)[0].endswith("nats-server"):
+                return BACKING
+            return None
         return ours
 
     def stop(self) -> None:
@@ -808,14 +833,16 @@ def one_run(args, kind: str, scenario: str, round_no: int) -> dict:
         result["startup_s"] = round(time.monotonic() - started, 2)
         sampler = ProcessGroupSampler(server.root_pid(), server.extra_processes())
         time.sleep(3)  # let start-up work (migrations, caches) settle before calling it idle
-        result["idle_rss_mib"] = round(sampler.rss_kib() / 1024, 1)
+        idle, idle_own = sampler.rss_kib()
+        result["idle_rss_mib"] = round(idle / 1024, 1)
+        result["idle_own_rss_mib"] = round(idle_own / 1024, 1)
 
         t0 = time.monotonic()
         fixture = provision.provision(server.base_url, server.shared_secret, scenario, args.size)
         fixture_path = workdir / "fixture.json"
         fixture_path.write_text(json.dumps(fixture))
         result["provision_s"] = round(time.monotonic() - t0, 1)
-        result["rss_before_mib"] = round(sampler.rss_kib() / 1024, 1)
+        result["rss_before_mib"] = round(sampler.rss_kib()[0] / 1024, 1)
         result["background_busy_pct"] = wait_for_quiet(args.quiet_below, args.quiet_wait)
 
         busy0, total0 = host_cpu_ticks()
@@ -823,7 +850,7 @@ def one_run(args, kind: str, scenario: str, round_no: int) -> dict:
         t0 = time.monotonic()
         code, summary, k6_cpu = run_k6(args, server, scenario, fixture_path, workdir)
         wall = time.monotonic() - t0
-        cpu_s = sampler.stop()
+        cpu_s, own_cpu_s = sampler.stop()
         busy1, total1 = host_cpu_ticks()
 
         events = count(summary, "events_sent")
@@ -841,6 +868,7 @@ def one_run(args, kind: str, scenario: str, round_no: int) -> dict:
             "deliveries_per_s": round(delivered / seconds, 1) if receives else None,
             "server_cpu_s": round(cpu_s, 2),
             "cpu_s_per_1k_events": round(cpu_s / events * 1000, 3) if events else None,
+            "own_cpu_s_per_1k_events": round(own_cpu_s / events * 1000, 3) if events else None,
             "send_p50_ms": trend(summary, "send_latency", "p(50)"),
             "send_p99_ms": trend(summary, "send_latency", "p(99)"),
             "delivery_p50_ms": trend(summary, "delivery_latency", "p(50)"),
@@ -848,7 +876,8 @@ def one_run(args, kind: str, scenario: str, round_no: int) -> dict:
             "messages_p50_ms": trend(summary, "messages_latency", "p(50)"),
             "messages_p99_ms": trend(summary, "messages_latency", "p(99)"),
             "peak_rss_mib": round(sampler.peak_rss_kib / 1024, 1),
-            "rss_after_mib": round(sampler.rss_kib() / 1024, 1),
+            "peak_own_rss_mib": round(sampler.peak_own_rss_kib / 1024, 1),
+            "rss_after_mib": round(sampler.rss_kib()[0] / 1024, 1),
             "host_busy_pct": round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
             "k6_cpu_s": round(k6_cpu, 2),
             # Every failed request is counted once in request_errors (and once in checks).
@@ -904,7 +933,8 @@ def stop_everything(*_):
 
 ROWS = [
     ("events_per_s", "events/s", "higher"),
-    ("cpu_s_per_1k_events", "server CPU s / 1000 events", "lower"),
+    ("cpu_s_per_1k_events", "server CPU s / 1000 events (with its services)", "lower"),
+    ("own_cpu_s_per_1k_events", "server's own processes' CPU s / 1000 events", "lower"),
     ("send_p50_ms", "send p50 (ms)", "lower"),
     ("send_p99_ms", "send p99 (ms)", "lower"),
     ("delivery_p50_ms", "delivery p50 (ms)", "lower"),
@@ -913,8 +943,10 @@ ROWS = [
     ("messages_p50_ms", "/messages p50 (ms)", "lower"),
     ("messages_p99_ms", "/messages p99 (ms)", "lower"),
     ("server_cpu_s", "server CPU s (whole run)", "lower"),
-    ("peak_rss_mib", "peak RSS (MiB)", "lower"),
-    ("idle_rss_mib", "idle RSS (MiB)", "lower"),
+    ("peak_rss_mib", "peak RSS with its services (MiB)", "lower"),
+    ("peak_own_rss_mib", "peak RSS of its own processes (MiB)", "lower"),
+    ("idle_rss_mib", "idle RSS with its services (MiB)", "lower"),
+    ("idle_own_rss_mib", "idle RSS of its own processes (MiB)", "lower"),
     ("rss_before_mib", "RSS after provisioning (MiB)", "lower"),
     ("host_busy_pct", "host busy (% of all cores)", "-"),
     ("k6_cpu_s", "k6 CPU s", "-"),
@@ -1116,7 +1148,8 @@ def run_all(args, kinds: list[str], scenarios: list[str], scratch: Path) -> None
                 result = one_run(args, kind, scenario, round_no)
                 runs.append(result)
                 brief = {k: result.get(k) for k in ("events_per_s", "cpu_s_per_1k_events", "send_p50_ms",
-                                                    "delivery_p50_ms", "peak_rss_mib", "errors")}
+                                                    "delivery_p50_ms", "peak_rss_mib", "peak_own_rss_mib",
+                                                    "errors")}
                 state = "ok" if result["ok"] else f"FAILED ({result.get('failure')})"
                 print(f"         {state} {brief}", file=sys.stderr, flush=True)
 
