@@ -4,12 +4,6 @@
 
 mod commands;
 
-/// glibc's allocator keeps freed memory in per-thread arenas (a password
-/// hash's 7 MiB stays behind on every thread that ever hashed); mimalloc
-/// gives it back and is faster for the many small allocations of JSON.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 use clap::Parser;
