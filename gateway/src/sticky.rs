@@ -58,34 +58,10 @@ pub fn access_token(request: &http::Request<Bytes>) -> Option<String> {
     {
         return Some(token.trim().to_owned());
     }
-    request.uri().query()?.split('&').find_map(|pair| {
-        let value = pair.strip_prefix("access_token=")?;
-        percent_decode(value)
-    })
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(index + 1..index + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                index += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                index += 1;
-            }
-            byte => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "access_token")
+        .map(|(_, token)| token.into_owned())
 }
 
 /// Access token -> user ID, for [`TOKEN_TTL`]. Tokens the store does not

@@ -1,5 +1,9 @@
 //! Media IDs: the ones we make, and which ones we accept in a path.
 
+use std::future::Future;
+
+use myelin_http::MatrixError;
+use myelin_store::{StoreError, StoreResult};
 use rand::Rng;
 
 const GENERATED_LENGTH: usize = 24;
@@ -11,6 +15,27 @@ pub(crate) fn generate() -> String {
         .take(GENERATED_LENGTH)
         .map(char::from)
         .collect()
+}
+
+/// A new random ID colliding is next to impossible; a few tries settle it.
+const ID_ATTEMPTS: usize = 3;
+
+/// Records something under a new random ID with `insert`, drawing another
+/// ID when the store reports the one drawn as taken; returns the ID used.
+pub(crate) async fn insert_with_new_id<F, Fut>(mut insert: F) -> Result<String, MatrixError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = StoreResult<()>>,
+{
+    for _ in 0..ID_ATTEMPTS {
+        let media_id = generate();
+        match insert(media_id.clone()).await {
+            Ok(()) => return Ok(media_id),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(MatrixError::internal("Could not find a free media ID"))
 }
 
 /// Only `A-Za-z0-9_-`, as the spec asks servers to enforce, so no ID can

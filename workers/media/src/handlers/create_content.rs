@@ -7,15 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use myelin_http::{MatrixError, RequestContext, Router, json_response};
-use myelin_store::{MediaContent, StoreError};
+use myelin_store::MediaContent;
 use serde_json::json;
 
 use crate::handlers::{Auth, serve};
 use crate::query::query_params;
 use crate::{Media, content, media_ids};
-
-/// A new random ID colliding is next to impossible; a few tries settle it.
-const ID_ATTEMPTS: usize = 3;
 
 pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
     serve(
@@ -44,24 +41,20 @@ async fn upload(
         size: stored.size,
         sha256: stored.sha256,
     };
-    for _ in 0..ID_ATTEMPTS {
-        let media_id = media_ids::generate();
-        match media
-            .media_store
-            .create_media(&media_id, &user, content::now_ms(), &content)
-            .await
-        {
-            Ok(()) => {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &json!({"content_uri": media.content_uri(&media_id)}),
-                ));
-            }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(error) => return Err(error.into()),
+    let media_id = media_ids::insert_with_new_id(|media_id| {
+        let (media, user, content) = (Arc::clone(&media), user.clone(), content.clone());
+        async move {
+            media
+                .media_store
+                .create_media(&media_id, &user, content::now_ms(), &content)
+                .await
         }
-    }
-    Err(MatrixError::internal("Could not find a free media ID"))
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"content_uri": media.content_uri(&media_id)}),
+    ))
 }
 
 /// The `Content-Type` the client declared, if it is readable text.

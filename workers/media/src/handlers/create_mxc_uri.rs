@@ -6,7 +6,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use myelin_http::{MatrixError, RequestContext, Router, json_response};
-use myelin_store::StoreError;
 use serde_json::json;
 
 use crate::handlers::{Auth, serve};
@@ -16,7 +15,6 @@ use crate::{Media, content, media_ids};
 const UNUSED_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
 /// Reservations one user may hold at once, so IDs cannot be hoarded.
 const MAX_PENDING_PER_USER: u64 = 5;
-const ID_ATTEMPTS: usize = 3;
 
 pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
     serve(
@@ -43,25 +41,21 @@ async fn create(
         return Err(limited);
     }
     let expires = now.saturating_add(UNUSED_LIFETIME_MS);
-    for _ in 0..ID_ATTEMPTS {
-        let media_id = media_ids::generate();
-        match media
-            .media_store
-            .create_pending_media(&media_id, &user, now, expires)
-            .await
-        {
-            Ok(()) => {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "content_uri": media.content_uri(&media_id),
-                        "unused_expires_at": expires,
-                    }),
-                ));
-            }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(error) => return Err(error.into()),
+    let media_id = media_ids::insert_with_new_id(|media_id| {
+        let (media, user) = (Arc::clone(&media), user.clone());
+        async move {
+            media
+                .media_store
+                .create_pending_media(&media_id, &user, now, expires)
+                .await
         }
-    }
-    Err(MatrixError::internal("Could not find a free media ID"))
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "content_uri": media.content_uri(&media_id),
+            "unused_expires_at": expires,
+        }),
+    ))
 }
