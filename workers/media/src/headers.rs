@@ -43,7 +43,7 @@ const INLINE_TYPES: &[&str] = &[
 pub(crate) const FALLBACK_CONTENT_TYPE: &str = "application/octet-stream";
 
 /// The type without parameters, lower case: `Text/Plain; charset=x` is `text/plain`.
-fn essence(content_type: &str) -> String {
+pub(crate) fn essence(content_type: &str) -> String {
     content_type
         .split(';')
         .next()

@@ -103,13 +103,7 @@ pub(crate) enum Thumbnail {
 /// The image types we can read and thumbnail.
 pub(crate) fn can_thumbnail(content_type: &str) -> bool {
     matches!(
-        content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase()
-            .as_str(),
+        crate::headers::essence(content_type).as_str(),
         "image/png" | "image/jpeg" | "image/jpg" | "image/gif" | "image/webp"
     )
 }
