@@ -498,6 +498,14 @@ SYNAPSE_CLIENT_PATHS = (
 )
 
 
+def signal_group(child: subprocess.Popen, sig) -> None:
+    """Signals a process group this runner started; one that already exited is fine."""
+    try:
+        os.killpg(child.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 class SynapseWorkersServer(SynapsePgServer):
     """Synapse split the way its worker documentation describes, on PostgreSQL and Redis:
     the main process, a generic worker (client requests such as sends), a synchrotron and
@@ -641,18 +649,18 @@ class SynapseWorkersServer(SynapsePgServer):
         return ours
 
     def stop(self) -> None:
-        for child in [*self.children, getattr(self, "router", None)]:
-            if child is not None and child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in [*self.children, getattr(self, "router", None)]:
-            if child is None:
-                continue
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait(10)
-        super().stop()
+        others = [child for child in [*self.children, getattr(self, "router", None)] if child]
+        try:
+            for child in others:
+                signal_group(child, signal.SIGTERM)
+            for child in others:
+                try:
+                    child.wait(20)
+                except subprocess.TimeoutExpired:
+                    signal_group(child, signal.SIGKILL)
+                    child.wait(10)
+        finally:
+            super().stop()
 
 
 class SynapseWorkers2Server(SynapseWorkersServer):
@@ -711,8 +719,12 @@ class MyelinSplitServer(Server):
             "SPLIT_BIN_DIR": str(self.args.split_bin_dir),
         })
         with open(self.log_path, "wb") as log:
-            subprocess.run(["bash", str(REPO / "scripts/split-up.sh")], env=env, stdout=log,
-                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+            try:
+                subprocess.run(["bash", str(REPO / "scripts/split-up.sh")], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
+                               timeout=600)
+            except subprocess.TimeoutExpired as err:
+                raise RuntimeError(f"split-up.sh took over 10 minutes:\n{self.log_tail()}") from err
         self.topology = self.read_topology()
         if "GATEWAY_1_URL" not in self.topology:
             raise RuntimeError(f"split-up.sh did not start the topology:\n{self.log_tail()}")

@@ -98,7 +98,10 @@ impl Gateway {
             synchrotron,
             media,
             tokens: TokenCache::new(sticky::TOKEN_TTL),
-            client: http_client(Duration::from_secs(60)),
+            // Idle connections are dropped well before a worker closes
+            // them (it waits HEADER_READ_TIMEOUT for the next request), so
+            // a request never goes out on a connection being closed.
+            client: http_client(myelin_http::HEADER_READ_TIMEOUT / 2),
             probes: http_client(health_interval * 3),
             health_interval,
             config,

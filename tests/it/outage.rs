@@ -294,9 +294,12 @@ async fn sends_fail_clearly_then_recover(
             Instant::now() < deadline,
             "sync after {what} came back delivered {seen:?}, not {expected:?}"
         );
-        if let Ok(sync) = try_sync(&alice, Some(&since), 5000).await {
-            seen.extend(timeline_ids(&sync, &room_id));
-            since = next_batch(&sync);
+        match try_sync(&alice, Some(&since), 5000).await {
+            Ok(sync) => {
+                seen.extend(timeline_ids(&sync, &room_id));
+                since = next_batch(&sync);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
     for id in &expected {

@@ -1053,7 +1053,10 @@ async fn sync_requests(url: &str) -> u64 {
 }
 
 pub(crate) async fn ready_status(url: &str) -> (u16, String) {
-    match reqwest::get(format!("{url}/ready")).await {
+    let request = reqwest::Client::new()
+        .get(format!("{url}/ready"))
+        .timeout(Duration::from_secs(10));
+    match request.send().await {
         Ok(response) => (
             response.status().as_u16(),
             response.text().await.unwrap_or_default(),

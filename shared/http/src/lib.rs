@@ -16,7 +16,7 @@ mod tls;
 
 pub use error::MatrixError;
 pub use json_limits::check_json_depth;
-pub use listener::serve;
+pub use listener::{HEADER_READ_TIMEOUT, serve};
 pub use ratelimit::RateLimiter;
 pub use router::{HttpMetrics, RequestContext, Router, json_response};
 pub use server::ServeOptions;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,6 +21,12 @@ use crate::server::{PeerAddr, ServeOptions, edge_filter};
 
 /// A client that opens a connection gets this long to finish the handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// ... and this long to send a request's headers (also between requests
+/// on a kept-alive HTTP/1.1 connection).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// An HTTP/2 peer is pinged this often and dropped when a ping goes
+/// unanswered this long.
+const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` (through `tls` when given) until `shutdown`
 /// resolves; connections in flight then finish before this returns.
@@ -85,7 +91,18 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper has no timeouts: a client that opens a
+    // connection and sends nothing would hold it until shutdown.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEP_ALIVE)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%peer, %error, "connection ended with an error");

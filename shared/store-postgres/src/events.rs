@@ -58,6 +58,8 @@ impl EventStore for PostgresStore {
         if let Some(fence) = event.fence {
             // FOR SHARE until commit: a new holder's epoch bump waits for
             // this write, and a write after the bump sees the new epoch.
+            // (Not FOR KEY SHARE: that does not conflict with an update of
+            // a non-key column, so the bump would not wait.)
             let epoch: Option<i64> = tx_query_opt(
                 &tx,
                 "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",

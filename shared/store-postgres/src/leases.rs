@@ -115,6 +115,12 @@ impl LeaseStore for PostgresStore {
                 tracing::warn!(%error, "lease connection ended");
             }
         });
+        // A fence bump waits for writes in flight under the old epoch; one
+        // stuck behind a partition must not stall the lease loop for good.
+        client
+            .batch_execute("SET lock_timeout = '5s'")
+            .await
+            .map_err(map_error)?;
         Ok(Box::new(AdvisorySession {
             client,
             held: Default::default(),

@@ -30,6 +30,8 @@ pub struct Media {
     files: MediaFiles,
     server_name: String,
     max_upload_bytes: u64,
+    /// Permits for thumbnail decoding, one per core.
+    thumbnailing: tokio::sync::Semaphore,
 }
 
 pub fn role(deps: &Deps) -> Arc<Media> {
@@ -43,6 +45,9 @@ pub fn role(deps: &Deps) -> Arc<Media> {
         files: MediaFiles::new(root),
         server_name: deps.config.server_name.clone(),
         max_upload_bytes: deps.config.max_upload_bytes(),
+        thumbnailing: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, usize::from),
+        ),
     })
 }
 

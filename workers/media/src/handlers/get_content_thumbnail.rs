@@ -48,6 +48,9 @@ fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, 
         text.parse::<u32>()
             .ok()
             .filter(|value| *value > 0)
+            // Larger asks get the largest size we make (the spec lets a
+            // server answer with another size), bounding the work per request.
+            .map(|value| value.min(MAX_THUMBNAIL_SIDE))
             .ok_or_else(|| MatrixError::invalid_param(format!("{name} must be a positive integer")))
     };
     let method = match params.get("method") {
@@ -62,6 +65,9 @@ fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, 
     })
 }
 
+/// The longest side of a thumbnail we make.
+const MAX_THUMBNAIL_SIDE: u32 = 1600;
+
 fn cannot_thumbnail() -> MatrixError {
     MatrixError::new(
         StatusCode::BAD_REQUEST,
@@ -75,7 +81,7 @@ fn thumbnail_response(
     bytes: Bytes,
     content_type: &str,
 ) -> Result<http::Response<Bytes>, MatrixError> {
-    let extension = match content_type {
+    let extension = match crate::headers::essence(content_type).as_str() {
         "image/jpeg" | "image/jpg" => "jpg",
         "image/gif" => "gif",
         "image/webp" => "webp",
@@ -158,6 +164,13 @@ impl Media {
         original: &MediaContent,
         wanted: &ThumbnailRequest,
     ) -> Result<Thumbnail, MatrixError> {
+        // At most one decode per core at a time: each may take the
+        // decoder's whole memory allowance.
+        let _turn = self
+            .thumbnailing
+            .acquire()
+            .await
+            .map_err(|_| MatrixError::unavailable("The media service is stopping"))?;
         let bytes = self.blob(&original.sha256).await?;
         let (requested, method) = ((wanted.width, wanted.height), wanted.method);
         let made =
