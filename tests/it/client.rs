@@ -107,6 +107,15 @@ impl Client {
         }
     }
 
+    /// A request to `path` carrying this client's access token, if any.
+    pub fn request_builder(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.access_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -118,10 +127,7 @@ impl Client {
     /// Sends a request; `path` starts with `/`. The access token, if any,
     /// goes in the `Authorization` header.
     pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
-        let mut request = self.http.request(method.clone(), self.url(path));
-        if let Some(token) = &self.access_token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = self.request_builder(method.clone(), path);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -359,6 +365,17 @@ pub fn event_id_of(sent: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no event_id in {sent}"))
         .to_owned()
+}
+
+/// `(event_id, content.body)` of a message event, empty where missing.
+pub fn message_id_and_body(event: &Value) -> (String, String) {
+    (
+        event["event_id"].as_str().unwrap_or_default().to_owned(),
+        event["content"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 /// The `m.room.message` bodies of a list of client events, in list order.

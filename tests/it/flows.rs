@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::client::{Client, encode, event_id_of, message_bodies};
+use crate::client::{Client, encode, event_id_of, message_bodies, message_id_and_body};
 use crate::harness::Server;
 
 pub const ALICE_PASSWORD: &str = "alice-correct-horse";
@@ -253,15 +253,7 @@ pub async fn check_after_restart(server: &Server, outcome: &FlowOutcome) {
         .iter()
         .rev()
         .filter(|event| event["type"] == "m.room.message")
-        .map(|event| {
-            (
-                event["event_id"].as_str().unwrap_or_default().to_owned(),
-                event["content"]["body"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
+        .map(message_id_and_body)
         .collect();
     assert_eq!(sent, outcome.messages, "history after restart: {back}");
     let members = alice

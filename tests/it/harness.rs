@@ -96,6 +96,13 @@ impl Drop for TempDir {
     }
 }
 
+/// A loopback port nobody listens on right now (for listeners a test
+/// configures itself; another process could take it before it is bound).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
 /// Runs `myelin` with the given arguments to completion, with no `MYELIN_*`
 /// variables from the test environment leaking in.
 pub fn run_myelin(args: &[&str]) -> std::process::Output {

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use crate::client::Client;
-use crate::harness::TempDir;
+use crate::harness::{TempDir, free_port};
 use crate::split::{
     Split, message_history, next_batch, ready_status, register_users, send_path, send_retrying,
     settings, timeline_ids, try_sync,
@@ -39,11 +39,6 @@ const ONE_OF_EACH: &[(&str, &str)] = &[
     ("PERSISTERS", "1"),
     ("GATEWAYS", "1"),
 ];
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
 
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -200,9 +195,7 @@ fn split_postgres_url(url: &str, authority: &str) -> (String, String) {
 /// One send attempt: the status and the JSON body.
 async fn send_once(client: &Client, room_id: &str, txn_id: &str) -> (u16, Value) {
     let response = client
-        .http()
-        .put(client.url(&send_path(room_id, txn_id)))
-        .bearer_auth(client.access_token.as_deref().unwrap_or_default())
+        .request_builder(reqwest::Method::PUT, &send_path(room_id, txn_id))
         .json(&json!({"msgtype": "m.text", "body": txn_id}))
         .timeout(Duration::from_secs(90))
         .send()

@@ -25,7 +25,7 @@ use tokio::process::Command;
 use tokio::task::JoinSet;
 use tokio_postgres::NoTls;
 
-use crate::client::{Client, encode, event_id_of};
+use crate::client::{Client, encode, event_id_of, message_id_and_body};
 use crate::harness::{TempDir, workspace_dir};
 use crate::interop;
 
@@ -429,12 +429,8 @@ pub(crate) async fn try_request(
     timeout: Duration,
 ) -> Result<Value, String> {
     let mut request = client
-        .http()
-        .request(method.clone(), client.url(path))
+        .request_builder(method.clone(), path)
         .timeout(timeout);
-    if let Some(token) = &client.access_token {
-        request = request.bearer_auth(token);
-    }
     if let Some(body) = body {
         request = request.json(body);
     }
@@ -578,15 +574,7 @@ pub(crate) async fn message_history(member: &Client, room_id: &str) -> Vec<(Stri
         .await
         .iter()
         .filter(|event| event["type"] == "m.room.message")
-        .map(|event| {
-            (
-                event["event_id"].as_str().unwrap_or_default().to_owned(),
-                event["content"]["body"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
+        .map(message_id_and_body)
         .collect()
 }
 
@@ -712,6 +700,35 @@ pub(crate) async fn register_users(split: &Split, prefix: &str, count: usize) ->
         );
     }
     users
+}
+
+/// `count` users named `{prefix}{n}` plus a reader; the last list is all of them.
+async fn members_and_reader(
+    split: &Split,
+    prefix: &str,
+    count: usize,
+) -> (Vec<Client>, Client, Vec<Client>) {
+    let users = register_users(split, prefix, count).await;
+    let reader = split.client().register("reader", PASSWORD).await;
+    let mut everyone = users.clone();
+    everyone.push(reader.clone());
+    (users, reader, everyone)
+}
+
+/// The invariants after a load: the reader's since-token sync saw every
+/// acknowledged event exactly once, every member's history holds them in
+/// one order that the sync matches, and no room forked.
+async fn assert_one_order_for_everyone(
+    split: &Split,
+    reader: Reader,
+    everyone: &[Client],
+    rooms: &[String],
+    sent: &[Sent],
+) {
+    let sync_order = reader.finish(sent).await;
+    let orders = check_histories(everyone, rooms, sent).await;
+    assert_sync_matches_history(&sync_order, &orders);
+    split.assert_no_forks().await;
 }
 
 /// `count` public rooms made by the first user, joined by all the others.
@@ -1176,21 +1193,14 @@ async fn split_many_senders_many_rooms_one_order_no_forks() {
     const MESSAGES: usize = 15;
     let Some(settings) = settings() else { return };
     let split = Split::up(&settings).await;
-    let users = register_users(&split, "sender", USERS).await;
-    let reader = split.client().register("reader", PASSWORD).await;
-    let mut everyone = users.clone();
-    everyone.push(reader.clone());
+    let (users, reader, everyone) = members_and_reader(&split, "sender", USERS).await;
     let rooms = shared_rooms(&everyone, ROOMS).await;
 
     let reader_task = Reader::start(&reader, &rooms).await;
     let load = Load::start(&users, &rooms, "c", MESSAGES);
     let sent = load.finish().await;
     assert_eq!(sent.len(), USERS * ROOMS * MESSAGES);
-    let sync_order = reader_task.finish(&sent).await;
-
-    let orders = check_histories(&everyone, &rooms, &sent).await;
-    assert_sync_matches_history(&sync_order, &orders);
-    split.assert_no_forks().await;
+    assert_one_order_for_everyone(&split, reader_task, &everyone, &rooms, &sent).await;
 }
 
 /// SIGKILL of one of two event persisters while sends are in flight: the
@@ -1201,10 +1211,7 @@ async fn split_many_senders_many_rooms_one_order_no_forks() {
 async fn split_persister_killed_under_load_loses_nothing() {
     let Some(settings) = settings() else { return };
     let mut split = Split::up(&settings).await;
-    let users = register_users(&split, "member", 3).await;
-    let reader = split.client().register("reader", PASSWORD).await;
-    let mut everyone = users.clone();
-    everyone.push(reader.clone());
+    let (users, reader, everyone) = members_and_reader(&split, "member", 3).await;
     // Six rooms: the dead persister's partitions almost surely hold some.
     let rooms = shared_rooms(&everyone, 6).await;
 
@@ -1240,11 +1247,8 @@ async fn split_persister_killed_under_load_loses_nothing() {
         sent.push(send);
     }
 
-    let sync_order = reader_task.finish(&sent).await;
-    let orders = check_histories(&everyone, &rooms, &sent).await;
-    assert_sync_matches_history(&sync_order, &orders);
     split.print_leases().await;
-    split.assert_no_forks().await;
+    assert_one_order_for_everyone(&split, reader_task, &everyone, &rooms, &sent).await;
 }
 
 /// SIGKILL of the synchrotron a user's long-poll is parked on: the client's
@@ -1401,10 +1405,7 @@ pub(crate) fn timeline_ids(sync: &Value, room_id: &str) -> Vec<String> {
 async fn split_third_persister_joins_under_load_without_forks() {
     let Some(settings) = settings() else { return };
     let mut split = Split::up(&settings).await;
-    let users = register_users(&split, "member", 3).await;
-    let reader = split.client().register("reader", PASSWORD).await;
-    let mut everyone = users.clone();
-    everyone.push(reader.clone());
+    let (users, reader, everyone) = members_and_reader(&split, "member", 3).await;
     let rooms = shared_rooms(&everyone, 4).await;
 
     let reader_task = Reader::start(&reader, &rooms).await;
@@ -1426,10 +1427,7 @@ async fn split_third_persister_joins_under_load_without_forks() {
         let (status, body) = ready_status(&url).await;
         assert_eq!(status, 200, "{name} /ready after the rebalance: {body}");
     }
-    let sync_order = reader_task.finish(&sent).await;
-    let orders = check_histories(&everyone, &rooms, &sent).await;
-    assert_sync_matches_history(&sync_order, &orders);
-    split.assert_no_forks().await;
+    assert_one_order_for_everyone(&split, reader_task, &everyone, &rooms, &sent).await;
 }
 
 /// Planned handovers under load, with no process crashing: six times, a

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Server, TempDir, binary, run_myelin, scrub_env};
+use crate::harness::{Server, TempDir, binary, free_port, run_myelin, scrub_env};
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, made by openssl.
 fn self_signed_certificate(dir: &Path) -> (String, String) {
@@ -29,11 +29,6 @@ fn self_signed_certificate(dir: &Path) -> (String, String) {
     );
     let text = |path: &Path| path.to_str().expect("UTF-8 temp path").to_owned();
     (text(&certificate), text(&key))
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// curl's output (body, then the HTTP version on the last line) and exit code.
