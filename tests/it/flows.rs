@@ -305,6 +305,61 @@ async fn end_to_end_flow() {
     end_to_end(&server).await;
 }
 
+/// Incremental syncs read timelines from the synchrotron's cache, and a
+/// redaction reaches events already cached: a later sync shows them pruned.
+#[tokio::test]
+async fn cached_timelines_follow_redactions() {
+    let server = Server::builder().open_registration().start().await;
+    let alice = server.client().register("alice", ALICE_PASSWORD).await;
+    let room_id = alice.create_room(&json!({"preset": "private_chat"})).await;
+    let start = next_batch(&alice.sync(None, 0).await);
+    let first = alice.send_text(&room_id, "kept").await;
+    let second = alice.send_text(&room_id, "to be redacted").await;
+
+    let before = next_batch(&alice.sync(Some(&start), 0).await);
+    let url = server.url();
+    let cache_reads = || {
+        crate::harness::metric_sum(
+            &url,
+            "myelin_sync_timeline_reads_total",
+            "source=\"cache\"",
+        )
+    };
+    let cached_before = cache_reads().await;
+    let redaction = alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/redact-1",
+                encode(&room_id),
+                encode(&second)
+            ),
+            &json!({"reason": "test"}),
+        )
+        .await
+        .ok();
+    let redaction_id = event_id_of(&redaction);
+
+    let news = alice.sync(Some(&before), 0).await;
+    assert_eq!(event_ids(timeline(&news, &room_id)), vec![redaction_id]);
+    let again = alice.sync(Some(&start), 0).await;
+    let events = timeline(&again, &room_id);
+    assert_eq!(
+        event_ids(events)[..2],
+        [first.clone(), second.clone()],
+        "{again}"
+    );
+    assert_eq!(events[0]["content"]["body"], "kept");
+    assert_eq!(
+        events[1]["content"],
+        json!({}),
+        "the redacted message still shows its content: {again}"
+    );
+    assert!(
+        cache_reads().await > cached_before,
+        "incremental syncs did not read the timeline cache"
+    );
+}
+
 /// `/members?at=` answers with the members at that point, not now.
 #[tokio::test]
 async fn members_at_a_token_are_the_members_then() {

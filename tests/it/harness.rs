@@ -16,6 +16,22 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
 const LISTENING: &str = "Myelin listening on http://";
 
+/// The sum of a metric's samples on a process's `/metrics` whose label set
+/// contains `labels`.
+pub async fn metric_sum(url: &str, name: &str, labels: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap_or_else(|error| panic!("{url}/metrics: {error}"))
+        .text()
+        .await
+        .expect("metrics text");
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter(|line| line.starts_with(&prefix) && line.contains(labels))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// The workspace root (this package lives in `<workspace>/tests`).
 pub fn workspace_dir() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));

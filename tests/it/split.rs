@@ -1057,16 +1057,7 @@ fn assert_sync_matches_history(
 
 /// Sums `myelin_http_requests_total` of the `/sync` route on a process.
 async fn sync_requests(url: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap_or_else(|error| panic!("{url}/metrics: {error}"))
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|line| line.starts_with("myelin_http_requests_total{") && line.contains("sync\""))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    crate::harness::metric_sum(url, "myelin_http_requests_total", "sync\"").await
 }
 
 pub(crate) async fn ready_status(url: &str) -> (u16, String) {

@@ -314,6 +314,24 @@ impl EventStore for PostgresStore {
             .await
     }
 
+    async fn events_after(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND position <= $2
+                 ORDER BY position ASC LIMIT $3"
+            ),
+            &[&after.0, &upto.0, &limit],
+            event_from_row,
+        )
+        .await
+    }
+
     async fn max_position(&self) -> StoreResult<StreamPosition> {
         // The counter, not MAX(events.position): it only moves on commit of
         // the event that took it, and every lower one committed before.

@@ -291,6 +291,24 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn events_after(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 AND position <= ?2
+                 ORDER BY position ASC LIMIT ?3"
+            ))?;
+            let rows = statement.query_map(params![after.0, upto.0, limit], event_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn max_position(&self) -> StoreResult<StreamPosition> {
         self.read(|conn| {
             conn.prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")

@@ -23,6 +23,7 @@ pub async fn run_all(store: &dyn Store) {
     aliases::alias_lifecycle(store).await;
     events::persist_and_read_back(store).await;
     events::positions_increase_and_paginate(store).await;
+    events::the_log_reads_every_room_in_position_order(store).await;
     events::state_and_memberships_follow_latest(store).await;
     events::same_txn_id_returns_same_event(store).await;
     events::redaction_prunes_target(store).await;

@@ -144,6 +144,15 @@ pub trait EventStore: Send + Sync {
     /// The highest position whose event is visible.
     async fn max_position(&self) -> StoreResult<StreamPosition>;
 
+    /// Events of every room above `after` and at or below `upto`, oldest
+    /// first, at most `limit`: the store read as one ordered log.
+    async fn events_after(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
+
     /// The user's current membership in every room they have one in and
     /// have not forgotten.
     async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>>;

@@ -3,6 +3,7 @@
 mod consumers;
 mod handlers;
 mod members;
+mod timelines;
 mod waiters;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use myelin_process::{Deps, Role, Shutdown};
 use myelin_store::Store;
 
 use crate::members::RoomMembers;
+use crate::timelines::Timelines;
 use crate::waiters::Waiters;
 
 pub struct Synchrotron {
@@ -21,6 +23,9 @@ pub struct Synchrotron {
     bus: Arc<dyn Bus>,
     waiters: Waiters,
     members: RoomMembers,
+    timelines: Timelines,
+    /// Timeline reads by where they were answered: `cache` or `store`.
+    timeline_reads: prometheus::IntCounterVec,
     /// Set when the process drains: long-polls answer at once.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -31,8 +36,26 @@ pub fn role(deps: &Deps) -> Arc<Synchrotron> {
         bus: Arc::clone(&deps.bus),
         waiters: Waiters::default(),
         members: RoomMembers::default(),
+        timelines: Timelines::default(),
+        timeline_reads: timeline_reads_metric(&deps.registry),
         stopping: std::sync::atomic::AtomicBool::new(false),
     })
+}
+
+fn timeline_reads_metric(registry: &prometheus::Registry) -> prometheus::IntCounterVec {
+    let counter = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "myelin_sync_timeline_reads_total",
+            "Room timelines read for /sync, by where they were found (cache or store).",
+        ),
+        &["source"],
+    )
+    .expect("a constant, valid metric definition");
+    // Refused only as a duplicate; the counter then still counts, unexported.
+    if let Err(error) = registry.register(Box::new(counter.clone())) {
+        tracing::warn!(%error, "cannot export the sync timeline metric");
+    }
+    counter
 }
 
 #[async_trait]

@@ -105,6 +105,32 @@ pub(super) async fn positions_increase_and_paginate(store: &dyn Store) {
     assert_eq!(prev[0].event_id, ids[2]);
 }
 
+pub(super) async fn the_log_reads_every_room_in_position_order(store: &dyn Store) {
+    let before = store.max_position().await.expect("max");
+    let first = chain(store, "!log-a:test", 2).await;
+    let second = chain(store, "!log-b:test", 1).await;
+    let upto = store.max_position().await.expect("max");
+
+    let all = store.events_after(before, upto, 100).await.expect("log");
+    let ids: Vec<_> = all.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(ids, [first, second].concat());
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+
+    // Bounds: `after` is excluded, `upto` included, `limit` respected.
+    let page = store
+        .events_after(all[0].position, all[3].position, 2)
+        .await
+        .expect("page");
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].event_id, all[1].event_id);
+    let tail = store
+        .events_after(all[3].position, upto, 100)
+        .await
+        .expect("tail");
+    assert_eq!(tail.len(), all.len() - 4);
+    assert!(store.events_after(upto, upto, 10).await.expect("empty").is_empty());
+}
+
 pub(super) async fn state_and_memberships_follow_latest(store: &dyn Store) {
     let ids = chain(store, "!state:test", 0).await;
     let mut join = event("!state:test", 1, Some(("m.room.member", "@m:test")), &ids);

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use myelin_http::{MatrixError, RequestContext, Router};
 use myelin_room::{SyncFilter, stored_client_event, stripped_state_event};
-use myelin_store::{Direction, Membership, StoredEvent, TokenOwner};
+use myelin_store::{Direction, Membership, TokenOwner};
 use myelin_types::{StreamPosition, StreamToken};
 use ruma::api::client::sync::sync_events;
 use serde_json::{Map, Value, json};
 
 use crate::Synchrotron;
+use crate::timelines::CachedEvent;
 
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 /// Longest long-poll we hold, whatever the client asks.
@@ -123,6 +124,7 @@ impl Synchrotron {
         params: &SyncParams,
     ) -> Result<(Value, bool), MatrixError> {
         let upto = self.store.max_position().await?;
+        self.timelines.catch_up(self.store.as_ref(), upto).await?;
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
         for membership in self.store.memberships_of_user(&user.user_id).await? {
             if !params.filter.rooms.allows_room(&membership.room_id) {
@@ -186,10 +188,7 @@ impl Synchrotron {
         };
         let lower = if newly_joined { None } else { params.since };
         // One more than the limit tells whether the timeline was cut.
-        let mut recent = self
-            .store
-            .room_events(room_id, upto, lower, Direction::Backward, limit + 1)
-            .await?;
+        let mut recent = self.newest_events(room_id, lower, upto, limit + 1).await?;
         let limited = recent.len() > limit;
         recent.truncate(limit);
         recent.reverse();
@@ -234,6 +233,27 @@ impl Synchrotron {
             "account_data": {"events": []},
             "ephemeral": {"events": []},
         })))
+    }
+
+    /// The room's newest events in `(lower, upper]`, at most `take`, newest
+    /// first: from the cache when it can tell, else from the store.
+    async fn newest_events(
+        &self,
+        room_id: &str,
+        lower: Option<StreamPosition>,
+        upper: StreamPosition,
+        take: usize,
+    ) -> Result<Vec<CachedEvent>, MatrixError> {
+        if let Some(cached) = self.timelines.newest(room_id, lower, upper, take) {
+            self.timeline_reads.with_label_values(&["cache"]).inc();
+            return Ok(cached);
+        }
+        self.timeline_reads.with_label_values(&["store"]).inc();
+        let stored = self
+            .store
+            .room_events(room_id, upper, lower, Direction::Backward, take)
+            .await?;
+        Ok(stored.into_iter().map(Arc::new).collect())
     }
 
     /// Whether the user was already joined at `since`: a profile change
@@ -282,13 +302,11 @@ impl Synchrotron {
             .limit
             .unwrap_or(DEFAULT_TIMELINE_LIMIT)
             .max(1);
-        let mut recent: Vec<StoredEvent> = self
-            .store
-            .room_events(
+        let mut recent = self
+            .newest_events(
                 &membership.room_id,
-                membership.position,
                 params.since,
-                Direction::Backward,
+                membership.position,
                 limit + 1,
             )
             .await?;
