@@ -143,6 +143,8 @@ class ProcessGroupSampler:
         self.baseline: dict = {}
         self.last: dict = {}
         self.kinds: dict = {}
+        # (pid, starttime) -> program name, for the per-process breakdown.
+        self.names: dict = {}
         self.peak_rss_kib = 0
         self.peak_own_rss_kib = 0
         self._stop = threading.Event()
@@ -182,6 +184,11 @@ class ProcessGroupSampler:
             # Children that already exited are only in the parent's cutime/cstime.
             cpu[(pid, start)] = ticks + (reaped if pid == self.root_pid else 0)
             kind_of[(pid, start)] = kind
+            if (pid, start) not in self.names:
+                try:
+                    self.names[(pid, start)] = program_name(read_cmdline(pid))
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
             try:
                 kib = read_rss_kib(pid, private_only=kind == BACKING)
             except (FileNotFoundError, ProcessLookupError):
@@ -219,9 +226,26 @@ class ProcessGroupSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
-        used = {k: v - self.baseline.get(k, 0) for k, v in self.last.items()}
-        own = sum(v for k, v in used.items() if self.kinds.get(k) == OWN)
-        return sum(used.values()) / CLK_TCK, own / CLK_TCK
+        self.used = {k: v - self.baseline.get(k, 0) for k, v in self.last.items()}
+        own = sum(v for k, v in self.used.items() if self.kinds.get(k) == OWN)
+        return sum(self.used.values()) / CLK_TCK, own / CLK_TCK
+
+    def cpu_by_program(self) -> dict:
+        """CPU seconds since start() per program name (after stop()), largest first."""
+        totals: dict = {}
+        for key, ticks in self.used.items():
+            name = self.names.get(key, "?")
+            totals[name] = totals.get(name, 0) + ticks / CLK_TCK
+        return {name: round(secs, 2) for name, secs in
+                sorted(totals.items(), key=lambda item: -item[1]) if secs > 0}
+
+
+def program_name(cmdline: str) -> str:
+    """`myelin-gateway`, `postgres`, `nats-server`, `python` ...: what a process runs."""
+    first = cmdline.split(" ", 1)[0]
+    if first.startswith("postgres:"):
+        return "postgres"
+    return os.path.basename(first) or "?"
 
 
 def wait_for_quiet(threshold_pct: float, max_wait_s: float) -> float:
@@ -896,6 +920,7 @@ def one_run(args, kind: str, scenario: str, round_no: int) -> dict:
             "rss_after_mib": round(sampler.rss_kib()[0] / 1024, 1),
             "host_busy_pct": round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
             "k6_cpu_s": round(k6_cpu, 2),
+            "cpu_s_by_program": sampler.cpu_by_program(),
             # Every failed request is counted once in request_errors (and once in checks).
             "errors": max(count(summary, "request_errors"), int(checks.get("fails", 0))),
         })
@@ -1168,6 +1193,9 @@ def run_all(args, kinds: list[str], scenarios: list[str], scratch: Path) -> None
                                                     "errors")}
                 state = "ok" if result["ok"] else f"FAILED ({result.get('failure')})"
                 print(f"         {state} {brief}", file=sys.stderr, flush=True)
+                if result.get("cpu_s_by_program"):
+                    print(f"         CPU s by program: {result['cpu_s_by_program']}",
+                          file=sys.stderr, flush=True)
 
     summary = summarize(runs, kinds, scenarios)
     meta["elapsed_s"] = round(time.monotonic() - began)

@@ -318,13 +318,8 @@ async fn cached_timelines_follow_redactions() {
 
     let before = next_batch(&alice.sync(Some(&start), 0).await);
     let url = server.url();
-    let cache_reads = || {
-        crate::harness::metric_sum(
-            &url,
-            "myelin_sync_timeline_reads_total",
-            "source=\"cache\"",
-        )
-    };
+    let cache_reads =
+        || crate::harness::metric_sum(&url, "myelin_sync_timeline_reads_total", "source=\"cache\"");
     let cached_before = cache_reads().await;
     let redaction = alice
         .put(

@@ -345,6 +345,22 @@ async fn media_reserved_ids_are_filled_once_by_their_owner() {
     .assert_error(404, "M_NOT_FOUND");
 }
 
+/// At most five empty reservations per user, also when the requests race.
+#[tokio::test]
+async fn media_reservations_stop_at_five_even_when_racing() {
+    let media = MediaServer::start().await;
+    let carol = media.server.client().register("carol", PASSWORD).await;
+    let empty = json!({});
+    let replies =
+        futures::future::join_all((0..8).map(|_| carol.post("/_matrix/media/v1/create", &empty)))
+            .await;
+    let granted = replies.iter().filter(|reply| reply.status == 200).count();
+    assert_eq!(granted, 5, "parallel /create calls passed the limit");
+    for refused in replies.iter().filter(|reply| reply.status != 200) {
+        refused.assert_error(429, "M_LIMIT_EXCEEDED");
+    }
+}
+
 #[tokio::test]
 async fn media_thumbnails_scale_crop_and_come_from_the_store_the_second_time() {
     let media = MediaServer::start().await;
@@ -367,7 +383,9 @@ async fn media_thumbnails_scale_crop_and_come_from_the_store_the_second_time() {
         "{}",
         scaled.header("content-disposition")
     );
-    assert_eq!(dimensions(&scaled.body), (100, 75));
+    // Boxes are rounded up to a fixed set of sides (100 to 128), so an
+    // image keeps a bounded number of cached sizes.
+    assert_eq!(dimensions(&scaled.body), (128, 96));
 
     let before = media.blobs();
     let crop_query = "width=64&height=64&method=crop";

@@ -1544,7 +1544,7 @@ async fn split_media_uploaded_through_the_gateway_is_served_by_every_replica() {
 
     let thumbnail = http
         .get(alice.url(&format!(
-            "/_matrix/client/v1/media/thumbnail/split.test/{media_id}?width=40&height=40&method=crop"
+            "/_matrix/client/v1/media/thumbnail/split.test/{media_id}?width=48&height=48&method=crop"
         )))
         .bearer_auth(&token)
         .send()
@@ -1553,5 +1553,5 @@ async fn split_media_uploaded_through_the_gateway_is_served_by_every_replica() {
     assert_eq!(thumbnail.status(), 200);
     let bytes = thumbnail.bytes().await.expect("bytes");
     let decoded = image::load_from_memory(&bytes).expect("the thumbnail decodes");
-    assert_eq!((decoded.width(), decoded.height()), (40, 40));
+    assert_eq!((decoded.width(), decoded.height()), (48, 48));
 }

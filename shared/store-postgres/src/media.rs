@@ -6,7 +6,7 @@ use myelin_store::{
 };
 use tokio_postgres::Row;
 
-use crate::{PostgresStore, get};
+use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
 
 fn media_from_row(row: &Row) -> StoreResult<MediaRecord> {
     let sha256: Option<String> = get(row, 6)?;
@@ -76,14 +76,40 @@ impl MediaStore for PostgresStore {
         uploader: &str,
         created_ts: i64,
         expires_ts: i64,
-    ) -> StoreResult<()> {
-        self.execute(
+        max_pending: u64,
+    ) -> StoreResult<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        // One uploader's reservations one at a time, until commit. The
+        // two-key form lives apart from the single-key locks of leases.
+        tx_execute(
+            &tx,
+            "SELECT pg_advisory_xact_lock(hashtext('myelin.media.pending'), hashtext($1))",
+            &[&uploader],
+        )
+        .await?;
+        let pending = tx_query_opt(
+            &tx,
+            "SELECT COUNT(*) FROM media WHERE uploader = $1 \
+             AND pending_expires_ts IS NOT NULL AND pending_expires_ts > $2",
+            &[&uploader, &created_ts],
+            |row| get::<i64>(row, 0),
+        )
+        .await?
+        .unwrap_or(0);
+        if u64::try_from(pending).unwrap_or(0) >= max_pending {
+            tx.rollback().await.map_err(map_error)?;
+            return Ok(false);
+        }
+        tx_execute(
+            &tx,
             "INSERT INTO media (media_id, uploader, created_ts, pending_expires_ts) \
              VALUES ($1, $2, $3, $4)",
             &[&media_id, &uploader, &created_ts, &expires_ts],
         )
         .await?;
-        Ok(())
+        tx.commit().await.map_err(map_error)?;
+        Ok(true)
     }
 
     async fn fill_pending_media(

@@ -82,9 +82,23 @@ impl MediaStore for SqliteStore {
         uploader: &str,
         created_ts: i64,
         expires_ts: i64,
-    ) -> StoreResult<()> {
+        max_pending: u64,
+    ) -> StoreResult<bool> {
         let (media_id, uploader) = (media_id.to_owned(), uploader.to_owned());
+        // The single writer makes the count and the insert one step.
         self.write(move |tx| {
+            let pending: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM media WHERE uploader = ?1 \
+                     AND pending_expires_ts IS NOT NULL AND pending_expires_ts > ?2",
+                )
+                .and_then(|mut statement| {
+                    statement.query_row(params![uploader, created_ts], |row| row.get(0))
+                })
+                .map_err(map_error)?;
+            if u64::try_from(pending).unwrap_or(0) >= max_pending {
+                return Ok(false);
+            }
             tx.prepare_cached(
                 "INSERT INTO media (media_id, uploader, created_ts, pending_expires_ts) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -93,7 +107,7 @@ impl MediaStore for SqliteStore {
                 statement.execute(params![media_id, uploader, created_ts, expires_ts])
             })
             .map_err(map_error)?;
-            Ok(())
+            Ok(true)
         })
         .await
     }

@@ -31,6 +31,7 @@ pub async fn run_all(store: &dyn Store) {
     events::writes_under_a_superseded_fence_are_refused(store).await;
     media::uploads_round_trip(store).await;
     media::pending_uploads_fill_once_by_their_owner(store).await;
+    media::reservations_stop_at_the_limit_even_in_parallel(store).await;
     media::expired_reservations_cannot_be_filled_and_are_purged(store).await;
     media::thumbnails_are_kept_per_size_and_method(store).await;
     leases_are_exclusive(store).await;

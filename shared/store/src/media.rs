@@ -64,15 +64,18 @@ pub trait MediaStore: Send + Sync {
         content: &MediaContent,
     ) -> StoreResult<()>;
 
-    /// Reserves an ID for a later upload by `uploader`; `Conflict` when the
-    /// ID exists.
+    /// Reserves an ID for a later upload by `uploader`, unless they already
+    /// hold `max_pending` reservations still valid at `created_ts` (then
+    /// `false`). Counting and inserting are one step, so parallel calls
+    /// cannot pass the limit. `Conflict` when the ID exists.
     async fn create_pending_media(
         &self,
         media_id: &str,
         uploader: &str,
         created_ts: i64,
         expires_ts: i64,
-    ) -> StoreResult<()>;
+        max_pending: u64,
+    ) -> StoreResult<bool>;
 
     /// Fills a reserved ID once, if `uploader` reserved it and the
     /// reservation is still valid at `now_ts`; one statement decides, so of

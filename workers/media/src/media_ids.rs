@@ -21,16 +21,17 @@ pub(crate) fn generate() -> String {
 const ID_ATTEMPTS: usize = 3;
 
 /// Records something under a new random ID with `insert`, drawing another
-/// ID when the store reports the one drawn as taken; returns the ID used.
-pub(crate) async fn insert_with_new_id<F, Fut>(mut insert: F) -> Result<String, MatrixError>
+/// ID when the store reports the one drawn as taken; returns the ID used
+/// and what `insert` answered.
+pub(crate) async fn insert_with_new_id<F, Fut, T>(mut insert: F) -> Result<(String, T), MatrixError>
 where
     F: FnMut(String) -> Fut,
-    Fut: Future<Output = StoreResult<()>>,
+    Fut: Future<Output = StoreResult<T>>,
 {
     for _ in 0..ID_ATTEMPTS {
         let media_id = generate();
         match insert(media_id.clone()).await {
-            Ok(()) => return Ok(media_id),
+            Ok(answer) => return Ok((media_id, answer)),
             Err(StoreError::Conflict(_)) => continue,
             Err(error) => return Err(error.into()),
         }

@@ -130,8 +130,7 @@ impl Timelines {
             .collect();
         // Fewer than asked is the whole answer only if nothing in the range
         // can lie below what the cache holds.
-        let whole = found.len() == take
-            || lower.is_some_and(|lower| lower >= room.complete_above);
+        let whole = found.len() == take || lower.is_some_and(|lower| lower >= room.complete_above);
         whole.then_some(found)
     }
 
@@ -359,7 +358,11 @@ mod tests {
             depth: n,
             origin_server_ts: n,
             pdu_json: format!(r#"{{"n":{n}}}"#),
-            prev_events: if prev.is_empty() { vec![] } else { vec![prev.to_owned()] },
+            prev_events: if prev.is_empty() {
+                vec![]
+            } else {
+                vec![prev.to_owned()]
+            },
             membership: None,
             txn: None,
             redaction: None,
@@ -396,7 +399,9 @@ mod tests {
         }
         assert_eq!(timelines.newest("!a", Some(start), third, 10), None);
         timelines.catch_up(&store, third).await.expect("catch up");
-        let before = timelines.newest("!a", Some(start), third, 10).expect("known");
+        let before = timelines
+            .newest("!a", Some(start), third, 10)
+            .expect("known");
         assert_eq!(before[1].pdu_json, r#"{"n":2}"#);
 
         // The redaction comes later: the cached target is swapped for its pruned copy.
@@ -409,7 +414,10 @@ mod tests {
         });
         let upto = persist(redaction).await;
 
-        timelines.catch_up(&store, upto).await.expect("catch up again");
+        timelines
+            .catch_up(&store, upto)
+            .await
+            .expect("catch up again");
         let found = timelines
             .newest("!a", Some(start), upto, 10)
             .expect("known after catching up");

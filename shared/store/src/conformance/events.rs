@@ -128,7 +128,13 @@ pub(super) async fn the_log_reads_every_room_in_position_order(store: &dyn Store
         .await
         .expect("tail");
     assert_eq!(tail.len(), all.len() - 4);
-    assert!(store.events_after(upto, upto, 10).await.expect("empty").is_empty());
+    assert!(
+        store
+            .events_after(upto, upto, 10)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
 }
 
 pub(super) async fn state_and_memberships_follow_latest(store: &dyn Store) {

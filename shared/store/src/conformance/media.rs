@@ -52,11 +52,11 @@ pub(super) async fn uploads_round_trip(store: &dyn Store) {
 
 pub(super) async fn pending_uploads_fill_once_by_their_owner(store: &dyn Store) {
     store
-        .create_pending_media("conformancePending", "@owner:test", 1_000, 5_000)
+        .create_pending_media("conformancePending", "@owner:test", 1_000, 5_000, 5)
         .await
         .expect("reserve");
     let taken = store
-        .create_pending_media("conformancePending", "@owner:test", 1_000, 5_000)
+        .create_pending_media("conformancePending", "@owner:test", 1_000, 5_000, 5)
         .await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
     let pending = store
@@ -112,13 +112,44 @@ pub(super) async fn pending_uploads_fill_once_by_their_owner(store: &dyn Store) 
     assert_eq!(unknown, FillOutcome::NotFound);
 }
 
+pub(super) async fn reservations_stop_at_the_limit_even_in_parallel(store: &dyn Store) {
+    let reserve = |n: usize, at: i64| async move {
+        store
+            .create_pending_media(
+                &format!("conformanceLimit{n}"),
+                "@limit:test",
+                at,
+                at + 1_000,
+                3,
+            )
+            .await
+            .expect("reserve")
+    };
+    // Six at once on one uploader with room for three: exactly three pass.
+    let (a, b, c, d, e, f) = tokio::join!(
+        reserve(1, 1_000),
+        reserve(2, 1_000),
+        reserve(3, 1_000),
+        reserve(4, 1_000),
+        reserve(5, 1_000),
+        reserve(6, 1_000)
+    );
+    let granted = [a, b, c, d, e, f]
+        .iter()
+        .filter(|granted| **granted)
+        .count();
+    assert_eq!(granted, 3, "parallel reservations passed the limit");
+    // Expired reservations no longer count.
+    assert!(reserve(7, 2_000).await);
+}
+
 pub(super) async fn expired_reservations_cannot_be_filled_and_are_purged(store: &dyn Store) {
     store
-        .create_pending_media("conformanceExpiring", "@late:test", 1_000, 3_000)
+        .create_pending_media("conformanceExpiring", "@late:test", 1_000, 3_000, 5)
         .await
         .expect("reserve");
     store
-        .create_pending_media("conformanceStillValid", "@late:test", 1_000, 9_000)
+        .create_pending_media("conformanceStillValid", "@late:test", 1_000, 9_000, 5)
         .await
         .expect("reserve");
     assert_eq!(

@@ -41,7 +41,7 @@ async fn upload(
         size: stored.size,
         sha256: stored.sha256,
     };
-    let media_id = media_ids::insert_with_new_id(|media_id| {
+    let (media_id, ()) = media_ids::insert_with_new_id(|media_id| {
         let (media, user, content) = (Arc::clone(&media), user.clone(), content.clone());
         async move {
             media

@@ -35,22 +35,22 @@ async fn create(
 ) -> Result<http::Response<Bytes>, MatrixError> {
     let user = context.user()?.user_id.clone();
     let now = content::now_ms();
-    if media.media_store.pending_media_count(&user, now).await? >= MAX_PENDING_PER_USER {
-        let mut limited = MatrixError::limit_exceeded(60_000);
-        limited.error = "Too many media IDs are waiting for an upload".to_owned();
-        return Err(limited);
-    }
     let expires = now.saturating_add(UNUSED_LIFETIME_MS);
-    let media_id = media_ids::insert_with_new_id(|media_id| {
+    let (media_id, reserved) = media_ids::insert_with_new_id(|media_id| {
         let (media, user) = (Arc::clone(&media), user.clone());
         async move {
             media
                 .media_store
-                .create_pending_media(&media_id, &user, now, expires)
+                .create_pending_media(&media_id, &user, now, expires, MAX_PENDING_PER_USER)
                 .await
         }
     })
     .await?;
+    if !reserved {
+        let mut limited = MatrixError::limit_exceeded(60_000);
+        limited.error = "Too many media IDs are waiting for an upload".to_owned();
+        return Err(limited);
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({

@@ -48,9 +48,7 @@ fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, 
         text.parse::<u32>()
             .ok()
             .filter(|value| *value > 0)
-            // Larger asks get the largest size we make (the spec lets a
-            // server answer with another size), bounding the work per request.
-            .map(|value| value.min(MAX_THUMBNAIL_SIDE))
+            .map(snap_side)
             .ok_or_else(|| MatrixError::invalid_param(format!("{name} must be a positive integer")))
     };
     let method = match params.get("method") {
@@ -65,8 +63,23 @@ fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, 
     })
 }
 
-/// The longest side of a thumbnail we make.
-const MAX_THUMBNAIL_SIDE: u32 = 1600;
+/// The sides a thumbnail box can have. A request is rounded up to the next
+/// (the spec asks for at least the requested size; clients' usual 32, 96,
+/// 320x240, 640x480 and 800x600 are all here), so one image collects at
+/// most a few hundred cached sizes, not one per pixel count. Larger asks get
+/// the largest, bounding the work per request.
+const THUMBNAIL_SIDES: &[u32] = &[
+    32, 48, 64, 96, 128, 192, 256, 320, 480, 600, 640, 800, 1200, 1600,
+];
+
+fn snap_side(requested: u32) -> u32 {
+    let largest = THUMBNAIL_SIDES[THUMBNAIL_SIDES.len() - 1];
+    THUMBNAIL_SIDES
+        .iter()
+        .copied()
+        .find(|side| *side >= requested)
+        .unwrap_or(largest)
+}
 
 fn cannot_thumbnail() -> MatrixError {
     MatrixError::new(
@@ -206,8 +219,20 @@ mod tests {
             parse_request(&params(&[("width", "32"), ("height", "24")])),
             Ok(ThumbnailRequest {
                 width: 32,
-                height: 24,
+                height: 32,
                 method: thumbnailer::Method::Scale
+            })
+        );
+        assert_eq!(
+            parse_request(&params(&[
+                ("width", "100"),
+                ("height", "5000"),
+                ("method", "crop")
+            ])),
+            Ok(ThumbnailRequest {
+                width: 128,
+                height: 1600,
+                method: thumbnailer::Method::Crop
             })
         );
         let errcode = |pairs: &[(&str, &str)]| {
