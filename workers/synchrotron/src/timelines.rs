@@ -205,24 +205,29 @@ async fn redacted_targets(
 ) -> StoreResult<Vec<StoredEvent>> {
     let mut targets = Vec::new();
     for redaction in batch.iter().filter(|e| e.event_type == "m.room.redaction") {
-        let Some(target_id) = redaction_target(&redaction.pdu_json) else {
-            continue;
-        };
-        if let Some(target) = store.event(&target_id).await? {
-            targets.push(target);
+        for target_id in redaction_targets(&redaction.pdu_json) {
+            if let Some(target) = store.event(&target_id).await? {
+                targets.push(target);
+            }
         }
     }
     Ok(targets)
 }
 
 /// `redacts` sits at the top level before room version 11, in the content
-/// from 11 on.
-fn redaction_target(pdu_json: &str) -> Option<String> {
-    let pdu: serde_json::Value = serde_json::from_str(pdu_json).ok()?;
-    pdu.get("redacts")
-        .or_else(|| pdu.pointer("/content/redacts"))
-        .and_then(serde_json::Value::as_str)
+/// from 11 on; both are read, since re-reading a stored copy is harmless.
+fn redaction_targets(pdu_json: &str) -> Vec<String> {
+    let Ok(pdu) = serde_json::from_str::<serde_json::Value>(pdu_json) else {
+        return Vec::new();
+    };
+    let mut targets: Vec<String> = [pdu.get("redacts"), pdu.pointer("/content/redacts")]
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
         .map(str::to_owned)
+        .collect();
+    targets.dedup();
+    targets
 }
 
 #[cfg(test)]
@@ -431,14 +436,18 @@ mod tests {
     #[test]
     fn finds_the_target_in_every_room_version() {
         assert_eq!(
-            redaction_target(r#"{"redacts":"$old","content":{}}"#).as_deref(),
-            Some("$old")
+            redaction_targets(r#"{"redacts":"$old","content":{}}"#),
+            ["$old"]
         );
         assert_eq!(
-            redaction_target(r#"{"content":{"redacts":"$new"}}"#).as_deref(),
-            Some("$new")
+            redaction_targets(r#"{"content":{"redacts":"$new"}}"#),
+            ["$new"]
         );
-        assert_eq!(redaction_target(r#"{"content":{}}"#), None);
-        assert_eq!(redaction_target("not json"), None);
+        assert_eq!(
+            redaction_targets(r#"{"redacts":"$a","content":{"redacts":"$b"}}"#),
+            ["$a", "$b"]
+        );
+        assert!(redaction_targets(r#"{"content":{}}"#).is_empty());
+        assert!(redaction_targets("not json").is_empty());
     }
 }

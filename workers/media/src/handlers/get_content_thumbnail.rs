@@ -48,7 +48,6 @@ fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, 
         text.parse::<u32>()
             .ok()
             .filter(|value| *value > 0)
-            .map(snap_side)
             .ok_or_else(|| MatrixError::invalid_param(format!("{name} must be a positive integer")))
     };
     let method = match params.get("method") {
@@ -56,18 +55,36 @@ fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, 
         Some(text) => thumbnailer::Method::parse(text)
             .ok_or_else(|| MatrixError::invalid_param("method must be crop or scale"))?,
     };
+    let (width, height) = snap_box(dimension("width")?, dimension("height")?, method);
     Ok(ThumbnailRequest {
-        width: dimension("width")?,
-        height: dimension("height")?,
+        width,
+        height,
         method,
     })
 }
 
-/// The sides a thumbnail box can have. A request is rounded up to the next
-/// (the spec asks for at least the requested size; clients' usual 32, 96,
-/// 320x240, 640x480 and 800x600 are all here), so one image collects at
-/// most a few hundred cached sizes, not one per pixel count. Larger asks get
-/// the largest, bounding the work per request.
+/// A scale box grows side by side (the result only has to fit in it); a
+/// crop box grows as a whole, by the factor that snaps its longer side, so
+/// the crop keeps the shape the client asked for.
+fn snap_box(width: u32, height: u32, method: thumbnailer::Method) -> (u32, u32) {
+    match method {
+        thumbnailer::Method::Scale => (snap_side(width), snap_side(height)),
+        thumbnailer::Method::Crop => {
+            let longer = width.max(height);
+            let snapped = snap_side(longer);
+            let grow = |side: u32| {
+                let grown = (u64::from(side) * u64::from(snapped)).div_ceil(u64::from(longer));
+                u32::try_from(grown).unwrap_or(snapped).clamp(1, snapped)
+            };
+            (grow(width), grow(height))
+        }
+    }
+}
+
+/// The sides a thumbnail box is rounded up to (the spec asks for at least
+/// the requested size; clients' usual 32, 96, 320x240, 640x480 and 800x600
+/// are all here), so one image collects far fewer cached sizes than one per
+/// pixel count. Larger asks get the largest, bounding the work per request.
 const THUMBNAIL_SIDES: &[u32] = &[
     32, 48, 64, 96, 128, 192, 256, 320, 480, 600, 640, 800, 1200, 1600,
 ];
@@ -225,16 +242,24 @@ mod tests {
         );
         assert_eq!(
             parse_request(&params(&[
-                ("width", "100"),
-                ("height", "5000"),
+                ("width", "5000"),
+                ("height", "100"),
                 ("method", "crop")
             ])),
             Ok(ThumbnailRequest {
-                width: 128,
-                height: 1600,
+                width: 1600,
+                height: 32,
                 method: thumbnailer::Method::Crop
             })
         );
+        let crop = |w, h| snap_box(w, h, thumbnailer::Method::Crop);
+        let scale = |w, h| snap_box(w, h, thumbnailer::Method::Scale);
+        // Crops keep their shape; scale boxes snap side by side.
+        assert_eq!(crop(300, 200), (320, 214));
+        assert_eq!(crop(33, 32), (48, 47));
+        assert_eq!(crop(64, 64), (64, 64));
+        assert_eq!(scale(300, 200), (320, 256));
+        assert_eq!(scale(100, 100), (128, 128));
         let errcode = |pairs: &[(&str, &str)]| {
             parse_request(&params(pairs))
                 .err()
