@@ -10,6 +10,8 @@
 
 mod streams;
 
+pub use streams::RETENTION;
+
 use std::time::Duration;
 
 use async_nats::connection::State;

@@ -41,11 +41,17 @@ pub(crate) fn owning_stream(subject: &str) -> Option<&'static StreamSpec> {
     })
 }
 
+/// How long a stream keeps a message: a consumer that was down over a long
+/// weekend can still catch up, and no stream fills the NATS server's disk.
+/// Readers that need everything (the synchrotron) read the store instead.
+pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 60 * 60);
+
 fn config(prefix: &str, spec: &StreamSpec) -> Config {
     Config {
         name: stream_name(prefix, spec),
         subjects: prefixed_subjects(prefix, spec),
         storage: StorageType::File,
+        max_age: RETENTION,
         ..Default::default()
     }
 }
@@ -84,6 +90,20 @@ async fn ensure(jetstream: &Context, prefix: &str, spec: &StreamSpec) -> BusResu
              streams are never changed automatically, migrate or remove it by hand",
             wanted.name
         )));
+    }
+    if info.config.max_age != wanted.max_age {
+        // Unlike subjects, a retention limit changes nothing but how long
+        // messages stay, so a stream from an older build just gets it.
+        let updated = Config {
+            max_age: wanted.max_age,
+            ..info.config.clone()
+        };
+        jetstream.update_stream(updated).await.map_err(|error| {
+            BusError::Unavailable(format!(
+                "cannot set the retention of stream {}: {error}",
+                wanted.name
+            ))
+        })?;
     }
     Ok(())
 }

@@ -90,3 +90,37 @@ async fn a_stream_with_other_subjects_is_refused_and_left_alone() {
     }
     assert_eq!(subjects, elsewhere, "never changed automatically");
 }
+
+/// A stream created without a retention limit (by an older build) gets one
+/// at connect, and keeps its messages.
+#[tokio::test]
+async fn a_stream_without_retention_gets_it_at_connect() {
+    let Some(url) = nats_url() else { return };
+    let prefix = unique_prefix("retention");
+    let client = async_nats::connect(&url).await.expect("connect");
+    let context = jetstream::new(client);
+    let name = format!("{}_PERSISTED_EVENTS", prefix.to_uppercase());
+    context
+        .create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{prefix}.persisted.>")],
+            ..Default::default()
+        })
+        .await
+        .expect("create an unlimited stream");
+    context
+        .publish(format!("{prefix}.persisted.1"), "kept".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+
+    let connected = NatsBus::connect(&url, &prefix).await;
+    let mut stream = context.get_stream(&name).await.expect("stream kept");
+    let info = stream.info().await.expect("info").clone();
+    context.delete_stream(&name).await.expect("delete stream");
+
+    connected.expect("connect updates the limit");
+    assert_eq!(info.config.max_age, myelin_bus_nats::RETENTION);
+    assert_eq!(info.state.messages, 1, "updating the limit lost messages");
+}
