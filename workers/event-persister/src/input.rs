@@ -51,6 +51,9 @@ impl EventPersister {
                 &format!("unreadable room input: {error}"),
             )),
         };
+        if matches!(&outcome, Err(refusal) if refusal.errcode == messages::RESEND) {
+            self.fenced.notify_one();
+        }
         let reply = RoomInputReply {
             v: WIRE_VERSION,
             outcome,

@@ -27,6 +27,9 @@ pub struct EventPersister {
     bus: Arc<dyn Bus>,
     server_key: Arc<ServerKey>,
     heads: RoomHeads,
+    /// Raised when a write was fenced off: the lease loop checks its session
+    /// at once instead of at its next tick, and lets go of what it lost.
+    fenced: tokio::sync::Notify,
 }
 
 pub fn role(deps: &Deps) -> Arc<EventPersister> {
@@ -37,6 +40,7 @@ pub fn role(deps: &Deps) -> Arc<EventPersister> {
         bus: Arc::clone(&deps.bus),
         server_key: Arc::clone(&deps.server_key),
         heads: RoomHeads::default(),
+        fenced: tokio::sync::Notify::new(),
     })
 }
 

@@ -76,6 +76,7 @@ impl EventPersister {
             tokio::select! {
                 () = shutdown.wait() => break,
                 _ = tick.tick() => {}
+                () = self.fenced.notified() => {}
             }
             let alive = match &session {
                 Some(current) => current.check().await.is_ok(),
