@@ -81,7 +81,10 @@ impl MediaStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
         // One uploader's reservations one at a time, until commit. The
-        // two-key form lives apart from the single-key locks of leases.
+        // two-key form lives apart from the single-key locks of leases. A
+        // caller queued behind a flood of its own requests gives up (and
+        // its pool connection) after a few seconds.
+        tx_execute(&tx, "SET LOCAL lock_timeout = '5s'", &[]).await?;
         tx_execute(
             &tx,
             "SELECT pg_advisory_xact_lock(hashtext('myelin.media.pending'), hashtext($1))",
