@@ -66,17 +66,30 @@ pub(crate) async fn ensure_all(jetstream: &Context, prefix: &str) -> BusResult<(
     Ok(())
 }
 
+const CREATE_ATTEMPTS: u32 = 3;
+const CREATE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 async fn ensure(jetstream: &Context, prefix: &str, spec: &StreamSpec) -> BusResult<()> {
     let wanted = config(prefix, spec);
-    let mut stream = jetstream
-        .get_or_create_stream(wanted.clone())
-        .await
-        .map_err(|error| {
-            BusError::Unavailable(format!(
-                "cannot get or create stream {}: {error}",
-                wanted.name
-            ))
-        })?;
+    // A create can fail for a moment while the server removes the storage
+    // directory of the last stream just deleted (seen when test runs share
+    // a server), so a failure is tried again before it counts.
+    let mut attempt = 1;
+    let mut stream = loop {
+        match jetstream.get_or_create_stream(wanted.clone()).await {
+            Ok(stream) => break stream,
+            Err(_) if attempt < CREATE_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(CREATE_RETRY_PAUSE).await;
+            }
+            Err(error) => {
+                return Err(BusError::Unavailable(format!(
+                    "cannot get or create stream {}: {error}",
+                    wanted.name
+                )));
+            }
+        }
+    };
     let info = stream.info().await.map_err(|error| {
         BusError::Unavailable(format!("cannot read stream {}: {error}", wanted.name))
     })?;

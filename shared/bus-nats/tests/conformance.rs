@@ -58,22 +58,33 @@ async fn connecting_twice_with_one_prefix_shares_the_streams() {
     second.expect("second connect");
 }
 
+/// Creates the deployment's persisted-events stream as another build (or an
+/// operator) might have: with `subjects` and no limits.
+async fn persisted_events_stream_made_by_hand(
+    url: &str,
+    prefix: &str,
+    subjects: &[String],
+) -> (jetstream::Context, String) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let context = jetstream::new(client);
+    let name = format!("{}_PERSISTED_EVENTS", prefix.to_uppercase());
+    context
+        .create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: subjects.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream by hand");
+    (context, name)
+}
+
 #[tokio::test]
 async fn a_stream_with_other_subjects_is_refused_and_left_alone() {
     let Some(url) = nats_url() else { return };
     let prefix = unique_prefix("drift");
-    let client = async_nats::connect(&url).await.expect("connect");
-    let context = jetstream::new(client);
-    let name = format!("{}_PERSISTED_EVENTS", prefix.to_uppercase());
     let elsewhere = vec![format!("{prefix}.elsewhere.>")];
-    context
-        .create_stream(jetstream::stream::Config {
-            name: name.clone(),
-            subjects: elsewhere.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("create drifted stream");
+    let (context, name) = persisted_events_stream_made_by_hand(&url, &prefix, &elsewhere).await;
 
     let refused = NatsBus::connect(&url, &prefix).await;
     let mut stream = context.get_stream(&name).await.expect("stream kept");
@@ -97,17 +108,8 @@ async fn a_stream_with_other_subjects_is_refused_and_left_alone() {
 async fn a_stream_without_retention_gets_it_at_connect() {
     let Some(url) = nats_url() else { return };
     let prefix = unique_prefix("retention");
-    let client = async_nats::connect(&url).await.expect("connect");
-    let context = jetstream::new(client);
-    let name = format!("{}_PERSISTED_EVENTS", prefix.to_uppercase());
-    context
-        .create_stream(jetstream::stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{prefix}.persisted.>")],
-            ..Default::default()
-        })
-        .await
-        .expect("create an unlimited stream");
+    let subjects = vec![format!("{prefix}.persisted.>")];
+    let (context, name) = persisted_events_stream_made_by_hand(&url, &prefix, &subjects).await;
     context
         .publish(format!("{prefix}.persisted.1"), "kept".into())
         .await
