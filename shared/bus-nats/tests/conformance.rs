@@ -79,6 +79,14 @@ async fn persisted_events_stream_made_by_hand(
     (context, name)
 }
 
+/// What the server holds for the stream now; the stream is deleted after.
+async fn info_then_delete(context: &jetstream::Context, name: &str) -> jetstream::stream::Info {
+    let mut stream = context.get_stream(name).await.expect("stream kept");
+    let info = stream.info().await.expect("info").clone();
+    context.delete_stream(name).await.expect("delete stream");
+    info
+}
+
 #[tokio::test]
 async fn a_stream_with_other_subjects_is_refused_and_left_alone() {
     let Some(url) = nats_url() else { return };
@@ -87,9 +95,7 @@ async fn a_stream_with_other_subjects_is_refused_and_left_alone() {
     let (context, name) = persisted_events_stream_made_by_hand(&url, &prefix, &elsewhere).await;
 
     let refused = NatsBus::connect(&url, &prefix).await;
-    let mut stream = context.get_stream(&name).await.expect("stream kept");
-    let subjects = stream.info().await.expect("info").config.subjects.clone();
-    context.delete_stream(&name).await.expect("delete stream");
+    let subjects = info_then_delete(&context, &name).await.config.subjects;
 
     match refused {
         Err(BusError::Unavailable(reason)) => {
@@ -118,9 +124,7 @@ async fn a_stream_without_retention_gets_it_at_connect() {
         .expect("stored");
 
     let connected = NatsBus::connect(&url, &prefix).await;
-    let mut stream = context.get_stream(&name).await.expect("stream kept");
-    let info = stream.info().await.expect("info").clone();
-    context.delete_stream(&name).await.expect("delete stream");
+    let info = info_then_delete(&context, &name).await;
 
     connected.expect("connect updates the limit");
     assert_eq!(info.config.max_age, myelin_bus_nats::RETENTION);
