@@ -89,6 +89,27 @@ impl NatsBus {
         format!("{}.{subject}", self.prefix)
     }
 
+    /// Hands `payload` to the connection for `full` (the prefixed `subject`).
+    async fn publish_core(&self, subject: &str, full: String, payload: Bytes) -> BusResult<()> {
+        match tokio::time::timeout(ACK_TIMEOUT, self.client.publish(full, payload)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                use async_nats::client::PublishErrorKind;
+                match error.kind() {
+                    PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::InvalidSubject => Err(
+                        BusError::Invalid(format!("cannot publish {subject}: {error}")),
+                    ),
+                    PublishErrorKind::Send => {
+                        Err(unavailable(&format!("cannot publish {subject}"), error))
+                    }
+                }
+            }
+            Err(_elapsed) => Err(BusError::Unavailable(format!(
+                "NATS did not take {subject} within {ACK_TIMEOUT:?}"
+            ))),
+        }
+    }
+
     /// Fails at once while disconnected, instead of queueing work that may
     /// be sent long after the caller gave up.
     fn check_connected(&self) -> BusResult<()> {
@@ -171,26 +192,16 @@ impl Bus for NatsBus {
                 ))),
             }
         } else {
-            match tokio::time::timeout(ACK_TIMEOUT, self.client.publish(full, payload)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => {
-                    use async_nats::client::PublishErrorKind;
-                    match error.kind() {
-                        PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::InvalidSubject => {
-                            Err(BusError::Invalid(format!(
-                                "cannot publish {subject}: {error}"
-                            )))
-                        }
-                        PublishErrorKind::Send => {
-                            Err(unavailable(&format!("cannot publish {subject}"), error))
-                        }
-                    }
-                }
-                Err(_elapsed) => Err(BusError::Unavailable(format!(
-                    "NATS did not take {subject} within {ACK_TIMEOUT:?}"
-                ))),
-            }
+            self.publish_core(subject, full, payload).await
         }
+    }
+
+    /// A plain NATS publish: JetStream stores it if a stream owns the
+    /// subject, without a PubAck coming back.
+    async fn announce(&self, subject: &str, payload: Bytes) -> BusResult<()> {
+        self.check_connected()?;
+        let full = self.prefixed(subject);
+        self.publish_core(subject, full, payload).await
     }
 
     async fn subscribe(&self, pattern: &str) -> BusResult<Subscription> {

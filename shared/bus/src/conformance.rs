@@ -20,6 +20,7 @@ pub async fn run_all(bus: &dyn Bus) {
     bus.ping().await.expect("ping");
     live_subscribers_get_matching_messages(bus).await;
     durable_consumer_replays_in_order_and_redelivers(bus).await;
+    announcements_reach_subscribers_and_the_stream(bus).await;
     request_reply_and_missing_responder(bus).await;
     queue_group_handles_each_request_once(bus).await;
 }
@@ -99,6 +100,34 @@ async fn durable_consumer_replays_in_order_and_redelivers(bus: &dyn Bus) {
         vec![Bytes::from_static(b"b"), Bytes::from_static(b"c")],
         "a was acknowledged"
     );
+}
+
+/// An announcement skips the storage confirmation, not the storage: live
+/// subscribers get it and a durable consumer can still read it.
+async fn announcements_reach_subscribers_and_the_stream(bus: &dyn Bus) {
+    let mut live = bus.subscribe("persisted.11").await.expect("subscribe");
+    bus.announce("persisted.11", Bytes::from_static(b"news"))
+        .await
+        .expect("announce");
+    let heard = within("live announcement", live.next())
+        .await
+        .expect("open");
+    assert_eq!(&heard.payload[..], b"news");
+    let mut consumer = bus
+        .consume(
+            &PERSISTED_EVENTS,
+            "conformance-11",
+            "persisted.11",
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("consume");
+    let stored = within("stored announcement", consumer.next())
+        .await
+        .expect("open")
+        .expect("delivery");
+    assert_eq!(&stored.message.payload[..], b"news");
+    stored.ack().await.expect("ack");
 }
 
 async fn request_reply_and_missing_responder(bus: &dyn Bus) {

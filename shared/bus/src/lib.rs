@@ -109,6 +109,13 @@ pub trait Bus: Send + Sync {
     /// to live subscribers; returns once it is stored.
     async fn publish(&self, subject: &str, payload: Bytes) -> BusResult<()>;
 
+    /// Hands the message over like [`Bus::publish`] (a stream that owns
+    /// `subject` still stores it) but does not wait for the stream to
+    /// confirm it, so it may be lost. For announcements whose truth lives
+    /// in the store, where the confirmation would cost a round trip per
+    /// message and buy nothing.
+    async fn announce(&self, subject: &str, payload: Bytes) -> BusResult<()>;
+
     /// Live messages on subjects matching `pattern` (`*` one token, `>` the
     /// rest) from now on; no replay, no acknowledgement.
     async fn subscribe(&self, pattern: &str) -> BusResult<Subscription>;

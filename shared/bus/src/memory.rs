@@ -124,6 +124,11 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    /// Nothing to confirm in process: the same as `publish`.
+    async fn announce(&self, subject: &str, payload: Bytes) -> BusResult<()> {
+        self.publish(subject, payload).await
+    }
+
     async fn subscribe(&self, pattern: &str) -> BusResult<Subscription> {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.lock().subscribers.push((pattern.to_owned(), sender));

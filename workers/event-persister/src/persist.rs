@@ -135,7 +135,7 @@ impl EventPersister {
         let subject = subjects::persisted_event(Partition::of_room(&built.room_id));
         if let Err(error) = self
             .bus
-            .publish(&subject, messages::encode(&announcement))
+            .announce(&subject, messages::encode(&announcement))
             .await
         {
             // The event is stored; readers find it in the store on their next poll.
