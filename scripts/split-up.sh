@@ -30,6 +30,8 @@
 #                        they are up to date); 0: use the built ones as they are
 #   SPLIT_BIN_DIR        where the binaries are (default <target>/debug)
 #   SPLIT_CP_MAX         each process's PostgreSQL pool size (default 5)
+#   RUNTIME_THREADS      each process's runtime threads (default 1: the
+#                        processes share this machine's cores)
 #   SPLIT_ENV_FILE       extra MYELIN_KEY=VALUE lines for every Myelin process
 #   SPLIT_READY_TIMEOUT  seconds each process gets to become ready (default 180)
 #   MYELIN_LOG           the processes' log filter (default info,ruma_state_res=warn)
@@ -165,6 +167,7 @@ psql "$admin_url" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$database\"" >&2 \
     echo "MYELIN_DATABASE__NAME=psycopg2"
     echo "MYELIN_DATABASE__ARGS__URL=$database_url"
     echo "MYELIN_DATABASE__ARGS__CP_MAX=${SPLIT_CP_MAX:-5}"
+    echo "MYELIN_RUNTIME_THREADS=${RUNTIME_THREADS:-1}"
     echo "MYELIN_BUS__TYPE=nats"
     echo "MYELIN_BUS__URL=$nats_url"
     echo "MYELIN_BUS__PREFIX=$bus_prefix"

@@ -22,6 +22,10 @@ pub struct Config {
     pub signing_key_path: Option<PathBuf>,
     pub media_store_path: Option<PathBuf>,
     pub max_upload_size: Option<String>,
+    /// New uploads are served only on the authenticated
+    /// `/_matrix/client/v1/media` endpoints, not on the legacy
+    /// `/_matrix/media/v3` ones (Synapse's key and default).
+    pub enable_authenticated_media: bool,
     pub trusted_key_servers: Vec<serde_yaml::Value>,
     pub report_stats: bool,
     pub log_config: Option<PathBuf>,
@@ -33,6 +37,10 @@ pub struct Config {
     pub default_room_version: Option<String>,
     /// Largest request body, in bytes (Synapse has no key for this).
     pub max_request_size: Option<u64>,
+    /// Threads of the process's async runtime; by default one per CPU the
+    /// process may use. Where several processes share a machine, one each
+    /// saves the cost of threads waking one another.
+    pub runtime_threads: Option<usize>,
     /// PEM certificate chain and private key for listeners with `tls: true`.
     pub tls_certificate_path: Option<PathBuf>,
     pub tls_private_key_path: Option<PathBuf>,
@@ -58,6 +66,7 @@ impl Default for Config {
             signing_key_path: None,
             media_store_path: None,
             max_upload_size: None,
+            enable_authenticated_media: true,
             trusted_key_servers: Vec::new(),
             report_stats: false,
             log_config: None,
@@ -68,6 +77,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             default_room_version: None,
             max_request_size: None,
+            runtime_threads: None,
             tls_certificate_path: None,
             tls_private_key_path: None,
             rate_limits: RateLimits::default(),
@@ -411,6 +421,7 @@ const KNOWN_KEYS: &[&str] = &[
     "signing_key_path",
     "media_store_path",
     "max_upload_size",
+    "enable_authenticated_media",
     "trusted_key_servers",
     "report_stats",
     "log_config",
@@ -422,6 +433,7 @@ const KNOWN_KEYS: &[&str] = &[
     "presence",
     "default_room_version",
     "max_request_size",
+    "runtime_threads",
     "rc_message",
     "rc_registration",
     "rc_login",
@@ -478,6 +490,9 @@ impl Config {
             && parse_size(size).is_none()
         {
             problems.push(format!("max_upload_size `{size}` is not a size like 50M"));
+        }
+        if self.runtime_threads == Some(0) {
+            problems.push("runtime_threads must be at least 1".to_owned());
         }
         problems
     }

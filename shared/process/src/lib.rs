@@ -15,7 +15,7 @@ pub use deps::{Deps, open_bus, open_store};
 pub use observability::init_tracing;
 pub use role::{Role, Shutdown};
 pub use serve::run_roles;
-pub use worker::worker_main;
+pub use worker::{build_runtime, worker_main};
 
 /// The allocator of every Myelin binary (each links this crate). glibc's
 /// keeps freed memory in per-thread arenas, so a process's RSS grows with

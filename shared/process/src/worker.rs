@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use myelin_config::Config;
+
 use crate::{Deps, Role};
 
 /// Exit code for bad usage or configuration (sysexits' EX_USAGE).
@@ -25,10 +27,7 @@ pub fn worker_main(role: &'static str, build: fn(&Deps) -> Vec<Arc<dyn Role>>) -
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match build_runtime(&loaded.config) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -47,6 +46,15 @@ pub fn worker_main(role: &'static str, build: fn(&Deps) -> Vec<Arc<dyn Role>>) -
             ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime, with `runtime_threads` workers if the config sets it.
+pub fn build_runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.runtime_threads {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build()
 }
 
 fn config_path_from_args() -> PathBuf {

@@ -39,9 +39,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     myelin_process::init_tracing(Some(&config));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = myelin_process::build_runtime(&config)?;
     runtime.block_on(async move {
         let deps = Deps::open(config, "myelin").await?;
         let roles: Vec<Arc<dyn Role>> = vec![
