@@ -422,6 +422,11 @@ impl Server {
         }
     }
 
+    /// Sets `MYELIN_<key>` for the next start (see [`Server::restart`]).
+    pub fn set_env(&mut self, key: &str, value: impl Into<String>) {
+        self.env.insert(key.to_owned(), value.into());
+    }
+
     /// Stops the server with SIGTERM and starts it again on the same data
     /// directory, config and port.
     pub async fn restart(&mut self) {

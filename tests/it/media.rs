@@ -2,7 +2,8 @@
 //! with the headers that keep media sandboxed, IDs reserved with `/create`
 //! and filled once by their owner, thumbnails of a real PNG checked by
 //! decoding them and served from the media store the second time, the size
-//! limit, and the answers for media that is not there.
+//! limit, downloads that wait for a reserved upload, new media kept off the
+//! legacy routes, and the answers for media that is not there.
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
@@ -25,8 +26,17 @@ struct MediaServer {
 
 impl MediaServer {
     async fn start() -> MediaServer {
+        MediaServer::start_with(&[]).await
+    }
+
+    /// With extra `MYELIN_*` settings.
+    async fn start_with(settings: &[(&str, &str)]) -> MediaServer {
         let media_dir = TempDir::new("media-store");
-        let server = Server::builder()
+        let mut builder = Server::builder();
+        for (key, value) in settings {
+            builder = builder.env(key, *value);
+        }
+        let server = builder
             .open_registration()
             .env("MYELIN_MAX_UPLOAD_SIZE", format!("{}K", MAX_UPLOAD / 1024))
             .env(
@@ -168,27 +178,27 @@ async fn media_uploads_download_byte_for_byte_with_sandbox_headers() {
     let body: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
 
     let media_id = upload(&alice, "?filename=cat.png", "image/png", &body).await;
-    let legacy = get(
-        &anonymous,
-        &format!("/_matrix/media/v3/download/it.test/{media_id}"),
+    let served = get(
+        &alice,
+        &format!("/_matrix/client/v1/media/download/it.test/{media_id}"),
     )
     .await;
-    assert_eq!(legacy.status, 200);
-    assert_eq!(legacy.body, body);
-    assert_eq!(legacy.header("content-type"), "image/png");
+    assert_eq!(served.status, 200);
+    assert_eq!(served.body, body);
+    assert_eq!(served.header("content-type"), "image/png");
     assert_eq!(
-        legacy.header("content-disposition"),
+        served.header("content-disposition"),
         "inline; filename=\"cat.png\""
     );
     assert!(
-        legacy
+        served
             .header("content-security-policy")
             .starts_with("sandbox; default-src 'none';"),
         "{}",
-        legacy.header("content-security-policy")
+        served.header("content-security-policy")
     );
     assert_eq!(
-        legacy.header("cross-origin-resource-policy"),
+        served.header("cross-origin-resource-policy"),
         "cross-origin"
     );
 
@@ -298,9 +308,20 @@ async fn media_reserved_ids_are_filled_once_by_their_owner() {
     assert!(expires > now_ms, "{expires} is not in the future");
 
     let download = format!("/_matrix/client/v1/media/download/it.test/{media_id}");
-    get(&alice, &download)
+    get(&alice, &format!("{download}?timeout_ms=0"))
         .await
         .assert_error(504, "M_NOT_YET_UPLOADED");
+    get(&alice, &format!("{download}?timeout_ms=soon"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    // A download that waits for the upload (the default wait is 20 s) gets
+    // the bytes as soon as they arrive.
+    let waiting = tokio::spawn({
+        let (bob, download) = (bob.clone(), download.clone());
+        async move { get(&bob, &download).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the download did not wait");
 
     let put_path = format!("/_matrix/media/v3/upload/it.test/{media_id}?filename=late.txt");
     let put = |client: &Client, body: &'static [u8]| {
@@ -321,6 +342,11 @@ async fn media_reserved_ids_are_filled_once_by_their_owner() {
         .assert_error(403, "M_FORBIDDEN");
     let filled = put(&alice, b"arrived later").await;
     assert_eq!((filled.status, filled.json()), (200, json!({})));
+    let waited = waiting.await.expect("the waiting download");
+    assert_eq!(
+        (waited.status, &waited.body[..]),
+        (200, &b"arrived later"[..])
+    );
     put(&alice, b"second try")
         .await
         .assert_error(409, "M_CANNOT_OVERWRITE_MEDIA");
@@ -343,6 +369,61 @@ async fn media_reserved_ids_are_filled_once_by_their_owner() {
     )
     .await
     .assert_error(404, "M_NOT_FOUND");
+}
+
+/// `enable_authenticated_media` (on by default) keeps new uploads off the
+/// legacy, unauthenticated routes; what was uploaded while it was off stays
+/// there.
+#[tokio::test]
+async fn media_uploaded_under_authenticated_media_is_off_the_legacy_routes() {
+    let mut media =
+        MediaServer::start_with(&[("MYELIN_ENABLE_AUTHENTICATED_MEDIA", "false")]).await;
+    let alice = media.server.client().register("alice", PASSWORD).await;
+    let anonymous = media.server.client();
+    let legacy = |media_id: &str| format!("/_matrix/media/v3/download/it.test/{media_id}");
+    let legacy_thumbnail = |media_id: &str| {
+        format!("/_matrix/media/v3/thumbnail/it.test/{media_id}?width=32&height=32")
+    };
+    let old_id = upload(&alice, "", "image/png", &png(64, 64)).await;
+    assert_eq!(get(&anonymous, &legacy(&old_id)).await.status, 200);
+
+    media
+        .server
+        .set_env("MYELIN_ENABLE_AUTHENTICATED_MEDIA", "true");
+    media.server.restart().await;
+    let new_id = upload(&alice, "", "image/png", &png(64, 64)).await;
+    get(&anonymous, &legacy(&new_id))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    get(&anonymous, &legacy_thumbnail(&new_id))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    let authenticated = get(
+        &alice,
+        &format!("/_matrix/client/v1/media/download/it.test/{new_id}"),
+    )
+    .await;
+    assert_eq!(authenticated.status, 200);
+    // A reservation is marked too: absent there, not "not yet uploaded".
+    let created = alice
+        .post("/_matrix/media/v1/create", &json!({}))
+        .await
+        .ok();
+    let reserved = created["content_uri"]
+        .as_str()
+        .and_then(|uri| uri.strip_prefix("mxc://it.test/"))
+        .expect("a content_uri of ours")
+        .to_owned();
+    get(&anonymous, &format!("{}?timeout_ms=0", legacy(&reserved)))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+
+    let old = get(&anonymous, &legacy(&old_id)).await;
+    assert_eq!((old.status, dimensions(&old.body)), (200, (64, 64)));
+    assert_eq!(
+        get(&anonymous, &legacy_thumbnail(&old_id)).await.status,
+        200
+    );
 }
 
 /// At most five empty reservations per user, also when the requests race.
@@ -368,9 +449,10 @@ async fn media_thumbnails_scale_crop_and_come_from_the_store_the_second_time() {
     let anonymous = media.server.client();
     let picture = png(400, 300);
     let media_id = upload(&alice, "?filename=pic.png", "image/png", &picture).await;
-    let thumbnail = |query: &str| format!("/_matrix/media/v3/thumbnail/it.test/{media_id}?{query}");
+    let thumbnail =
+        |query: &str| format!("/_matrix/client/v1/media/thumbnail/it.test/{media_id}?{query}");
 
-    let scaled = get(&anonymous, &thumbnail("width=100&height=100&method=scale")).await;
+    let scaled = get(&alice, &thumbnail("width=100&height=100&method=scale")).await;
     assert_eq!(
         scaled.status,
         200,
@@ -389,7 +471,7 @@ async fn media_thumbnails_scale_crop_and_come_from_the_store_the_second_time() {
 
     let before = media.blobs();
     let crop_query = "width=64&height=64&method=crop";
-    let cropped = get(&anonymous, &thumbnail(crop_query)).await;
+    let cropped = get(&alice, &thumbnail(crop_query)).await;
     assert_eq!(cropped.status, 200);
     assert_eq!(dimensions(&cropped.body), (64, 64));
     let made: Vec<PathBuf> = media.blobs().difference(&before).cloned().collect();
@@ -398,7 +480,7 @@ async fn media_thumbnails_scale_crop_and_come_from_the_store_the_second_time() {
     // Served from the store: the file is what comes back, nothing is scaled again.
     let marker = png(3, 2);
     std::fs::write(&made[0], &marker).expect("replace the stored thumbnail");
-    let again = get(&anonymous, &thumbnail(crop_query)).await;
+    let again = get(&alice, &thumbnail(crop_query)).await;
     assert_eq!(
         again.body, marker,
         "the second request scaled the image again"
@@ -406,7 +488,7 @@ async fn media_thumbnails_scale_crop_and_come_from_the_store_the_second_time() {
     assert_eq!(media.blobs().len(), before.len() + 1);
 
     // Never enlarged: a box larger than the picture gets the original.
-    let original = get(&anonymous, &thumbnail("width=800&height=600")).await;
+    let original = get(&alice, &thumbnail("width=800&height=600")).await;
     assert_eq!(original.body, picture);
 
     let authenticated = format!(
@@ -420,19 +502,19 @@ async fn media_thumbnails_scale_crop_and_come_from_the_store_the_second_time() {
         (32, 32)
     );
 
-    get(&anonymous, &thumbnail("height=32"))
+    get(&alice, &thumbnail("height=32"))
         .await
         .assert_error(400, "M_MISSING_PARAM");
-    get(&anonymous, &thumbnail("width=32&height=32&method=stretch"))
+    get(&alice, &thumbnail("width=32&height=32&method=stretch"))
         .await
         .assert_error(400, "M_INVALID_PARAM");
-    get(&anonymous, &thumbnail("width=abc&height=32"))
+    get(&alice, &thumbnail("width=abc&height=32"))
         .await
         .assert_error(400, "M_INVALID_PARAM");
     let text_id = upload(&alice, "", "text/plain", b"no pixels here").await;
     get(
-        &anonymous,
-        &format!("/_matrix/media/v3/thumbnail/it.test/{text_id}?width=32&height=32"),
+        &alice,
+        &format!("/_matrix/client/v1/media/thumbnail/it.test/{text_id}?width=32&height=32"),
     )
     .await
     .assert_error(400, "M_UNKNOWN");

@@ -544,6 +544,25 @@ mod tests {
     }
 
     #[test]
+    fn media_and_runtime_settings_have_their_defaults_and_bounds() {
+        let config: Config =
+            serde_yaml::from_str("server_name: a.test\nruntime_threads: 0\n").expect("yaml");
+        assert!(config.enable_authenticated_media, "on unless turned off");
+        assert_eq!(
+            config.problems(),
+            ["runtime_threads must be at least 1"],
+            "zero threads cannot run anything"
+        );
+        let config: Config = serde_yaml::from_str(
+            "server_name: a.test\nruntime_threads: 1\nenable_authenticated_media: false\n",
+        )
+        .expect("yaml");
+        assert_eq!(config.runtime_threads, Some(1));
+        assert!(!config.enable_authenticated_media);
+        assert!(config.problems().is_empty());
+    }
+
+    #[test]
     fn postgres_url_from_synapse_args() {
         let database: DatabaseConfig = serde_yaml::from_str(
             "name: psycopg2\nargs: {user: syn, password: 'p@ss', dbname: db, host: pg, port: 5433, cp_min: 2, cp_max: 7}",

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    FillOutcome, MediaContent, MediaRecord, MediaStore, StoreResult, ThumbnailRecord,
+    FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, StoreResult, ThumbnailRecord,
 };
 use tokio_postgres::Row;
 
@@ -23,6 +23,7 @@ fn media_from_row(row: &Row) -> StoreResult<MediaRecord> {
         media_id: get(row, 0)?,
         uploader: get(row, 1)?,
         created_ts: get(row, 2)?,
+        authenticated: get(row, 8)?,
         content,
         pending_expires_ts: get(row, 7)?,
     })
@@ -46,20 +47,15 @@ fn dimension(stored: i64) -> u32 {
 
 #[async_trait]
 impl MediaStore for PostgresStore {
-    async fn create_media(
-        &self,
-        media_id: &str,
-        uploader: &str,
-        created_ts: i64,
-        content: &MediaContent,
-    ) -> StoreResult<()> {
+    async fn create_media(&self, media: &NewMedia<'_>, content: &MediaContent) -> StoreResult<()> {
         self.execute(
-            "INSERT INTO media (media_id, uploader, created_ts, content_type, upload_name, \
-             size, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO media (media_id, uploader, created_ts, authenticated, content_type, \
+             upload_name, size, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
-                &media_id,
-                &uploader,
-                &created_ts,
+                &media.media_id,
+                &media.uploader,
+                &media.created_ts,
+                &media.authenticated,
                 &content.content_type,
                 &content.upload_name,
                 &(content.size as i64),
@@ -72,12 +68,11 @@ impl MediaStore for PostgresStore {
 
     async fn create_pending_media(
         &self,
-        media_id: &str,
-        uploader: &str,
-        created_ts: i64,
+        media: &NewMedia<'_>,
         expires_ts: i64,
         max_pending: u64,
     ) -> StoreResult<bool> {
+        let (uploader, created_ts) = (media.uploader, media.created_ts);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
         // One uploader's reservations one at a time, until commit. The
@@ -106,9 +101,15 @@ impl MediaStore for PostgresStore {
         }
         tx_execute(
             &tx,
-            "INSERT INTO media (media_id, uploader, created_ts, pending_expires_ts) \
-             VALUES ($1, $2, $3, $4)",
-            &[&media_id, &uploader, &created_ts, &expires_ts],
+            "INSERT INTO media (media_id, uploader, created_ts, authenticated, \
+             pending_expires_ts) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &media.media_id,
+                &uploader,
+                &created_ts,
+                &media.authenticated,
+                &expires_ts,
+            ],
         )
         .await?;
         tx.commit().await.map_err(map_error)?;
@@ -163,7 +164,7 @@ impl MediaStore for PostgresStore {
     async fn media(&self, media_id: &str) -> StoreResult<Option<MediaRecord>> {
         self.query_opt(
             "SELECT media_id, uploader, created_ts, content_type, upload_name, size, sha256, \
-             pending_expires_ts FROM media WHERE media_id = $1",
+             pending_expires_ts, authenticated FROM media WHERE media_id = $1",
             &[&media_id],
             media_from_row,
         )

@@ -31,6 +31,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/postgres/0006_lease_fences.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/postgres/0007_authenticated_media.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

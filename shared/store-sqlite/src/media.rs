@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    FillOutcome, MediaContent, MediaRecord, MediaStore, StoreResult, ThumbnailRecord,
+    FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, StoreResult, ThumbnailRecord,
 };
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::{SqliteStore, map_error};
 
 const MEDIA_COLUMNS: &str = "media_id, uploader, created_ts, content_type, upload_name, size, \
-     sha256, pending_expires_ts";
+     sha256, pending_expires_ts, authenticated";
 
 fn media_from_row(row: &Row<'_>) -> rusqlite::Result<MediaRecord> {
     let sha256: Option<String> = row.get(6)?;
@@ -26,6 +26,7 @@ fn media_from_row(row: &Row<'_>) -> rusqlite::Result<MediaRecord> {
         media_id: row.get(0)?,
         uploader: row.get(1)?,
         created_ts: row.get(2)?,
+        authenticated: row.get(8)?,
         content,
         pending_expires_ts: row.get(7)?,
     })
@@ -45,25 +46,24 @@ fn thumbnail_from_row(row: &Row<'_>) -> rusqlite::Result<ThumbnailRecord> {
 
 #[async_trait]
 impl MediaStore for SqliteStore {
-    async fn create_media(
-        &self,
-        media_id: &str,
-        uploader: &str,
-        created_ts: i64,
-        content: &MediaContent,
-    ) -> StoreResult<()> {
-        let (media_id, uploader, content) =
-            (media_id.to_owned(), uploader.to_owned(), content.clone());
+    async fn create_media(&self, media: &NewMedia<'_>, content: &MediaContent) -> StoreResult<()> {
+        let (media_id, uploader, content) = (
+            media.media_id.to_owned(),
+            media.uploader.to_owned(),
+            content.clone(),
+        );
+        let (created_ts, authenticated) = (media.created_ts, media.authenticated);
         self.write(move |tx| {
             tx.prepare_cached(
-                "INSERT INTO media (media_id, uploader, created_ts, content_type, upload_name, \
-                 size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO media (media_id, uploader, created_ts, authenticated, content_type, \
+                 upload_name, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut statement| {
                 statement.execute(params![
                     media_id,
                     uploader,
                     created_ts,
+                    authenticated,
                     content.content_type,
                     content.upload_name,
                     content.size as i64,
@@ -78,13 +78,12 @@ impl MediaStore for SqliteStore {
 
     async fn create_pending_media(
         &self,
-        media_id: &str,
-        uploader: &str,
-        created_ts: i64,
+        media: &NewMedia<'_>,
         expires_ts: i64,
         max_pending: u64,
     ) -> StoreResult<bool> {
-        let (media_id, uploader) = (media_id.to_owned(), uploader.to_owned());
+        let (media_id, uploader) = (media.media_id.to_owned(), media.uploader.to_owned());
+        let (created_ts, authenticated) = (media.created_ts, media.authenticated);
         // The single writer makes the count and the insert one step.
         self.write(move |tx| {
             let pending: i64 = tx
@@ -100,11 +99,17 @@ impl MediaStore for SqliteStore {
                 return Ok(false);
             }
             tx.prepare_cached(
-                "INSERT INTO media (media_id, uploader, created_ts, pending_expires_ts) \
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO media (media_id, uploader, created_ts, authenticated, \
+                 pending_expires_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut statement| {
-                statement.execute(params![media_id, uploader, created_ts, expires_ts])
+                statement.execute(params![
+                    media_id,
+                    uploader,
+                    created_ts,
+                    authenticated,
+                    expires_ts
+                ])
             })
             .map_err(map_error)?;
             Ok(true)

@@ -28,6 +28,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_lease_fences.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/sqlite/0007_authenticated_media.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -27,7 +27,7 @@ pub use events::{
 };
 pub use filters::FilterStore;
 pub use leases::{Fence, LeaseSession, LeaseStore};
-pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, ThumbnailRecord};
+pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
 
 /// Every domain at once: what an engine implements and a process opens.
 #[async_trait::async_trait]

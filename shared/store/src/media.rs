@@ -16,12 +16,26 @@ pub struct MediaContent {
     pub sha256: String,
 }
 
+/// A media ID of this server as it is first recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewMedia<'a> {
+    pub media_id: &'a str,
+    pub uploader: &'a str,
+    pub created_ts: i64,
+    /// Served only where clients show an access token (it was uploaded
+    /// while `enable_authenticated_media` was on).
+    pub authenticated: bool,
+}
+
 /// One media ID of this server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaRecord {
     pub media_id: String,
     pub uploader: String,
     pub created_ts: i64,
+    /// See [`NewMedia::authenticated`]; `false` for media from before the
+    /// setting existed.
+    pub authenticated: bool,
     /// `None` while an ID reserved with `/create` waits for its upload.
     pub content: Option<MediaContent>,
     /// When a still-empty reserved ID stops being usable; `None` once filled.
@@ -56,23 +70,15 @@ pub struct ThumbnailRecord {
 #[async_trait]
 pub trait MediaStore: Send + Sync {
     /// Records a complete upload; `Conflict` when the ID exists.
-    async fn create_media(
-        &self,
-        media_id: &str,
-        uploader: &str,
-        created_ts: i64,
-        content: &MediaContent,
-    ) -> StoreResult<()>;
+    async fn create_media(&self, media: &NewMedia<'_>, content: &MediaContent) -> StoreResult<()>;
 
-    /// Reserves an ID for a later upload by `uploader`, unless they already
-    /// hold `max_pending` reservations still valid at `created_ts` (then
-    /// `false`). Counting and inserting are one step, so parallel calls
-    /// cannot pass the limit. `Conflict` when the ID exists.
+    /// Reserves an ID for a later upload by its uploader, unless they
+    /// already hold `max_pending` reservations still valid at its
+    /// `created_ts` (then `false`). Counting and inserting are one step, so
+    /// parallel calls cannot pass the limit. `Conflict` when the ID exists.
     async fn create_pending_media(
         &self,
-        media_id: &str,
-        uploader: &str,
-        created_ts: i64,
+        media: &NewMedia<'_>,
         expires_ts: i64,
         max_pending: u64,
     ) -> StoreResult<bool>;

@@ -26,8 +26,9 @@ pub(crate) fn routes(media: &Arc<Media>, router: &mut Router) {
     get_media_config::routes(media, router);
 }
 
-/// Whether a route takes an access token.
-#[derive(Clone, Copy)]
+/// Whether a route takes an access token. Handlers find it in the
+/// request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Auth {
     Required,
     /// The deprecated `/_matrix/media/v3` downloads: anyone with the URI.
@@ -56,7 +57,10 @@ pub(crate) fn serve<F, Fut>(
         method,
         template,
         matches!(auth, Auth::Required),
-        move |context, request, args| handler(Arc::clone(&media), context, request, args),
+        move |context, mut request: http::Request<Bytes>, args| {
+            request.extensions_mut().insert(auth);
+            handler(Arc::clone(&media), context, request, args)
+        },
     );
 }
 

@@ -30,6 +30,8 @@ pub struct Media {
     files: MediaFiles,
     server_name: String,
     max_upload_bytes: u64,
+    /// Whether new media is marked to be served only with an access token.
+    authenticated_media: bool,
     /// Permits for thumbnail decoding, one per core.
     thumbnailing: tokio::sync::Semaphore,
 }
@@ -45,6 +47,7 @@ pub fn role(deps: &Deps) -> Arc<Media> {
         files: MediaFiles::new(root),
         server_name: deps.config.server_name.clone(),
         max_upload_bytes: deps.config.max_upload_bytes(),
+        authenticated_media: deps.config.enable_authenticated_media,
         thumbnailing: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, usize::from),
         ),

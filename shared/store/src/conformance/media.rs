@@ -1,4 +1,15 @@
-use crate::{FillOutcome, MediaContent, Store, StoreError, ThumbnailRecord};
+use crate::{FillOutcome, MediaContent, NewMedia, Store, StoreError, ThumbnailRecord};
+
+/// A media ID first recorded by `uploader` at `created_ts`, without the
+/// authenticated-only mark.
+fn new_media<'a>(media_id: &'a str, uploader: &'a str, created_ts: i64) -> NewMedia<'a> {
+    NewMedia {
+        media_id,
+        uploader,
+        created_ts,
+        authenticated: false,
+    }
+}
 
 fn content(sha256: &str, size: u64) -> MediaContent {
     MediaContent {
@@ -12,7 +23,10 @@ fn content(sha256: &str, size: u64) -> MediaContent {
 pub(super) async fn uploads_round_trip(store: &dyn Store) {
     let uploaded = content(&"ab".repeat(32), 1234);
     store
-        .create_media("conformanceUpload", "@up:test", 1_000, &uploaded)
+        .create_media(
+            &new_media("conformanceUpload", "@up:test", 1_000),
+            &uploaded,
+        )
         .await
         .expect("create");
     let record = store
@@ -24,8 +38,12 @@ pub(super) async fn uploads_round_trip(store: &dyn Store) {
     assert_eq!(record.created_ts, 1_000);
     assert_eq!(record.content, Some(uploaded.clone()));
     assert_eq!(record.pending_expires_ts, None);
+    assert!(!record.authenticated);
     let again = store
-        .create_media("conformanceUpload", "@other:test", 2_000, &uploaded)
+        .create_media(
+            &new_media("conformanceUpload", "@other:test", 2_000),
+            &uploaded,
+        )
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     assert!(
@@ -43,20 +61,52 @@ pub(super) async fn uploads_round_trip(store: &dyn Store) {
         sha256: "00".repeat(32),
     };
     store
-        .create_media("conformanceBare", "@up:test", 1_000, &bare)
+        .create_media(&new_media("conformanceBare", "@up:test", 1_000), &bare)
         .await
         .expect("create without type or name");
     let record = store.media("conformanceBare").await.expect("read");
     assert_eq!(record.and_then(|record| record.content), Some(bare));
+
+    // The authenticated-only mark is kept, for uploads and reservations.
+    let marked = NewMedia {
+        authenticated: true,
+        ..new_media("conformanceMarked", "@up:test", 1_000)
+    };
+    store
+        .create_media(&marked, &content(&"cd".repeat(32), 1))
+        .await
+        .expect("create marked");
+    let reserved = NewMedia {
+        media_id: "conformanceMarkedPending",
+        ..marked
+    };
+    assert!(
+        store
+            .create_pending_media(&reserved, 9_000, 5)
+            .await
+            .expect("reserve marked")
+    );
+    for media_id in ["conformanceMarked", "conformanceMarkedPending"] {
+        let record = store.media(media_id).await.expect("read").expect("exists");
+        assert!(record.authenticated, "{media_id} lost its mark");
+    }
 }
 
 pub(super) async fn pending_uploads_fill_once_by_their_owner(store: &dyn Store) {
     store
-        .create_pending_media("conformancePending", "@owner:test", 1_000, 5_000, 5)
+        .create_pending_media(
+            &new_media("conformancePending", "@owner:test", 1_000),
+            5_000,
+            5,
+        )
         .await
         .expect("reserve");
     let taken = store
-        .create_pending_media("conformancePending", "@owner:test", 1_000, 5_000, 5)
+        .create_pending_media(
+            &new_media("conformancePending", "@owner:test", 1_000),
+            5_000,
+            5,
+        )
         .await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
     let pending = store
@@ -116,9 +166,7 @@ pub(super) async fn reservations_stop_at_the_limit_even_in_parallel(store: &dyn 
     let reserve = |n: usize, at: i64| async move {
         store
             .create_pending_media(
-                &format!("conformanceLimit{n}"),
-                "@limit:test",
-                at,
+                &new_media(&format!("conformanceLimit{n}"), "@limit:test", at),
                 at + 1_000,
                 3,
             )
@@ -145,11 +193,19 @@ pub(super) async fn reservations_stop_at_the_limit_even_in_parallel(store: &dyn 
 
 pub(super) async fn expired_reservations_cannot_be_filled_and_are_purged(store: &dyn Store) {
     store
-        .create_pending_media("conformanceExpiring", "@late:test", 1_000, 3_000, 5)
+        .create_pending_media(
+            &new_media("conformanceExpiring", "@late:test", 1_000),
+            3_000,
+            5,
+        )
         .await
         .expect("reserve");
     store
-        .create_pending_media("conformanceStillValid", "@late:test", 1_000, 9_000, 5)
+        .create_pending_media(
+            &new_media("conformanceStillValid", "@late:test", 1_000),
+            9_000,
+            5,
+        )
         .await
         .expect("reserve");
     assert_eq!(
@@ -195,9 +251,7 @@ pub(super) async fn expired_reservations_cannot_be_filled_and_are_purged(store: 
 pub(super) async fn thumbnails_are_kept_per_size_and_method(store: &dyn Store) {
     store
         .create_media(
-            "conformanceThumbs",
-            "@up:test",
-            1_000,
+            &new_media("conformanceThumbs", "@up:test", 1_000),
             &content(&"12".repeat(32), 4096),
         )
         .await

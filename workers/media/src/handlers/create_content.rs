@@ -46,7 +46,7 @@ async fn upload(
         async move {
             media
                 .media_store
-                .create_media(&media_id, &user, content::now_ms(), &content)
+                .create_media(&media.new_media(&media_id, &user), &content)
                 .await
         }
     })

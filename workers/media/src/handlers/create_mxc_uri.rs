@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use myelin_http::{MatrixError, RequestContext, Router, json_response};
+use myelin_store::NewMedia;
 use serde_json::json;
 
 use crate::handlers::{Auth, serve};
@@ -39,9 +40,13 @@ async fn create(
     let (media_id, reserved) = media_ids::insert_with_new_id(|media_id| {
         let (media, user) = (Arc::clone(&media), user.clone());
         async move {
+            let new = NewMedia {
+                created_ts: now,
+                ..media.new_media(&media_id, &user)
+            };
             media
                 .media_store
-                .create_pending_media(&media_id, &user, now, expires, MAX_PENDING_PER_USER)
+                .create_pending_media(&new, expires, MAX_PENDING_PER_USER)
                 .await
         }
     })

@@ -10,8 +10,10 @@ use http::Method;
 use myelin_http::{MatrixError, RequestContext, Router};
 
 use crate::Media;
+use crate::content::Fetch;
 use crate::handlers::{Auth, arg, serve};
 use crate::headers::{FALLBACK_CONTENT_TYPE, content_disposition, media_response};
+use crate::query::query_params;
 
 pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
     for (template, auth) in [
@@ -39,11 +41,12 @@ pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
 async fn download(
     media: Arc<Media>,
     _: RequestContext,
-    _: http::Request<Bytes>,
+    request: http::Request<Bytes>,
     args: Vec<String>,
 ) -> Result<http::Response<Bytes>, MatrixError> {
     let (server_name, media_id) = (arg(&args, 0)?, arg(&args, 1)?);
-    let (_, content) = media.local_content(server_name, media_id).await?;
+    let fetch = Fetch::of(&request, &query_params(request.uri()))?;
+    let (_, content) = media.local_content(server_name, media_id, fetch).await?;
     let bytes = media.blob(&content.sha256).await?;
     let content_type = content
         .content_type

@@ -11,6 +11,7 @@ use http::{Method, StatusCode};
 use myelin_http::{MatrixError, RequestContext, Router};
 use myelin_store::{MediaContent, ThumbnailRecord};
 
+use crate::content::Fetch;
 use crate::handlers::{Auth, arg, serve};
 use crate::headers::{content_disposition, media_response};
 use crate::query::query_params;
@@ -132,8 +133,10 @@ async fn thumbnail(
     args: Vec<String>,
 ) -> Result<http::Response<Bytes>, MatrixError> {
     let (server_name, media_id) = (arg(&args, 0)?, arg(&args, 1)?);
-    let wanted = parse_request(&query_params(request.uri()))?;
-    let (_, original) = media.local_content(server_name, media_id).await?;
+    let params = query_params(request.uri());
+    let wanted = parse_request(&params)?;
+    let fetch = Fetch::of(&request, &params)?;
+    let (_, original) = media.local_content(server_name, media_id, fetch).await?;
     let content_type = original.content_type.clone().unwrap_or_default();
     if !thumbnailer::can_thumbnail(&content_type) {
         return Err(cannot_thumbnail());
