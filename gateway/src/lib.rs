@@ -3,6 +3,7 @@
 //! `.well-known`). The single process uses the edge routes directly; the
 //! gateway binary of the split shape proxies by the route table.
 
+mod buffered;
 pub mod edge;
 pub mod proxy;
 pub mod route_table;
@@ -14,14 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use myelin_config::Config;
-use myelin_http::{MatrixError, RequestContext, Router};
+use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router};
 use myelin_process::{Deps, Role, Shutdown};
 use myelin_store::DeviceStore;
 
-use crate::proxy::ProxyError;
+use crate::buffered::BufferedBody;
+use crate::proxy::{Outgoing, ProxyError};
 use crate::route_table::RouteRole;
 use crate::sticky::TokenCache;
 use crate::upstreams::{Pool, Replica};
@@ -33,6 +34,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Replicas tried for one request when connections fail.
 const MAX_ATTEMPTS: usize = 3;
+/// Request bodies up to this size are kept whole, so another replica can
+/// be tried; larger ones (media uploads) stream to one replica.
+const RETRYABLE_BODY: usize = 256 * 1024;
 
 /// The gateway role: edge routes, and everything else proxied to the role
 /// the route table names.
@@ -55,9 +59,9 @@ pub fn role(deps: &Deps) -> Arc<Gateway> {
 }
 
 /// How the replica of a request is chosen.
-enum Choice<'a> {
+enum Choice {
     /// The same replica for the same user (sync).
-    Sticky(&'a str),
+    Sticky(String),
     RoundRobin,
 }
 
@@ -133,55 +137,72 @@ impl Gateway {
     pub async fn handle(
         &self,
         context: RequestContext,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, MatrixError> {
+        request: http::Request<BodyStream>,
+    ) -> Result<http::Response<ResponseBody>, MatrixError> {
         let unrecognized = || MatrixError::unrecognized("Unrecognized request");
-        match route_table::role_for(request.uri().path()) {
+        let (pool, choice, timeout) = match route_table::role_for(request.uri().path()) {
             // The edge's own paths it does not serve (other `.well-known`
             // documents), and federation until that role exists.
-            None | Some(RouteRole::Edge | RouteRole::FederationApi) => Err(unrecognized()),
-            Some(RouteRole::Media) if self.media.is_unconfigured() => Err(unrecognized()),
-            Some(RouteRole::Media) => {
-                self.proxy(
-                    &self.media,
-                    Choice::RoundRobin,
-                    &context,
-                    &request,
-                    Some(REQUEST_TIMEOUT),
-                )
-                .await
-            }
+            None | Some(RouteRole::Edge | RouteRole::FederationApi) => return Err(unrecognized()),
+            Some(RouteRole::Media) if self.media.is_unconfigured() => return Err(unrecognized()),
+            Some(RouteRole::Media) => (&self.media, Choice::RoundRobin, Some(REQUEST_TIMEOUT)),
             Some(RouteRole::ClientApi) => {
-                self.proxy(
-                    &self.client_api,
-                    Choice::RoundRobin,
-                    &context,
-                    &request,
-                    Some(REQUEST_TIMEOUT),
-                )
-                .await
+                (&self.client_api, Choice::RoundRobin, Some(REQUEST_TIMEOUT))
             }
             Some(RouteRole::Synchrotron) => {
-                let user = match sticky::access_token(&request) {
+                let token = sticky::access_token(&request);
+                let user = match token {
                     Some(token) => self.tokens.user_for(self.store.as_ref(), &token).await,
                     None => None,
                 };
-                let choice = user.as_deref().map_or(Choice::RoundRobin, Choice::Sticky);
-                self.proxy(&self.synchrotron, choice, &context, &request, None)
-                    .await
+                let choice = user.map_or(Choice::RoundRobin, Choice::Sticky);
+                (&self.synchrotron, choice, None)
+            }
+        };
+        let (parts, body) = request.into_parts();
+        let headers = proxy::request_headers(&parts.headers, &context);
+        let outgoing = |body| Outgoing {
+            method: &parts.method,
+            uri: &parts.uri,
+            body,
+            timeout,
+        };
+        match BufferedBody::read(body, RETRYABLE_BODY).await? {
+            BufferedBody::Whole(body) => {
+                self.proxy(pool, &choice, &context, headers, || {
+                    outgoing(reqwest::Body::from(body.clone()))
+                })
+                .await
+            }
+            // Too large to keep whole: it streams to the first replica that
+            // can be connected to.
+            BufferedBody::Streaming(body) => {
+                let refusal = body.refusal();
+                let sent = self
+                    .proxy(pool, &choice, &context, headers, || {
+                        outgoing(body.to_send())
+                    })
+                    .await;
+                match refusal.take() {
+                    // The client's body broke off or passed the limit: that
+                    // is the answer, not the replica's reaction to it.
+                    Some(error) => Err(error),
+                    None => sent,
+                }
             }
         }
     }
 
-    async fn proxy(
+    /// Sends a request to a replica of `pool`, trying another when one
+    /// cannot be connected to; `outgoing` makes each attempt's request.
+    async fn proxy<'a>(
         &self,
         pool: &Pool,
-        choice: Choice<'_>,
+        choice: &Choice,
         context: &RequestContext,
-        request: &http::Request<Bytes>,
-        timeout: Option<Duration>,
-    ) -> Result<http::Response<Bytes>, MatrixError> {
-        let headers = proxy::request_headers(request.headers(), context);
+        headers: HeaderMap,
+        outgoing: impl Fn() -> Outgoing<'a>,
+    ) -> Result<http::Response<ResponseBody>, MatrixError> {
         let mut failed: Vec<SocketAddr> = Vec::new();
         while failed.len() < MAX_ATTEMPTS {
             let healthy = pool.healthy(&failed);
@@ -192,7 +213,7 @@ impl Gateway {
             let Some(replica) = replica else {
                 break;
             };
-            match proxy::forward(&self.client, replica, request, headers.clone(), timeout).await {
+            match proxy::forward(&self.client, replica, outgoing(), headers.clone()).await {
                 Ok(response) => return Ok(response),
                 Err(ProxyError::Connect(error)) => {
                     tracing::warn!(

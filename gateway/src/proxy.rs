@@ -4,9 +4,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName};
-use http::{HeaderMap, HeaderValue, Method};
-use myelin_http::RequestContext;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use myelin_http::{RequestContext, ResponseBody};
 
 use crate::upstreams::Replica;
 
@@ -50,7 +51,8 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 /// (a client can send anything) is replaced by that address.
 pub fn request_headers(incoming: &HeaderMap, context: &RequestContext) -> HeaderMap {
     let mut headers = end_to_end(incoming);
-    // The body is passed on whole; the client computes its length.
+    // The HTTP client frames the body itself: a length for a whole one,
+    // chunks for a streamed one.
     headers.remove(CONTENT_LENGTH);
     let chain = headers
         .get(X_FORWARDED_FOR)
@@ -83,13 +85,10 @@ fn first_address(chain: &str) -> Option<IpAddr> {
 }
 
 /// The headers the client gets back: the worker's end-to-end headers. The
-/// length is set again from the body (except for `HEAD`, which has none).
-pub fn response_headers(upstream: &HeaderMap, method: &Method) -> HeaderMap {
-    let mut headers = end_to_end(upstream);
-    if method != Method::HEAD {
-        headers.remove(CONTENT_LENGTH);
-    }
-    headers
+/// body passes through unchanged, so its length (if the worker gave one)
+/// still holds.
+pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
+    end_to_end(upstream)
 }
 
 /// Why a request did not get a response from the replica.
@@ -125,35 +124,42 @@ impl std::fmt::Display for ProxyError {
     }
 }
 
-/// Sends the request to `replica` and reads the whole response.
+/// What goes to the replica besides the headers.
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub body: reqwest::Body,
+    pub timeout: Option<Duration>,
+}
+
+/// Sends the request to `replica`; the response body streams through as
+/// the client reads it.
 pub async fn forward(
     client: &reqwest::Client,
     replica: &Replica,
-    request: &http::Request<Bytes>,
+    outgoing: Outgoing<'_>,
     headers: HeaderMap,
-    timeout: Option<Duration>,
-) -> Result<http::Response<Bytes>, ProxyError> {
-    let path_and_query = request
-        .uri()
+) -> Result<http::Response<ResponseBody>, ProxyError> {
+    let path_and_query = outgoing
+        .uri
         .path_and_query()
         .map_or("/", |path| path.as_str());
-    let mut outgoing = client
+    let mut request = client
         .request(
-            request.method().clone(),
+            outgoing.method.clone(),
             format!("{}{path_and_query}", replica.base),
         )
         .headers(headers)
-        .body(request.body().clone());
-    if let Some(timeout) = timeout {
-        outgoing = outgoing.timeout(timeout);
+        .body(outgoing.body);
+    if let Some(timeout) = outgoing.timeout {
+        request = request.timeout(timeout);
     }
-    let upstream = outgoing.send().await.map_err(ProxyError::from_reqwest)?;
-    let status = upstream.status();
-    let headers = response_headers(upstream.headers(), request.method());
-    let body = upstream.bytes().await.map_err(ProxyError::from_reqwest)?;
-    let mut response = http::Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
+    let upstream = request.send().await.map_err(ProxyError::from_reqwest)?;
+    let mut response = http::Response::new(ResponseBody::Full(Bytes::new()));
+    *response.status_mut() = upstream.status();
+    *response.headers_mut() = response_headers(upstream.headers());
+    let chunks = upstream.bytes_stream().map_err(std::io::Error::other);
+    *response.body_mut() = ResponseBody::Stream(chunks.boxed());
     Ok(response)
 }
 
@@ -233,11 +239,10 @@ mod tests {
             ("content-length", "3"),
             ("content-type", "application/json"),
         ]);
-        let back = response_headers(&upstream, &Method::GET);
-        assert_eq!(back.len(), 1);
+        let back = response_headers(&upstream);
+        assert_eq!(back.len(), 2);
         assert_eq!(values(&back, "content-type"), ["application/json"]);
-        let head = response_headers(&upstream, &Method::HEAD);
-        assert_eq!(values(&head, "content-length"), ["3"]);
+        assert_eq!(values(&back, "content-length"), ["3"]);
     }
 
     #[test]

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use myelin_store::DeviceStore;
 
 /// How long a token's owner is remembered.
@@ -49,7 +48,7 @@ pub fn rendezvous<'a, T>(key: &str, candidates: &'a [T], id: impl Fn(&T) -> &str
 }
 
 /// `Authorization: Bearer <token>` or the `access_token` query parameter.
-pub fn access_token(request: &http::Request<Bytes>) -> Option<String> {
+pub fn access_token<B>(request: &http::Request<B>) -> Option<String> {
     if let Some(token) = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -128,6 +127,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn replicas(count: usize) -> Vec<String> {
         (0..count).map(|n| format!("10.0.0.{n}:8008")).collect()

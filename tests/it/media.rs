@@ -276,6 +276,25 @@ async fn media_config_limit_and_missing_media() {
     let at_limit = upload(&alice, "", "application/octet-stream", &vec![7; MAX_UPLOAD]).await;
     assert!(!at_limit.is_empty());
 
+    // Sent in chunks without a length, the body is refused once it passes
+    // the limit, and nothing of it stays on disk.
+    let blobs = media.blobs();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..=MAX_UPLOAD / 4096).map(|_| Ok(vec![9; 4096])).collect();
+    let streamed = alice
+        .http()
+        .post(alice.url("/_matrix/media/v3/upload"))
+        .bearer_auth(alice.access_token.as_deref().expect("a token"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("an answer to a chunked upload");
+    assert_eq!(streamed.status(), 413);
+    assert_eq!(media.blobs(), blobs, "no blob from a refused upload");
+    let leftovers =
+        std::fs::read_dir(media.media_dir.path().join("tmp")).map_or(0, Iterator::count);
+    assert_eq!(leftovers, 0, "no partial file from a refused upload");
+
     for path in [
         "/_matrix/client/v1/media/download/it.test/NoSuchMedia",
         "/_matrix/media/v3/download/it.test/NoSuchMedia",

@@ -1479,6 +1479,15 @@ async fn split_planned_persister_handovers_fail_no_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_media_uploaded_through_the_gateway_is_served_by_every_replica() {
     let Some(settings) = settings() else { return };
+    // A small upload limit, so a body past it is cheap to send.
+    let limits = TempDir::new("split-media-env");
+    let env_file = limits.path().join("media.env");
+    std::fs::write(
+        &env_file,
+        format!("MYELIN_MAX_UPLOAD_SIZE={SPLIT_MAX_UPLOAD}\n"),
+    )
+    .expect("write the env file");
+    let env_file = env_file.to_str().expect("temp paths are UTF-8").to_owned();
     let split = Split::up_with(
         &settings,
         &[
@@ -1487,6 +1496,7 @@ async fn split_media_uploaded_through_the_gateway_is_served_by_every_replica() {
             ("PERSISTERS", "1"),
             ("GATEWAYS", "1"),
             ("MEDIA", "2"),
+            ("SPLIT_ENV_FILE", &env_file),
         ],
     )
     .await;
@@ -1554,4 +1564,63 @@ async fn split_media_uploaded_through_the_gateway_is_served_by_every_replica() {
     let bytes = thumbnail.bytes().await.expect("bytes");
     let decoded = image::load_from_memory(&bytes).expect("the thumbnail decodes");
     assert_eq!((decoded.width(), decoded.height()), (48, 48));
+
+    // Bodies larger than the gateway keeps whole stream through it, sent
+    // in chunks without a length, and come back with their length.
+    let chunked = |size: usize| {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..size)
+            .map(|n| (n % 251) as u8)
+            .collect::<Vec<u8>>()
+            .chunks(64 * 1024)
+            .map(|chunk| Ok(chunk.to_vec()))
+            .collect();
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    };
+    let large = SPLIT_MAX_UPLOAD_BYTES - 1000;
+    let uploaded = http
+        .post(alice.url("/_matrix/media/v3/upload"))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(chunked(large))
+        .send()
+        .await
+        .expect("a streamed upload through traefik");
+    assert_eq!(uploaded.status(), 200);
+    let uploaded: Value = uploaded.json().await.expect("JSON");
+    let large_id = uploaded["content_uri"]
+        .as_str()
+        .and_then(|uri| uri.strip_prefix("mxc://split.test/"))
+        .expect("an mxc URI of split.test")
+        .to_owned();
+    let answer = http
+        .get(alice.url(&format!(
+            "/_matrix/client/v1/media/download/split.test/{large_id}"
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("download through traefik");
+    assert_eq!(answer.content_length(), Some(large as u64));
+    let bytes = answer.bytes().await.expect("bytes");
+    assert!(
+        bytes.len() == large && bytes.iter().enumerate().all(|(n, b)| *b == (n % 251) as u8),
+        "the streamed upload came back changed ({} bytes)",
+        bytes.len()
+    );
+
+    let refused = http
+        .post(alice.url("/_matrix/media/v3/upload"))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(chunked(SPLIT_MAX_UPLOAD_BYTES + 1))
+        .send()
+        .await
+        .expect("an answer to an upload past the limit");
+    assert_eq!(refused.status(), 413);
+    let refused: Value = refused.json().await.expect("JSON");
+    assert_eq!(refused["errcode"], "M_TOO_LARGE", "{refused}");
 }
+
+/// The upload limit of the split media test, as written and in bytes.
+const SPLIT_MAX_UPLOAD: &str = "1M";
+const SPLIT_MAX_UPLOAD_BYTES: usize = 1024 * 1024;

@@ -6,6 +6,7 @@
 //! sees is a [`MatrixError`]; store and bus errors become one in exactly one
 //! place ([`error`]).
 
+pub mod body;
 pub mod error;
 mod json_limits;
 mod listener;
@@ -14,6 +15,7 @@ mod router;
 mod server;
 mod tls;
 
+pub use body::{BodyStream, ResponseBody};
 pub use error::MatrixError;
 pub use json_limits::check_json_depth;
 pub use listener::{HEADER_READ_TIMEOUT, serve};

@@ -21,6 +21,7 @@ use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingR
 use serde_json::Value;
 
 use crate::MatrixError;
+use crate::body::{BodyStream, ResponseBody, body_stream, read_to_end};
 
 /// What a handler knows about the request besides its body.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +51,24 @@ type Handler = Arc<
         + Sync,
 >;
 
+/// A route whose handler reads the body as it arrives and may answer with
+/// a stream (see [`Router::streamed`]).
+type StreamHandler = Arc<
+    dyn Fn(
+            RequestContext,
+            http::Request<BodyStream>,
+            Vec<String>,
+        ) -> BoxFuture<'static, Result<http::Response<ResponseBody>, MatrixError>>
+        + Send
+        + Sync,
+>;
+
+enum RouteHandler {
+    /// Gets the whole body, gives a whole response.
+    Whole(Handler),
+    Streamed(StreamHandler),
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Auth {
     None,
@@ -64,7 +83,7 @@ struct Route {
     auth: Auth,
     /// The body is JSON for ruma to parse (every route but raw ones).
     json_body: bool,
-    handler: Handler,
+    handler: RouteHandler,
 }
 
 /// Request counters and latency per route, on the process registry.
@@ -100,8 +119,8 @@ impl HttpMetrics {
 type Fallback = Arc<
     dyn Fn(
             RequestContext,
-            http::Request<Bytes>,
-        ) -> BoxFuture<'static, Result<http::Response<Bytes>, MatrixError>>
+            http::Request<BodyStream>,
+        ) -> BoxFuture<'static, Result<http::Response<ResponseBody>, MatrixError>>
         + Send
         + Sync,
 >;
@@ -238,7 +257,7 @@ impl Router {
                 template,
                 auth_of::<R>(),
                 true,
-                Arc::clone(&typed),
+                RouteHandler::Whole(Arc::clone(&typed)),
             );
         }
         self
@@ -257,33 +276,65 @@ impl Router {
         F: Fn(RequestContext, http::Request<Bytes>, Vec<String>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
     {
-        let handler = Arc::new(handler);
-        let raw: Handler = Arc::new(move |context, request, args| {
-            let handler = Arc::clone(&handler);
-            Box::pin(async move { handler(context, request, args).await })
-        });
+        let raw: Handler =
+            Arc::new(move |context, request, args| Box::pin(handler(context, request, args)));
+        self.add_raw(method, template, requires_auth, RouteHandler::Whole(raw))
+    }
+
+    /// Like [`Router::raw`], for bodies too large to hold whole: the handler
+    /// reads the body as it arrives and may answer with a stream.
+    pub fn streamed<F, Fut>(
+        &mut self,
+        method: Method,
+        template: &'static str,
+        requires_auth: bool,
+        handler: F,
+    ) -> &mut Self
+    where
+        F: Fn(RequestContext, http::Request<BodyStream>, Vec<String>) -> Fut
+            + Send
+            + Sync
+            + 'static,
+        Fut: Future<Output = Result<http::Response<ResponseBody>, MatrixError>> + Send + 'static,
+    {
+        let streamed: StreamHandler =
+            Arc::new(move |context, request, args| Box::pin(handler(context, request, args)));
+        self.add_raw(
+            method,
+            template,
+            requires_auth,
+            RouteHandler::Streamed(streamed),
+        )
+    }
+
+    /// A route ruma does not model: no JSON checks, a token or none.
+    fn add_raw(
+        &mut self,
+        method: Method,
+        template: &'static str,
+        requires_auth: bool,
+        handler: RouteHandler,
+    ) -> &mut Self {
         let auth = if requires_auth {
             Auth::Required
         } else {
             Auth::None
         };
-        self.add(method, template, auth, false, raw);
+        self.add(method, template, auth, false, handler);
         self
     }
 
     /// Answers requests whose path no route serves (a proxy): the raw
-    /// request goes in as read, without authentication or body checks.
-    /// Without a fallback such requests get 404 `M_UNRECOGNIZED`; a path
-    /// some route serves with another method still gets 405.
+    /// request goes in as it arrives, without authentication or body
+    /// checks. Without a fallback such requests get 404 `M_UNRECOGNIZED`; a
+    /// path some route serves with another method still gets 405.
     pub fn fallback<F, Fut>(&mut self, handler: F) -> &mut Self
     where
-        F: Fn(RequestContext, http::Request<Bytes>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
+        F: Fn(RequestContext, http::Request<BodyStream>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<http::Response<ResponseBody>, MatrixError>> + Send + 'static,
     {
-        let handler = Arc::new(handler);
         self.fallback = Some(Arc::new(move |context, request| {
-            let handler = Arc::clone(&handler);
-            Box::pin(async move { handler(context, request).await })
+            Box::pin(handler(context, request))
         }));
         self
     }
@@ -294,7 +345,7 @@ impl Router {
         template: &'static str,
         auth: Auth,
         json_body: bool,
-        handler: Handler,
+        handler: RouteHandler,
     ) {
         self.routes.push(Route {
             method,
@@ -345,13 +396,32 @@ impl Router {
             .any(|route| match_path(&route.segments, path).is_some())
     }
 
-    /// Finds the handler, authenticates, runs it; never panics and never
-    /// answers with anything but a response (errors become Matrix errors).
+    /// [`Router::serve`] for a request whose body is already whole,
+    /// answered whole (tests, and callers inside the process).
     pub async fn dispatch(
         &self,
-        mut context: RequestContext,
+        context: RequestContext,
         request: http::Request<Bytes>,
     ) -> http::Response<Bytes> {
+        let (parts, body) = self
+            .serve(context, request.map(body_stream))
+            .await
+            .into_parts();
+        match body.collect().await {
+            Ok(body) => http::Response::from_parts(parts, body),
+            Err(error) => {
+                MatrixError::internal(format!("cannot read the response: {error}")).into_response()
+            }
+        }
+    }
+
+    /// Finds the handler, authenticates, runs it; never panics and never
+    /// answers with anything but a response (errors become Matrix errors).
+    pub async fn serve(
+        &self,
+        mut context: RequestContext,
+        request: http::Request<BodyStream>,
+    ) -> http::Response<ResponseBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let mut path_known = false;
@@ -369,11 +439,11 @@ impl Router {
         }
         let Some((route, args)) = chosen else {
             if path_known {
-                return MatrixError::method_not_allowed().into_response();
+                return whole(MatrixError::method_not_allowed().into_response());
             }
             return match &self.fallback {
                 Some(fallback) => self.run_fallback(fallback, context, request).await,
-                None => MatrixError::unrecognized("Unrecognized request").into_response(),
+                None => whole(MatrixError::unrecognized("Unrecognized request").into_response()),
             };
         };
         let timer = self.metrics.as_ref().map(|m| {
@@ -381,23 +451,30 @@ impl Router {
                 .with_label_values(&[method.as_str(), route.template])
                 .start_timer()
         });
-        let response = match self.authenticate(&mut context, &request, route.auth).await {
-            Ok(()) => match prepare_json_body(route.json_body, request) {
-                Ok(request) => match AssertUnwindSafe((route.handler)(context, request, args))
-                    .catch_unwind()
-                    .await
-                {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(error)) => error.into_response(),
-                    Err(_) => {
-                        tracing::error!(route = route.template, "handler panicked");
+        // Only the head is borrowed across the lookup: the body stream
+        // cannot be shared between threads.
+        let (parts, body) = request.into_parts();
+        let response = match self.authenticate(&mut context, &parts, route.auth).await {
+            Ok(()) => match AssertUnwindSafe(run_route(
+                route,
+                context,
+                http::Request::from_parts(parts, body),
+                args,
+            ))
+            .catch_unwind()
+            .await
+            {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => whole(error.into_response()),
+                Err(_) => {
+                    tracing::error!(route = route.template, "handler panicked");
+                    whole(
                         MatrixError::internal("The server hit a bug handling this request")
-                            .into_response()
-                    }
-                },
-                Err(error) => error.into_response(),
+                            .into_response(),
+                    )
+                }
             },
-            Err(error) => error.into_response(),
+            Err(error) => whole(error.into_response()),
         };
         drop(timer);
         if let Some(metrics) = &self.metrics {
@@ -413,8 +490,8 @@ impl Router {
         &self,
         fallback: &Fallback,
         context: RequestContext,
-        request: http::Request<Bytes>,
-    ) -> http::Response<Bytes> {
+        request: http::Request<BodyStream>,
+    ) -> http::Response<ResponseBody> {
         let method = request.method().clone();
         let timer = self.metrics.as_ref().map(|m| {
             m.latency
@@ -426,10 +503,13 @@ impl Router {
             .await
         {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => error.into_response(),
+            Ok(Err(error)) => whole(error.into_response()),
             Err(_) => {
                 tracing::error!("fallback handler panicked");
-                MatrixError::internal("The server hit a bug handling this request").into_response()
+                whole(
+                    MatrixError::internal("The server hit a bug handling this request")
+                        .into_response(),
+                )
             }
         };
         drop(timer);
@@ -445,7 +525,7 @@ impl Router {
     async fn authenticate(
         &self,
         context: &mut RequestContext,
-        request: &http::Request<Bytes>,
+        request: &http::request::Parts,
         auth: Auth,
     ) -> Result<(), MatrixError> {
         if auth == Auth::None {
@@ -466,6 +546,30 @@ impl Router {
         context.user = Some(owner);
         context.access_token = Some(token);
         Ok(())
+    }
+}
+
+fn whole(response: http::Response<Bytes>) -> http::Response<ResponseBody> {
+    response.map(ResponseBody::Full)
+}
+
+/// Runs an authenticated request through its route: whole routes get the
+/// body read first (and checked, for JSON ones).
+async fn run_route(
+    route: &Route,
+    context: RequestContext,
+    request: http::Request<BodyStream>,
+    args: Vec<String>,
+) -> Result<http::Response<ResponseBody>, MatrixError> {
+    match &route.handler {
+        RouteHandler::Streamed(handler) => handler(context, request, args).await,
+        RouteHandler::Whole(handler) => {
+            let (parts, body) = request.into_parts();
+            let body = read_to_end(body).await?;
+            let request =
+                prepare_json_body(route.json_body, http::Request::from_parts(parts, body))?;
+            Ok(whole(handler(context, request, args).await?))
+        }
     }
 }
 
@@ -516,16 +620,16 @@ fn prepare_json_body(
 }
 
 /// `Authorization: Bearer <token>` or the `access_token` query parameter.
-fn access_token(request: &http::Request<Bytes>) -> Option<String> {
+fn access_token(request: &http::request::Parts) -> Option<String> {
     if let Some(header) = request
-        .headers()
+        .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         && let Some(token) = header.strip_prefix("Bearer ")
     {
         return Some(token.trim().to_owned());
     }
-    request.uri().query()?.split('&').find_map(|pair| {
+    request.uri.query()?.split('&').find_map(|pair| {
         let value = pair.strip_prefix("access_token=")?;
         percent_decode(value)
     })
@@ -570,12 +674,18 @@ mod tests {
             .header("authorization", "Bearer abc")
             .body(Bytes::new())
             .expect("request");
-        assert_eq!(access_token(&with_header).as_deref(), Some("abc"));
+        assert_eq!(
+            access_token(&with_header.into_parts().0).as_deref(),
+            Some("abc")
+        );
         let with_query = http::Request::builder()
             .uri("/x?a=1&access_token=d%2Be")
             .body(Bytes::new())
             .expect("request");
-        assert_eq!(access_token(&with_query).as_deref(), Some("d+e"));
+        assert_eq!(
+            access_token(&with_query.into_parts().0).as_deref(),
+            Some("d+e")
+        );
     }
 
     /// A device store that knows no tokens (the routes here take none).
@@ -715,14 +825,16 @@ mod tests {
 
         let mut router = router_with_ping();
         router.fallback(|context, request| async move {
+            let (parts, body) = request.into_parts();
+            let body = read_to_end(body).await?;
             let text = format!(
                 "{} {} {} {}",
-                request.method(),
-                request.uri(),
+                parts.method,
+                parts.uri,
                 context.request_id,
-                String::from_utf8_lossy(request.body())
+                String::from_utf8_lossy(&body)
             );
-            let mut response = http::Response::new(Bytes::from(text));
+            let mut response = http::Response::new(ResponseBody::from(Bytes::from(text)));
             *response.status_mut() = StatusCode::ACCEPTED;
             Ok(response)
         });

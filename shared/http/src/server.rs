@@ -4,12 +4,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::Filter;
 use warp::path::FullPath;
 
+use crate::body::{ResponseBody, limited};
 use crate::{MatrixError, RequestContext, Router};
 
 #[derive(Debug, Clone)]
@@ -44,7 +45,7 @@ pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 pub(crate) fn edge_filter(
     router: Arc<Router>,
     options: ServeOptions,
-) -> impl Filter<Extract = (http::Response<Bytes>,), Error = warp::Rejection>
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
 + Clone
 + Send
 + Sync
@@ -90,9 +91,9 @@ async fn handle<S, B>(
     headers: HeaderMap,
     remote: Option<SocketAddr>,
     body: S,
-) -> http::Response<Bytes>
+) -> warp::reply::Response
 where
-    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf,
 {
     let request_id = headers
@@ -102,36 +103,35 @@ where
         .map(str::to_owned)
         .unwrap_or_else(new_request_id);
     let mut response = if method == Method::OPTIONS {
-        let mut preflight = http::Response::new(Bytes::new());
+        let mut preflight = http::Response::new(ResponseBody::Full(Bytes::new()));
         *preflight.status_mut() = StatusCode::NO_CONTENT;
         preflight
     } else {
-        match read_body(body, options.max_body_bytes).await {
-            Ok(body) => {
-                let uri = if query.is_empty() {
-                    path.as_str().to_owned()
-                } else {
-                    format!("{}?{query}", path.as_str())
+        let uri = if query.is_empty() {
+            path.as_str().to_owned()
+        } else {
+            format!("{}?{query}", path.as_str())
+        };
+        let chunks = body.map(|chunk| match chunk {
+            Ok(mut chunk) => Ok(chunk.copy_to_bytes(chunk.remaining())),
+            Err(error) => Err(MatrixError::bad_json(format!("cannot read body: {error}"))),
+        });
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        if let Some(request_headers) = builder.headers_mut() {
+            *request_headers = headers.clone();
+        }
+        match builder.body(limited(chunks, options.max_body_bytes as u64)) {
+            Ok(request) => {
+                let context = RequestContext {
+                    remote_ip: client_ip(&headers, remote, options.x_forwarded),
+                    request_id: request_id.clone(),
+                    ..RequestContext::default()
                 };
-                let mut builder = http::Request::builder().method(method).uri(uri);
-                if let Some(request_headers) = builder.headers_mut() {
-                    *request_headers = headers.clone();
-                }
-                match builder.body(body) {
-                    Ok(request) => {
-                        let context = RequestContext {
-                            remote_ip: client_ip(&headers, remote, options.x_forwarded),
-                            request_id: request_id.clone(),
-                            ..RequestContext::default()
-                        };
-                        router.dispatch(context, request).await
-                    }
-                    Err(error) => {
-                        MatrixError::bad_json(format!("malformed request: {error}")).into_response()
-                    }
-                }
+                router.serve(context, request).await
             }
-            Err(error) => error.into_response(),
+            Err(error) => MatrixError::bad_json(format!("malformed request: {error}"))
+                .into_response()
+                .map(ResponseBody::Full),
         }
     };
     let response_headers = response.headers_mut();
@@ -141,31 +141,19 @@ where
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response_headers.insert("x-request-id", value);
     }
-    response
-}
-
-async fn read_body<S, B>(mut body: S, limit: usize) -> Result<Bytes, MatrixError>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: Buf,
-{
-    let mut collected = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|error| MatrixError::bad_json(format!("cannot read body: {error}")))?;
-        if collected.len() + chunk.remaining() > limit {
-            return Err(MatrixError::too_large(format!(
-                "Request body is larger than {limit} bytes"
-            )));
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        ResponseBody::Full(bytes) => warp::reply::Response::new(bytes.into()).into_body(),
+        // warp wants a stream it can share between threads; the wrapper
+        // makes one of any stream that can move between them.
+        ResponseBody::Stream(chunks) => {
+            use warp::Reply;
+            warp::reply::stream(sync_wrapper::SyncStream::new(chunks))
+                .into_response()
+                .into_body()
         }
-        while chunk.has_remaining() {
-            let piece = chunk.chunk();
-            collected.extend_from_slice(piece);
-            let advance = piece.len();
-            chunk.advance(advance);
-        }
-    }
-    Ok(collected.freeze())
+    };
+    http::Response::from_parts(parts, body)
 }
 
 /// The client's address: the first `X-Forwarded-For` entry behind a trusted

@@ -53,8 +53,8 @@ pub(crate) struct Fetch {
 }
 
 impl Fetch {
-    pub(crate) fn of(
-        request: &http::Request<Bytes>,
+    pub(crate) fn of<B>(
+        request: &http::Request<B>,
         params: &BTreeMap<String, String>,
     ) -> Result<Fetch, MatrixError> {
         Ok(Fetch {
@@ -135,16 +135,29 @@ impl Media {
         }
     }
 
+    /// The file of a blob the store points at, open, and its length.
+    pub(crate) async fn open_blob(
+        &self,
+        sha256: &str,
+    ) -> Result<(tokio::fs::File, u64), MatrixError> {
+        pointed_at(self.files.open(sha256).await, sha256)
+    }
+
     /// The bytes of a blob the store points at.
     pub(crate) async fn blob(&self, sha256: &str) -> Result<Bytes, MatrixError> {
-        match self.files.read(sha256).await {
-            Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) => {
-                tracing::error!(sha256, "a media row points at a missing file");
-                Err(MatrixError::not_found("Media not found"))
-            }
-            Err(error) => Err(files_unavailable(error)),
+        pointed_at(self.files.read(sha256).await, sha256)
+    }
+}
+
+/// A blob a media row names: missing is a damaged store, seen as 404.
+fn pointed_at<T>(found: std::io::Result<Option<T>>, sha256: &str) -> Result<T, MatrixError> {
+    match found {
+        Ok(Some(blob)) => Ok(blob),
+        Ok(None) => {
+            tracing::error!(sha256, "a media row points at a missing file");
+            Err(MatrixError::not_found("Media not found"))
         }
+        Err(error) => Err(files_unavailable(error)),
     }
 }
 

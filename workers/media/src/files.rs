@@ -2,17 +2,38 @@
 //! named by its SHA-256, so identical uploads share one file and any replica
 //! mounting the same directory serves any media ID.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use futures::StreamExt;
+use myelin_http::{BodyStream, MatrixError};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// Writes to a new file are gathered into pieces this large.
+const WRITE_BUFFER: usize = 256 * 1024;
 
 /// A blob as written: its name and length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredBlob {
     pub(crate) sha256: String,
     pub(crate) size: u64,
+}
+
+/// Why an upload did not become a blob.
+#[derive(Debug)]
+pub(crate) enum UploadError {
+    /// Past the size limit; nothing is kept.
+    TooLarge,
+    /// The client's body broke off or was refused on the way.
+    Body(MatrixError),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for UploadError {
+    fn from(error: std::io::Error) -> Self {
+        UploadError::Io(error)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -42,60 +63,85 @@ impl MediaFiles {
         })
     }
 
-    /// Writes the bytes unless a blob with the same hash exists. The file is
-    /// written beside the store under a temporary name and renamed into
-    /// place, so readers on any replica see the whole file or none.
+    /// Writes the bytes unless a blob with the same hash exists.
     pub(crate) async fn store(&self, bytes: Bytes) -> std::io::Result<StoredBlob> {
-        let files = self.clone();
-        tokio::task::spawn_blocking(move || files.store_blocking(&bytes))
-            .await
-            .map_err(std::io::Error::other)?
+        let one_piece = futures::stream::once(async move { Ok(bytes) }).boxed();
+        match self.store_stream(one_piece, u64::MAX).await {
+            Ok(blob) => Ok(blob),
+            Err(UploadError::Io(error)) => Err(error),
+            Err(other) => Err(std::io::Error::other(format!("{other:?}"))),
+        }
     }
 
-    fn store_blocking(&self, bytes: &[u8]) -> std::io::Result<StoredBlob> {
-        let sha256 = hex::encode(Sha256::digest(bytes));
-        let blob = StoredBlob {
-            sha256: sha256.clone(),
-            size: bytes.len() as u64,
+    /// Writes a body as it arrives, hashing it on the way, unless a blob
+    /// with the same hash exists. The file is written beside the store
+    /// under a temporary name and renamed into place, so readers on any
+    /// replica see the whole file or none; a body past `max_bytes`, or one
+    /// that breaks off, leaves nothing behind.
+    pub(crate) async fn store_stream(
+        &self,
+        body: BodyStream,
+        max_bytes: u64,
+    ) -> Result<StoredBlob, UploadError> {
+        let temporary = self.temporary_path().await?;
+        let written = write_hashed(&temporary, body, max_bytes).await;
+        let placed = match written {
+            Ok(blob) => self.place(&temporary, &blob).await.map(|()| blob),
+            Err(error) => Err(error),
         };
-        let path = self
-            .blob_path(&sha256)
-            .ok_or_else(|| std::io::Error::other("hex digest is not a blob name"))?;
-        if path.exists() {
-            return Ok(blob);
+        if placed.is_err() {
+            let _ = tokio::fs::remove_file(&temporary).await;
         }
-        let temporary = self.write_temporary(bytes)?;
+        placed
+    }
+
+    /// Renames a written temporary file to its blob's name, or drops it
+    /// when that blob exists already.
+    async fn place(&self, temporary: &Path, blob: &StoredBlob) -> Result<(), UploadError> {
+        let path = self
+            .blob_path(&blob.sha256)
+            .ok_or_else(|| std::io::Error::other("hex digest is not a blob name"))?;
+        if tokio::fs::try_exists(&path).await? {
+            tokio::fs::remove_file(temporary).await?;
+            return Ok(());
+        }
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            tokio::fs::create_dir_all(parent).await?;
         }
         // Another replica may have renamed the same content into place
         // meanwhile; replacing it with identical bytes is harmless.
-        std::fs::rename(&temporary, &path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&temporary);
-        })?;
-        Ok(blob)
+        tokio::fs::rename(temporary, &path).await?;
+        Ok(())
     }
 
-    /// A fully written, synced file in `<root>/tmp`, on the same
-    /// filesystem as the blobs so the rename is atomic.
-    fn write_temporary(&self, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    /// A new name in `<root>/tmp`, on the same filesystem as the blobs so
+    /// the rename into place is atomic.
+    async fn temporary_path(&self) -> std::io::Result<PathBuf> {
         let directory = self.root.join("tmp");
-        std::fs::create_dir_all(&directory)?;
-        let path = directory.join(format!(
+        tokio::fs::create_dir_all(&directory).await?;
+        Ok(directory.join(format!(
             "upload-{}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
-        ));
-        let written = std::fs::File::create_new(&path).and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        });
-        match written {
-            Ok(()) => Ok(path),
-            Err(error) => {
-                let _ = std::fs::remove_file(&path);
-                Err(error)
+        )))
+    }
+
+    /// The blob's file, open for reading, and its length; `None` when
+    /// there is no such blob.
+    pub(crate) async fn open(
+        &self,
+        sha256: &str,
+    ) -> std::io::Result<Option<(tokio::fs::File, u64)>> {
+        let Some(path) = self.blob_path(sha256) else {
+            return Ok(None);
+        };
+        match tokio::fs::File::open(path).await {
+            Ok(file) => {
+                let length = file.metadata().await?.len();
+                Ok(Some((file, length)))
             }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
         }
     }
 
@@ -114,15 +160,42 @@ impl MediaFiles {
     /// Creates the store's directories and proves a file can be written
     /// there (for `/ready`).
     pub(crate) async fn check_writable(&self) -> std::io::Result<()> {
-        let files = self.clone();
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(files.root.join("content"))?;
-            let probe = files.write_temporary(b"ready")?;
-            std::fs::remove_file(probe)
-        })
-        .await
-        .map_err(std::io::Error::other)?
+        tokio::fs::create_dir_all(self.root.join("content")).await?;
+        let probe = self.temporary_path().await?;
+        tokio::fs::write(&probe, b"ready").await?;
+        tokio::fs::remove_file(probe).await
     }
+}
+
+/// Writes `body` to a new file at `path`, synced, and names it by hash.
+async fn write_hashed(
+    path: &Path,
+    mut body: BodyStream,
+    max_bytes: u64,
+) -> Result<StoredBlob, UploadError> {
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await?;
+    let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(UploadError::Body)?;
+        size = size.saturating_add(chunk.len() as u64);
+        if size > max_bytes {
+            return Err(UploadError::TooLarge);
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    file.get_ref().sync_all().await?;
+    Ok(StoredBlob {
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    })
 }
 
 #[cfg(test)]
@@ -162,6 +235,63 @@ mod tests {
         );
         let temporaries = std::fs::read_dir(root.join("tmp")).expect("tmp").count();
         assert_eq!(temporaries, 0, "temporary files are renamed, none is left");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    fn pieces(items: Vec<Result<&'static [u8], MatrixError>>) -> BodyStream {
+        let items: Vec<Result<Bytes, MatrixError>> = items
+            .into_iter()
+            .map(|item| item.map(Bytes::from_static))
+            .collect();
+        futures::stream::iter(items).boxed()
+    }
+
+    fn entries(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, Iterator::count)
+    }
+
+    #[tokio::test]
+    async fn streamed_uploads_are_hashed_on_the_way_and_failures_leave_nothing() {
+        let root = temp_root("stream");
+        let files = MediaFiles::new(root.clone());
+        let blob = files
+            .store_stream(pieces(vec![Ok(b"hel"), Ok(b"lo")]), 5)
+            .await
+            .expect("stored");
+        assert_eq!(
+            blob,
+            StoredBlob {
+                sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+                    .to_owned(),
+                size: 5
+            }
+        );
+        let (_, length) = files
+            .open(&blob.sha256)
+            .await
+            .expect("open")
+            .expect("a blob");
+        assert_eq!(length, 5);
+
+        let too_large = files
+            .store_stream(pieces(vec![Ok(b"hel"), Ok(b"lo!")]), 5)
+            .await;
+        assert!(
+            matches!(too_large, Err(UploadError::TooLarge)),
+            "{too_large:?}"
+        );
+        let broken = files
+            .store_stream(
+                pieces(vec![
+                    Ok(b"par"),
+                    Err(MatrixError::bad_json("cannot read body")),
+                ]),
+                100,
+            )
+            .await;
+        assert!(matches!(broken, Err(UploadError::Body(_))), "{broken:?}");
+        assert_eq!(entries(&root.join("tmp")), 0, "no partial file is left");
+        assert!(files.open(&"a".repeat(64)).await.expect("open").is_none());
         let _ = std::fs::remove_dir_all(root);
     }
 

@@ -1,5 +1,5 @@
-//! Handlers, one module per ruma endpoint. Every media endpoint is a raw
-//! route: bodies and answers are bytes, not JSON.
+//! Handlers, one module per ruma endpoint. Every media endpoint is a
+//! streamed route: bodies and answers are bytes, not JSON, and may be large.
 
 mod create_content;
 mod create_content_async;
@@ -11,9 +11,8 @@ mod get_media_config;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::Method;
-use myelin_http::{MatrixError, RequestContext, Router};
+use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router};
 
 use crate::Media;
 
@@ -35,8 +34,9 @@ pub(crate) enum Auth {
     None,
 }
 
-/// Serves `template` with `handler`, which gets the role, the request and
-/// the decoded path arguments.
+/// Serves `template` with `handler`, which gets the role, the request (its
+/// body as it arrives: uploads are never held whole) and the decoded path
+/// arguments, and may answer with a stream (downloads).
 pub(crate) fn serve<F, Fut>(
     router: &mut Router,
     media: &Arc<Media>,
@@ -45,19 +45,19 @@ pub(crate) fn serve<F, Fut>(
     auth: Auth,
     handler: F,
 ) where
-    F: Fn(Arc<Media>, RequestContext, http::Request<Bytes>, Vec<String>) -> Fut
+    F: Fn(Arc<Media>, RequestContext, http::Request<BodyStream>, Vec<String>) -> Fut
         + Copy
         + Send
         + Sync
         + 'static,
-    Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
+    Fut: Future<Output = Result<http::Response<ResponseBody>, MatrixError>> + Send + 'static,
 {
     let media = Arc::clone(media);
-    router.raw(
+    router.streamed(
         method,
         template,
         matches!(auth, Auth::Required),
-        move |context, mut request: http::Request<Bytes>, args| {
+        move |context, mut request: http::Request<BodyStream>, args| {
             request.extensions_mut().insert(auth);
             handler(Arc::clone(&media), context, request, args)
         },

@@ -1,7 +1,6 @@
 //! The headers every piece of served media carries: its type, how a browser
 //! may show it, and the sandbox that keeps it from running as a page.
 
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use myelin_http::MatrixError;
 
@@ -92,12 +91,12 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-/// A 200 carrying media bytes and its headers.
-pub(crate) fn media_response(
-    bytes: Bytes,
+/// A 200 carrying media (whole or streamed) and its headers.
+pub(crate) fn media_response<B>(
+    body: B,
     content_type: &str,
     disposition: &str,
-) -> Result<http::Response<Bytes>, MatrixError> {
+) -> Result<http::Response<B>, MatrixError> {
     let header_value = |value: &str| {
         HeaderValue::from_str(value)
             .map_err(|_| MatrixError::internal("Stored media metadata is not a valid header"))
@@ -105,7 +104,7 @@ pub(crate) fn media_response(
     // A stored type that is no valid header value is served as plain bytes.
     let content_type =
         header_value(content_type).or_else(|_| header_value(FALLBACK_CONTENT_TYPE))?;
-    let mut response = http::Response::new(bytes);
+    let mut response = http::Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
@@ -124,6 +123,7 @@ pub(crate) fn media_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn safe_types_are_inline_and_others_attachments() {

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
-use myelin_http::{MatrixError, RequestContext, Router, json_response};
+use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router, json_response};
 use myelin_store::MediaContent;
 use serde_json::json;
 
+use crate::files::UploadError;
 use crate::handlers::{Auth, serve};
 use crate::query::query_params;
 use crate::{Media, content, media_ids};
@@ -28,9 +28,9 @@ pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
 async fn upload(
     media: Arc<Media>,
     context: RequestContext,
-    request: http::Request<Bytes>,
+    request: http::Request<BodyStream>,
     _: Vec<String>,
-) -> Result<http::Response<Bytes>, MatrixError> {
+) -> Result<http::Response<ResponseBody>, MatrixError> {
     let user = context.user()?.user_id.clone();
     let upload_name = query_params(request.uri()).remove("filename");
     let content_type = uploaded_content_type(&request);
@@ -54,11 +54,12 @@ async fn upload(
     Ok(json_response(
         StatusCode::OK,
         &json!({"content_uri": media.content_uri(&media_id)}),
-    ))
+    )
+    .map(ResponseBody::Full))
 }
 
 /// The `Content-Type` the client declared, if it is readable text.
-pub(super) fn uploaded_content_type(request: &http::Request<Bytes>) -> Option<String> {
+pub(super) fn uploaded_content_type<B>(request: &http::Request<B>) -> Option<String> {
     request
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -69,20 +70,20 @@ pub(super) fn uploaded_content_type(request: &http::Request<Bytes>) -> Option<St
 }
 
 impl Media {
-    /// Checks the size limit and writes the bytes to the media store.
+    /// Writes the body to the media store as it arrives, within the size
+    /// limit.
     pub(super) async fn store_upload(
         &self,
-        body: Bytes,
+        body: BodyStream,
     ) -> Result<crate::files::StoredBlob, MatrixError> {
-        if body.len() as u64 > self.max_upload_bytes {
-            return Err(MatrixError::too_large(format!(
+        match self.files.store_stream(body, self.max_upload_bytes).await {
+            Ok(stored) => Ok(stored),
+            Err(UploadError::TooLarge) => Err(MatrixError::too_large(format!(
                 "Uploads are limited to {} bytes",
                 self.max_upload_bytes
-            )));
+            ))),
+            Err(UploadError::Body(error)) => Err(error),
+            Err(UploadError::Io(error)) => Err(content::files_unavailable(error)),
         }
-        self.files
-            .store(body)
-            .await
-            .map_err(content::files_unavailable)
     }
 }

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
-use myelin_http::{MatrixError, RequestContext, Router, json_response};
+use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router, json_response};
 use myelin_store::{FillOutcome, MediaContent};
 use serde_json::json;
 
@@ -44,9 +43,9 @@ fn unknown_id() -> MatrixError {
 async fn upload_async(
     media: Arc<Media>,
     context: RequestContext,
-    request: http::Request<Bytes>,
+    request: http::Request<BodyStream>,
     args: Vec<String>,
-) -> Result<http::Response<Bytes>, MatrixError> {
+) -> Result<http::Response<ResponseBody>, MatrixError> {
     let user = context.user()?.user_id.clone();
     let (server_name, media_id) = (arg(&args, 0)?, arg(&args, 1)?);
     if server_name != media.server_name || !media_ids::is_valid(media_id) {
@@ -79,7 +78,9 @@ async fn upload_async(
         .fill_pending_media(media_id, &user, content::now_ms(), &uploaded)
         .await?;
     match outcome {
-        FillOutcome::Filled => Ok(json_response(StatusCode::OK, &json!({}))),
+        FillOutcome::Filled => {
+            Ok(json_response(StatusCode::OK, &json!({})).map(ResponseBody::Full))
+        }
         FillOutcome::AlreadyUploaded => Err(cannot_overwrite()),
         FillOutcome::NotOwner => Err(not_owner()),
         FillOutcome::NotFound => Err(unknown_id()),

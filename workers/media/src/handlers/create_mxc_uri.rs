@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
-use myelin_http::{MatrixError, RequestContext, Router, json_response};
+use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router, json_response};
 use myelin_store::NewMedia;
 use serde_json::json;
 
@@ -31,9 +30,9 @@ pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
 async fn create(
     media: Arc<Media>,
     context: RequestContext,
-    _: http::Request<Bytes>,
+    _: http::Request<BodyStream>,
     _: Vec<String>,
-) -> Result<http::Response<Bytes>, MatrixError> {
+) -> Result<http::Response<ResponseBody>, MatrixError> {
     let user = context.user()?.user_id.clone();
     let now = content::now_ms();
     let expires = now.saturating_add(UNUSED_LIFETIME_MS);
@@ -62,5 +61,6 @@ async fn create(
             "content_uri": media.content_uri(&media_id),
             "unused_expires_at": expires,
         }),
-    ))
+    )
+    .map(ResponseBody::Full))
 }

@@ -5,15 +5,19 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::Method;
-use myelin_http::{MatrixError, RequestContext, Router};
+use futures::StreamExt;
+use http::{HeaderValue, Method, header};
+use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router};
+use tokio_util::io::ReaderStream;
 
 use crate::Media;
 use crate::content::Fetch;
 use crate::handlers::{Auth, arg, serve};
 use crate::headers::{FALLBACK_CONTENT_TYPE, content_disposition, media_response};
 use crate::query::query_params;
+
+/// Bytes read from a file per chunk of a download.
+const READ_CHUNK: usize = 64 * 1024;
 
 pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
     for (template, auth) in [
@@ -41,13 +45,13 @@ pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
 async fn download(
     media: Arc<Media>,
     _: RequestContext,
-    request: http::Request<Bytes>,
+    request: http::Request<BodyStream>,
     args: Vec<String>,
-) -> Result<http::Response<Bytes>, MatrixError> {
+) -> Result<http::Response<ResponseBody>, MatrixError> {
     let (server_name, media_id) = (arg(&args, 0)?, arg(&args, 1)?);
     let fetch = Fetch::of(&request, &query_params(request.uri()))?;
     let (_, content) = media.local_content(server_name, media_id, fetch).await?;
-    let bytes = media.blob(&content.sha256).await?;
+    let (file, length) = media.open_blob(&content.sha256).await?;
     let content_type = content
         .content_type
         .as_deref()
@@ -57,9 +61,15 @@ async fn download(
         .get(2)
         .map(String::as_str)
         .or(content.upload_name.as_deref());
-    media_response(
-        bytes,
+    // Read from disk as the client takes it, never held whole.
+    let chunks = ReaderStream::with_capacity(file, READ_CHUNK).boxed();
+    let mut response = media_response(
+        ResponseBody::Stream(chunks),
         content_type,
         &content_disposition(content_type, file_name),
-    )
+    )?;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    Ok(response)
 }

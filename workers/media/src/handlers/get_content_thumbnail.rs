@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use myelin_http::{MatrixError, RequestContext, Router};
+use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router};
 use myelin_store::{MediaContent, ThumbnailRecord};
 
 use crate::content::Fetch;
@@ -111,7 +111,7 @@ fn cannot_thumbnail() -> MatrixError {
 fn thumbnail_response(
     bytes: Bytes,
     content_type: &str,
-) -> Result<http::Response<Bytes>, MatrixError> {
+) -> Result<http::Response<ResponseBody>, MatrixError> {
     let extension = match crate::headers::essence(content_type).as_str() {
         "image/jpeg" | "image/jpg" => "jpg",
         "image/gif" => "gif",
@@ -120,7 +120,7 @@ fn thumbnail_response(
     };
     let name = format!("thumbnail.{extension}");
     media_response(
-        bytes,
+        ResponseBody::Full(bytes),
         content_type,
         &content_disposition(content_type, Some(&name)),
     )
@@ -129,9 +129,9 @@ fn thumbnail_response(
 async fn thumbnail(
     media: Arc<Media>,
     _: RequestContext,
-    request: http::Request<Bytes>,
+    request: http::Request<BodyStream>,
     args: Vec<String>,
-) -> Result<http::Response<Bytes>, MatrixError> {
+) -> Result<http::Response<ResponseBody>, MatrixError> {
     let (server_name, media_id) = (arg(&args, 0)?, arg(&args, 1)?);
     let params = query_params(request.uri());
     let wanted = parse_request(&params)?;

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
-use myelin_http::{MatrixError, RequestContext, Router, json_response};
+use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router, json_response};
 use serde_json::json;
 
 use crate::Media;
@@ -23,11 +22,12 @@ pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
 async fn config(
     media: Arc<Media>,
     _: RequestContext,
-    _: http::Request<Bytes>,
+    _: http::Request<BodyStream>,
     _: Vec<String>,
-) -> Result<http::Response<Bytes>, MatrixError> {
+) -> Result<http::Response<ResponseBody>, MatrixError> {
     Ok(json_response(
         StatusCode::OK,
         &json!({"m.upload.size": media.max_upload_bytes}),
-    ))
+    )
+    .map(ResponseBody::Full))
 }
