@@ -239,4 +239,16 @@ impl MediaStore for PostgresStore {
         )
         .await
     }
+
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool> {
+        let in_use = self
+            .query_opt(
+                "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = $1) \
+                 OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = $1)",
+                &[&sha256],
+                |row| get::<bool>(row, 0),
+            )
+            .await?;
+        Ok(in_use.unwrap_or(false))
+    }
 }

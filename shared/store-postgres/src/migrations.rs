@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/postgres/0007_authenticated_media.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_media_blob_index.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

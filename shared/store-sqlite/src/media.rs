@@ -264,6 +264,18 @@ impl MediaStore for SqliteStore {
         })
         .await
     }
+
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool> {
+        let sha256 = sha256.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = ?1) \
+                 OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = ?1)",
+            )?
+            .query_row([sha256], |row| row.get(0))
+        })
+        .await
+    }
 }
 
 /// Why an upload did not fill a reserved ID, from the row as it is now

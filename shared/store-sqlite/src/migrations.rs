@@ -32,6 +32,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/sqlite/0007_authenticated_media.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/sqlite/0008_media_blob_index.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -119,4 +119,7 @@ pub trait MediaStore: Send + Sync {
 
     /// Every thumbnail of a media ID, by width, height and method.
     async fn thumbnails(&self, media_id: &str) -> StoreResult<Vec<ThumbnailRecord>>;
+
+    /// Whether any media or thumbnail row names the file with this hash.
+    async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool>;
 }

@@ -2,7 +2,9 @@
 //! named by its SHA-256, so identical uploads share one file and any replica
 //! mounting the same directory serves any media ID.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -102,8 +104,17 @@ impl MediaFiles {
             .blob_path(&blob.sha256)
             .ok_or_else(|| std::io::Error::other("hex digest is not a blob name"))?;
         if tokio::fs::try_exists(&path).await? {
-            tokio::fs::remove_file(temporary).await?;
-            return Ok(());
+            // Reused: marked fresh, so a sweep of unnamed files leaves it
+            // alone until this upload's row names it.
+            match touch(&path).await {
+                Ok(()) => {
+                    tokio::fs::remove_file(temporary).await?;
+                    return Ok(());
+                }
+                // Swept away meanwhile: this upload's copy takes its place.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
         }
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
@@ -164,6 +175,158 @@ impl MediaFiles {
         let probe = self.temporary_path().await?;
         tokio::fs::write(&probe, b"ready").await?;
         tokio::fs::remove_file(probe).await
+    }
+}
+
+impl MediaFiles {
+    /// Removes blobs that no row names (`in_use` asks the store) and that
+    /// are older than `grace`, and temporary files as old; returns how many
+    /// blobs went. Such blobs come from uploads whose row was never written
+    /// (the store failed, a reserved ID was filled by another upload, a
+    /// crash). Each one is first moved aside and looked at again: a blob an
+    /// upload reused meanwhile was touched (see `place`) and goes back, so
+    /// nothing a row names is ever lost.
+    pub(crate) async fn sweep_unnamed<F, Fut, E>(
+        &self,
+        grace: Duration,
+        in_use: F,
+    ) -> std::io::Result<u64>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<bool, E>>,
+        E: std::fmt::Display,
+    {
+        let cutoff = SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let (candidates, leftovers) = {
+            let files = self.clone();
+            tokio::task::spawn_blocking(move || files.list_old(cutoff))
+                .await
+                .map_err(std::io::Error::other)??
+        };
+        for leftover in leftovers {
+            self.settle_leftover(&leftover).await?;
+        }
+        let mut removed = 0;
+        for (sha256, path) in candidates {
+            let aside = self.root.join("tmp").join(format!(
+                "{UNNAMED_PREFIX}{sha256}-{:016x}",
+                rand::random::<u64>()
+            ));
+            match tokio::fs::rename(&path, &aside).await {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            }
+            let touched = tokio::fs::metadata(&aside).await?.modified()? > cutoff;
+            let keep = touched
+                || match in_use(sha256.clone()).await {
+                    Ok(named) => named,
+                    Err(error) => {
+                        restore(&aside, &path).await?;
+                        return Err(std::io::Error::other(format!(
+                            "cannot ask the store about {sha256}: {error}"
+                        )));
+                    }
+                };
+            if keep {
+                restore(&aside, &path).await?;
+            } else {
+                tokio::fs::remove_file(&aside).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Blobs last written before `cutoff`, and files in `tmp` as old.
+    fn list_old(&self, cutoff: SystemTime) -> std::io::Result<OldFiles> {
+        let old = |path: &Path| {
+            std::fs::metadata(path)
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| modified <= cutoff)
+        };
+        let mut blobs = Vec::new();
+        for first in read_dir_or_empty(&self.root.join("content"))? {
+            for second in read_dir_or_empty(&first)? {
+                for path in read_dir_or_empty(&second)? {
+                    let name = path.file_name().and_then(|name| name.to_str());
+                    if let Some(sha256) =
+                        name.filter(|name| self.blob_path(name).as_ref() == Some(&path))
+                        && old(&path)
+                    {
+                        blobs.push((sha256.to_owned(), path.clone()));
+                    }
+                }
+            }
+        }
+        let leftovers = read_dir_or_empty(&self.root.join("tmp"))?
+            .into_iter()
+            .filter(|path| old(path))
+            .collect();
+        Ok((blobs, leftovers))
+    }
+
+    /// An old file in `tmp`: a blob a sweep moved aside and did not get to
+    /// decide on goes back (the next sweep looks at it again); anything
+    /// else is an upload that never finished.
+    async fn settle_leftover(&self, leftover: &Path) -> std::io::Result<()> {
+        let set_aside = leftover
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_prefix(UNNAMED_PREFIX))
+            .and_then(|rest| rest.get(..64))
+            .and_then(|sha256| self.blob_path(sha256));
+        match set_aside {
+            Some(path) => restore(leftover, &path).await,
+            None => match tokio::fs::remove_file(leftover).await {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Blobs (hash and path), and files in `tmp`, older than a sweep's cutoff.
+type OldFiles = (Vec<(String, PathBuf)>, Vec<PathBuf>);
+
+/// How a blob set aside by a sweep is named in `tmp`.
+const UNNAMED_PREFIX: &str = "unnamed-";
+
+/// Puts a blob set aside back, unless an upload has put the same content
+/// there meanwhile.
+async fn restore(aside: &Path, path: &Path) -> std::io::Result<()> {
+    if tokio::fs::try_exists(path).await? {
+        tokio::fs::remove_file(aside).await
+    } else {
+        tokio::fs::rename(aside, path).await
+    }
+}
+
+/// Marks a file as just written.
+async fn touch(path: &Path) -> std::io::Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&path)?.set_modified(SystemTime::now()))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The entries of a directory; none when it does not exist.
+fn read_dir_or_empty(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect(),
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(Vec::new())
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -292,6 +455,61 @@ mod tests {
         assert!(matches!(broken, Err(UploadError::Body(_))), "{broken:?}");
         assert_eq!(entries(&root.join("tmp")), 0, "no partial file is left");
         assert!(files.open(&"a".repeat(64)).await.expect("open").is_none());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    fn age(path: &Path, by: Duration) {
+        let file = std::fs::File::open(path).expect("open");
+        file.set_modified(SystemTime::now() - by)
+            .expect("set mtime");
+    }
+
+    #[tokio::test]
+    async fn sweeps_remove_old_unnamed_blobs_and_keep_named_or_reused_ones() {
+        let root = temp_root("sweep");
+        let files = MediaFiles::new(root.clone());
+        let hour = Duration::from_secs(3600);
+        let store = |bytes: &'static [u8]| files.store(Bytes::from_static(bytes));
+        let named = store(b"named").await.expect("store");
+        let unnamed = store(b"unnamed").await.expect("store");
+        let fresh = store(b"fresh").await.expect("store");
+        let reused = store(b"reused").await.expect("store");
+        let path = |blob: &StoredBlob| files.blob_path(&blob.sha256).expect("a path");
+        for blob in [&named, &unnamed, &reused] {
+            age(&path(blob), 2 * hour);
+        }
+        // An upload of the same bytes touches the file it reuses.
+        assert_eq!(store(b"reused").await.expect("store"), reused);
+        // What a crashed upload and a crashed sweep left in tmp.
+        let tmp = root.join("tmp");
+        let stalled = tmp.join("upload-1-00");
+        std::fs::write(&stalled, b"half").expect("write");
+        age(&stalled, 2 * hour);
+        let set_aside = tmp.join(format!("{UNNAMED_PREFIX}{}-7", named.sha256));
+        std::fs::rename(path(&named), &set_aside).expect("set aside");
+        age(&set_aside, 2 * hour);
+
+        let named_sha = named.sha256.clone();
+        let removed = files
+            .sweep_unnamed(hour, |sha256| {
+                let named = sha256 == named_sha;
+                async move { Ok::<bool, String>(named) }
+            })
+            .await
+            .expect("sweep");
+        assert_eq!(removed, 1);
+        assert!(path(&named).exists(), "named, and put back from tmp");
+        assert!(!path(&unnamed).exists(), "old and unnamed");
+        assert!(path(&fresh).exists(), "too young to judge");
+        assert!(path(&reused).exists(), "touched by the second upload");
+        assert_eq!(entries(&tmp), 0, "tmp is cleared");
+
+        // With the store unreachable nothing is removed.
+        let failed = files
+            .sweep_unnamed(hour, |_| async { Err::<bool, String>("down".to_owned()) })
+            .await;
+        assert!(failed.is_err());
+        assert!(path(&named).exists(), "a blob being judged goes back");
         let _ = std::fs::remove_dir_all(root);
     }
 

@@ -24,6 +24,11 @@ use crate::files::MediaFiles;
 const DEFAULT_MEDIA_STORE: &str = "media_store";
 /// How often reservations from `/create` that were never used are forgotten.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// How often the media directory is swept for files no row names.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(6 * 60 * 60);
+/// How old such a file must be: an upload's row names its file moments
+/// after the file is written.
+const SWEEP_GRACE: Duration = Duration::from_secs(60 * 60);
 
 pub struct Media {
     media_store: Arc<dyn MediaStore>,
@@ -65,7 +70,12 @@ impl Role for Media {
     }
 
     async fn run(self: Arc<Self>, mut shutdown: Shutdown) -> anyhow::Result<()> {
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
+            if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
+                last_sweep = Some(tokio::time::Instant::now());
+                self.sweep_unnamed_files().await;
+            }
             match self
                 .media_store
                 .purge_expired_pending_media(content::now_ms())
@@ -89,5 +99,23 @@ impl Role for Media {
                 self.files.root().display()
             )
         })
+    }
+}
+
+impl Media {
+    async fn sweep_unnamed_files(&self) {
+        let store = Arc::clone(&self.media_store);
+        let swept = self
+            .files
+            .sweep_unnamed(SWEEP_GRACE, |sha256| {
+                let store = Arc::clone(&store);
+                async move { store.blob_in_use(&sha256).await }
+            })
+            .await;
+        match swept {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed media files no upload names"),
+            Err(error) => tracing::warn!(%error, "cannot sweep the media directory"),
+        }
     }
 }

@@ -256,6 +256,15 @@ pub(super) async fn thumbnails_are_kept_per_size_and_method(store: &dyn Store) {
         )
         .await
         .expect("create");
+    let thumb_sha = "34".repeat(32);
+    assert!(
+        !store.blob_in_use(&thumb_sha).await.expect("in use?"),
+        "no row names it yet"
+    );
+    assert!(
+        store.blob_in_use(&"12".repeat(32)).await.expect("in use?"),
+        "the upload names it"
+    );
     let thumbnail = |width, height, method: &str, sha: &str| ThumbnailRecord {
         media_id: "conformanceThumbs".to_owned(),
         width,
@@ -280,6 +289,14 @@ pub(super) async fn thumbnails_are_kept_per_size_and_method(store: &dyn Store) {
         .expect("a second put of the same key succeeds");
     let scale = thumbnail(320, 240, "scale", "78");
     store.put_thumbnail(&scale).await.expect("put");
+    assert!(
+        store.blob_in_use(&thumb_sha).await.expect("in use?"),
+        "a thumbnail names it"
+    );
+    assert!(
+        !store.blob_in_use(&"56".repeat(32)).await.expect("in use?"),
+        "the losing put names nothing"
+    );
     assert_eq!(
         store
             .thumbnail("conformanceThumbs", 32, 32, "crop")
