@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 
-use crate::client::{Client, Reply};
+use crate::client::{Client, Reply, encode};
 use crate::harness::{Server, TempDir};
 
 const PASSWORD: &str = "media-password-1";
@@ -443,6 +443,125 @@ async fn media_uploaded_under_authenticated_media_is_off_the_legacy_routes() {
         get(&anonymous, &legacy_thumbnail(&old_id)).await.status,
         200
     );
+}
+
+/// A web site for previews on a loopback port: `/page` (HTML whose
+/// OpenGraph image is the relative `/cat.png`), `/cat.png`, and 404s.
+async fn preview_site(picture: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PAGE: &str = r#"<html><head><title>ignored</title>
+        <meta property="og:title" content="Cats of the week">
+        <meta property="og:description" content="Seven cats, ranked.">
+        <meta property="og:image" content="/cat.png"></head><body>cats</body></html>"#;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the site");
+    let base = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("its address").port()
+    );
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let picture = picture.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0; 4096];
+                let read = stream.read(&mut head).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&head[..read]).into_owned();
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let (status, content_type, body) = match path {
+                    "/page" => (
+                        "200 OK",
+                        "text/html; charset=utf-8",
+                        PAGE.as_bytes().to_vec(),
+                    ),
+                    "/cat.png" => ("200 OK", "image/png", picture),
+                    _ => ("404 Not Found", "text/plain", b"no".to_vec()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    base
+}
+
+/// With `url_preview_enabled`, a page is described by its OpenGraph tags
+/// and its image becomes media of this server; internal addresses stay out
+/// of reach unless whitelisted, and without the setting there is no such
+/// endpoint.
+#[tokio::test]
+async fn media_previews_describe_pages_and_keep_their_images() {
+    let picture = png(64, 48);
+    let site = preview_site(picture.clone()).await;
+    let media = MediaServer::start_with(&[
+        ("MYELIN_URL_PREVIEW_ENABLED", "true"),
+        ("MYELIN_URL_PREVIEW_IP_RANGE_WHITELIST", "['127.0.0.1/32']"),
+    ])
+    .await;
+    let alice = media.server.client().register("alice", PASSWORD).await;
+    let preview = |url: String| {
+        let alice = alice.clone();
+        async move {
+            let path = format!("/_matrix/client/v1/media/preview_url?url={}", encode(&url));
+            get(&alice, &path).await
+        }
+    };
+    let page = preview(format!("{site}/page")).await;
+    assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+    let found = page.json();
+    assert_eq!(found["og:title"], "Cats of the week");
+    assert_eq!(found["og:description"], "Seven cats, ranked.");
+    assert_eq!(found["og:image:type"], "image/png");
+    assert_eq!(
+        (
+            found["og:image:width"].as_u64(),
+            found["og:image:height"].as_u64()
+        ),
+        (Some(64), Some(48))
+    );
+    assert_eq!(
+        found["matrix:image:size"].as_u64(),
+        Some(picture.len() as u64)
+    );
+    let image_id = found["og:image"]
+        .as_str()
+        .and_then(|uri| uri.strip_prefix("mxc://it.test/"))
+        .unwrap_or_else(|| panic!("og:image is no mxc URI of ours: {found}"));
+    let image = get(
+        &alice,
+        &format!("/_matrix/client/v1/media/download/it.test/{image_id}"),
+    )
+    .await;
+    assert_eq!(image.body, picture, "the page's image, kept as media");
+
+    let direct = preview(format!("{site}/cat.png")).await.json();
+    assert_eq!(direct["og:image:type"], "image/png");
+    preview(format!("{site}/missing"))
+        .await
+        .assert_error(502, "M_UNKNOWN");
+    preview("ftp://example.org/x".to_owned())
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    get(&alice, "/_matrix/client/v1/media/preview_url")
+        .await
+        .assert_error(400, "M_MISSING_PARAM");
+
+    // The default ranges keep loopback out; no setting, no endpoint.
+    let guarded = MediaServer::start_with(&[("MYELIN_URL_PREVIEW_ENABLED", "true")]).await;
+    let bob = guarded.server.client().register("bob", PASSWORD).await;
+    let path = format!(
+        "/_matrix/client/v1/media/preview_url?url={}",
+        encode(&format!("{site}/page"))
+    );
+    get(&bob, &path).await.assert_error(403, "M_FORBIDDEN");
+    let plain = MediaServer::start().await;
+    let carol = plain.server.client().register("carol", PASSWORD).await;
+    get(&carol, &path).await.assert_error(404, "M_UNRECOGNIZED");
 }
 
 /// At most five empty reservations per user, also when the requests race.

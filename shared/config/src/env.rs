@@ -58,14 +58,15 @@ pub(crate) fn apply_overrides(
 }
 
 /// Reads a YAML scalar, but keeps secrets and names as strings even when
-/// they look like numbers.
+/// they look like numbers. The key's last word decides: `bus.url` is text,
+/// `url_preview_enabled` a flag.
 fn scalar(name: &str, raw: &str) -> Value {
     let lower = name.to_ascii_lowercase();
     let textual = [
         "secret", "key", "name", "password", "url", "path", "prefix", "user", "host",
     ]
     .iter()
-    .any(|word| lower.contains(word));
+    .any(|word| lower.ends_with(word));
     if textual {
         return Value::String(raw.to_owned());
     }
@@ -142,13 +143,29 @@ pub(crate) fn read_secret_files(document: &mut Value) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::scalar;
     use crate::load_from_str;
+    use serde_yaml::Value;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_key_is_text_by_its_last_word() {
+        assert_eq!(scalar("BUS__URL", "123"), Value::String("123".to_owned()));
+        assert_eq!(scalar("URL_PREVIEW_ENABLED", "true"), Value::Bool(true));
+        assert_eq!(
+            scalar("URL_PREVIEW_IP_RANGE_WHITELIST", "['127.0.0.1/32']"),
+            serde_yaml::from_str::<Value>("['127.0.0.1/32']").expect("yaml")
+        );
+        assert_eq!(
+            scalar("REGISTRATION_SHARED_SECRET", "12345"),
+            Value::String("12345".to_owned())
+        );
     }
 
     #[test]

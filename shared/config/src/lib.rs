@@ -14,7 +14,7 @@ use std::path::Path;
 pub use generate::{GenerateOptions, Generated, generate, log_level};
 pub use model::{
     BusConfig, Config, DatabaseConfig, GatewayConfig, Listener, ListenerResource, LogLevel,
-    RateLimit, RateLimits,
+    RateLimit, RateLimits, parse_ip_range,
 };
 pub use signing_key::{SigningKeyFile, read_signing_key};
 

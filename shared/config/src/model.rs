@@ -32,6 +32,15 @@ pub struct Config {
     pub turn_uris: Vec<String>,
     pub turn_shared_secret: Option<String>,
     pub turn_user_lifetime: Option<String>,
+    /// `/preview_url` is served (off by default, as in Synapse).
+    pub url_preview_enabled: bool,
+    /// Address ranges previews may not fetch from; when unset, the
+    /// private, loopback, link-local and reserved ranges.
+    pub url_preview_ip_range_blacklist: Option<Vec<String>>,
+    /// Ranges fetched from even when the blacklist covers them.
+    pub url_preview_ip_range_whitelist: Vec<String>,
+    /// The most a preview downloads of a page or image (Synapse's 10M).
+    pub max_spider_size: Option<String>,
     pub url_preview_accept_language: Vec<String>,
     pub presence: PresenceConfig,
     pub default_room_version: Option<String>,
@@ -73,6 +82,10 @@ impl Default for Config {
             turn_uris: Vec::new(),
             turn_shared_secret: None,
             turn_user_lifetime: None,
+            url_preview_enabled: false,
+            url_preview_ip_range_blacklist: None,
+            url_preview_ip_range_whitelist: Vec::new(),
+            max_spider_size: None,
             url_preview_accept_language: Vec::new(),
             presence: PresenceConfig::default(),
             default_room_version: None,
@@ -429,6 +442,10 @@ const KNOWN_KEYS: &[&str] = &[
     "turn_shared_secret",
     "turn_shared_secret_path",
     "turn_user_lifetime",
+    "url_preview_enabled",
+    "url_preview_ip_range_blacklist",
+    "url_preview_ip_range_whitelist",
+    "max_spider_size",
     "url_preview_accept_language",
     "presence",
     "default_room_version",
@@ -491,6 +508,19 @@ impl Config {
         {
             problems.push(format!("max_upload_size `{size}` is not a size like 50M"));
         }
+        if let Some(size) = &self.max_spider_size
+            && parse_size(size).is_none()
+        {
+            problems.push(format!("max_spider_size `{size}` is not a size like 10M"));
+        }
+        let ranges = self.url_preview_ip_range_blacklist.iter().flatten();
+        for range in ranges.chain(&self.url_preview_ip_range_whitelist) {
+            if parse_ip_range(range).is_none() {
+                problems.push(format!(
+                    "`{range}` in the URL preview IP ranges is not an address or CIDR range"
+                ));
+            }
+        }
         if self.runtime_threads == Some(0) {
             problems.push("runtime_threads must be at least 1".to_owned());
         }
@@ -510,6 +540,14 @@ impl Config {
         warnings
     }
 
+    /// `max_spider_size` in bytes (Synapse's default is 10M).
+    pub fn max_spider_bytes(&self) -> u64 {
+        self.max_spider_size
+            .as_deref()
+            .and_then(parse_size)
+            .unwrap_or(10 * 1024 * 1024)
+    }
+
     /// `max_upload_size` in bytes (Synapse's default is 50M).
     pub fn max_upload_bytes(&self) -> u64 {
         self.max_upload_size
@@ -517,6 +555,17 @@ impl Config {
             .and_then(parse_size)
             .unwrap_or(50 * 1024 * 1024)
     }
+}
+
+/// An IP range as Synapse writes them: `10.0.0.0/8`, `::1/128`, or a
+/// single address.
+pub fn parse_ip_range(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 /// Parses Synapse sizes: `50M`, `1G`, `512K`, or plain bytes.

@@ -7,6 +7,7 @@ mod create_mxc_uri;
 mod get_content;
 mod get_content_thumbnail;
 mod get_media_config;
+mod get_media_preview;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub(crate) fn routes(media: &Arc<Media>, router: &mut Router) {
     get_content::routes(media, router);
     get_content_thumbnail::routes(media, router);
     get_media_config::routes(media, router);
+    get_media_preview::routes(media, router);
 }
 
 /// Whether a route takes an access token. Handlers find it in the

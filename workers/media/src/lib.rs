@@ -5,6 +5,7 @@ mod files;
 mod handlers;
 mod headers;
 mod media_ids;
+mod preview;
 mod query;
 mod thumbnailer;
 
@@ -37,6 +38,8 @@ pub struct Media {
     max_upload_bytes: u64,
     /// Whether new media is marked to be served only with an access token.
     authenticated_media: bool,
+    /// URL previews, when the config turns them on.
+    previews: Option<preview::Previews>,
     /// Permits for thumbnail decoding, one per core.
     thumbnailing: tokio::sync::Semaphore,
 }
@@ -53,6 +56,7 @@ pub fn role(deps: &Deps) -> Arc<Media> {
         server_name: deps.config.server_name.clone(),
         max_upload_bytes: deps.config.max_upload_bytes(),
         authenticated_media: deps.config.enable_authenticated_media,
+        previews: preview::Previews::from_config(&deps.config),
         thumbnailing: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, usize::from),
         ),
