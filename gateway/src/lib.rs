@@ -161,7 +161,7 @@ impl Gateway {
         };
         let (parts, body) = request.into_parts();
         let headers = proxy::request_headers(&parts.headers, &context);
-        let outgoing = |body| Outgoing {
+        let outgoing = |body, timeout| Outgoing {
             method: &parts.method,
             uri: &parts.uri,
             body,
@@ -170,17 +170,18 @@ impl Gateway {
         match BufferedBody::read(body, RETRYABLE_BODY).await? {
             BufferedBody::Whole(body) => {
                 self.proxy(pool, &choice, &context, headers, || {
-                    outgoing(reqwest::Body::from(body.clone()))
+                    outgoing(reqwest::Body::from(body.clone()), timeout)
                 })
                 .await
             }
             // Too large to keep whole: it streams to the first replica that
-            // can be connected to.
+            // can be connected to, as slowly as the client sends it, so no
+            // time limit applies.
             BufferedBody::Streaming(body) => {
                 let refusal = body.refusal();
                 let sent = self
                     .proxy(pool, &choice, &context, headers, || {
-                        outgoing(body.to_send())
+                        outgoing(body.to_send(), None)
                     })
                     .await;
                 match refusal.take() {
@@ -226,8 +227,8 @@ impl Gateway {
                     pool.mark_unhealthy(replica.addr);
                     failed.push(replica.addr);
                 }
-                Err(ProxyError::Timeout(error)) => {
-                    tracing::warn!(role = pool.role(), addr = %replica.addr, request_id = %context.request_id, %error, "replica timed out");
+                Err(ProxyError::Timeout(after)) => {
+                    tracing::warn!(role = pool.role(), addr = %replica.addr, request_id = %context.request_id, ?after, "replica did not answer in time");
                     return Err(MatrixError::new(
                         StatusCode::GATEWAY_TIMEOUT,
                         "M_UNKNOWN",

@@ -97,7 +97,8 @@ pub enum ProxyError {
     /// No connection could be made; the request never reached the replica,
     /// so another replica may take it.
     Connect(reqwest::Error),
-    Timeout(reqwest::Error),
+    /// No response head within this long.
+    Timeout(Duration),
     /// The connection broke or the response was malformed.
     Other(reqwest::Error),
 }
@@ -106,8 +107,6 @@ impl ProxyError {
     fn from_reqwest(error: reqwest::Error) -> ProxyError {
         if error.is_connect() {
             ProxyError::Connect(error)
-        } else if error.is_timeout() {
-            ProxyError::Timeout(error)
         } else {
             ProxyError::Other(error)
         }
@@ -118,7 +117,7 @@ impl std::fmt::Display for ProxyError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ProxyError::Connect(error) => write!(formatter, "cannot connect: {error}"),
-            ProxyError::Timeout(error) => write!(formatter, "timed out: {error}"),
+            ProxyError::Timeout(after) => write!(formatter, "no answer within {after:?}"),
             ProxyError::Other(error) => write!(formatter, "{error}"),
         }
     }
@@ -129,6 +128,9 @@ pub struct Outgoing<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
     pub body: reqwest::Body,
+    /// Bounds the wait for the response head, and so the sending of the
+    /// body before it; the response body then takes as long as the client
+    /// reads it.
     pub timeout: Option<Duration>,
 }
 
@@ -144,17 +146,21 @@ pub async fn forward(
         .uri
         .path_and_query()
         .map_or("/", |path| path.as_str());
-    let mut request = client
+    let sent = client
         .request(
             outgoing.method.clone(),
             format!("{}{path_and_query}", replica.base),
         )
         .headers(headers)
-        .body(outgoing.body);
-    if let Some(timeout) = outgoing.timeout {
-        request = request.timeout(timeout);
+        .body(outgoing.body)
+        .send();
+    let upstream = match outgoing.timeout {
+        Some(limit) => tokio::time::timeout(limit, sent)
+            .await
+            .map_err(|_| ProxyError::Timeout(limit))?,
+        None => sent.await,
     }
-    let upstream = request.send().await.map_err(ProxyError::from_reqwest)?;
+    .map_err(ProxyError::from_reqwest)?;
     let mut response = http::Response::new(ResponseBody::Full(Bytes::new()));
     *response.status_mut() = upstream.status();
     *response.headers_mut() = response_headers(upstream.headers());

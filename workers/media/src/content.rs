@@ -18,9 +18,11 @@ use crate::{Media, media_ids};
 const DEFAULT_UPLOAD_WAIT: Duration = Duration::from_secs(20);
 /// The longest a client may make a download wait for an upload.
 const MAX_UPLOAD_WAIT: Duration = Duration::from_secs(60);
-/// Between looks at the store while waiting: the upload may reach any
-/// replica, and the store is what they share.
-const UPLOAD_POLL: Duration = Duration::from_millis(250);
+/// Between looks at the store while waiting, doubling from the first to
+/// the last: the upload may reach any replica, and the store is what they
+/// share.
+const UPLOAD_POLL_FIRST: Duration = Duration::from_millis(250);
+const UPLOAD_POLL_LAST: Duration = Duration::from_secs(2);
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -109,6 +111,7 @@ impl Media {
             return Err(MatrixError::not_found("Media not found"));
         }
         let deadline = Instant::now() + fetch.wait;
+        let mut pause = UPLOAD_POLL_FIRST;
         loop {
             let record = self
                 .media_store
@@ -128,7 +131,8 @@ impl Media {
                     if now >= deadline {
                         return Err(not_yet_uploaded());
                     }
-                    tokio::time::sleep(UPLOAD_POLL.min(deadline - now)).await;
+                    tokio::time::sleep(pause.min(deadline - now)).await;
+                    pause = (pause * 2).min(UPLOAD_POLL_LAST);
                 }
                 (None, _) => return Err(MatrixError::not_found("Media not found")),
             }

@@ -86,15 +86,13 @@ impl MediaFiles {
         max_bytes: u64,
     ) -> Result<StoredBlob, UploadError> {
         let temporary = self.temporary_path().await?;
-        let written = write_hashed(&temporary, body, max_bytes).await;
-        let placed = match written {
-            Ok(blob) => self.place(&temporary, &blob).await.map(|()| blob),
-            Err(error) => Err(error),
-        };
-        if placed.is_err() {
-            let _ = tokio::fs::remove_file(&temporary).await;
-        }
-        placed
+        // Removes the file on every way out but success, also when the
+        // request is dropped halfway (the client went away).
+        let mut unplaced = Unplaced(Some(temporary.clone()));
+        let blob = write_hashed(&temporary, body, max_bytes).await?;
+        self.place(&temporary, &blob).await?;
+        unplaced.0 = None;
+        Ok(blob)
     }
 
     /// Renames a written temporary file to its blob's name, or drops it
@@ -107,11 +105,14 @@ impl MediaFiles {
             // Reused: marked fresh, so a sweep of unnamed files leaves it
             // alone until this upload's row names it.
             match touch(&path).await {
-                Ok(()) => {
+                // The touch may have reached the file just as a sweep moved
+                // it aside: only a file still in place counts as reused.
+                Ok(()) if tokio::fs::try_exists(&path).await? => {
                     tokio::fs::remove_file(temporary).await?;
                     return Ok(());
                 }
                 // Swept away meanwhile: this upload's copy takes its place.
+                Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error.into()),
             }
@@ -208,26 +209,45 @@ impl MediaFiles {
         for leftover in leftovers {
             self.settle_leftover(&leftover).await?;
         }
+        let ask = |sha256: &str| {
+            let asked = in_use(sha256.to_owned());
+            let sha256 = sha256.to_owned();
+            async move {
+                asked.await.map_err(|error| {
+                    std::io::Error::other(format!("cannot ask the store about {sha256}: {error}"))
+                })
+            }
+        };
         let mut removed = 0;
         for (sha256, path) in candidates {
+            // Most old files are named: those are only looked up.
+            if ask(&sha256).await? {
+                continue;
+            }
             let aside = self.root.join("tmp").join(format!(
-                "{UNNAMED_PREFIX}{sha256}-{:016x}",
-                rand::random::<u64>()
+                "{UNNAMED_PREFIX}{sha256}-{}-{:08x}",
+                unix_seconds(SystemTime::now()),
+                rand::random::<u32>()
             ));
             match tokio::fs::rename(&path, &aside).await {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(error) => return Err(error),
             }
-            let touched = tokio::fs::metadata(&aside).await?.modified()? > cutoff;
+            // Looked at again once out of reach of new uploads: one that
+            // reused the file meanwhile touched it or has its row by now.
+            let touched = match tokio::fs::metadata(&aside).await {
+                Ok(meta) => meta.modified()? > cutoff,
+                // Another replica's sweep put it back already.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
             let keep = touched
-                || match in_use(sha256.clone()).await {
+                || match ask(&sha256).await {
                     Ok(named) => named,
                     Err(error) => {
                         restore(&aside, &path).await?;
-                        return Err(std::io::Error::other(format!(
-                            "cannot ask the store about {sha256}: {error}"
-                        )));
+                        return Err(error);
                     }
                 };
             if keep {
@@ -261,9 +281,13 @@ impl MediaFiles {
                 }
             }
         }
+        // A file a sweep set aside keeps its old mtime; its name says when.
         let leftovers = read_dir_or_empty(&self.root.join("tmp"))?
             .into_iter()
-            .filter(|path| old(path))
+            .filter(|path| match set_aside_as(path) {
+                Some((_, at)) => at <= unix_seconds(cutoff),
+                None => old(path),
+            })
             .collect();
         Ok((blobs, leftovers))
     }
@@ -272,14 +296,12 @@ impl MediaFiles {
     /// decide on goes back (the next sweep looks at it again); anything
     /// else is an upload that never finished.
     async fn settle_leftover(&self, leftover: &Path) -> std::io::Result<()> {
-        let set_aside = leftover
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_prefix(UNNAMED_PREFIX))
-            .and_then(|rest| rest.get(..64))
-            .and_then(|sha256| self.blob_path(sha256));
+        let set_aside = set_aside_as(leftover).and_then(|(sha256, _)| self.blob_path(&sha256));
         match set_aside {
-            Some(path) => restore(leftover, &path).await,
+            Some(path) => match restore(leftover, &path).await {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+                _ => Ok(()),
+            },
             None => match tokio::fs::remove_file(leftover).await {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
                 _ => Ok(()),
@@ -291,8 +313,33 @@ impl MediaFiles {
 /// Blobs (hash and path), and files in `tmp`, older than a sweep's cutoff.
 type OldFiles = (Vec<(String, PathBuf)>, Vec<PathBuf>);
 
-/// How a blob set aside by a sweep is named in `tmp`.
+/// How a blob set aside by a sweep is named in `tmp`:
+/// `unnamed-<sha256>-<unix seconds>-<random>`.
 const UNNAMED_PREFIX: &str = "unnamed-";
+
+/// The hash and time in the name of a file a sweep set aside.
+fn set_aside_as(path: &Path) -> Option<(String, u64)> {
+    let rest = path.file_name()?.to_str()?.strip_prefix(UNNAMED_PREFIX)?;
+    let (sha256, rest) = rest.split_once('-')?;
+    let (seconds, _) = rest.split_once('-')?;
+    Some((sha256.to_owned(), seconds.parse().ok()?))
+}
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// A temporary upload file, removed when dropped unless disarmed.
+struct Unplaced(Option<PathBuf>);
+
+impl Drop for Unplaced {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
 
 /// Puts a blob set aside back, unless an upload has put the same content
 /// there meanwhile.
@@ -454,6 +501,19 @@ mod tests {
             .await;
         assert!(matches!(broken, Err(UploadError::Body(_))), "{broken:?}");
         assert_eq!(entries(&root.join("tmp")), 0, "no partial file is left");
+        // A client that goes away mid-upload: the request is dropped.
+        let stalled = futures::stream::once(async { Ok(Bytes::from_static(b"half")) })
+            .chain(futures::stream::pending())
+            .boxed();
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(200), files.store_stream(stalled, 100))
+                .await;
+        assert!(gave_up.is_err(), "the upload was still waiting");
+        assert_eq!(
+            entries(&root.join("tmp")),
+            0,
+            "a dropped upload leaves nothing"
+        );
         assert!(files.open(&"a".repeat(64)).await.expect("open").is_none());
         let _ = std::fs::remove_dir_all(root);
     }
@@ -485,9 +545,21 @@ mod tests {
         let stalled = tmp.join("upload-1-00");
         std::fs::write(&stalled, b"half").expect("write");
         age(&stalled, 2 * hour);
-        let set_aside = tmp.join(format!("{UNNAMED_PREFIX}{}-7", named.sha256));
+        let two_hours_ago = unix_seconds(SystemTime::now() - 2 * hour);
+        let set_aside = tmp.join(format!(
+            "{UNNAMED_PREFIX}{}-{two_hours_ago}-7",
+            named.sha256
+        ));
         std::fs::rename(path(&named), &set_aside).expect("set aside");
         age(&set_aside, 2 * hour);
+        // Set aside just now by another replica's sweep: that one decides.
+        let deciding = tmp.join(format!(
+            "{UNNAMED_PREFIX}{}-{}-8",
+            "ab".repeat(32),
+            unix_seconds(SystemTime::now())
+        ));
+        std::fs::write(&deciding, b"other").expect("write");
+        age(&deciding, 2 * hour);
 
         let named_sha = named.sha256.clone();
         let removed = files
@@ -502,7 +574,12 @@ mod tests {
         assert!(!path(&unnamed).exists(), "old and unnamed");
         assert!(path(&fresh).exists(), "too young to judge");
         assert!(path(&reused).exists(), "touched by the second upload");
-        assert_eq!(entries(&tmp), 0, "tmp is cleared");
+        assert_eq!(
+            entries(&tmp),
+            1,
+            "tmp is cleared but for the file being decided"
+        );
+        assert!(deciding.exists());
 
         // With the store unreachable nothing is removed.
         let failed = files

@@ -74,10 +74,13 @@ impl Role for Media {
     }
 
     async fn run(self: Arc<Self>, mut shutdown: Shutdown) -> anyhow::Result<()> {
-        let mut last_sweep: Option<tokio::time::Instant> = None;
+        // The first sweep comes a random while after start, so replicas
+        // started together do not all walk the directory at once.
+        let first_sweep = Duration::from_secs(60 + rand::random::<u64>() % SWEEP_GRACE.as_secs());
+        let mut next_sweep = tokio::time::Instant::now() + first_sweep;
         loop {
-            if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
-                last_sweep = Some(tokio::time::Instant::now());
+            if tokio::time::Instant::now() >= next_sweep {
+                next_sweep += SWEEP_INTERVAL;
                 self.sweep_unnamed_files().await;
             }
             match self
