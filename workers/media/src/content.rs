@@ -91,6 +91,21 @@ impl Media {
         }
     }
 
+    /// Records stored content under a new media ID of `uploader`'s.
+    pub(crate) async fn record_upload(
+        &self,
+        uploader: &str,
+        content: &MediaContent,
+    ) -> Result<String, MatrixError> {
+        let (media_id, ()) = media_ids::insert_with_new_id(|media_id| async move {
+            self.media_store
+                .create_media(&self.new_media(&media_id, uploader), content)
+                .await
+        })
+        .await?;
+        Ok(media_id)
+    }
+
     pub(crate) fn content_uri(&self, media_id: &str) -> String {
         format!("mxc://{}/{media_id}", self.server_name)
     }

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::files::UploadError;
 use crate::handlers::{Auth, serve};
 use crate::query::query_params;
-use crate::{Media, content, media_ids};
+use crate::{Media, content};
 
 pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
     serve(
@@ -41,16 +41,7 @@ async fn upload(
         size: stored.size,
         sha256: stored.sha256,
     };
-    let (media_id, ()) = media_ids::insert_with_new_id(|media_id| {
-        let (media, user, content) = (Arc::clone(&media), user.clone(), content.clone());
-        async move {
-            media
-                .media_store
-                .create_media(&media.new_media(&media_id, &user), &content)
-                .await
-        }
-    })
-    .await?;
+    let media_id = media.record_upload(&user, &content).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"content_uri": media.content_uri(&media_id)}),

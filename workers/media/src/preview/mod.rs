@@ -180,15 +180,7 @@ impl Media {
             size: stored.size,
             sha256: stored.sha256,
         };
-        let (media_id, ()) = crate::media_ids::insert_with_new_id(|media_id| {
-            let content = content.clone();
-            async move {
-                self.media_store
-                    .create_media(&self.new_media(&media_id, user), &content)
-                    .await
-            }
-        })
-        .await?;
+        let media_id = self.record_upload(user, &content).await?;
         let mut fields = Map::new();
         fields.insert("og:image".to_owned(), self.content_uri(&media_id).into());
         fields.insert("og:image:type".to_owned(), content_type.into());
