@@ -29,6 +29,7 @@ mod media;
 mod outage;
 mod persistence;
 mod postgres;
+mod security;
 mod split;
 mod tidy;
 mod tls;

@@ -1,0 +1,8 @@
+//! What an attacker or a careless client tries: reading what they may not
+//! see, holding the server's connections, forging headers, and writes that
+//! must be refused whole. Each new endpoint gets its cross-user and
+//! bad-input cases here.
+
+mod edge;
+mod integrity;
+mod privacy;

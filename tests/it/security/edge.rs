@@ -1,0 +1,1 @@
+//! Connections, bodies and headers at the HTTP edge, on both shapes.

@@ -1,0 +1,1 @@
+//! Writes refused whole: room creation, identifiers, sessions, secrets.

@@ -1,0 +1,1 @@
+//! Who may read what: history visibility and former members.
