@@ -16,6 +16,7 @@ mod pdu;
 mod redact;
 mod resolve;
 mod versions;
+mod visibility;
 
 pub use auth::{AuthError, RoomState, auth_event_ids, authorize};
 pub use build::{BuildError, BuiltPdu, EventRef, PduInput, build_pdu, reference_hash_of};
@@ -27,3 +28,4 @@ pub use pdu::{Pdu, PduParseError};
 pub use redact::prune_pdu;
 pub use resolve::{EventPool, resolve_state};
 pub use versions::{DEFAULT_ROOM_VERSION, RoomVersion, STABLE_ROOM_VERSIONS};
+pub use visibility::HistoryView;

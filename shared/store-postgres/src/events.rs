@@ -274,6 +274,40 @@ impl EventStore for PostgresStore {
         .await
     }
 
+    async fn state_at(&self, room_id: &str, at: StreamPosition) -> StoreResult<Vec<StoredEvent>> {
+        self.query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM (
+                     SELECT DISTINCT ON (event_type, state_key) *
+                     FROM events
+                     WHERE room_id = $1 AND state_key IS NOT NULL AND position <= $2
+                     ORDER BY event_type, state_key, position DESC
+                 ) AS latest ORDER BY position"
+            ),
+            &[&room_id, &at.0],
+            event_from_row,
+        )
+        .await
+    }
+
+    async fn state_history(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        self.query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE room_id = $1 AND event_type = $2 AND state_key = $3
+                 ORDER BY position"
+            ),
+            &[&room_id, &event_type, &state_key],
+            event_from_row,
+        )
+        .await
+    }
+
     async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>> {
         // COLLATE "C": byte order, as SQLite sorts, whatever the locale.
         self.query(

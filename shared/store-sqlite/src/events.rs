@@ -244,6 +244,48 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn state_at(&self, room_id: &str, at: StreamPosition) -> StoreResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        self.read(move |conn| {
+            // The newest event per type and key at or below `at`, found
+            // through the (room, type, key, position) index.
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events AS e
+                 WHERE e.room_id = ?1 AND e.state_key IS NOT NULL AND e.position = (
+                     SELECT MAX(position) FROM events
+                     WHERE room_id = e.room_id AND event_type = e.event_type
+                       AND state_key = e.state_key AND position <= ?2)
+                 ORDER BY e.position"
+            ))?;
+            let rows = statement.query_map(params![room_id, at.0], event_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn state_history(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let keys = [
+            room_id.to_owned(),
+            event_type.to_owned(),
+            state_key.to_owned(),
+        ];
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3
+                 ORDER BY position"
+            ))?;
+            let rows = statement.query_map(keys, event_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>> {
         let room_id = room_id.to_owned();
         self.read(move |conn| {

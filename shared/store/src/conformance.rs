@@ -25,6 +25,7 @@ pub async fn run_all(store: &dyn Store) {
     events::positions_increase_and_paginate(store).await;
     events::the_log_reads_every_room_in_position_order(store).await;
     events::state_and_memberships_follow_latest(store).await;
+    events::state_at_a_position_and_one_key_over_time(store).await;
     events::same_txn_id_returns_same_event(store).await;
     events::redaction_prunes_target(store).await;
     events::forgotten_rooms_hide_until_rejoined(store).await;

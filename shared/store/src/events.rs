@@ -126,6 +126,20 @@ pub trait EventStore: Send + Sync {
         at: StreamPosition,
     ) -> StoreResult<Option<StoredEvent>>;
 
+    /// The room's state as of position `at`: for each type and key, the
+    /// latest state event at or below it (what a former member saw when
+    /// they left, or the state at an event).
+    async fn state_at(&self, room_id: &str, at: StreamPosition) -> StoreResult<Vec<StoredEvent>>;
+
+    /// Every state event of one type and key, oldest first: how a user's
+    /// membership or the room's history visibility changed over time.
+    async fn state_history(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> StoreResult<Vec<StoredEvent>>;
+
     /// The room's forward extremities with their depths.
     async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>>;
 

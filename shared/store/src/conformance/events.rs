@@ -329,3 +329,81 @@ pub async fn writes_under_a_superseded_fence_are_refused(store: &dyn Store) {
     current.fence = Some(new_fence);
     persist(store, current).await;
 }
+
+pub(super) async fn state_at_a_position_and_one_key_over_time(store: &dyn Store) {
+    let room = "!history:test";
+    let ids = chain(store, room, 0).await;
+    let mut last = ids[0].clone();
+    let mut next = |n: usize, state: Option<(&str, &str)>, membership: Option<&str>| {
+        let mut new = event(room, n, state, std::slice::from_ref(&last));
+        new.membership = membership.map(str::to_owned);
+        last = new.event_id.clone();
+        new
+    };
+    let first_name = next(1, Some(("m.room.name", "")), None);
+    let first_name_id = first_name.event_id.clone();
+    persist(store, first_name).await;
+    let join = next(2, Some(("m.room.member", "@m:test")), Some("join"));
+    let join_id = join.event_id.clone();
+    persist(store, join).await;
+    let leave = next(3, Some(("m.room.member", "@m:test")), Some("leave"));
+    let leave_id = leave.event_id.clone();
+    let leave_position = persist(store, leave).await;
+    persist(store, next(4, None, None)).await;
+    let second_name = next(5, Some(("m.room.name", "")), None);
+    let second_name_id = second_name.event_id.clone();
+    persist(store, second_name).await;
+    persist(store, next(6, Some(("m.room.topic", "")), None)).await;
+
+    let at_leave: Vec<String> = store
+        .state_at(room, leave_position)
+        .await
+        .expect("state at")
+        .into_iter()
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(
+        at_leave,
+        vec![ids[0].clone(), first_name_id.clone(), leave_id.clone()],
+        "the state when the member left: create, the first name, the leave"
+    );
+    let now: Vec<String> = store
+        .current_state(room)
+        .await
+        .expect("current")
+        .into_iter()
+        .map(|event| event.event_id)
+        .collect();
+    let at_end: Vec<String> = store
+        .state_at(room, StreamPosition(i64::MAX))
+        .await
+        .expect("state at the end")
+        .into_iter()
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(at_end, now, "the state at the end is the current state");
+    assert!(at_end.contains(&second_name_id));
+    assert!(
+        store
+            .state_at(room, StreamPosition(0))
+            .await
+            .expect("before the room")
+            .is_empty()
+    );
+
+    let memberships: Vec<String> = store
+        .state_history(room, "m.room.member", "@m:test")
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(memberships, vec![join_id, leave_id], "oldest first");
+    assert!(
+        store
+            .state_history(room, "m.room.member", "@other:test")
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}

@@ -1,0 +1,345 @@
+//! History visibility: which events of a room one user may see. The rule is
+//! judged at each event, with the room's `m.room.history_visibility` and the
+//! user's membership as they were then, never as they are now.
+//!
+//! - `world_readable`: anyone.
+//! - a member joined at the event: yes, whatever the setting.
+//! - `invited`: also a user invited at the event.
+//! - `shared`: also a user who joined at some point after the event.
+//! - `joined`: nobody else.
+//!
+//! A change of the setting is itself judged by the more open of the old and
+//! new values, and a user's own membership event by the more joined of
+//! their membership before and after it, so members see their own invite,
+//! join and leave.
+
+use myelin_store::{EventStore, StoreResult, StoredEvent};
+use myelin_types::StreamPosition;
+use ruma::events::room::history_visibility::HistoryVisibility;
+use ruma::events::room::member::MembershipState;
+use serde_json::Value;
+
+const MEMBER: &str = "m.room.member";
+const HISTORY_VISIBILITY: &str = "m.room.history_visibility";
+
+/// One user's view of one room's history: their membership changes and the
+/// room's visibility changes, each oldest first.
+#[derive(Debug, Clone)]
+pub struct HistoryView {
+    user_id: String,
+    memberships: Vec<(StreamPosition, MembershipState)>,
+    visibilities: Vec<(StreamPosition, HistoryVisibility)>,
+}
+
+impl HistoryView {
+    /// Reads what the rule needs: the user's member events in the room and
+    /// the room's visibility changes.
+    pub async fn load(
+        store: &dyn EventStore,
+        room_id: &str,
+        user_id: &str,
+    ) -> StoreResult<HistoryView> {
+        let memberships = store
+            .state_history(room_id, MEMBER, user_id)
+            .await?
+            .iter()
+            .map(|event| (event.position, membership_in(&event.pdu_json)))
+            .collect();
+        let visibilities = store
+            .state_history(room_id, HISTORY_VISIBILITY, "")
+            .await?
+            .iter()
+            .map(|event| (event.position, visibility_in(&event.pdu_json)))
+            .collect();
+        Ok(HistoryView::new(user_id, memberships, visibilities))
+    }
+
+    pub fn new(
+        user_id: &str,
+        memberships: Vec<(StreamPosition, MembershipState)>,
+        visibilities: Vec<(StreamPosition, HistoryVisibility)>,
+    ) -> HistoryView {
+        HistoryView {
+            user_id: user_id.to_owned(),
+            memberships,
+            visibilities,
+        }
+    }
+
+    /// Whether the user may see this event of the room.
+    pub fn may_see(&self, event: &StoredEvent) -> bool {
+        let position = event.position;
+        let visibility = more_open(
+            self.visibility_at(position.before()),
+            self.visibility_at(position),
+        );
+        let own_membership_event =
+            event.event_type == MEMBER && event.state_key.as_deref() == Some(&self.user_id);
+        let membership = if own_membership_event {
+            more_joined(
+                self.membership_at(position.before()),
+                self.membership_at(position),
+            )
+        } else {
+            self.membership_at(position)
+        };
+        if visibility == HistoryVisibility::WorldReadable || membership == MembershipState::Join {
+            return true;
+        }
+        match visibility {
+            HistoryVisibility::Invited => membership == MembershipState::Invite,
+            HistoryVisibility::Shared => self.joined_after(position),
+            _ => false,
+        }
+    }
+
+    /// Whether the room is readable by anyone now (peeking).
+    pub fn world_readable_now(&self) -> bool {
+        self.visibilities
+            .last()
+            .is_some_and(|(_, visibility)| *visibility == HistoryVisibility::WorldReadable)
+    }
+
+    /// The setting in force after position `at`; `shared` when never set.
+    fn visibility_at(&self, at: StreamPosition) -> HistoryVisibility {
+        latest_at(&self.visibilities, at)
+            .cloned()
+            .unwrap_or(HistoryVisibility::Shared)
+    }
+
+    /// The user's membership after position `at`; `leave` before any.
+    fn membership_at(&self, at: StreamPosition) -> MembershipState {
+        latest_at(&self.memberships, at)
+            .cloned()
+            .unwrap_or(MembershipState::Leave)
+    }
+
+    fn joined_after(&self, position: StreamPosition) -> bool {
+        self.memberships
+            .iter()
+            .any(|(at, membership)| *at > position && *membership == MembershipState::Join)
+    }
+}
+
+/// The value of the newest change at or below `at`.
+fn latest_at<T>(changes: &[(StreamPosition, T)], at: StreamPosition) -> Option<&T> {
+    let after = changes.partition_point(|(position, _)| *position <= at);
+    after.checked_sub(1).map(|index| &changes[index].1)
+}
+
+fn visibility_rank(visibility: &HistoryVisibility) -> u8 {
+    match visibility {
+        HistoryVisibility::WorldReadable => 3,
+        HistoryVisibility::Shared => 2,
+        HistoryVisibility::Invited => 1,
+        _ => 0,
+    }
+}
+
+fn more_open(a: HistoryVisibility, b: HistoryVisibility) -> HistoryVisibility {
+    if visibility_rank(&b) > visibility_rank(&a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn membership_rank(membership: &MembershipState) -> u8 {
+    match membership {
+        MembershipState::Join => 4,
+        MembershipState::Invite => 3,
+        MembershipState::Knock => 2,
+        MembershipState::Leave => 1,
+        _ => 0,
+    }
+}
+
+fn more_joined(a: MembershipState, b: MembershipState) -> MembershipState {
+    if membership_rank(&b) > membership_rank(&a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn content_field(pdu_json: &str, field: &str) -> Option<String> {
+    let pdu: Value = serde_json::from_str(pdu_json).ok()?;
+    pdu.get("content")?.get(field)?.as_str().map(str::to_owned)
+}
+
+/// `content.membership` of a member event; anything unreadable counts as
+/// `leave`, which shows the least.
+fn membership_in(pdu_json: &str) -> MembershipState {
+    match content_field(pdu_json, "membership") {
+        Some(value) => MembershipState::from(value.as_str()),
+        None => MembershipState::Leave,
+    }
+}
+
+/// `content.history_visibility`; an unknown or missing value counts as
+/// `joined`, the most private.
+fn visibility_in(pdu_json: &str) -> HistoryVisibility {
+    match content_field(pdu_json, "history_visibility")
+        .map(|value| HistoryVisibility::from(value.as_str()))
+    {
+        Some(
+            known @ (HistoryVisibility::WorldReadable
+            | HistoryVisibility::Shared
+            | HistoryVisibility::Invited
+            | HistoryVisibility::Joined),
+        ) => known,
+        _ => HistoryVisibility::Joined,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: &str = "@me:hs";
+
+    fn event(position: i64, event_type: &str, state_key: Option<&str>) -> StoredEvent {
+        StoredEvent {
+            position: StreamPosition(position),
+            event_id: format!("$e{position}"),
+            room_id: "!r:hs".to_owned(),
+            sender: "@other:hs".to_owned(),
+            event_type: event_type.to_owned(),
+            state_key: state_key.map(str::to_owned),
+            depth: position,
+            origin_server_ts: position,
+            pdu_json: "{}".to_owned(),
+            txn: None,
+            redacted_by: None,
+        }
+    }
+
+    fn message(position: i64) -> StoredEvent {
+        event(position, "m.room.message", None)
+    }
+
+    fn view(
+        memberships: &[(i64, MembershipState)],
+        visibilities: &[(i64, HistoryVisibility)],
+    ) -> HistoryView {
+        HistoryView::new(
+            ME,
+            memberships
+                .iter()
+                .map(|(at, m)| (StreamPosition(*at), m.clone()))
+                .collect(),
+            visibilities
+                .iter()
+                .map(|(at, v)| (StreamPosition(*at), v.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn joined_hides_what_came_before_the_join() {
+        let me = view(
+            &[(10, MembershipState::Invite), (20, MembershipState::Join)],
+            &[(1, HistoryVisibility::Joined)],
+        );
+        assert!(!me.may_see(&message(5)), "before the invite");
+        assert!(!me.may_see(&message(15)), "while only invited");
+        assert!(me.may_see(&message(25)), "after the join");
+        assert!(
+            !me.may_see(&event(10, MEMBER, Some(ME))),
+            "an invite is not a join"
+        );
+        assert!(me.may_see(&event(20, MEMBER, Some(ME))), "my own join");
+    }
+
+    #[test]
+    fn invited_shows_from_the_invite_on() {
+        let me = view(
+            &[(10, MembershipState::Invite), (20, MembershipState::Join)],
+            &[(1, HistoryVisibility::Invited)],
+        );
+        assert!(!me.may_see(&message(5)));
+        assert!(me.may_see(&message(15)));
+        assert!(me.may_see(&message(25)));
+    }
+
+    #[test]
+    fn shared_shows_the_past_to_those_who_joined_later() {
+        let joined_later = view(&[(20, MembershipState::Join)], &[]);
+        assert!(joined_later.may_see(&message(5)), "shared is the default");
+        let only_invited = view(&[(20, MembershipState::Invite)], &[]);
+        assert!(!only_invited.may_see(&message(5)));
+        let never = view(&[], &[]);
+        assert!(!never.may_see(&message(5)));
+    }
+
+    #[test]
+    fn a_former_member_sees_nothing_after_leaving_unless_world_readable() {
+        let left = view(
+            &[(10, MembershipState::Join), (20, MembershipState::Leave)],
+            &[
+                (1, HistoryVisibility::Shared),
+                (30, HistoryVisibility::WorldReadable),
+            ],
+        );
+        assert!(left.may_see(&message(5)), "shared, joined after it");
+        assert!(left.may_see(&message(15)));
+        assert!(left.may_see(&event(20, MEMBER, Some(ME))), "own leave");
+        assert!(!left.may_see(&message(25)), "after the leave");
+        assert!(left.may_see(&message(35)), "world readable again");
+        assert!(left.world_readable_now());
+    }
+
+    #[test]
+    fn the_setting_at_each_event_counts_not_the_current_one() {
+        // Opened up later: the early private part stays private.
+        let me = view(
+            &[(50, MembershipState::Join)],
+            &[
+                (1, HistoryVisibility::Joined),
+                (30, HistoryVisibility::Shared),
+            ],
+        );
+        assert!(!me.may_see(&message(20)));
+        assert!(
+            me.may_see(&event(30, HISTORY_VISIBILITY, Some(""))),
+            "a change is judged by the more open of old and new"
+        );
+        assert!(me.may_see(&message(40)));
+        assert!(!me.world_readable_now());
+    }
+
+    #[test]
+    fn a_stranger_sees_only_world_readable_events() {
+        let stranger = view(
+            &[],
+            &[
+                (1, HistoryVisibility::WorldReadable),
+                (10, HistoryVisibility::Joined),
+            ],
+        );
+        assert!(stranger.may_see(&message(5)));
+        assert!(
+            stranger.may_see(&event(10, HISTORY_VISIBILITY, Some(""))),
+            "the change away from world_readable was still world readable"
+        );
+        assert!(!stranger.may_see(&message(15)));
+    }
+
+    #[test]
+    fn contents_read_with_safe_defaults() {
+        assert_eq!(
+            membership_in(r#"{"content":{"membership":"join"}}"#),
+            MembershipState::Join
+        );
+        assert_eq!(membership_in("{}"), MembershipState::Leave);
+        assert_eq!(
+            visibility_in(r#"{"content":{"history_visibility":"world_readable"}}"#),
+            HistoryVisibility::WorldReadable
+        );
+        assert_eq!(
+            visibility_in(r#"{"content":{"history_visibility":"everyone"}}"#),
+            HistoryVisibility::Joined
+        );
+        assert_eq!(visibility_in("{}"), HistoryVisibility::Joined);
+    }
+}
