@@ -1,6 +1,8 @@
-//! Who may read a room, and up to where.
+//! Who may read a room, up to where, and which of its events.
 
 use myelin_http::MatrixError;
+use myelin_room::HistoryView;
+use myelin_store::StoredEvent;
 use myelin_types::StreamPosition;
 
 use crate::ClientApi;
@@ -8,18 +10,38 @@ use crate::ClientApi;
 /// How much of a room's history a user may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadAccess {
-    /// A current member: everything.
+    /// A current member: up to now.
     Joined,
     /// A former member: up to the event that ended the membership.
     Until(StreamPosition),
+    /// Anyone else, in a room that is world readable now: up to now, and
+    /// only the events that were world readable when sent.
+    Peeking,
 }
 
 impl ReadAccess {
     pub(crate) fn limit(self) -> Option<StreamPosition> {
         match self {
-            ReadAccess::Joined => None,
+            ReadAccess::Joined | ReadAccess::Peeking => None,
             ReadAccess::Until(position) => Some(position),
         }
+    }
+}
+
+/// What one user may read of one room: how far, and which events, judged
+/// at each event by the history visibility and their membership then.
+pub(crate) struct RoomReader {
+    pub(crate) access: ReadAccess,
+    view: HistoryView,
+}
+
+impl RoomReader {
+    pub(crate) fn limit(&self) -> Option<StreamPosition> {
+        self.access.limit()
+    }
+
+    pub(crate) fn may_see(&self, event: &StoredEvent) -> bool {
+        self.limit().is_none_or(|limit| event.position <= limit) && self.view.may_see(event)
     }
 }
 
@@ -46,25 +68,65 @@ impl ClientApi {
             .store
             .state_event(room_id, "m.room.member", user_id)
             .await?;
+        let membership = member_event
+            .as_ref()
+            .and_then(|event| membership_of(&event.pdu_json));
+        if membership.as_deref() == Some("join") {
+            return Ok(ReadAccess::Joined);
+        }
+        if self.world_readable_now(room_id).await? {
+            return Ok(ReadAccess::Peeking);
+        }
         if self.store.room_forgotten(user_id, room_id).await? {
             return Err(MatrixError::forbidden("You have forgotten this room"));
         }
-        let Some(event) = member_event else {
-            return Err(MatrixError::forbidden("You are not a member of this room"));
-        };
-        match membership_of(&event.pdu_json).as_deref() {
-            Some("join") => Ok(ReadAccess::Joined),
-            Some("leave" | "ban") => Ok(ReadAccess::Until(event.position)),
+        match (membership.as_deref(), member_event) {
+            (Some("leave" | "ban"), Some(event)) => Ok(ReadAccess::Until(event.position)),
             _ => Err(MatrixError::forbidden("You are not a member of this room")),
         }
+    }
+
+    /// The user's access to the room with what they may see of its history.
+    pub(crate) async fn room_reader(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<RoomReader, MatrixError> {
+        let access = self.read_access(room_id, user_id).await?;
+        let view = HistoryView::load(self.store.as_ref(), room_id, user_id).await?;
+        Ok(RoomReader { access, view })
+    }
+
+    /// The room's state as the user may read it: now for members and
+    /// peekers, as of their leave for former members.
+    pub(crate) async fn readable_state(
+        &self,
+        room_id: &str,
+        access: ReadAccess,
+    ) -> Result<Vec<StoredEvent>, MatrixError> {
+        Ok(match access.limit() {
+            None => self.store.current_state(room_id).await?,
+            Some(limit) => self.store.state_at(room_id, limit).await?,
+        })
+    }
+
+    async fn world_readable_now(&self, room_id: &str) -> Result<bool, MatrixError> {
+        let setting = self
+            .store
+            .state_event(room_id, "m.room.history_visibility", "")
+            .await?;
+        Ok(setting.is_some_and(|event| {
+            content_str(&event.pdu_json, "history_visibility").as_deref() == Some("world_readable")
+        }))
     }
 }
 
 /// `content.membership` of a stored member event.
 pub(crate) fn membership_of(pdu_json: &str) -> Option<String> {
+    content_str(pdu_json, "membership")
+}
+
+fn content_str(pdu_json: &str, field: &str) -> Option<String> {
     let pdu: serde_json::Value = serde_json::from_str(pdu_json).ok()?;
-    pdu.get("content")?
-        .get("membership")?
-        .as_str()
-        .map(str::to_owned)
+    pdu.get("content")?.get(field)?.as_str().map(str::to_owned)
 }

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
-use myelin_http::{MatrixError, Router};
+use std::collections::BTreeMap;
+
+use myelin_http::{MatrixError, RequestContext, Router};
+use ruma::OwnedUserId;
 use ruma::api::client::membership::{
     ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
     join_room_by_id_or_alias, joined_members, kick_user, leave_room, unban_user,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::ClientApi;
 use crate::access::membership_of;
@@ -201,27 +204,13 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 (Some(at), Some(limit)) => Some(at.min(limit)),
                 (at, limit) => at.or(limit),
             };
-            let mut member_events = Vec::new();
-            for event in api
-                .store
-                .current_state(room_id)
-                .await?
-                .into_iter()
-                .filter(|e| e.event_type == "m.room.member")
-            {
-                let Some(at) = at else {
-                    member_events.push(event);
-                    continue;
-                };
-                let state_key = event.state_key.clone().unwrap_or_default();
-                if let Some(then) = api
-                    .store
-                    .state_event_at(room_id, "m.room.member", &state_key, at)
-                    .await?
-                {
-                    member_events.push(then);
-                }
+            let member_events: Vec<_> = match at {
+                None => api.store.current_state(room_id).await?,
+                Some(at) => api.store.state_at(room_id, at).await?,
             }
+            .into_iter()
+            .filter(|event| event.event_type == "m.room.member")
+            .collect();
             let chunk: Vec<Value> = member_events
                 .iter()
                 .filter(|event| {
@@ -239,27 +228,48 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         }
     });
     let a = Arc::clone(api);
-    router.route_json::<joined_members::v3::Request, _, _>(move |context, request| {
+    router.route::<joined_members::v3::Request, _, _>(move |context, request| {
         let api = Arc::clone(&a);
-        async move {
-            let user = context.user()?;
-            let room_id = request.room_id.as_str();
-            api.read_access(room_id, &user.user_id).await?;
-            let mut joined = Map::new();
-            for event in api.store.current_state(room_id).await?.iter().filter(|e| e.event_type == "m.room.member") {
-                let pdu: Value = serde_json::from_str(&event.pdu_json).unwrap_or_default();
-                let content = &pdu["content"];
-                if content["membership"] == "join" {
-                    let profile = json!({"display_name": content.get("displayname"), "avatar_url": content.get("avatar_url")});
-                    joined.insert(event.state_key.clone().unwrap_or_default(), profile);
-                }
-            }
-            Ok(json!({"joined": joined}))
-        }
+        async move { api.joined_members(context, request).await }
     });
 }
 
 impl ClientApi {
+    /// `GET /rooms/{roomId}/joined_members`: for members only, as the spec
+    /// says; a former member learns nothing of who is in the room now.
+    async fn joined_members(
+        &self,
+        context: RequestContext,
+        request: joined_members::v3::Request,
+    ) -> Result<joined_members::v3::Response, MatrixError> {
+        let user = context.user()?;
+        let room_id = request.room_id.as_str();
+        if self
+            .current_membership(room_id, &user.user_id)
+            .await?
+            .as_deref()
+            != Some("join")
+        {
+            return Err(MatrixError::forbidden("You are not a member of this room"));
+        }
+        let mut joined = BTreeMap::new();
+        for event in self.store.current_state(room_id).await? {
+            let pdu: Value = serde_json::from_str(&event.pdu_json).unwrap_or_default();
+            let content = &pdu["content"];
+            let joined_member =
+                event.event_type == "m.room.member" && content["membership"] == "join";
+            let user_id = event.state_key.as_deref().map(OwnedUserId::try_from);
+            let (true, Some(Ok(user_id))) = (joined_member, user_id) else {
+                continue;
+            };
+            let mut member = joined_members::v3::RoomMember::new();
+            member.display_name = content["displayname"].as_str().map(str::to_owned);
+            member.avatar_url = content["avatar_url"].as_str().map(Into::into);
+            joined.insert(user_id, member);
+        }
+        Ok(joined_members::v3::Response::new(joined))
+    }
+
     async fn join(
         &self,
         user_id: &str,

@@ -15,6 +15,7 @@ use ruma::api::client::room::get_room_event;
 use serde_json::{Value, json};
 
 use crate::ClientApi;
+use crate::access::RoomReader;
 use crate::room_writer::template;
 
 /// Most events one `/messages` page returns, whatever the client asks.
@@ -73,7 +74,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         let api = Arc::clone(&a);
         async move {
             let user = context.user()?;
-            let event = api
+            let (event, _) = api
                 .visible_event(
                     request.room_id.as_str(),
                     request.event_id.as_str(),
@@ -141,22 +142,28 @@ impl ClientApi {
             .event_id)
     }
 
-    /// An event of the room that the user may see.
+    /// An event of the room that the user may see. Anything else, also an
+    /// event of a room they may not read at all, is not found: the answer
+    /// must not tell that it exists.
     async fn visible_event(
         &self,
         room_id: &str,
         event_id: &str,
         user_id: &str,
-    ) -> Result<StoredEvent, MatrixError> {
-        let access = self.read_access(room_id, user_id).await?;
+    ) -> Result<(StoredEvent, RoomReader), MatrixError> {
+        let not_found = || MatrixError::not_found("Event not found");
+        let reader = match self.room_reader(room_id, user_id).await {
+            Ok(reader) => reader,
+            Err(error) if error.status == http::StatusCode::FORBIDDEN => return Err(not_found()),
+            Err(error) => return Err(error),
+        };
         let event = self
             .store
             .event(event_id)
             .await?
-            .filter(|event| event.room_id == room_id)
-            .filter(|event| access.limit().is_none_or(|limit| event.position <= limit))
-            .ok_or_else(|| MatrixError::not_found("Event not found"))?;
-        Ok(event)
+            .filter(|event| event.room_id == room_id && reader.may_see(event))
+            .ok_or_else(not_found)?;
+        Ok((event, reader))
     }
 
     async fn messages(
@@ -166,7 +173,7 @@ impl ClientApi {
     ) -> Result<Value, MatrixError> {
         let user = context.user()?;
         let room_id = request.room_id.as_str();
-        let access = self.read_access(room_id, &user.user_id).await?;
+        let reader = self.room_reader(room_id, &user.user_id).await?;
         let filter =
             EventFilter::from_json(&serde_json::to_value(&request.filter).unwrap_or_default());
         let limit = (u64::from(request.limit) as usize).clamp(1, MAX_PAGE);
@@ -178,7 +185,7 @@ impl ClientApi {
         };
         let to = request.to.as_deref().map(parse_token).transpose()?;
         // A former member reads nothing after the end of their membership.
-        let (from, to) = match (access.limit(), backward) {
+        let (from, to) = match (reader.limit(), backward) {
             (Some(limit), true) => (from.min(limit), to),
             (Some(limit), false) => (from, Some(to.map_or(limit, |to| to.min(limit)))),
             (None, _) => (from, to),
@@ -201,8 +208,11 @@ impl ClientApi {
             _ => None,
         };
         let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
+        // A page may come back emptier than asked, never short of `end`:
+        // the client pages on past what it may not see.
         let chunk: Vec<Value> = events
             .iter()
+            .filter(|event| reader.may_see(event))
             .filter(|event| filter.allows(&event.event_type, &event.sender))
             .map(|event| stored_client_event(event, viewer))
             .collect();
@@ -220,10 +230,9 @@ impl ClientApi {
     ) -> Result<Value, MatrixError> {
         let user = context.user()?;
         let room_id = request.room_id.as_str();
-        let event = self
+        let (event, reader) = self
             .visible_event(room_id, request.event_id.as_str(), &user.user_id)
             .await?;
-        let access = self.read_access(room_id, &user.user_id).await?;
         let limit = (u64::from(request.limit) as usize).min(MAX_PAGE);
         let before_count = limit / 2;
         let after_count = limit - before_count;
@@ -242,7 +251,7 @@ impl ClientApi {
             .room_events(
                 room_id,
                 event.position,
-                access.limit(),
+                reader.limit(),
                 Direction::Forward,
                 after_count,
             )
@@ -252,17 +261,26 @@ impl ClientApi {
             .last()
             .map_or(event.position.before(), |first| first.position.before());
         let end = after.last().map_or(event.position, |last| last.position);
+        let visible = |events: &[StoredEvent]| -> Vec<Value> {
+            events
+                .iter()
+                .filter(|event| reader.may_see(event))
+                .map(|event| stored_client_event(event, viewer))
+                .collect()
+        };
+        // The state at the last event returned, which for a former member
+        // is never past their leave.
         let state: Vec<Value> = self
             .store
-            .current_state(room_id)
+            .state_at(room_id, end)
             .await?
             .iter()
             .map(|state| stored_client_event(state, viewer))
             .collect();
         Ok(json!({
             "event": stored_client_event(&event, viewer),
-            "events_before": before.iter().map(|e| stored_client_event(e, viewer)).collect::<Vec<_>>(),
-            "events_after": after.iter().map(|e| stored_client_event(e, viewer)).collect::<Vec<_>>(),
+            "events_before": visible(&before),
+            "events_after": visible(&after),
             "start": StreamToken::at(start).to_string(),
             "end": StreamToken::at(end).to_string(),
             "state": state,

@@ -9,7 +9,6 @@ use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_s
 use serde_json::{Value, json};
 
 use crate::ClientApi;
-use crate::access::ReadAccess;
 use crate::room_writer::template;
 
 pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
@@ -39,15 +38,20 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             let room_id = request.room_id.as_str();
             let access = api.read_access(room_id, &user.user_id).await?;
             let event_type = request.event_type.to_string();
-            let event = api
-                .store
-                .state_event(room_id, &event_type, &request.state_key)
-                .await?
-                .filter(|event| {
-                    access == ReadAccess::Joined
-                        || access.limit().is_some_and(|limit| event.position <= limit)
-                })
-                .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+            // A former member reads the state as it was when they left.
+            let event = match access.limit() {
+                None => {
+                    api.store
+                        .state_event(room_id, &event_type, &request.state_key)
+                        .await?
+                }
+                Some(limit) => {
+                    api.store
+                        .state_event_at(room_id, &event_type, &request.state_key, limit)
+                        .await?
+                }
+            }
+            .ok_or_else(|| MatrixError::not_found("Event not found"))?;
             let client_event = stored_client_event(&event, None);
             if request.format
                 == ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat::Event
@@ -67,12 +71,8 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             let user = context.user()?;
             let room_id = request.room_id.as_str();
             let access = api.read_access(room_id, &user.user_id).await?;
-            if access != ReadAccess::Joined {
-                return Err(MatrixError::forbidden("You are not in this room any more"));
-            }
             let events: Vec<Value> = api
-                .store
-                .current_state(room_id)
+                .readable_state(room_id, access)
                 .await?
                 .iter()
                 .map(|event| stored_client_event(event, None))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myelin_http::{MatrixError, RequestContext, Router};
-use myelin_room::{SyncFilter, stored_client_event, stripped_state_event};
+use myelin_room::{HistoryView, SyncFilter, stored_client_event, stripped_state_event};
 use myelin_store::{Direction, Membership, TokenOwner};
 use myelin_types::{StreamPosition, StreamToken};
 use ruma::api::client::sync::sync_events;
@@ -16,6 +16,9 @@ use crate::Synchrotron;
 use crate::timelines::CachedEvent;
 
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
+/// Most events one room's timeline returns, whatever the filter asks;
+/// `/messages` pages on from `prev_batch`.
+const MAX_TIMELINE_LIMIT: usize = 100;
 /// Longest long-poll we hold, whatever the client asks.
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// State types shown with an invite (stripped state).
@@ -41,6 +44,18 @@ struct SyncParams {
     since: Option<StreamPosition>,
     filter: SyncFilter,
     full_state: bool,
+}
+
+impl SyncParams {
+    /// Events per room timeline: the filter's, within bounds, so one
+    /// request cannot ask for a whole room's history at once.
+    fn timeline_limit(&self) -> usize {
+        self.filter
+            .timeline
+            .limit
+            .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+            .clamp(1, MAX_TIMELINE_LIMIT)
+    }
 }
 
 impl Synchrotron {
@@ -173,12 +188,7 @@ impl Synchrotron {
         upto: StreamPosition,
     ) -> Result<Option<Value>, MatrixError> {
         let room_id = &membership.room_id;
-        let limit = params
-            .filter
-            .timeline
-            .limit
-            .unwrap_or(DEFAULT_TIMELINE_LIMIT)
-            .max(1);
+        let limit = params.timeline_limit();
         let newly_joined = match params.since {
             None => true,
             Some(since) if membership.position > since => {
@@ -194,6 +204,15 @@ impl Synchrotron {
         recent.reverse();
         if recent.is_empty() && !newly_joined && !params.full_state {
             return Ok(None);
+        }
+        // Joined since before the oldest event here: all of it is theirs to
+        // see. Otherwise each event is judged by the visibility at it.
+        if recent
+            .first()
+            .is_some_and(|oldest| oldest.position < membership.position)
+        {
+            self.keep_visible(&mut recent, room_id, &user.user_id)
+                .await?;
         }
         let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
         let in_timeline: HashSet<&str> =
@@ -256,6 +275,19 @@ impl Synchrotron {
         Ok(stored.into_iter().map(Arc::new).collect())
     }
 
+    /// Drops the events the user may not see by the room's history
+    /// visibility and their membership at each event.
+    async fn keep_visible(
+        &self,
+        events: &mut Vec<CachedEvent>,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<(), MatrixError> {
+        let view = HistoryView::load(self.store.as_ref(), room_id, user_id).await?;
+        events.retain(|event| view.may_see(event));
+        Ok(())
+    }
+
     /// Whether the user was already joined at `since`: a profile change
     /// re-sends the join event, and must not look like a fresh join.
     async fn was_joined_at(
@@ -296,12 +328,7 @@ impl Synchrotron {
         membership: &Membership,
         params: &SyncParams,
     ) -> Result<Value, MatrixError> {
-        let limit = params
-            .filter
-            .timeline
-            .limit
-            .unwrap_or(DEFAULT_TIMELINE_LIMIT)
-            .max(1);
+        let limit = params.timeline_limit();
         let mut recent = self
             .newest_events(
                 &membership.room_id,
@@ -313,10 +340,12 @@ impl Synchrotron {
         let limited = recent.len() > limit;
         recent.truncate(limit);
         recent.reverse();
-        let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
         let prev_batch = recent
             .first()
             .map_or(membership.position, |first| first.position.before());
+        self.keep_visible(&mut recent, &membership.room_id, &user.user_id)
+            .await?;
+        let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
         Ok(json!({
             "timeline": {
                 "events": recent.iter().map(|event| stored_client_event(event, viewer)).collect::<Vec<_>>(),
