@@ -15,6 +15,7 @@ use ruma::api::client::room::get_room_event;
 use serde_json::{Value, json};
 
 use crate::ClientApi;
+use crate::identifier_limits::{check_event_key, check_txn_id};
 use crate::room_writer::template;
 
 /// Most events one `/messages` page returns, whatever the client asks.
@@ -112,6 +113,8 @@ impl ClientApi {
         txn_id: &str,
     ) -> Result<String, MatrixError> {
         let user = context.user()?;
+        check_event_key("The event type", event_type)?;
+        check_txn_id(txn_id)?;
         if !content.is_object() {
             return Err(MatrixError::bad_json("Event content must be an object"));
         }
