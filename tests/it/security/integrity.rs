@@ -2,11 +2,15 @@
 //! and the spec's limits on identifiers hold on every write path.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::client::{Client, Reply, encode};
 use crate::harness::Server;
+use crate::split::{Split, register_users, send_path, settings, try_request};
 
 /// A server with alice and bob registered; alice has one room already.
 async fn server_with_alice_and_bob() -> (Server, Client, Client) {
@@ -298,4 +302,158 @@ async fn nul_is_refused_in_identifiers_and_kept_in_content() {
         .await
         .ok();
     assert_eq!(event["content"]["body"], body);
+}
+
+/// Creates rooms as `creator` until `stop` is set, counting those answered;
+/// a killed persister's requests time out and are not retried.
+async fn create_rooms_until(creator: Client, stop: Arc<AtomicBool>, created: Arc<AtomicUsize>) {
+    // A long initial state makes each creation one large batch, so a kill
+    // has good odds of landing inside one.
+    let initial_state: Vec<Value> = (0..40)
+        .map(|n| json!({"type": "m.split.note", "state_key": format!("k{n}"), "content": {"n": n}}))
+        .collect();
+    let body = json!({"name": "batch", "topic": "t", "initial_state": initial_state});
+    while !stop.load(Ordering::Relaxed) {
+        let result = try_request(
+            &creator,
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&body),
+            Duration::from_secs(60),
+        )
+        .await;
+        if result.is_ok() {
+            created.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// SIGKILL of an event persister while rooms are being created: each room
+/// the store holds has every initial event, whether its creation was
+/// answered or cut off, and no event belongs to a room that is not there.
+/// A NUL inside content is kept on PostgreSQL as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn split_persister_killed_mid_creation_leaves_whole_rooms_or_none() {
+    let Some(settings) = settings() else { return };
+    let split = Split::up_with(
+        &settings,
+        &[
+            ("CLIENT_APIS", "1"),
+            ("SYNCHROTRONS", "1"),
+            ("PERSISTERS", "2"),
+            ("GATEWAYS", "1"),
+        ],
+    )
+    .await;
+    let creators = register_users(&split, "creator", 3).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let created = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = creators
+        .iter()
+        .map(|creator| {
+            tokio::spawn(create_rooms_until(
+                creator.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&created),
+            ))
+        })
+        .collect();
+    wait_for_count(&created, 6, "rooms created before the kill").await;
+    let (name, _, pid) = split.processes("EVENT_PERSISTER")[0].clone();
+    split.kill9(&name, pid).await;
+    let after_kill = created.load(Ordering::Relaxed);
+    wait_for_count(&created, after_kill + 6, "rooms created after the kill").await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("a creator task");
+    }
+
+    let database = split.database().await;
+    let per_room: Vec<(String, i64)> = database
+        .query(
+            "SELECT r.room_id, count(e.event_id) FROM rooms r \
+             LEFT JOIN events e ON e.room_id = r.room_id GROUP BY r.room_id",
+            &[],
+        )
+        .await
+        .expect("count events per room")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert!(per_room.len() >= 12, "{per_room:?}");
+    // create, the creator's join, power levels, join rules, history
+    // visibility, guest access, 40 notes, name and topic.
+    let whole = 48;
+    let partial: Vec<_> = per_room.iter().filter(|(_, n)| *n != whole).collect();
+    assert!(partial.is_empty(), "rooms left half made: {partial:?}");
+    let orphans: i64 = database
+        .query_one(
+            "SELECT count(*) FROM events WHERE room_id NOT IN (SELECT room_id FROM rooms)",
+            &[],
+        )
+        .await
+        .expect("count orphan events")
+        .get(0);
+    assert_eq!(orphans, 0, "events without their room");
+    for creator in &creators {
+        for room_id in creator.joined_rooms().await {
+            assert!(per_room.iter().any(|(id, _)| *id == room_id), "{room_id}");
+        }
+    }
+
+    let room_id = creators[0].joined_rooms().await[0].clone();
+    let body = "before\u{0}after";
+    let event_id = send_with_txn_retrying(&creators[0], &room_id, "nul-body", body).await;
+    let event = creators[0]
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            encode(&room_id),
+            encode(&event_id)
+        ))
+        .await
+        .ok();
+    assert_eq!(event["content"]["body"], body);
+}
+
+/// Waits until `count` reaches `at_least`; fails after a generous deadline.
+async fn wait_for_count(count: &AtomicUsize, at_least: usize, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while count.load(Ordering::Relaxed) < at_least {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} {what}, wanted {at_least}",
+            count.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a text under one transaction ID until it is acknowledged: the
+/// room's partition may still be on its way to a live persister.
+async fn send_with_txn_retrying(
+    client: &Client,
+    room_id: &str,
+    txn_id: &str,
+    body: &str,
+) -> String {
+    let content = json!({"msgtype": "m.text", "body": body});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let result = try_request(
+            client,
+            reqwest::Method::PUT,
+            &send_path(room_id, txn_id),
+            Some(&content),
+            Duration::from_secs(30),
+        )
+        .await;
+        match result {
+            Ok(sent) => return crate::client::event_id_of(&sent),
+            Err(error) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the send was never acknowledged: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
