@@ -6,8 +6,8 @@ use myelin_http::MatrixError;
 use ruma::{OwnedRoomAliasId, RoomAliasId};
 
 /// The spec's limit, in bytes, on an event's `type` and `state_key`, on
-/// user and room IDs and on room aliases.
-pub(crate) const MAX_IDENTIFIER_BYTES: usize = 255;
+/// user and room IDs and on room aliases: the one the PDU builder applies.
+pub(crate) const MAX_IDENTIFIER_BYTES: usize = myelin_room::MAX_KEY_BYTES;
 
 /// PostgreSQL `text` cannot hold a NUL and SQLite can: refusing it before
 /// the store keeps the engines alike.

@@ -26,6 +26,9 @@ fn compose_refusal(error: ComposeError) -> RoomInputRefused {
         ComposeError::Build(myelin_room::BuildError::TooLarge) => {
             refused(413, "M_TOO_LARGE", "Event is larger than 65536 bytes")
         }
+        ComposeError::Build(too_long @ myelin_room::BuildError::KeyTooLarge(_)) => {
+            refused(413, "M_TOO_LARGE", &too_long.to_string())
+        }
         ComposeError::Build(other) => refused(400, "M_BAD_JSON", &other.to_string()),
     }
 }
