@@ -289,6 +289,50 @@ async fn nul_is_refused_in_identifiers_and_kept_in_content() {
     assert_eq!(body_of(&alice, &room_id, &event_id).await, body);
 }
 
+#[tokio::test]
+async fn a_nul_device_name_is_refused_before_the_account_exists() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let challenge = anonymous.register_start("dana", "pw-dana").await;
+    let session = challenge.body["session"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a UIA challenge: {}", challenge.text))
+        .to_owned();
+    anonymous
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({
+                "username": "dana", "password": "pw-dana",
+                "initial_device_display_name": "a\u{0}b",
+                "auth": {"type": "m.login.dummy", "session": session},
+            }),
+        )
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    let available = anonymous
+        .get("/_matrix/client/v3/register/available?username=dana")
+        .await
+        .ok();
+    assert_eq!(
+        available["available"], true,
+        "the refused registration left an account"
+    );
+
+    anonymous.register("dana", "pw-dana").await;
+    anonymous
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "dana"},
+                "password": "pw-dana",
+                "device_id": "a\u{0}b",
+            }),
+        )
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+}
+
 /// `content.body` of an event, as `GET /rooms/{room}/event/{event}` shows it.
 async fn body_of(client: &Client, room_id: &str, event_id: &str) -> Value {
     let event = client

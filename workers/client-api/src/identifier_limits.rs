@@ -41,6 +41,22 @@ pub(crate) fn check_txn_id(txn_id: &str) -> Result<(), MatrixError> {
     refuse_nul("The transaction ID", txn_id)
 }
 
+/// A device ID and name a client chose, checked before anything is written.
+pub(crate) fn check_new_device(
+    device_id: Option<&str>,
+    display_name: Option<&str>,
+) -> Result<(), MatrixError> {
+    for (what, value) in [
+        ("The device ID", device_id),
+        ("The device name", display_name),
+    ] {
+        if let Some(value) = value {
+            refuse_nul(what, value)?;
+        }
+    }
+    Ok(())
+}
+
 /// A room alias: the spec's grammar (no NUL in the localpart) and size.
 pub(crate) fn check_alias(alias: &RoomAliasId) -> Result<(), MatrixError> {
     if alias.as_str().len() > MAX_IDENTIFIER_BYTES {
