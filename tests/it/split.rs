@@ -273,7 +273,7 @@ impl Split {
     }
 
     /// SIGKILL, then waits until the process is gone.
-    async fn kill9(&self, name: &str, pid: u32) {
+    pub(crate) async fn kill9(&self, name: &str, pid: u32) {
         signal(name, pid, "KILL");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

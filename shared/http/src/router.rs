@@ -446,6 +446,14 @@ impl Router {
                 None => whole(MatrixError::unrecognized("Unrecognized request").into_response()),
             };
         };
+        // PostgreSQL text cannot hold a NUL and SQLite can: refused here, an
+        // identifier named in a path reaches neither engine with one.
+        if args.iter().any(|arg| arg.contains('\0')) {
+            return whole(
+                MatrixError::invalid_param("Path parameters must not contain NUL characters")
+                    .into_response(),
+            );
+        }
         let timer = self.metrics.as_ref().map(|m| {
             m.latency
                 .with_label_values(&[method.as_str(), route.template])

@@ -10,10 +10,16 @@ use crate::{Pdu, RoomVersion, ServerKey};
 /// Matrix's limit on a whole PDU, signatures included.
 const MAX_PDU_BYTES: usize = 65_536;
 
+/// Matrix's limit on a PDU's `sender`, `room_id`, `type` and `state_key`.
+pub const MAX_KEY_BYTES: usize = 255;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("event is larger than {MAX_PDU_BYTES} bytes")]
     TooLarge,
+    /// One of the keys the spec limits on its own (names the key).
+    #[error("event `{0}` is longer than {MAX_KEY_BYTES} bytes")]
+    KeyTooLarge(&'static str),
     /// Content that canonical JSON cannot carry (floats, huge integers).
     #[error("event is not canonical JSON: {0}")]
     NotCanonical(String),
@@ -73,7 +79,25 @@ fn random_event_localpart() -> String {
         .collect()
 }
 
+/// Refuses the first of the size-limited keys that is over its limit.
+fn check_key_sizes(input: &PduInput<'_>) -> Result<(), BuildError> {
+    let keys = [
+        ("sender", Some(input.sender)),
+        ("room_id", input.room_id),
+        ("type", Some(input.event_type)),
+        ("state_key", input.state_key),
+    ];
+    match keys
+        .into_iter()
+        .find(|(_, value)| value.is_some_and(|value| value.len() > MAX_KEY_BYTES))
+    {
+        Some((name, _)) => Err(BuildError::KeyTooLarge(name)),
+        None => Ok(()),
+    }
+}
+
 pub fn build_pdu(key: &ServerKey, input: PduInput<'_>) -> Result<BuiltPdu, BuildError> {
+    check_key_sizes(&input)?;
     let version = input.version;
     let mut object = Map::new();
     let mut content = input.content;

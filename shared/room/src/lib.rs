@@ -19,7 +19,9 @@ mod versions;
 mod visibility;
 
 pub use auth::{AuthError, RoomState, auth_event_ids, authorize};
-pub use build::{BuildError, BuiltPdu, EventRef, PduInput, build_pdu, reference_hash_of};
+pub use build::{
+    BuildError, BuiltPdu, EventRef, MAX_KEY_BYTES, PduInput, build_pdu, reference_hash_of,
+};
 pub use client_format::{client_event, stored_client_event, stripped_state_event};
 pub use compose::{ComposeError, NewEvent, RoomHead, compose_event, event_ref};
 pub use filter::{EventFilter, SyncFilter};

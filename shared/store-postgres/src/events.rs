@@ -1,6 +1,7 @@
 //! Events, current state, extremities and transaction IDs.
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use myelin_store::{
     Direction, EventStore, Membership, PersistEvent, PersistOutcome, RoomRecord, StoreError,
     StoreResult, StoredEvent, TxnKey,
@@ -50,154 +51,181 @@ fn membership_from_row(row: &Row) -> StoreResult<Membership> {
     })
 }
 
+/// One event's writes inside the caller's transaction; the caller commits.
+/// An early return leaves the transaction to be dropped, which rolls it back.
+async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<PersistOutcome> {
+    if let Some(fence) = event.fence {
+        // FOR SHARE until commit: a new holder's epoch bump waits for
+        // this write, and a write after the bump sees the new epoch.
+        // (Not FOR KEY SHARE: that does not conflict with an update of
+        // a non-key column, so the bump would not wait.)
+        let epoch: Option<i64> = tx_query_opt(
+            tx,
+            "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
+            &[&fence.key],
+            |row| get(row, 0),
+        )
+        .await?;
+        if epoch != Some(fence.epoch) {
+            return Err(StoreError::Fenced);
+        }
+    }
+    if let Some(txn) = &event.txn {
+        // DO NOTHING waits for a concurrent writer of the same key and
+        // skips the row once that one commits, so a retry racing the
+        // first attempt is reported as a duplicate, not as a conflict.
+        let inserted = tx_execute(
+            tx,
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
+            &[&txn.user_id, &txn.device_id, &txn.txn_id, &event.event_id],
+        )
+        .await?;
+        if inserted == 0 {
+            // A new statement sees the row the other writer committed
+            // (read committed).
+            let existing = tx_query_opt(
+                tx,
+                "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+                &[&txn.user_id, &txn.device_id, &txn.txn_id],
+                |row| get(row, 0),
+            )
+            .await?;
+            let event_id = existing.ok_or_else(|| {
+                StoreError::Corrupt("a transaction ID conflicted but has no row".to_owned())
+            })?;
+            return Ok(PersistOutcome::DuplicateTxn { event_id });
+        }
+    }
+    if let Some(room_version) = &event.new_room_version {
+        tx_execute(
+            tx,
+            "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)",
+            &[&event.room_id, room_version, &event.sender],
+        )
+        .await?;
+    }
+    // The position is taken as late as the events row allows: the row
+    // lock on stream_position is held until commit, so writers commit in
+    // position order and a reader who sees position p (max_position reads
+    // this row) also sees every event below p. A sequence would hand out
+    // positions in start order but let them commit in any order.
+    let position: i64 = tx_query_opt(
+        tx,
+        "UPDATE stream_position SET position = position + 1 RETURNING position",
+        &[],
+        |row| get(row, 0),
+    )
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("stream_position has no row".to_owned()))?;
+    let txn = event.txn.as_ref();
+    tx_execute(
+        tx,
+        "INSERT INTO events (position, event_id, room_id, sender, event_type, state_key, depth,
+                             origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &position,
+            &event.event_id,
+            &event.room_id,
+            &event.sender,
+            &event.event_type,
+            &event.state_key,
+            &event.depth,
+            &event.origin_server_ts,
+            &event.pdu_json,
+            &txn.map(|t| &t.user_id),
+            &txn.map(|t| &t.device_id),
+            &txn.map(|t| &t.txn_id),
+        ],
+    )
+    .await?;
+    if let Some(state_key) = &event.state_key {
+        tx_execute(
+            tx,
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
+                 event_id = excluded.event_id, membership = excluded.membership,
+                 position = excluded.position",
+            &[
+                &event.room_id,
+                &event.event_type,
+                state_key,
+                &event.event_id,
+                &event.membership,
+                &position,
+            ],
+        )
+        .await?;
+    }
+    if event.membership.as_deref() == Some("join")
+        && let Some(user_id) = &event.state_key
+    {
+        tx_execute(
+            tx,
+            "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2",
+            &[user_id, &event.room_id],
+        )
+        .await?;
+    }
+    tx_execute(
+        tx,
+        "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
+        &[&event.room_id, &event.prev_events],
+    )
+    .await?;
+    tx_execute(
+        tx,
+        "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)",
+        &[&event.room_id, &event.event_id, &event.depth],
+    )
+    .await?;
+    if let Some(redaction) = &event.redaction {
+        tx_execute(
+            tx,
+            "UPDATE events SET pdu_json = $2, redacted_by = $3 WHERE event_id = $1",
+            &[
+                &redaction.target_event_id,
+                &redaction.pruned_pdu_json,
+                &event.event_id,
+            ],
+        )
+        .await?;
+    }
+    Ok(PersistOutcome::Persisted(StreamPosition(position)))
+}
+
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn persist_event(&self, event: PersistEvent) -> StoreResult<PersistOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        if let Some(fence) = event.fence {
-            // FOR SHARE until commit: a new holder's epoch bump waits for
-            // this write, and a write after the bump sees the new epoch.
-            // (Not FOR KEY SHARE: that does not conflict with an update of
-            // a non-key column, so the bump would not wait.)
-            let epoch: Option<i64> = tx_query_opt(
-                &tx,
-                "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
-                &[&fence.key],
-                |row| get(row, 0),
-            )
-            .await?;
-            if epoch != Some(fence.epoch) {
-                tx.rollback().await.map_err(map_error)?;
-                return Err(StoreError::Fenced);
+        let outcome = persist_in(&tx, &event).await?;
+        match outcome {
+            PersistOutcome::Persisted(_) => tx.commit().await.map_err(map_error)?,
+            PersistOutcome::DuplicateTxn { .. } => tx.rollback().await.map_err(map_error)?,
+        }
+        Ok(outcome)
+    }
+
+    async fn persist_events(&self, events: Vec<PersistEvent>) -> StoreResult<Vec<StreamPosition>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let mut positions = Vec::with_capacity(events.len());
+        for event in &events {
+            // An error drops the transaction uncommitted: nothing is written.
+            match persist_in(&tx, event).await? {
+                PersistOutcome::Persisted(position) => positions.push(position),
+                PersistOutcome::DuplicateTxn { .. } => {
+                    return Err(StoreError::Conflict(
+                        "a transaction ID in the batch was used before".to_owned(),
+                    ));
+                }
             }
-        }
-        if let Some(txn) = &event.txn {
-            // DO NOTHING waits for a concurrent writer of the same key and
-            // skips the row once that one commits, so a retry racing the
-            // first attempt is reported as a duplicate, not as a conflict.
-            let inserted = tx_execute(
-                &tx,
-                "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
-                &[&txn.user_id, &txn.device_id, &txn.txn_id, &event.event_id],
-            )
-            .await?;
-            if inserted == 0 {
-                // A new statement sees the row the other writer committed
-                // (read committed).
-                let existing = tx_query_opt(
-                    &tx,
-                    "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
-                    &[&txn.user_id, &txn.device_id, &txn.txn_id],
-                    |row| get(row, 0),
-                )
-                .await?;
-                tx.rollback().await.map_err(map_error)?;
-                let event_id = existing.ok_or_else(|| {
-                    StoreError::Corrupt("a transaction ID conflicted but has no row".to_owned())
-                })?;
-                return Ok(PersistOutcome::DuplicateTxn { event_id });
-            }
-        }
-        if let Some(room_version) = &event.new_room_version {
-            tx_execute(
-                &tx,
-                "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)",
-                &[&event.room_id, room_version, &event.sender],
-            )
-            .await?;
-        }
-        // The position is taken as late as the events row allows: the row
-        // lock on stream_position is held until commit, so writers commit in
-        // position order and a reader who sees position p (max_position reads
-        // this row) also sees every event below p. A sequence would hand out
-        // positions in start order but let them commit in any order.
-        let position: i64 = tx_query_opt(
-            &tx,
-            "UPDATE stream_position SET position = position + 1 RETURNING position",
-            &[],
-            |row| get(row, 0),
-        )
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("stream_position has no row".to_owned()))?;
-        let txn = event.txn.as_ref();
-        tx_execute(
-            &tx,
-            "INSERT INTO events (position, event_id, room_id, sender, event_type, state_key, depth,
-                                 origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &[
-                &position,
-                &event.event_id,
-                &event.room_id,
-                &event.sender,
-                &event.event_type,
-                &event.state_key,
-                &event.depth,
-                &event.origin_server_ts,
-                &event.pdu_json,
-                &txn.map(|t| &t.user_id),
-                &txn.map(|t| &t.device_id),
-                &txn.map(|t| &t.txn_id),
-            ],
-        )
-        .await?;
-        if let Some(state_key) = &event.state_key {
-            tx_execute(
-                &tx,
-                "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
-                     event_id = excluded.event_id, membership = excluded.membership,
-                     position = excluded.position",
-                &[
-                    &event.room_id,
-                    &event.event_type,
-                    state_key,
-                    &event.event_id,
-                    &event.membership,
-                    &position,
-                ],
-            )
-            .await?;
-        }
-        if event.membership.as_deref() == Some("join")
-            && let Some(user_id) = &event.state_key
-        {
-            tx_execute(
-                &tx,
-                "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2",
-                &[user_id, &event.room_id],
-            )
-            .await?;
-        }
-        tx_execute(
-            &tx,
-            "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
-            &[&event.room_id, &event.prev_events],
-        )
-        .await?;
-        tx_execute(
-            &tx,
-            "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)",
-            &[&event.room_id, &event.event_id, &event.depth],
-        )
-        .await?;
-        if let Some(redaction) = &event.redaction {
-            tx_execute(
-                &tx,
-                "UPDATE events SET pdu_json = $2, redacted_by = $3 WHERE event_id = $1",
-                &[
-                    &redaction.target_event_id,
-                    &redaction.pruned_pdu_json,
-                    &event.event_id,
-                ],
-            )
-            .await?;
         }
         tx.commit().await.map_err(map_error)?;
-        Ok(PersistOutcome::Persisted(StreamPosition(position)))
+        Ok(positions)
     }
 
     async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>> {

@@ -149,6 +149,22 @@ impl EventStore for SqliteStore {
         self.write(move |tx| persist(tx, &event)).await
     }
 
+    async fn persist_events(&self, events: Vec<PersistEvent>) -> StoreResult<Vec<StreamPosition>> {
+        // An error drops the transaction before its commit: nothing is written.
+        self.write(move |tx| {
+            events
+                .iter()
+                .map(|event| match persist(tx, event)? {
+                    PersistOutcome::Persisted(position) => Ok(position),
+                    PersistOutcome::DuplicateTxn { .. } => Err(StoreError::Conflict(
+                        "a transaction ID in the batch was used before".to_owned(),
+                    )),
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>> {
         let event_id = event_id.to_owned();
         self.read(move |conn| {

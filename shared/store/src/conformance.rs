@@ -5,6 +5,7 @@
 
 mod accounts;
 mod aliases;
+mod batches;
 mod events;
 mod media;
 
@@ -30,6 +31,9 @@ pub async fn run_all(store: &dyn Store) {
     events::redaction_prunes_target(store).await;
     events::forgotten_rooms_hide_until_rejoined(store).await;
     events::writes_under_a_superseded_fence_are_refused(store).await;
+    batches::a_batch_lands_whole_in_order(store).await;
+    batches::a_batch_failing_part_way_writes_nothing(store).await;
+    batches::content_with_an_escaped_nul_round_trips(store).await;
     media::uploads_round_trip(store).await;
     media::pending_uploads_fill_once_by_their_owner(store).await;
     media::reservations_stop_at_the_limit_even_in_parallel(store).await;

@@ -103,6 +103,12 @@ pub trait EventStore: Send + Sync {
     /// reader sees position `p`, every event below `p` is visible too.
     async fn persist_event(&self, event: PersistEvent) -> StoreResult<PersistOutcome>;
 
+    /// Writes `events` in order in one transaction, each as `persist_event`
+    /// would, and returns their positions: all of them or none, so a refusal
+    /// or a crash part-way never leaves half a room behind. A transaction ID
+    /// used before fails the whole batch with `StoreError::Conflict`.
+    async fn persist_events(&self, events: Vec<PersistEvent>) -> StoreResult<Vec<StreamPosition>>;
+
     async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>>;
 
     async fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>>;

@@ -2,6 +2,7 @@
 
 mod access;
 pub(crate) mod handlers;
+mod identifier_limits;
 mod passwords;
 mod room_writer;
 mod routes;

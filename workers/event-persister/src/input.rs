@@ -10,6 +10,7 @@ use myelin_store::{Fence, StoreError, TxnKey};
 
 use crate::EventPersister;
 use crate::head::{CachedHead, load_head};
+use crate::persist::advance;
 
 pub(crate) fn refused(status: u16, errcode: &str, error: &str) -> RoomInputRefused {
     RoomInputRefused {
@@ -102,10 +103,6 @@ impl EventPersister {
                 "This server does not support that room version",
             )
         })?;
-        let mut templates = create.events.into_iter();
-        let first = templates
-            .next()
-            .ok_or_else(|| refused(400, "M_BAD_JSON", "no create event"))?;
         let mut head = CachedHead {
             room_id: create.room_id.clone().unwrap_or_default(),
             version,
@@ -121,14 +118,28 @@ impl EventPersister {
             Some(slot) => Some(slot.lock().await),
             None => None,
         };
-        let mut done = self
-            .write_event(&mut head, &create.creator, first, None, fence)
-            .await?;
-        for template in templates {
-            done = self
-                .write_event(&mut head, &create.creator, template, None, fence)
+        // Every event is composed and authorized before any is written, and
+        // all are written in one transaction: a refusal or a crash part-way
+        // leaves no room behind.
+        let mut composed = Vec::with_capacity(create.events.len());
+        for template in create.events {
+            let event = self
+                .compose(&head, &create.creator, template, None, fence)
                 .await?;
+            advance(&mut head, &event);
+            composed.push(event);
         }
-        Ok(done)
+        let Some(last) = composed.last() else {
+            return Err(refused(400, "M_BAD_JSON", "no create event"));
+        };
+        let positions = self
+            .event_store
+            .persist_events(composed.iter().map(|event| event.record.clone()).collect())
+            .await
+            .map_err(unavailable)?;
+        for (event, position) in composed.iter().zip(&positions) {
+            self.announce(&event.record, *position).await;
+        }
+        Ok(last.done(positions.last().copied()))
     }
 }

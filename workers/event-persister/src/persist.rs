@@ -6,9 +6,9 @@ use myelin_bus::messages::{
     self, EventTemplate, PersistedEvent, RoomInputDone, RoomInputRefused, WIRE_VERSION,
 };
 use myelin_bus::subjects;
-use myelin_room::{ComposeError, NewEvent, RoomHead, compose_event, event_ref, prune_pdu};
+use myelin_room::{ComposeError, NewEvent, Pdu, RoomHead, compose_event, event_ref, prune_pdu};
 use myelin_store::{Fence, PersistEvent, PersistOutcome, Redaction, TxnKey};
-use myelin_types::Partition;
+use myelin_types::{Partition, StreamPosition};
 use serde_json::Value;
 
 use crate::EventPersister;
@@ -26,7 +26,26 @@ fn compose_refusal(error: ComposeError) -> RoomInputRefused {
         ComposeError::Build(myelin_room::BuildError::TooLarge) => {
             refused(413, "M_TOO_LARGE", "Event is larger than 65536 bytes")
         }
+        ComposeError::Build(too_long @ myelin_room::BuildError::KeyTooLarge(_)) => {
+            refused(413, "M_TOO_LARGE", &too_long.to_string())
+        }
         ComposeError::Build(other) => refused(400, "M_BAD_JSON", &other.to_string()),
+    }
+}
+
+/// An event built, signed and authorized on top of a head, not yet stored.
+pub(crate) struct ComposedEvent {
+    pub(crate) record: PersistEvent,
+    pdu: Pdu,
+}
+
+impl ComposedEvent {
+    pub(crate) fn done(&self, position: Option<StreamPosition>) -> RoomInputDone {
+        RoomInputDone {
+            room_id: self.record.room_id.clone(),
+            event_id: self.record.event_id.clone(),
+            position,
+        }
     }
 }
 
@@ -40,6 +59,37 @@ impl EventPersister {
         txn: Option<TxnKey>,
         fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
+        let composed = self.compose(head, sender, template, txn, fence).await?;
+        let outcome = self
+            .event_store
+            .persist_event(composed.record.clone())
+            .await
+            .map_err(unavailable)?;
+        let position = match outcome {
+            PersistOutcome::Persisted(position) => position,
+            PersistOutcome::DuplicateTxn { event_id } => {
+                return Ok(RoomInputDone {
+                    room_id: composed.record.room_id,
+                    event_id,
+                    position: None,
+                });
+            }
+        };
+        advance(head, &composed);
+        self.announce(&composed.record, position).await;
+        Ok(composed.done(Some(position)))
+    }
+
+    /// Builds, signs and authorizes the next event on top of `head`; the
+    /// store and `head` are left as they were.
+    pub(crate) async fn compose(
+        &self,
+        head: &CachedHead,
+        sender: &str,
+        template: EventTemplate,
+        txn: Option<TxnKey>,
+        fence: Fence,
+    ) -> Result<ComposedEvent, RoomInputRefused> {
         let room_id = (!head.room_id.is_empty()).then_some(head.room_id.as_str());
         let redaction = match &template.redacts {
             Some(target) => Some(self.redaction_of(head, sender, target).await?),
@@ -74,78 +124,54 @@ impl EventPersister {
                     .map(str::to_owned)
             })
             .flatten();
-        let outcome = self
-            .event_store
-            .persist_event(PersistEvent {
-                event_id: built.event_id.clone(),
-                room_id: built.room_id.clone(),
-                sender: sender.to_owned(),
-                event_type: template.event_type.clone(),
-                state_key: template.state_key.clone(),
-                depth: head.max_depth + 1,
-                origin_server_ts: built.pdu.origin_server_ts.get().into(),
-                pdu_json: built.json.clone(),
-                prev_events: head
-                    .extremities
-                    .iter()
-                    .map(|r| r.event_id.clone())
-                    .collect(),
-                membership: membership.clone(),
-                txn,
-                redaction,
-                new_room_version: (template.event_type == "m.room.create")
-                    .then(|| head.version.id.as_str().to_owned()),
-                fence: Some(fence),
-            })
-            .await
-            .map_err(unavailable)?;
-        let position = match outcome {
-            PersistOutcome::Persisted(position) => position,
-            PersistOutcome::DuplicateTxn { event_id } => {
-                return Ok(RoomInputDone {
-                    room_id: built.room_id,
-                    event_id,
-                    position: None,
-                });
-            }
-        };
-
-        head.room_id = built.room_id.clone();
-        head.max_depth += 1;
-        head.extremities = vec![event_ref(&head.version, &built.event_id, &built.json)];
-        if let Some(state_key) = &template.state_key {
-            let mut pdu = built.pdu.clone();
-            pdu.reference_hash = head.extremities[0].reference_hash.clone();
-            head.state.insert(
-                (template.event_type.clone(), state_key.clone()),
-                Arc::new(pdu),
-            );
-        }
-
-        let announcement = PersistedEvent {
-            v: WIRE_VERSION,
-            room_id: built.room_id.clone(),
-            event_id: built.event_id.clone(),
-            position,
+        let record = PersistEvent {
+            event_id: built.event_id,
+            room_id: built.room_id,
             sender: sender.to_owned(),
+            new_room_version: (template.event_type == "m.room.create")
+                .then(|| head.version.id.as_str().to_owned()),
             event_type: template.event_type,
             state_key: template.state_key,
+            depth: head.max_depth + 1,
+            origin_server_ts: built.pdu.origin_server_ts.get().into(),
+            pdu_json: built.json,
+            prev_events: head
+                .extremities
+                .iter()
+                .map(|r| r.event_id.clone())
+                .collect(),
             membership,
+            txn,
+            redaction,
+            fence: Some(fence),
         };
-        let subject = subjects::persisted_event(Partition::of_room(&built.room_id));
+        Ok(ComposedEvent {
+            record,
+            pdu: built.pdu,
+        })
+    }
+
+    /// Tells readers the event is in the store.
+    pub(crate) async fn announce(&self, record: &PersistEvent, position: StreamPosition) {
+        let announcement = PersistedEvent {
+            v: WIRE_VERSION,
+            room_id: record.room_id.clone(),
+            event_id: record.event_id.clone(),
+            position,
+            sender: record.sender.clone(),
+            event_type: record.event_type.clone(),
+            state_key: record.state_key.clone(),
+            membership: record.membership.clone(),
+        };
+        let subject = subjects::persisted_event(Partition::of_room(&record.room_id));
         if let Err(error) = self
             .bus
             .announce(&subject, messages::encode(&announcement))
             .await
         {
             // The event is stored; readers find it in the store on their next poll.
-            tracing::warn!(%error, event_id = %built.event_id, "could not announce a persisted event");
+            tracing::warn!(%error, event_id = %record.event_id, "could not announce a persisted event");
         }
-        Ok(RoomInputDone {
-            room_id: built.room_id,
-            event_id: built.event_id,
-            position: Some(position),
-        })
     }
 
     /// Checks that `sender` may redact `target` and prunes the target.
@@ -175,6 +201,22 @@ impl EventPersister {
             target_event_id: target.to_owned(),
             pruned_pdu_json,
         })
+    }
+}
+
+/// Moves `head` past an event composed on it.
+pub(crate) fn advance(head: &mut CachedHead, composed: &ComposedEvent) {
+    let record = &composed.record;
+    head.room_id = record.room_id.clone();
+    head.max_depth += 1;
+    head.extremities = vec![event_ref(&head.version, &record.event_id, &record.pdu_json)];
+    if let Some(state_key) = &record.state_key {
+        let mut pdu = composed.pdu.clone();
+        pdu.reference_hash = head.extremities[0].reference_hash.clone();
+        head.state.insert(
+            (record.event_type.clone(), state_key.clone()),
+            Arc::new(pdu),
+        );
     }
 }
 

@@ -222,3 +222,23 @@ fn oversized_events_are_refused() {
         "{result:?}"
     );
 }
+
+#[test]
+fn keys_over_255_bytes_are_refused() {
+    let mut room = TestRoom::new("12");
+    room.create_private_room();
+    let longest = "k".repeat(255);
+    room.send("@alice:hs.test", &longest, Some(&longest), json!({}))
+        .expect("255 bytes is within the limit");
+    let long = "k".repeat(256);
+    for (kind, state_key, key) in [
+        (long.as_str(), Some(""), "type"),
+        ("m.custom", Some(long.as_str()), "state_key"),
+    ] {
+        let result = room.send("@alice:hs.test", kind, state_key, json!({}));
+        assert!(
+            matches!(result, Err(ComposeError::Build(BuildError::KeyTooLarge(named))) if named == key),
+            "{result:?}"
+        );
+    }
+}

@@ -2,7 +2,12 @@ use myelin_types::StreamPosition;
 
 use crate::{Direction, PersistEvent, PersistOutcome, Redaction, Store, TxnKey};
 
-fn event(room_id: &str, n: usize, state: Option<(&str, &str)>, prev: &[String]) -> PersistEvent {
+pub(super) fn event(
+    room_id: &str,
+    n: usize,
+    state: Option<(&str, &str)>,
+    prev: &[String],
+) -> PersistEvent {
     let event_id = format!("${room_id}-{n}");
     let (event_type, state_key) = match state {
         Some((event_type, state_key)) => (event_type.to_owned(), Some(state_key.to_owned())),

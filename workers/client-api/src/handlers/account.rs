@@ -11,6 +11,7 @@ use ruma::api::client::account::{
 use serde_json::{Value, json};
 
 use crate::ClientApi;
+use crate::identifier_limits::check_new_device;
 use crate::passwords;
 use crate::user_ids::{local_user_id, random_string};
 
@@ -101,6 +102,11 @@ impl ClientApi {
         let password = request
             .password
             .ok_or_else(|| MatrixError::missing_param("password is required"))?;
+        // Before the account exists: a refused session must not leave one.
+        check_new_device(
+            request.device_id.as_ref().map(|id| id.as_str()),
+            request.initial_device_display_name.as_deref(),
+        )?;
         let password_hash = passwords::hash(password).await?;
         let new_user = NewUser {
             user_id: user_id.clone(),

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::ClientApi;
 use crate::access::ReadAccess;
+use crate::identifier_limits::check_alias;
 
 pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     let a = Arc::clone(api);
@@ -19,6 +20,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         let api = Arc::clone(&a);
         async move {
             let user = context.user()?;
+            check_alias(&request.room_alias)?;
             let alias = request.room_alias.as_str();
             if request.room_alias.server_name().as_str() != api.server_name {
                 return Err(MatrixError::invalid_param(

@@ -11,6 +11,7 @@ use ruma::api::client::device::{
 use serde_json::{Map, Value, json};
 
 use crate::ClientApi;
+use crate::identifier_limits::refuse_nul;
 
 pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     let a = Arc::clone(api);
@@ -55,6 +56,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                     .ok_or_else(unknown_device)?;
                 return Ok(json!({}));
             };
+            refuse_nul("The device name", &name)?;
             api.store
                 .rename_device(&user.user_id, device_id, Some(&name))
                 .await

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::ClientApi;
 use crate::access::membership_of;
+use crate::identifier_limits::refuse_nul;
 
 pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     let a = Arc::clone(api);
@@ -293,7 +294,9 @@ impl ClientApi {
         }
     }
 
-    async fn require_known_local_user(&self, user_id: &str) -> Result<(), MatrixError> {
+    /// The invite endpoint's rule, also applied to createRoom's `invite`.
+    pub(crate) async fn require_known_local_user(&self, user_id: &str) -> Result<(), MatrixError> {
+        refuse_nul("A user ID", user_id)?;
         let is_local = user_id
             .rsplit_once(':')
             .is_some_and(|(_, server)| server == self.server_name);

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::ClientApi;
 use crate::access::RoomReader;
+use crate::identifier_limits::{check_event_key, check_txn_id};
 use crate::room_writer::template;
 
 /// Most events one `/messages` page returns, whatever the client asks.
@@ -113,6 +114,8 @@ impl ClientApi {
         txn_id: &str,
     ) -> Result<String, MatrixError> {
         let user = context.user()?;
+        check_event_key("The event type", event_type)?;
+        check_txn_id(txn_id)?;
         if !content.is_object() {
             return Err(MatrixError::bad_json("Event content must be an object"));
         }

@@ -11,6 +11,7 @@ use ruma::api::client::profile::{
 use serde_json::{Map, Value, json};
 
 use crate::ClientApi;
+use crate::identifier_limits::refuse_nul;
 
 /// Synapse's limits, so profiles move between the two unchanged.
 const MAX_DISPLAYNAME_LEN: usize = 256;
@@ -59,6 +60,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         async move {
             let user_id = own_user(&context, request.user_id.as_str())?;
             let name = request.displayname.filter(|name| !name.is_empty());
+            if let Some(name) = &name {
+                refuse_nul("The display name", name)?;
+            }
             if name
                 .as_ref()
                 .is_some_and(|name| name.chars().count() > MAX_DISPLAYNAME_LEN)
@@ -111,6 +115,7 @@ fn validate_avatar_url(url: &str) -> Result<(), MatrixError> {
             "Avatar URL is longer than {MAX_AVATAR_URL_LEN} bytes"
         )));
     }
+    refuse_nul("avatar_url", url)?;
     let valid = url
         .strip_prefix("mxc://")
         .and_then(|rest| rest.split_once('/'))

@@ -11,6 +11,7 @@ use ruma::api::client::room::create_room;
 use serde_json::{Map, Value, json};
 
 use crate::ClientApi;
+use crate::identifier_limits::{check_event_key, local_alias};
 use crate::room_writer::template;
 use crate::user_ids::random_string;
 
@@ -89,14 +90,7 @@ impl ClientApi {
         })?;
         let alias = match &request.room_alias_name {
             Some(name) => {
-                if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
-                    return Err(MatrixError::new(
-                        http::StatusCode::BAD_REQUEST,
-                        "M_INVALID_PARAM",
-                        "Invalid room alias name",
-                    ));
-                }
-                let alias = format!("#{name}:{}", self.server_name);
+                let alias = local_alias(name, &self.server_name)?.to_string();
                 if self.store.alias(&alias).await?.is_some() {
                     return Err(MatrixError::new(
                         http::StatusCode::BAD_REQUEST,
@@ -108,6 +102,10 @@ impl ClientApi {
             }
             None => None,
         };
+        // The invite endpoint's rules, before anything of the room exists.
+        for invitee in &request.invite {
+            self.require_known_local_user(invitee.as_str()).await?;
+        }
         let public = request.visibility == Visibility::Public;
         let preset = request
             .preset
@@ -195,8 +193,26 @@ impl ClientApi {
                 .get("type")
                 .and_then(Value::as_str)
                 .ok_or_else(|| MatrixError::bad_json("initial_state entry without type"))?;
-            let state_key = event.get("state_key").and_then(Value::as_str).unwrap_or("");
-            let content = event.get("content").cloned().unwrap_or_else(|| json!({}));
+            let state_key = match event.get("state_key") {
+                None => "",
+                Some(Value::String(state_key)) => state_key,
+                Some(_) => {
+                    return Err(MatrixError::bad_json(
+                        "initial_state state_key must be a string",
+                    ));
+                }
+            };
+            check_event_key("An initial_state type", event_type)?;
+            check_event_key("An initial_state state_key", state_key)?;
+            let content = match event.get("content") {
+                None => json!({}),
+                Some(content @ Value::Object(_)) => content.clone(),
+                Some(_) => {
+                    return Err(MatrixError::bad_json(
+                        "initial_state content must be an object",
+                    ));
+                }
+            };
             events.push(template(event_type, Some(state_key), content));
         }
         if let Some(name) = &request.name {

@@ -8,6 +8,7 @@ use ruma::api::client::uiaa::UserIdentifier;
 use serde_json::{Value, json};
 
 use crate::ClientApi;
+use crate::identifier_limits::check_new_device;
 use crate::passwords::{self, Verdict};
 use crate::user_ids::{local_user_id, new_access_token, new_device_id};
 
@@ -87,6 +88,7 @@ impl ClientApi {
         device_id: Option<String>,
         display_name: Option<&str>,
     ) -> Result<Value, MatrixError> {
+        check_new_device(device_id.as_deref(), display_name)?;
         let device_id = device_id.unwrap_or_else(new_device_id);
         let access_token = new_access_token();
         self.store

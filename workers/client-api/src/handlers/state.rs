@@ -9,6 +9,7 @@ use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_s
 use serde_json::{Value, json};
 
 use crate::ClientApi;
+use crate::identifier_limits::check_event_key;
 use crate::room_writer::template;
 
 pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
@@ -23,6 +24,8 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 return Err(MatrixError::bad_json("State content must be an object"));
             }
             let event_type = request.event_type.to_string();
+            check_event_key("The event type", &event_type)?;
+            check_event_key("The state key", &request.state_key)?;
             let event = template(&event_type, Some(&request.state_key), content);
             let done = api
                 .send_event(request.room_id.as_str(), &user.user_id, event, None)
