@@ -1,0 +1,1 @@
+//! Sessions and secrets: logout, shared-secret registration, parser guards, preview addresses.
