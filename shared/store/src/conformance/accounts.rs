@@ -153,6 +153,22 @@ pub(super) async fn device_tokens(store: &dyn Store) {
         .expect("delete");
     assert!(store.token_owner("tok2").await.expect("read").is_none());
     assert!(store.devices("@dev:test").await.expect("list").is_empty());
+
+    // No device to keep (`/logout/all`): every one goes, whatever its ID.
+    for (device, token) in [("D3", "tok3"), ("", "tok-empty")] {
+        store
+            .add_device_token("@dev:test", device, None, token)
+            .await
+            .expect("add");
+    }
+    store
+        .delete_other_devices("@dev:test", None)
+        .await
+        .expect("logout all");
+    assert!(store.devices("@dev:test").await.expect("list").is_empty());
+    for token in ["tok3", "tok-empty"] {
+        assert!(store.token_owner(token).await.expect("read").is_none());
+    }
 }
 
 pub(super) async fn deactivation_removes_tokens(store: &dyn Store) {
