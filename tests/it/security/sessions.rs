@@ -2,8 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::client::Client;
-use crate::harness::Server;
+use crate::client::{Client, Reply};
+use crate::harness::{Server, TempDir};
+use crate::split::{self, Split};
 
 /// Bodies of `/login` without the `type` that says which kind of login
 /// they are.
@@ -136,4 +137,116 @@ async fn logout_deletes_the_device_and_logout_all_every_device() {
         vec![fresh.device_id.clone()],
         "logout/all left devices behind"
     );
+}
+
+const ADMIN_REGISTER: &str = "/_synapse/admin/v1/register";
+
+/// A fresh nonce from `client`'s server.
+async fn nonce(client: &Client) -> String {
+    let issued = client.get(ADMIN_REGISTER).await.ok();
+    issued["nonce"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no nonce: {issued}"))
+        .to_owned()
+}
+
+/// The `mac` `register_new_matrix_user` sends for a non-admin user.
+fn mac(secret: &str, nonce: &str, user: &str, password: &str) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("any key length");
+    for part in [nonce, user, password] {
+        mac.update(part.as_bytes());
+        mac.update(b"\x00");
+    }
+    mac.update(b"notadmin");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn register_with(client: &Client, nonce: &str, user: &str, mac: &str) -> Reply {
+    client
+        .post(
+            ADMIN_REGISTER,
+            &json!({"nonce": nonce, "username": user, "password": "pw", "mac": mac}),
+        )
+        .await
+}
+
+/// A nonce is spent by its first use: by a wrong MAC as much as by a
+/// registration. `first` and `second` may be different replicas.
+async fn nonces_are_single_use(first: &Client, second: &Client, secret: &str) {
+    let guessed = nonce(first).await;
+    register_with(second, &guessed, "mallory", &"0".repeat(40))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    register_with(
+        first,
+        &guessed,
+        "mallory",
+        &mac(secret, &guessed, "mallory", "pw"),
+    )
+    .await
+    .assert_error(400, "M_UNKNOWN");
+
+    let once = nonce(second).await;
+    let registered = register_with(first, &once, "carol", &mac(secret, &once, "carol", "pw"))
+        .await
+        .ok();
+    assert!(
+        registered["access_token"].is_string(),
+        "no session: {registered}"
+    );
+    for (client, user) in [(first, "dave"), (second, "erin")] {
+        register_with(client, &once, user, &mac(secret, &once, user, "pw"))
+            .await
+            .assert_error(400, "M_UNKNOWN");
+    }
+    for user in ["mallory", "dave", "erin"] {
+        first
+            .login_reply(user, "pw")
+            .await
+            .assert_error(403, "M_FORBIDDEN");
+    }
+    first.login("carol", "pw").await;
+}
+
+#[tokio::test]
+async fn a_registration_nonce_is_good_for_one_attempt() {
+    let server = Server::builder().start().await;
+    let client = server.client();
+    nonces_are_single_use(&client, &client, &server.shared_secret()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn split_a_registration_nonce_is_good_for_one_attempt_on_any_replica() {
+    let Some(settings) = split::settings() else {
+        return;
+    };
+    let secret = "split-nonce-secret";
+    let env_dir = TempDir::new("split-env");
+    let env_file = env_dir.path().join("extra.env");
+    std::fs::write(
+        &env_file,
+        format!("MYELIN_REGISTRATION_SHARED_SECRET={secret}\n"),
+    )
+    .expect("write the env file");
+    let env_file = env_file.to_str().expect("UTF-8 temp path").to_owned();
+    let split = Split::up_with(
+        &settings,
+        &[
+            ("CLIENT_APIS", "2"),
+            ("SYNCHROTRONS", "1"),
+            ("PERSISTERS", "1"),
+            ("GATEWAYS", "1"),
+            ("SPLIT_ENV_FILE", &env_file),
+        ],
+    )
+    .await;
+    let replicas: Vec<Client> = split
+        .processes("CLIENT_API")
+        .into_iter()
+        .map(|(_, url, _)| Client::new(&url))
+        .collect();
+    assert_eq!(replicas.len(), 2, "two client-api replicas");
+    nonces_are_single_use(&replicas[0], &replicas[1], secret).await;
 }

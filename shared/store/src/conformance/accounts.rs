@@ -1,4 +1,4 @@
-use crate::{NewUser, ProfileUpdate, Store, StoreError};
+use crate::{NewUser, NonceUse, ProfileUpdate, Store, StoreError};
 
 fn new_user(user_id: &str) -> NewUser {
     NewUser {
@@ -223,4 +223,28 @@ pub(super) async fn filters_round_trip(store: &dyn Store) {
             .expect("read")
             .is_none()
     );
+}
+
+pub(super) async fn registration_nonces_are_single_use(store: &dyn Store) {
+    let offer = |nonce: &'static str, expires_ts: i64, now: i64, max_live: u32| async move {
+        store
+            .use_registration_nonce(nonce, expires_ts, now, max_live)
+            .await
+            .expect("nonce")
+    };
+    assert_eq!(offer("n1", 1_060, 1_000, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n1", 1_060, 1_001, 3).await, NonceUse::AlreadyUsed);
+    assert_eq!(offer("n2", 1_061, 1_001, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n3", 1_062, 1_002, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n4", 1_063, 1_003, 3).await, NonceUse::TooMany);
+    assert_eq!(
+        offer("n1", 1_060, 1_003, 3).await,
+        NonceUse::AlreadyUsed,
+        "a used nonce stays used while the table is full"
+    );
+    // Once n1 and n2 expire, their rows go and make room.
+    assert_eq!(offer("n4", 1_120, 1_061, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n5", 1_121, 1_061, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n6", 1_122, 1_061, 3).await, NonceUse::TooMany);
+    assert_eq!(offer("n3", 1_062, 1_061, 3).await, NonceUse::AlreadyUsed);
 }
