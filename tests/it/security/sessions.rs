@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::client::{Client, Reply};
+use crate::client::{Client, Reply, encode};
 use crate::harness::{Server, TempDir};
 use crate::split::{self, Split};
 
@@ -249,4 +249,27 @@ async fn split_a_registration_nonce_is_good_for_one_attempt_on_any_replica() {
         .collect();
     assert_eq!(replicas.len(), 2, "two client-api replicas");
     nonces_are_single_use(&replicas[0], &replicas[1], secret).await;
+}
+
+/// IPv6 addresses that carry a loopback or private IPv4 address (NAT64,
+/// 6to4, Teredo, IPv4-compatible and -translated) are refused like it.
+#[tokio::test]
+async fn previews_refuse_ipv6_addresses_that_lead_to_internal_ipv4_ones() {
+    let server = Server::builder()
+        .open_registration()
+        .env("MYELIN_URL_PREVIEW_ENABLED", "true")
+        .start()
+        .await;
+    let alice = server.client().register("alice", "pw-alice").await;
+    for url in [
+        "http://[64:ff9b::7f00:1]:8008/",
+        "http://[2002:7f00:1::1]/",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+        "http://[::7f00:1]/",
+        "http://[::ffff:0:a00:1]/",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+    ] {
+        let path = format!("/_matrix/client/v1/media/preview_url?url={}", encode(url));
+        alice.get(&path).await.assert_error(403, "M_FORBIDDEN");
+    }
 }
