@@ -92,61 +92,44 @@ fn nonce_issued_at(secret: &str, nonce: &str, now: i64) -> Option<i64> {
         .then_some(issued)
 }
 
-/// HMAC-SHA1 over `nonce NUL user NUL password NUL admin|notadmin [NUL user_type]`,
-/// hex: the `mac` of a shared-secret registration.
-pub fn registration_mac(
-    secret: &str,
-    nonce: &str,
-    user: &str,
-    password: &str,
-    admin: bool,
-    user_type: Option<&str>,
-) -> String {
-    let mac = registration_hmac(secret, nonce, user, password, admin, user_type);
-    hex::encode(mac.finalize().into_bytes())
+/// What the `mac` of a shared-secret registration signs.
+pub struct RegistrationMac<'a> {
+    pub nonce: &'a str,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub admin: bool,
+    pub user_type: Option<&'a str>,
 }
 
-/// Whether `given` (hex, either case) is the registration's MAC, compared
-/// in constant time.
-fn registration_mac_matches(
-    given: &str,
-    secret: &str,
-    nonce: &str,
-    user: &str,
-    password: &str,
-    admin: bool,
-    user_type: Option<&str>,
-) -> bool {
-    let Ok(given) = hex::decode(given) else {
-        return false;
-    };
-    registration_hmac(secret, nonce, user, password, admin, user_type)
-        .verify_slice(&given)
-        .is_ok()
-}
-
-fn registration_hmac(
-    secret: &str,
-    nonce: &str,
-    user: &str,
-    password: &str,
-    admin: bool,
-    user_type: Option<&str>,
-) -> Hmac<Sha1> {
-    let mut mac =
-        <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(nonce.as_bytes());
-    mac.update(b"\x00");
-    mac.update(user.as_bytes());
-    mac.update(b"\x00");
-    mac.update(password.as_bytes());
-    mac.update(b"\x00");
-    mac.update(if admin { b"admin" } else { b"notadmin" });
-    if let Some(user_type) = user_type {
-        mac.update(b"\x00");
-        mac.update(user_type.as_bytes());
+impl RegistrationMac<'_> {
+    /// HMAC-SHA1 over `nonce NUL user NUL password NUL admin|notadmin
+    /// [NUL user_type]`, hex: what the client sends.
+    pub fn hex(&self, secret: &str) -> String {
+        hex::encode(self.hmac(secret).finalize().into_bytes())
     }
-    mac
+
+    /// Whether `given` (hex, either case) is the MAC, compared in
+    /// constant time.
+    fn matches(&self, secret: &str, given: &str) -> bool {
+        hex::decode(given).is_ok_and(|given| self.hmac(secret).verify_slice(&given).is_ok())
+    }
+
+    fn hmac(&self, secret: &str) -> Hmac<Sha1> {
+        let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(self.nonce.as_bytes());
+        mac.update(b"\x00");
+        mac.update(self.user.as_bytes());
+        mac.update(b"\x00");
+        mac.update(self.password.as_bytes());
+        mac.update(b"\x00");
+        mac.update(if self.admin { b"admin" } else { b"notadmin" });
+        if let Some(user_type) = self.user_type {
+            mac.update(b"\x00");
+            mac.update(user_type.as_bytes());
+        }
+        mac
+    }
 }
 
 fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str, MatrixError> {
@@ -205,9 +188,14 @@ impl ClientApi {
         let admin = body.get("admin").and_then(Value::as_bool).unwrap_or(false);
         let user_type = body.get("user_type").and_then(Value::as_str);
         self.use_nonce(&secret, nonce).await?;
-        if !registration_mac_matches(
-            given_mac, &secret, nonce, username, password, admin, user_type,
-        ) {
+        let signed = RegistrationMac {
+            nonce,
+            user: username,
+            password,
+            admin,
+            user_type,
+        };
+        if !signed.matches(&secret, given_mac) {
             return Err(MatrixError::forbidden("HMAC incorrect"));
         }
         let user_id = local_user_id(username, &self.server_name)?;
@@ -263,46 +251,34 @@ mod tests {
         assert_eq!(nonce_issued_at("secret", shortened, 1_000_500), None);
     }
 
-    #[test]
-    fn only_the_exact_registration_mac_matches() {
-        let mac = registration_mac("secret", "n", "u", "p", false, None);
-        assert!(registration_mac_matches(
-            &mac, "secret", "n", "u", "p", false, None
-        ));
-        assert!(registration_mac_matches(
-            &mac.to_ascii_uppercase(),
-            "secret",
-            "n",
-            "u",
-            "p",
-            false,
-            None
-        ));
-        for wrong in [&mac[..38], "", "not hex", &format!("{mac}00")] {
-            assert!(
-                !registration_mac_matches(wrong, "secret", "n", "u", "p", false, None),
-                "{wrong:?}"
-            );
+    fn signed(admin: bool, user_type: Option<&str>) -> RegistrationMac<'_> {
+        RegistrationMac {
+            nonce: "n",
+            user: "u",
+            password: "p",
+            admin,
+            user_type,
         }
-        assert!(!registration_mac_matches(
-            &mac, "secret", "n", "u", "p", true, None
-        ));
-        assert!(!registration_mac_matches(
-            &mac,
-            "secret",
-            "n",
-            "u",
-            "p",
-            false,
-            Some("bot")
-        ));
     }
 
     #[test]
     fn mac_matches_the_documented_construction() {
         // HMAC-SHA1("secret", "n\0u\0p\0admin"), computed independently.
-        let mac = registration_mac("secret", "n", "u", "p", true, None);
+        let mac = signed(true, None).hex("secret");
         assert_eq!(mac.len(), 40);
-        assert_ne!(mac, registration_mac("secret", "n", "u", "p", false, None));
+        assert_ne!(mac, signed(false, None).hex("secret"));
+    }
+
+    #[test]
+    fn only_the_exact_registration_mac_matches() {
+        let mac = signed(false, None).hex("secret");
+        assert!(signed(false, None).matches("secret", &mac));
+        assert!(signed(false, None).matches("secret", &mac.to_ascii_uppercase()));
+        for wrong in [&mac[..38], "", "not hex", &format!("{mac}00")] {
+            assert!(!signed(false, None).matches("secret", wrong), "{wrong:?}");
+        }
+        assert!(!signed(true, None).matches("secret", &mac));
+        assert!(!signed(false, Some("bot")).matches("secret", &mac));
+        assert!(!signed(false, None).matches("other", &mac));
     }
 }
