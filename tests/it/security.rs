@@ -6,3 +6,4 @@
 mod edge;
 mod integrity;
 mod privacy;
+mod sessions;

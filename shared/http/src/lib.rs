@@ -10,6 +10,7 @@ pub mod body;
 pub mod error;
 mod json_limits;
 mod listener;
+mod parser_guards;
 pub mod ratelimit;
 mod router;
 mod server;

@@ -581,12 +581,14 @@ async fn run_route(
     }
 }
 
-/// Parses with ruma; a panic inside a parser (some ruma types index maps
-/// without checking) becomes a Matrix error instead of a dropped connection.
-fn parse_request<R: IncomingRequest>(
+/// Parses with ruma, after the checks for bodies known to panic its
+/// parsers; a panic that still happens becomes a Matrix error instead of a
+/// dropped connection.
+fn parse_request<R: IncomingRequest + 'static>(
     request: http::Request<&[u8]>,
     args: &[&str],
 ) -> Result<R, MatrixError> {
+    crate::parser_guards::check_body::<R>(request.body())?;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         R::try_from_http_request(request, args)
     })) {

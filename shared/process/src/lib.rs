@@ -7,6 +7,7 @@
 
 mod deps;
 mod observability;
+mod panics;
 mod role;
 mod serve;
 mod worker;

@@ -13,7 +13,8 @@ use serde_json::json;
 use crate::Role;
 
 /// Structured logs at the level of the log config; `MYELIN_LOG` (an
-/// `EnvFilter` directive such as `myelin=debug`) wins over it.
+/// `EnvFilter` directive such as `myelin=debug`) wins over it. Panics are
+/// logged there too.
 pub fn init_tracing(config: Option<&Config>) {
     let level = config
         .and_then(|config| config.log_config.as_deref())
@@ -30,6 +31,7 @@ pub fn init_tracing(config: Option<&Config>) {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .try_init();
+    crate::panics::log_panics();
 }
 
 pub(crate) fn add_process_routes(

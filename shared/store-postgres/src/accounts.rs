@@ -2,11 +2,12 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    AccountStore, FilterStore, NewUser, ProfileUpdate, StoreError, StoreResult, UserRecord,
+    AccountStore, FilterStore, NewUser, NonceUse, ProfileUpdate, StoreError, StoreResult,
+    UserRecord,
 };
 use tokio_postgres::Row;
 
-use crate::{PostgresStore, changed_one, get, map_error, tx_execute};
+use crate::{PostgresStore, changed_one, get, map_error, tx_execute, tx_query_opt};
 
 /// How often `create_filter` retries when a concurrent upload of the same
 /// user took the ID it computed.
@@ -108,6 +109,52 @@ impl AccountStore for PostgresStore {
             )
             .await?;
         changed_one(rows)
+    }
+
+    async fn use_registration_nonce(
+        &self,
+        nonce: &str,
+        expires_ts: i64,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<NonceUse> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        tx_execute(
+            &tx,
+            "DELETE FROM used_registration_nonces WHERE expires_ts <= $1",
+            &[&now],
+        )
+        .await?;
+        let (used, live) = tx_query_opt(
+            &tx,
+            "SELECT EXISTS (SELECT 1 FROM used_registration_nonces WHERE nonce = $1),
+                    (SELECT COUNT(*) FROM used_registration_nonces)",
+            &[&nonce],
+            |row| Ok((get::<bool>(row, 0)?, get::<i64>(row, 1)?)),
+        )
+        .await?
+        .unwrap_or((false, 0));
+        if used {
+            return Ok(NonceUse::AlreadyUsed);
+        }
+        if live >= i64::from(max_live) {
+            return Ok(NonceUse::TooMany);
+        }
+        // A concurrent offer of the same nonce may have won since the check.
+        let inserted = tx_execute(
+            &tx,
+            "INSERT INTO used_registration_nonces (nonce, expires_ts) VALUES ($1, $2)
+             ON CONFLICT (nonce) DO NOTHING",
+            &[&nonce, &expires_ts],
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(if inserted == 1 {
+            NonceUse::Fresh
+        } else {
+            NonceUse::AlreadyUsed
+        })
     }
 }
 

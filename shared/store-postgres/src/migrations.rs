@@ -39,6 +39,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/postgres/0008_media_blob_index.sql"),
     ),
+    (
+        9,
+        include_str!("../../../migrations/postgres/0009_used_registration_nonces.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    AccountStore, FilterStore, NewUser, ProfileUpdate, StoreError, StoreResult, UserRecord,
+    AccountStore, FilterStore, NewUser, NonceUse, ProfileUpdate, StoreError, StoreResult,
+    UserRecord,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -119,6 +120,43 @@ impl AccountStore for SqliteStore {
                     .map_err(map_error)?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn use_registration_nonce(
+        &self,
+        nonce: &str,
+        expires_ts: i64,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<NonceUse> {
+        let nonce = nonce.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM used_registration_nonces WHERE expires_ts <= ?1")
+                .and_then(|mut statement| statement.execute([now]))
+                .map_err(map_error)?;
+            let (used, live): (bool, i64) = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM used_registration_nonces WHERE nonce = ?1),
+                            (SELECT COUNT(*) FROM used_registration_nonces)",
+                )
+                .and_then(|mut statement| {
+                    statement.query_row([&nonce], |row| Ok((row.get(0)?, row.get(1)?)))
+                })
+                .map_err(map_error)?;
+            if used {
+                return Ok(NonceUse::AlreadyUsed);
+            }
+            if live >= i64::from(max_live) {
+                return Ok(NonceUse::TooMany);
+            }
+            tx.prepare_cached(
+                "INSERT INTO used_registration_nonces (nonce, expires_ts) VALUES (?1, ?2)",
+            )
+            .and_then(|mut statement| statement.execute(params![nonce, expires_ts]))
+            .map_err(map_error)?;
+            Ok(NonceUse::Fresh)
         })
         .await
     }

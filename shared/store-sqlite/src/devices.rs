@@ -145,13 +145,17 @@ impl DeviceStore for SqliteStore {
 
     async fn delete_other_devices(&self, user_id: &str, keep: Option<&str>) -> StoreResult<()> {
         let user_id = user_id.to_owned();
-        let keep = keep.unwrap_or_default().to_owned();
+        let keep = keep.map(str::to_owned);
+        // `IS NOT NULL` holds for every device: no `keep`, none kept (an
+        // empty string would keep a device whose ID is empty).
         self.write(move |tx| {
-            tx.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id <> ?2")
-                .and_then(|mut statement| statement.execute([&user_id, &keep]))
-                .map_err(map_error)?;
-            tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id <> ?2")
-                .and_then(|mut statement| statement.execute([&user_id, &keep]))
+            tx.prepare_cached(
+                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id IS NOT ?2",
+            )
+            .and_then(|mut statement| statement.execute(params![user_id, keep]))
+            .map_err(map_error)?;
+            tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")
+                .and_then(|mut statement| statement.execute(params![user_id, keep]))
                 .map_err(map_error)?;
             Ok(())
         })

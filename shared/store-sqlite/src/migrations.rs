@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/sqlite/0008_media_blob_index.sql"),
     ),
+    (
+        9,
+        include_str!("../../../migrations/sqlite/0009_used_registration_nonces.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -23,6 +23,17 @@ pub struct UserRecord {
     pub avatar_url: Option<String>,
 }
 
+/// What offering a shared-secret registration nonce for use found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceUse {
+    /// Not offered before: it is now recorded as used.
+    Fresh,
+    /// Offered before (whether that attempt succeeded or not).
+    AlreadyUsed,
+    /// The limit of unexpired used nonces is reached; nothing recorded.
+    TooMany,
+}
+
 /// A profile change: `None` leaves a field alone, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProfileUpdate {
@@ -50,4 +61,16 @@ pub trait AccountStore: Send + Sync {
 
     /// `NotFound` when the user does not exist.
     async fn update_profile(&self, user_id: &str, update: ProfileUpdate) -> StoreResult<()>;
+
+    /// Records `nonce` as used until `expires_ts`, in one transaction that
+    /// first forgets the nonces expired at `now`. Of concurrent offers of
+    /// one nonce, exactly one is `Fresh`. At most about `max_live` nonces
+    /// are kept: past that, `TooMany`.
+    async fn use_registration_nonce(
+        &self,
+        nonce: &str,
+        expires_ts: i64,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<NonceUse>;
 }

@@ -21,6 +21,7 @@ pub async fn run_all(store: &dyn Store) {
     accounts::device_tokens(store).await;
     accounts::deactivation_removes_tokens(store).await;
     accounts::filters_round_trip(store).await;
+    accounts::registration_nonces_are_single_use(store).await;
     aliases::alias_lifecycle(store).await;
     events::persist_and_read_back(store).await;
     events::positions_increase_and_paginate(store).await;

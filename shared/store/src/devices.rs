@@ -52,7 +52,7 @@ pub trait DeviceStore: Send + Sync {
     /// are ignored.
     async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StoreResult<()>;
 
-    /// Deletes one token (logout); the device stays listed until deleted.
+    /// Deletes one token; its device and the device's other tokens stay.
     async fn delete_token(&self, access_token: &str) -> StoreResult<()>;
 
     /// Deletes every device of the user except `keep` and their tokens, in

@@ -17,7 +17,7 @@ mod media;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use accounts::{AccountStore, NewUser, ProfileUpdate, UserRecord};
+pub use accounts::{AccountStore, NewUser, NonceUse, ProfileUpdate, UserRecord};
 pub use aliases::{AliasRecord, AliasStore};
 pub use devices::{Device, DeviceStore, TokenOwner};
 pub use error::{StoreError, StoreResult};

@@ -18,7 +18,7 @@ use myelin_http::{RateLimiter, Router};
 use myelin_process::{Deps, Role};
 use myelin_store::Store;
 
-pub use handlers::admin::registration_mac;
+pub use handlers::admin::RegistrationMac;
 pub use passwords::hash_now as hash_password;
 
 pub struct ClientApi {

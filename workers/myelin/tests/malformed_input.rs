@@ -248,3 +248,110 @@ proptest! {
         prop_assert_eq!(response["errcode"].as_str(), Some("M_BAD_JSON"));
     }
 }
+
+/// Bodies that leave out the fields ruma's parsers pick a type by
+/// (`type`, `auth.type`, `identifier.type`, `kind`, `algorithm`), or are not
+/// objects at all.
+const DISCRIMINATORLESS_BODIES: &[&str] = &[
+    r#"{}"#,
+    r#"{"type": null}"#,
+    r#"{"type": 7}"#,
+    r#"{"type": "org.example.custom"}"#,
+    r#"{"identifier": {}}"#,
+    r#"{"type": "m.login.password", "password": "p", "identifier": {}}"#,
+    r#"{"type": "m.login.password", "password": "p", "identifier": {"type": "org.example"}}"#,
+    r#"{"type": "m.login.token"}"#,
+    r#"{"auth": {}}"#,
+    r#"{"auth": {"session": "s"}}"#,
+    r#"{"auth": {"type": null}}"#,
+    r#"{"auth": {"type": "m.login.password"}}"#,
+    r#"{"auth": {"type": "m.login.password", "identifier": {}}}"#,
+    r#"{"auth": {"type": "org.example.custom"}}"#,
+    r#"{"auth": ["m.login.dummy"]}"#,
+    r#"{"kind": null}"#,
+    r#"{"kind": "http"}"#,
+    r#"{"algorithm": "org.example"}"#,
+    r#"[]"#,
+    r#"["org.example.custom"]"#,
+    r#""text""#,
+    r#"null"#,
+];
+
+/// A concrete path for a route template, with plausible path arguments so
+/// requests get as far as the body parser.
+fn concrete_path(template: &str, room_id: &str) -> String {
+    let argument = |name: &str| -> String {
+        let value = if name.contains("room") && !name.contains("alias") {
+            room_id.to_owned()
+        } else if name.contains("alias") {
+            "#probe:fuzz.test".to_owned()
+        } else if name.contains("user") {
+            "@prober:fuzz.test".to_owned()
+        } else if name.contains("event_id") {
+            "$probe".to_owned()
+        } else if name.contains("server") {
+            "fuzz.test".to_owned()
+        } else {
+            "probe".to_owned()
+        };
+        value
+            .replace('!', "%21")
+            .replace('#', "%23")
+            .replace('@', "%40")
+            .replace(':', "%3A")
+            .replace('$', "%24")
+    };
+    template
+        .split('/')
+        .map(|segment| match segment.strip_prefix('{') {
+            Some(name) => argument(name.trim_end_matches('}')),
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Counts panics in this test process, whoever catches them.
+fn panics_seen() -> &'static std::sync::atomic::AtomicUsize {
+    static PANICS: std::sync::OnceLock<std::sync::atomic::AtomicUsize> = std::sync::OnceLock::new();
+    PANICS.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            panics_seen().fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info);
+        }));
+        std::sync::atomic::AtomicUsize::new(0)
+    })
+}
+
+#[test]
+fn no_route_panics_on_bodies_missing_their_discriminators() {
+    let app = app();
+    let panics = panics_seen();
+    let before = panics.load(std::sync::atomic::Ordering::SeqCst);
+    let mut probed = 0;
+    for (method, template) in app.router.templates() {
+        // Logging out would end the token the other requests use.
+        if !matches!(method.as_str(), "POST" | "PUT") || template.contains("/logout") {
+            continue;
+        }
+        let path = concrete_path(template, &app.room_id);
+        for body in DISCRIMINATORLESS_BODIES {
+            let (status, reply) = request(
+                app,
+                method.as_str(),
+                &path,
+                Bytes::from_static(body.as_bytes()),
+                Some(&app.token),
+            );
+            assert!(status < 500, "{method} {template} {body}: {status} {reply}");
+            probed += 1;
+        }
+    }
+    assert!(probed > 100, "only {probed} requests sent");
+    assert_eq!(
+        panics.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "a request body reached a panic (see the panic messages above)"
+    );
+}

@@ -1,4 +1,4 @@
-use crate::{NewUser, ProfileUpdate, Store, StoreError};
+use crate::{NewUser, NonceUse, ProfileUpdate, Store, StoreError};
 
 fn new_user(user_id: &str) -> NewUser {
     NewUser {
@@ -153,6 +153,22 @@ pub(super) async fn device_tokens(store: &dyn Store) {
         .expect("delete");
     assert!(store.token_owner("tok2").await.expect("read").is_none());
     assert!(store.devices("@dev:test").await.expect("list").is_empty());
+
+    // No device to keep (`/logout/all`): every one goes, whatever its ID.
+    for (device, token) in [("D3", "tok3"), ("", "tok-empty")] {
+        store
+            .add_device_token("@dev:test", device, None, token)
+            .await
+            .expect("add");
+    }
+    store
+        .delete_other_devices("@dev:test", None)
+        .await
+        .expect("logout all");
+    assert!(store.devices("@dev:test").await.expect("list").is_empty());
+    for token in ["tok3", "tok-empty"] {
+        assert!(store.token_owner(token).await.expect("read").is_none());
+    }
 }
 
 pub(super) async fn deactivation_removes_tokens(store: &dyn Store) {
@@ -207,4 +223,28 @@ pub(super) async fn filters_round_trip(store: &dyn Store) {
             .expect("read")
             .is_none()
     );
+}
+
+pub(super) async fn registration_nonces_are_single_use(store: &dyn Store) {
+    let offer = |nonce: &'static str, expires_ts: i64, now: i64, max_live: u32| async move {
+        store
+            .use_registration_nonce(nonce, expires_ts, now, max_live)
+            .await
+            .expect("nonce")
+    };
+    assert_eq!(offer("n1", 1_060, 1_000, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n1", 1_060, 1_001, 3).await, NonceUse::AlreadyUsed);
+    assert_eq!(offer("n2", 1_061, 1_001, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n3", 1_062, 1_002, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n4", 1_063, 1_003, 3).await, NonceUse::TooMany);
+    assert_eq!(
+        offer("n1", 1_060, 1_003, 3).await,
+        NonceUse::AlreadyUsed,
+        "a used nonce stays used while the table is full"
+    );
+    // Once n1 and n2 expire, their rows go and make room.
+    assert_eq!(offer("n4", 1_120, 1_061, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n5", 1_121, 1_061, 3).await, NonceUse::Fresh);
+    assert_eq!(offer("n6", 1_122, 1_061, 3).await, NonceUse::TooMany);
+    assert_eq!(offer("n3", 1_062, 1_061, 3).await, NonceUse::AlreadyUsed);
 }

@@ -2,7 +2,9 @@
 //! API Synapse's `register_new_matrix_user` script speaks.
 //!
 //! The nonce is signed rather than stored, so the `GET` and the `POST` may
-//! reach different replicas; it expires after a minute.
+//! reach different replicas; it expires after a minute. A nonce is good for
+//! one attempt, right MAC or wrong: the store records the ones offered
+//! until they expire, on every replica at once.
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
 use myelin_http::{MatrixError, Router, json_response};
-use myelin_store::{NewUser, StoreError};
+use myelin_store::{NewUser, NonceUse, StoreError};
 use serde_json::{Value, json};
 use sha1::Sha1;
 use sha2::Sha256;
@@ -20,6 +22,13 @@ use crate::passwords;
 use crate::user_ids::{local_user_id, random_string};
 
 const NONCE_LIFETIME_MS: i64 = 60_000;
+
+/// Used nonces kept at most (each only for its minute): past that, a
+/// registration waits until some expire rather than growing the table.
+const MAX_LIVE_USED_NONCES: u32 = 10_000;
+
+/// The nonce's signature is the first half of an HMAC-SHA256.
+const NONCE_SIGNATURE_BYTES: usize = 16;
 
 pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     let nonce_api = Arc::clone(api);
@@ -50,54 +59,77 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     );
 }
 
-fn signature(secret: &str, payload: &str) -> String {
+fn nonce_mac(secret: &str, payload: &str) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
         .expect("HMAC takes any key length");
     mac.update(payload.as_bytes());
-    hex::encode(&mac.finalize().into_bytes()[..16])
+    mac
 }
 
 fn new_nonce(secret: &str, now: i64) -> String {
     let payload = format!("{now}.{}", random_string(16));
-    format!("{payload}.{}", signature(secret, &payload))
+    let signature = nonce_mac(secret, &payload).finalize().into_bytes();
+    format!(
+        "{payload}.{}",
+        hex::encode(&signature[..NONCE_SIGNATURE_BYTES])
+    )
 }
 
-fn nonce_is_valid(secret: &str, nonce: &str, now: i64) -> bool {
-    let Some((payload, given)) = nonce.rsplit_once('.') else {
-        return false;
-    };
-    let issued: i64 = payload
-        .split('.')
-        .next()
-        .and_then(|ts| ts.parse().ok())
-        .unwrap_or(0);
-    signature(secret, payload) == given && (0..NONCE_LIFETIME_MS).contains(&(now - issued))
-}
-
-/// HMAC-SHA1 over `nonce NUL user NUL password NUL admin|notadmin [NUL user_type]`,
-/// hex: the `mac` of a shared-secret registration.
-pub fn registration_mac(
-    secret: &str,
-    nonce: &str,
-    user: &str,
-    password: &str,
-    admin: bool,
-    user_type: Option<&str>,
-) -> String {
-    let mut mac =
-        <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(nonce.as_bytes());
-    mac.update(b"\x00");
-    mac.update(user.as_bytes());
-    mac.update(b"\x00");
-    mac.update(password.as_bytes());
-    mac.update(b"\x00");
-    mac.update(if admin { b"admin" } else { b"notadmin" });
-    if let Some(user_type) = user_type {
-        mac.update(b"\x00");
-        mac.update(user_type.as_bytes());
+/// When a nonce this server signed was issued, if it has not expired by
+/// `now`. The signature is compared in constant time.
+fn nonce_issued_at(secret: &str, nonce: &str, now: i64) -> Option<i64> {
+    let (payload, given) = nonce.rsplit_once('.')?;
+    let given = hex::decode(given).ok()?;
+    if given.len() != NONCE_SIGNATURE_BYTES {
+        return None;
     }
-    hex::encode(mac.finalize().into_bytes())
+    nonce_mac(secret, payload)
+        .verify_truncated_left(&given)
+        .ok()?;
+    let issued: i64 = payload.split('.').next()?.parse().ok()?;
+    (0..NONCE_LIFETIME_MS)
+        .contains(&now.saturating_sub(issued))
+        .then_some(issued)
+}
+
+/// What the `mac` of a shared-secret registration signs.
+pub struct RegistrationMac<'a> {
+    pub nonce: &'a str,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub admin: bool,
+    pub user_type: Option<&'a str>,
+}
+
+impl RegistrationMac<'_> {
+    /// HMAC-SHA1 over `nonce NUL user NUL password NUL admin|notadmin
+    /// [NUL user_type]`, hex: what the client sends.
+    pub fn hex(&self, secret: &str) -> String {
+        hex::encode(self.hmac(secret).finalize().into_bytes())
+    }
+
+    /// Whether `given` (hex, either case) is the MAC, compared in
+    /// constant time.
+    fn matches(&self, secret: &str, given: &str) -> bool {
+        hex::decode(given).is_ok_and(|given| self.hmac(secret).verify_slice(&given).is_ok())
+    }
+
+    fn hmac(&self, secret: &str) -> Hmac<Sha1> {
+        let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(self.nonce.as_bytes());
+        mac.update(b"\x00");
+        mac.update(self.user.as_bytes());
+        mac.update(b"\x00");
+        mac.update(self.password.as_bytes());
+        mac.update(b"\x00");
+        mac.update(if self.admin { b"admin" } else { b"notadmin" });
+        if let Some(user_type) = self.user_type {
+            mac.update(b"\x00");
+            mac.update(user_type.as_bytes());
+        }
+        mac
+    }
 }
 
 fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str, MatrixError> {
@@ -121,6 +153,27 @@ impl ClientApi {
             })
     }
 
+    /// Spends the nonce before the MAC is checked, so a wrong guess costs
+    /// the nonce too.
+    async fn use_nonce(&self, secret: &str, nonce: &str) -> Result<(), MatrixError> {
+        let unrecognised =
+            || MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "unrecognised nonce");
+        let now = myelin_types::now_millis();
+        let issued = nonce_issued_at(secret, nonce, now).ok_or_else(unrecognised)?;
+        let expires_ts = issued + NONCE_LIFETIME_MS;
+        match self
+            .store
+            .use_registration_nonce(nonce, expires_ts, now, MAX_LIVE_USED_NONCES)
+            .await?
+        {
+            NonceUse::Fresh => Ok(()),
+            NonceUse::AlreadyUsed => Err(unrecognised()),
+            NonceUse::TooMany => Err(MatrixError::limit_exceeded(
+                NONCE_LIFETIME_MS.unsigned_abs(),
+            )),
+        }
+    }
+
     async fn shared_secret_register(
         &self,
         body: Bytes,
@@ -134,15 +187,15 @@ impl ClientApi {
         let given_mac = text(&body, "mac")?;
         let admin = body.get("admin").and_then(Value::as_bool).unwrap_or(false);
         let user_type = body.get("user_type").and_then(Value::as_str);
-        if !nonce_is_valid(&secret, nonce, myelin_types::now_millis()) {
-            return Err(MatrixError::new(
-                StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "unrecognised nonce",
-            ));
-        }
-        let expected = registration_mac(&secret, nonce, username, password, admin, user_type);
-        if expected != given_mac.to_ascii_lowercase() {
+        self.use_nonce(&secret, nonce).await?;
+        let signed = RegistrationMac {
+            nonce,
+            user: username,
+            password,
+            admin,
+            user_type,
+        };
+        if !signed.matches(&secret, given_mac) {
             return Err(MatrixError::forbidden("HMAC incorrect"));
         }
         let user_id = local_user_id(username, &self.server_name)?;
@@ -179,21 +232,53 @@ mod tests {
     #[test]
     fn nonces_expire_and_cannot_be_forged() {
         let nonce = new_nonce("secret", 1_000_000);
-        assert!(nonce_is_valid("secret", &nonce, 1_000_500));
-        assert!(!nonce_is_valid(
-            "secret",
-            &nonce,
-            1_000_000 + NONCE_LIFETIME_MS
-        ));
-        assert!(!nonce_is_valid("other", &nonce, 1_000_500));
-        assert!(!nonce_is_valid("secret", "123.abc.def", 1_000_500));
+        assert_eq!(
+            nonce_issued_at("secret", &nonce, 1_000_500),
+            Some(1_000_000)
+        );
+        assert_eq!(
+            nonce_issued_at("secret", &nonce, 1_000_000 + NONCE_LIFETIME_MS),
+            None
+        );
+        assert_eq!(nonce_issued_at("other", &nonce, 1_000_500), None);
+        assert_eq!(nonce_issued_at("secret", "123.abc.def", 1_000_500), None);
+        // A later issue time under the old signature is a forgery.
+        let (_, rest) = nonce.split_once('.').expect("timestamp");
+        let moved = format!("1000400.{rest}");
+        assert_eq!(nonce_issued_at("secret", &moved, 1_000_500), None);
+        // A shortened signature is not a prefix match.
+        let shortened = &nonce[..nonce.len() - 2];
+        assert_eq!(nonce_issued_at("secret", shortened, 1_000_500), None);
+    }
+
+    fn signed(admin: bool, user_type: Option<&str>) -> RegistrationMac<'_> {
+        RegistrationMac {
+            nonce: "n",
+            user: "u",
+            password: "p",
+            admin,
+            user_type,
+        }
     }
 
     #[test]
     fn mac_matches_the_documented_construction() {
         // HMAC-SHA1("secret", "n\0u\0p\0admin"), computed independently.
-        let mac = registration_mac("secret", "n", "u", "p", true, None);
+        let mac = signed(true, None).hex("secret");
         assert_eq!(mac.len(), 40);
-        assert_ne!(mac, registration_mac("secret", "n", "u", "p", false, None));
+        assert_ne!(mac, signed(false, None).hex("secret"));
+    }
+
+    #[test]
+    fn only_the_exact_registration_mac_matches() {
+        let mac = signed(false, None).hex("secret");
+        assert!(signed(false, None).matches("secret", &mac));
+        assert!(signed(false, None).matches("secret", &mac.to_ascii_uppercase()));
+        for wrong in [&mac[..38], "", "not hex", &format!("{mac}00")] {
+            assert!(!signed(false, None).matches("secret", wrong), "{wrong:?}");
+        }
+        assert!(!signed(true, None).matches("secret", &mac));
+        assert!(!signed(false, Some("bot")).matches("secret", &mac));
+        assert!(!signed(false, None).matches("other", &mac));
     }
 }

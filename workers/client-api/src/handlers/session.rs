@@ -22,12 +22,15 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         async move { api.login(context, request).await }
     });
     let logout_api = Arc::clone(api);
+    // Logging out ends the device, not just the token: the spec has the
+    // device deleted, so it leaves the user's device list with its session.
     router.route_json::<logout::v3::Request, _, _>(move |context, _| {
         let api = Arc::clone(&logout_api);
         async move {
-            if let Some(token) = &context.access_token {
-                api.store.delete_token(token).await?;
-            }
+            let user = context.user()?;
+            api.store
+                .delete_devices(&user.user_id, std::slice::from_ref(&user.device_id))
+                .await?;
             Ok(json!({}))
         }
     });

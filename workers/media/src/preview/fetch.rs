@@ -12,6 +12,8 @@ use ipnet::IpNet;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+use super::embedded_ipv4::embedded_ipv4;
+
 /// Ranges no preview fetches from unless the whitelist names them:
 /// loopback, private, link-local, shared, documentation, multicast and
 /// otherwise reserved addresses.
@@ -38,6 +40,8 @@ const DEFAULT_BLACKLIST: &[&str] = &[
     "2001:db8::/32",
     "ff00::/8",
     "fec0::/10",
+    // Local-use NAT64 (RFC 8215): translators inside someone's network.
+    "64:ff9b:1::/48",
 ];
 
 /// Redirects followed for one fetch.
@@ -67,11 +71,24 @@ impl AddressPolicy {
         }
     }
 
+    /// The address's own ranges decide first; an IPv6 address that also
+    /// carries IPv4 addresses (NAT64, 6to4, Teredo, ...) leads to them, so
+    /// each of those must be permitted too.
     pub(crate) fn permits(&self, ip: IpAddr) -> bool {
         // `::ffff:127.0.0.1` is 127.0.0.1.
         let ip = ip.to_canonical();
-        self.allowed.iter().any(|range| range.contains(&ip))
-            || !self.blocked.iter().any(|range| range.contains(&ip))
+        if self.allowed.iter().any(|range| range.contains(&ip)) {
+            return true;
+        }
+        if self.blocked.iter().any(|range| range.contains(&ip)) {
+            return false;
+        }
+        match ip {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(ip) => embedded_ipv4(ip)
+                .into_iter()
+                .all(|embedded| self.permits(IpAddr::V4(embedded))),
+        }
     }
 
     /// Whether a URL may be fetched as far as its own text tells: http(s)
@@ -282,5 +299,55 @@ mod tests {
         let own = AddressPolicy::new(Some(&["93.184.216.0/24".to_owned()]), &[]);
         assert!(!own.permits(ip("93.184.216.34")));
         assert!(own.permits(ip("10.0.0.1")), "only the configured ranges");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_judged_by_the_ipv4_addresses_they_carry() {
+        let policy = AddressPolicy::new(None, &[]);
+        for inside in [
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::5db8:d822",
+            "2002:7f00:1::1",
+            "2002:c0a8:1::",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "2001:0:a00:1:8000:63bf:a247:29dd",
+            "2001:4860::5efe:a00:1",
+        ] {
+            assert!(!policy.permits(ip(inside)), "{inside} must be blocked");
+        }
+        for outside in [
+            "::ffff:93.184.216.34",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+            // Teredo server 65.54.227.120, client 93.184.216.34.
+            "2001:0:4136:e378:8000:63bf:a247:27dd",
+        ] {
+            assert!(policy.permits(ip(outside)), "{outside} must be allowed");
+        }
+        let url = |text: &str| Url::parse(text).expect("url");
+        assert!(!policy.permits_url(&url("http://[64:ff9b::7f00:1]:8008/")));
+        assert!(!policy.permits_url(&url("http://[2002:7f00:1::1]/")));
+    }
+
+    #[test]
+    fn the_configured_ranges_of_the_ipv6_address_itself_still_apply() {
+        let no_nat64 = AddressPolicy::new(Some(&["64:ff9b::/96".to_owned()]), &[]);
+        assert!(!no_nat64.permits(ip("64:ff9b::5db8:d822")));
+        let own = AddressPolicy::new(Some(&["93.184.216.0/24".to_owned()]), &[]);
+        assert!(
+            !own.permits(ip("64:ff9b::5db8:d822")),
+            "embeds a blocked IPv4"
+        );
+        assert!(
+            own.permits(ip("64:ff9b::7f00:1")),
+            "only the configured ranges"
+        );
+        let whitelisted = AddressPolicy::new(None, &["127.0.0.1/32".to_owned()]);
+        assert!(whitelisted.permits(ip("64:ff9b::7f00:1")));
+        assert!(!whitelisted.permits(ip("64:ff9b::7f00:2")));
     }
 }

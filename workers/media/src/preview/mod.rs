@@ -2,6 +2,7 @@
 //! is about to share, with its image kept as media of this server so
 //! clients never fetch from the page's site themselves.
 
+mod embedded_ipv4;
 mod fetch;
 mod opengraph;
 

@@ -73,7 +73,7 @@ pub(crate) fn register_user(args: RegisterUserArgs) -> anyhow::Result<ExitCode> 
         let url = format!("{base}/_synapse/admin/v1/register");
         let nonce: Value = client.get(&url).send().await?.error_for_status()?.json().await?;
         let nonce = nonce["nonce"].as_str().unwrap_or_default().to_owned();
-        let mac = myelin_client_api::registration_mac(&secret, &nonce, &user, &password, args.admin, None);
+        let mac = myelin_client_api::RegistrationMac { nonce: &nonce, user: &user, password: &password, admin: args.admin, user_type: None }.hex(&secret);
         let body = json!({"nonce": nonce, "username": user, "password": password, "admin": args.admin, "mac": mac});
         let response = client.post(&url).json(&body).send().await?;
         let status = response.status();
