@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::client::Client;
-use crate::harness::{Server, TempDir};
+use crate::harness::Server;
 use crate::split::{Split, settings};
 
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -362,29 +362,14 @@ async fn forged_forwarded_for_does_not_escape_the_login_limit() {
 #[tokio::test]
 async fn split_gateway_applies_the_edge_limits_and_forwards_the_real_client() {
     let Some(settings) = settings() else { return };
-    let limits = TempDir::new("split-edge-env");
-    let env_file = limits.path().join("edge.env");
-    let mut lines = vec![
+    let mut env = vec![
         format!("MYELIN_MAX_UPLOAD_SIZE={MAX_UPLOAD}"),
         format!("MYELIN_EDGE_LIMITS__BODY_READ_TIMEOUT_MS={BODY_TIMEOUT_MS}"),
         format!("MYELIN_EDGE_LIMITS__MAX_CONNECTIONS_PER_ADDRESS={PER_ADDRESS_CAP}"),
         "MYELIN_LISTENERS__0__TRUSTED_PROXIES=127.0.0.1/32".to_owned(),
     ];
-    lines.extend(login_limit_env().map(|(key, value)| format!("{key}={value}")));
-    std::fs::write(&env_file, lines.join("\n") + "\n").expect("write the env file");
-    let env_file = env_file.to_str().expect("temp paths are UTF-8").to_owned();
-    let split = Split::up_with(
-        &settings,
-        &[
-            ("CLIENT_APIS", "1"),
-            ("SYNCHROTRONS", "1"),
-            ("PERSISTERS", "1"),
-            ("GATEWAYS", "1"),
-            ("MEDIA", "1"),
-            ("SPLIT_ENV_FILE", &env_file),
-        ],
-    )
-    .await;
+    env.extend(login_limit_env().map(|(key, value)| format!("{key}={value}")));
+    let split = Split::up_small_with_env(&settings, "1", &env).await;
     let (_, gateway_url, _) = split.processes("GATEWAY").remove(0);
     let traefik = split.client();
     let hs_url = traefik.url("");
