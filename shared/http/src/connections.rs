@@ -41,12 +41,49 @@ pub enum Refusal {
     AddressFull,
 }
 
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::ProcessFull => "process",
+            Refusal::AddressFull => "address",
+        }
+    }
+}
+
+/// What operators see of the caps: refusals are otherwise silent, since
+/// logging each one would let a flood fill the logs instead.
+#[derive(Debug, Clone)]
+pub struct ConnectionMetrics {
+    refused: prometheus::IntCounterVec,
+    open: prometheus::IntGauge,
+}
+
+impl ConnectionMetrics {
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<ConnectionMetrics> {
+        let refused = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "myelin_http_connections_refused_total",
+                "Connections closed at accept because a cap was reached, by cap",
+            ),
+            &["cap"],
+        )?;
+        let open = prometheus::IntGauge::new(
+            "myelin_http_connections_open",
+            "Client connections open now",
+        )?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(open.clone()))?;
+        Ok(ConnectionMetrics { refused, open })
+    }
+}
+
 /// The open connections of a process, shared by all its listeners.
 #[derive(Debug)]
 pub struct ConnectionGate {
     max_total: usize,
     max_per_address: usize,
     open: Mutex<OpenConnections>,
+    metrics: Option<ConnectionMetrics>,
 }
 
 #[derive(Debug, Default)]
@@ -64,11 +101,16 @@ pub struct ConnectionPermit {
 }
 
 impl ConnectionGate {
-    pub fn new(max_total: usize, max_per_address: usize) -> Arc<ConnectionGate> {
+    pub fn new(
+        max_total: usize,
+        max_per_address: usize,
+        metrics: Option<ConnectionMetrics>,
+    ) -> Arc<ConnectionGate> {
         Arc::new(ConnectionGate {
             max_total: max_total.max(1),
             max_per_address: max_per_address.max(1),
             open: Mutex::new(OpenConnections::default()),
+            metrics,
         })
     }
 
@@ -79,6 +121,21 @@ impl ConnectionGate {
     /// Admits a connection from `peer` if both caps allow it; a trusted
     /// proxy's connections count only towards the total.
     pub fn admit(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        exempt_from_address_cap: bool,
+    ) -> Result<ConnectionPermit, Refusal> {
+        let admitted = self.try_admit(peer, exempt_from_address_cap);
+        if let Some(metrics) = &self.metrics {
+            match &admitted {
+                Ok(_) => metrics.open.inc(),
+                Err(refusal) => metrics.refused.with_label_values(&[refusal.label()]).inc(),
+            }
+        }
+        admitted
+    }
+
+    fn try_admit(
         self: &Arc<Self>,
         peer: IpAddr,
         exempt_from_address_cap: bool,
@@ -115,6 +172,9 @@ impl ConnectionGate {
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
+        if let Some(metrics) = &self.gate.metrics {
+            metrics.open.dec();
+        }
         let mut open = self
             .gate
             .open
@@ -154,7 +214,9 @@ mod tests {
 
     #[test]
     fn caps_apply_per_address_and_in_total_and_free_on_drop() {
-        let gate = ConnectionGate::new(4, 2);
+        let registry = prometheus::Registry::new();
+        let metrics = ConnectionMetrics::register(&registry).expect("metrics");
+        let gate = ConnectionGate::new(4, 2, Some(metrics.clone()));
         let first = gate.admit(ip("192.0.2.1"), false).expect("first");
         let _second = gate.admit(ip("192.0.2.1"), false).expect("second");
         assert_eq!(
@@ -168,8 +230,12 @@ mod tests {
             gate.admit(ip("198.51.100.9"), false).err(),
             Some(Refusal::ProcessFull)
         );
+        assert_eq!(metrics.refused.with_label_values(&["address"]).get(), 1);
+        assert_eq!(metrics.refused.with_label_values(&["process"]).get(), 1);
+        assert_eq!(metrics.open.get(), 4);
         drop(first);
         assert_eq!(gate.open(), 3);
+        assert_eq!(metrics.open.get(), 3);
         let _again = gate.admit(ip("192.0.2.1"), false).expect("a freed place");
         assert_eq!(gate.open(), 4);
     }

@@ -20,7 +20,7 @@ mod tls;
 
 pub use body::{BodyStream, ResponseBody};
 pub use body_pace::BodyPace;
-pub use connections::{ConnectionGate, max_connections, open_file_limit};
+pub use connections::{ConnectionGate, ConnectionMetrics, max_connections, open_file_limit};
 pub use error::MatrixError;
 pub use forwarded::ProxyTrust;
 pub use json_limits::check_json_depth;

@@ -619,9 +619,40 @@ fn limit_body(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
+        let (parts, body) = request.into_parts();
+        let client_waits_for_us = parts
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !client_waits_for_us {
+            drain_refused_body(body);
+        }
         return Err(too_large());
     }
     Ok(request.map(|body| limited(body, limit)))
+}
+
+/// How much of a refused body is read and dropped, and for how long, after
+/// the answer: closing at once would reset a proxy that is still sending
+/// the body, and some (traefik) then answer 502 instead of passing on 413.
+const REFUSED_BODY_DRAIN_BYTES: u64 = 8 * 1024 * 1024;
+const REFUSED_BODY_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn drain_refused_body(mut body: BodyStream) {
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        let drain = async {
+            let mut drained = 0u64;
+            while let Some(Ok(chunk)) = body.next().await {
+                drained = drained.saturating_add(chunk.len() as u64);
+                if drained > REFUSED_BODY_DRAIN_BYTES {
+                    return;
+                }
+            }
+        };
+        // Memory stays flat: every chunk is dropped as it arrives.
+        let _ = tokio::time::timeout(REFUSED_BODY_DRAIN_TIME, drain).await;
+    });
 }
 
 fn whole(response: http::Response<Bytes>) -> http::Response<ResponseBody> {

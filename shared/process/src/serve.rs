@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use myelin_config::Config;
 use myelin_http::{
-    BodyLimits, BodyPace, ConnectionGate, HttpMetrics, ProxyTrust, Router, ServeOptions,
-    TlsAcceptor,
+    BodyLimits, BodyPace, ConnectionGate, ConnectionMetrics, HttpMetrics, ProxyTrust, Router,
+    ServeOptions, TlsAcceptor,
 };
 use myelin_store::DeviceStore;
 use tokio::task::JoinSet;
@@ -58,7 +58,9 @@ pub async fn run_roles(
 
     let mut servers = JoinSet::new();
     let mut addresses = Vec::new();
-    let connections = connection_gate(&deps.config);
+    let connection_metrics =
+        ConnectionMetrics::register(&deps.registry).context("cannot register metrics")?;
+    let connections = connection_gate(&deps.config, connection_metrics);
     let body_pace = body_pace(&deps.config);
     for listener in &deps.config.listeners {
         let (scheme, listener_tls) = match (listener.tls, &tls) {
@@ -119,7 +121,7 @@ pub async fn run_roles(
 }
 
 /// One gate for every listener: the open-file limit is the process's.
-fn connection_gate(config: &Config) -> Arc<ConnectionGate> {
+fn connection_gate(config: &Config, metrics: ConnectionMetrics) -> Arc<ConnectionGate> {
     let limits = &config.edge_limits;
     let open_files = myelin_http::open_file_limit();
     let max_total = myelin_http::max_connections(limits.max_connections, open_files);
@@ -138,7 +140,7 @@ fn connection_gate(config: &Config) -> Arc<ConnectionGate> {
         per_address = limits.max_connections_per_address,
         "connection caps"
     );
-    ConnectionGate::new(max_total, limits.max_connections_per_address)
+    ConnectionGate::new(max_total, limits.max_connections_per_address, Some(metrics))
 }
 
 fn body_pace(config: &Config) -> BodyPace {

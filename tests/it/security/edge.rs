@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::client::Client;
-use crate::harness::Server;
+use crate::harness::{Server, metric_sum};
 use crate::split::{Split, settings};
 
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -218,15 +218,19 @@ async fn two_mib_only_as_an_upload(url: &str, alice: &Client) {
     let http = alice.http();
     let big_login = json!({"type": "m.login.password", "password": "x".repeat(TWO_MIB),
         "identifier": {"type": "m.id.user", "user": "alice"}});
-    let refused = http
-        .post(format!("{url}/_matrix/client/v3/login"))
-        .json(&big_login)
-        .send()
-        .await
-        .expect("an answer to a 2 MiB login");
-    assert_eq!(refused.status(), 413);
-    let refused: Value = refused.json().await.expect("JSON");
-    assert_eq!(refused["errcode"], "M_TOO_LARGE", "{refused}");
+    // Several times: a proxy that is still sending the body when the
+    // answer comes must pass the 413 on, not turn it into a 502.
+    for _ in 0..10 {
+        let refused = http
+            .post(format!("{url}/_matrix/client/v3/login"))
+            .json(&big_login)
+            .send()
+            .await
+            .expect("an answer to a 2 MiB login");
+        assert_eq!(refused.status(), 413);
+        let refused: Value = refused.json().await.expect("JSON");
+        assert_eq!(refused["errcode"], "M_TOO_LARGE", "{refused}");
+    }
 
     let upload = vec![7u8; TWO_MIB];
     let uploaded = http
@@ -324,6 +328,16 @@ async fn stalled_bodies_are_capped_per_address_and_end_after_the_body_timeout() 
         .start()
         .await;
     stalled_bodies_end_while_others_are_served(socket_of(&server.url()), &server.client()).await;
+    let refused = metric_sum(
+        &server.url(),
+        "myelin_http_connections_refused_total",
+        "cap=\"address\"",
+    )
+    .await;
+    assert!(
+        refused >= (STALLED_CONNECTIONS / 2) as u64,
+        "refusals are counted ({refused})"
+    );
     // The server is still whole afterwards.
     server.client().get("/_matrix/client/versions").await.ok();
 }
