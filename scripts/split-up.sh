@@ -33,6 +33,9 @@
 #   RUNTIME_THREADS      each process's runtime threads (default 1: the
 #                        processes share this machine's cores)
 #   SPLIT_ENV_FILE       extra MYELIN_KEY=VALUE lines for every Myelin process
+#   SPLIT_INFLIGHT_PER_ADDRESS  requests traefik lets one client address have
+#                        in flight (default 1000: here every test and load
+#                        client shares 127.0.0.1; swarm/stack.yml uses 100)
 #   SPLIT_READY_TIMEOUT  seconds each process gets to become ready (default 180)
 #   MYELIN_LOG           the processes' log filter (default info,ruma_state_res=warn)
 #   MYELIN_VENV          the Python venv traefik is installed into with pip
@@ -208,7 +211,9 @@ done
 # --- traefik in front -------------------------------------------------------
 # The file-provider twin of the labels on the gateway service in
 # swarm/stack.yml: router myelin-http on entrypoint http to service myelin,
-# load-balancing over the gateways. Locally the rule is a catch-all instead
+# load-balancing over the gateways, behind the per-client in-flight cap
+# (the gateway exempts traefik from its per-address connection cap, since
+# traefik carries every client). Locally the rule is a catch-all instead
 # of Host(`matrix.example.org`), and there is no TLS router or HTTPS redirect.
 {
     echo "http:"
@@ -217,6 +222,14 @@ done
     echo "      rule: \"PathPrefix(\`/\`)\""
     echo "      entryPoints: [http]"
     echo "      service: myelin"
+    echo "      middlewares: [myelin-inflight]"
+    echo "  middlewares:"
+    echo "    myelin-inflight:"
+    echo "      inFlightReq:"
+    echo "        amount: ${SPLIT_INFLIGHT_PER_ADDRESS:-1000}"
+    echo "        sourceCriterion:"
+    echo "          ipStrategy:"
+    echo "            depth: 0"
     echo "  services:"
     echo "    myelin:"
     echo "      loadBalancer:"

@@ -272,6 +272,9 @@ impl Role for Gateway {
             let gateway = Arc::clone(&self);
             async move { gateway.handle(context, request).await }
         });
+        // Only the media role takes uploads; every other proxied body gets
+        // the small limit here, before the gateway reads any of it.
+        router.fallback_upload_paths(|path| route_table::role_for(path) == Some(RouteRole::Media));
     }
 
     /// Probes the upstreams every health interval until shutdown.

@@ -1,6 +1,5 @@
 //! Forwarding one request to one replica, and the headers that cross.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,43 +44,31 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 
 /// The headers a worker gets: the client's end-to-end headers, and
 /// `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Request-Id` from the
-/// gateway. Workers take the first `X-Forwarded-For` entry as the client,
-/// so it must be the address the gateway settled on: a chain the gateway
-/// trusted already starts with it and is passed on; one it did not trust
-/// (a client can send anything) is replaced by that address.
+/// gateway. `X-Forwarded-For` holds only the client address the gateway
+/// settled on (see `ProxyTrust::client_ip`), so the workers, which trust
+/// the gateway, see the same client; whatever chain the client or the
+/// proxies sent stays behind. `X-Forwarded-Proto` passes on only from a
+/// trusted proxy.
 pub fn request_headers(incoming: &HeaderMap, context: &RequestContext) -> HeaderMap {
     let mut headers = end_to_end(incoming);
     // The HTTP client frames the body itself: a length for a whole one,
     // chunks for a streamed one.
     headers.remove(CONTENT_LENGTH);
-    let chain = headers
-        .get(X_FORWARDED_FOR)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
     let proto = headers.remove(X_FORWARDED_PROTO);
     headers.remove(X_FORWARDED_FOR);
-    let trusted_chain = chain
-        .filter(|chain| first_address(chain).is_some_and(|first| Some(first) == context.remote_ip));
-    let forwarded_for = match (&trusted_chain, context.remote_ip) {
-        (Some(chain), _) => HeaderValue::from_str(chain).ok(),
-        (None, Some(ip)) => HeaderValue::from_str(&ip.to_string()).ok(),
-        (None, None) => None,
-    };
-    if let Some(value) = forwarded_for {
+    if let Some(ip) = context.remote_ip
+        && let Ok(value) = HeaderValue::from_str(&ip.to_string())
+    {
         headers.insert(X_FORWARDED_FOR, value);
     }
     let proto = proto
-        .filter(|_| trusted_chain.is_some())
+        .filter(|_| context.via_trusted_proxy)
         .unwrap_or_else(|| HeaderValue::from_static("http"));
     headers.insert(X_FORWARDED_PROTO, proto);
     if let Ok(value) = HeaderValue::from_str(&context.request_id) {
         headers.insert(X_REQUEST_ID, value);
     }
     headers
-}
-
-fn first_address(chain: &str) -> Option<IpAddr> {
-    chain.split(',').next()?.trim().parse().ok()
 }
 
 /// The headers the client gets back: the worker's end-to-end headers. The
@@ -176,6 +163,7 @@ mod tests {
     fn context(remote_ip: Option<&str>) -> RequestContext {
         RequestContext {
             remote_ip: remote_ip.map(|ip| ip.parse().expect("ip")),
+            via_trusted_proxy: false,
             request_id: "req-7".to_owned(),
             ..RequestContext::default()
         }
@@ -253,19 +241,20 @@ mod tests {
 
     #[test]
     fn forwarded_for_names_the_client_the_gateway_settled_on() {
-        // Behind a trusted proxy: the chain starts with the client already.
+        // Behind a trusted proxy: the settled client alone, the proto kept.
         let trusted = headers(&[
-            ("x-forwarded-for", "203.0.113.7, 10.0.0.2"),
+            ("x-forwarded-for", "1.2.3.4, 203.0.113.7, 10.0.0.2"),
             ("x-forwarded-proto", "https"),
         ]);
-        let forwarded = request_headers(&trusted, &context(Some("203.0.113.7")));
-        assert_eq!(
-            values(&forwarded, "x-forwarded-for"),
-            ["203.0.113.7, 10.0.0.2"]
-        );
+        let behind_proxy = RequestContext {
+            via_trusted_proxy: true,
+            ..context(Some("203.0.113.7"))
+        };
+        let forwarded = request_headers(&trusted, &behind_proxy);
+        assert_eq!(values(&forwarded, "x-forwarded-for"), ["203.0.113.7"]);
         assert_eq!(values(&forwarded, "x-forwarded-proto"), ["https"]);
 
-        // A chain the listener did not trust is replaced, not passed on.
+        // From anyone else nothing the client sent is passed on.
         let spoofed = headers(&[
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),

@@ -188,6 +188,32 @@ impl Split {
         split
     }
 
+    /// One replica of each worker kind but `media` media replicas, every
+    /// Myelin process with the `MYELIN_KEY=VALUE` settings in `env`.
+    pub(crate) async fn up_small_with_env(
+        settings: &(String, String),
+        media: &str,
+        env: &[String],
+    ) -> Split {
+        let env_dir = TempDir::new("split-env");
+        let env_file = env_dir.path().join("myelin.env");
+        std::fs::write(&env_file, env.join("\n") + "\n").expect("write the env file");
+        let env_file = env_file.to_str().expect("temp paths are UTF-8").to_owned();
+        // split-up.sh copies the settings; the file may go once it is done.
+        Split::up_with(
+            settings,
+            &[
+                ("CLIENT_APIS", "1"),
+                ("SYNCHROTRONS", "1"),
+                ("PERSISTERS", "1"),
+                ("GATEWAYS", "1"),
+                ("MEDIA", media),
+                ("SPLIT_ENV_FILE", &env_file),
+            ],
+        )
+        .await
+    }
+
     fn get(&self, key: &str) -> &str {
         self.topology
             .get(key)
@@ -1480,26 +1506,8 @@ async fn split_planned_persister_handovers_fail_no_send() {
 async fn split_media_uploaded_through_the_gateway_is_served_by_every_replica() {
     let Some(settings) = settings() else { return };
     // A small upload limit, so a body past it is cheap to send.
-    let limits = TempDir::new("split-media-env");
-    let env_file = limits.path().join("media.env");
-    std::fs::write(
-        &env_file,
-        format!("MYELIN_MAX_UPLOAD_SIZE={SPLIT_MAX_UPLOAD}\n"),
-    )
-    .expect("write the env file");
-    let env_file = env_file.to_str().expect("temp paths are UTF-8").to_owned();
-    let split = Split::up_with(
-        &settings,
-        &[
-            ("CLIENT_APIS", "1"),
-            ("SYNCHROTRONS", "1"),
-            ("PERSISTERS", "1"),
-            ("GATEWAYS", "1"),
-            ("MEDIA", "2"),
-            ("SPLIT_ENV_FILE", &env_file),
-        ],
-    )
-    .await;
+    let env = [format!("MYELIN_MAX_UPLOAD_SIZE={SPLIT_MAX_UPLOAD}")];
+    let split = Split::up_small_with_env(&settings, "2", &env).await;
     let replicas = split.urls("MEDIA");
     assert_eq!(replicas.len(), 2, "two media replicas: {replicas:?}");
     let alice = split.client().register("alice", PASSWORD).await;

@@ -88,11 +88,18 @@ fn homeserver_yaml(options: &GenerateOptions, files: &Generated) -> String {
 server_name: "{server_name}"
 pid_file: {dir}/homeserver.pid
 
+# X-Forwarded-For is believed only from the trusted_proxies (loopback and
+# the private ranges, where traefik or nginx sits on the same host or
+# network); a client connecting from anywhere else is taken at its own
+# address, whatever it sends, so this is safe exposed directly too. With a
+# proxy at a known address, list only that; with no proxy and clients on a
+# private network, set `x_forwarded: false`.
 listeners:
   - port: 8008
     tls: false
     type: http
     x_forwarded: true
+    trusted_proxies: ['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']
     bind_addresses: ['0.0.0.0']
     resources:
       - names: [client, federation]
@@ -123,7 +130,17 @@ bus:
 
 log_config: "{log_config}"
 media_store_path: {dir}/media_store
+# Media uploads may be this large; every other request body at most
+# max_request_size bytes (1 MiB when unset).
 max_upload_size: 50M
+
+# Connections and request bodies at the HTTP edge (these are the defaults).
+# max_connections, when unset, follows the open-file limit.
+#edge_limits:
+#  body_read_timeout_ms: 30000
+#  min_body_rate_bytes_per_second: 1024
+#  min_body_rate_grace_ms: 30000
+#  max_connections_per_address: 64
 
 enable_registration: false
 enable_registration_without_verification: false
@@ -212,6 +229,9 @@ mod tests {
                 .as_deref()
                 .is_some_and(|s| s.len() == 48)
         );
+        let listener = &loaded.config.listeners[0];
+        assert!(listener.x_forwarded);
+        assert_eq!(listener.trusted_proxies, crate::DEFAULT_TRUSTED_PROXIES);
         crate::read_signing_key(&generated.signing_key_path).expect("key");
         assert_eq!(
             log_level(&generated.log_config_path),

@@ -44,7 +44,10 @@ pub struct Config {
     pub url_preview_accept_language: Vec<String>,
     pub presence: PresenceConfig,
     pub default_room_version: Option<String>,
-    /// Largest request body, in bytes (Synapse has no key for this).
+    /// Largest request body of every route but media uploads, in bytes
+    /// (Synapse has no key for this); uploads take `max_upload_size`. A PDU
+    /// is at most 64 KiB, so the 1 MiB default leaves room for key uploads
+    /// and bulk to-device messages.
     pub max_request_size: Option<u64>,
     /// Threads of the process's async runtime; by default one per CPU the
     /// process may use. Where several processes share a machine, one each
@@ -55,6 +58,8 @@ pub struct Config {
     pub tls_private_key_path: Option<PathBuf>,
     #[serde(flatten)]
     pub rate_limits: RateLimits,
+    /// Connection and request-body limits of every HTTP listener.
+    pub edge_limits: EdgeLimits,
     /// Where the gateway of the split shape sends requests.
     pub gateway: GatewayConfig,
 }
@@ -94,6 +99,7 @@ impl Default for Config {
             tls_certificate_path: None,
             tls_private_key_path: None,
             rate_limits: RateLimits::default(),
+            edge_limits: EdgeLimits::default(),
             gateway: GatewayConfig::default(),
         }
     }
@@ -198,8 +204,71 @@ pub struct Listener {
     #[serde(rename = "type")]
     pub kind: String,
     pub tls: bool,
+    /// Read the client's address from `X-Forwarded-For` when the connection
+    /// comes from one of `trusted_proxies` (Synapse's key).
     pub x_forwarded: bool,
+    /// Addresses and CIDR ranges of the proxies in front of this listener
+    /// (Myelin's key). Only their `X-Forwarded-For` is believed, and they
+    /// are exempt from `edge_limits.max_connections_per_address`, since one
+    /// proxy carries many clients. Unset: loopback and the private ranges,
+    /// where a proxy on the same host or network sits.
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_proxies: Vec<String>,
     pub resources: Vec<ListenerResource>,
+}
+
+/// The proxies a listener trusts when `trusted_proxies` is unset.
+pub const DEFAULT_TRUSTED_PROXIES: &[&str] = &[
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+];
+
+impl Listener {
+    /// `trusted_proxies` as ranges (entries that do not parse are refused
+    /// at load, see `Config::problems`).
+    pub fn trusted_proxy_ranges(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|range| parse_ip_range(range))
+            .collect()
+    }
+}
+
+/// Limits on connections and request bodies at every HTTP listener (Myelin's
+/// keys; Synapse leaves these to the proxy in front). They bound what a
+/// client can hold without sending anything useful.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct EdgeLimits {
+    /// A request body that makes no progress for this long ends the
+    /// request with 408 and closes the connection.
+    pub body_read_timeout_ms: u64,
+    /// After `min_body_rate_grace_ms`, a body arriving slower than this on
+    /// average ends the request with 408 (0 turns the floor off).
+    pub min_body_rate_bytes_per_second: u64,
+    pub min_body_rate_grace_ms: u64,
+    /// Open connections of the process in total. Unset: half of what the
+    /// open-file limit leaves after a reserve (a proxied request also holds
+    /// a connection upstream); a value above that bound is lowered to it.
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address (not from a trusted proxy).
+    pub max_connections_per_address: usize,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits {
+            body_read_timeout_ms: 30_000,
+            min_body_rate_bytes_per_second: 1024,
+            min_body_rate_grace_ms: 30_000,
+            max_connections: None,
+            max_connections_per_address: 64,
+        }
+    }
 }
 
 impl Default for Listener {
@@ -210,6 +279,10 @@ impl Default for Listener {
             kind: "http".to_owned(),
             tls: false,
             x_forwarded: false,
+            trusted_proxies: DEFAULT_TRUSTED_PROXIES
+                .iter()
+                .map(|range| (*range).to_owned())
+                .collect(),
             resources: vec![ListenerResource {
                 names: vec!["client".to_owned(), "federation".to_owned()],
                 compress: false,
@@ -455,6 +528,7 @@ const KNOWN_KEYS: &[&str] = &[
     "rc_registration",
     "rc_login",
     "rc_joins",
+    "edge_limits",
     "pid_file",
     "suppress_key_server_warning",
     "tls_certificate_path",
@@ -521,6 +595,23 @@ impl Config {
                 ));
             }
         }
+        for listener in &self.listeners {
+            for range in &listener.trusted_proxies {
+                if parse_ip_range(range).is_none() {
+                    problems.push(format!(
+                        "`{range}` in a listener's trusted_proxies is not an address or CIDR range"
+                    ));
+                }
+            }
+        }
+        if self.edge_limits.body_read_timeout_ms == 0 {
+            problems.push("edge_limits.body_read_timeout_ms must be above 0".to_owned());
+        }
+        if self.edge_limits.max_connections == Some(0)
+            || self.edge_limits.max_connections_per_address == 0
+        {
+            problems.push("edge_limits connection caps must be at least 1".to_owned());
+        }
         if self.runtime_threads == Some(0) {
             problems.push("runtime_threads must be at least 1".to_owned());
         }
@@ -546,6 +637,12 @@ impl Config {
             .as_deref()
             .and_then(parse_size)
             .unwrap_or(10 * 1024 * 1024)
+    }
+
+    /// `max_request_size`: the largest body of a route other than a media
+    /// upload.
+    pub fn max_request_bytes(&self) -> u64 {
+        self.max_request_size.unwrap_or(1024 * 1024)
     }
 
     /// `max_upload_size` in bytes (Synapse's default is 50M).
@@ -609,6 +706,62 @@ mod tests {
         assert_eq!(config.runtime_threads, Some(1));
         assert!(!config.enable_authenticated_media);
         assert!(config.problems().is_empty());
+    }
+
+    #[test]
+    fn edge_limits_and_trusted_proxies_have_defaults_and_overrides() {
+        let config: Config = serde_yaml::from_str("server_name: a.test\n").expect("yaml");
+        assert_eq!(config.edge_limits, EdgeLimits::default());
+        assert_eq!(config.max_request_bytes(), 1024 * 1024);
+        let listener = &config.listeners[0];
+        assert!(!listener.x_forwarded);
+        assert!(
+            listener
+                .trusted_proxy_ranges()
+                .iter()
+                .any(|range| range.contains(&"172.18.0.3".parse::<std::net::IpAddr>().expect("ip")))
+        );
+
+        let vars: Vec<(String, String)> = [
+            (
+                "MYELIN_LISTENERS__0__TRUSTED_PROXIES",
+                "10.1.0.0/16, 127.0.0.1",
+            ),
+            ("MYELIN_EDGE_LIMITS__BODY_READ_TIMEOUT_MS", "2000"),
+            ("MYELIN_EDGE_LIMITS__MAX_CONNECTIONS", "40"),
+        ]
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+        let loaded = crate::load_from_str(
+            "server_name: a.test\nlisteners: [{port: 8008, x_forwarded: true}]\n",
+            "test",
+            &vars,
+        )
+        .expect("load");
+        let config = loaded.config;
+        assert_eq!(
+            config.listeners[0].trusted_proxies,
+            ["10.1.0.0/16", "127.0.0.1"]
+        );
+        assert_eq!(config.edge_limits.body_read_timeout_ms, 2000);
+        assert_eq!(config.edge_limits.max_connections, Some(40));
+
+        let refused = crate::load_from_str(
+            "server_name: a.test\nlisteners: [{trusted_proxies: [nowhere]}]\nedge_limits: {max_connections_per_address: 0}\n",
+            "test",
+            &[],
+        )
+        .expect_err("refused");
+        let message = refused.to_string();
+        assert!(
+            message.contains("`nowhere` in a listener's trusted_proxies"),
+            "{message}"
+        );
+        assert!(
+            message.contains("connection caps must be at least 1"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -95,6 +95,10 @@ impl MatrixError {
     pub fn too_large(error: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", error)
     }
+    /// The client stopped sending its request body, or sends it too slowly.
+    pub fn body_timeout(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "M_UNKNOWN", error)
+    }
     pub fn limit_exceeded(retry_after_ms: u64) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,

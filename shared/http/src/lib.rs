@@ -7,7 +7,10 @@
 //! place ([`error`]).
 
 pub mod body;
+mod body_pace;
+mod connections;
 pub mod error;
+mod forwarded;
 mod json_limits;
 mod listener;
 mod parser_guards;
@@ -17,11 +20,14 @@ mod server;
 mod tls;
 
 pub use body::{BodyStream, ResponseBody};
+pub use body_pace::BodyPace;
+pub use connections::{ConnectionGate, ConnectionMetrics, max_connections, open_file_limit};
 pub use error::MatrixError;
+pub use forwarded::ProxyTrust;
 pub use json_limits::check_json_depth;
 pub use listener::{HEADER_READ_TIMEOUT, serve};
 pub use ratelimit::RateLimiter;
-pub use router::{HttpMetrics, RequestContext, Router, json_response};
+pub use router::{BodyLimits, HttpMetrics, RequestContext, Router, json_response};
 pub use server::ServeOptions;
 pub use tls::{TlsSetupError, tls_acceptor};
 pub use tokio_rustls::TlsAcceptor;

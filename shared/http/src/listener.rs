@@ -37,7 +37,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let filter = edge_filter(router, options);
+    let filter = edge_filter(router, options.clone());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -51,11 +51,22 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let exempt = options.proxy_trust.trusts(peer.ip());
+        let permit = match options.connections.admit(peer.ip().to_canonical(), exempt) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                // Closed unread: answering would cost what the cap saves.
+                tracing::debug!(%peer, ?refusal, "connection refused over a cap");
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let service = warp::service(filter.clone());
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             // The filter reads the peer from the request's extensions, so
             // plain and TLS connections report it the same way.
             let service =

@@ -21,7 +21,7 @@ use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingR
 use serde_json::Value;
 
 use crate::MatrixError;
-use crate::body::{BodyStream, ResponseBody, body_stream, read_to_end};
+use crate::body::{BodyStream, ResponseBody, body_stream, limited, read_to_end};
 
 /// What a handler knows about the request besides its body.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +31,9 @@ pub struct RequestContext {
     pub access_token: Option<String>,
     /// The client's address (from `X-Forwarded-For` where the listener trusts it).
     pub remote_ip: Option<IpAddr>,
+    /// The request came through a proxy the listener trusts, so its other
+    /// `X-Forwarded-*` headers hold too.
+    pub via_trusted_proxy: bool,
     pub request_id: String,
 }
 
@@ -128,9 +131,33 @@ type Fallback = Arc<
 /// The metrics label of requests answered by the fallback.
 const FALLBACK_ROUTE: &str = "<fallback>";
 
+/// The largest request bodies the router lets through. A declared
+/// `Content-Length` above the limit is refused before any of the body is
+/// read; a body without one is cut off where it passes the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Routes that take their body whole (JSON), and fallback paths that
+    /// are not uploads.
+    pub api: u64,
+    /// Streamed routes (media uploads), and fallback paths that are.
+    pub upload: u64,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            api: 1024 * 1024,
+            upload: 50 * 1024 * 1024,
+        }
+    }
+}
+
 pub struct Router {
     routes: Vec<Route>,
     fallback: Option<Fallback>,
+    /// Which paths the fallback takes uploads on (the rest get the API limit).
+    fallback_upload_paths: fn(&str) -> bool,
+    body_limits: BodyLimits,
     device_store: Arc<dyn DeviceStore>,
     metrics: Option<HttpMetrics>,
 }
@@ -196,6 +223,8 @@ impl Router {
         Router {
             routes: Vec::new(),
             fallback: None,
+            fallback_upload_paths: |_| false,
+            body_limits: BodyLimits::default(),
             device_store,
             metrics,
         }
@@ -339,6 +368,17 @@ impl Router {
         self
     }
 
+    /// Paths on which the fallback takes bodies up to the upload limit.
+    pub fn fallback_upload_paths(&mut self, is_upload: fn(&str) -> bool) -> &mut Self {
+        self.fallback_upload_paths = is_upload;
+        self
+    }
+
+    pub fn set_body_limits(&mut self, limits: BodyLimits) -> &mut Self {
+        self.body_limits = limits;
+        self
+    }
+
     fn add(
         &mut self,
         method: Method,
@@ -379,6 +419,7 @@ impl Router {
         self.routes.extend(other.routes);
         if self.fallback.is_none() {
             self.fallback = other.fallback;
+            self.fallback_upload_paths = other.fallback_upload_paths;
         }
         self.routes.sort_by_key(|route| {
             route
@@ -441,10 +482,26 @@ impl Router {
             if path_known {
                 return whole(MatrixError::method_not_allowed().into_response());
             }
-            return match &self.fallback {
-                Some(fallback) => self.run_fallback(fallback, context, request).await,
-                None => whole(MatrixError::unrecognized("Unrecognized request").into_response()),
+            let Some(fallback) = &self.fallback else {
+                return whole(MatrixError::unrecognized("Unrecognized request").into_response());
             };
+            let limit = if (self.fallback_upload_paths)(&path) {
+                self.body_limits.upload
+            } else {
+                self.body_limits.api
+            };
+            return match limit_body(request, limit) {
+                Ok(request) => self.run_fallback(fallback, context, request).await,
+                Err(error) => whole(error.into_response()),
+            };
+        };
+        let limit = match route.handler {
+            RouteHandler::Streamed(_) => self.body_limits.upload,
+            RouteHandler::Whole(_) => self.body_limits.api,
+        };
+        let request = match limit_body(request, limit) {
+            Ok(request) => request,
+            Err(error) => return whole(error.into_response()),
         };
         // PostgreSQL text cannot hold a NUL and SQLite can: refused here, an
         // identifier named in a path reaches neither engine with one.
@@ -555,6 +612,55 @@ impl Router {
         context.access_token = Some(token);
         Ok(())
     }
+}
+
+/// Refuses a request whose declared length passes `limit` before reading
+/// any of its body, and cuts off a body that passes it without declaring.
+fn limit_body(
+    request: http::Request<BodyStream>,
+    limit: u64,
+) -> Result<http::Request<BodyStream>, MatrixError> {
+    let too_large = || MatrixError::too_large(format!("Request body is larger than {limit} bytes"));
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        let (parts, body) = request.into_parts();
+        let client_waits_for_us = parts
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !client_waits_for_us {
+            drain_refused_body(body);
+        }
+        return Err(too_large());
+    }
+    Ok(request.map(|body| limited(body, limit)))
+}
+
+/// How much of a refused body is read and dropped, and for how long, after
+/// the answer: closing at once would reset a proxy that is still sending
+/// the body, and some (traefik) then answer 502 instead of passing on 413.
+const REFUSED_BODY_DRAIN_BYTES: u64 = 8 * 1024 * 1024;
+const REFUSED_BODY_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn drain_refused_body(mut body: BodyStream) {
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        let drain = async {
+            let mut drained = 0u64;
+            while let Some(Ok(chunk)) = body.next().await {
+                drained = drained.saturating_add(chunk.len() as u64);
+                if drained > REFUSED_BODY_DRAIN_BYTES {
+                    return;
+                }
+            }
+        };
+        // Memory stays flat: every chunk is dropped as it arrives.
+        let _ = tokio::time::timeout(REFUSED_BODY_DRAIN_TIME, drain).await;
+    });
 }
 
 fn whole(response: http::Response<Bytes>) -> http::Response<ResponseBody> {
@@ -885,5 +991,92 @@ mod tests {
             .dispatch(RequestContext::default(), request(Method::GET, "/boom"))
             .await;
         assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    /// A request whose body never arrives: any attempt to read it hangs.
+    fn unsent_body(method: Method, uri: &str, declared: u64) -> http::Request<BodyStream> {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::CONTENT_LENGTH, declared)
+            .body(futures::StreamExt::boxed(futures::stream::pending()))
+            .expect("request")
+    }
+
+    fn router_with_limits() -> Router {
+        let mut router = router_with_ping();
+        router.set_body_limits(BodyLimits {
+            api: 100,
+            upload: 1000,
+        });
+        router.raw(Method::POST, "/json", false, |_, request, _| async move {
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"bytes": request.body().len()}),
+            ))
+        });
+        router.streamed(Method::POST, "/upload", false, |_, request, _| async move {
+            let body = read_to_end(request.into_body()).await?;
+            let text = format!("{}", body.len());
+            Ok(http::Response::new(ResponseBody::from(Bytes::from(text))))
+        });
+        router.fallback(|_, request| async move {
+            let body = read_to_end(request.into_body()).await?;
+            let text = format!("{}", body.len());
+            Ok(http::Response::new(ResponseBody::from(Bytes::from(text))))
+        });
+        router.fallback_upload_paths(|path| path.starts_with("/media/"));
+        router
+    }
+
+    #[tokio::test]
+    async fn declared_lengths_over_the_route_limit_are_refused_unread() {
+        let router = router_with_limits();
+        for (uri, declared) in [
+            ("/json", 101),
+            ("/upload", 1001),
+            ("/elsewhere", 101),
+            ("/media/up", 1001),
+        ] {
+            let answer = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                router.serve(
+                    RequestContext::default(),
+                    unsent_body(Method::POST, uri, declared),
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{uri}: the body was waited for"));
+            assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE, "{uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn each_route_kind_takes_bodies_up_to_its_own_limit() {
+        let router = router_with_limits();
+        let send = |uri: &'static str, size: usize| {
+            let request = http::Request::builder()
+                .method(Method::POST)
+                .uri(uri)
+                .body(Bytes::from(vec![b' '; size]))
+                .expect("request");
+            router.dispatch(RequestContext::default(), request)
+        };
+        // Without a declared length the body is cut off where it passes.
+        assert_eq!(send("/json", 100).await.status(), StatusCode::OK);
+        assert_eq!(
+            send("/json", 101).await.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(send("/upload", 1000).await.status(), StatusCode::OK);
+        assert_eq!(
+            send("/upload", 1001).await.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            send("/elsewhere", 500).await.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(&send("/media/up", 500).await.body()[..], b"500");
     }
 }

@@ -1,7 +1,8 @@
 //! The edge work every listener does before the router — request IDs,
-//! `X-Forwarded-For`, the body limit, CORS and preflights — as a warp filter.
+//! `X-Forwarded-For`, the body's pace, CORS and preflights — as a warp
+//! filter. The router applies each route's body limit.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -10,14 +11,20 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::Filter;
 use warp::path::FullPath;
 
-use crate::body::{ResponseBody, limited};
+use crate::body::ResponseBody;
+use crate::body_pace::{BodyPace, paced};
+use crate::connections::ConnectionGate;
+use crate::forwarded::ProxyTrust;
 use crate::{MatrixError, RequestContext, Router};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Trust `X-Forwarded-For` (the listener sits behind a proxy).
-    pub x_forwarded: bool,
-    pub max_body_bytes: usize,
+    /// Whose `X-Forwarded-For` is believed (and who is exempt from the
+    /// per-address connection cap).
+    pub proxy_trust: ProxyTrust,
+    pub body_pace: BodyPace,
+    /// Shared by every listener of the process.
+    pub connections: Arc<ConnectionGate>,
 }
 
 const CORS_HEADERS: &[(&str, &str)] = &[
@@ -120,10 +127,12 @@ where
         if let Some(request_headers) = builder.headers_mut() {
             *request_headers = headers.clone();
         }
-        match builder.body(limited(chunks, options.max_body_bytes as u64)) {
+        match builder.body(paced(chunks, options.body_pace)) {
             Ok(request) => {
+                let trust = &options.proxy_trust;
                 let context = RequestContext {
-                    remote_ip: client_ip(&headers, remote, options.x_forwarded),
+                    remote_ip: trust.client_ip(&headers, remote),
+                    via_trusted_proxy: remote.is_some_and(|peer| trust.trusts(peer.ip())),
                     request_id: request_id.clone(),
                     ..RequestContext::default()
                 };
@@ -134,7 +143,16 @@ where
                 .map(ResponseBody::Full),
         }
     };
+    let body_left_unread = matches!(
+        response.status(),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+    );
     let response_headers = response.headers_mut();
+    if body_left_unread {
+        // What is left of the body would be read as the next request, or
+        // waited for: the connection ends with this answer.
+        response_headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     for (name, value) in CORS_HEADERS {
         response_headers.insert(*name, HeaderValue::from_static(value));
     }
@@ -156,23 +174,6 @@ where
     http::Response::from_parts(parts, body)
 }
 
-/// The client's address: the first `X-Forwarded-For` entry behind a trusted
-/// proxy, the socket peer otherwise.
-fn client_ip(
-    headers: &HeaderMap,
-    remote: Option<SocketAddr>,
-    trust_forwarded: bool,
-) -> Option<IpAddr> {
-    if trust_forwarded
-        && let Some(forwarded) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
-        && let Some(first) = forwarded.split(',').next()
-        && let Ok(ip) = first.trim().parse()
-    {
-        return Some(ip);
-    }
-    remote.map(|addr| addr.ip())
-}
-
 fn new_request_id() -> String {
     use rand::Rng;
     rand::thread_rng()
@@ -180,21 +181,4 @@ fn new_request_id() -> String {
         .take(16)
         .map(char::from)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_for_only_when_trusted() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
-        );
-        let peer: Option<SocketAddr> = "127.0.0.1:5000".parse().ok();
-        assert_eq!(client_ip(&headers, peer, true), "203.0.113.7".parse().ok());
-        assert_eq!(client_ip(&headers, peer, false), "127.0.0.1".parse().ok());
-    }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use myelin_config::Config;
-use myelin_http::{HttpMetrics, Router, ServeOptions, TlsAcceptor};
+use myelin_http::{
+    BodyLimits, BodyPace, ConnectionGate, ConnectionMetrics, HttpMetrics, ProxyTrust, Router,
+    ServeOptions, TlsAcceptor,
+};
 use myelin_store::DeviceStore;
 use tokio::task::JoinSet;
 
@@ -26,6 +29,10 @@ pub async fn run_roles(
     let metrics = HttpMetrics::register(&deps.registry).context("cannot register metrics")?;
     let device_store: Arc<dyn DeviceStore> = deps.store.clone();
     let mut router = Router::new(device_store, Some(metrics));
+    router.set_body_limits(BodyLimits {
+        api: deps.config.max_request_bytes(),
+        upload: deps.config.max_upload_bytes(),
+    });
     for role in &roles {
         Arc::clone(role).routes(&mut router);
     }
@@ -51,10 +58,10 @@ pub async fn run_roles(
 
     let mut servers = JoinSet::new();
     let mut addresses = Vec::new();
-    let max_body_bytes = deps
-        .config
-        .max_request_size
-        .unwrap_or(deps.config.max_upload_bytes()) as usize;
+    let connection_metrics =
+        ConnectionMetrics::register(&deps.registry).context("cannot register metrics")?;
+    let connections = connection_gate(&deps.config, connection_metrics);
+    let body_pace = body_pace(&deps.config);
     for listener in &deps.config.listeners {
         let (scheme, listener_tls) = match (listener.tls, &tls) {
             (true, Some(acceptor)) => ("https", Some(acceptor.clone())),
@@ -72,8 +79,12 @@ pub async fn run_roles(
             println!("Myelin listening on {scheme}://{local}");
             addresses.push(local);
             let options = ServeOptions {
-                x_forwarded: listener.x_forwarded,
-                max_body_bytes,
+                proxy_trust: ProxyTrust {
+                    x_forwarded: listener.x_forwarded,
+                    trusted_proxies: listener.trusted_proxy_ranges(),
+                },
+                body_pace,
+                connections: Arc::clone(&connections),
             };
             let mut server_shutdown = shutdown.clone();
             servers.spawn(myelin_http::serve(
@@ -107,6 +118,38 @@ pub async fn run_roles(
         tracing::warn!("drain grace period passed; exiting with work in flight");
     }
     Ok(())
+}
+
+/// One gate for every listener: the open-file limit is the process's.
+fn connection_gate(config: &Config, metrics: ConnectionMetrics) -> Arc<ConnectionGate> {
+    let limits = &config.edge_limits;
+    let open_files = myelin_http::open_file_limit();
+    let max_total = myelin_http::max_connections(limits.max_connections, open_files);
+    if let Some(configured) = limits.max_connections
+        && configured > max_total
+    {
+        tracing::warn!(
+            configured,
+            max_total,
+            ?open_files,
+            "edge_limits.max_connections is above what the open-file limit allows; lowered"
+        );
+    }
+    tracing::info!(
+        max_total,
+        per_address = limits.max_connections_per_address,
+        "connection caps"
+    );
+    ConnectionGate::new(max_total, limits.max_connections_per_address, Some(metrics))
+}
+
+fn body_pace(config: &Config) -> BodyPace {
+    let limits = &config.edge_limits;
+    BodyPace {
+        idle_timeout: Duration::from_millis(limits.body_read_timeout_ms),
+        min_bytes_per_second: limits.min_body_rate_bytes_per_second,
+        grace: Duration::from_millis(limits.min_body_rate_grace_ms),
+    }
 }
 
 /// The acceptor TLS listeners share, when any listener asks for TLS: its
