@@ -232,6 +232,24 @@ async fn identifiers_over_255_bytes_are_refused() {
         )
         .await
         .assert_error(400, "M_INVALID_PARAM");
+
+    // User IDs: a 300-byte username is refused at registration, and a
+    // 300-byte user ID is never invited.
+    alice
+        .register_reply(&"u".repeat(300), "pw-long")
+        .await
+        .assert_error(400, "M_INVALID_USERNAME");
+    let long_user = format!("@{}:it.test", "u".repeat(300));
+    let invited = alice.invite(&room_id, &long_user).await;
+    assert_eq!(invited.status, 400, "{}", invited.text);
+    let members = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/members",
+            encode(&room_id)
+        ))
+        .await
+        .ok();
+    assert!(!members.to_string().contains(&long_user), "{members}");
 }
 
 #[tokio::test]
