@@ -26,7 +26,7 @@ pub use client_format::{client_event, stored_client_event, stripped_state_event}
 pub use compose::{ComposeError, NewEvent, RoomHead, compose_event, event_ref};
 pub use filter::{EventFilter, SyncFilter};
 pub use keys::ServerKey;
-pub use pdu::{Pdu, PduParseError};
+pub use pdu::{Pdu, PduParseError, content_text};
 pub use redact::prune_pdu;
 pub use resolve::{EventPool, resolve_state};
 pub use versions::{DEFAULT_ROOM_VERSION, RoomVersion, STABLE_ROOM_VERSIONS};

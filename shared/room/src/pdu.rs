@@ -28,6 +28,13 @@ pub struct Pdu {
     pub reference_hash: Option<String>,
 }
 
+/// `content.<name>` of a stored PDU when it is a string; `None` when the
+/// JSON, the content or the field is missing or of another kind.
+pub fn content_text(pdu_json: &str, name: &str) -> Option<String> {
+    let pdu: Value = serde_json::from_str(pdu_json).ok()?;
+    pdu.get("content")?.get(name)?.as_str().map(str::to_owned)
+}
+
 fn field<'a>(
     object: &'a serde_json::Map<String, Value>,
     key: &str,
@@ -166,5 +173,20 @@ impl ruma::state_res::Event for Pdu {
 
     fn rejected(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_text;
+
+    #[test]
+    fn content_text_reads_only_string_fields() {
+        let pdu = r#"{"content": {"membership": "join", "depth": 3}}"#;
+        assert_eq!(content_text(pdu, "membership").as_deref(), Some("join"));
+        assert_eq!(content_text(pdu, "depth"), None);
+        assert_eq!(content_text(pdu, "missing"), None);
+        assert_eq!(content_text("{}", "membership"), None);
+        assert_eq!(content_text("not json", "membership"), None);
     }
 }

@@ -13,11 +13,11 @@
 //! their membership before and after it, so members see their own invite,
 //! join and leave.
 
+use crate::pdu::content_text;
 use myelin_store::{EventStore, StoreResult, StoredEvent};
 use myelin_types::StreamPosition;
 use ruma::events::room::history_visibility::HistoryVisibility;
 use ruma::events::room::member::MembershipState;
-use serde_json::Value;
 
 const MEMBER: &str = "m.room.member";
 const HISTORY_VISIBILITY: &str = "m.room.history_visibility";
@@ -162,15 +162,10 @@ fn more_joined(a: MembershipState, b: MembershipState) -> MembershipState {
     }
 }
 
-fn content_field(pdu_json: &str, field: &str) -> Option<String> {
-    let pdu: Value = serde_json::from_str(pdu_json).ok()?;
-    pdu.get("content")?.get(field)?.as_str().map(str::to_owned)
-}
-
 /// `content.membership` of a member event; anything unreadable counts as
 /// `leave`, which shows the least.
 fn membership_in(pdu_json: &str) -> MembershipState {
-    match content_field(pdu_json, "membership") {
+    match content_text(pdu_json, "membership") {
         Some(value) => MembershipState::from(value.as_str()),
         None => MembershipState::Leave,
     }
@@ -179,7 +174,7 @@ fn membership_in(pdu_json: &str) -> MembershipState {
 /// `content.history_visibility`; an unknown or missing value counts as
 /// `joined`, the most private.
 fn visibility_in(pdu_json: &str) -> HistoryVisibility {
-    match content_field(pdu_json, "history_visibility")
+    match content_text(pdu_json, "history_visibility")
         .map(|value| HistoryVisibility::from(value.as_str()))
     {
         Some(

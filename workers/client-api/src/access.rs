@@ -110,23 +110,20 @@ impl ClientApi {
         })
     }
 
-    async fn world_readable_now(&self, room_id: &str) -> Result<bool, MatrixError> {
+    /// Whether anyone may read the room now (`world_readable`).
+    pub(crate) async fn world_readable_now(&self, room_id: &str) -> Result<bool, MatrixError> {
         let setting = self
             .store
             .state_event(room_id, "m.room.history_visibility", "")
             .await?;
         Ok(setting.is_some_and(|event| {
-            content_str(&event.pdu_json, "history_visibility").as_deref() == Some("world_readable")
+            myelin_room::content_text(&event.pdu_json, "history_visibility").as_deref()
+                == Some("world_readable")
         }))
     }
 }
 
 /// `content.membership` of a stored member event.
 pub(crate) fn membership_of(pdu_json: &str) -> Option<String> {
-    content_str(pdu_json, "membership")
-}
-
-fn content_str(pdu_json: &str, field: &str) -> Option<String> {
-    let pdu: serde_json::Value = serde_json::from_str(pdu_json).ok()?;
-    pdu.get("content")?.get(field)?.as_str().map(str::to_owned)
+    myelin_room::content_text(pdu_json, "membership")
 }

@@ -8,7 +8,7 @@ use myelin_http::{MatrixError, Router};
 use myelin_store::StoreError;
 use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
 use ruma::api::client::room::aliases;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::ClientApi;
 use crate::access::ReadAccess;
@@ -91,7 +91,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         async move {
             let user = context.user()?;
             let room_id = request.room_id.as_str();
-            if !user.is_admin && !api.world_readable(room_id).await? {
+            if !user.is_admin && !api.world_readable_now(room_id).await? {
                 let access = api.read_access(room_id, &user.user_id).await?;
                 if access != ReadAccess::Joined {
                     return Err(MatrixError::forbidden("You are not a member of the room"));
@@ -115,28 +115,6 @@ fn alias_exists(alias: &str) -> MatrixError {
     )
 }
 
-/// `history_visibility` of the room's current state.
-fn history_visibility_of(pdu_json: &str) -> Option<String> {
-    let pdu: Value = serde_json::from_str(pdu_json).ok()?;
-    pdu.get("content")?
-        .get("history_visibility")?
-        .as_str()
-        .map(str::to_owned)
-}
-
-impl ClientApi {
-    /// Whether anyone may read the room (`history_visibility: world_readable`).
-    async fn world_readable(&self, room_id: &str) -> Result<bool, MatrixError> {
-        let event = self
-            .store
-            .state_event(room_id, "m.room.history_visibility", "")
-            .await?;
-        Ok(event.is_some_and(|event| {
-            history_visibility_of(&event.pdu_json).as_deref() == Some("world_readable")
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,15 +131,5 @@ mod tests {
             (missing.status, missing.errcode.as_ref()),
             (StatusCode::NOT_FOUND, "M_NOT_FOUND")
         );
-    }
-
-    #[test]
-    fn history_visibility_is_read_from_content() {
-        let pdu = json!({"content": {"history_visibility": "world_readable"}}).to_string();
-        assert_eq!(
-            history_visibility_of(&pdu).as_deref(),
-            Some("world_readable")
-        );
-        assert_eq!(history_visibility_of("{}"), None);
     }
 }
