@@ -392,3 +392,43 @@ async fn members_at_a_token_are_the_members_then() {
         .await
         .assert_error(400, "M_INVALID_PARAM");
 }
+
+/// Filters are stored per user and read back by ID; other users' filters
+/// and unknown IDs are refused.
+#[tokio::test]
+async fn filters_round_trip_for_their_owner_only() {
+    let server = Server::builder().open_registration().start().await;
+    let alice = server.client().register("alice", "pw-alice").await;
+    let bob = server.client().register("bob", "pw-bob").await;
+    let alice_id = server.user_id("alice");
+    let filters = format!("/_matrix/client/v3/user/{}/filter", encode(&alice_id));
+    let definition = json!({"room": {"timeline": {"limit": 7, "types": ["m.room.message"]}}});
+    let created = alice.post(&filters, &definition).await.ok();
+    let filter_id = created["filter_id"].as_str().expect("a filter_id");
+    let stored = alice
+        .get(&format!("{filters}/{}", encode(filter_id)))
+        .await
+        .ok();
+    assert_eq!(stored["room"]["timeline"]["limit"], 7);
+    assert_eq!(
+        stored["room"]["timeline"]["types"],
+        json!(["m.room.message"])
+    );
+    bob.get(&format!("{filters}/{}", encode(filter_id)))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    bob.post(&filters, &definition)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    alice
+        .get(&format!("{filters}/nope"))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    let not_json = alice
+        .request_builder(reqwest::Method::POST, &filters)
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(not_json.status().as_u16(), 400);
+}

@@ -245,6 +245,22 @@ impl Router {
         })
     }
 
+    /// Serves the ruma endpoint `R` with a named handler that takes the
+    /// role's state, so `routes.rs` holds one line per endpoint:
+    /// `router.handle(&api, push_rules::get_all)`.
+    pub fn handle<S, R, F, Fut>(&mut self, state: &Arc<S>, handler: F) -> &mut Self
+    where
+        S: Send + Sync + 'static,
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: 'static,
+        R::OutgoingResponse: Send,
+        F: Fn(Arc<S>, RequestContext, R) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R::OutgoingResponse, MatrixError>> + Send + 'static,
+    {
+        let state = Arc::clone(state);
+        self.route::<R, _, _>(move |context, request| handler(Arc::clone(&state), context, request))
+    }
+
     /// Serves the ruma endpoint `R`, parsed by ruma, answered with JSON the
     /// handler builds (for responses full of raw events).
     pub fn route_json<R, F, Fut>(&mut self, handler: F) -> &mut Self
