@@ -6,13 +6,16 @@
 //! one-row counter taken last in the writing transaction, so they become
 //! visible in order (see `events.rs`).
 
+mod account_data;
 mod accounts;
 mod aliases;
+mod counters;
 mod devices;
 mod events;
 mod leases;
 mod media;
 mod migrations;
+mod receipts;
 
 use std::error::Error as _;
 use std::time::Duration;

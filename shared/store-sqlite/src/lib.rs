@@ -5,13 +5,16 @@
 //! stream positions in commit order); readers use their own connections in
 //! WAL mode. All calls run on blocking threads, never on the async ones.
 
+mod account_data;
 mod accounts;
 mod aliases;
+mod counters;
 mod devices;
 mod events;
 mod leases;
 mod media;
 mod migrations;
+mod receipts;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../../migrations/sqlite/0009_used_registration_nonces.sql"),
     ),
+    (
+        10,
+        include_str!("../../../migrations/sqlite/0010_account_data_and_receipts.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -5,6 +5,7 @@
 //! implement every trait and run the same conformance suite
 //! (`feature = "conformance"`).
 
+mod account_data;
 mod accounts;
 mod aliases;
 mod devices;
@@ -13,10 +14,12 @@ mod events;
 mod filters;
 mod leases;
 mod media;
+mod receipts;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use account_data::{AccountDataEntry, AccountDataStore};
 pub use accounts::{AccountStore, NewUser, NonceUse, ProfileUpdate, UserRecord};
 pub use aliases::{AliasRecord, AliasStore};
 pub use devices::{Device, DeviceStore, TokenOwner};
@@ -28,6 +31,7 @@ pub use events::{
 pub use filters::FilterStore;
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
+pub use receipts::{NewReceipt, Receipt, ReceiptStore};
 
 /// Every domain at once: what an engine implements and a process opens.
 #[async_trait::async_trait]
@@ -39,6 +43,8 @@ pub trait Store:
     + FilterStore
     + LeaseStore
     + MediaStore
+    + AccountDataStore
+    + ReceiptStore
     + Send
     + Sync
 {

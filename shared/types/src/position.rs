@@ -82,9 +82,98 @@ impl FromStr for StreamToken {
     }
 }
 
+/// A `/sync` `since` or `next_batch`: one position per stream, so each
+/// stream delivers its changes exactly once whatever the others did.
+///
+/// The text form is `s<events>_<account data>_<receipts>_<typing>_<presence>`.
+/// The first part alone is a [`StreamToken`], so `/messages` takes a sync
+/// token as `from`; parts missing at the end read as zero, so tokens from
+/// before a stream existed stay valid, and parts after the known ones are
+/// ignored, so an older process reads a newer one's tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SyncToken {
+    pub events: StreamPosition,
+    pub account_data: StreamPosition,
+    pub receipts: StreamPosition,
+    pub typing: StreamPosition,
+    pub presence: StreamPosition,
+}
+
+impl SyncToken {
+    fn parts(&self) -> [StreamPosition; 5] {
+        [
+            self.events,
+            self.account_data,
+            self.receipts,
+            self.typing,
+            self.presence,
+        ]
+    }
+}
+
+impl fmt::Display for SyncToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.parts().iter().map(|p| p.0.to_string()).collect();
+        write!(f, "s{}", parts.join("_"))
+    }
+}
+
+impl FromStr for SyncToken {
+    type Err = TokenParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || TokenParseError(text.to_owned());
+        let digits = text.strip_prefix('s').ok_or_else(invalid)?;
+        let mut positions = [StreamPosition::ZERO; 5];
+        for (n, part) in digits.split('_').enumerate() {
+            let value: i64 = part.parse().map_err(|_| invalid())?;
+            if value < 0 {
+                return Err(invalid());
+            }
+            if let Some(slot) = positions.get_mut(n) {
+                *slot = StreamPosition(value);
+            }
+        }
+        let [events, account_data, receipts, typing, presence] = positions;
+        Ok(SyncToken {
+            events,
+            account_data,
+            receipts,
+            typing,
+            presence,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_tokens_round_trip_and_read_older_and_newer_forms() {
+        let token = SyncToken {
+            events: StreamPosition(42),
+            account_data: StreamPosition(3),
+            receipts: StreamPosition(7),
+            typing: StreamPosition(1_700_000_000_000),
+            presence: StreamPosition(9),
+        };
+        let text = token.to_string();
+        assert_eq!(text, "s42_3_7_1700000000000_9");
+        assert_eq!(text.parse::<SyncToken>(), Ok(token));
+        let older: SyncToken = "s42".parse().expect("an events-only token");
+        assert_eq!(older.events, StreamPosition(42));
+        assert_eq!(older.receipts, StreamPosition::ZERO);
+        let newer: SyncToken = format!("{text}_5_6").parse().expect("a longer token");
+        assert_eq!(newer, token);
+        assert_eq!(
+            text.parse::<StreamToken>(),
+            Ok(StreamToken::at(StreamPosition(42)))
+        );
+        for bad in ["", "42", "s", "s1__2", "s1_-2", "s1_x", "t1_2"] {
+            assert!(bad.parse::<SyncToken>().is_err(), "{bad} parsed");
+        }
+    }
 
     #[test]
     fn token_round_trips() {

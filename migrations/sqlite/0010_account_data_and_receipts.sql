@@ -1,0 +1,32 @@
+-- Streams other than room events: one counter each, moved inside the
+-- writing transaction; SQLite's single writer commits them in order.
+CREATE TABLE stream_counters (
+    stream   TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+INSERT INTO stream_counters (stream, position) VALUES ('account_data', 0), ('receipts', 0);
+
+-- Per-user data kept for clients; room_id '' holds global data.
+CREATE TABLE account_data (
+    user_id   TEXT NOT NULL,
+    room_id   TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    content   TEXT NOT NULL,
+    position  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id, data_type)
+);
+CREATE INDEX account_data_by_position ON account_data (user_id, position);
+
+-- The current receipt per room, type, user and thread; thread_id '' is an
+-- unthreaded receipt.
+CREATE TABLE receipts (
+    room_id      TEXT NOT NULL,
+    receipt_type TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    thread_id    TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    ts           INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
+    PRIMARY KEY (room_id, receipt_type, user_id, thread_id)
+);
+CREATE INDEX receipts_by_room_position ON receipts (room_id, position);

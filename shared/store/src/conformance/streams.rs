@@ -1,0 +1,142 @@
+//! The streams beside room events: account data and receipts.
+
+use myelin_types::StreamPosition;
+
+use crate::{NewReceipt, Store};
+
+pub(super) async fn account_data_changes_read_by_position(store: &dyn Store) {
+    let user = "@streams-ad:conformance";
+    let start = store.max_account_data_position().await.expect("position");
+    let first = store
+        .set_account_data(user, None, "m.direct", r#"{"a":1}"#)
+        .await
+        .expect("set");
+    let second = store
+        .set_account_data(user, Some("!r:conformance"), "m.tag", r#"{"tags":{}}"#)
+        .await
+        .expect("set");
+    let replaced = store
+        .set_account_data(user, None, "m.direct", r#"{"a":2}"#)
+        .await
+        .expect("replace");
+    assert!(start < first && first < second && second < replaced);
+    assert_eq!(
+        store.max_account_data_position().await.expect("position"),
+        replaced
+    );
+    assert_eq!(
+        store
+            .account_data(user, None, "m.direct")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(r#"{"a":2}"#)
+    );
+    assert_eq!(
+        store
+            .account_data(user, Some("!r:conformance"), "m.direct")
+            .await
+            .expect("read"),
+        None,
+        "room data and global data are apart"
+    );
+    let all = store
+        .account_data_changes(user, None, replaced)
+        .await
+        .expect("all");
+    let kinds: Vec<(Option<&str>, &str)> = all
+        .iter()
+        .map(|entry| (entry.room_id.as_deref(), entry.data_type.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(Some("!r:conformance"), "m.tag"), (None, "m.direct")],
+        "one entry per key, oldest change first"
+    );
+    let since_first = store
+        .account_data_changes(user, Some(first), second)
+        .await
+        .expect("a window");
+    assert_eq!(since_first.len(), 1);
+    assert_eq!(since_first[0].data_type, "m.tag");
+    assert!(
+        store
+            .account_data_changes("@other:conformance", None, replaced)
+            .await
+            .expect("other user")
+            .is_empty()
+    );
+}
+
+pub(super) async fn receipts_replace_per_type_user_and_thread(store: &dyn Store) {
+    let room = "!receipts:conformance".to_owned();
+    let receipt = |user: &str, thread: Option<&str>, event: &str| NewReceipt {
+        room_id: room.clone(),
+        receipt_type: "m.read".to_owned(),
+        user_id: user.to_owned(),
+        thread_id: thread.map(str::to_owned),
+        event_id: event.to_owned(),
+        ts: 1_000,
+    };
+    let start = store.max_receipt_position().await.expect("position");
+    let a1 = store
+        .set_receipt(receipt("@a:c", None, "$1"))
+        .await
+        .expect("set");
+    let b1 = store
+        .set_receipt(receipt("@b:c", None, "$1"))
+        .await
+        .expect("set");
+    let a_thread = store
+        .set_receipt(receipt("@a:c", Some("$root"), "$2"))
+        .await
+        .expect("set");
+    let a2 = store
+        .set_receipt(receipt("@a:c", None, "$3"))
+        .await
+        .expect("move");
+    assert!(start < a1 && a1 < b1 && b1 < a_thread && a_thread < a2);
+    assert_eq!(store.max_receipt_position().await.expect("position"), a2);
+    let current = store
+        .receipt_changes(std::slice::from_ref(&room), None, a2)
+        .await
+        .expect("all");
+    let seen: Vec<(&str, Option<&str>, &str)> = current
+        .iter()
+        .map(|r| {
+            (
+                r.user_id.as_str(),
+                r.thread_id.as_deref(),
+                r.event_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("@b:c", None, "$1"),
+            ("@a:c", Some("$root"), "$2"),
+            ("@a:c", None, "$3")
+        ]
+    );
+    let recent = store
+        .receipt_changes(std::slice::from_ref(&room), Some(a_thread), a2)
+        .await
+        .expect("since");
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].event_id, "$3");
+    assert!(
+        store
+            .receipt_changes(&["!elsewhere:c".to_owned()], None, a2)
+            .await
+            .expect("other room")
+            .is_empty()
+    );
+    assert!(
+        store
+            .receipt_changes(std::slice::from_ref(&room), None, StreamPosition(start.0))
+            .await
+            .expect("nothing yet")
+            .is_empty()
+    );
+}
