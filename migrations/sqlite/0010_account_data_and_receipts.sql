@@ -30,3 +30,12 @@ CREATE TABLE receipts (
     PRIMARY KEY (room_id, receipt_type, user_id, thread_id)
 );
 CREATE INDEX receipts_by_room_position ON receipts (room_id, position);
+
+-- Who is typing where, until when (ms since the epoch): the synchrotrons
+-- keep it in memory and read it here when they start.
+CREATE TABLE typing (
+    room_id  TEXT NOT NULL,
+    user_id  TEXT NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+);

@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod memory;
 pub mod messages;
 pub mod subjects;
+pub mod topics;
 
 use std::time::Duration;
 

@@ -58,12 +58,18 @@ impl EventFilter {
                 .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
     }
 
-    pub fn allows(&self, event_type: &str, sender: &str) -> bool {
+    /// Whether the type passes `types`/`not_types`; for data without a
+    /// sender (account data, receipts, typing).
+    pub fn allows_type(&self, event_type: &str) -> bool {
         !self.not_types.iter().any(|p| type_matches(p, event_type))
             && self
                 .types
                 .as_ref()
                 .is_none_or(|types| types.iter().any(|p| type_matches(p, event_type)))
+    }
+
+    pub fn allows(&self, event_type: &str, sender: &str) -> bool {
+        self.allows_type(event_type)
             && !self.not_senders.iter().any(|s| s == sender)
             && self
                 .senders
@@ -79,6 +85,14 @@ pub struct SyncFilter {
     pub rooms: EventFilter,
     pub timeline: EventFilter,
     pub state: EventFilter,
+    /// `room.ephemeral`: receipts and typing.
+    pub ephemeral: EventFilter,
+    /// `room.account_data`.
+    pub room_account_data: EventFilter,
+    /// Top-level `account_data`.
+    pub account_data: EventFilter,
+    /// Top-level `presence`.
+    pub presence: EventFilter,
     pub include_leave: bool,
 }
 
@@ -89,6 +103,12 @@ impl SyncFilter {
             rooms: EventFilter::from_json(&room),
             timeline: EventFilter::from_json(room.get("timeline").unwrap_or(&Value::Null)),
             state: EventFilter::from_json(room.get("state").unwrap_or(&Value::Null)),
+            ephemeral: EventFilter::from_json(room.get("ephemeral").unwrap_or(&Value::Null)),
+            room_account_data: EventFilter::from_json(
+                room.get("account_data").unwrap_or(&Value::Null),
+            ),
+            account_data: EventFilter::from_json(value.get("account_data").unwrap_or(&Value::Null)),
+            presence: EventFilter::from_json(value.get("presence").unwrap_or(&Value::Null)),
             include_leave: room
                 .get("include_leave")
                 .and_then(Value::as_bool)
@@ -123,5 +143,13 @@ mod tests {
         assert!(filter.rooms.allows_room("!a:hs") && !filter.rooms.allows_room("!b:hs"));
         assert_eq!(filter.timeline.limit, Some(3));
         assert!(filter.include_leave);
+        let quiet = SyncFilter::from_json(&json!({
+            "account_data": {"not_types": ["m.direct"]},
+            "room": {"ephemeral": {"types": []}, "account_data": {"types": ["m.tag"]}},
+        }));
+        assert!(!quiet.account_data.allows_type("m.direct"));
+        assert!(!quiet.ephemeral.allows_type("m.typing"));
+        assert!(quiet.room_account_data.allows_type("m.tag"));
+        assert!(!quiet.room_account_data.allows_type("m.fully_read"));
     }
 }

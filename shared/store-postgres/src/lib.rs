@@ -16,6 +16,7 @@ mod leases;
 mod media;
 mod migrations;
 mod receipts;
+mod typing;
 
 use std::error::Error as _;
 use std::time::Duration;

@@ -15,6 +15,7 @@ mod leases;
 mod media;
 mod migrations;
 mod receipts;
+mod typing;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

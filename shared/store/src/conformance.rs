@@ -43,6 +43,7 @@ pub async fn run_all(store: &dyn Store) {
     media::thumbnails_are_kept_per_size_and_method(store).await;
     streams::account_data_changes_read_by_position(store).await;
     streams::receipts_replace_per_type_user_and_thread(store).await;
+    streams::typing_notices_run_until_they_end(store).await;
     leases_are_exclusive(store).await;
 }
 

@@ -15,6 +15,7 @@ mod filters;
 mod leases;
 mod media;
 mod receipts;
+mod typing;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -32,6 +33,7 @@ pub use filters::FilterStore;
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
 pub use receipts::{NewReceipt, Receipt, ReceiptStore};
+pub use typing::{TypingNotice, TypingStore};
 
 /// Every domain at once: what an engine implements and a process opens.
 #[async_trait::async_trait]
@@ -45,6 +47,7 @@ pub trait Store:
     + MediaStore
     + AccountDataStore
     + ReceiptStore
+    + TypingStore
     + Send
     + Sync
 {

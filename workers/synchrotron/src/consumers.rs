@@ -1,24 +1,35 @@
-//! What this role reads from the bus: persisted events, to wake waiters.
+//! What this role reads from the bus: a bell per stream, to wake the
+//! long-polls of the users a change concerns. The store stays the truth.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use myelin_bus::messages::{self, PersistedEvent};
 use myelin_bus::subjects;
+use myelin_bus::topics::{self, AccountDataChanged, ReceiptChanged, TypingChanged};
 use myelin_process::Shutdown;
+use myelin_types::now_millis;
 
 use crate::Synchrotron;
 
 /// Waiters re-check the store this often even without a wake-up, so a lost
-/// bus message delays an event by at most this long.
+/// bus message delays a change by at most this long.
 const BACKSTOP: Duration = Duration::from_secs(5);
+/// How often typing notices are checked for their end.
+const TYPING_TICK: Duration = Duration::from_secs(1);
 
-pub(crate) async fn wake_on_persisted_events(
+pub(crate) async fn wake_on_changes(
     sync: Arc<Synchrotron>,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let mut persisted = sync.bus.subscribe(subjects::ALL_PERSISTED_EVENTS).await?;
+    let mut account_data = topics::ACCOUNT_DATA.subscribe(sync.bus.as_ref()).await?;
+    let mut receipts = topics::RECEIPTS.subscribe(sync.bus.as_ref()).await?;
+    let mut typing = topics::TYPING.subscribe(sync.bus.as_ref()).await?;
+    // Subscribed first, so no notice falls between the read and the feed.
+    sync.learn_typing().await;
     let mut backstop = tokio::time::interval(BACKSTOP);
+    let mut typing_tick = tokio::time::interval(TYPING_TICK);
     loop {
         tokio::select! {
             () = shutdown.wait() => {
@@ -30,6 +41,11 @@ pub(crate) async fn wake_on_persisted_events(
                 sync.waiters.forget_idle();
                 sync.waiters.wake_everyone();
             }
+            _ = typing_tick.tick() => {
+                for room_id in sync.typing.expire(now_millis()) {
+                    sync.wake_room(&room_id).await;
+                }
+            }
             message = persisted.next() => {
                 let Some(message) = message else {
                     anyhow::bail!("the bus closed the persisted-events subscription");
@@ -37,6 +53,30 @@ pub(crate) async fn wake_on_persisted_events(
                 match messages::decode::<PersistedEvent>(&message.payload) {
                     Ok(event) => sync.on_persisted(&event).await,
                     Err(error) => tracing::warn!(%error, "unreadable persisted-event message"),
+                }
+            }
+            change = account_data.next() => {
+                let Some(AccountDataChanged { user_id, .. }) = change else {
+                    anyhow::bail!("the bus closed the account-data subscription");
+                };
+                sync.waiters.wake(&user_id);
+            }
+            change = receipts.next() => {
+                let Some(ReceiptChanged { room_id, user_id, private, .. }) = change else {
+                    anyhow::bail!("the bus closed the receipts subscription");
+                };
+                if private {
+                    sync.waiters.wake(&user_id);
+                } else {
+                    sync.wake_room(&room_id).await;
+                }
+            }
+            change = typing.next() => {
+                let Some(TypingChanged { room_id, user_id, until_ms }) = change else {
+                    anyhow::bail!("the bus closed the typing subscription");
+                };
+                if sync.typing.apply(&room_id, &user_id, until_ms) {
+                    sync.wake_room(&room_id).await;
                 }
             }
         }
@@ -49,13 +89,32 @@ impl Synchrotron {
             self.members.apply(&event.room_id, target, membership);
             self.waiters.wake(target);
         }
-        match self.members.of(self.store.as_ref(), &event.room_id).await {
+        self.wake_room(&event.room_id).await;
+    }
+
+    /// Wakes the room's joined and invited members.
+    async fn wake_room(&self, room_id: &str) {
+        match self.members.of(self.store.as_ref(), room_id).await {
             Ok(members) => members.iter().for_each(|user| self.waiters.wake(user)),
             Err(error) => {
                 tracing::warn!(%error, "cannot read room members; waking everyone");
                 self.members.clear();
                 self.waiters.wake_everyone();
             }
+        }
+    }
+
+    /// Reads the notices running now, for a synchrotron that starts while
+    /// others already serve them.
+    async fn learn_typing(&self) {
+        match self.store.typing_now(now_millis()).await {
+            Ok(notices) => {
+                for notice in notices {
+                    self.typing
+                        .apply(&notice.room_id, &notice.user_id, Some(notice.until_ms));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the running typing notices"),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Handlers, one module per ruma API module.
+//! Handlers, one named `async fn` per endpoint.
 
 mod sync_events;
 
@@ -9,5 +9,5 @@ use myelin_http::Router;
 use crate::Synchrotron;
 
 pub(crate) fn routes(sync: &Arc<Synchrotron>, router: &mut Router) {
-    sync_events::routes(sync, router);
+    router.handle(sync, sync_events::sync);
 }

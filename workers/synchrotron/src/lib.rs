@@ -3,6 +3,7 @@
 mod consumers;
 mod handlers;
 mod members;
+mod streams;
 mod timelines;
 mod waiters;
 
@@ -15,6 +16,7 @@ use myelin_process::{Deps, Role, Shutdown};
 use myelin_store::Store;
 
 use crate::members::RoomMembers;
+use crate::streams::TypingRooms;
 use crate::timelines::Timelines;
 use crate::waiters::Waiters;
 
@@ -24,6 +26,7 @@ pub struct Synchrotron {
     waiters: Waiters,
     members: RoomMembers,
     timelines: Timelines,
+    typing: TypingRooms,
     /// Timeline reads by where they were answered: `cache` or `store`.
     timeline_reads: prometheus::IntCounterVec,
     /// Set when the process drains: long-polls answer at once.
@@ -37,6 +40,7 @@ pub fn role(deps: &Deps) -> Arc<Synchrotron> {
         waiters: Waiters::default(),
         members: RoomMembers::default(),
         timelines: Timelines::default(),
+        typing: TypingRooms::default(),
         timeline_reads: timeline_reads_metric(&deps.registry),
         stopping: std::sync::atomic::AtomicBool::new(false),
     })
@@ -69,6 +73,6 @@ impl Role for Synchrotron {
     }
 
     async fn run(self: Arc<Self>, shutdown: Shutdown) -> anyhow::Result<()> {
-        consumers::wake_on_persisted_events(self, shutdown).await
+        consumers::wake_on_changes(self, shutdown).await
     }
 }

@@ -140,3 +140,32 @@ pub(super) async fn receipts_replace_per_type_user_and_thread(store: &dyn Store)
             .is_empty()
     );
 }
+
+pub(super) async fn typing_notices_run_until_they_end(store: &dyn Store) {
+    let room = "!typing:conformance";
+    store
+        .set_typing(room, "@a:c", Some(5_000))
+        .await
+        .expect("start");
+    store
+        .set_typing(room, "@b:c", Some(2_000))
+        .await
+        .expect("start");
+    store
+        .set_typing(room, "@c:c", Some(9_000))
+        .await
+        .expect("start");
+    store.set_typing(room, "@c:c", None).await.expect("stop");
+    store
+        .set_typing(room, "@a:c", Some(6_000))
+        .await
+        .expect("extend");
+    let live = store.typing_now(3_000).await.expect("read");
+    let users: Vec<(&str, i64)> = live
+        .iter()
+        .filter(|notice| notice.room_id == room)
+        .map(|notice| (notice.user_id.as_str(), notice.until_ms))
+        .collect();
+    assert_eq!(users, [("@a:c", 6_000)]);
+    assert!(store.typing_now(6_000).await.expect("read").is_empty());
+}

@@ -1,0 +1,70 @@
+//! `/sync` as a set of streams. Each provider in `streams/` fills its part
+//! of ruma's typed response for one user between two positions of its
+//! stream and says whether it added anything; the sync token carries every
+//! stream's position, so each change is delivered exactly once.
+//!
+//! Adding a stream: a position in `SyncToken`, a store trait with its own
+//! counter, a topic in `myelin_bus::topics` that wakes the users concerned
+//! (see `consumers.rs`), and a provider file here called from [`collect`].
+
+mod account_data;
+mod receipts;
+mod room_events;
+mod typing;
+
+use myelin_http::MatrixError;
+use myelin_room::SyncFilter;
+use myelin_store::TokenOwner;
+use myelin_types::SyncToken;
+use ruma::api::client::sync::sync_events::v3::Response;
+use ruma::serde::Raw;
+use serde::Serialize;
+
+pub(crate) use typing::TypingRooms;
+
+use crate::Synchrotron;
+
+/// One sync request, parsed.
+pub(crate) struct SyncRequest {
+    pub(crate) user: TokenOwner,
+    pub(crate) since: Option<SyncToken>,
+    pub(crate) filter: SyncFilter,
+    pub(crate) full_state: bool,
+}
+
+impl Synchrotron {
+    /// The highest position of every stream that readers may see now.
+    async fn positions_now(&self) -> Result<SyncToken, MatrixError> {
+        Ok(SyncToken {
+            events: self.store.max_position().await?,
+            account_data: self.store.max_account_data_position().await?,
+            receipts: self.store.max_receipt_position().await?,
+            typing: self.typing.position(),
+            presence: Default::default(),
+        })
+    }
+
+    /// The response up to the streams' current positions, and whether it
+    /// holds anything new for an incremental sync.
+    pub(crate) async fn collect(
+        &self,
+        request: &SyncRequest,
+    ) -> Result<(Response, bool), MatrixError> {
+        let upto = self.positions_now().await?;
+        let mut response = Response::new(upto.to_string());
+        let joined = room_events::fill(self, request, upto.events, &mut response).await?;
+        let mut news = joined.news;
+        news |= account_data::fill(self, request, &joined.rooms, upto, &mut response).await?;
+        news |= receipts::fill(self, request, &joined.rooms, upto, &mut response).await?;
+        news |= typing::fill(self, request, &joined.rooms, upto, &mut response)?;
+        Ok((response, news))
+    }
+}
+
+/// Our JSON as one of ruma's raw event types; the JSON is already an event
+/// of that kind, so only the framing changes.
+pub(crate) fn raw<T>(value: &impl Serialize) -> Result<Raw<T>, MatrixError> {
+    serde_json::value::to_raw_value(value)
+        .map(Raw::from_json)
+        .map_err(|error| MatrixError::internal(error.to_string()))
+}
