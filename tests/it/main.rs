@@ -31,5 +31,6 @@ mod persistence;
 mod postgres;
 mod security;
 mod split;
+mod streams;
 mod tidy;
 mod tls;

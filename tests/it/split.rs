@@ -94,10 +94,10 @@ fn signal(name: &str, pid: u32, signal: &str) {
 }
 
 /// A process `split-add.sh` started.
-struct Added {
-    name: String,
-    pid: u32,
-    url: String,
+pub(crate) struct Added {
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+    pub(crate) url: String,
 }
 
 /// A `Command` for a script, without the caller's `MYELIN_*`/`SYNAPSE_*`
@@ -267,7 +267,7 @@ impl Split {
     }
 
     /// Starts one more process of `role` with `split-add.sh`.
-    async fn add(&mut self, role: &str) -> Added {
+    pub(crate) async fn add(&mut self, role: &str) -> Added {
         let mut command = script("split-add.sh");
         command.arg(role).arg(&self.dir);
         let child = command.spawn().expect("cannot run scripts/split-add.sh");

@@ -8,8 +8,8 @@ use myelin_http::Router;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, admin, alias, device, discovery, filter, membership, message, profile, room, session,
-    state, upgrade,
+    account, account_data, admin, alias, device, discovery, filter, membership, message, profile,
+    receipts, room, session, state, typing, upgrade,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -23,6 +23,16 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     state::routes(api, router);
     router.handle(api, filter::create);
     router.handle(api, filter::get);
+    router.handle(api, account_data::set_global);
+    router.handle(api, account_data::get_global);
+    router.handle(api, account_data::set_room);
+    router.handle(api, account_data::get_room);
+    router.handle(api, account_data::get_room_tags);
+    router.handle(api, account_data::put_room_tag);
+    router.handle(api, account_data::delete_room_tag);
+    router.handle(api, receipts::create);
+    router.handle(api, receipts::set_markers);
+    router.handle(api, typing::set);
     device::routes(api, router);
     profile::routes(api, router);
     alias::routes(api, router);
