@@ -29,6 +29,7 @@ mod media;
 mod outage;
 mod persistence;
 mod postgres;
+mod push_rules;
 mod security;
 mod split;
 mod streams;

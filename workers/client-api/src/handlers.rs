@@ -10,6 +10,7 @@ pub(crate) mod filter;
 pub(crate) mod membership;
 pub(crate) mod message;
 pub(crate) mod profile;
+pub(crate) mod push_rules;
 pub(crate) mod receipts;
 pub(crate) mod room;
 pub(crate) mod session;

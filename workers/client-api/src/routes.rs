@@ -9,7 +9,7 @@ use myelin_http::Router;
 use crate::ClientApi;
 use crate::handlers::{
     account, account_data, admin, alias, device, discovery, filter, membership, message, profile,
-    receipts, room, session, state, typing, upgrade,
+    push_rules, receipts, room, session, state, typing, upgrade,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -33,6 +33,15 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, receipts::create);
     router.handle(api, receipts::set_markers);
     router.handle(api, typing::set);
+    router.handle(api, push_rules::get_all);
+    router.handle(api, push_rules::get_global);
+    router.handle(api, push_rules::get_rule);
+    router.handle(api, push_rules::set_rule);
+    router.handle(api, push_rules::delete_rule);
+    router.handle(api, push_rules::get_enabled);
+    router.handle(api, push_rules::set_enabled);
+    router.handle(api, push_rules::get_actions);
+    router.handle(api, push_rules::set_actions);
     device::routes(api, router);
     profile::routes(api, router);
     alias::routes(api, router);

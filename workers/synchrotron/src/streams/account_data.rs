@@ -3,12 +3,15 @@
 
 use myelin_http::MatrixError;
 use myelin_types::SyncToken;
-use ruma::OwnedRoomId;
 use ruma::api::client::sync::sync_events::v3::Response;
+use ruma::push::Ruleset;
+use ruma::{OwnedRoomId, UserId};
 use serde_json::{Value, json};
 
 use super::{SyncRequest, raw};
 use crate::Synchrotron;
+
+const PUSH_RULES: &str = "m.push_rules";
 
 pub(super) async fn fill(
     sync: &Synchrotron,
@@ -26,6 +29,19 @@ pub(super) async fn fill(
         .account_data_changes(&request.user.user_id, since, upto.account_data)
         .await?;
     let mut news = false;
+    // A first sync always carries the push rules, the defaults when the
+    // user has changed none, as clients read them from here.
+    if since.is_none()
+        && request.filter.account_data.allows_type(PUSH_RULES)
+        && !changes
+            .iter()
+            .any(|entry| entry.room_id.is_none() && entry.data_type == PUSH_RULES)
+        && let Ok(user_id) = UserId::parse(&request.user.user_id)
+    {
+        let defaults = Ruleset::server_default(&user_id);
+        let event = json!({"type": PUSH_RULES, "content": {"global": defaults}});
+        response.account_data.events.push(raw(&event)?);
+    }
     for entry in changes {
         let content: Value = serde_json::from_str(&entry.content)
             .map_err(|error| MatrixError::internal(error.to_string()))?;
