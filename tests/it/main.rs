@@ -25,6 +25,7 @@ mod flows;
 mod generate;
 mod harness;
 mod interop;
+mod js_sdk;
 mod media;
 mod outage;
 mod persistence;

@@ -1,0 +1,232 @@
+// Two matrix-js-sdk clients (the engine of Element Web) against a
+// homeserver: both start and reach PREPARED, then room creation, invite and
+// join through sync, messages both ways, typing, read receipts, a push rule
+// changed through the SDK, and scrollback.
+//
+// Usage: node flow.mjs <homeserver URL> <alice session JSON> <bob session JSON>
+// where a session is {"user_id", "device_id", "access_token"}.
+// Prints one "ok <step>" line per step; exits non-zero on the first failure.
+
+import * as sdk from "matrix-js-sdk";
+import { logger } from "matrix-js-sdk/lib/logger.js";
+
+logger.setLevel("error");
+
+const STEP_TIMEOUT_MS = 30_000;
+const [baseUrl, aliceSession, bobSession] = process.argv.slice(2);
+if (!baseUrl || !aliceSession || !bobSession) {
+    console.error("usage: node flow.mjs <homeserver URL> <alice session> <bob session>");
+    process.exit(2);
+}
+
+function client(sessionJson) {
+    const session = JSON.parse(sessionJson);
+    return sdk.createClient({
+        baseUrl,
+        userId: session.user_id,
+        deviceId: session.device_id,
+        accessToken: session.access_token,
+    });
+}
+
+/** Resolves with the first value `check` returns that is not undefined,
+ * re-checking on each `event` of `emitter`; fails after the step timeout. */
+function waitFor(emitter, event, check, what) {
+    return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+            emitter.off(event, listener);
+            reject(new Error(`timed out waiting for ${what}`));
+        }, STEP_TIMEOUT_MS);
+        const listener = (...args) => {
+            let value;
+            try {
+                value = check(...args);
+            } catch (error) {
+                clearTimeout(timer);
+                emitter.off(event, listener);
+                reject(error);
+                return;
+            }
+            if (value !== undefined) {
+                clearTimeout(timer);
+                emitter.off(event, listener);
+                resolve(value);
+            }
+        };
+        emitter.on(event, listener);
+        listener();
+    });
+}
+
+function ok(step) {
+    console.log(`ok ${step}`);
+}
+
+async function start(matrixClient, name) {
+    const prepared = waitFor(
+        matrixClient,
+        sdk.ClientEvent.Sync,
+        (state) => (state === "PREPARED" || state === "SYNCING" ? state : undefined),
+        `${name} to reach PREPARED`,
+    );
+    await matrixClient.startClient({ initialSyncLimit: 20 });
+    await prepared;
+    if (matrixClient.getSyncState() === "ERROR") {
+        throw new Error(`${name}'s sync is in ERROR`);
+    }
+}
+
+function bodies(room) {
+    return room
+        .getLiveTimeline()
+        .getEvents()
+        .filter((event) => event.getType() === "m.room.message")
+        .map((event) => event.getContent().body);
+}
+
+function messageArrives(matrixClient, roomId, body, who) {
+    return waitFor(
+        matrixClient,
+        sdk.RoomEvent.Timeline,
+        () => {
+            const room = matrixClient.getRoom(roomId);
+            return room && bodies(room).includes(body) ? true : undefined;
+        },
+        `${who} to receive "${body}"`,
+    );
+}
+
+const alice = client(aliceSession);
+const bob = client(bobSession);
+const aliceId = alice.getUserId();
+const bobId = bob.getUserId();
+
+try {
+    await start(alice, "alice");
+    await start(bob, "bob");
+    ok("both clients reached PREPARED");
+    if (!alice.pushRules || !alice.pushRules.global || !alice.pushRules.global.override) {
+        throw new Error("alice has no push rules after starting");
+    }
+    ok("push rules loaded");
+
+    const invited = waitFor(
+        bob,
+        sdk.RoomEvent.MyMembership,
+        (room, membership) => (room && membership === "invite" ? room.roomId : undefined),
+        "bob's invite",
+    );
+    const { room_id: roomId } = await alice.createRoom({
+        preset: sdk.Preset.PrivateChat,
+        name: "js-sdk flow",
+        invite: [bobId],
+    });
+    if ((await invited) !== roomId) {
+        throw new Error("bob was invited to another room");
+    }
+    ok("invite seen through sync");
+    const aliceSeesJoin = waitFor(
+        alice,
+        sdk.RoomStateEvent.Members,
+        () => (alice.getRoom(roomId)?.getMember(bobId)?.membership === "join" ? true : undefined),
+        "alice to see bob join",
+    );
+    await bob.joinRoom(roomId);
+    await aliceSeesJoin;
+    ok("join seen through sync");
+
+    const toBob = messageArrives(bob, roomId, "hello bob", "bob");
+    await alice.sendMessage(roomId, { msgtype: "m.text", body: "hello bob" });
+    await toBob;
+    const toAlice = messageArrives(alice, roomId, "hello alice", "alice");
+    const { event_id: bobsMessage } = await bob.sendMessage(roomId, {
+        msgtype: "m.text",
+        body: "hello alice",
+    });
+    await toAlice;
+    ok("messages both ways");
+
+    const aliceSeesTyping = waitFor(
+        alice,
+        sdk.RoomMemberEvent.Typing,
+        (event, member) => (member && member.userId === bobId && member.typing ? true : undefined),
+        "alice to see bob typing",
+    );
+    await bob.sendTyping(roomId, true, 30_000);
+    await aliceSeesTyping;
+    const aliceSeesStop = waitFor(
+        alice,
+        sdk.RoomMemberEvent.Typing,
+        (event, member) => (member && member.userId === bobId && !member.typing ? true : undefined),
+        "alice to see bob stop typing",
+    );
+    await bob.sendTyping(roomId, false);
+    await aliceSeesStop;
+    ok("typing seen by the other");
+
+    const bobSeesReceipt = waitFor(
+        bob,
+        sdk.RoomEvent.Receipt,
+        () => {
+            const room = bob.getRoom(roomId);
+            const readers = room ? room.getUsersReadUpTo(room.findEventById(bobsMessage)) : [];
+            return readers.includes(aliceId) ? true : undefined;
+        },
+        "bob to see alice's read receipt",
+    );
+    const aliceRoom = alice.getRoom(roomId);
+    await alice.sendReadReceipt(aliceRoom.findEventById(bobsMessage));
+    await bobSeesReceipt;
+    ok("read receipt seen by the other");
+
+    const ruleArrives = waitFor(
+        alice,
+        sdk.ClientEvent.AccountData,
+        () =>
+            alice.pushRules?.global?.content?.some((rule) => rule.rule_id === "cake")
+                ? true
+                : undefined,
+        "the new push rule in alice's client",
+    );
+    await alice.addPushRule("global", sdk.PushRuleKind.ContentSpecific, "cake", {
+        actions: ["notify"],
+        pattern: "cake",
+    });
+    await ruleArrives;
+    const rule = await alice.getPushRules();
+    if (!rule.global.content.some((r) => r.rule_id === "cake")) {
+        throw new Error("the server does not list the new rule");
+    }
+    ok("push rule changed through the SDK");
+
+    for (let n = 0; n < 30; n++) {
+        await alice.sendMessage(roomId, { msgtype: "m.text", body: `scroll ${n}` });
+    }
+    await messageArrives(bob, roomId, "scroll 29", "bob");
+    // A fresh client starts with a short timeline and pages back.
+    const carol = client(bobSession);
+    await carol.startClient({ initialSyncLimit: 5 });
+    await waitFor(carol, sdk.ClientEvent.Sync, () => (carol.getRoom(roomId) ? true : undefined), "the room in a fresh client");
+    const room = carol.getRoom(roomId);
+    const before = bodies(room).length;
+    for (let page = 0; page < 5 && !bodies(room).includes("hello bob"); page++) {
+        await carol.scrollback(room, 20);
+    }
+    const after = bodies(room);
+    if (!(after.length > before) || !after.includes("hello bob") || !after.includes("scroll 0")) {
+        throw new Error(`scrollback did not reach the first messages: ${after.length} messages`);
+    }
+    const order = after.indexOf("scroll 0") < after.indexOf("scroll 29");
+    if (!order) {
+        throw new Error("scrollback put the messages out of order");
+    }
+    carol.stopClient();
+    ok("scrollback through /messages");
+} catch (error) {
+    console.error(`failed: ${error && error.stack ? error.stack : error}`);
+    process.exitCode = 1;
+} finally {
+    alice.stopClient();
+    bob.stopClient();
+}
+process.exit(process.exitCode ?? 0);

@@ -1,0 +1,136 @@
+//! matrix-js-sdk, the engine of Element Web, as the judge: two clients
+//! start and reach PREPARED, then the flow of `tests/interop/js/flow.mjs`,
+//! on the single process and through the split topology.
+//!
+//! Needs Node.js and npm; `tests/interop/js/setup-node.sh` installs the
+//! pinned packages outside the clone. `MYELIN_SKIP_INTEROP=1` skips it.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::process::Command;
+
+use crate::client::Client;
+use crate::harness::Server;
+use crate::interop::{SCRIPT_TIMEOUT, interop_dir, run};
+use crate::split::{Split, settings};
+
+/// npm may download every package on a cold cache.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(900);
+
+const STEPS: &[&str] = &[
+    "ok both clients reached PREPARED",
+    "ok push rules loaded",
+    "ok invite seen through sync",
+    "ok join seen through sync",
+    "ok messages both ways",
+    "ok typing seen by the other",
+    "ok read receipt seen by the other",
+    "ok push rule changed through the SDK",
+    "ok scrollback through /messages",
+];
+
+fn skip_reason() -> Option<String> {
+    if std::env::var("MYELIN_SKIP_INTEROP").is_ok_and(|v| v == "1") {
+        return Some("MYELIN_SKIP_INTEROP=1".to_owned());
+    }
+    for tool in ["node", "npm"] {
+        let found = std::process::Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !found.is_ok_and(|status| status.success()) {
+            return Some(format!("{tool} not found"));
+        }
+    }
+    None
+}
+
+/// Runs `setup-node.sh`; returns the folder holding the scripts and packages.
+async fn node_dir() -> PathBuf {
+    let mut command = Command::new("bash");
+    command.arg(interop_dir().join("js").join("setup-node.sh"));
+    let output = run(command, SETUP_TIMEOUT, "setup-node.sh").await;
+    assert_eq!(
+        output.code,
+        Some(0),
+        "setup-node.sh failed: {}",
+        output.describe()
+    );
+    let dir = output
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("setup-node.sh printed no folder: {}", output.describe()));
+    PathBuf::from(dir.trim())
+}
+
+fn session(client: &Client) -> String {
+    json!({
+        "user_id": client.user_id,
+        "device_id": client.device_id,
+        "access_token": client.access_token,
+    })
+    .to_string()
+}
+
+async fn run_flow(base_url: &str, anonymous: &Client) {
+    let dir = node_dir().await;
+    let alice = anonymous.register("jsalice", "pw-js-alice").await;
+    let bob = anonymous.register("jsbob", "pw-js-bob").await;
+    let mut command = Command::new("node");
+    command
+        .arg(dir.join("flow.mjs"))
+        .arg(base_url)
+        .arg(session(&alice))
+        .arg(session(&bob));
+    let output = run(command, SCRIPT_TIMEOUT, "flow.mjs").await;
+    println!("{}", output.describe());
+    assert_eq!(
+        output.code,
+        Some(0),
+        "the matrix-js-sdk flow failed: {}",
+        output.describe()
+    );
+    for step in STEPS {
+        assert!(
+            output.stdout.lines().any(|line| line == *step),
+            "missing step {step:?}: {}",
+            output.describe()
+        );
+    }
+}
+
+#[tokio::test]
+async fn matrix_js_sdk_starts_and_runs_the_flow() {
+    if let Some(reason) = skip_reason() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let server = Server::builder().open_registration().start().await;
+    run_flow(&server.url(), &server.client()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn split_matrix_js_sdk_starts_and_runs_the_flow_through_the_gateway() {
+    let Some(settings) = settings() else { return };
+    if let Some(reason) = skip_reason() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let split = Split::up_with(
+        &settings,
+        &[
+            ("CLIENT_APIS", "2"),
+            ("SYNCHROTRONS", "2"),
+            ("PERSISTERS", "1"),
+            ("GATEWAYS", "1"),
+        ],
+    )
+    .await;
+    let anonymous = split.client();
+    run_flow(&anonymous.url(""), &anonymous).await;
+}
