@@ -28,6 +28,7 @@ const STEPS: &[&str] = &[
     "ok messages both ways",
     "ok typing seen by the other",
     "ok read receipt seen by the other",
+    "ok notification counts rise and reset",
     "ok push rule changed through the SDK",
     "ok scrollback through /messages",
 ];

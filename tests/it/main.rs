@@ -27,6 +27,7 @@ mod harness;
 mod interop;
 mod js_sdk;
 mod media;
+mod notifications;
 mod outage;
 mod persistence;
 mod postgres;

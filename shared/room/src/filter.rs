@@ -94,6 +94,8 @@ pub struct SyncFilter {
     /// Top-level `presence`.
     pub presence: EventFilter,
     pub include_leave: bool,
+    /// `room.timeline.unread_thread_notifications`: counts per thread.
+    pub unread_thread_notifications: bool,
 }
 
 impl SyncFilter {
@@ -111,6 +113,11 @@ impl SyncFilter {
             presence: EventFilter::from_json(value.get("presence").unwrap_or(&Value::Null)),
             include_leave: room
                 .get("include_leave")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            unread_thread_notifications: room
+                .get("timeline")
+                .and_then(|timeline| timeline.get("unread_thread_notifications"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         }

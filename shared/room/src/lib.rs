@@ -13,6 +13,7 @@ mod compose;
 mod filter;
 mod keys;
 mod pdu;
+pub mod push;
 mod redact;
 mod resolve;
 mod versions;

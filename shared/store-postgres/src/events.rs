@@ -11,10 +11,10 @@ use tokio_postgres::Row;
 
 use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
 
-const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
+pub(crate) const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
      origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id, redacted_by";
 
-fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
+pub(crate) fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
     let txn_user_id: Option<String> = get(row, 9)?;
     let txn_device_id: Option<String> = get(row, 10)?;
     let txn_id: Option<String> = get(row, 11)?;
@@ -181,6 +181,7 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
         &[&event.room_id, &event.event_id, &event.depth],
     )
     .await?;
+    crate::notifications::insert_push_actions(tx, event, position).await?;
     if let Some(redaction) = &event.redaction {
         tx_execute(
             tx,

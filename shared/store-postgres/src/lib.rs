@@ -15,6 +15,7 @@ mod events;
 mod leases;
 mod media;
 mod migrations;
+mod notifications;
 mod receipts;
 mod typing;
 

@@ -45,7 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         10,
-        include_str!("../../../migrations/postgres/0010_account_data_and_receipts.sql"),
+        include_str!("../../../migrations/postgres/0010_streams.sql"),
     ),
 ];
 

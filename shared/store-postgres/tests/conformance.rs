@@ -114,6 +114,7 @@ fn message(room_id: &str, n: usize, txn: Option<TxnKey>) -> PersistEvent {
         txn,
         redaction: None,
         new_room_version: None,
+        push_actions: Vec::new(),
         fence: None,
     }
 }

@@ -10,10 +10,10 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{SqliteStore, map_error};
 
-const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
+pub(crate) const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
      origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id, redacted_by";
 
-fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let txn_user_id: Option<String> = row.get(9)?;
     let txn_device_id: Option<String> = row.get(10)?;
     let txn_id: Option<String> = row.get(11)?;
@@ -129,6 +129,7 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
         statement.execute(params![event.room_id, event.event_id, event.depth])
     })
     .map_err(map_error)?;
+    crate::notifications::insert_push_actions(tx, event, position)?;
     if let Some(redaction) = &event.redaction {
         tx.prepare_cached("UPDATE events SET pdu_json = ?2, redacted_by = ?3 WHERE event_id = ?1")
             .and_then(|mut statement| {

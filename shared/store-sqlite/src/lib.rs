@@ -14,6 +14,7 @@ mod events;
 mod leases;
 mod media;
 mod migrations;
+mod notifications;
 mod receipts;
 mod typing;
 

@@ -44,6 +44,7 @@ pub async fn run_all(store: &dyn Store) {
     streams::account_data_changes_read_by_position(store).await;
     streams::receipts_replace_per_type_user_and_thread(store).await;
     streams::typing_notices_run_until_they_end(store).await;
+    streams::unread_counts_follow_push_actions_and_receipts(store).await;
     leases_are_exclusive(store).await;
 }
 

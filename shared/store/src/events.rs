@@ -41,6 +41,8 @@ pub struct PersistEvent {
     pub redaction: Option<Redaction>,
     /// Set on `m.room.create`: registers the room with this version.
     pub new_room_version: Option<String>,
+    /// The users this event notifies, written with it.
+    pub push_actions: Vec<crate::PushAction>,
     /// The room partition's lease the writer holds: the write is refused
     /// with `StoreError::Fenced` once the lease was acquired again since.
     pub fence: Option<Fence>,

@@ -14,6 +14,7 @@ mod events;
 mod filters;
 mod leases;
 mod media;
+mod notifications;
 mod receipts;
 mod typing;
 
@@ -32,6 +33,9 @@ pub use events::{
 pub use filters::FilterStore;
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
+pub use notifications::{
+    MAIN_THREAD, NotificationRecord, NotificationStore, PushAction, RoomUnread, UnreadCounts,
+};
 pub use receipts::{NewReceipt, Receipt, ReceiptStore};
 pub use typing::{TypingNotice, TypingStore};
 
@@ -48,6 +52,7 @@ pub trait Store:
     + AccountDataStore
     + ReceiptStore
     + TypingStore
+    + NotificationStore
     + Send
     + Sync
 {

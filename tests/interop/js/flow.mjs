@@ -1,6 +1,7 @@
 // Two matrix-js-sdk clients (the engine of Element Web) against a
 // homeserver: both start and reach PREPARED, then room creation, invite and
-// join through sync, messages both ways, typing, read receipts, a push rule
+// join through sync, messages both ways, typing, read receipts, unread
+// counts that rise with messages and reset with a receipt, a push rule
 // changed through the SDK, and scrollback.
 //
 // Usage: node flow.mjs <homeserver URL> <alice session JSON> <bob session JSON>
@@ -178,6 +179,31 @@ try {
     await alice.sendReadReceipt(aliceRoom.findEventById(bobsMessage));
     await bobSeesReceipt;
     ok("read receipt seen by the other");
+
+    const aliceCounts = () =>
+        alice.getRoom(roomId)?.getUnreadNotificationCount(sdk.NotificationCountType.Total) ?? 0;
+    const countsRise = waitFor(
+        alice,
+        sdk.ClientEvent.Sync,
+        () => (aliceCounts() >= 2 ? true : undefined),
+        "alice's unread count to rise with bob's messages",
+    );
+    await bob.sendMessage(roomId, { msgtype: "m.text", body: "count me 1" });
+    const { event_id: lastCounted } = await bob.sendMessage(roomId, {
+        msgtype: "m.text",
+        body: "count me 2",
+    });
+    await countsRise;
+    await messageArrives(alice, roomId, "count me 2", "alice");
+    const countsReset = waitFor(
+        alice,
+        sdk.ClientEvent.Sync,
+        () => (aliceCounts() === 0 ? true : undefined),
+        "alice's unread count to go back to zero",
+    );
+    await alice.sendReadReceipt(alice.getRoom(roomId).findEventById(lastCounted));
+    await countsReset;
+    ok("notification counts rise and reset");
 
     const ruleArrives = waitFor(
         alice,

@@ -9,6 +9,7 @@ pub(crate) mod discovery;
 pub(crate) mod filter;
 pub(crate) mod membership;
 pub(crate) mod message;
+pub(crate) mod notifications;
 pub(crate) mod profile;
 pub(crate) mod push_rules;
 pub(crate) mod receipts;

@@ -8,8 +8,8 @@ use myelin_http::Router;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, account_data, admin, alias, device, discovery, filter, membership, message, profile,
-    push_rules, receipts, room, session, state, typing, upgrade,
+    account, account_data, admin, alias, device, discovery, filter, membership, message,
+    notifications, profile, push_rules, receipts, room, session, state, typing, upgrade,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -34,6 +34,7 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, receipts::set_markers);
     router.handle(api, typing::set);
     router.handle(api, push_rules::get_all);
+    router.handle(api, notifications::list);
     router.handle(api, push_rules::get_global);
     router.handle(api, push_rules::get_rule);
     router.handle(api, push_rules::set_rule);

@@ -8,6 +8,7 @@ mod head;
 mod input;
 mod partition;
 mod persist;
+mod push;
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct EventPersister {
     /// Raised when a write was fenced off: the lease loop checks its session
     /// at once instead of at its next tick, and lets go of what it lost.
     fenced: tokio::sync::Notify,
+    /// Parsed push rules of the users this writer judges events for.
+    rulesets: push::RulesetCache,
 }
 
 pub fn role(deps: &Deps) -> Arc<EventPersister> {
@@ -41,6 +44,7 @@ pub fn role(deps: &Deps) -> Arc<EventPersister> {
         server_key: Arc::clone(&deps.server_key),
         heads: RoomHeads::default(),
         fenced: tokio::sync::Notify::new(),
+        rulesets: push::RulesetCache::default(),
     })
 }
 
@@ -51,7 +55,19 @@ impl Role for EventPersister {
     }
 
     async fn run(self: Arc<Self>, shutdown: Shutdown) -> anyhow::Result<()> {
-        self.manage_partitions(shutdown).await
+        let mut changes = myelin_bus::topics::ACCOUNT_DATA
+            .subscribe(self.bus.as_ref())
+            .await?;
+        let forgetter = Arc::clone(&self);
+        // Rules changed by their user are read again at the next event.
+        let forget_changed_rules = tokio::spawn(async move {
+            while let Some(change) = changes.next().await {
+                forgetter.rulesets.forget(&change.user_id);
+            }
+        });
+        let result = self.manage_partitions(shutdown).await;
+        forget_changed_rules.abort();
+        result
     }
 
     async fn ready(&self) -> Result<(), String> {

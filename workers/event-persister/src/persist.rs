@@ -124,6 +124,10 @@ impl EventPersister {
                     .map(str::to_owned)
             })
             .flatten();
+        let push_actions = self
+            .push_actions(head, sender, &built.json)
+            .await
+            .map_err(unavailable)?;
         let record = PersistEvent {
             event_id: built.event_id,
             room_id: built.room_id,
@@ -144,6 +148,7 @@ impl EventPersister {
             txn,
             redaction,
             fence: Some(fence),
+            push_actions,
         };
         Ok(ComposedEvent {
             record,

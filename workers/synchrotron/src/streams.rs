@@ -8,6 +8,7 @@
 //! (see `consumers.rs`), and a provider file here called from [`collect`].
 
 mod account_data;
+mod push_counts;
 mod receipts;
 mod room_events;
 mod typing;
@@ -57,6 +58,7 @@ impl Synchrotron {
         news |= account_data::fill(self, request, &joined.rooms, upto, &mut response).await?;
         news |= receipts::fill(self, request, &joined.rooms, upto, &mut response).await?;
         news |= typing::fill(self, request, &joined.rooms, upto, &mut response)?;
+        push_counts::fill(self, request, &joined.rooms, &mut response).await?;
         Ok((response, news))
     }
 }

@@ -2,7 +2,7 @@ use myelin_types::StreamPosition;
 
 use crate::{Direction, PersistEvent, PersistOutcome, Redaction, Store, TxnKey};
 
-pub(super) fn event(
+pub(crate) fn event(
     room_id: &str,
     n: usize,
     state: Option<(&str, &str)>,
@@ -27,6 +27,7 @@ pub(super) fn event(
         txn: None,
         redaction: None,
         new_room_version: None,
+        push_actions: Vec::new(),
         fence: None,
     }
 }

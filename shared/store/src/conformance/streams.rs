@@ -169,3 +169,115 @@ pub(super) async fn typing_notices_run_until_they_end(store: &dyn Store) {
     assert_eq!(users, [("@a:c", 6_000)]);
     assert!(store.typing_now(6_000).await.expect("read").is_empty());
 }
+
+/// Counts rise with notifying events and fall back with read receipts,
+/// per thread; the list says what was read.
+pub(super) async fn unread_counts_follow_push_actions_and_receipts(store: &dyn Store) {
+    use crate::{PushAction, UnreadCounts};
+    let room = "!counts:conformance";
+    let user = "@reader:conformance";
+    let notify = |highlight: bool, thread: Option<&str>| PushAction {
+        user_id: user.to_owned(),
+        highlight,
+        thread_id: thread.map(str::to_owned),
+    };
+    let mut prev: Vec<String> = Vec::new();
+    let mut ids = Vec::new();
+    for (n, actions) in [
+        vec![notify(false, None)],
+        vec![notify(true, None)],
+        vec![],
+        vec![notify(false, Some("$root"))],
+        vec![notify(false, None)],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut new = super::events::event(room, n, None, &prev);
+        new.push_actions = actions;
+        ids.push(new.event_id.clone());
+        prev = vec![new.event_id.clone()];
+        store.persist_event(new).await.expect("persist");
+    }
+    let counts = store.unread_counts(user, room).await.expect("counts");
+    assert_eq!(
+        counts.main,
+        UnreadCounts {
+            notifications: 3,
+            highlights: 1
+        }
+    );
+    assert_eq!(
+        counts.threads,
+        vec![(
+            "$root".to_owned(),
+            UnreadCounts {
+                notifications: 1,
+                highlights: 0
+            }
+        )]
+    );
+    assert_eq!(counts.total().notifications, 4);
+    assert_eq!(
+        store
+            .unread_counts("@someone-else:conformance", room)
+            .await
+            .expect("counts"),
+        Default::default()
+    );
+
+    let receipt = |event: &str, kind: &str, thread: Option<&str>| NewReceipt {
+        room_id: room.to_owned(),
+        receipt_type: kind.to_owned(),
+        user_id: user.to_owned(),
+        thread_id: thread.map(str::to_owned),
+        event_id: event.to_owned(),
+        ts: 1,
+    };
+    // A private receipt on the second event reads the first two.
+    store
+        .set_receipt(receipt(&ids[1], "m.read.private", None))
+        .await
+        .expect("receipt");
+    let counts = store.unread_counts(user, room).await.expect("counts");
+    assert_eq!(counts.main.notifications, 1);
+    assert_eq!(counts.main.highlights, 0);
+    assert_eq!(counts.threads.len(), 1);
+    // A receipt in the thread reads the thread only.
+    store
+        .set_receipt(receipt(&ids[3], "m.read", Some("$root")))
+        .await
+        .expect("receipt");
+    let counts = store.unread_counts(user, room).await.expect("counts");
+    assert!(counts.threads.is_empty(), "{counts:?}");
+    assert_eq!(counts.main.notifications, 1);
+
+    let listed = store
+        .notifications(user, None, 10, false)
+        .await
+        .expect("list");
+    let seen: Vec<(&str, bool, bool)> = listed
+        .iter()
+        .map(|n| (n.event.event_id.as_str(), n.highlight, n.read))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (ids[4].as_str(), false, false),
+            (ids[3].as_str(), false, true),
+            (ids[1].as_str(), true, true),
+            (ids[0].as_str(), false, true),
+        ]
+    );
+    let highlights = store
+        .notifications(user, None, 10, true)
+        .await
+        .expect("highlights");
+    assert_eq!(highlights.len(), 1);
+    let older = store
+        .notifications(user, Some(listed[1].event.position), 1, false)
+        .await
+        .expect("a page");
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].event.event_id, ids[1]);
+}

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use myelin_http::{MatrixError, RequestContext};
+use myelin_room::push::{PUSH_RULES_TYPE, user_ruleset};
 use ruma::UserId;
 use ruma::api::client::push::{
     delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,
@@ -15,34 +16,22 @@ use serde_json::json;
 
 use crate::ClientApi;
 
-const PUSH_RULES: &str = "m.push_rules";
-
 impl ClientApi {
     /// The user's rules: what they stored, with the server defaults brought
     /// up to date, or the server defaults alone.
     pub(crate) async fn push_rules(&self, user_id: &str) -> Result<Ruleset, MatrixError> {
         let user =
             UserId::parse(user_id).map_err(|error| MatrixError::internal(error.to_string()))?;
-        let defaults = Ruleset::server_default(&user);
-        let Some(stored) = self.store.account_data(user_id, None, PUSH_RULES).await? else {
-            return Ok(defaults);
-        };
-        let content: serde_json::Value = serde_json::from_str(&stored)
-            .map_err(|error| MatrixError::internal(error.to_string()))?;
-        let mut rules: Ruleset = match serde_json::from_value(content["global"].clone()) {
-            Ok(rules) => rules,
-            Err(error) => {
-                tracing::warn!(%error, user_id, "stored push rules are unreadable; using the defaults");
-                return Ok(defaults);
-            }
-        };
-        rules.update_with_server_default(defaults);
-        Ok(rules)
+        let stored = self
+            .store
+            .account_data(user_id, None, PUSH_RULES_TYPE)
+            .await?;
+        Ok(user_ruleset(&user, stored.as_deref()))
     }
 
     async fn save_push_rules(&self, user_id: &str, rules: &Ruleset) -> Result<(), MatrixError> {
         let content = json!({"global": rules});
-        self.put_account_data(user_id, None, PUSH_RULES, &content)
+        self.put_account_data(user_id, None, PUSH_RULES_TYPE, &content)
             .await
     }
 }

@@ -1,10 +1,8 @@
--- Streams other than room events: one counter each. A writer takes the next
--- position as the last step of its transaction and holds the row lock until
--- commit, so positions commit in order and a reader of the counter never
--- names a position below which a change can still commit.
+-- Streams other than room events: one counter each, moved inside the
+-- writing transaction; SQLite's single writer commits them in order.
 CREATE TABLE stream_counters (
     stream   TEXT PRIMARY KEY,
-    position BIGINT NOT NULL
+    position INTEGER NOT NULL
 );
 INSERT INTO stream_counters (stream, position) VALUES ('account_data', 0), ('receipts', 0);
 
@@ -14,7 +12,7 @@ CREATE TABLE account_data (
     room_id   TEXT NOT NULL,
     data_type TEXT NOT NULL,
     content   TEXT NOT NULL,
-    position  BIGINT NOT NULL,
+    position  INTEGER NOT NULL,
     PRIMARY KEY (user_id, room_id, data_type)
 );
 CREATE INDEX account_data_by_position ON account_data (user_id, position);
@@ -27,8 +25,8 @@ CREATE TABLE receipts (
     user_id      TEXT NOT NULL,
     thread_id    TEXT NOT NULL,
     event_id     TEXT NOT NULL,
-    ts           BIGINT NOT NULL,
-    position     BIGINT NOT NULL,
+    ts           INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
     PRIMARY KEY (room_id, receipt_type, user_id, thread_id)
 );
 CREATE INDEX receipts_by_room_position ON receipts (room_id, position);
@@ -38,6 +36,19 @@ CREATE INDEX receipts_by_room_position ON receipts (room_id, position);
 CREATE TABLE typing (
     room_id  TEXT NOT NULL,
     user_id  TEXT NOT NULL,
-    until_ms BIGINT NOT NULL,
+    until_ms INTEGER NOT NULL,
     PRIMARY KEY (room_id, user_id)
 );
+
+-- The users each event notifies, written with the event; read receipts
+-- mark those at or below them as read. thread_id is 'main' outside threads.
+CREATE TABLE event_push_actions (
+    user_id   TEXT NOT NULL,
+    room_id   TEXT NOT NULL,
+    position  INTEGER NOT NULL,
+    event_id  TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    highlight INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id, position)
+);
+CREATE INDEX event_push_actions_by_user ON event_push_actions (user_id, position);

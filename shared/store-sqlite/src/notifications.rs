@@ -1,0 +1,126 @@
+//! Push actions written with events, and the counts and lists built on them.
+
+use async_trait::async_trait;
+use myelin_store::{
+    MAIN_THREAD, NotificationRecord, NotificationStore, PersistEvent, RoomUnread, StoreResult,
+    UnreadCounts,
+};
+use myelin_types::StreamPosition;
+use rusqlite::params;
+
+use crate::events::{EVENT_COLUMNS, event_from_row};
+use crate::{SqliteStore, map_error};
+
+/// The position of the user's latest read receipt (public or private) for
+/// `thread` ('' for unthreaded), 0 when none; `a` is the push-action row.
+const RECEIPT_POSITION: &str = "COALESCE((SELECT MAX(e2.position) FROM receipts r
+     JOIN events e2 ON e2.event_id = r.event_id
+     WHERE r.room_id = a.room_id AND r.user_id = a.user_id
+       AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id = {thread}), 0)";
+
+fn receipt_position(thread: &str) -> String {
+    RECEIPT_POSITION.replace("{thread}", thread)
+}
+
+pub(crate) fn insert_push_actions(
+    tx: &rusqlite::Transaction<'_>,
+    event: &PersistEvent,
+    position: i64,
+) -> StoreResult<()> {
+    for action in &event.push_actions {
+        tx.prepare_cached(
+            "INSERT INTO event_push_actions (user_id, room_id, position, event_id, thread_id, highlight)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                action.user_id,
+                event.room_id,
+                position,
+                event.event_id,
+                action.thread_id.as_deref().unwrap_or(MAIN_THREAD),
+                action.highlight,
+            ])
+        })
+        .map_err(map_error)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl NotificationStore for SqliteStore {
+    async fn unread_counts(&self, user_id: &str, room_id: &str) -> StoreResult<RoomUnread> {
+        let sql = format!(
+            "SELECT a.thread_id, COUNT(*), SUM(a.highlight)
+             FROM event_push_actions a
+             WHERE a.user_id = ?1 AND a.room_id = ?2
+               AND a.position > {unthreaded} AND a.position > {threaded}
+             GROUP BY a.thread_id",
+            unthreaded = receipt_position("''"),
+            threaded = receipt_position("a.thread_id"),
+        );
+        let (user_id, room_id) = (user_id.to_owned(), room_id.to_owned());
+        let rows = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(&sql)?;
+                let rows = statement.query_map([user_id, room_id], |row| {
+                    let thread: String = row.get(0)?;
+                    let counts = UnreadCounts {
+                        notifications: row.get::<_, i64>(1)?.max(0) as u64,
+                        highlights: row.get::<_, i64>(2)?.max(0) as u64,
+                    };
+                    Ok((thread, counts))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let mut unread = RoomUnread::default();
+        for (thread, counts) in rows {
+            if thread == MAIN_THREAD {
+                unread.main = counts;
+            } else {
+                unread.threads.push((thread, counts));
+            }
+        }
+        Ok(unread)
+    }
+
+    async fn notifications(
+        &self,
+        user_id: &str,
+        before: Option<StreamPosition>,
+        limit: usize,
+        only_highlight: bool,
+    ) -> StoreResult<Vec<NotificationRecord>> {
+        let columns: Vec<String> = EVENT_COLUMNS
+            .split(',')
+            .map(|column| format!("e.{}", column.trim()))
+            .collect();
+        let sql = format!(
+            "SELECT {columns}, a.highlight,
+                    a.position <= MAX({unthreaded}, {threaded})
+             FROM event_push_actions a JOIN events e ON e.position = a.position
+             WHERE a.user_id = ?1 AND a.position < ?2 AND (?3 = 0 OR a.highlight)
+             ORDER BY a.position DESC LIMIT ?4",
+            columns = columns.join(", "),
+            unthreaded = receipt_position("''"),
+            threaded = receipt_position("a.thread_id"),
+        );
+        let user_id = user_id.to_owned();
+        let before = before.map_or(i64::MAX, |position| position.0);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows =
+                statement.query_map(params![user_id, before, only_highlight, limit], |row| {
+                    Ok(NotificationRecord {
+                        event: event_from_row(row)?,
+                        highlight: row.get(13)?,
+                        read: row.get(14)?,
+                    })
+                })?;
+            rows.collect()
+        })
+        .await
+    }
+}
