@@ -14,7 +14,7 @@ use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
 const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
      origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id, redacted_by";
 
-fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
+pub(crate) fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
     let txn_user_id: Option<String> = get(row, 9)?;
     let txn_device_id: Option<String> = get(row, 10)?;
     let txn_id: Option<String> = get(row, 11)?;
@@ -140,6 +140,7 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
         ],
     )
     .await?;
+    crate::relations::index_event(tx, event, position).await?;
     if let Some(state_key) = &event.state_key {
         tx_execute(
             tx,
@@ -192,6 +193,7 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
             ],
         )
         .await?;
+        crate::relations::unindex_event(tx, &redaction.target_event_id).await?;
     }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
 }

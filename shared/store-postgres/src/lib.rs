@@ -13,6 +13,7 @@ mod events;
 mod leases;
 mod media;
 mod migrations;
+mod relations;
 
 use std::error::Error as _;
 use std::time::Duration;

@@ -10,10 +10,10 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{SqliteStore, map_error};
 
-const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
+pub(crate) const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
      origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id, redacted_by";
 
-fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let txn_user_id: Option<String> = row.get(9)?;
     let txn_device_id: Option<String> = row.get(10)?;
     let txn_id: Option<String> = row.get(11)?;
@@ -103,6 +103,7 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
         ],))
     .map_err(map_error)?;
     let position = tx.last_insert_rowid();
+    crate::relations::index_event(tx, event, position)?;
     if let Some(state_key) = &event.state_key {
         tx.prepare_cached("INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -139,6 +140,7 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
                 ])
             })
             .map_err(map_error)?;
+        crate::relations::unindex_event(tx, &redaction.target_event_id)?;
     }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
 }

@@ -12,6 +12,7 @@ mod events;
 mod leases;
 mod media;
 mod migrations;
+mod relations;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

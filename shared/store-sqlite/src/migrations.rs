@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../../migrations/sqlite/0009_used_registration_nonces.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/sqlite/0012_relations_and_search.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -8,6 +8,7 @@ mod aliases;
 mod batches;
 mod events;
 mod media;
+mod relations;
 
 use crate::Store;
 
@@ -40,6 +41,9 @@ pub async fn run_all(store: &dyn Store) {
     media::reservations_stop_at_the_limit_even_in_parallel(store).await;
     media::expired_reservations_cannot_be_filled_and_are_purged(store).await;
     media::thumbnails_are_kept_per_size_and_method(store).await;
+    relations::relations_are_indexed_and_paginated(store).await;
+    relations::threads_list_by_latest_reply(store).await;
+    relations::search_finds_words_in_allowed_rooms(store).await;
     leases_are_exclusive(store).await;
 }
 

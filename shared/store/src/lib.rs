@@ -13,6 +13,7 @@ mod events;
 mod filters;
 mod leases;
 mod media;
+mod relations;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -28,6 +29,11 @@ pub use events::{
 pub use filters::FilterStore;
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
+pub use relations::{
+    EventIndex, MAX_RELATION_DEPTH, MAX_RELATION_KEY_BYTES, MAX_SEARCH_WORDS, RelationQuery,
+    RelationRef, RelationStore, SearchHit, SearchOrder, SearchPage, SearchQuery, SearchRoom,
+    SearchText, THREAD, ThreadRoot, ThreadSummary, index_of, search_words,
+};
 
 /// Every domain at once: what an engine implements and a process opens.
 #[async_trait::async_trait]
@@ -39,6 +45,7 @@ pub trait Store:
     + FilterStore
     + LeaseStore
     + MediaStore
+    + RelationStore
     + Send
     + Sync
 {

@@ -1,0 +1,25 @@
+-- Relations between events (m.relates_to) and the full-text index of
+-- message bodies, room names and topics. Both are written with the event
+-- and lose a redacted event.
+
+CREATE TABLE event_relations (
+    event_id         TEXT PRIMARY KEY,
+    room_id          TEXT NOT NULL,
+    parent_id        TEXT NOT NULL,
+    rel_type         TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    sender           TEXT NOT NULL,
+    origin_server_ts BIGINT NOT NULL,
+    position         BIGINT NOT NULL
+);
+CREATE INDEX event_relations_by_parent ON event_relations (parent_id, rel_type, position);
+CREATE INDEX event_relations_by_room ON event_relations (room_id, rel_type, position);
+
+-- The 'simple' configuration: words as written, lower case, no stemming,
+-- as the SQLite index matches them.
+CREATE TABLE event_search (
+    position BIGINT PRIMARY KEY,
+    key      TEXT NOT NULL,
+    vector   tsvector NOT NULL
+);
+CREATE INDEX event_search_vector ON event_search USING GIN (vector);
