@@ -8,8 +8,8 @@ use myelin_http::Router;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, admin, alias, device, discovery, filter, membership, message, profile, room, session,
-    state, upgrade,
+    account, admin, alias, device, discovery, filter, membership, message, profile, relations,
+    room, search, session, state, upgrade,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -23,6 +23,11 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     state::routes(api, router);
     router.handle(api, filter::create);
     router.handle(api, filter::get);
+    router.handle(api, relations::relating);
+    router.handle(api, relations::relating_with_rel_type);
+    router.handle(api, relations::relating_with_rel_type_and_event_type);
+    router.handle(api, relations::threads);
+    router.handle(api, search::search);
     device::routes(api, router);
     profile::routes(api, router);
     alias::routes(api, router);

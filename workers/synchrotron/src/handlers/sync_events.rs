@@ -236,7 +236,7 @@ impl Synchrotron {
             Vec::new()
         };
         let prev_batch = recent.first().map_or(upto, |first| first.position.before());
-        let timeline: Vec<Value> = recent
+        let mut timeline: Vec<Value> = recent
             .iter()
             .filter(|event| {
                 params
@@ -246,6 +246,18 @@ impl Synchrotron {
             })
             .map(|event| stored_client_event(event, viewer))
             .collect();
+        let bundle_viewer = myelin_room::Viewer {
+            user_id: &user.user_id,
+            device_id: Some(&user.device_id),
+            upto: Some(upto),
+        };
+        myelin_room::bundle_aggregations(
+            self.store.as_ref(),
+            room_id,
+            bundle_viewer,
+            &mut timeline,
+        )
+        .await?;
         Ok(Some(json!({
             "timeline": {"events": timeline, "limited": limited, "prev_batch": StreamToken::at(prev_batch).to_string()},
             "state": {"events": state},
