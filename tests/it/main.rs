@@ -29,6 +29,7 @@ mod media;
 mod outage;
 mod persistence;
 mod postgres;
+mod relations;
 mod security;
 mod split;
 mod tidy;

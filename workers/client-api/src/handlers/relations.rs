@@ -267,6 +267,9 @@ pub(crate) async fn threads(
             )));
         }
     };
+    if api.store.room(room_id).await?.is_none() {
+        return Err(MatrixError::not_found("Room not found"));
+    }
     let reader = api.room_reader(room_id, &user.user_id).await?;
     let before = request.from.as_deref().map(parse_token).transpose()?;
     let limit = page_size(request.limit, DEFAULT_THREADS, MAX_THREADS);
