@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, encode, event_id_of};
 use crate::harness::Server;
+use crate::split::{self, Split};
 
 const PASSWORD: &str = "pw-relations";
 
@@ -91,10 +92,41 @@ fn find<'a>(events: &'a Value, event_id: &str) -> &'a Value {
 #[tokio::test]
 async fn relations_paginate_and_aggregations_are_bundled_everywhere() {
     let server = Server::builder().open_registration().start().await;
-    let anonymous = server.client();
-    let alice = anonymous.register("alice", PASSWORD).await;
-    let bob = anonymous.register("bob", PASSWORD).await;
-    let carol = anonymous.register("carol", PASSWORD).await;
+    relations_cases(&server.client(), "").await;
+}
+
+#[tokio::test]
+async fn search_finds_what_the_user_may_read() {
+    let server = Server::builder().open_registration().start().await;
+    search_cases(&server.client(), "").await;
+}
+
+/// Both scenarios on the split topology: PostgreSQL, the persister's index,
+/// several client APIs and the synchrotron's bundling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn split_relations_and_search() {
+    let Some(settings) = split::settings() else {
+        return;
+    };
+    let split = Split::up_with(
+        &settings,
+        &[
+            ("CLIENT_APIS", "2"),
+            ("SYNCHROTRONS", "1"),
+            ("PERSISTERS", "1"),
+            ("GATEWAYS", "1"),
+        ],
+    )
+    .await;
+    let anonymous = split.client();
+    relations_cases(&anonymous, "rel").await;
+    search_cases(&anonymous, "find").await;
+}
+
+async fn relations_cases(anonymous: &Client, names: &str) {
+    let alice = anonymous.register(&format!("{names}alice"), PASSWORD).await;
+    let bob = anonymous.register(&format!("{names}bob"), PASSWORD).await;
+    let carol = anonymous.register(&format!("{names}carol"), PASSWORD).await;
     let room = alice.create_room(&json!({"preset": "public_chat"})).await;
     bob.join(&room).await.ok();
     carol.join(&room).await.ok();
@@ -371,12 +403,9 @@ pub(crate) fn result_ids(found: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn search_finds_what_the_user_may_read() {
-    let server = Server::builder().open_registration().start().await;
-    let anonymous = server.client();
-    let alice = anonymous.register("alice", PASSWORD).await;
-    let bob = anonymous.register("bob", PASSWORD).await;
+async fn search_cases(anonymous: &Client, names: &str) {
+    let alice = anonymous.register(&format!("{names}alice"), PASSWORD).await;
+    let bob = anonymous.register(&format!("{names}bob"), PASSWORD).await;
     let alice_id = user_id(&alice).await;
     let shared = alice
         .create_room(&json!({"preset": "public_chat", "name": "Purple lounge"}))

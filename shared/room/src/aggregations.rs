@@ -73,7 +73,7 @@ pub async fn bundle_aggregations(
             if let Some(edit) = store
                 .latest_edit(event_id, &sender, &event_type, viewer.upto)
                 .await?
-                .filter(|edit| may_see(edit))
+                .filter(|edit| may_see(edit) && has_new_content(&edit.pdu_json))
             {
                 relations.insert(
                     REPLACE.to_owned(),
@@ -143,6 +143,15 @@ fn text(event: &Value, key: &str) -> String {
         .to_owned()
 }
 
+/// Whether a replacement carries the new content (`m.new_content`), as a
+/// valid one must.
+fn has_new_content(pdu_json: &str) -> bool {
+    serde_json::from_str::<Value>(pdu_json).is_ok_and(|pdu| {
+        pdu.pointer("/content/m.new_content")
+            .is_some_and(Value::is_object)
+    })
+}
+
 /// Whether edits apply to the event: not a state event, and not an edit
 /// itself.
 fn may_be_edited(event: &Value) -> bool {
@@ -156,6 +165,16 @@ fn may_be_edited(event: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replacements_need_new_content() {
+        assert!(has_new_content(
+            r#"{"content":{"m.new_content":{"body":"x"}}}"#
+        ));
+        assert!(!has_new_content(r#"{"content":{"m.new_content":"x"}}"#));
+        assert!(!has_new_content(r#"{"content":{"body":"x"}}"#));
+        assert!(!has_new_content("{"));
+    }
 
     #[test]
     fn state_events_and_edits_are_not_edited() {
