@@ -106,7 +106,7 @@ impl ClientApi {
         for grouping in &criteria.groupings.group_by {
             match &grouping.key {
                 Some(key @ (GroupingKey::RoomId | GroupingKey::Sender)) => {
-                    group_keys.push(key.clone())
+                    group_keys.push(key.clone());
                 }
                 None => {}
                 Some(other) => {
