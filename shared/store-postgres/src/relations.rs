@@ -259,6 +259,7 @@ impl RelationStore for PostgresStore {
             .iter()
             .map(|room| room.room_id.as_str())
             .collect();
+        let afters: Vec<i64> = query.rooms.iter().map(|room| room.after.0).collect();
         let uptos: Vec<i64> = query.rooms.iter().map(|room| upto(room.upto)).collect();
         let order = match query.order {
             SearchOrder::Rank => "rank DESC, events.position DESC",
@@ -266,20 +267,22 @@ impl RelationStore for PostgresStore {
         };
         let from_where = "FROM event_search
              JOIN events ON events.position = event_search.position
-             JOIN unnest($2::text[], $3::bigint[]) AS allowed(room_id, upto)
-               ON events.room_id = allowed.room_id AND events.position <= allowed.upto
+             JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS allowed(room_id, after, upto)
+               ON events.room_id = allowed.room_id AND events.position > allowed.after
+              AND events.position <= allowed.upto
              WHERE event_search.vector @@ to_tsquery('simple', $1)
-               AND (cardinality($4::text[]) = 0 OR event_search.key = ANY($4::text[]))
-               AND (cardinality($5::text[]) = 0 OR events.event_type = ANY($5::text[]))
-               AND NOT (events.event_type = ANY($6::text[]))
-               AND (cardinality($7::text[]) = 0 OR events.sender = ANY($7::text[]))
-               AND NOT (events.sender = ANY($8::text[]))";
+               AND (cardinality($5::text[]) = 0 OR event_search.key = ANY($5::text[]))
+               AND (cardinality($6::text[]) = 0 OR events.event_type = ANY($6::text[]))
+               AND NOT (events.event_type = ANY($7::text[]))
+               AND (cardinality($8::text[]) = 0 OR events.sender = ANY($8::text[]))
+               AND NOT (events.sender = ANY($9::text[]))";
         let count: i64 = self
             .query_opt(
                 &format!("SELECT COUNT(*) {from_where}"),
                 &[
                     &text,
                     &room_ids,
+                    &afters,
                     &uptos,
                     &query.keys,
                     &query.types,
@@ -297,11 +300,12 @@ impl RelationStore for PostgresStore {
             .query(
                 &format!(
                     "SELECT {COLUMNS}, ts_rank(event_search.vector, to_tsquery('simple', $1))::float8 AS rank
-                     {from_where} ORDER BY {order} LIMIT $9 OFFSET $10"
+                     {from_where} ORDER BY {order} LIMIT $10 OFFSET $11"
                 ),
                 &[
                     &text,
                     &room_ids,
+                    &afters,
                     &uptos,
                     &query.keys,
                     &query.types,

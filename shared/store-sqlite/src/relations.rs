@@ -264,7 +264,7 @@ impl RelationStore for SqliteStore {
             query
                 .rooms
                 .iter()
-                .map(|room| (room.room_id.as_str(), upto(room.upto))),
+                .map(|room| (room.room_id.as_str(), room.after.0, upto(room.upto))),
         );
         let keys = json_list(&query.keys);
         let types = json_list(&query.types);
@@ -282,7 +282,8 @@ impl RelationStore for SqliteStore {
                  JOIN events ON events.position = event_search.rowid
                  JOIN json_each(?2) AS allowed
                    ON events.room_id = json_extract(allowed.value, '$[0]')
-                  AND events.position <= json_extract(allowed.value, '$[1]')
+                  AND events.position > json_extract(allowed.value, '$[1]')
+                  AND events.position <= json_extract(allowed.value, '$[2]')
                  WHERE event_search MATCH ?1
                    AND (json_array_length(?3) = 0 OR event_search.key IN (SELECT value FROM json_each(?3)))
                    AND (json_array_length(?4) = 0 OR events.event_type IN (SELECT value FROM json_each(?4)))

@@ -152,10 +152,13 @@ pub enum SearchOrder {
     Recent,
 }
 
-/// One room a search may look in, up to a position (a former member's leave).
+/// A stretch of one room a search may look in: positions above `after`
+/// and at or below `upto`. A room may be given in several stretches (what
+/// history visibility lets the user see), which must not overlap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchRoom {
     pub room_id: String,
+    pub after: StreamPosition,
     pub upto: Option<StreamPosition>,
 }
 

@@ -90,6 +90,9 @@ async fn relations_threads_and_search_stay_inside_what_the_user_may_read() {
     assert_eq!(threads["chunk"], json!([]), "{threads}");
     let found = search(&bob, "confidential", json!({})).await;
     assert_eq!(result_ids(&found), Vec::<String>::new(), "{found}");
+    assert_eq!(found["count"], json!(0), "the count tells nothing either");
+    let after_join = search(&bob, "after", json!({})).await;
+    assert_eq!(after_join["count"], json!(1), "{after_join}");
 
     // A former member: edits after their leave are not bundled for them.
     let visible_root = alice.send_text(&room, "seen by bob").await;

@@ -299,6 +299,7 @@ fn search_query(words: &str, rooms: &[(&str, Option<StreamPosition>)]) -> Search
             .iter()
             .map(|(room_id, upto)| SearchRoom {
                 room_id: (*room_id).to_owned(),
+                after: StreamPosition::ZERO,
                 upto: *upto,
             })
             .collect(),
@@ -391,6 +392,19 @@ pub(super) async fn search_finds_words_in_allowed_rooms(store: &dyn Store) {
     assert!(!found(&upto).contains(&id(6)));
     assert!(found(&upto).contains(&format!("${other}-5")));
     assert!(upto.hits.iter().all(|hit| hit.event.position < late));
+
+    // Stretches of one room: here all but the strong match.
+    let mut stretches = search_query("fox", &[(room, Some(weak))]);
+    stretches.rooms.push(SearchRoom {
+        room_id: room.to_owned(),
+        after: strong,
+        upto: None,
+    });
+    let stretched = store.search(&stretches).await.expect("stretches");
+    assert_eq!(
+        (found(&stretched), stretched.count),
+        (vec![id(6), id(4), id(1)], 3)
+    );
 
     let mut keyed = search_query("fox", &[(room, None)]);
     keyed.keys = vec!["content.topic".to_owned()];

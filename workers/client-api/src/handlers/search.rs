@@ -1,9 +1,9 @@
 //! `POST /search`: full-text search over the events of the user's rooms.
 //!
 //! Rooms searched: those the user is in, and those they left or were
-//! banned from, up to that event. Each result is also judged by the
-//! history visibility at it; `count` is the store's count before that
-//! judgement, so it is approximate, as the spec allows.
+//! banned from, up to that event; in each, only the stretches of history
+//! the user may see by history visibility, so `count` counts visible
+//! events only. Results are judged once more before they are served.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,8 +32,8 @@ const MAX_RESULTS: usize = 50;
 const MAX_OFFSET: usize = 10_000;
 /// Most events of context on either side of a result.
 const MAX_CONTEXT: usize = 20;
-/// Most rooms one search looks in.
-const MAX_ROOMS: usize = 2_000;
+/// Most rooms one search looks in (each costs a look at its history).
+const MAX_ROOMS: usize = 1_000;
 
 const ALL_KEYS: [&str; 3] = ["content.body", "content.name", "content.topic"];
 
@@ -132,29 +132,36 @@ impl ClientApi {
                 .clamp(1, MAX_RESULTS)
         });
 
-        // The rooms: the user's, narrowed by the filter.
+        // The rooms: the user's, narrowed by the filter, each in the
+        // stretches of its history the user may see.
+        let mut readers: HashMap<String, RoomReader> = HashMap::new();
         let mut rooms = Vec::new();
         for membership in self.store.memberships_of_user(&user.user_id).await? {
-            let upto = match membership.membership.as_str() {
-                "join" => None,
-                "leave" | "ban" => Some(membership.position),
-                _ => continue,
+            if !matches!(membership.membership.as_str(), "join" | "leave" | "ban") {
+                continue;
+            }
+            let room_id = membership.room_id;
+            let wanted = filter
+                .rooms
+                .as_ref()
+                .is_none_or(|rooms| rooms.iter().any(|room| room.as_str() == room_id))
+                && !filter.not_rooms.iter().any(|room| room.as_str() == room_id);
+            if !wanted || readers.len() == MAX_ROOMS {
+                continue;
+            }
+            // A forgotten room is not read at all.
+            let Ok(reader) = self.room_reader(&room_id, &user.user_id).await else {
+                continue;
             };
-            let wanted =
-                filter.rooms.as_ref().is_none_or(|rooms| {
-                    rooms.iter().any(|room| room.as_str() == membership.room_id)
-                }) && !filter
-                    .not_rooms
-                    .iter()
-                    .any(|room| room.as_str() == membership.room_id);
-            if wanted {
+            for (after, upto) in reader.visible_ranges() {
                 rooms.push(SearchRoom {
-                    room_id: membership.room_id,
+                    room_id: room_id.clone(),
+                    after,
                     upto,
                 });
             }
+            readers.insert(room_id, reader);
         }
-        rooms.truncate(MAX_ROOMS);
         let query = SearchQuery {
             words: words.clone(),
             keys,
@@ -169,17 +176,13 @@ impl ClientApi {
         };
         let page = self.store.search(&query).await?;
 
-        let mut readers: HashMap<String, Option<RoomReader>> = HashMap::new();
         let mut results = Vec::new();
         let mut found: Vec<StoredEvent> = Vec::new();
         let mut profiles: Vec<BTreeMap<OwnedUserId, UserProfile>> = Vec::new();
         for hit in &page.hits {
             let room_id = hit.event.room_id.as_str();
-            if !readers.contains_key(room_id) {
-                let reader = self.room_reader(room_id, &user.user_id).await.ok();
-                readers.insert(room_id.to_owned(), reader);
-            }
-            let Some(Some(reader)) = readers.get(room_id) else {
+            // The query asked for visible stretches only; judged again here.
+            let Some(reader) = readers.get(room_id) else {
                 continue;
             };
             if !reader.may_see(&hit.event) {
@@ -223,7 +226,6 @@ impl ClientApi {
         }
         if criteria.include_state == Some(true) {
             for (room_id, reader) in &readers {
-                let Some(reader) = reader else { continue };
                 if !found.iter().any(|event| &event.room_id == room_id) {
                     continue;
                 }
