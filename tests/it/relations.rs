@@ -351,6 +351,23 @@ async fn relations_cases(anonymous: &Client, names: &str) {
         .ok();
     assert_eq!(ids(&carols["chunk"]), vec![other_root]);
 
+    // The thread's newest reply comes with its own edit.
+    let reply_edit = send(
+        &bob,
+        &room,
+        "m.room.message",
+        edit(&reply_two, "reply two, fixed"),
+    )
+    .await;
+    let event = carol.get(&event_path).await.ok();
+    let latest = &event["unsigned"]["m.relations"]["m.thread"]["latest_event"];
+    assert_eq!(latest["event_id"], json!(reply_two));
+    assert_eq!(latest["content"]["body"], "reply two", "{latest}");
+    assert_eq!(
+        latest["unsigned"]["m.relations"]["m.replace"]["event_id"],
+        json!(reply_edit)
+    );
+
     // A redacted edit no longer counts: the one before it does.
     alice
         .put(
@@ -530,6 +547,15 @@ async fn search_cases(anonymous: &Client, names: &str) {
         with_context["groups"]["sender"][&alice_id]["order"],
         json!(1)
     );
+    assert!(with_context.get("state").is_none(), "only when asked");
+    let with_state = search(&bob, "elephant", json!({"include_state": true})).await;
+    let names: Vec<&Value> = with_state["state"][&shared]
+        .as_array()
+        .expect("the room's state")
+        .iter()
+        .filter(|event| event["type"] == "m.room.name")
+        .collect();
+    assert_eq!(names.len(), 1, "{with_state}");
 
     // A former member finds what was sent before their leave only.
     bob.leave(&shared).await.ok();

@@ -67,19 +67,10 @@ pub async fn bundle_aggregations(
                 .any(|(parent, kind)| parent == event_id && kind == rel_type)
         };
         let mut relations = Map::new();
-        if has(REPLACE) && may_be_edited(event) {
-            let sender = text(event, "sender");
-            let event_type = text(event, "type");
-            if let Some(edit) = store
-                .latest_edit(event_id, &sender, &event_type, viewer.upto)
-                .await?
-                .filter(|edit| may_see(edit) && has_new_content(&edit.pdu_json))
-            {
-                relations.insert(
-                    REPLACE.to_owned(),
-                    stored_client_event(&edit, client_viewer),
-                );
-            }
+        if has(REPLACE)
+            && let Some(edit) = edit_of(store, event, viewer, &may_see).await?
+        {
+            relations.insert(REPLACE.to_owned(), edit);
         }
         if has(THREAD)
             && let Some(summary) = store
@@ -88,10 +79,15 @@ pub async fn bundle_aggregations(
             && may_see(&summary.latest)
         {
             let participated = summary.user_replied || text(event, "sender") == viewer.user_id;
+            // The newest reply comes with its own newest edit.
+            let mut latest = stored_client_event(&summary.latest, client_viewer);
+            if let Some(edit) = edit_of(store, &latest, viewer, &may_see).await? {
+                latest["unsigned"]["m.relations"] = json!({ REPLACE: edit });
+            }
             relations.insert(
                 THREAD.to_owned(),
                 json!({
-                    "latest_event": stored_client_event(&summary.latest, client_viewer),
+                    "latest_event": latest,
                     "count": summary.count,
                     "current_user_participated": participated,
                 }),
@@ -133,6 +129,35 @@ pub async fn bundle_aggregations(
         }
     }
     Ok(())
+}
+
+/// The newest valid edit of a client event that the viewer may see, as a
+/// client event.
+async fn edit_of(
+    store: &dyn Store,
+    event: &Value,
+    viewer: Viewer<'_>,
+    may_see: &(dyn Fn(&StoredEvent) -> bool + Sync),
+) -> StoreResult<Option<Value>> {
+    let Some(event_id) = event.get("event_id").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    if !may_be_edited(event) {
+        return Ok(None);
+    }
+    let edit = store
+        .latest_edit(
+            event_id,
+            &text(event, "sender"),
+            &text(event, "type"),
+            viewer.upto,
+        )
+        .await?
+        .filter(|edit| may_see(edit) && has_new_content(&edit.pdu_json));
+    let client_viewer = viewer
+        .device_id
+        .map(|device_id| (viewer.user_id, device_id));
+    Ok(edit.map(|edit| stored_client_event(&edit, client_viewer)))
 }
 
 fn text(event: &Value, key: &str) -> String {
