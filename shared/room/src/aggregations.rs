@@ -68,20 +68,20 @@ pub async fn bundle_aggregations(
         };
         let mut relations = Map::new();
         if has(REPLACE)
-            && let Some(edit) = edit_of(store, event, viewer, &may_see).await?
+            && let Some(edit) = edit_of(store, room_id, event, viewer, &may_see).await?
         {
             relations.insert(REPLACE.to_owned(), edit);
         }
         if has(THREAD)
             && let Some(summary) = store
-                .thread_summary(event_id, viewer.user_id, viewer.upto)
+                .thread_summary(room_id, event_id, viewer.user_id, viewer.upto)
                 .await?
             && may_see(&summary.latest)
         {
             let participated = summary.user_replied || text(event, "sender") == viewer.user_id;
             // The newest reply comes with its own newest edit.
             let mut latest = stored_client_event(&summary.latest, client_viewer);
-            if let Some(edit) = edit_of(store, &latest, viewer, &may_see).await? {
+            if let Some(edit) = edit_of(store, room_id, &latest, viewer, &may_see).await? {
                 latest["unsigned"]["m.relations"] = json!({ REPLACE: edit });
             }
             relations.insert(
@@ -135,6 +135,7 @@ pub async fn bundle_aggregations(
 /// client event.
 async fn edit_of(
     store: &dyn Store,
+    room_id: &str,
     event: &Value,
     viewer: Viewer<'_>,
     may_see: &(dyn Fn(&StoredEvent) -> bool + Sync),
@@ -147,6 +148,7 @@ async fn edit_of(
     }
     let edit = store
         .latest_edit(
+            room_id,
             event_id,
             &text(event, "sender"),
             &text(event, "type"),

@@ -152,6 +152,7 @@ impl RelationStore for PostgresStore {
 
     async fn latest_edit(
         &self,
+        room_id: &str,
         event_id: &str,
         sender: &str,
         event_type: &str,
@@ -161,10 +162,10 @@ impl RelationStore for PostgresStore {
             &format!(
                 r#"SELECT {COLUMNS} FROM event_relations AS rel JOIN events ON events.event_id = rel.event_id
                    WHERE rel.parent_id = $1 AND rel.rel_type = 'm.replace' AND rel.sender = $2
-                     AND rel.event_type = $3 AND rel.position <= $4
+                     AND rel.event_type = $3 AND rel.position <= $4 AND rel.room_id = $5
                    ORDER BY rel.origin_server_ts DESC, rel.event_id COLLATE "C" DESC LIMIT 1"#
             ),
-            &[&event_id, &sender, &event_type, &upto(upto_position)],
+            &[&event_id, &sender, &event_type, &upto(upto_position), &room_id],
             event_from_row,
         )
         .await
@@ -172,6 +173,7 @@ impl RelationStore for PostgresStore {
 
     async fn thread_summary(
         &self,
+        room_id: &str,
         root_id: &str,
         user_id: &str,
         upto_position: Option<StreamPosition>,
@@ -179,8 +181,9 @@ impl RelationStore for PostgresStore {
         let summary = self
             .query_opt(
                 "SELECT COUNT(*), MAX(position), COALESCE(bool_or(sender = $2), false)
-                 FROM event_relations WHERE parent_id = $1 AND rel_type = $3 AND position <= $4",
-                &[&root_id, &user_id, &THREAD, &upto(upto_position)],
+                 FROM event_relations
+                 WHERE parent_id = $1 AND rel_type = $3 AND position <= $4 AND room_id = $5",
+                &[&root_id, &user_id, &THREAD, &upto(upto_position), &room_id],
                 |row| {
                     Ok((
                         get::<i64>(row, 0)?,

@@ -155,12 +155,14 @@ impl RelationStore for SqliteStore {
 
     async fn latest_edit(
         &self,
+        room_id: &str,
         event_id: &str,
         sender: &str,
         event_type: &str,
         upto_position: Option<StreamPosition>,
     ) -> StoreResult<Option<StoredEvent>> {
-        let (event_id, sender, event_type) = (
+        let (room_id, event_id, sender, event_type) = (
+            room_id.to_owned(),
             event_id.to_owned(),
             sender.to_owned(),
             event_type.to_owned(),
@@ -170,11 +172,14 @@ impl RelationStore for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM event_relations AS rel JOIN events ON events.event_id = rel.event_id
                  WHERE rel.parent_id = ?1 AND rel.rel_type = 'm.replace' AND rel.sender = ?2
-                   AND rel.event_type = ?3 AND rel.position <= ?4
+                   AND rel.event_type = ?3 AND rel.position <= ?4 AND rel.room_id = ?5
                  ORDER BY rel.origin_server_ts DESC, rel.event_id DESC LIMIT 1"
             ))
             .and_then(|mut statement| {
-                statement.query_row(params![event_id, sender, event_type, bound], event_from_row)
+                statement.query_row(
+                    params![event_id, sender, event_type, bound, room_id],
+                    event_from_row,
+                )
             })
             .optional()
         })
@@ -183,19 +188,22 @@ impl RelationStore for SqliteStore {
 
     async fn thread_summary(
         &self,
+        room_id: &str,
         root_id: &str,
         user_id: &str,
         upto_position: Option<StreamPosition>,
     ) -> StoreResult<Option<ThreadSummary>> {
-        let (root_id, user_id) = (root_id.to_owned(), user_id.to_owned());
+        let (room_id, root_id, user_id) =
+            (room_id.to_owned(), root_id.to_owned(), user_id.to_owned());
         let bound = upto(upto_position);
         self.read(move |conn| {
             let (count, latest, replied): (i64, Option<i64>, i64) = conn
                 .prepare_cached(
                     "SELECT COUNT(*), MAX(position), COALESCE(MAX(sender = ?2), 0)
-                     FROM event_relations WHERE parent_id = ?1 AND rel_type = ?3 AND position <= ?4",
+                     FROM event_relations
+                     WHERE parent_id = ?1 AND rel_type = ?3 AND position <= ?4 AND room_id = ?5",
                 )?
-                .query_row(params![root_id, user_id, THREAD, bound], |row| {
+                .query_row(params![root_id, user_id, THREAD, bound, room_id], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?;
             let Some(latest) = latest else {

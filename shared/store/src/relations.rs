@@ -206,19 +206,23 @@ pub trait RelationStore: Send + Sync {
         upto: Option<StreamPosition>,
     ) -> StoreResult<Vec<(String, String)>>;
 
-    /// The newest `m.replace` of the event by `sender` with `event_type`,
-    /// at or below `upto`: greatest `origin_server_ts`, then event ID.
+    /// The newest `m.replace` of the event by `sender` with `event_type`
+    /// in its room, at or below `upto`: greatest `origin_server_ts`, then
+    /// event ID.
     async fn latest_edit(
         &self,
+        room_id: &str,
         event_id: &str,
         sender: &str,
         event_type: &str,
         upto: Option<StreamPosition>,
     ) -> StoreResult<Option<StoredEvent>>;
 
-    /// The thread rooted at the event, at or below `upto`; `None` without replies.
+    /// The thread rooted at the event, replies of its room at or below
+    /// `upto`; `None` without replies.
     async fn thread_summary(
         &self,
+        room_id: &str,
         root_id: &str,
         user_id: &str,
         upto: Option<StreamPosition>,

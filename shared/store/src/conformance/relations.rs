@@ -94,7 +94,7 @@ pub(super) async fn relations_are_indexed_and_paginated(store: &dyn Store) {
         ),
     )
     .await;
-    // The same relation in another room is not this room's.
+    // The same relations in another room are not this room's.
     persist(
         store,
         message(
@@ -102,6 +102,20 @@ pub(super) async fn relations_are_indexed_and_paginated(store: &dyn Store) {
             8,
             "@a:test",
             json!({"m.relates_to": relates("m.reference", &root)}),
+        ),
+    )
+    .await;
+
+    let mut foreign_edit = message("!elsewhere:test", 10, "@a:test", edit_content(10));
+    foreign_edit.origin_server_ts = 999_000;
+    persist(store, foreign_edit).await;
+    persist(
+        store,
+        message(
+            "!elsewhere:test",
+            11,
+            "@c:test",
+            json!({"m.relates_to": relates("m.thread", &root)}),
         ),
     )
     .await;
@@ -141,13 +155,13 @@ pub(super) async fn relations_are_indexed_and_paginated(store: &dyn Store) {
     assert_eq!(with_reaction[1].event_id, format!("${room}-6"));
 
     let edit = store
-        .latest_edit(&root, "@a:test", "m.room.message", None)
+        .latest_edit(room, &root, "@a:test", "m.room.message", None)
         .await
         .expect("edit")
         .expect("edited");
     assert_eq!(edit.event_id, format!("${room}-3"));
     let thread = store
-        .thread_summary(&root, "@b:test", None)
+        .thread_summary(room, &root, "@b:test", None)
         .await
         .expect("thread")
         .expect("has replies");
@@ -160,14 +174,14 @@ pub(super) async fn relations_are_indexed_and_paginated(store: &dyn Store) {
         (1, reply.as_str(), true)
     );
     let thread = store
-        .thread_summary(&root, "@a:test", None)
+        .thread_summary(room, &root, "@a:test", None)
         .await
         .expect("thread")
         .expect("replies");
     assert!(!thread.user_replied);
     assert!(
         store
-            .thread_summary(&reply, "@a:test", None)
+            .thread_summary(room, &reply, "@a:test", None)
             .await
             .expect("none")
             .is_none()
@@ -194,7 +208,7 @@ pub(super) async fn relations_are_indexed_and_paginated(store: &dyn Store) {
     });
     persist(store, redaction).await;
     let edit = store
-        .latest_edit(&root, "@a:test", "m.room.message", None)
+        .latest_edit(room, &root, "@a:test", "m.room.message", None)
         .await
         .expect("edit")
         .expect("edited");
