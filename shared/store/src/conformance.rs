@@ -10,6 +10,8 @@ mod events;
 mod media;
 mod relations;
 
+pub use relations::{check_backfilled, write_backfill_events};
+
 use crate::Store;
 
 /// Runs every check against an empty store.

@@ -62,7 +62,10 @@ pub fn index_of(event_type: &str, state_key: Option<&str>, pdu_json: &str) -> Ev
         None => content.get("m.relates_to").and_then(|relates| {
             let rel_type = relates.get("rel_type")?.as_str()?;
             let parent_id = relates.get("event_id")?.as_str()?;
-            let fits = |text: &str| !text.is_empty() && text.len() <= MAX_RELATION_KEY_BYTES;
+            // PostgreSQL text holds no NUL.
+            let fits = |text: &str| {
+                !text.is_empty() && text.len() <= MAX_RELATION_KEY_BYTES && !text.contains('\0')
+            };
             (fits(rel_type) && fits(parent_id)).then(|| RelationRef {
                 rel_type: rel_type.to_owned(),
                 parent_id: parent_id.to_owned(),
@@ -77,9 +80,10 @@ pub fn index_of(event_type: &str, state_key: Option<&str>, pdu_json: &str) -> Ev
     };
     let search = key.and_then(|(key, field)| {
         let text = content.get(field)?.as_str()?;
+        // PostgreSQL text holds no NUL; it separates words as a space would.
         (!text.trim().is_empty()).then(|| SearchText {
             key,
-            text: text.to_owned(),
+            text: text.replace('\0', " "),
         })
     });
     EventIndex { relation, search }
@@ -294,6 +298,13 @@ mod tests {
         assert_eq!(
             index_of("m.room.message", None, "not json"),
             EventIndex::default()
+        );
+        let nul = r#"{"content":{"body":"a\u0000b","m.relates_to":{"rel_type":"m.thread","event_id":"$x\u0000"}}}"#;
+        let index = index_of("m.room.message", None, nul);
+        assert_eq!(index.relation, None);
+        assert_eq!(
+            index.search.map(|search| search.text),
+            Some("a b".to_owned())
         );
         let state = r#"{"content":{"m.relates_to":{"rel_type":"m.thread","event_id":"$x"}}}"#;
         assert_eq!(

@@ -471,3 +471,89 @@ pub(super) async fn search_finds_words_in_allowed_rooms(store: &dyn Store) {
         .expect("after");
     assert_eq!(found(&after), vec![id(6), id(4), id(1)]);
 }
+
+const BACKFILL_ROOM: &str = "!backfill:test";
+
+/// Events for an engine's migration test: written, then the indexes are
+/// dropped and migration 12 runs again over them.
+pub async fn write_backfill_events(store: &dyn Store) {
+    let room = BACKFILL_ROOM;
+    let root = format!("${room}-1");
+    persist(
+        store,
+        message(room, 1, "@a:test", json!({"body": "Backfilled words"})),
+    )
+    .await;
+    persist(
+        store,
+        message(
+            room,
+            2,
+            "@b:test",
+            json!({"body": "a reply", "m.relates_to": relates("m.thread", &root)}),
+        ),
+    )
+    .await;
+    let mut topic = event(room, 3, Some(("m.room.topic", "")), &[]);
+    topic.pdu_json =
+        json!({"type": "m.room.topic", "content": {"topic": "backfilled topic"}}).to_string();
+    persist(store, topic).await;
+    // Neither related nor searchable: an escaped NUL, a member's body.
+    persist(
+        store,
+        message(
+            room,
+            4,
+            "@a:test",
+            json!({"body": "backfilled \u{0}", "m.relates_to": relates("m.reference", &root)}),
+        ),
+    )
+    .await;
+    let mut member = event(room, 5, Some(("m.room.member", "@a:test")), &[]);
+    member.pdu_json = json!({"content": {"membership": "join", "body": "backfilled",
+        "m.relates_to": relates("m.reference", &root)}})
+    .to_string();
+    persist(store, member).await;
+}
+
+/// What [`write_backfill_events`] must give once migration 12 ran again.
+/// `nul_indexed`: whether the engine reads PDUs with an escaped NUL.
+pub async fn check_backfilled(store: &dyn Store, nul_indexed: bool) {
+    let room = BACKFILL_ROOM;
+    let root = format!("${room}-1");
+    let related = store
+        .relations(&query(room, &root, StreamPosition(i64::MAX)))
+        .await
+        .expect("relations");
+    let mut expected = vec![format!("${room}-2")];
+    if nul_indexed {
+        expected.insert(0, format!("${room}-4"));
+    }
+    assert_eq!(
+        ids(&related),
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let summary = store
+        .thread_summary(room, &root, "@b:test", None)
+        .await
+        .expect("summary")
+        .expect("a thread");
+    assert_eq!((summary.count, summary.user_replied), (1, true));
+    let found = store
+        .search(&search_query("backfilled", &[(room, None)]))
+        .await
+        .expect("search");
+    let mut expected = vec![format!("${room}-3"), format!("${room}-1")];
+    if nul_indexed {
+        expected.insert(0, format!("${room}-4"));
+    }
+    let found: Vec<&str> = found
+        .hits
+        .iter()
+        .map(|hit| hit.event.event_id.as_str())
+        .collect();
+    assert_eq!(
+        found,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}
