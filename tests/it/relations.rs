@@ -581,6 +581,10 @@ async fn search_cases(anonymous: &Client, names: &str) {
         .ok();
     let gone = search(&alice, "elephant", json!({})).await;
     assert_eq!(result_ids(&gone), Vec::<String>::new());
+    // A NUL in a body is stored, and separates words.
+    let nul = alice.send_text(&shared, "zebra\u{0}crossing").await;
+    let crossing = search(&alice, "crossing", json!({})).await;
+    assert_eq!(result_ids(&crossing), vec![nul]);
     let distinct: HashSet<String> = found.into_iter().collect();
     assert_eq!(distinct.len(), 4);
 }
