@@ -385,6 +385,28 @@ async fn relations_cases(anonymous: &Client, names: &str) {
         event["unsigned"]["m.relations"]["m.replace"]["event_id"],
         json!(first_edit)
     );
+
+    // A redacted original keeps no edit; its thread stays.
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/undo-2",
+                encode(&room),
+                encode(&root)
+            ),
+            &json!({}),
+        )
+        .await
+        .ok();
+    let event = carol.get(&event_path).await.ok();
+    assert!(
+        event["unsigned"]["m.relations"].get("m.replace").is_none(),
+        "{event}"
+    );
+    assert_eq!(
+        event["unsigned"]["m.relations"]["m.thread"]["count"],
+        json!(2)
+    );
 }
 
 fn search_body(term: &str, extra: Value) -> Value {

@@ -1,8 +1,9 @@
 //! Bundled aggregations: what an event's relations add to its
 //! `unsigned["m.relations"]` when it is served to a client.
 //!
-//! - `m.replace`: the newest edit by the original sender, as a whole event.
-//!   The original's content stays as it is (servers no longer apply edits).
+//! - `m.replace`: the newest edit by the original sender, as a whole event,
+//!   unless the original was redacted. The original's content stays as it
+//!   is (servers no longer apply edits).
 //! - `m.thread`: the reply count, the newest reply, and whether the viewer
 //!   started the thread or replied.
 //! - `m.reference`: the IDs of events referencing it.
@@ -144,6 +145,14 @@ async fn edit_of(
         return Ok(None);
     };
     if !may_be_edited(event) {
+        return Ok(None);
+    }
+    // A redacted original keeps no edit, whatever became of the edits.
+    if store
+        .event(event_id)
+        .await?
+        .is_none_or(|original| original.redacted_by.is_some())
+    {
         return Ok(None);
     }
     let edit = store
