@@ -32,6 +32,7 @@ mod outage;
 mod persistence;
 mod postgres;
 mod push_rules;
+mod relations;
 mod security;
 mod split;
 mod streams;

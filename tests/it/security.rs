@@ -6,4 +6,5 @@
 mod edge;
 mod integrity;
 mod privacy;
+mod relations;
 mod sessions;

@@ -6,6 +6,7 @@
 //! (`ruma::signatures`, `ruma::state_res`, `ruma::canonical_json`); this crate
 //! only arranges the inputs. Maps are `BTreeMap` so output is deterministic.
 
+mod aggregations;
 mod auth;
 mod build;
 mod client_format;
@@ -19,6 +20,7 @@ mod resolve;
 mod versions;
 mod visibility;
 
+pub use aggregations::{MAX_BUNDLED_REFERENCES, Viewer, bundle_aggregations};
 pub use auth::{AuthError, RoomState, auth_event_ids, authorize};
 pub use build::{
     BuildError, BuiltPdu, EventRef, MAX_KEY_BYTES, PduInput, build_pdu, reference_hash_of,

@@ -93,6 +93,46 @@ impl HistoryView {
         }
     }
 
+    /// Where the user may see the room's ordinary events, those judged by
+    /// the setting and membership around them alone (all but the user's
+    /// own member events and visibility changes, about which the ranges
+    /// say nothing): half-open ranges `(after, upto]`, oldest first, `upto`
+    /// `None` for "to the end". Lets a store query ask for visible events
+    /// only, so a count of them tells nothing of the others.
+    pub fn visible_ranges(&self) -> Vec<(StreamPosition, Option<StreamPosition>)> {
+        let mut changes: Vec<StreamPosition> = self
+            .memberships
+            .iter()
+            .map(|(at, _)| *at)
+            .chain(self.visibilities.iter().map(|(at, _)| *at))
+            .collect();
+        changes.sort_unstable();
+        changes.dedup();
+        let starts = std::iter::once(StreamPosition::ZERO).chain(changes.iter().copied());
+        let mut ranges: Vec<(StreamPosition, Option<StreamPosition>)> = Vec::new();
+        for (index, start) in starts.enumerate() {
+            // Between two changes nothing the rule looks at moves.
+            let end = changes.get(index).copied().filter(|end| *end > start);
+            let visibility = self.visibility_at(start);
+            let membership = self.membership_at(start);
+            let visible = visibility == HistoryVisibility::WorldReadable
+                || membership == MembershipState::Join
+                || match visibility {
+                    HistoryVisibility::Invited => membership == MembershipState::Invite,
+                    HistoryVisibility::Shared => self.joined_after(start),
+                    _ => false,
+                };
+            if !visible {
+                continue;
+            }
+            match ranges.last_mut() {
+                Some((_, upto)) if *upto == Some(start) => *upto = end,
+                _ => ranges.push((start, end)),
+            }
+        }
+        ranges
+    }
+
     /// Whether the room is readable by anyone now (peeking).
     pub fn world_readable_now(&self) -> bool {
         self.visibilities
@@ -318,6 +358,89 @@ mod tests {
             "the change away from world_readable was still world readable"
         );
         assert!(!stranger.may_see(&message(15)));
+    }
+
+    #[test]
+    fn visible_ranges_agree_with_the_rule_at_every_ordinary_event() {
+        let memberships = [
+            MembershipState::Join,
+            MembershipState::Invite,
+            MembershipState::Leave,
+            MembershipState::Ban,
+        ];
+        let visibilities = [
+            HistoryVisibility::WorldReadable,
+            HistoryVisibility::Shared,
+            HistoryVisibility::Invited,
+            HistoryVisibility::Joined,
+        ];
+        // Every sequence of up to three membership changes and two setting
+        // changes at fixed places, each value from the lists above.
+        let member_at = [10, 20, 30];
+        let setting_at = [5, 25];
+        for member_count in 0..=member_at.len() {
+            for member_pick in 0..memberships.len().pow(member_count as u32) {
+                for setting_count in 0..=setting_at.len() {
+                    for setting_pick in 0..visibilities.len().pow(setting_count as u32) {
+                        let pick = |mut n: usize, count: usize, len: usize| -> Vec<usize> {
+                            (0..count)
+                                .map(|_| {
+                                    let digit = n % len;
+                                    n /= len;
+                                    digit
+                                })
+                                .collect()
+                        };
+                        let member_changes: Vec<(i64, MembershipState)> =
+                            pick(member_pick, member_count, memberships.len())
+                                .into_iter()
+                                .zip(member_at)
+                                .map(|(index, at)| (at, memberships[index].clone()))
+                                .collect();
+                        let setting_changes: Vec<(i64, HistoryVisibility)> =
+                            pick(setting_pick, setting_count, visibilities.len())
+                                .into_iter()
+                                .zip(setting_at)
+                                .map(|(index, at)| (at, visibilities[index].clone()))
+                                .collect();
+                        let me = view(&member_changes, &setting_changes);
+                        let ranges = me.visible_ranges();
+                        for position in 1..40 {
+                            if member_at.contains(&position) || setting_at.contains(&position) {
+                                continue;
+                            }
+                            let at = StreamPosition(position);
+                            let in_ranges = ranges.iter().any(|(after, upto)| {
+                                at > *after && upto.is_none_or(|upto| at <= upto)
+                            });
+                            assert_eq!(
+                                in_ranges,
+                                me.may_see(&message(position)),
+                                "at {position} with {member_changes:?} {setting_changes:?}: {ranges:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn visible_ranges_merge_and_end() {
+        let me = view(
+            &[(10, MembershipState::Join), (20, MembershipState::Leave)],
+            &[(1, HistoryVisibility::Joined)],
+        );
+        // Before any setting the room counts as shared, and they join later.
+        assert_eq!(
+            me.visible_ranges(),
+            vec![
+                (StreamPosition::ZERO, Some(StreamPosition(1))),
+                (StreamPosition(10), Some(StreamPosition(20)))
+            ]
+        );
+        let open = view(&[], &[(1, HistoryVisibility::WorldReadable)]);
+        assert_eq!(open.visible_ranges(), vec![(StreamPosition(1), None)]);
     }
 
     #[test]

@@ -140,6 +140,7 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
         ],
     )
     .await?;
+    crate::relations::index_event(tx, event, position).await?;
     if let Some(state_key) = &event.state_key {
         tx_execute(
             tx,
@@ -193,6 +194,7 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
             ],
         )
         .await?;
+        crate::relations::unindex_event(tx, &redaction.target_event_id).await?;
     }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
 }

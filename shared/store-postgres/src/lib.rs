@@ -17,6 +17,7 @@ mod media;
 mod migrations;
 mod notifications;
 mod receipts;
+mod relations;
 mod typing;
 
 use std::error::Error as _;

@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../../migrations/postgres/0010_streams.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/postgres/0012_relations_and_search.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -274,3 +274,28 @@ fn every_migration() -> Vec<i64> {
     versions.sort_unstable();
     versions
 }
+
+/// Migration 12 indexes the events stored before it: written, the indexes
+/// dropped, the migration run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relations_and_search_are_backfilled() {
+    let Some(admin_url) = admin_url() else {
+        return;
+    };
+    with_fresh_database(&admin_url, |url| async move {
+        let store = PostgresStore::connect(&url, 1, 2).await.expect("connect");
+        myelin_store::conformance::write_backfill_events(&store).await;
+        drop(store);
+        connect_raw(&url)
+            .await
+            .batch_execute(
+                "DROP TABLE event_relations; DROP TABLE event_search;
+                 DELETE FROM schema_migrations WHERE version = 12;",
+            )
+            .await
+            .expect("undo migration 12");
+        let reopened = PostgresStore::connect(&url, 1, 2).await.expect("reconnect");
+        myelin_store::conformance::check_backfilled(&reopened, false).await;
+    })
+    .await;
+}

@@ -103,6 +103,7 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
         ],))
     .map_err(map_error)?;
     let position = tx.last_insert_rowid();
+    crate::relations::index_event(tx, event, position)?;
     if let Some(state_key) = &event.state_key {
         tx.prepare_cached("INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -140,6 +141,7 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
                 ])
             })
             .map_err(map_error)?;
+        crate::relations::unindex_event(tx, &redaction.target_event_id)?;
     }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
 }

@@ -16,6 +16,7 @@ mod media;
 mod migrations;
 mod notifications;
 mod receipts;
+mod relations;
 mod typing;
 
 use std::path::Path;

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../../migrations/sqlite/0010_streams.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/sqlite/0012_relations_and_search.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -8,7 +8,10 @@ mod aliases;
 mod batches;
 mod events;
 mod media;
+mod relations;
 mod streams;
+
+pub use relations::{check_backfilled, write_backfill_events};
 
 use crate::Store;
 
@@ -45,6 +48,9 @@ pub async fn run_all(store: &dyn Store) {
     streams::receipts_replace_per_type_user_and_thread(store).await;
     streams::typing_notices_run_until_they_end(store).await;
     streams::unread_counts_follow_push_actions_and_receipts(store).await;
+    relations::relations_are_indexed_and_paginated(store).await;
+    relations::threads_list_by_latest_reply(store).await;
+    relations::search_finds_words_in_allowed_rooms(store).await;
     leases_are_exclusive(store).await;
 }
 

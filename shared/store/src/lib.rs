@@ -16,6 +16,7 @@ mod leases;
 mod media;
 mod notifications;
 mod receipts;
+mod relations;
 mod typing;
 
 #[cfg(feature = "conformance")]
@@ -37,6 +38,11 @@ pub use notifications::{
     MAIN_THREAD, NotificationRecord, NotificationStore, PushAction, RoomUnread, UnreadCounts,
 };
 pub use receipts::{NewReceipt, Receipt, ReceiptStore};
+pub use relations::{
+    EventIndex, MAX_RELATION_DEPTH, MAX_RELATION_KEY_BYTES, MAX_SEARCH_WORDS, RelationQuery,
+    RelationRef, RelationStore, SearchHit, SearchOrder, SearchPage, SearchQuery, SearchRoom,
+    SearchText, THREAD, ThreadRoot, ThreadSummary, index_of, search_words,
+};
 pub use typing::{TypingNotice, TypingStore};
 
 /// Every domain at once: what an engine implements and a process opens.
@@ -53,6 +59,7 @@ pub trait Store:
     + ReceiptStore
     + TypingStore
     + NotificationStore
+    + RelationStore
     + Send
     + Sync
 {

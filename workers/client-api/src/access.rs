@@ -43,6 +43,24 @@ impl RoomReader {
     pub(crate) fn may_see(&self, event: &StoredEvent) -> bool {
         self.limit().is_none_or(|limit| event.position <= limit) && self.view.may_see(event)
     }
+
+    /// Where the user may see the room's ordinary events (all but member
+    /// events and visibility changes): `(after, upto]`, within the limit.
+    pub(crate) fn visible_ranges(&self) -> Vec<(StreamPosition, Option<StreamPosition>)> {
+        self.view
+            .visible_ranges()
+            .into_iter()
+            .filter_map(|(after, upto)| {
+                let upto = match (upto, self.limit()) {
+                    (Some(upto), Some(limit)) => Some(upto.min(limit)),
+                    (upto, None) => upto,
+                    (None, limit) => limit,
+                };
+                upto.is_none_or(|upto| upto > after)
+                    .then_some((after, upto))
+            })
+            .collect()
+    }
 }
 
 impl ClientApi {

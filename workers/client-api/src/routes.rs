@@ -9,7 +9,8 @@ use myelin_http::Router;
 use crate::ClientApi;
 use crate::handlers::{
     account, account_data, admin, alias, device, discovery, filter, membership, message,
-    notifications, profile, push_rules, receipts, room, session, state, typing, upgrade,
+    notifications, profile, push_rules, receipts, relations, room, search, session, state, typing,
+    upgrade,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -43,6 +44,11 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, push_rules::set_enabled);
     router.handle(api, push_rules::get_actions);
     router.handle(api, push_rules::set_actions);
+    router.handle(api, relations::relating);
+    router.handle(api, relations::relating_with_rel_type);
+    router.handle(api, relations::relating_with_rel_type_and_event_type);
+    router.handle(api, relations::threads);
+    router.handle(api, search::search);
     device::routes(api, router);
     profile::routes(api, router);
     alias::routes(api, router);

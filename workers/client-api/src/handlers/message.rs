@@ -75,17 +75,17 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         let api = Arc::clone(&a);
         async move {
             let user = context.user()?;
-            let (event, _) = api
-                .visible_event(
-                    request.room_id.as_str(),
-                    request.event_id.as_str(),
-                    &user.user_id,
-                )
+            let room_id = request.room_id.as_str();
+            let (event, reader) = api
+                .visible_event(room_id, request.event_id.as_str(), &user.user_id)
                 .await?;
-            Ok(stored_client_event(
+            let mut events = [stored_client_event(
                 &event,
                 Some((&user.user_id, &user.device_id)),
-            ))
+            )];
+            api.bundle(&reader, room_id, &context, &mut events).await?;
+            let [event] = events;
+            Ok(event)
         }
     });
     let a = Arc::clone(api);
@@ -95,7 +95,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     });
 }
 
-fn parse_token(token: &str) -> Result<StreamPosition, MatrixError> {
+pub(crate) fn parse_token(token: &str) -> Result<StreamPosition, MatrixError> {
     token
         .parse::<StreamToken>()
         .map(|token| token.events)
@@ -148,7 +148,7 @@ impl ClientApi {
     /// An event of the room that the user may see. Anything else, also an
     /// event of a room they may not read at all, is not found: the answer
     /// must not tell that it exists.
-    async fn visible_event(
+    pub(crate) async fn visible_event(
         &self,
         room_id: &str,
         event_id: &str,
@@ -213,12 +213,13 @@ impl ClientApi {
         let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
         // A page may come back emptier than asked, never short of `end`:
         // the client pages on past what it may not see.
-        let chunk: Vec<Value> = events
+        let mut chunk: Vec<Value> = events
             .iter()
             .filter(|event| reader.may_see(event))
             .filter(|event| filter.allows(&event.event_type, &event.sender))
             .map(|event| stored_client_event(event, viewer))
             .collect();
+        self.bundle(&reader, room_id, &context, &mut chunk).await?;
         let mut body = json!({"start": StreamToken::at(from).to_string(), "chunk": chunk});
         if let Some(end) = end {
             body["end"] = json!(StreamToken::at(end).to_string());
@@ -280,10 +281,19 @@ impl ClientApi {
             .iter()
             .map(|state| stored_client_event(state, viewer))
             .collect();
+        let mut events_before = visible(&before);
+        let mut events_after = visible(&after);
+        let mut target = [stored_client_event(&event, viewer)];
+        self.bundle(&reader, room_id, &context, &mut events_before)
+            .await?;
+        self.bundle(&reader, room_id, &context, &mut events_after)
+            .await?;
+        self.bundle(&reader, room_id, &context, &mut target).await?;
+        let [target] = target;
         Ok(json!({
-            "event": stored_client_event(&event, viewer),
-            "events_before": visible(&before),
-            "events_after": visible(&after),
+            "event": target,
+            "events_before": events_before,
+            "events_after": events_after,
             "start": StreamToken::at(start).to_string(),
             "end": StreamToken::at(end).to_string(),
             "state": state,

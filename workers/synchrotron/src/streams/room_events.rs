@@ -12,6 +12,7 @@ use ruma::OwnedRoomId;
 use ruma::api::client::sync::sync_events::v3::{
     InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response, State, StateEvents, Timeline,
 };
+use serde_json::Value;
 
 use super::{SyncRequest, raw};
 use crate::Synchrotron;
@@ -158,19 +159,28 @@ async fn joined_room(
         }
     }
     let prev_batch = recent.first().map_or(upto, |first| first.position.before());
+    let mut events: Vec<Value> = recent
+        .iter()
+        .filter(|event| {
+            request
+                .filter
+                .timeline
+                .allows(&event.event_type, &event.sender)
+        })
+        .map(|event| stored_client_event(event, viewer))
+        .collect();
+    let bundle_viewer = myelin_room::Viewer {
+        user_id: &user.user_id,
+        device_id: Some(&user.device_id),
+        upto: Some(upto),
+    };
+    myelin_room::bundle_aggregations(sync.store.as_ref(), room_id, bundle_viewer, &mut events)
+        .await?;
     let mut timeline = Timeline::new();
     timeline.limited = limited;
     timeline.prev_batch = Some(StreamToken::at(prev_batch).to_string());
-    for event in &recent {
-        if request
-            .filter
-            .timeline
-            .allows(&event.event_type, &event.sender)
-        {
-            timeline
-                .events
-                .push(raw(&stored_client_event(event, viewer))?);
-        }
+    for event in &events {
+        timeline.events.push(raw(event)?);
     }
     let mut room = JoinedRoom::new();
     room.timeline = timeline;
