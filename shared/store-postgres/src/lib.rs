@@ -9,6 +9,7 @@
 mod accounts;
 mod aliases;
 mod devices;
+mod directory;
 mod events;
 mod leases;
 mod media;

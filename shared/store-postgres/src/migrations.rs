@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../../migrations/postgres/0009_used_registration_nonces.sql"),
     ),
+    (
+        11,
+        include_str!("../../../migrations/postgres/0011_room_directory.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -8,6 +8,7 @@
 mod accounts;
 mod aliases;
 mod devices;
+mod directory;
 mod events;
 mod leases;
 mod media;

@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../../migrations/sqlite/0009_used_registration_nonces.sql"),
     ),
+    (
+        11,
+        include_str!("../../../migrations/sqlite/0011_room_directory.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

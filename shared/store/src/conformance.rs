@@ -6,6 +6,7 @@
 mod accounts;
 mod aliases;
 mod batches;
+mod directory;
 mod events;
 mod media;
 
@@ -23,6 +24,8 @@ pub async fn run_all(store: &dyn Store) {
     accounts::filters_round_trip(store).await;
     accounts::registration_nonces_are_single_use(store).await;
     aliases::alias_lifecycle(store).await;
+    directory::room_directory_publishes_and_pages(store).await;
+    directory::user_search_follows_shared_and_public_rooms(store).await;
     events::persist_and_read_back(store).await;
     events::positions_increase_and_paginate(store).await;
     events::the_log_reads_every_room_in_position_order(store).await;

@@ -8,6 +8,7 @@
 mod accounts;
 mod aliases;
 mod devices;
+mod directory;
 mod error;
 mod events;
 mod filters;
@@ -20,6 +21,7 @@ pub mod conformance;
 pub use accounts::{AccountStore, NewUser, NonceUse, ProfileUpdate, UserRecord};
 pub use aliases::{AliasRecord, AliasStore};
 pub use devices::{Device, DeviceStore, TokenOwner};
+pub use directory::{DirectoryScope, DirectoryStore, DirectoryUser};
 pub use error::{StoreError, StoreResult};
 pub use events::{
     Direction, EventStore, Membership, PersistEvent, PersistOutcome, Redaction, RoomRecord,
@@ -36,6 +38,7 @@ pub trait Store:
     + DeviceStore
     + EventStore
     + AliasStore
+    + DirectoryStore
     + FilterStore
     + LeaseStore
     + MediaStore
