@@ -20,6 +20,7 @@
 //! system temp dir and prints where.
 
 mod client;
+mod directories;
 mod errors;
 mod flows;
 mod generate;

@@ -60,11 +60,7 @@ impl DirectoryStore for PostgresStore {
         Ok(found.is_some())
     }
 
-    async fn published_rooms(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<String>> {
+    async fn published_rooms(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
         let after = after.unwrap_or("");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // COLLATE "C": byte order, as SQLite sorts, whatever the locale.
@@ -79,9 +75,13 @@ impl DirectoryStore for PostgresStore {
 
     async fn published_room_count(&self) -> StoreResult<u64> {
         let count: Option<i64> = self
-            .query_opt("SELECT COUNT(*) FROM room_directory", &[], |row| get(row, 0))
+            .query_opt("SELECT COUNT(*) FROM room_directory", &[], |row| {
+                get(row, 0)
+            })
             .await?;
-        Ok(count.and_then(|count| u64::try_from(count).ok()).unwrap_or(0))
+        Ok(count
+            .and_then(|count| u64::try_from(count).ok())
+            .unwrap_or(0))
     }
 
     async fn search_users(

@@ -63,11 +63,7 @@ impl DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn published_rooms(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<String>> {
+    async fn published_rooms(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
         let after = after.unwrap_or("").to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
@@ -102,16 +98,14 @@ impl DirectoryStore for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(SEARCH_USERS)?;
-            let rows = statement.query_map(
-                rusqlite::params![searcher, term, all, limit],
-                |row| {
+            let rows =
+                statement.query_map(rusqlite::params![searcher, term, all, limit], |row| {
                     Ok(DirectoryUser {
                         user_id: row.get(0)?,
                         displayname: row.get(1)?,
                         avatar_url: row.get(2)?,
                     })
-                },
-            )?;
+                })?;
             rows.collect()
         })
         .await
@@ -121,5 +115,7 @@ impl DirectoryStore for SqliteStore {
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }

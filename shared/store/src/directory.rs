@@ -31,8 +31,7 @@ pub trait DirectoryStore: Send + Sync {
     async fn room_published(&self, room_id: &str) -> StoreResult<bool>;
 
     /// Published room IDs above `after` in byte order, at most `limit`.
-    async fn published_rooms(&self, after: Option<&str>, limit: usize)
-    -> StoreResult<Vec<String>>;
+    async fn published_rooms(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>>;
 
     async fn published_room_count(&self) -> StoreResult<u64>;
 

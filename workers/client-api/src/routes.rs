@@ -8,8 +8,8 @@ use myelin_http::Router;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, admin, alias, device, discovery, filter, membership, message, profile, room, session,
-    state, upgrade,
+    account, admin, alias, device, directory, discovery, filter, membership, message, profile,
+    room, session, state, upgrade, user_directory,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -23,6 +23,11 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     state::routes(api, router);
     router.handle(api, filter::create);
     router.handle(api, filter::get);
+    router.handle(api, directory::get_public_rooms);
+    router.handle(api, directory::search_public_rooms);
+    router.handle(api, directory::get_visibility);
+    router.handle(api, directory::set_visibility);
+    router.handle(api, user_directory::search);
     device::routes(api, router);
     profile::routes(api, router);
     alias::routes(api, router);

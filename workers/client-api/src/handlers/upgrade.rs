@@ -96,6 +96,44 @@ fn new_create_content(
 }
 
 impl ClientApi {
+    /// Whether the user may send a state event of `event_type` in the room
+    /// now, as its power levels and creators stand.
+    pub(crate) async fn may_send_state_now(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        event_type: &str,
+    ) -> Result<bool, MatrixError> {
+        let room =
+            self.store.room(room_id).await?.ok_or_else(|| {
+                MatrixError::not_found("No known room with that ID on this server")
+            })?;
+        let version = RoomVersion::stable(&room.room_version)
+            .ok_or_else(|| MatrixError::internal("The room has an unknown version"))?;
+        let create = self
+            .store
+            .state_event(room_id, "m.room.create", "")
+            .await?
+            .ok_or_else(|| MatrixError::internal("The room has no create event"))?;
+        let creators = creators_of(
+            &create.sender,
+            &content_of(&create.pdu_json),
+            version.privileges_creators(),
+        );
+        let power_levels = self
+            .store
+            .state_event(room_id, "m.room.power_levels", "")
+            .await?
+            .map(|event| content_of(&event.pdu_json));
+        Ok(may_send_state(
+            power_levels.as_ref(),
+            &creators,
+            version.privileges_creators(),
+            user_id,
+            event_type,
+        ))
+    }
+
     async fn upgrade_room(
         &self,
         context: RequestContext,
