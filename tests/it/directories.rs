@@ -271,6 +271,47 @@ pub async fn user_directory_cases(anonymous: &Client) {
     );
 }
 
+/// `/versions` and `/capabilities` offer what works: no unstable features,
+/// no third-party identifier changes, password and profile changes left at
+/// the spec's default (enabled).
+#[tokio::test]
+async fn discovery_advertises_what_works() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let versions = anonymous.get("/_matrix/client/versions").await.ok();
+    let listed = versions["versions"].as_array().expect("versions");
+    assert!(listed.contains(&json!("v1.6")), "{versions}");
+    assert!(
+        versions
+            .get("unstable_features")
+            .is_none_or(|features| features == &json!({})),
+        "{versions}"
+    );
+    let alice = anonymous.register("capalice", PASSWORD).await;
+    let capabilities =
+        alice.get("/_matrix/client/v3/capabilities").await.ok()["capabilities"].clone();
+    assert_eq!(capabilities["m.3pid_changes"]["enabled"], false);
+    for enabled_by_default in ["m.change_password", "m.set_displayname", "m.set_avatar_url"] {
+        assert!(
+            capabilities
+                .get(enabled_by_default)
+                .is_none_or(|capability| capability["enabled"] == true),
+            "{capabilities}"
+        );
+    }
+    assert!(
+        capabilities
+            .get("m.get_login_token")
+            .is_none_or(|capability| capability["enabled"] == false),
+        "{capabilities}"
+    );
+    let versions = &capabilities["m.room_versions"];
+    assert_eq!(
+        versions["available"][versions["default"].as_str().expect("default")],
+        "stable"
+    );
+}
+
 #[tokio::test]
 async fn room_directory_lists_published_rooms() {
     let server = Server::builder().open_registration().start().await;

@@ -13,7 +13,8 @@ use crate::handlers::{
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
-    discovery::routes(api, router);
+    router.handle(api, discovery::versions);
+    router.handle(api, discovery::capabilities);
     session::routes(api, router);
     account::routes(api, router);
     admin::routes(api, router);
