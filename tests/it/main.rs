@@ -21,6 +21,7 @@
 
 mod client;
 mod directories;
+mod endpoints;
 mod errors;
 mod flows;
 mod generate;

@@ -15,3 +15,4 @@ pub(crate) mod session;
 pub(crate) mod state;
 pub(crate) mod upgrade;
 pub(crate) mod user_directory;
+pub(crate) mod voip;

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use myelin_http::Router;
+use ruma::api::client::voip::get_turn_server_info;
 
 use crate::ClientApi;
 use crate::handlers::{
     account, admin, alias, device, directory, discovery, filter, membership, message, profile,
-    room, session, state, upgrade, user_directory,
+    room, session, state, upgrade, user_directory, voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -29,6 +30,11 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, directory::get_visibility);
     router.handle(api, directory::set_visibility);
     router.handle(api, user_directory::search);
+    // Answers `{}` when TURN is not configured, which ruma's type cannot say.
+    let turn_api = Arc::clone(api);
+    router.route_json::<get_turn_server_info::v3::Request, _, _>(move |context, request| {
+        voip::turn_server(Arc::clone(&turn_api), context, request)
+    });
     device::routes(api, router);
     profile::routes(api, router);
     alias::routes(api, router);
