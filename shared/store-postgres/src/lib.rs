@@ -14,6 +14,7 @@ mod events;
 mod leases;
 mod media;
 mod migrations;
+mod reports;
 
 use std::error::Error as _;
 use std::time::Duration;

@@ -45,7 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         11,
-        include_str!("../../../migrations/postgres/0011_room_directory.sql"),
+        include_str!("../../../migrations/postgres/0011_directory_reports_openid.sql"),
     ),
 ];
 

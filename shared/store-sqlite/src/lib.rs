@@ -13,6 +13,7 @@ mod events;
 mod leases;
 mod media;
 mod migrations;
+mod reports;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

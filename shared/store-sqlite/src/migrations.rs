@@ -42,7 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         11,
-        include_str!("../../../migrations/sqlite/0011_room_directory.sql"),
+        include_str!("../../../migrations/sqlite/0011_directory_reports_openid.sql"),
     ),
 ];
 

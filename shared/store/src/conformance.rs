@@ -9,6 +9,7 @@ mod batches;
 mod directory;
 mod events;
 mod media;
+mod reports;
 
 use crate::Store;
 
@@ -26,7 +27,10 @@ pub async fn run_all(store: &dyn Store) {
     aliases::alias_lifecycle(store).await;
     directory::room_directory_publishes_and_pages(store).await;
     directory::user_search_follows_shared_and_public_rooms(store).await;
+    reports::reports_are_kept_for_admins(store).await;
+    reports::openid_tokens_expire(store).await;
     events::persist_and_read_back(store).await;
+    events::events_by_time_in_both_directions(store).await;
     events::positions_increase_and_paginate(store).await;
     events::the_log_reads_every_room_in_position_order(store).await;
     events::state_and_memberships_follow_latest(store).await;

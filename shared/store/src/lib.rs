@@ -14,6 +14,7 @@ mod events;
 mod filters;
 mod leases;
 mod media;
+mod reports;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -24,12 +25,13 @@ pub use devices::{Device, DeviceStore, TokenOwner};
 pub use directory::{DirectoryScope, DirectoryStore, DirectoryUser};
 pub use error::{StoreError, StoreResult};
 pub use events::{
-    Direction, EventStore, Membership, PersistEvent, PersistOutcome, Redaction, RoomRecord,
-    StoredEvent, TxnKey,
+    Direction, EventStore, EventTimeStore, Membership, PersistEvent, PersistOutcome, Redaction,
+    RoomRecord, StoredEvent, TxnKey,
 };
 pub use filters::FilterStore;
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
+pub use reports::{NewReport, ReportRecord, ReportStore};
 
 /// Every domain at once: what an engine implements and a process opens.
 #[async_trait::async_trait]
@@ -37,11 +39,13 @@ pub trait Store:
     AccountStore
     + DeviceStore
     + EventStore
+    + EventTimeStore
     + AliasStore
     + DirectoryStore
     + FilterStore
     + LeaseStore
     + MediaStore
+    + ReportStore
     + Send
     + Sync
 {
