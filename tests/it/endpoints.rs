@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::client::encode;
 use crate::harness::Server;
 
 const PASSWORD: &str = "pw-endpoints";
@@ -61,4 +62,144 @@ async fn turn_without_uris_answers_an_empty_object() {
     let alice = server.client().register("noturn", PASSWORD).await;
     let answer: Value = alice.get("/_matrix/client/v3/voip/turnServer").await.ok();
     assert_eq!(answer, json!({}));
+}
+
+fn room_path(room_id: &str, rest: &str) -> String {
+    format!("/_matrix/client/v3/rooms/{}/{rest}", encode(room_id))
+}
+
+/// Reports of events and rooms are accepted; the admin's report listing
+/// is checked in `security::endpoints` through the store's effects.
+#[tokio::test]
+async fn reports_are_accepted_for_events_and_rooms() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let alice = anonymous.register("repalice", PASSWORD).await;
+    let bob = anonymous.register("repbob", PASSWORD).await;
+    let room = alice.create_room(&json!({"preset": "public_chat"})).await;
+    bob.join(&room).await.ok();
+    let event_id = alice.send_text(&room, "rude words").await;
+    let answer = bob
+        .post(
+            &room_path(&room, &format!("report/{}", encode(&event_id))),
+            &json!({"reason": "rude", "score": -100}),
+        )
+        .await
+        .ok();
+    assert_eq!(answer, json!({}));
+    bob.post(
+        &room_path(&room, "report"),
+        &json!({"reason": "a rude room"}),
+    )
+    .await
+    .ok();
+    // The stable v1.13 path and the unstable one reach the same endpoint.
+    bob.post(
+        &format!(
+            "/_matrix/client/unstable/org.matrix.msc4151/rooms/{}/report",
+            encode(&room)
+        ),
+        &json!({"reason": "again"}),
+    )
+    .await
+    .ok();
+}
+
+/// The event nearest a time in each direction, among those the user sees.
+#[tokio::test]
+async fn timestamp_to_event_finds_the_nearest_visible_event() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let alice = anonymous.register("tsalice", PASSWORD).await;
+    let room = alice.create_room(&json!({"preset": "private_chat"})).await;
+    let first = alice.send_text(&room, "first").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let middle_ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = alice.send_text(&room, "second").await;
+    let path = |ts: u128, dir: &str| {
+        format!(
+            "/_matrix/client/v1/rooms/{}/timestamp_to_event?ts={ts}&dir={dir}",
+            encode(&room)
+        )
+    };
+    let forward = alice.get(&path(middle_ts, "f")).await.ok();
+    assert_eq!(forward["event_id"], second, "{forward}");
+    assert!(forward["origin_server_ts"].as_u64().expect("ts") as u128 >= middle_ts);
+    let backward = alice.get(&path(middle_ts, "b")).await.ok();
+    assert_eq!(backward["event_id"], first, "{backward}");
+    alice
+        .get(&path(middle_ts + 3_600_000, "f"))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    let earliest = alice.get(&path(0, "f")).await.ok();
+    assert!(earliest["event_id"].as_str().is_some_and(|id| id != first));
+}
+
+/// An OpenID token names its user to whoever holds it, through the
+/// federation endpoint, and nothing else does.
+#[tokio::test]
+async fn openid_tokens_name_their_user() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let alice = anonymous.register("oidalice", PASSWORD).await;
+    let token = alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/user/{}/openid/request_token",
+                encode(&alice.user_id)
+            ),
+            &json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["matrix_server_name"], "it.test");
+    assert_eq!(token["expires_in"], 3600);
+    let access_token = token["access_token"].as_str().expect("access_token");
+    let userinfo = anonymous
+        .get(&format!(
+            "/_matrix/federation/v1/openid/userinfo?access_token={}",
+            encode(access_token)
+        ))
+        .await
+        .ok();
+    assert_eq!(userinfo, json!({"sub": alice.user_id}));
+    anonymous
+        .get("/_matrix/federation/v1/openid/userinfo?access_token=nonsense")
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+    // The client access token is not an OpenID token.
+    let client_token = alice.access_token.clone().expect("session");
+    anonymous
+        .get(&format!(
+            "/_matrix/federation/v1/openid/userinfo?access_token={}",
+            encode(&client_token)
+        ))
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+}
+
+/// No third-party identifiers: an honest empty list, and changes absent.
+#[tokio::test]
+async fn third_party_identifiers_are_an_empty_list() {
+    let server = Server::builder().open_registration().start().await;
+    let alice = server.client().register("tpidalice", PASSWORD).await;
+    let listed = alice.get("/_matrix/client/v3/account/3pid").await.ok();
+    assert_eq!(listed, json!({"threepids": []}));
+    for path in [
+        "/_matrix/client/v3/account/3pid/add",
+        "/_matrix/client/v3/account/3pid/bind",
+        "/_matrix/client/v3/account/3pid/delete",
+        "/_matrix/client/v3/account/3pid/unbind",
+        "/_matrix/client/v3/account/3pid/email/requestToken",
+    ] {
+        alice
+            .post(path, &json!({}))
+            .await
+            .assert_error(404, "M_UNRECOGNIZED");
+    }
 }

@@ -9,8 +9,8 @@ use ruma::api::client::voip::get_turn_server_info;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, admin, alias, device, directory, discovery, filter, membership, message, profile,
-    room, session, state, upgrade, user_directory, voip,
+    account, admin, alias, device, directory, discovery, filter, membership, message, openid,
+    profile, report, room, session, state, threepid, timestamp, upgrade, user_directory, voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -30,6 +30,12 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, directory::get_visibility);
     router.handle(api, directory::set_visibility);
     router.handle(api, user_directory::search);
+    router.handle(api, report::report_event);
+    router.handle(api, report::report_room);
+    router.handle(api, timestamp::event_at);
+    router.handle(api, openid::request_token);
+    router.handle(api, openid::userinfo);
+    router.handle(api, threepid::list);
     // Answers `{}` when TURN is not configured, which ruma's type cannot say.
     let turn_api = Arc::clone(api);
     router.route_json::<get_turn_server_info::v3::Request, _, _>(move |context, request| {
