@@ -5,6 +5,7 @@
 
 mod directories;
 mod edge;
+mod endpoints;
 mod integrity;
 mod privacy;
 mod sessions;

@@ -1,0 +1,220 @@
+//! Reports, `/timestamp_to_event`, OpenID tokens, TURN credentials and
+//! `/account/3pid`: other users' rooms, events and tokens stay out of
+//! reach, and bad input is refused with a Matrix error.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::client::{Client, Reply, encode};
+use crate::harness::Server;
+
+const PASSWORD: &str = "pw-endpoint-security";
+
+fn room_path(room_id: &str, rest: &str) -> String {
+    format!("/_matrix/client/v3/rooms/{}/{rest}", encode(room_id))
+}
+
+fn timestamp_path(room_id: &str, query: &str) -> String {
+    format!(
+        "/_matrix/client/v1/rooms/{}/timestamp_to_event?{query}",
+        encode(room_id)
+    )
+}
+
+async fn raw(client: &Client, method: Method, path: &str, body: &'static str) -> Reply {
+    let response = client
+        .request_builder(method, path)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("an answer");
+    Reply::read(response).await
+}
+
+#[tokio::test]
+async fn reports_refuse_what_the_reporter_cannot_see() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let owner = anonymous.register("rsowner", PASSWORD).await;
+    let outsider = anonymous.register("rsoutsider", PASSWORD).await;
+    let room = owner.create_room(&json!({"preset": "private_chat"})).await;
+    let event_id = owner.send_text(&room, "private words").await;
+    let report = room_path(&room, &format!("report/{}", encode(&event_id)));
+
+    // Another user's private event: the same 404 as a missing one.
+    outsider
+        .post(&report, &json!({"reason": "curious"}))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    outsider
+        .post(
+            &room_path(&room, &format!("report/{}", encode("$missing:it.test"))),
+            &json!({}),
+        )
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    // The event named under another room is not found there.
+    let other_room = outsider
+        .create_room(&json!({"preset": "private_chat"}))
+        .await;
+    outsider
+        .post(
+            &room_path(&other_room, &format!("report/{}", encode(&event_id))),
+            &json!({}),
+        )
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    outsider
+        .post(
+            &room_path("!nosuch:it.test", "report"),
+            &json!({"reason": "x"}),
+        )
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    anonymous
+        .post(&report, &json!({}))
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+
+    raw(&owner, Method::POST, &report, "not json")
+        .await
+        .assert_error(400, "M_NOT_JSON");
+    raw(&owner, Method::POST, &report, r#"{"reason": 12}"#)
+        .await
+        .assert_error(400, "M_BAD_JSON");
+    owner
+        .post(&report, &json!({"reason": "x".repeat(2001)}))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    raw(&owner, Method::POST, &room_path(&room, "report"), "[")
+        .await
+        .assert_error(400, "M_NOT_JSON");
+    owner
+        .post(
+            &room_path(&room, "report"),
+            &json!({"reason": "y".repeat(2001)}),
+        )
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    owner.post(&report, &json!({"reason": "fine"})).await.ok();
+}
+
+#[tokio::test]
+async fn timestamp_to_event_keeps_to_the_users_rooms() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let owner = anonymous.register("tsowner", PASSWORD).await;
+    let outsider = anonymous.register("tsoutsider", PASSWORD).await;
+    let room = owner.create_room(&json!({"preset": "private_chat"})).await;
+    owner.send_text(&room, "hidden").await;
+
+    outsider
+        .get(&timestamp_path(&room, "ts=0&dir=f"))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    owner
+        .get(&timestamp_path("!nosuch:it.test", "ts=0&dir=f"))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    owner
+        .get(&timestamp_path(&room, "dir=f"))
+        .await
+        .assert_error(400, "M_MISSING_PARAM");
+    owner
+        .get(&timestamp_path(&room, "ts=0"))
+        .await
+        .assert_error(400, "M_MISSING_PARAM");
+    owner
+        .get(&timestamp_path(&room, "ts=soon&dir=f"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    owner
+        .get(&timestamp_path(&room, "ts=0&dir=sideways"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    anonymous
+        .get(&timestamp_path(&room, "ts=0&dir=f"))
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    owner.get(&timestamp_path(&room, "ts=0&dir=f")).await.ok();
+
+    // A former member finds nothing sent after they left.
+    let leaver = anonymous.register("tsleaver", PASSWORD).await;
+    owner.invite(&room, &leaver.user_id).await.ok();
+    leaver.join(&room).await.ok();
+    leaver.leave(&room).await.ok();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let after_leave = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    owner.send_text(&room, "after the leave").await;
+    leaver
+        .get(&timestamp_path(&room, &format!("ts={after_leave}&dir=f")))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    owner
+        .get(&timestamp_path(&room, &format!("ts={after_leave}&dir=f")))
+        .await
+        .ok();
+}
+
+#[tokio::test]
+async fn openid_tokens_are_only_for_yourself() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let alice = anonymous.register("osalice", PASSWORD).await;
+    let bob = anonymous.register("osbob", PASSWORD).await;
+    let path = |user_id: &str| {
+        format!(
+            "/_matrix/client/v3/user/{}/openid/request_token",
+            encode(user_id)
+        )
+    };
+    bob.post(&path(&alice.user_id), &json!({}))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    anonymous
+        .post(&path(&alice.user_id), &json!({}))
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    raw(&alice, Method::POST, &path(&alice.user_id), "{nope")
+        .await
+        .assert_error(400, "M_NOT_JSON");
+    alice
+        .post(&path("not-a-user-id"), &json!({}))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    anonymous
+        .get("/_matrix/federation/v1/openid/userinfo")
+        .await
+        .assert_error(400, "M_MISSING_PARAM");
+    anonymous
+        .get(&format!(
+            "/_matrix/federation/v1/openid/userinfo?access_token={}",
+            "a".repeat(300)
+        ))
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+}
+
+#[tokio::test]
+async fn turn_and_threepids_need_a_session() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    anonymous
+        .get("/_matrix/client/v3/voip/turnServer")
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    anonymous
+        .get("/_matrix/client/v3/account/3pid")
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    anonymous
+        .with_token(Some("forged"))
+        .get("/_matrix/client/v3/account/3pid")
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+}
