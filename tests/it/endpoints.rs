@@ -203,3 +203,141 @@ async fn third_party_identifiers_are_an_empty_list() {
             .assert_error(404, "M_UNRECOGNIZED");
     }
 }
+
+async fn add_child(client: &crate::client::Client, space: &str, child: &str, content: Value) {
+    client
+        .put(
+            &room_path(space, &format!("state/m.space.child/{}", encode(child))),
+            &content,
+        )
+        .await
+        .ok();
+}
+
+fn hierarchy_rooms(page: &Value) -> Vec<String> {
+    page["rooms"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rooms: {page}"))
+        .iter()
+        .map(|room| room["room_id"].as_str().expect("room_id").to_owned())
+        .collect()
+}
+
+/// A space's rooms breadth first, with the depth, page size, suggested
+/// filter and the rooms a user may not see left out.
+#[tokio::test]
+async fn space_hierarchy_walks_visible_children() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let alice = anonymous.register("spalice", PASSWORD).await;
+    let bob = anonymous.register("spbob", PASSWORD).await;
+    let space = alice
+        .create_room(&json!({
+            "preset": "public_chat",
+            "name": "Top",
+            "creation_content": {"type": "m.space"},
+        }))
+        .await;
+    let public_child = alice
+        .create_room(&json!({"preset": "public_chat", "name": "Open"}))
+        .await;
+    let private_child = alice
+        .create_room(&json!({"preset": "private_chat", "name": "Closed"}))
+        .await;
+    let subspace = alice
+        .create_room(&json!({
+            "preset": "public_chat",
+            "name": "Sub",
+            "creation_content": {"type": "m.space"},
+        }))
+        .await;
+    let grandchild = alice
+        .create_room(&json!({"preset": "public_chat", "name": "Deep"}))
+        .await;
+    let via = json!({"via": ["it.test"]});
+    add_child(
+        &alice,
+        &space,
+        &public_child,
+        json!({"via": ["it.test"], "order": "a"}),
+    )
+    .await;
+    add_child(&alice, &space, &private_child, via.clone()).await;
+    add_child(
+        &alice,
+        &space,
+        &subspace,
+        json!({"via": ["it.test"], "suggested": true}),
+    )
+    .await;
+    add_child(&alice, &subspace, &grandchild, via.clone()).await;
+    // A removed child (no via) and an unknown room are left out.
+    add_child(&alice, &space, "!gone:it.test", via.clone()).await;
+    let old = alice.create_room(&json!({"preset": "public_chat"})).await;
+    add_child(&alice, &space, &old, json!({})).await;
+
+    let path = |query: &str| {
+        format!(
+            "/_matrix/client/v1/rooms/{}/hierarchy{query}",
+            encode(&space)
+        )
+    };
+    let whole = alice.get(&path("")).await.ok();
+    assert_eq!(
+        hierarchy_rooms(&whole),
+        vec![
+            space.clone(),
+            public_child.clone(),
+            private_child.clone(),
+            subspace.clone(),
+            grandchild.clone()
+        ],
+        "{whole}"
+    );
+    let top = &whole["rooms"][0];
+    assert_eq!(top["name"], "Top");
+    assert_eq!(top["room_type"], "m.space");
+    assert_eq!(top["num_joined_members"], 1);
+    let children: Vec<&str> = top["children_state"]
+        .as_array()
+        .expect("children_state")
+        .iter()
+        .map(|event| event["state_key"].as_str().expect("state_key"))
+        .collect();
+    assert_eq!(children.len(), 4, "{top}");
+    assert!(top["children_state"][0]["origin_server_ts"].is_u64());
+
+    // Bob sees what he may join or peek into, not the private room.
+    let for_bob = bob.get(&path("")).await.ok();
+    assert_eq!(
+        hierarchy_rooms(&for_bob),
+        vec![
+            space.clone(),
+            public_child.clone(),
+            subspace.clone(),
+            grandchild.clone()
+        ]
+    );
+    assert_eq!(
+        hierarchy_rooms(&bob.get(&path("?max_depth=1")).await.ok()),
+        vec![space.clone(), public_child.clone(), subspace.clone()]
+    );
+    assert_eq!(
+        hierarchy_rooms(&bob.get(&path("?suggested_only=true")).await.ok()),
+        vec![space.clone(), subspace.clone()],
+        "suggested children only, at every level"
+    );
+    // Pages of two follow one another.
+    let first = bob.get(&path("?limit=2")).await.ok();
+    assert_eq!(
+        hierarchy_rooms(&first),
+        vec![space.clone(), public_child.clone()]
+    );
+    let from = first["next_batch"].as_str().expect("next_batch");
+    let second = bob
+        .get(&path(&format!("?limit=2&from={}", encode(from))))
+        .await
+        .ok();
+    assert_eq!(hierarchy_rooms(&second), vec![subspace, grandchild]);
+    assert!(second.get("next_batch").is_none(), "{second}");
+}

@@ -218,3 +218,53 @@ async fn turn_and_threepids_need_a_session() {
         .await
         .assert_error(401, "M_UNKNOWN_TOKEN");
 }
+
+#[tokio::test]
+async fn space_hierarchy_keeps_private_spaces_private() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let owner = anonymous.register("hsowner", PASSWORD).await;
+    let outsider = anonymous.register("hsoutsider", PASSWORD).await;
+    let space = owner
+        .create_room(&json!({
+            "preset": "private_chat",
+            "creation_content": {"type": "m.space"},
+        }))
+        .await;
+    let path = |room: &str, query: &str| {
+        format!("/_matrix/client/v1/rooms/{}/hierarchy{query}", encode(room))
+    };
+    outsider
+        .get(&path(&space, ""))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    owner
+        .get(&path("!nosuch:it.test", ""))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    anonymous
+        .get(&path(&space, ""))
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    owner
+        .get(&path(&space, "?from=not-a-token"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    owner
+        .get(&path(&space, "?limit=lots"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    owner
+        .get(&path(&space, "?max_depth=-2"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    owner
+        .get(&path(&space, "?suggested_only=maybe"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    let own = owner.get(&path(&space, "?limit=0")).await.ok();
+    assert_eq!(
+        own["rooms"][0]["room_id"], space,
+        "a limit of 0 still gives one room"
+    );
+}

@@ -14,6 +14,7 @@ pub(crate) mod profile;
 pub(crate) mod report;
 pub(crate) mod room;
 pub(crate) mod session;
+pub(crate) mod space;
 pub(crate) mod state;
 pub(crate) mod threepid;
 pub(crate) mod timestamp;

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::content_text;
+use ruma::EventEncryptionAlgorithm;
 use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
 use ruma::api::client::room::Visibility;
-use ruma::directory::{Filter, PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork};
-use ruma::room::{JoinRuleKind, RoomType};
-use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, ServerName, UInt};
+use ruma::directory::{Filter, PublicRoomsChunk, RoomNetwork};
+use ruma::room::{JoinRule, JoinRuleKind, JoinRuleSummary, RoomType};
+use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, RoomVersionId, ServerName, UInt};
 
 use crate::ClientApi;
 use crate::access::ReadAccess;
@@ -267,23 +268,54 @@ impl ClientApi {
 
     /// The room's directory entry; `None` for a room this server does not have.
     async fn room_summary(&self, room_id: &str) -> Result<Option<RoomSummary>, MatrixError> {
+        let Some(summary) = self.summary_of(room_id).await? else {
+            return Ok(None);
+        };
+        let room_type = summary.room_type.as_ref().map(|t| t.to_string());
+        Ok(Some(RoomSummary {
+            chunk: PublicRoomsChunk::from(summary),
+            room_type,
+        }))
+    }
+
+    /// What the room's current state says of it, as the directory and
+    /// space hierarchies show it; `None` for a room this server does not have.
+    pub(crate) async fn summary_of(
+        &self,
+        room_id: &str,
+    ) -> Result<Option<ruma::room::RoomSummary>, MatrixError> {
         let Ok(owned_room_id) = OwnedRoomId::try_from(room_id) else {
+            return Ok(None);
+        };
+        let Some(room) = self.store.room(room_id).await? else {
             return Ok(None);
         };
         let Some(create) = self.store.state_event(room_id, "m.room.create", "").await? else {
             return Ok(None);
         };
-        let text = |event_type: &'static str, field: &'static str| async move {
+        let content = |event_type: &'static str| async move {
             let event = self.store.state_event(room_id, event_type, "").await?;
-            Ok::<_, MatrixError>(event.and_then(|event| content_text(&event.pdu_json, field)))
+            Ok::<_, MatrixError>(event.map(|event| event.pdu_json))
         };
-        let name = text("m.room.name", "name").await?;
-        let topic = text("m.room.topic", "topic").await?;
-        let alias = text("m.room.canonical_alias", "alias").await?;
-        let avatar = text("m.room.avatar", "url").await?;
-        let join_rule = text("m.room.join_rules", "join_rule").await?;
-        let history = text("m.room.history_visibility", "history_visibility").await?;
-        let guest_access = text("m.room.guest_access", "guest_access").await?;
+        let text = |pdu: &Option<String>, field: &str| {
+            pdu.as_deref().and_then(|pdu| content_text(pdu, field))
+        };
+        let name = text(&content("m.room.name").await?, "name");
+        let topic = text(&content("m.room.topic").await?, "topic");
+        let alias = text(&content("m.room.canonical_alias").await?, "alias");
+        let avatar = text(&content("m.room.avatar").await?, "url");
+        let history = text(
+            &content("m.room.history_visibility").await?,
+            "history_visibility",
+        );
+        let guest_access = text(&content("m.room.guest_access").await?, "guest_access");
+        let encryption = text(&content("m.room.encryption").await?, "algorithm");
+        let join_rule = content("m.room.join_rules")
+            .await?
+            .and_then(|pdu| serde_json::from_str::<serde_json::Value>(&pdu).ok())
+            .and_then(|mut pdu| pdu.get_mut("content").map(serde_json::Value::take))
+            .and_then(|content| serde_json::from_value::<JoinRule>(content).ok())
+            .map_or(JoinRuleSummary::Invite, JoinRuleSummary::from);
         let room_type = content_text(&create.pdu_json, "type");
         let joined = self
             .store
@@ -292,21 +324,21 @@ impl ClientApi {
             .iter()
             .filter(|membership| membership.membership == "join")
             .count();
-        let mut chunk = PublicRoomsChunk::from(PublicRoomsChunkInit {
-            num_joined_members: UInt::try_from(joined as u64).unwrap_or(UInt::MAX),
-            room_id: owned_room_id,
-            world_readable: history.as_deref() == Some("world_readable"),
-            guest_can_join: guest_access.as_deref() == Some("can_join"),
-        });
-        chunk.name = name.filter(|name| !name.is_empty());
-        chunk.topic = topic.filter(|topic| !topic.is_empty());
-        chunk.canonical_alias = alias.and_then(|alias| OwnedRoomAliasId::try_from(alias).ok());
-        chunk.avatar_url = avatar.filter(|url| !url.is_empty()).map(OwnedMxcUri::from);
-        chunk.join_rule = join_rule.map_or(JoinRuleKind::Invite, |rule| {
-            JoinRuleKind::from(rule.as_str())
-        });
-        chunk.room_type = room_type.as_deref().map(RoomType::from);
-        Ok(Some(RoomSummary { chunk, room_type }))
+        let mut summary = ruma::room::RoomSummary::new(
+            owned_room_id,
+            join_rule,
+            guest_access.as_deref() == Some("can_join"),
+            UInt::try_from(joined as u64).unwrap_or(UInt::MAX),
+            history.as_deref() == Some("world_readable"),
+        );
+        summary.name = name.filter(|name| !name.is_empty());
+        summary.topic = topic.filter(|topic| !topic.is_empty());
+        summary.canonical_alias = alias.and_then(|alias| OwnedRoomAliasId::try_from(alias).ok());
+        summary.avatar_url = avatar.filter(|url| !url.is_empty()).map(OwnedMxcUri::from);
+        summary.room_type = room_type.as_deref().map(RoomType::from);
+        summary.encryption = encryption.as_deref().map(EventEncryptionAlgorithm::from);
+        summary.room_version = RoomVersionId::try_from(room.room_version.as_str()).ok();
+        Ok(Some(summary))
     }
 }
 
