@@ -68,10 +68,39 @@ fn room_path(room_id: &str, rest: &str) -> String {
     format!("/_matrix/client/v3/rooms/{}/{rest}", encode(room_id))
 }
 
-/// Reports of events and rooms are accepted; the admin's report listing
-/// is checked in `security::endpoints` through the store's effects.
+/// A server admin, through shared-secret registration.
+async fn register_admin(server: &Server, user: &str) -> crate::client::Client {
+    use hmac::Mac;
+    let anonymous = server.client();
+    let issued = anonymous.get("/_synapse/admin/v1/register").await.ok();
+    let nonce = issued["nonce"].as_str().expect("nonce");
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(server.shared_secret().as_bytes())
+        .expect("any key length");
+    for part in [nonce, user, PASSWORD] {
+        mac.update(part.as_bytes());
+        mac.update(b"\x00");
+    }
+    mac.update(b"admin");
+    let registered = anonymous
+        .post(
+            "/_synapse/admin/v1/register",
+            &json!({
+                "nonce": nonce,
+                "username": user,
+                "password": PASSWORD,
+                "admin": true,
+                "mac": hex::encode(mac.finalize().into_bytes()),
+            }),
+        )
+        .await
+        .ok();
+    anonymous.with_token(registered["access_token"].as_str())
+}
+
+/// Reports of events and rooms are kept, and server admins read them back
+/// newest first, a page at a time; nobody else may.
 #[tokio::test]
-async fn reports_are_accepted_for_events_and_rooms() {
+async fn reports_are_kept_for_admins() {
     let server = Server::builder().open_registration().start().await;
     let anonymous = server.client();
     let alice = anonymous.register("repalice", PASSWORD).await;
@@ -93,7 +122,7 @@ async fn reports_are_accepted_for_events_and_rooms() {
     )
     .await
     .ok();
-    // The stable v1.13 path and the unstable one reach the same endpoint.
+    // The unstable path reaches the same endpoint.
     bob.post(
         &format!(
             "/_matrix/client/unstable/org.matrix.msc4151/rooms/{}/report",
@@ -103,6 +132,37 @@ async fn reports_are_accepted_for_events_and_rooms() {
     )
     .await
     .ok();
+
+    let listing = "/_synapse/admin/v1/event_reports";
+    bob.get(listing).await.assert_error(403, "M_FORBIDDEN");
+    anonymous
+        .get(listing)
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    let admin = register_admin(&server, "repadmin").await;
+    let all = admin.get(listing).await.ok();
+    let reports = all["event_reports"].as_array().expect("event_reports");
+    assert_eq!(reports.len(), 3, "{all}");
+    assert_eq!(reports[0]["reason"], "again");
+    assert_eq!(reports[1]["reason"], "a rude room");
+    assert!(reports[1]["event_id"].is_null());
+    assert_eq!(reports[2]["reason"], "rude");
+    assert_eq!(reports[2]["event_id"], event_id);
+    assert_eq!(reports[2]["room_id"], room);
+    assert_eq!(reports[2]["user_id"], bob.user_id);
+    assert!(all.get("next_token").is_none());
+    let first = admin.get(&format!("{listing}?limit=2")).await.ok();
+    assert_eq!(first["event_reports"].as_array().expect("page").len(), 2);
+    let next = first["next_token"].as_i64().expect("next_token");
+    let rest = admin
+        .get(&format!("{listing}?limit=2&from={next}"))
+        .await
+        .ok();
+    assert_eq!(rest["event_reports"][0]["reason"], "rude");
+    admin
+        .get(&format!("{listing}?from=soon"))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
 }
 
 /// The event nearest a time in each direction, among those the user sees.

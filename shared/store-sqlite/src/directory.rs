@@ -35,7 +35,7 @@ LIMIT ?4";
 impl DirectoryStore for SqliteStore {
     async fn set_room_published(&self, room_id: &str, published: bool) -> StoreResult<()> {
         let room_id = room_id.to_owned();
-        let now = now_ms();
+        let now = myelin_types::now_millis();
         self.write(move |tx| {
             let result = if published {
                 tx.prepare_cached(
@@ -110,12 +110,4 @@ impl DirectoryStore for SqliteStore {
         })
         .await
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
 }

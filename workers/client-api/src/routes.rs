@@ -33,6 +33,7 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, user_directory::search);
     router.handle(api, report::report_event);
     router.handle(api, report::report_room);
+    report::admin_routes(api, router);
     router.handle(api, timestamp::event_at);
     router.handle(api, openid::request_token);
     router.handle(api, openid::userinfo);

@@ -17,14 +17,6 @@ use crate::user_ids::random_string;
 /// How long a token is good for (Synapse's hour).
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
-
 pub(crate) async fn request_token(
     api: Arc<ClientApi>,
     context: RequestContext,
@@ -39,7 +31,7 @@ pub(crate) async fn request_token(
     let server_name = OwnedServerName::try_from(api.server_name.as_str())
         .map_err(|error| MatrixError::internal(error.to_string()))?;
     let token = random_string(32);
-    let now = now_ms();
+    let now = myelin_types::now_millis();
     let expires = now.saturating_add(TOKEN_LIFETIME.as_millis() as i64);
     api.store
         .add_openid_token(&token, &user.user_id, expires, now)
@@ -69,7 +61,7 @@ pub(crate) async fn userinfo(
     }
     let owner = api
         .store
-        .openid_token_owner(&request.access_token, now_ms())
+        .openid_token_owner(&request.access_token, myelin_types::now_millis())
         .await?
         .ok_or_else(unknown)?;
     let sub =

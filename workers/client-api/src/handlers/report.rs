@@ -21,14 +21,6 @@ fn check_reason(reason: &str) -> Result<(), MatrixError> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
-
 /// An event the reporter may see. As the spec asks, an event that does not
 /// exist and one the reporter may not see get the same 404.
 pub(crate) async fn report_event(
@@ -67,7 +59,7 @@ pub(crate) async fn report_event(
             reason: request.reason,
             // Gone from the spec since v1.14, and ruma no longer reads it.
             score: None,
-            received_ts: now_ms(),
+            received_ts: myelin_types::now_millis(),
         })
         .await?;
     Ok(report_content::v3::Response::new())
@@ -91,7 +83,7 @@ pub(crate) async fn report_room(
             reporter: user.user_id.clone(),
             reason: Some(request.reason).filter(|reason| !reason.is_empty()),
             score: None,
-            received_ts: now_ms(),
+            received_ts: myelin_types::now_millis(),
         })
         .await?;
     Ok(report_room::v3::Response::new())
@@ -106,5 +98,106 @@ mod tests {
         assert!(check_reason(&"r".repeat(MAX_REASON_CHARS)).is_ok());
         let long = check_reason(&"r".repeat(MAX_REASON_CHARS + 1)).expect_err("too long");
         assert_eq!(long.errcode.as_ref(), "M_INVALID_PARAM");
+    }
+}
+
+/// `GET /_synapse/admin/v1/event_reports`: the reports kept, newest first,
+/// for server admins. `from` is the `next_token` of the previous page.
+pub(crate) fn admin_routes(api: &Arc<ClientApi>, router: &mut myelin_http::Router) {
+    let api = Arc::clone(api);
+    router.raw(
+        http::Method::GET,
+        "/_synapse/admin/v1/event_reports",
+        true,
+        move |context, request, _| {
+            let api = Arc::clone(&api);
+            async move {
+                let user = context.user()?;
+                if !user.is_admin {
+                    return Err(MatrixError::forbidden("You are not a server admin"));
+                }
+                let (from, limit) = admin_page(request.uri().query().unwrap_or(""))?;
+                let reports = api.store.reports(from, limit + 1).await?;
+                let more = reports.len() > limit;
+                let listed: Vec<_> = reports.into_iter().take(limit).collect();
+                let next_token = more
+                    .then(|| listed.last().map(|last| last.report_id))
+                    .flatten();
+                let entries: Vec<serde_json::Value> = listed
+                    .into_iter()
+                    .map(|record| {
+                        let report = record.report;
+                        serde_json::json!({
+                            "id": record.report_id,
+                            "received_ts": report.received_ts,
+                            "room_id": report.room_id,
+                            "event_id": report.event_id,
+                            "user_id": report.reporter,
+                            "reason": report.reason,
+                            "score": report.score,
+                        })
+                    })
+                    .collect();
+                let mut body = serde_json::json!({"event_reports": entries});
+                if let Some(token) = next_token {
+                    body["next_token"] = serde_json::json!(token);
+                }
+                Ok(myelin_http::json_response(http::StatusCode::OK, &body))
+            }
+        },
+    );
+}
+
+/// Reports per admin page when none is asked for, and the most.
+const ADMIN_DEFAULT_LIMIT: usize = 100;
+const ADMIN_MAX_LIMIT: usize = 500;
+
+/// `from` and `limit` of the admin listing's query string.
+fn admin_page(query: &str) -> Result<(Option<i64>, usize), MatrixError> {
+    let mut from = None;
+    let mut limit = ADMIN_DEFAULT_LIMIT;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "from" => {
+                from = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|from| *from > 0)
+                        .ok_or_else(|| MatrixError::invalid_param("from must be a next_token"))?,
+                );
+            }
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|limit| *limit > 0)
+                    .ok_or_else(|| MatrixError::invalid_param("limit must be a positive integer"))?
+                    .min(ADMIN_MAX_LIMIT);
+            }
+            _ => {}
+        }
+    }
+    Ok((from, limit))
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::*;
+
+    #[test]
+    fn admin_pages_are_bounded() {
+        assert_eq!(admin_page("").expect("none"), (None, ADMIN_DEFAULT_LIMIT));
+        assert_eq!(
+            admin_page("from=7&limit=100000").expect("capped"),
+            (Some(7), ADMIN_MAX_LIMIT)
+        );
+        for bad in ["from=x", "from=-3", "limit=0", "limit=many"] {
+            assert_eq!(
+                admin_page(bad).expect_err(bad).errcode.as_ref(),
+                "M_INVALID_PARAM"
+            );
+        }
     }
 }
