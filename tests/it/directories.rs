@@ -342,7 +342,7 @@ async fn user_directory_can_search_all_users() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn split_room_and_user_directories() {
+async fn split_directories_and_openid_userinfo() {
     let Some(settings) = split::settings() else {
         return;
     };
@@ -359,4 +359,33 @@ async fn split_room_and_user_directories() {
     let anonymous = split.client();
     room_directory_cases(&anonymous).await;
     user_directory_cases(&anonymous).await;
+    // The federation-side userinfo check goes through the gateway to client-api.
+    crate::endpoints::openid_cases(&anonymous).await;
+}
+
+/// Upgrading a published room lists its successor instead.
+#[tokio::test]
+async fn upgraded_rooms_hand_their_listing_on() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let alice = anonymous.register("upgalice", PASSWORD).await;
+    let old = alice
+        .create_room(&json!({"visibility": "public", "preset": "public_chat", "name": "Old"}))
+        .await;
+    let upgraded = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/upgrade", encode(&old)),
+            &json!({"new_version": "11"}),
+        )
+        .await
+        .ok();
+    let new = upgraded["replacement_room"]
+        .as_str()
+        .expect("replacement_room");
+    let page = anonymous.get("/_matrix/client/v3/publicRooms").await.ok();
+    assert_eq!(room_ids(&page), vec![new.to_owned()], "{page}");
+    assert_eq!(
+        anonymous.get(&visibility_path(&old)).await.ok()["visibility"],
+        "private"
+    );
 }

@@ -280,6 +280,7 @@ impl ClientApi {
         )
         .await?;
         self.move_aliases(old_room_id, &new_room_id).await;
+        self.move_directory_listing(old_room_id, &new_room_id).await;
         if let Some(restricted) = old_power_levels.and_then(restricted_power_levels) {
             let event = template("m.room.power_levels", Some(""), restricted);
             if let Err(error) = self.send_event(old_room_id, &user_id, event, None).await {
@@ -287,6 +288,21 @@ impl ClientApi {
             }
         }
         Ok(json!({"replacement_room": new_room_id}))
+    }
+
+    /// A room published in the directory is replaced there by its
+    /// successor, as Synapse does; failures are logged.
+    async fn move_directory_listing(&self, old_room_id: &str, new_room_id: &str) {
+        let moved = async {
+            if self.store.room_published(old_room_id).await? {
+                self.store.set_room_published(new_room_id, true).await?;
+                self.store.set_room_published(old_room_id, false).await?;
+            }
+            Ok::<_, myelin_store::StoreError>(())
+        };
+        if let Err(error) = moved.await {
+            tracing::warn!(room_id = %old_room_id, %error, "could not move the directory listing to the upgraded room");
+        }
     }
 
     /// Points every local alias of the old room at the new one, keeping each
