@@ -405,3 +405,75 @@ async fn space_hierarchy_walks_visible_children() {
     assert_eq!(hierarchy_rooms(&second), vec![subspace, grandchild]);
     assert!(second.get("next_batch").is_none(), "{second}");
 }
+
+/// Knocking on a `knock` room: the knocker sees it under `rooms.knock`,
+/// the room's members see the knock, an invite lets the knocker in.
+#[tokio::test]
+async fn knocks_reach_the_room_and_the_knocker_sync() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let alice = anonymous.register("knalice", PASSWORD).await;
+    let bob = anonymous.register("knbob", PASSWORD).await;
+    let carol = anonymous.register("kncarol", PASSWORD).await;
+    let room = alice
+        .create_room(&json!({
+            "preset": "private_chat",
+            "name": "Knock here",
+            "room_alias_name": "knockroom",
+            "initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}],
+        }))
+        .await;
+    let knocked = bob
+        .post(
+            &format!("/_matrix/client/v3/knock/{}", encode(&room)),
+            &json!({"reason": "let me in"}),
+        )
+        .await
+        .ok();
+    assert_eq!(knocked, json!({"room_id": room}));
+    let sync = bob.sync(None, 0).await;
+    let knock_state = &sync["rooms"]["knock"][&room]["knock_state"]["events"];
+    let events = knock_state.as_array().unwrap_or_else(|| panic!("{sync}"));
+    assert!(
+        events
+            .iter()
+            .any(|event| event["type"] == "m.room.name" && event["content"]["name"] == "Knock here")
+    );
+    let own = events.last().expect("the knock itself");
+    assert_eq!(
+        (own["type"].as_str(), own["state_key"].as_str()),
+        (Some("m.room.member"), Some(bob.user_id.as_str()))
+    );
+    assert_eq!(own["content"]["membership"], "knock");
+    assert!(sync["rooms"]["join"].get(&room).is_none());
+
+    // The room sees the knock, and an invite answers it.
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            encode(&room),
+            encode(&bob.user_id)
+        ))
+        .await
+        .ok();
+    assert_eq!(member["membership"], "knock");
+    assert_eq!(member["reason"], "let me in");
+    alice.invite(&room, &bob.user_id).await.ok();
+    bob.join(&room).await.ok();
+
+    // Knocking through the alias, then taking the knock back.
+    carol
+        .post("/_matrix/client/v3/knock/%23knockroom:it.test", &json!({}))
+        .await
+        .ok();
+    carol.leave(&room).await.ok();
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            encode(&room),
+            encode(&carol.user_id)
+        ))
+        .await
+        .ok();
+    assert_eq!(member["membership"], "leave");
+}

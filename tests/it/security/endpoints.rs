@@ -268,3 +268,73 @@ async fn space_hierarchy_keeps_private_spaces_private() {
         "a limit of 0 still gives one room"
     );
 }
+
+#[tokio::test]
+async fn knocks_follow_the_join_rules() {
+    let server = Server::builder().open_registration().start().await;
+    let anonymous = server.client();
+    let owner = anonymous.register("ksowner", PASSWORD).await;
+    let stranger = anonymous.register("ksstranger", PASSWORD).await;
+    let invite_only = owner.create_room(&json!({"preset": "private_chat"})).await;
+    let knockable = owner
+        .create_room(&json!({
+            "preset": "private_chat",
+            "initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}],
+        }))
+        .await;
+    let knock = |room: &str| format!("/_matrix/client/v3/knock/{}", encode(room));
+
+    stranger
+        .post(&knock(&invite_only), &json!({}))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    owner
+        .post(&knock(&knockable), &json!({}))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    stranger
+        .post(&knock("!nosuch:it.test"), &json!({}))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    stranger
+        .post(&knock("#nosuch:it.test"), &json!({}))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    anonymous
+        .post(&knock(&knockable), &json!({}))
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    raw(&stranger, Method::POST, &knock(&knockable), "not json")
+        .await
+        .assert_error(400, "M_NOT_JSON");
+    raw(
+        &stranger,
+        Method::POST,
+        &knock(&knockable),
+        r#"{"reason": []}"#,
+    )
+    .await
+    .assert_error(400, "M_BAD_JSON");
+    stranger
+        .post(&knock(&knockable), &json!({"reason": "z".repeat(2001)}))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    stranger
+        .post(&knock("not-a-room"), &json!({}))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    // A banned user cannot knock.
+    let banned = anonymous.register("ksbanned", PASSWORD).await;
+    owner
+        .post(
+            &room_path(&knockable, "ban"),
+            &json!({"user_id": banned.user_id}),
+        )
+        .await
+        .ok();
+    banned
+        .post(&knock(&knockable), &json!({}))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    stranger.post(&knock(&knockable), &json!({})).await.ok();
+}

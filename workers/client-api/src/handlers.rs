@@ -7,6 +7,7 @@ pub(crate) mod device;
 pub(crate) mod directory;
 pub(crate) mod discovery;
 pub(crate) mod filter;
+pub(crate) mod knock;
 pub(crate) mod membership;
 pub(crate) mod message;
 pub(crate) mod openid;

@@ -9,9 +9,9 @@ use ruma::api::client::voip::get_turn_server_info;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, admin, alias, device, directory, discovery, filter, membership, message, openid,
-    profile, report, room, session, space, state, threepid, timestamp, upgrade, user_directory,
-    voip,
+    account, admin, alias, device, directory, discovery, filter, knock, membership, message,
+    openid, profile, report, room, session, space, state, threepid, timestamp, upgrade,
+    user_directory, voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -39,6 +39,7 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, openid::userinfo);
     router.handle(api, threepid::list);
     router.handle(api, space::get);
+    router.handle(api, knock::knock);
     // Answers `{}` when TURN is not configured, which ruma's type cannot say.
     let turn_api = Arc::clone(api);
     router.route_json::<get_turn_server_info::v3::Request, _, _>(move |context, request| {

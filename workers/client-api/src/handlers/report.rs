@@ -12,7 +12,7 @@ use crate::ClientApi;
 /// The longest reason kept, in characters.
 const MAX_REASON_CHARS: usize = 2000;
 
-fn check_reason(reason: &str) -> Result<(), MatrixError> {
+pub(crate) fn check_reason(reason: &str) -> Result<(), MatrixError> {
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(MatrixError::invalid_param(format!(
             "reason is longer than {MAX_REASON_CHARS} characters"

@@ -140,7 +140,8 @@ impl Synchrotron {
     ) -> Result<(Value, bool), MatrixError> {
         let upto = self.store.max_position().await?;
         self.timelines.catch_up(self.store.as_ref(), upto).await?;
-        let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
+        let (mut join, mut invite, mut knock, mut leave) =
+            (Map::new(), Map::new(), Map::new(), Map::new());
         for membership in self.store.memberships_of_user(&user.user_id).await? {
             if !params.filter.rooms.allows_room(&membership.room_id) {
                 continue;
@@ -158,6 +159,12 @@ impl Synchrotron {
                         self.invited_room(&membership).await?,
                     );
                 }
+                "knock" if changed_since => {
+                    knock.insert(
+                        membership.room_id.clone(),
+                        self.knocked_room(&membership).await?,
+                    );
+                }
                 "leave" | "ban"
                     if changed_since && (params.since.is_some() || params.filter.include_leave) =>
                 {
@@ -169,10 +176,11 @@ impl Synchrotron {
                 _ => {}
             }
         }
-        let has_news = !(join.is_empty() && invite.is_empty() && leave.is_empty());
+        let has_news =
+            !(join.is_empty() && invite.is_empty() && knock.is_empty() && leave.is_empty());
         let response = json!({
             "next_batch": StreamToken::at(upto).to_string(),
-            "rooms": {"join": join, "invite": invite, "leave": leave},
+            "rooms": {"join": join, "invite": invite, "knock": knock, "leave": leave},
             "account_data": {"events": []},
             "presence": {"events": []},
             "to_device": {"events": []},
@@ -307,6 +315,22 @@ impl Synchrotron {
     }
 
     async fn invited_room(&self, membership: &Membership) -> Result<Value, MatrixError> {
+        let events = self.stripped_state_with(membership).await?;
+        Ok(json!({"invite_state": {"events": events}}))
+    }
+
+    /// A room the user knocked on: the same stripped state an invite shows.
+    async fn knocked_room(&self, membership: &Membership) -> Result<Value, MatrixError> {
+        let events = self.stripped_state_with(membership).await?;
+        Ok(json!({"knock_state": {"events": events}}))
+    }
+
+    /// The room's stripped state for someone outside it, ending with their
+    /// own membership event.
+    async fn stripped_state_with(
+        &self,
+        membership: &Membership,
+    ) -> Result<Vec<Value>, MatrixError> {
         let state = self.store.current_state(&membership.room_id).await?;
         let mut stripped: Vec<Value> = state
             .iter()
@@ -319,7 +343,7 @@ impl Synchrotron {
         {
             stripped.push(stripped_state_event(&invite.pdu_json));
         }
-        Ok(json!({"invite_state": {"events": stripped}}))
+        Ok(stripped)
     }
 
     async fn left_room(
