@@ -38,8 +38,6 @@ pub struct Config {
     /// Fixed TURN credentials, used when `turn_shared_secret` is unset.
     pub turn_username: Option<String>,
     pub turn_password: Option<String>,
-    /// Guests get TURN credentials too (Synapse's default).
-    pub turn_allow_guests: bool,
     pub user_directory: UserDirectoryConfig,
     /// `/preview_url` is served (off by default, as in Synapse).
     pub url_preview_enabled: bool,
@@ -98,7 +96,6 @@ impl Default for Config {
             turn_user_lifetime: None,
             turn_username: None,
             turn_password: None,
-            turn_allow_guests: true,
             user_directory: UserDirectoryConfig::default(),
             url_preview_enabled: false,
             url_preview_ip_range_blacklist: None,
@@ -569,7 +566,6 @@ const KNOWN_KEYS: &[&str] = &[
     "turn_user_lifetime",
     "turn_username",
     "turn_password",
-    "turn_allow_guests",
     "user_directory",
     "url_preview_enabled",
     "url_preview_ip_range_blacklist",
@@ -781,7 +777,6 @@ mod tests {
         assert_eq!(config.turn_user_lifetime_ms(), 90_000);
         let config: Config = serde_yaml::from_str("server_name: a.test\n").expect("yaml");
         assert_eq!(config.turn_user_lifetime_ms(), 3_600_000);
-        assert!(config.turn_allow_guests);
         assert!(config.user_directory.enabled && !config.user_directory.search_all_users);
         let config: Config = serde_yaml::from_str(
             "server_name: a.test\nturn_user_lifetime: forever\nuser_directory: {search_all_users: true}\n",
