@@ -14,8 +14,14 @@ pub enum RouteRole {
 /// Client-Server paths served by the synchrotron (after the version prefix).
 const SYNCHROTRON_PATHS: &[&str] = &["sync", "events", "initialSync"];
 
+/// Federation paths client-api serves until a federation role exists.
+const CLIENT_API_FEDERATION_PATHS: &[&str] = &["/_matrix/federation/v1/openid/userinfo"];
+
 /// The role for a request path; `None` for paths outside the Matrix APIs.
 pub fn role_for(path: &str) -> Option<RouteRole> {
+    if CLIENT_API_FEDERATION_PATHS.contains(&path) {
+        return Some(RouteRole::ClientApi);
+    }
     if path.starts_with("/_matrix/static") || path.starts_with("/.well-known/matrix/") {
         return Some(RouteRole::Edge);
     }
@@ -72,6 +78,22 @@ mod tests {
         assert_eq!(
             role_for("/_matrix/federation/v1/send/1"),
             Some(RouteRole::FederationApi)
+        );
+        assert_eq!(
+            role_for("/_matrix/federation/v1/openid/userinfo"),
+            Some(RouteRole::ClientApi)
+        );
+        assert_eq!(
+            role_for("/_matrix/federation/v1/openid/userinfo/x"),
+            Some(RouteRole::FederationApi)
+        );
+        assert_eq!(
+            role_for("/_matrix/client/v1/rooms/!r:hs/timestamp_to_event"),
+            Some(RouteRole::ClientApi)
+        );
+        assert_eq!(
+            role_for("/_matrix/client/v3/publicRooms"),
+            Some(RouteRole::ClientApi)
         );
         assert_eq!(
             role_for("/_synapse/admin/v1/register"),

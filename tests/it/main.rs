@@ -20,6 +20,8 @@
 //! system temp dir and prints where.
 
 mod client;
+mod directories;
+mod endpoints;
 mod errors;
 mod flows;
 mod generate;

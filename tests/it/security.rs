@@ -3,7 +3,9 @@
 //! must be refused whole. Each new endpoint gets its cross-user and
 //! bad-input cases here.
 
+mod directories;
 mod edge;
+mod endpoints;
 mod integrity;
 mod privacy;
 mod relations;

@@ -31,7 +31,14 @@ pub struct Config {
     pub log_config: Option<PathBuf>,
     pub turn_uris: Vec<String>,
     pub turn_shared_secret: Option<String>,
+    /// How long TURN credentials last: milliseconds, or a number with
+    /// `s`, `m`, `h`, `d`, `w` or `y` (Synapse's default is 1h).
+    #[serde(deserialize_with = "string_or_number")]
     pub turn_user_lifetime: Option<String>,
+    /// Fixed TURN credentials, used when `turn_shared_secret` is unset.
+    pub turn_username: Option<String>,
+    pub turn_password: Option<String>,
+    pub user_directory: UserDirectoryConfig,
     /// `/preview_url` is served (off by default, as in Synapse).
     pub url_preview_enabled: bool,
     /// Address ranges previews may not fetch from; when unset, the
@@ -87,6 +94,9 @@ impl Default for Config {
             turn_uris: Vec::new(),
             turn_shared_secret: None,
             turn_user_lifetime: None,
+            turn_username: None,
+            turn_password: None,
+            user_directory: UserDirectoryConfig::default(),
             url_preview_enabled: false,
             url_preview_ip_range_blacklist: None,
             url_preview_ip_range_whitelist: Vec::new(),
@@ -132,6 +142,25 @@ impl Default for GatewayConfig {
             health_interval_ms: 2000,
         }
     }
+}
+
+/// A string, or a number written without quotes, kept as its text.
+fn string_or_number<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(
+        match Option::<serde_yaml::Value>::deserialize(deserializer)? {
+            None | Some(serde_yaml::Value::Null) => None,
+            Some(serde_yaml::Value::String(text)) => Some(text),
+            Some(serde_yaml::Value::Number(number)) => Some(number.to_string()),
+            Some(_) => {
+                return Err(serde::de::Error::custom(
+                    "expected a duration such as 1h or 3600000",
+                ));
+            }
+        },
+    )
 }
 
 /// A list of strings, or one string with comma-separated items (blank items
@@ -182,6 +211,26 @@ where
     }
 
     deserializer.deserialize_any(Visitor)
+}
+
+/// `user_directory`: who `/user_directory/search` finds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct UserDirectoryConfig {
+    /// Off, searches find nobody.
+    pub enabled: bool,
+    /// Every local user, not only those sharing a room with the searcher
+    /// or in a public room.
+    pub search_all_users: bool,
+}
+
+impl Default for UserDirectoryConfig {
+    fn default() -> Self {
+        UserDirectoryConfig {
+            enabled: true,
+            search_all_users: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -515,6 +564,9 @@ const KNOWN_KEYS: &[&str] = &[
     "turn_shared_secret",
     "turn_shared_secret_path",
     "turn_user_lifetime",
+    "turn_username",
+    "turn_password",
+    "user_directory",
     "url_preview_enabled",
     "url_preview_ip_range_blacklist",
     "url_preview_ip_range_whitelist",
@@ -612,6 +664,13 @@ impl Config {
         {
             problems.push("edge_limits connection caps must be at least 1".to_owned());
         }
+        if let Some(lifetime) = &self.turn_user_lifetime
+            && parse_duration_ms(lifetime).is_none()
+        {
+            problems.push(format!(
+                "turn_user_lifetime `{lifetime}` is not a duration like 1h or 86400000"
+            ));
+        }
         if self.runtime_threads == Some(0) {
             problems.push("runtime_threads must be at least 1".to_owned());
         }
@@ -645,6 +704,14 @@ impl Config {
         self.max_request_size.unwrap_or(1024 * 1024)
     }
 
+    /// `turn_user_lifetime` in milliseconds (Synapse's default is 1h).
+    pub fn turn_user_lifetime_ms(&self) -> u64 {
+        self.turn_user_lifetime
+            .as_deref()
+            .and_then(parse_duration_ms)
+            .unwrap_or(60 * 60 * 1000)
+    }
+
     /// `max_upload_size` in bytes (Synapse's default is 50M).
     pub fn max_upload_bytes(&self) -> u64 {
         self.max_upload_size
@@ -652,6 +719,22 @@ impl Config {
             .and_then(parse_size)
             .unwrap_or(50 * 1024 * 1024)
     }
+}
+
+/// A duration as Synapse writes them: milliseconds, or a number with
+/// `s`, `m`, `h`, `d`, `w` or `y`.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (index, 's') => (&text[..index], 1000),
+        (index, 'm') => (&text[..index], 60 * 1000),
+        (index, 'h') => (&text[..index], 60 * 60 * 1000),
+        (index, 'd') => (&text[..index], 24 * 60 * 60 * 1000),
+        (index, 'w') => (&text[..index], 7 * 24 * 60 * 60 * 1000),
+        (index, 'y') => (&text[..index], 365 * 24 * 60 * 60 * 1000),
+        _ => (text, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 /// An IP range as Synapse writes them: `10.0.0.0/8`, `::1/128`, or a
@@ -680,6 +763,28 @@ pub fn parse_size(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_like_synapse() {
+        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+        assert_eq!(parse_duration_ms("2d"), Some(2 * 86_400_000));
+        assert_eq!(parse_duration_ms("30s"), Some(30_000));
+        assert_eq!(parse_duration_ms("86400000"), Some(86_400_000));
+        assert_eq!(parse_duration_ms("soon"), None);
+        assert_eq!(parse_duration_ms("h"), None);
+        let config: Config =
+            serde_yaml::from_str("server_name: a.test\nturn_user_lifetime: 90000\n").expect("yaml");
+        assert_eq!(config.turn_user_lifetime_ms(), 90_000);
+        let config: Config = serde_yaml::from_str("server_name: a.test\n").expect("yaml");
+        assert_eq!(config.turn_user_lifetime_ms(), 3_600_000);
+        assert!(config.user_directory.enabled && !config.user_directory.search_all_users);
+        let config: Config = serde_yaml::from_str(
+            "server_name: a.test\nturn_user_lifetime: forever\nuser_directory: {search_all_users: true}\n",
+        )
+        .expect("yaml");
+        assert!(config.user_directory.search_all_users);
+        assert_eq!(config.problems().len(), 1, "{:?}", config.problems());
+    }
 
     #[test]
     fn sizes_parse_like_synapse() {

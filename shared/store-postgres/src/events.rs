@@ -459,3 +459,28 @@ impl EventStore for PostgresStore {
         .await
     }
 }
+
+#[async_trait]
+impl myelin_store::EventTimeStore for PostgresStore {
+    async fn events_by_time(
+        &self,
+        room_id: &str,
+        ts: i64,
+        direction: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = match direction {
+            Direction::Forward => format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND origin_server_ts >= $2
+                 ORDER BY origin_server_ts ASC, position ASC LIMIT $3"
+            ),
+            Direction::Backward => format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND origin_server_ts <= $2
+                 ORDER BY origin_server_ts DESC, position DESC LIMIT $3"
+            ),
+        };
+        self.query(&sql, &[&room_id, &ts, &limit], event_from_row)
+            .await
+    }
+}

@@ -11,6 +11,7 @@ mod accounts;
 mod aliases;
 mod counters;
 mod devices;
+mod directory;
 mod events;
 mod leases;
 mod media;
@@ -18,6 +19,7 @@ mod migrations;
 mod notifications;
 mod receipts;
 mod relations;
+mod reports;
 mod typing;
 
 use std::error::Error as _;

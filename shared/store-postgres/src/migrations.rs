@@ -48,6 +48,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0010_streams.sql"),
     ),
     (
+        11,
+        include_str!("../../../migrations/postgres/0011_directory_reports_openid.sql"),
+    ),
+    (
         12,
         include_str!("../../../migrations/postgres/0012_relations_and_search.sql"),
     ),

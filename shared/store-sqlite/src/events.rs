@@ -445,3 +445,33 @@ impl EventStore for SqliteStore {
         .await
     }
 }
+
+#[async_trait]
+impl myelin_store::EventTimeStore for SqliteStore {
+    async fn events_by_time(
+        &self,
+        room_id: &str,
+        ts: i64,
+        direction: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let sql = match direction {
+                Direction::Forward => format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND origin_server_ts >= ?2
+                     ORDER BY origin_server_ts ASC, position ASC LIMIT ?3"
+                ),
+                Direction::Backward => format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND origin_server_ts <= ?2
+                     ORDER BY origin_server_ts DESC, position DESC LIMIT ?3"
+                ),
+            };
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![room_id, ts, limit], event_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+}

@@ -10,6 +10,7 @@ mod accounts;
 mod aliases;
 mod counters;
 mod devices;
+mod directory;
 mod events;
 mod leases;
 mod media;
@@ -17,6 +18,7 @@ mod migrations;
 mod notifications;
 mod receipts;
 mod relations;
+mod reports;
 mod typing;
 
 use std::path::Path;

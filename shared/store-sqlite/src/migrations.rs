@@ -45,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0010_streams.sql"),
     ),
     (
+        11,
+        include_str!("../../../migrations/sqlite/0011_directory_reports_openid.sql"),
+    ),
+    (
         12,
         include_str!("../../../migrations/sqlite/0012_relations_and_search.sql"),
     ),
@@ -58,14 +62,23 @@ pub(crate) fn apply(conn: &mut Connection) -> StoreResult<()> {
         .map_err(map_error)?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
         .map_err(map_error)?;
-    let applied: i64 = tx
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(map_error)?;
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > applied) {
+    // Every version not applied yet, not only those above the highest: a
+    // database may have met a higher number first.
+    let applied: std::collections::BTreeSet<i64> = {
+        let mut statement = tx
+            .prepare("SELECT version FROM schema_migrations")
+            .map_err(map_error)?;
+        let versions = statement
+            .query_map([], |row| row.get(0))
+            .map_err(map_error)?;
+        versions
+            .collect::<rusqlite::Result<_>>()
+            .map_err(map_error)?
+    };
+    for (version, sql) in MIGRATIONS
+        .iter()
+        .filter(|(version, _)| !applied.contains(version))
+    {
         tracing::info!(version, "applying SQLite migration");
         tx.execute_batch(sql).map_err(map_error)?;
         tx.execute(

@@ -6,12 +6,14 @@
 mod accounts;
 mod aliases;
 mod batches;
+mod directory;
 mod events;
 mod media;
 mod relations;
 mod streams;
 
 pub use relations::{check_backfilled, write_backfill_events};
+mod reports;
 
 use crate::Store;
 
@@ -27,7 +29,12 @@ pub async fn run_all(store: &dyn Store) {
     accounts::filters_round_trip(store).await;
     accounts::registration_nonces_are_single_use(store).await;
     aliases::alias_lifecycle(store).await;
+    directory::room_directory_publishes_and_pages(store).await;
+    directory::user_search_follows_shared_and_public_rooms(store).await;
+    reports::reports_are_kept_for_admins(store).await;
+    reports::openid_tokens_expire(store).await;
     events::persist_and_read_back(store).await;
+    events::events_by_time_in_both_directions(store).await;
     events::positions_increase_and_paginate(store).await;
     events::the_log_reads_every_room_in_position_order(store).await;
     events::state_and_memberships_follow_latest(store).await;

@@ -190,3 +190,18 @@ pub trait EventStore: Send + Sync {
 
     async fn txn_event_id(&self, txn: &TxnKey) -> StoreResult<Option<String>>;
 }
+
+/// Finding a room's events by when they were sent (`/timestamp_to_event`).
+#[async_trait]
+pub trait EventTimeStore: Send + Sync {
+    /// Events of the room sent at or after `ts` (forward, oldest first) or
+    /// at or before it (backward, newest first), by `origin_server_ts` and
+    /// then stream position, at most `limit`.
+    async fn events_by_time(
+        &self,
+        room_id: &str,
+        ts: i64,
+        direction: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
+}

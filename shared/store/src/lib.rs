@@ -9,6 +9,7 @@ mod account_data;
 mod accounts;
 mod aliases;
 mod devices;
+mod directory;
 mod error;
 mod events;
 mod filters;
@@ -17,6 +18,7 @@ mod media;
 mod notifications;
 mod receipts;
 mod relations;
+mod reports;
 mod typing;
 
 #[cfg(feature = "conformance")]
@@ -26,10 +28,11 @@ pub use account_data::{AccountDataEntry, AccountDataStore};
 pub use accounts::{AccountStore, NewUser, NonceUse, ProfileUpdate, UserRecord};
 pub use aliases::{AliasRecord, AliasStore};
 pub use devices::{Device, DeviceStore, TokenOwner};
+pub use directory::{DirectoryScope, DirectoryStore, DirectoryUser};
 pub use error::{StoreError, StoreResult};
 pub use events::{
-    Direction, EventStore, Membership, PersistEvent, PersistOutcome, Redaction, RoomRecord,
-    StoredEvent, TxnKey,
+    Direction, EventStore, EventTimeStore, Membership, PersistEvent, PersistOutcome, Redaction,
+    RoomRecord, StoredEvent, TxnKey,
 };
 pub use filters::FilterStore;
 pub use leases::{Fence, LeaseSession, LeaseStore};
@@ -43,6 +46,7 @@ pub use relations::{
     RelationRef, RelationStore, SearchHit, SearchOrder, SearchPage, SearchQuery, SearchRoom,
     SearchText, THREAD, ThreadRoot, ThreadSummary, index_of, search_words,
 };
+pub use reports::{NewReport, ReportRecord, ReportStore};
 pub use typing::{TypingNotice, TypingStore};
 
 /// Every domain at once: what an engine implements and a process opens.
@@ -51,7 +55,9 @@ pub trait Store:
     AccountStore
     + DeviceStore
     + EventStore
+    + EventTimeStore
     + AliasStore
+    + DirectoryStore
     + FilterStore
     + LeaseStore
     + MediaStore
@@ -60,6 +66,7 @@ pub trait Store:
     + TypingStore
     + NotificationStore
     + RelationStore
+    + ReportStore
     + Send
     + Sync
 {

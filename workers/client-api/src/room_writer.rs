@@ -119,7 +119,7 @@ impl ClientApi {
         if let Some(reason) = reason {
             content["reason"] = Value::String(reason.to_owned());
         }
-        if matches!(membership, "join" | "invite")
+        if matches!(membership, "join" | "invite" | "knock")
             && let Some(user) = self.store.user(target).await?
         {
             if let Some(name) = user.displayname {

@@ -5,16 +5,18 @@
 use std::sync::Arc;
 
 use myelin_http::Router;
+use ruma::api::client::voip::get_turn_server_info;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, account_data, admin, alias, device, discovery, filter, membership, message,
-    notifications, profile, push_rules, receipts, relations, room, search, session, state, typing,
-    upgrade,
+    account, account_data, admin, alias, device, directory, discovery, filter, knock, membership,
+    message, notifications, openid, profile, push_rules, receipts, relations, report, room, search,
+    session, space, state, threepid, timestamp, typing, upgrade, user_directory, voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
-    discovery::routes(api, router);
+    router.handle(api, discovery::versions);
+    router.handle(api, discovery::capabilities);
     session::routes(api, router);
     account::routes(api, router);
     admin::routes(api, router);
@@ -49,6 +51,25 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, relations::relating_with_rel_type_and_event_type);
     router.handle(api, relations::threads);
     router.handle(api, search::search);
+    router.handle(api, directory::get_public_rooms);
+    router.handle(api, directory::search_public_rooms);
+    router.handle(api, directory::get_visibility);
+    router.handle(api, directory::set_visibility);
+    router.handle(api, user_directory::search);
+    router.handle(api, report::report_event);
+    router.handle(api, report::report_room);
+    report::admin_routes(api, router);
+    router.handle(api, timestamp::event_at);
+    router.handle(api, openid::request_token);
+    router.handle(api, openid::userinfo);
+    router.handle(api, threepid::list);
+    router.handle(api, space::get);
+    router.handle(api, knock::knock);
+    // Answers `{}` when TURN is not configured, which ruma's type cannot say.
+    let turn_api = Arc::clone(api);
+    router.route_json::<get_turn_server_info::v3::Request, _, _>(move |context, request| {
+        voip::turn_server(Arc::clone(&turn_api), context, request)
+    });
     device::routes(api, router);
     profile::routes(api, router);
     alias::routes(api, router);

@@ -413,3 +413,35 @@ pub(super) async fn state_at_a_position_and_one_key_over_time(store: &dyn Store)
             .is_empty()
     );
 }
+
+/// Events found by the time they were sent, in both directions.
+pub(super) async fn events_by_time_in_both_directions(store: &dyn Store) {
+    // `chain` sends event n at 1000 + n.
+    let ids = chain(store, "!bytime:test", 4).await;
+    let found = |ts, direction, limit| async move {
+        store
+            .events_by_time("!bytime:test", ts, direction, limit)
+            .await
+            .expect("by time")
+            .into_iter()
+            .map(|event| event.event_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found(1002, Direction::Forward, 2).await, ids[2..4].to_vec());
+    assert_eq!(
+        found(1002, Direction::Backward, 2).await,
+        vec![ids[2].clone(), ids[1].clone()]
+    );
+    assert_eq!(
+        found(999, Direction::Backward, 5).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found(2000, Direction::Forward, 5).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found(2000, Direction::Backward, 1).await,
+        vec![ids[4].clone()]
+    );
+}

@@ -1,11 +1,16 @@
-//! `GET /_matrix/client/versions` and `GET /_matrix/client/v3/capabilities`.
+//! `GET /_matrix/client/versions` and `GET /_matrix/client/v3/capabilities`:
+//! what this server serves, and nothing it does not.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use myelin_http::Router;
+use myelin_http::{MatrixError, RequestContext};
 use myelin_room::{DEFAULT_ROOM_VERSION, STABLE_ROOM_VERSIONS};
+use ruma::RoomVersionId;
+use ruma::api::client::discovery::get_capabilities::v3::{
+    Capabilities, RoomVersionStability, RoomVersionsCapability, ThirdPartyIdChangesCapability,
+};
 use ruma::api::client::discovery::{get_capabilities, get_supported_versions};
-use serde_json::{Map, Value, json};
 
 use crate::ClientApi;
 
@@ -15,27 +20,36 @@ const SPEC_VERSIONS: &[&str] = &[
     "v1.9", "v1.10", "v1.11", "v1.12",
 ];
 
-pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
-    router.route_json::<get_supported_versions::Request, _, _>(|_, _| async {
-        Ok(json!({"versions": SPEC_VERSIONS, "unstable_features": {}}))
-    });
-    let api = Arc::clone(api);
-    router.route_json::<get_capabilities::v3::Request, _, _>(move |_, _| {
-        let default_version = api.default_room_version().to_owned();
-        async move {
-            let available: Map<String, Value> = STABLE_ROOM_VERSIONS
-                .iter()
-                .map(|v| ((*v).to_owned(), json!("stable")))
-                .collect();
-            Ok(json!({"capabilities": {
-                "m.change_password": {"enabled": true},
-                "m.room_versions": {"default": default_version, "available": available},
-                "m.set_displayname": {"enabled": true},
-                "m.set_avatar_url": {"enabled": true},
-                "m.3pid_changes": {"enabled": false},
-            }}))
-        }
-    });
+/// The spec versions; no unstable features are offered.
+pub(crate) async fn versions(
+    _api: Arc<ClientApi>,
+    _context: RequestContext,
+    _request: get_supported_versions::Request,
+) -> Result<get_supported_versions::Response, MatrixError> {
+    Ok(get_supported_versions::Response::new(
+        SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
+    ))
+}
+
+/// Password, display name and avatar changes work (the spec's default,
+/// left out); third-party identifiers cannot be added or removed; login
+/// tokens are not offered (the default again).
+pub(crate) async fn capabilities(
+    api: Arc<ClientApi>,
+    _context: RequestContext,
+    _request: get_capabilities::v3::Request,
+) -> Result<get_capabilities::v3::Response, MatrixError> {
+    let default = RoomVersionId::try_from(api.default_room_version())
+        .map_err(|error| MatrixError::internal(error.to_string()))?;
+    let available: BTreeMap<RoomVersionId, RoomVersionStability> = STABLE_ROOM_VERSIONS
+        .iter()
+        .filter_map(|version| RoomVersionId::try_from(*version).ok())
+        .map(|version| (version, RoomVersionStability::Stable))
+        .collect();
+    let mut capabilities = Capabilities::new();
+    capabilities.room_versions = RoomVersionsCapability::new(default, available);
+    capabilities.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
+    Ok(get_capabilities::v3::Response::new(capabilities))
 }
 
 impl ClientApi {

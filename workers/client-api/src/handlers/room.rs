@@ -252,6 +252,11 @@ impl ClientApi {
                 .create_alias(&alias, &created.room_id, &creator)
                 .await?;
         }
+        if public {
+            self.store
+                .set_room_published(&created.room_id, true)
+                .await?;
+        }
         Ok(json!({"room_id": created.room_id}))
     }
 }

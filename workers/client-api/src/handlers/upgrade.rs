@@ -96,6 +96,44 @@ fn new_create_content(
 }
 
 impl ClientApi {
+    /// Whether the user may send a state event of `event_type` in the room
+    /// now, as its power levels and creators stand.
+    pub(crate) async fn may_send_state_now(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        event_type: &str,
+    ) -> Result<bool, MatrixError> {
+        let room =
+            self.store.room(room_id).await?.ok_or_else(|| {
+                MatrixError::not_found("No known room with that ID on this server")
+            })?;
+        let version = RoomVersion::stable(&room.room_version)
+            .ok_or_else(|| MatrixError::internal("The room has an unknown version"))?;
+        let create = self
+            .store
+            .state_event(room_id, "m.room.create", "")
+            .await?
+            .ok_or_else(|| MatrixError::internal("The room has no create event"))?;
+        let creators = creators_of(
+            &create.sender,
+            &content_of(&create.pdu_json),
+            version.privileges_creators(),
+        );
+        let power_levels = self
+            .store
+            .state_event(room_id, "m.room.power_levels", "")
+            .await?
+            .map(|event| content_of(&event.pdu_json));
+        Ok(may_send_state(
+            power_levels.as_ref(),
+            &creators,
+            version.privileges_creators(),
+            user_id,
+            event_type,
+        ))
+    }
+
     async fn upgrade_room(
         &self,
         context: RequestContext,
@@ -242,6 +280,7 @@ impl ClientApi {
         )
         .await?;
         self.move_aliases(old_room_id, &new_room_id).await;
+        self.move_directory_listing(old_room_id, &new_room_id).await;
         if let Some(restricted) = old_power_levels.and_then(restricted_power_levels) {
             let event = template("m.room.power_levels", Some(""), restricted);
             if let Err(error) = self.send_event(old_room_id, &user_id, event, None).await {
@@ -249,6 +288,21 @@ impl ClientApi {
             }
         }
         Ok(json!({"replacement_room": new_room_id}))
+    }
+
+    /// A room published in the directory is replaced there by its
+    /// successor, as Synapse does; failures are logged.
+    async fn move_directory_listing(&self, old_room_id: &str, new_room_id: &str) {
+        let moved = async {
+            if self.store.room_published(old_room_id).await? {
+                self.store.set_room_published(new_room_id, true).await?;
+                self.store.set_room_published(old_room_id, false).await?;
+            }
+            Ok::<_, myelin_store::StoreError>(())
+        };
+        if let Err(error) = moved.await {
+            tracing::warn!(room_id = %old_room_id, %error, "could not move the directory listing to the upgraded room");
+        }
     }
 
     /// Points every local alias of the old room at the new one, keeping each

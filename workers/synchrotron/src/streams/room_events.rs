@@ -10,8 +10,10 @@ use myelin_store::{Direction, Membership, TokenOwner};
 use myelin_types::{StreamPosition, StreamToken};
 use ruma::OwnedRoomId;
 use ruma::api::client::sync::sync_events::v3::{
-    InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response, State, StateEvents, Timeline,
+    InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response, State,
+    StateEvents, Timeline,
 };
+use ruma::serde::Raw;
 use serde_json::Value;
 
 use super::{SyncRequest, raw};
@@ -88,6 +90,15 @@ pub(super) async fn fill(
                     .rooms
                     .invite
                     .insert(room_id, invited_room(sync, &membership).await?);
+                joined.news = true;
+            }
+            "knock" if changed_since => {
+                let mut state = KnockState::new();
+                state.events = stripped_state_with(sync, &membership).await?;
+                response
+                    .rooms
+                    .knock
+                    .insert(room_id, KnockedRoom::from(state));
                 joined.news = true;
             }
             "leave" | "ban"
@@ -247,6 +258,16 @@ async fn invited_room(
     sync: &Synchrotron,
     membership: &Membership,
 ) -> Result<InvitedRoom, MatrixError> {
+    let stripped = stripped_state_with(sync, membership).await?;
+    Ok(InvitedRoom::from(InviteState::from(stripped)))
+}
+
+/// The room's stripped state for someone outside it (invited or knocking),
+/// ending with their own membership event.
+async fn stripped_state_with<T>(
+    sync: &Synchrotron,
+    membership: &Membership,
+) -> Result<Vec<Raw<T>>, MatrixError> {
     let state = sync.store.current_state(&membership.room_id).await?;
     let mut stripped = Vec::new();
     for event in &state {
@@ -254,13 +275,13 @@ async fn invited_room(
             stripped.push(raw(&stripped_state_event(&event.pdu_json))?);
         }
     }
-    if let Some(invite) = state
+    if let Some(own) = state
         .iter()
         .find(|event| event.event_id == membership.event_id)
     {
-        stripped.push(raw(&stripped_state_event(&invite.pdu_json))?);
+        stripped.push(raw(&stripped_state_event(&own.pdu_json))?);
     }
-    Ok(InvitedRoom::from(InviteState::from(stripped)))
+    Ok(stripped)
 }
 
 async fn left_room(
