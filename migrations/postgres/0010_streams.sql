@@ -6,7 +6,7 @@ CREATE TABLE stream_counters (
     stream   TEXT PRIMARY KEY,
     position BIGINT NOT NULL
 );
-INSERT INTO stream_counters (stream, position) VALUES ('account_data', 0), ('receipts', 0);
+INSERT INTO stream_counters (stream, position) VALUES ('account_data', 0), ('receipts', 0), ('presence', 0);
 
 -- Per-user data kept for clients; room_id '' holds global data.
 CREATE TABLE account_data (
@@ -54,3 +54,13 @@ CREATE TABLE event_push_actions (
     PRIMARY KEY (user_id, room_id, position)
 );
 CREATE INDEX event_push_actions_by_user ON event_push_actions (user_id, position);
+
+-- Each user's presence as last set; status_msg NULL when none.
+CREATE TABLE presence (
+    user_id        TEXT PRIMARY KEY,
+    state          TEXT NOT NULL,
+    status_msg     TEXT,
+    last_active_ts BIGINT NOT NULL,
+    position       BIGINT NOT NULL
+);
+CREATE INDEX presence_by_position ON presence (position);

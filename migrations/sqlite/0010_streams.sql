@@ -4,7 +4,7 @@ CREATE TABLE stream_counters (
     stream   TEXT PRIMARY KEY,
     position INTEGER NOT NULL
 );
-INSERT INTO stream_counters (stream, position) VALUES ('account_data', 0), ('receipts', 0);
+INSERT INTO stream_counters (stream, position) VALUES ('account_data', 0), ('receipts', 0), ('presence', 0);
 
 -- Per-user data kept for clients; room_id '' holds global data.
 CREATE TABLE account_data (
@@ -52,3 +52,13 @@ CREATE TABLE event_push_actions (
     PRIMARY KEY (user_id, room_id, position)
 );
 CREATE INDEX event_push_actions_by_user ON event_push_actions (user_id, position);
+
+-- Each user's presence as last set; status_msg NULL when none.
+CREATE TABLE presence (
+    user_id        TEXT PRIMARY KEY,
+    state          TEXT NOT NULL,
+    status_msg     TEXT,
+    last_active_ts INTEGER NOT NULL,
+    position       INTEGER NOT NULL
+);
+CREATE INDEX presence_by_position ON presence (position);

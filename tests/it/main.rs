@@ -33,6 +33,7 @@ mod notifications;
 mod outage;
 mod persistence;
 mod postgres;
+mod presence;
 mod push_rules;
 mod relations;
 mod security;

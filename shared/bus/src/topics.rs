@@ -82,9 +82,17 @@ pub struct TypingChanged {
     pub until_ms: Option<i64>,
 }
 
+/// A user's presence changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceChanged {
+    pub user_id: String,
+    pub position: StreamPosition,
+}
+
 pub const ACCOUNT_DATA: Topic<AccountDataChanged> = Topic::new("stream.account_data");
 pub const RECEIPTS: Topic<ReceiptChanged> = Topic::new("stream.receipts");
 pub const TYPING: Topic<TypingChanged> = Topic::new("stream.typing");
+pub const PRESENCE: Topic<PresenceChanged> = Topic::new("stream.presence");
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ mod compose;
 mod filter;
 mod keys;
 mod pdu;
+pub mod presence;
 pub mod push;
 mod redact;
 mod resolve;

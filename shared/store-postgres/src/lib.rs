@@ -17,6 +17,7 @@ mod leases;
 mod media;
 mod migrations;
 mod notifications;
+mod presence;
 mod receipts;
 mod relations;
 mod reports;

@@ -55,6 +55,7 @@ pub async fn run_all(store: &dyn Store) {
     streams::receipts_replace_per_type_user_and_thread(store).await;
     streams::typing_notices_run_until_they_end(store).await;
     streams::unread_counts_follow_push_actions_and_receipts(store).await;
+    streams::presence_changes_read_by_position(store).await;
     relations::relations_are_indexed_and_paginated(store).await;
     relations::threads_list_by_latest_reply(store).await;
     relations::search_finds_words_in_allowed_rooms(store).await;

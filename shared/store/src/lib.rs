@@ -16,6 +16,7 @@ mod filters;
 mod leases;
 mod media;
 mod notifications;
+mod presence;
 mod receipts;
 mod relations;
 mod reports;
@@ -40,6 +41,7 @@ pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, Th
 pub use notifications::{
     MAIN_THREAD, NotificationRecord, NotificationStore, PushAction, RoomUnread, UnreadCounts,
 };
+pub use presence::{PresenceRecord, PresenceStore, PresenceUpdate};
 pub use receipts::{NewReceipt, Receipt, ReceiptStore};
 pub use relations::{
     EventIndex, MAX_RELATION_DEPTH, MAX_RELATION_KEY_BYTES, MAX_SEARCH_WORDS, RelationQuery,
@@ -65,6 +67,7 @@ pub trait Store:
     + ReceiptStore
     + TypingStore
     + NotificationStore
+    + PresenceStore
     + RelationStore
     + ReportStore
     + Send

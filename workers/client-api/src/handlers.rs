@@ -13,6 +13,7 @@ pub(crate) mod membership;
 pub(crate) mod message;
 pub(crate) mod notifications;
 pub(crate) mod openid;
+pub(crate) mod presence;
 pub(crate) mod profile;
 pub(crate) mod push_rules;
 pub(crate) mod receipts;

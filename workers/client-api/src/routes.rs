@@ -10,8 +10,9 @@ use ruma::api::client::voip::get_turn_server_info;
 use crate::ClientApi;
 use crate::handlers::{
     account, account_data, admin, alias, device, directory, discovery, filter, knock, membership,
-    message, notifications, openid, profile, push_rules, receipts, relations, report, room, search,
-    session, space, state, threepid, timestamp, typing, upgrade, user_directory, voip,
+    message, notifications, openid, presence, profile, push_rules, receipts, relations, report,
+    room, search, session, space, state, threepid, timestamp, typing, upgrade, user_directory,
+    voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -38,6 +39,8 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, typing::set);
     router.handle(api, push_rules::get_all);
     router.handle(api, notifications::list);
+    router.handle(api, presence::set);
+    router.handle(api, presence::get);
     router.handle(api, push_rules::get_global);
     router.handle(api, push_rules::get_rule);
     router.handle(api, push_rules::set_rule);

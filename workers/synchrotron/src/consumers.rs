@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use myelin_bus::messages::{self, PersistedEvent};
 use myelin_bus::subjects;
-use myelin_bus::topics::{self, AccountDataChanged, ReceiptChanged, TypingChanged};
+use myelin_bus::topics::{
+    self, AccountDataChanged, PresenceChanged, ReceiptChanged, TypingChanged,
+};
 use myelin_process::Shutdown;
 use myelin_types::now_millis;
 
@@ -26,6 +28,7 @@ pub(crate) async fn wake_on_changes(
     let mut account_data = topics::ACCOUNT_DATA.subscribe(sync.bus.as_ref()).await?;
     let mut receipts = topics::RECEIPTS.subscribe(sync.bus.as_ref()).await?;
     let mut typing = topics::TYPING.subscribe(sync.bus.as_ref()).await?;
+    let mut presence = topics::PRESENCE.subscribe(sync.bus.as_ref()).await?;
     // Subscribed first, so no notice falls between the read and the feed.
     sync.learn_typing().await;
     let mut backstop = tokio::time::interval(BACKSTOP);
@@ -71,6 +74,12 @@ pub(crate) async fn wake_on_changes(
                     sync.wake_room(&room_id).await;
                 }
             }
+            change = presence.next() => {
+                let Some(PresenceChanged { user_id, .. }) = change else {
+                    anyhow::bail!("the bus closed the presence subscription");
+                };
+                sync.wake_sharing_a_room_with(&user_id).await;
+            }
             change = typing.next() => {
                 let Some(TypingChanged { room_id, user_id, until_ms }) = change else {
                     anyhow::bail!("the bus closed the typing subscription");
@@ -99,6 +108,22 @@ impl Synchrotron {
             Err(error) => {
                 tracing::warn!(%error, "cannot read room members; waking everyone");
                 self.members.clear();
+                self.waiters.wake_everyone();
+            }
+        }
+    }
+
+    /// Wakes the user and everyone joined to a room with them.
+    async fn wake_sharing_a_room_with(&self, user_id: &str) {
+        self.waiters.wake(user_id);
+        match self.store.memberships_of_user(user_id).await {
+            Ok(memberships) => {
+                for membership in memberships.iter().filter(|m| m.membership == "join") {
+                    self.wake_room(&membership.room_id).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a user's rooms; waking everyone");
                 self.waiters.wake_everyone();
             }
         }

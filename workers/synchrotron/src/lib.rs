@@ -16,7 +16,7 @@ use myelin_process::{Deps, Role, Shutdown};
 use myelin_store::Store;
 
 use crate::members::RoomMembers;
-use crate::streams::TypingRooms;
+use crate::streams::{ActivityMarks, TypingRooms};
 use crate::timelines::Timelines;
 use crate::waiters::Waiters;
 
@@ -27,6 +27,9 @@ pub struct Synchrotron {
     members: RoomMembers,
     timelines: Timelines,
     typing: TypingRooms,
+    activity: ActivityMarks,
+    /// `presence.enabled`: without it no presence is recorded or sent.
+    presence_enabled: bool,
     /// Timeline reads by where they were answered: `cache` or `store`.
     timeline_reads: prometheus::IntCounterVec,
     /// Set when the process drains: long-polls answer at once.
@@ -41,6 +44,8 @@ pub fn role(deps: &Deps) -> Arc<Synchrotron> {
         members: RoomMembers::default(),
         timelines: Timelines::default(),
         typing: TypingRooms::default(),
+        activity: ActivityMarks::default(),
+        presence_enabled: deps.config.presence.enabled,
         timeline_reads: timeline_reads_metric(&deps.registry),
         stopping: std::sync::atomic::AtomicBool::new(false),
     })

@@ -8,6 +8,7 @@
 //! (see `consumers.rs`), and a provider file here called from [`collect`].
 
 mod account_data;
+mod presence;
 mod push_counts;
 mod receipts;
 mod room_events;
@@ -21,6 +22,7 @@ use ruma::api::client::sync::sync_events::v3::Response;
 use ruma::serde::Raw;
 use serde::Serialize;
 
+pub(crate) use presence::ActivityMarks;
 pub(crate) use typing::TypingRooms;
 
 use crate::Synchrotron;
@@ -41,7 +43,7 @@ impl Synchrotron {
             account_data: self.store.max_account_data_position().await?,
             receipts: self.store.max_receipt_position().await?,
             typing: self.typing.position(),
-            presence: Default::default(),
+            presence: self.store.max_presence_position().await?,
         })
     }
 
@@ -58,6 +60,7 @@ impl Synchrotron {
         news |= account_data::fill(self, request, &joined.rooms, upto, &mut response).await?;
         news |= receipts::fill(self, request, &joined.rooms, upto, &mut response).await?;
         news |= typing::fill(self, request, &joined.rooms, upto, &mut response)?;
+        news |= presence::fill(self, request, &joined.rooms, upto, &mut response).await?;
         push_counts::fill(self, request, &joined.rooms, &mut response).await?;
         Ok((response, news))
     }

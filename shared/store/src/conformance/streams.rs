@@ -281,3 +281,79 @@ pub(super) async fn unread_counts_follow_push_actions_and_receipts(store: &dyn S
     assert_eq!(older.len(), 1);
     assert_eq!(older[0].event.event_id, ids[1]);
 }
+
+pub(super) async fn presence_changes_read_by_position(store: &dyn Store) {
+    use crate::PresenceUpdate;
+    let update = |user: &str, state: &str, message: Option<Option<&str>>, ts: i64| PresenceUpdate {
+        user_id: user.to_owned(),
+        state: state.to_owned(),
+        status_msg: message.map(|message| message.map(str::to_owned)),
+        last_active_ts: ts,
+    };
+    let start = store.max_presence_position().await.expect("position");
+    let first = store
+        .set_presence(update("@p1:c", "online", Some(Some("lunch")), 10))
+        .await
+        .expect("set");
+    let second = store
+        .set_presence(update("@p2:c", "unavailable", None, 20))
+        .await
+        .expect("set");
+    let third = store
+        .set_presence(update("@p1:c", "offline", None, 30))
+        .await
+        .expect("set");
+    assert!(start < first && first < second && second < third);
+    assert_eq!(
+        store.max_presence_position().await.expect("position"),
+        third
+    );
+    let p1 = store
+        .presence("@p1:c")
+        .await
+        .expect("read")
+        .expect("a record");
+    assert_eq!(
+        (
+            p1.state.as_str(),
+            p1.status_msg.as_deref(),
+            p1.last_active_ts
+        ),
+        ("offline", Some("lunch"), 30),
+        "a change without a message keeps the message"
+    );
+    store
+        .set_presence(update("@p1:c", "online", Some(None), 40))
+        .await
+        .expect("clear the message");
+    assert_eq!(
+        store
+            .presence("@p1:c")
+            .await
+            .expect("read")
+            .expect("a record")
+            .status_msg,
+        None
+    );
+    let users = ["@p1:c".to_owned(), "@p2:c".to_owned(), "@p3:c".to_owned()];
+    let now = store.max_presence_position().await.expect("position");
+    let all = store
+        .presence_changes(&users, None, now)
+        .await
+        .expect("all");
+    let order: Vec<&str> = all.iter().map(|record| record.user_id.as_str()).collect();
+    assert_eq!(order, ["@p2:c", "@p1:c"]);
+    let recent = store
+        .presence_changes(&users, Some(third), now)
+        .await
+        .expect("since");
+    assert_eq!(recent.len(), 1);
+    assert!(
+        store
+            .presence_changes(&["@p2:c".to_owned()], Some(second), now)
+            .await
+            .expect("since")
+            .is_empty()
+    );
+    assert_eq!(store.presence("@nobody:c").await.expect("read"), None);
+}

@@ -30,6 +30,7 @@ pub(crate) async fn sync(
         None => None,
     };
     let filter = sync.filter(&user.user_id, request.filter.as_ref()).await?;
+    sync.mark_active(&user.user_id, &request.set_presence).await;
     let parsed = SyncRequest {
         user,
         since,
