@@ -7,6 +7,7 @@ mod directories;
 mod edge;
 mod endpoints;
 mod integrity;
+mod per_user;
 mod privacy;
 mod relations;
 mod sessions;
