@@ -36,6 +36,7 @@ mod postgres;
 mod presence;
 mod push_rules;
 mod relations;
+mod rust_sdk;
 mod security;
 mod split;
 mod streams;

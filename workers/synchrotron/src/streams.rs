@@ -33,6 +33,8 @@ pub(crate) struct SyncRequest {
     pub(crate) since: Option<SyncToken>,
     pub(crate) filter: SyncFilter,
     pub(crate) full_state: bool,
+    /// Answer `state_after` rather than `state`.
+    pub(crate) use_state_after: bool,
 }
 
 impl Synchrotron {

@@ -36,6 +36,7 @@ pub(crate) async fn sync(
         since,
         filter,
         full_state: request.full_state,
+        use_state_after: request.use_state_after,
     };
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;

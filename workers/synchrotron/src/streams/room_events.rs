@@ -8,12 +8,12 @@ use myelin_http::MatrixError;
 use myelin_room::{HistoryView, content_text, stored_client_event, stripped_state_event};
 use myelin_store::{Direction, Membership, TokenOwner};
 use myelin_types::{StreamPosition, StreamToken};
-use ruma::OwnedRoomId;
 use ruma::api::client::sync::sync_events::v3::{
-    InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response, State,
-    StateEvents, Timeline,
+    InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response, RoomSummary,
+    State, StateEvents, Timeline,
 };
 use ruma::serde::Raw;
+use ruma::{OwnedRoomId, OwnedUserId, UInt};
 use serde_json::Value;
 
 use super::{SyncRequest, raw};
@@ -152,11 +152,15 @@ async fn joined_room(
     }
     let viewer = viewer_of(user);
     let in_timeline: HashSet<&str> = recent.iter().map(|event| event.event_id.as_str()).collect();
-    let include_state = newly_joined || request.full_state || limited;
+    // `state` is the state before the timeline: what the timeline does
+    // not show. `state_after` (asked with `use_state_after`) is every state
+    // change up to the end of the timeline, shown there or not.
+    let after = request.use_state_after;
+    let include_state = newly_joined || request.full_state || limited || after;
     let mut state = Vec::new();
     if include_state {
         for event in sync.store.current_state(room_id).await? {
-            let wanted = !in_timeline.contains(event.event_id.as_str())
+            let wanted = (after || !in_timeline.contains(event.event_id.as_str()))
                 && (newly_joined
                     || request.full_state
                     || since.is_none_or(|since| event.position > since))
@@ -195,8 +199,55 @@ async fn joined_room(
     }
     let mut room = JoinedRoom::new();
     room.timeline = timeline;
-    room.state = State::Before(StateEvents::with_events(state));
+    let members_changed = recent
+        .iter()
+        .any(|event| event.event_type == "m.room.member");
+    if newly_joined || request.full_state || members_changed {
+        room.summary = summary(sync, room_id, &user.user_id).await?;
+    }
+    let state = StateEvents::with_events(state);
+    room.state = if after {
+        State::After(state)
+    } else {
+        State::Before(state)
+    };
     Ok(Some(room))
+}
+
+/// Heroes are named in the summary up to this many.
+const MAX_HEROES: usize = 5;
+
+/// Member counts and the members a client names an unnamed room after.
+async fn summary(
+    sync: &Synchrotron,
+    room_id: &str,
+    user_id: &str,
+) -> Result<RoomSummary, MatrixError> {
+    let memberships = sync.store.room_memberships(room_id).await?;
+    let count = |kind: &str| {
+        memberships
+            .iter()
+            .filter(|membership| membership.membership == kind)
+            .count()
+    };
+    let mut summary = RoomSummary::new();
+    summary.joined_member_count = UInt::try_from(count("join") as u64).ok();
+    summary.invited_member_count = UInt::try_from(count("invite") as u64).ok();
+    let mut heroes: Vec<&str> = memberships
+        .iter()
+        .filter(|membership| {
+            membership.user_id != user_id
+                && (membership.membership == "join" || membership.membership == "invite")
+        })
+        .map(|membership| membership.user_id.as_str())
+        .collect();
+    heroes.sort_unstable();
+    summary.heroes = heroes
+        .into_iter()
+        .take(MAX_HEROES)
+        .filter_map(|hero| OwnedUserId::try_from(hero).ok())
+        .collect();
+    Ok(summary)
 }
 
 fn viewer_of(user: &TokenOwner) -> Option<(&str, &str)> {
