@@ -19,6 +19,7 @@
 //! A failing test keeps its server's data directory and logs under the
 //! system temp dir and prints where.
 
+mod admin;
 mod client;
 mod errors;
 mod flows;

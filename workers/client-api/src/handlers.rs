@@ -13,3 +13,4 @@ pub(crate) mod room;
 pub(crate) mod session;
 pub(crate) mod state;
 pub(crate) mod upgrade;
+pub(crate) mod user_admin;

@@ -9,7 +9,7 @@ use myelin_http::Router;
 use crate::ClientApi;
 use crate::handlers::{
     account, admin, alias, device, discovery, filter, membership, message, profile, room, session,
-    state, upgrade,
+    state, upgrade, user_admin,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -17,6 +17,8 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     session::routes(api, router);
     account::routes(api, router);
     admin::routes(api, router);
+    router.handle(api, user_admin::get_admin);
+    router.handle(api, user_admin::set_admin);
     room::routes(api, router);
     membership::routes(api, router);
     message::routes(api, router);
