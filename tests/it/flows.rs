@@ -454,6 +454,34 @@ fn find_id(events: &Value, event_id: &str) -> Value {
         .unwrap_or_else(|| panic!("{event_id} missing from {events}"))
 }
 
+/// `default_identity_server` in homeserver.yaml is advertised in the client
+/// `.well-known` as `m.identity_server`, next to `m.homeserver`.
+#[tokio::test]
+async fn well_known_advertises_the_default_identity_server() {
+    let server = Server::builder()
+        .edit_config(
+            "listeners:\n",
+            "public_baseurl: \"https://matrix.it.test/\"\n\
+             default_identity_server: \"https://id.it.test\"\n\
+             listeners:\n",
+        )
+        .start()
+        .await;
+    let well_known = server.client().get("/.well-known/matrix/client").await.ok();
+    assert_eq!(
+        well_known,
+        json!({
+            "m.homeserver": {"base_url": "https://matrix.it.test/"},
+            "m.identity_server": {"base_url": "https://id.it.test"},
+        })
+    );
+    assert!(
+        !server.logs().contains("default_identity_server"),
+        "the key was reported as unknown: {}",
+        server.logs()
+    );
+}
+
 /// `/members?at=` answers with the members at that point, not now.
 #[tokio::test]
 async fn members_at_a_token_are_the_members_then() {
