@@ -223,6 +223,10 @@ async fn a_registration_nonce_is_good_for_one_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_a_registration_nonce_is_good_for_one_attempt_on_any_replica() {
     let Some(settings) = split::settings() else {
         return;
