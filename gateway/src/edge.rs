@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use myelin_config::Config;
 use myelin_http::{MatrixError, Router, json_response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const STATIC_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Myelin is running</title></head>\
 <body><h1>Myelin is running</h1><p>This Matrix homeserver is up. Point a Matrix client at this address to use it.</p></body></html>\n";
@@ -21,21 +21,62 @@ pub fn add_edge_routes(router: &mut Router, config: &Config) {
             Ok(response)
         });
     }
-    let base_url = config.public_baseurl.clone();
+    let well_known = client_well_known(config);
     router.raw(
         Method::GET,
         "/.well-known/matrix/client",
         false,
         move |_, _, _| {
-            let base_url = base_url.clone();
+            let well_known = well_known.clone();
             async move {
-                let base_url = base_url
+                let well_known = well_known
                     .ok_or_else(|| MatrixError::not_found("No .well-known client configuration"))?;
-                Ok(json_response(
-                    StatusCode::OK,
-                    &json!({"m.homeserver": {"base_url": base_url}}),
-                ))
+                Ok(json_response(StatusCode::OK, &well_known))
             }
         },
     );
+}
+
+/// `/.well-known/matrix/client`: the homeserver clients should use and, when
+/// configured, the identity server; nothing without a `public_baseurl`.
+fn client_well_known(config: &Config) -> Option<Value> {
+    let base_url = config.public_baseurl.as_deref()?;
+    let mut well_known = json!({"m.homeserver": {"base_url": base_url}});
+    if let Some(identity_server) = config
+        .default_identity_server
+        .as_deref()
+        .filter(|url| !url.trim().is_empty())
+    {
+        well_known["m.identity_server"] = json!({"base_url": identity_server});
+    }
+    Some(well_known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_server_is_advertised_when_configured() {
+        let mut config = Config {
+            default_identity_server: Some("https://id.example.org".to_owned()),
+            ..Config::default()
+        };
+        assert_eq!(client_well_known(&config), None, "no public_baseurl");
+        config.public_baseurl = Some("https://matrix.example.org/".to_owned());
+        assert_eq!(
+            client_well_known(&config),
+            Some(json!({
+                "m.homeserver": {"base_url": "https://matrix.example.org/"},
+                "m.identity_server": {"base_url": "https://id.example.org"},
+            }))
+        );
+        for unset in [None, Some(String::new())] {
+            config.default_identity_server = unset;
+            assert_eq!(
+                client_well_known(&config),
+                Some(json!({"m.homeserver": {"base_url": "https://matrix.example.org/"}}))
+            );
+        }
+    }
 }

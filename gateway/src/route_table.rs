@@ -99,6 +99,10 @@ mod tests {
             role_for("/_synapse/admin/v1/register"),
             Some(RouteRole::ClientApi)
         );
+        assert_eq!(
+            role_for("/_synapse/admin/v1/users/@a:hs/admin"),
+            Some(RouteRole::ClientApi)
+        );
         assert_eq!(role_for("/_matrix/static/"), Some(RouteRole::Edge));
         assert_eq!(role_for("/metrics"), None);
     }

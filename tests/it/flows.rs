@@ -355,6 +355,133 @@ async fn cached_timelines_follow_redactions() {
     );
 }
 
+/// A redacted event carries its redaction as `unsigned.redacted_because`
+/// wherever it is served: `/event`, `/messages`, `/context`, and `/sync`
+/// both from the store (initial) and from the synchrotron's cache.
+#[tokio::test]
+async fn redacted_events_carry_their_redaction_everywhere() {
+    let server = Server::builder().open_registration().start().await;
+    let alice = server.client().register("alice", ALICE_PASSWORD).await;
+    let room_id = alice.create_room(&json!({"preset": "private_chat"})).await;
+    let start = next_batch(&alice.sync(None, 0).await);
+    let kept = alice.send_text(&room_id, "kept").await;
+    let target = alice.send_text(&room_id, "to be redacted").await;
+    // Served once before the redaction, so the synchrotron caches it intact.
+    let cached = alice.sync(Some(&start), 0).await;
+    assert_eq!(
+        event_ids(timeline(&cached, &room_id)),
+        vec![kept.clone(), target.clone()]
+    );
+    let redaction = alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/redact-because-1",
+                encode(&room_id),
+                encode(&target)
+            ),
+            &json!({"reason": "off topic"}),
+        )
+        .await
+        .ok();
+    let redaction_id = event_id_of(&redaction);
+    let alice_id = server.user_id("alice");
+    let check = |where_: &str, event: &Value| {
+        assert_eq!(event["event_id"], target.as_str(), "{where_}: {event}");
+        assert_eq!(event["content"], json!({}), "{where_}: not pruned: {event}");
+        let because = &event["unsigned"]["redacted_because"];
+        assert_eq!(
+            because["event_id"],
+            redaction_id.as_str(),
+            "{where_}: {event}"
+        );
+        assert_eq!(because["type"], "m.room.redaction", "{where_}: {event}");
+        assert_eq!(because["room_id"], room_id.as_str(), "{where_}: {event}");
+        assert_eq!(because["sender"], alice_id.as_str(), "{where_}: {event}");
+        assert_eq!(because["redacts"], target.as_str(), "{where_}: {event}");
+        assert_eq!(
+            because["content"]["reason"], "off topic",
+            "{where_}: {event}"
+        );
+        assert!(because["origin_server_ts"].is_i64(), "{where_}: {event}");
+        assert!(because.get("signatures").is_none(), "{where_}: {event}");
+    };
+
+    let event = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            encode(&room_id),
+            encode(&target)
+        ))
+        .await
+        .ok();
+    check("/event", &event);
+
+    let messages = alice.messages(&room_id, "b", None, 20).await;
+    check("/messages", &find_id(&messages["chunk"], &target));
+
+    let context = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/context/{}?limit=4",
+            encode(&room_id),
+            encode(&target)
+        ))
+        .await
+        .ok();
+    check("/context", &context["event"]);
+    let kept_event = find_id(&context["events_before"], &kept);
+    assert!(
+        kept_event["unsigned"].get("redacted_because").is_none(),
+        "an intact event carries a redaction: {context}"
+    );
+
+    let initial = alice.sync(None, 0).await;
+    check(
+        "initial /sync",
+        &find_id(timeline(&initial, &room_id), &target),
+    );
+    let incremental = alice.sync(Some(&start), 0).await;
+    check(
+        "incremental /sync",
+        &find_id(timeline(&incremental, &room_id), &target),
+    );
+}
+
+fn find_id(events: &Value, event_id: &str) -> Value {
+    events
+        .as_array()
+        .and_then(|events| events.iter().find(|event| event["event_id"] == event_id))
+        .cloned()
+        .unwrap_or_else(|| panic!("{event_id} missing from {events}"))
+}
+
+/// `default_identity_server` in homeserver.yaml is advertised in the client
+/// `.well-known` as `m.identity_server`, next to `m.homeserver`.
+#[tokio::test]
+async fn well_known_advertises_the_default_identity_server() {
+    let server = Server::builder()
+        .edit_config(
+            "listeners:\n",
+            "public_baseurl: \"https://matrix.it.test/\"\n\
+             default_identity_server: \"https://id.it.test\"\n\
+             listeners:\n",
+        )
+        .start()
+        .await;
+    let well_known = server.client().get("/.well-known/matrix/client").await.ok();
+    assert_eq!(
+        well_known,
+        json!({
+            "m.homeserver": {"base_url": "https://matrix.it.test/"},
+            "m.identity_server": {"base_url": "https://id.it.test"},
+        })
+    );
+    assert!(
+        !server.logs().contains("default_identity_server"),
+        "the key was reported as unknown: {}",
+        server.logs()
+    );
+}
+
 /// `/members?at=` answers with the members at that point, not now.
 #[tokio::test]
 async fn members_at_a_token_are_the_members_then() {

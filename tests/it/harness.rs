@@ -268,6 +268,11 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's homeserver.yaml (for `myelin <command> -c`).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     /// `@local:server_name`.
     pub fn user_id(&self, local: &str) -> String {
         format!("@{local}:{}", self.server_name)

@@ -92,6 +92,7 @@ pub(crate) async fn venv() -> PathBuf {
 }
 
 #[tokio::test]
+#[cfg_attr(myelin_skip_interop, ignore = "MYELIN_SKIP_INTEROP=1")]
 async fn matrix_nio_runs_the_end_to_end_flow() {
     if let Some(reason) = skip_reason() {
         println!("skipped: {reason}");
@@ -114,6 +115,7 @@ async fn matrix_nio_runs_the_end_to_end_flow() {
 }
 
 #[tokio::test]
+#[cfg_attr(myelin_skip_interop, ignore = "MYELIN_SKIP_INTEROP=1")]
 async fn synapse_register_new_matrix_user_creates_an_admin() {
     if let Some(reason) = skip_reason() {
         println!("skipped: {reason}");

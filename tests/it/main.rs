@@ -8,17 +8,20 @@
 //!   build it yourself after changing the server, the tests do not rebuild
 //!   an existing binary).
 //! - `MYELIN_TEST_POSTGRES_URL`: a PostgreSQL server the tests may create
-//!   and drop databases on; without it the PostgreSQL test is skipped.
+//!   and drop databases on; without it the PostgreSQL tests are reported
+//!   as ignored (the variables are read when the tests are built, see
+//!   `build.rs`, and again when they run).
 //! - `MYELIN_TEST_NATS_URL`: NATS with JetStream; with both URLs set, the
 //!   split-deployment tests (`split.rs`, `outage.rs`) run the topology of
 //!   `scripts/split-up.sh`.
-//! - `MYELIN_SKIP_INTEROP=1`: skip the Python interop tests.
+//! - `MYELIN_SKIP_INTEROP=1`: the Python interop tests are ignored.
 //! - `MYELIN_VENV`: where `tests/interop/setup-venv.sh` keeps its venv.
 //! - `MYELIN_LOG`: the servers' log filter.
 //!
 //! A failing test keeps its server's data directory and logs under the
 //! system temp dir and prints where.
 
+mod admin;
 mod client;
 mod directories;
 mod endpoints;

@@ -313,6 +313,10 @@ async fn sends_fail_clearly_then_recover(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_nats_outage_gives_503_then_recovers() {
     let Some((postgres, _)) = settings() else {
         return;
@@ -330,6 +334,10 @@ async fn split_nats_outage_gives_503_then_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_postgres_outage_gives_503_then_recovers() {
     let Some((postgres, nats)) = settings() else {
         return;

@@ -43,6 +43,10 @@ async fn admin_connection(url: &str) -> tokio_postgres::Client {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(myelin_test_postgres),
+    ignore = "set MYELIN_TEST_POSTGRES_URL to run"
+)]
 async fn postgres_single_process_flow_and_restart() {
     let Ok(admin_url) = std::env::var(URL_VAR) else {
         println!("skipped: {URL_VAR} not set");

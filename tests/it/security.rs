@@ -3,6 +3,7 @@
 //! must be refused whole. Each new endpoint gets its cross-user and
 //! bad-input cases here.
 
+mod admin;
 mod directories;
 mod edge;
 mod endpoints;

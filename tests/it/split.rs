@@ -1103,6 +1103,10 @@ pub(crate) async fn ready_status(url: &str) -> (u16, String) {
 
 /// matrix-nio, a client we did not write, through traefik and the gateway.
 #[tokio::test]
+#[cfg_attr(
+    any(not(all(myelin_test_postgres, myelin_test_nats)), myelin_skip_interop),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL (and not MYELIN_SKIP_INTEROP=1) to run"
+)]
 async fn split_matrix_nio_runs_the_flow_through_traefik() {
     let Some(settings) = settings() else { return };
     if let Some(reason) = interop::skip_reason() {
@@ -1128,6 +1132,10 @@ async fn split_matrix_nio_runs_the_flow_through_traefik() {
 /// A retry that reaches another client-api replica gets the event of the
 /// first try; also when both tries are in flight at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_txn_id_retry_on_another_client_api_gives_the_same_event() {
     let Some(settings) = settings() else { return };
     let split = Split::up(&settings).await;
@@ -1204,6 +1212,10 @@ async fn split_txn_id_retry_on_another_client_api_gives_the_same_event() {
 /// following with incremental syncs through the gateway sees every event
 /// exactly once, in the order /messages gives every member, and no room forks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_many_senders_many_rooms_one_order_no_forks() {
     const USERS: usize = 4;
     const ROOMS: usize = 4;
@@ -1225,6 +1237,10 @@ async fn split_many_senders_many_rooms_one_order_no_forks() {
 /// acknowledged event is in the history of every member, in one order; a
 /// persister started afterwards becomes ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_persister_killed_under_load_loses_nothing() {
     let Some(settings) = settings() else { return };
     let mut split = Split::up(&settings).await;
@@ -1272,6 +1288,10 @@ async fn split_persister_killed_under_load_loses_nothing() {
 /// retry through the gateway lands on the other replica, from the same
 /// since token, and gets every event exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_synchrotron_killed_mid_long_poll_retry_gets_everything() {
     let Some(settings) = settings() else { return };
     let split = Split::up(&settings).await;
@@ -1419,6 +1439,10 @@ pub(crate) fn timeline_ids(sync: &Value, room_id: &str) -> Vec<String> {
 /// A third persister joins while sends run: partitions move to it, every
 /// send is eventually acknowledged, nothing is lost or doubled, no fork.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_third_persister_joins_under_load_without_forks() {
     let Some(settings) = settings() else { return };
     let mut split = Split::up(&settings).await;
@@ -1453,6 +1477,10 @@ async fn split_third_persister_joins_under_load_without_forks() {
 /// its in-flight writes, and the client API resends a request that finds no
 /// writer, so every send should be acknowledged on its first attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_planned_persister_handovers_fail_no_send() {
     let Some(settings) = settings() else { return };
     let mut split = Split::up(&settings).await;
@@ -1503,6 +1531,10 @@ async fn split_planned_persister_handovers_fail_no_send() {
 /// media replicas share: the gateway and every replica serve it, and a
 /// thumbnail made behind the gateway has the size asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_media_uploaded_through_the_gateway_is_served_by_every_replica() {
     let Some(settings) = settings() else { return };
     // A small upload limit, so a body past it is cheap to send.

@@ -11,6 +11,9 @@ pub struct Config {
     pub server_name: String,
     /// The URL clients reach us at (`/.well-known/matrix/client`).
     pub public_baseurl: Option<String>,
+    /// The identity server clients are told of, as `m.identity_server` in
+    /// `/.well-known/matrix/client` (Synapse's key).
+    pub default_identity_server: Option<String>,
     pub listeners: Vec<Listener>,
     pub database: DatabaseConfig,
     pub bus: BusConfig,
@@ -76,6 +79,7 @@ impl Default for Config {
         Config {
             server_name: String::new(),
             public_baseurl: None,
+            default_identity_server: None,
             listeners: vec![Listener::default()],
             database: DatabaseConfig::default(),
             bus: BusConfig::default(),
@@ -542,6 +546,7 @@ pub enum LogLevel {
 const KNOWN_KEYS: &[&str] = &[
     "server_name",
     "public_baseurl",
+    "default_identity_server",
     "listeners",
     "database",
     "bus",

@@ -730,10 +730,11 @@ fn into_http_response<T: OutgoingResponse>(
     Ok(response.map(Bytes::from))
 }
 
-/// Checks a JSON body before ruma parses it: too deep is `M_BAD_JSON`, not
-/// JSON at all is `M_NOT_JSON` (whatever the content type claims), and an
-/// empty `POST`/`PUT` body reads as `{}`, since clients leave it out where
-/// every field is optional.
+/// Checks a JSON body before ruma parses it: too deep, or JSON but no object
+/// (every Matrix request body is one; serde would read an array into a
+/// struct field by field) is `M_BAD_JSON`, not JSON at all is `M_NOT_JSON`
+/// (whatever the content type claims), and an empty `POST`/`PUT` body reads
+/// as `{}`, since clients leave it out where every field is optional.
 fn prepare_json_body(
     json_body: bool,
     request: http::Request<Bytes>,
@@ -746,8 +747,11 @@ fn prepare_json_body(
         return Ok(request.map(|_| Bytes::from_static(b"{}")));
     }
     crate::check_json_depth(request.body()).map_err(MatrixError::bad_json)?;
-    serde_json::from_slice::<&serde_json::value::RawValue>(request.body())
+    let raw = serde_json::from_slice::<&serde_json::value::RawValue>(request.body())
         .map_err(|error| MatrixError::not_json(format!("Content not JSON: {error}")))?;
+    if !raw.get().starts_with('{') {
+        return Err(MatrixError::bad_json("Content must be a JSON object"));
+    }
     Ok(request)
 }
 
@@ -941,6 +945,40 @@ mod tests {
             ))
         });
         router
+    }
+
+    #[test]
+    fn json_bodies_must_be_objects() {
+        let body = |method: Method, text: &'static str| {
+            let request = http::Request::builder()
+                .method(method)
+                .uri("/x")
+                .body(Bytes::from_static(text.as_bytes()))
+                .expect("request");
+            prepare_json_body(true, request).map(|request| request.into_body())
+        };
+        for good in [r#"{"admin":true}"#, r#"  {} "#] {
+            assert_eq!(body(Method::PUT, good).expect(good), good.as_bytes());
+        }
+        assert_eq!(&body(Method::POST, " \n").expect("empty")[..], b"{}");
+        for (bad, errcode) in [
+            ("[true]", "M_BAD_JSON"),
+            ("true", "M_BAD_JSON"),
+            ("null", "M_BAD_JSON"),
+            ("1", "M_BAD_JSON"),
+            (r#""{}""#, "M_BAD_JSON"),
+            ("not json", "M_NOT_JSON"),
+            ("{", "M_NOT_JSON"),
+        ] {
+            let error = body(Method::PUT, bad).expect_err(bad);
+            assert_eq!(
+                (error.status, &*error.errcode),
+                (StatusCode::BAD_REQUEST, errcode),
+                "{bad}"
+            );
+        }
+        // Reads carry no body to check.
+        assert!(body(Method::GET, "[1]").is_ok());
     }
 
     #[tokio::test]

@@ -11,10 +11,12 @@ use crate::{Deps, Role};
 /// Exit code for bad usage or configuration (sysexits' EX_USAGE).
 const EX_USAGE: u8 = 64;
 
-/// Reads `-c PATH` (or `MYELIN_CONFIG_PATH`, or `/data/homeserver.yaml`),
+/// Sets the allocator's options first, then reads `-c PATH` (or
+/// `MYELIN_CONFIG_PATH`, or `/data/homeserver.yaml`),
 /// opens the store and bus the config names, and serves the roles `build`
 /// makes until SIGTERM.
 pub fn worker_main(role: &'static str, build: fn(&Deps) -> Vec<Arc<dyn Role>>) -> ExitCode {
+    crate::tune_allocator();
     let path = config_path_from_args();
     let loaded = match myelin_config::load(&path) {
         Ok(loaded) => loaded,

@@ -57,7 +57,8 @@ pub fn stripped_state_event(pdu_json: &str) -> Value {
 }
 
 /// A stored event as `viewer` (user ID and device ID) sees it: with `age`,
-/// and `transaction_id` for the device that sent it.
+/// `transaction_id` for the device that sent it, and `redacted_because`
+/// (the redaction, itself in client format) once it was redacted.
 pub fn stored_client_event(
     event: &myelin_store::StoredEvent,
     viewer: Option<(&str, &str)>,
@@ -71,6 +72,14 @@ pub fn stored_client_event(
         "age".to_owned(),
         json!((now - event.origin_server_ts).max(0)),
     );
+    if let (Some(redaction_id), Some(redaction_pdu)) =
+        (&event.redacted_by, &event.redaction_pdu_json)
+    {
+        unsigned.insert(
+            "redacted_because".to_owned(),
+            redaction_client_event(redaction_id, &event.room_id, redaction_pdu, now),
+        );
+    }
     if let (Some(txn), Some((user_id, device_id))) = (&event.txn, viewer)
         && txn.user_id == user_id
         && txn.device_id == device_id
@@ -81,4 +90,74 @@ pub fn stored_client_event(
         );
     }
     client_event(&event.event_id, &event.room_id, &event.pdu_json, unsigned)
+}
+
+/// The redaction of an event, as its `unsigned.redacted_because`.
+fn redaction_client_event(event_id: &str, room_id: &str, pdu_json: &str, now: i64) -> Value {
+    let mut unsigned = Map::new();
+    if let Some(origin_server_ts) = serde_json::from_str::<Value>(pdu_json)
+        .ok()
+        .and_then(|pdu| pdu.get("origin_server_ts").and_then(Value::as_i64))
+    {
+        unsigned.insert("age".to_owned(), json!((now - origin_server_ts).max(0)));
+    }
+    client_event(event_id, room_id, pdu_json, unsigned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use myelin_store::StoredEvent;
+    use myelin_types::StreamPosition;
+
+    fn stored(redaction: Option<(&str, &str)>) -> StoredEvent {
+        StoredEvent {
+            position: StreamPosition(7),
+            event_id: "$target".to_owned(),
+            room_id: "!r:hs".to_owned(),
+            sender: "@a:hs".to_owned(),
+            event_type: "m.room.message".to_owned(),
+            state_key: None,
+            depth: 3,
+            origin_server_ts: 1,
+            pdu_json:
+                r#"{"type":"m.room.message","content":{},"sender":"@a:hs","origin_server_ts":1}"#
+                    .to_owned(),
+            txn: None,
+            redacted_by: redaction.map(|(id, _)| id.to_owned()),
+            redaction_pdu_json: redaction.map(|(_, pdu)| pdu.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_redacted_event_carries_its_redaction() {
+        let redaction = r#"{"type":"m.room.redaction","sender":"@b:hs","room_id":"!r:hs","origin_server_ts":5,"content":{"reason":"spam","redacts":"$target"},"redacts":"$target","depth":4,"hashes":{"sha256":"x"},"signatures":{},"prev_events":[],"auth_events":[]}"#;
+        let event = stored_client_event(&stored(Some(("$redaction", redaction))), None);
+        let because = &event["unsigned"]["redacted_because"];
+        assert_eq!(because["event_id"], "$redaction");
+        assert_eq!(because["room_id"], "!r:hs");
+        assert_eq!(because["type"], "m.room.redaction");
+        assert_eq!(because["sender"], "@b:hs");
+        assert_eq!(because["redacts"], "$target");
+        assert_eq!(because["content"]["reason"], "spam");
+        assert_eq!(because["origin_server_ts"], 5);
+        assert!(because["unsigned"]["age"].is_i64());
+        // Client format only: no federation fields.
+        for key in [
+            "hashes",
+            "signatures",
+            "depth",
+            "prev_events",
+            "auth_events",
+        ] {
+            assert!(because.get(key).is_none(), "{key} leaked");
+        }
+    }
+
+    #[test]
+    fn an_intact_event_has_no_redacted_because() {
+        let event = stored_client_event(&stored(None), None);
+        assert!(event["unsigned"].get("redacted_because").is_none());
+        assert!(event["unsigned"]["age"].is_i64());
+    }
 }

@@ -11,8 +11,12 @@ use tokio_postgres::Row;
 
 use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
 
-pub(crate) const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
-     origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id, redacted_by";
+/// Read from `events AS e`; the last column is the PDU of the redaction
+/// that pruned the event, if one did.
+pub(crate) const EVENT_COLUMNS: &str = "e.position, e.event_id, e.room_id, e.sender, e.event_type, \
+     e.state_key, e.depth, e.origin_server_ts, e.pdu_json, e.txn_user_id, e.txn_device_id, \
+     e.txn_id, e.redacted_by, \
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by)";
 
 pub(crate) fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
     let txn_user_id: Option<String> = get(row, 9)?;
@@ -38,6 +42,7 @@ pub(crate) fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
         pdu_json: get(row, 8)?,
         txn,
         redacted_by: get(row, 12)?,
+        redaction_pdu_json: get(row, 13)?,
     })
 }
 
@@ -233,7 +238,7 @@ impl EventStore for PostgresStore {
 
     async fn event(&self, event_id: &str) -> StoreResult<Option<StoredEvent>> {
         self.query_opt(
-            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"),
+            &format!("SELECT {EVENT_COLUMNS} FROM events AS e WHERE event_id = $1"),
             &[&event_id],
             event_from_row,
         )
@@ -258,7 +263,7 @@ impl EventStore for PostgresStore {
     async fn current_state(&self, room_id: &str) -> StoreResult<Vec<StoredEvent>> {
         self.query(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE event_id IN
                      (SELECT event_id FROM current_state WHERE room_id = $1)
                  ORDER BY position"
             ),
@@ -276,7 +281,7 @@ impl EventStore for PostgresStore {
     ) -> StoreResult<Option<StoredEvent>> {
         self.query_opt(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id =
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE event_id =
                      (SELECT event_id FROM current_state
                       WHERE room_id = $1 AND event_type = $2 AND state_key = $3)"
             ),
@@ -295,7 +300,7 @@ impl EventStore for PostgresStore {
     ) -> StoreResult<Option<StoredEvent>> {
         self.query_opt(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events
+                "SELECT {EVENT_COLUMNS} FROM events AS e
                  WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND position <= $4
                  ORDER BY position DESC LIMIT 1"
             ),
@@ -313,7 +318,7 @@ impl EventStore for PostgresStore {
                      FROM events
                      WHERE room_id = $1 AND state_key IS NOT NULL AND position <= $2
                      ORDER BY event_type, state_key, position DESC
-                 ) AS latest ORDER BY position"
+                 ) AS e ORDER BY position"
             ),
             &[&room_id, &at.0],
             event_from_row,
@@ -329,7 +334,7 @@ impl EventStore for PostgresStore {
     ) -> StoreResult<Vec<StoredEvent>> {
         self.query(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events
+                "SELECT {EVENT_COLUMNS} FROM events AS e
                  WHERE room_id = $1 AND event_type = $2 AND state_key = $3
                  ORDER BY position"
             ),
@@ -362,14 +367,14 @@ impl EventStore for PostgresStore {
         let (sql, bound) = match direction {
             Direction::Backward => (
                 format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND position <= $2
+                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND position <= $2
                      AND position > $3 ORDER BY position DESC LIMIT $4"
                 ),
                 to.map_or(i64::MIN, |to| to.0),
             ),
             Direction::Forward => (
                 format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND position > $2
+                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND position > $2
                      AND position <= $3 ORDER BY position ASC LIMIT $4"
                 ),
                 to.map_or(i64::MAX, |to| to.0),
@@ -388,7 +393,7 @@ impl EventStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND position <= $2
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE position > $1 AND position <= $2
                  ORDER BY position ASC LIMIT $3"
             ),
             &[&after.0, &upto.0, &limit],
@@ -472,11 +477,11 @@ impl myelin_store::EventTimeStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = match direction {
             Direction::Forward => format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND origin_server_ts >= $2
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND origin_server_ts >= $2
                  ORDER BY origin_server_ts ASC, position ASC LIMIT $3"
             ),
             Direction::Backward => format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND origin_server_ts <= $2
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND origin_server_ts <= $2
                  ORDER BY origin_server_ts DESC, position DESC LIMIT $3"
             ),
         };

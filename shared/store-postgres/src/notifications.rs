@@ -85,17 +85,12 @@ impl NotificationStore for PostgresStore {
         limit: usize,
         only_highlight: bool,
     ) -> StoreResult<Vec<NotificationRecord>> {
-        let columns: Vec<String> = EVENT_COLUMNS
-            .split(',')
-            .map(|column| format!("e.{}", column.trim()))
-            .collect();
         let sql = format!(
-            "SELECT {columns}, a.highlight,
+            "SELECT {EVENT_COLUMNS}, a.highlight,
                     a.position <= GREATEST({unthreaded}, {threaded})
-             FROM event_push_actions a JOIN events e ON e.position = a.position
+             FROM event_push_actions a JOIN events AS e ON e.position = a.position
              WHERE a.user_id = $1 AND a.position < $2 AND ($3 = FALSE OR a.highlight)
              ORDER BY a.position DESC LIMIT $4",
-            columns = columns.join(", "),
             unthreaded = receipt_position("''"),
             threaded = receipt_position("a.thread_id"),
         );
@@ -104,8 +99,8 @@ impl NotificationStore for PostgresStore {
         self.query(&sql, &[&user_id, &before, &only_highlight, &limit], |row| {
             Ok(NotificationRecord {
                 event: event_from_row(row)?,
-                highlight: get(row, 13)?,
-                read: get(row, 14)?,
+                highlight: get(row, 14)?,
+                read: get(row, 15)?,
             })
         })
         .await

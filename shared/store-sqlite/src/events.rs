@@ -10,8 +10,12 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{SqliteStore, map_error};
 
-pub(crate) const EVENT_COLUMNS: &str = "position, event_id, room_id, sender, event_type, state_key, depth, \
-     origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id, redacted_by";
+/// Read from `events AS e`; the last column is the PDU of the redaction
+/// that pruned the event, if one did.
+pub(crate) const EVENT_COLUMNS: &str = "e.position, e.event_id, e.room_id, e.sender, e.event_type, \
+     e.state_key, e.depth, e.origin_server_ts, e.pdu_json, e.txn_user_id, e.txn_device_id, \
+     e.txn_id, e.redacted_by, \
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by)";
 
 pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let txn_user_id: Option<String> = row.get(9)?;
@@ -37,6 +41,7 @@ pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored
         pdu_json: row.get(8)?,
         txn,
         redacted_by: row.get(12)?,
+        redaction_pdu_json: row.get(13)?,
     })
 }
 
@@ -172,7 +177,7 @@ impl EventStore for SqliteStore {
         let event_id = event_id.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE event_id = ?1"
             ))
             .and_then(|mut statement| statement.query_row([event_id], event_from_row))
             .optional()
@@ -204,7 +209,7 @@ impl EventStore for SqliteStore {
         let room_id = room_id.to_owned();
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE event_id IN
                      (SELECT event_id FROM current_state WHERE room_id = ?1)
                  ORDER BY position"
             ))?;
@@ -227,7 +232,7 @@ impl EventStore for SqliteStore {
         ];
         self.read(move |conn| {
             conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id =
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE event_id =
                          (SELECT event_id FROM current_state
                           WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3)"
             ))
@@ -251,7 +256,7 @@ impl EventStore for SqliteStore {
         );
         self.read(move |conn| {
             conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events
+                "SELECT {EVENT_COLUMNS} FROM events AS e
                      WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3 AND position <= ?4
                      ORDER BY position DESC LIMIT 1"
             ))
@@ -295,7 +300,7 @@ impl EventStore for SqliteStore {
         ];
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events
+                "SELECT {EVENT_COLUMNS} FROM events AS e
                  WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3
                  ORDER BY position"
             ))?;
@@ -331,14 +336,14 @@ impl EventStore for SqliteStore {
             let (sql, bound) = match direction {
                 Direction::Backward => (
                     format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND position <= ?2
+                        "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = ?1 AND position <= ?2
                          AND position > ?3 ORDER BY position DESC LIMIT ?4"
                     ),
                     to.map_or(i64::MIN, |to| to.0),
                 ),
                 Direction::Forward => (
                     format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND position > ?2
+                        "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = ?1 AND position > ?2
                          AND position <= ?3 ORDER BY position ASC LIMIT ?4"
                     ),
                     to.map_or(i64::MAX, |to| to.0),
@@ -361,7 +366,7 @@ impl EventStore for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 AND position <= ?2
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE position > ?1 AND position <= ?2
                  ORDER BY position ASC LIMIT ?3"
             ))?;
             let rows = statement.query_map(params![after.0, upto.0, limit], event_from_row)?;
@@ -460,11 +465,11 @@ impl myelin_store::EventTimeStore for SqliteStore {
         self.read(move |conn| {
             let sql = match direction {
                 Direction::Forward => format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND origin_server_ts >= ?2
+                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = ?1 AND origin_server_ts >= ?2
                      ORDER BY origin_server_ts ASC, position ASC LIMIT ?3"
                 ),
                 Direction::Backward => format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND origin_server_ts <= ?2
+                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = ?1 AND origin_server_ts <= ?2
                      ORDER BY origin_server_ts DESC, position DESC LIMIT ?3"
                 ),
             };

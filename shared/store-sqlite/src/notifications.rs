@@ -92,17 +92,12 @@ impl NotificationStore for SqliteStore {
         limit: usize,
         only_highlight: bool,
     ) -> StoreResult<Vec<NotificationRecord>> {
-        let columns: Vec<String> = EVENT_COLUMNS
-            .split(',')
-            .map(|column| format!("e.{}", column.trim()))
-            .collect();
         let sql = format!(
-            "SELECT {columns}, a.highlight,
+            "SELECT {EVENT_COLUMNS}, a.highlight,
                     a.position <= MAX({unthreaded}, {threaded})
-             FROM event_push_actions a JOIN events e ON e.position = a.position
+             FROM event_push_actions a JOIN events AS e ON e.position = a.position
              WHERE a.user_id = ?1 AND a.position < ?2 AND (?3 = 0 OR a.highlight)
              ORDER BY a.position DESC LIMIT ?4",
-            columns = columns.join(", "),
             unthreaded = receipt_position("''"),
             threaded = receipt_position("a.thread_id"),
         );
@@ -115,8 +110,8 @@ impl NotificationStore for SqliteStore {
                 statement.query_map(params![user_id, before, only_highlight, limit], |row| {
                     Ok(NotificationRecord {
                         event: event_from_row(row)?,
-                        highlight: row.get(13)?,
-                        read: row.get(14)?,
+                        highlight: row.get(14)?,
+                        read: row.get(15)?,
                     })
                 })?;
             rows.collect()

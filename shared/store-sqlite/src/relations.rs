@@ -16,7 +16,8 @@ use crate::{SqliteStore, map_error};
 const COLUMNS: &str = "events.position, events.event_id, events.room_id, events.sender, \
      events.event_type, events.state_key, events.depth, events.origin_server_ts, \
      events.pdu_json, events.txn_user_id, events.txn_device_id, events.txn_id, \
-     events.redacted_by";
+     events.redacted_by, \
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by)";
 
 fn upto(position: Option<StreamPosition>) -> i64 {
     position.map_or(i64::MAX, |position| position.0)
@@ -251,7 +252,7 @@ impl RelationStore for SqliteStore {
                 |row| {
                     Ok(ThreadRoot {
                         root: event_from_row(row)?,
-                        latest_position: StreamPosition(row.get(13)?),
+                        latest_position: StreamPosition(row.get(14)?),
                     })
                 },
             )?;
@@ -320,7 +321,7 @@ impl RelationStore for SqliteStore {
                 |row| {
                     Ok(SearchHit {
                         event: event_from_row(row)?,
-                        rank: row.get(13)?,
+                        rank: row.get(14)?,
                     })
                 },
             )?;

@@ -72,6 +72,9 @@ pub struct StoredEvent {
     pub txn: Option<TxnKey>,
     /// The event ID of the redaction that pruned this event.
     pub redacted_by: Option<String>,
+    /// The PDU of that redaction, as stored (clients see it as
+    /// `unsigned.redacted_because`).
+    pub redaction_pdu_json: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

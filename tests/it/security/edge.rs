@@ -374,6 +374,10 @@ async fn forged_forwarded_for_does_not_escape_the_login_limit() {
 /// The same edge through the split shape's gateway: the gateway trusts
 /// only traefik's address (127.0.0.1), the workers trust the gateway.
 #[tokio::test]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_gateway_applies_the_edge_limits_and_forwards_the_real_client() {
     let Some(settings) = settings() else { return };
     let mut env = vec![

@@ -393,6 +393,10 @@ async fn create_rooms_until(creator: Client, stop: Arc<AtomicBool>, created: Arc
 /// answered or cut off, and no event belongs to a room that is not there.
 /// A NUL inside content is kept on PostgreSQL as on SQLite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_persister_killed_mid_creation_leaves_whole_rooms_or_none() {
     let Some(settings) = settings() else { return };
     let split = Split::up_with(

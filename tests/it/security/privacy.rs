@@ -371,6 +371,10 @@ async fn sync_filters_cannot_ask_for_a_whole_room_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_history_visibility_and_former_members() {
     let Some(settings) = split::settings() else {
         return;

@@ -152,6 +152,11 @@ async fn nonce(client: &Client) -> String {
 
 /// The `mac` `register_new_matrix_user` sends for a non-admin user.
 fn mac(secret: &str, nonce: &str, user: &str, password: &str) -> String {
+    mac_for(secret, nonce, user, password, false)
+}
+
+/// The `mac` `register_new_matrix_user` sends, for an admin or not.
+fn mac_for(secret: &str, nonce: &str, user: &str, password: &str, admin: bool) -> String {
     use hmac::Mac;
     let mut mac =
         hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -159,7 +164,7 @@ fn mac(secret: &str, nonce: &str, user: &str, password: &str) -> String {
         mac.update(part.as_bytes());
         mac.update(b"\x00");
     }
-    mac.update(b"notadmin");
+    mac.update(if admin { &b"admin"[..] } else { b"notadmin" });
     hex::encode(mac.finalize().into_bytes())
 }
 
@@ -218,6 +223,10 @@ async fn a_registration_nonce_is_good_for_one_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_a_registration_nonce_is_good_for_one_attempt_on_any_replica() {
     let Some(settings) = split::settings() else {
         return;
@@ -249,6 +258,32 @@ async fn split_a_registration_nonce_is_good_for_one_attempt_on_any_replica() {
         .collect();
     assert_eq!(replicas.len(), 2, "two client-api replicas");
     nonces_are_single_use(&replicas[0], &replicas[1], secret).await;
+
+    // The admin flag API is routed through the gateway too.
+    let through_gateway = split.client();
+    let once = nonce(&through_gateway).await;
+    let root = through_gateway
+        .post(
+            ADMIN_REGISTER,
+            &json!({"nonce": once, "username": "root", "password": "pw", "admin": true,
+                    "mac": mac_for(secret, &once, "root", "pw", true)}),
+        )
+        .await
+        .ok();
+    let carol = root["user_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no user ID: {root}"))
+        .replace("@root:", "@carol:");
+    let token = root["access_token"].as_str().expect("a session");
+    let root = through_gateway.with_token(Some(token));
+    let path = crate::admin::admin_path(&carol);
+    root.put(&path, &json!({"admin": true})).await.ok();
+    assert_eq!(root.get(&path).await.ok(), json!({"admin": true}));
+    let carol_session = through_gateway.login("carol", "pw").await;
+    carol_session
+        .put(&path, &json!({"admin": "yes"}))
+        .await
+        .assert_error(400, "M_BAD_JSON");
 }
 
 /// IPv6 addresses that carry a loopback or private IPv4 address (NAT64,

@@ -28,5 +28,6 @@ pub(crate) mod threepid;
 pub(crate) mod timestamp;
 pub(crate) mod typing;
 pub(crate) mod upgrade;
+pub(crate) mod user_admin;
 pub(crate) mod user_directory;
 pub(crate) mod voip;

@@ -11,8 +11,8 @@ use crate::ClientApi;
 use crate::handlers::{
     account, account_data, admin, alias, device, directory, discovery, filter, knock, membership,
     message, notifications, openid, presence, profile, push_rules, receipts, relations, report,
-    room, search, session, space, state, threepid, timestamp, typing, upgrade, user_directory,
-    voip,
+    room, search, session, space, state, threepid, timestamp, typing, upgrade, user_admin,
+    user_directory, voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -21,6 +21,8 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     session::routes(api, router);
     account::routes(api, router);
     admin::routes(api, router);
+    router.handle(api, user_admin::get_admin);
+    router.handle(api, user_admin::set_admin);
     room::routes(api, router);
     membership::routes(api, router);
     message::routes(api, router);

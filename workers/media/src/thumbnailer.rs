@@ -1,9 +1,11 @@
 //! Making thumbnails: the size a request gets, and the scaling itself.
 //!
-//! `scale` keeps the aspect ratio and fits the image inside the requested
-//! box (one side matches it); `crop` fills the requested box as far as the
-//! image allows and cuts the overflow off the middle. Images are never
-//! enlarged: an image no larger than the box is served as it is.
+//! `scale` keeps the aspect ratio and the whole image, at the smallest size
+//! that still covers the requested box on both sides (one side matches it,
+//! the other may be larger: the spec asks for no thumbnail smaller than
+//! requested); `crop` scales the same way and cuts the overflow off the
+//! middle. Images are never enlarged: an image that fits the box, or that
+//! could only cover it by growing, is served as it is by `scale`.
 
 use std::io::Cursor;
 
@@ -61,11 +63,12 @@ pub(crate) fn plan(original: (u32, u32), requested: (u32, u32), method: Method) 
     }
     let width_ratio = f64::from(requested_width) / f64::from(original_width);
     let height_ratio = f64::from(requested_height) / f64::from(original_height);
-    let factor = match method {
-        Method::Scale => width_ratio.min(height_ratio),
-        Method::Crop => width_ratio.max(height_ratio),
+    // Both methods cover the box; only `crop` then cuts down to it.
+    let factor = width_ratio.max(height_ratio);
+    if factor >= 1.0 && method == Method::Scale {
+        return Plan::Original;
     }
-    .min(1.0);
+    let factor = factor.min(1.0);
     let scale = |side: u32| ((f64::from(side) * factor).round() as u32).clamp(1, side);
     let scaled = (scale(original_width), scale(original_height));
     match method {
@@ -183,18 +186,31 @@ mod tests {
     }
 
     #[test]
-    fn scale_fits_inside_the_box_keeping_the_aspect_ratio() {
+    fn scale_covers_the_box_keeping_the_aspect_ratio() {
+        assert_eq!(
+            plan((640, 480), (64, 64), Method::Scale),
+            resize((85, 64), 85, 64)
+        );
         assert_eq!(
             plan((640, 480), (320, 320), Method::Scale),
+            resize((427, 320), 427, 320)
+        );
+        assert_eq!(
+            plan((640, 480), (320, 100), Method::Scale),
             resize((320, 240), 320, 240)
         );
         assert_eq!(
             plan((400, 1000), (100, 100), Method::Scale),
-            resize((40, 100), 40, 100)
+            resize((100, 250), 100, 250)
         );
         assert_eq!(
             plan((1000, 3), (100, 100), Method::Scale),
-            resize((100, 1), 100, 1),
+            Plan::Original,
+            "covering the box would enlarge the image"
+        );
+        assert_eq!(
+            plan((100_000, 3), (1, 1), Method::Scale),
+            resize((33_333, 1), 33_333, 1),
             "a side never shrinks to zero"
         );
     }
@@ -221,6 +237,7 @@ mod tests {
             resize((200, 50), 96, 50)
         );
         assert_eq!(plan((10, 10), (0, 0), Method::Scale), resize((1, 1), 1, 1));
+        assert_eq!(plan((200, 50), (96, 96), Method::Scale), Plan::Original);
     }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
@@ -250,7 +267,7 @@ mod tests {
             panic!("no thumbnail made");
         };
         assert_eq!(content_type, "image/png");
-        assert_eq!(dimensions(&bytes), (150, 100));
+        assert_eq!(dimensions(&bytes), (225, 150));
         let Ok(Thumbnail::Made { bytes, .. }) = make(&source, (64, 64), Method::Crop) else {
             panic!("no thumbnail made");
         };

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    myelin_process::tune_allocator();
     let cli = commands::Cli::parse();
     commands::dispatch(cli)
 }

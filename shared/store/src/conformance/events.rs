@@ -239,10 +239,30 @@ pub(super) async fn redaction_prunes_target(store: &dyn Store) {
         pruned_pdu_json: r#"{"pruned":true}"#.to_owned(),
     });
     let redaction_id = redaction.event_id.clone();
+    let redaction_pdu = redaction.pdu_json.clone();
     persist(store, redaction).await;
     let target = store.event(&ids[1]).await.expect("read").expect("exists");
     assert_eq!(target.pdu_json, r#"{"pruned":true}"#);
     assert_eq!(target.redacted_by, Some(redaction_id));
+    assert_eq!(target.redaction_pdu_json, Some(redaction_pdu));
+    // Every read path carries the redaction along, not only the lookup by ID.
+    let timeline = store
+        .room_events(
+            "!redact:test",
+            StreamPosition(i64::MAX),
+            None,
+            Direction::Backward,
+            10,
+        )
+        .await
+        .expect("timeline");
+    let in_timeline = timeline
+        .iter()
+        .find(|event| event.event_id == ids[1])
+        .expect("target in timeline");
+    assert_eq!(in_timeline.redaction_pdu_json, target.redaction_pdu_json);
+    let untouched = store.event(&ids[0]).await.expect("read").expect("exists");
+    assert_eq!(untouched.redaction_pdu_json, None);
 }
 
 pub(super) async fn forgotten_rooms_hide_until_rejoined(store: &dyn Store) {

@@ -387,6 +387,7 @@ mod tests {
             pdu_json: "{}".to_owned(),
             txn: None,
             redacted_by: None,
+            redaction_pdu_json: None,
         }
     }
 

@@ -210,6 +210,7 @@ mod tests {
             pdu_json: format!(r#"{{"content":{content}}}"#),
             txn: None,
             redacted_by: None,
+            redaction_pdu_json: None,
         }
     }
 

@@ -64,7 +64,7 @@ fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, 
     })
 }
 
-/// A scale box grows side by side (the result only has to fit in it); a
+/// A scale box grows side by side (the result only has to cover it); a
 /// crop box grows as a whole, by the factor that snaps its longer side, so
 /// the crop keeps the shape the client asked for.
 fn snap_box(width: u32, height: u32, method: thumbnailer::Method) -> (u32, u32) {
