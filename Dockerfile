@@ -45,10 +45,6 @@ RUN groupadd --system --gid 991 myelin \
 COPY --from=builder /out/ /usr/local/bin/
 COPY --chmod=0755 docker/start.sh /start.sh
 
-# The allocator commits its arenas lazily instead of up front (eager commit
-# backs them with transparent huge pages: about 8 MiB more per process).
-ENV MIMALLOC_ARENA_EAGER_COMMIT=0
-
 VOLUME ["/data"]
 EXPOSE 8008
 USER 991:991

@@ -419,10 +419,6 @@ class MyelinServer(Server):
     def command(self):
         return [str(self.args.myelin_bin), "run", "-c", str(self.dir / "homeserver.yaml")]
 
-    def env(self) -> dict:
-        # What the image sets (Dockerfile); split-up.sh does the same for the split kinds.
-        return dict(os.environ, MIMALLOC_ARENA_EAGER_COMMIT="0")
-
 
 class SynapseServer(Server):
     kind = "synapse"
