@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use ruma::events::AnySyncTimelineEvent;
 use ruma::power_levels::NotificationPowerLevels;
-use ruma::push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset, Tweak};
 use ruma::room_version_rules::{AuthorizationRules, RoomPowerLevelsRules};
 use ruma::serde::Raw;
 use ruma::{Int, OwnedRoomId, OwnedUserId, UInt, UserId};
@@ -36,10 +36,12 @@ pub fn user_ruleset(user_id: &UserId, stored: Option<&str>) -> Ruleset {
 }
 
 /// What the rules say about one event for one user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushVerdict {
     pub notify: bool,
     pub highlight: bool,
+    /// The `sound` tweak, for push gateways.
+    pub sound: Option<String>,
 }
 
 /// The room as push conditions see it when an event arrives.
@@ -102,6 +104,10 @@ pub async fn evaluate(
     PushVerdict {
         notify: actions.iter().any(|action| action.should_notify()),
         highlight: actions.iter().any(|action| action.is_highlight()),
+        sound: actions.iter().find_map(|action| match action {
+            Action::SetTweak(Tweak::Sound(sound)) => Some(sound.as_str().to_owned()),
+            _ => None,
+        }),
     }
 }
 
@@ -147,9 +153,19 @@ mod tests {
             plain,
             PushVerdict {
                 notify: true,
-                highlight: false
+                highlight: false,
+                sound: None,
             }
         );
+        let one_to_one = evaluate(
+            &rules,
+            &message(json!({"msgtype": "m.text", "body": "hi"})),
+            &room(2),
+            alice,
+            "Alice",
+        )
+        .await;
+        assert_eq!(one_to_one.sound.as_deref(), Some("default"));
         let mention = message(
             json!({"msgtype": "m.text", "body": "hi", "m.mentions": {"user_ids": ["@alice:hs"]}}),
         );
@@ -158,7 +174,8 @@ mod tests {
             mentioned,
             PushVerdict {
                 notify: true,
-                highlight: true
+                highlight: true,
+                sound: Some("default".to_owned()),
             }
         );
         let notice = message(json!({"msgtype": "m.notice", "body": "bot"}));

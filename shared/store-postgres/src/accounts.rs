@@ -88,6 +88,7 @@ impl AccountStore for PostgresStore {
         )
         .await?;
         tx_execute(&tx, "DELETE FROM devices WHERE user_id = $1", &[&user_id]).await?;
+        tx_execute(&tx, "DELETE FROM pushers WHERE user_id = $1", &[&user_id]).await?;
         tx.commit().await.map_err(map_error)
     }
 

@@ -116,6 +116,12 @@ impl DeviceStore for PostgresStore {
             &[&user_id, &device_ids],
         )
         .await?;
+        tx_execute(
+            &tx,
+            "DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2)",
+            &[&user_id, &device_ids],
+        )
+        .await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -141,6 +147,12 @@ impl DeviceStore for PostgresStore {
         tx_execute(
             &tx,
             "DELETE FROM devices WHERE user_id = $1 AND device_id IS DISTINCT FROM $2",
+            &[&user_id, &keep],
+        )
+        .await?;
+        tx_execute(
+            &tx,
+            "DELETE FROM pushers WHERE user_id = $1 AND device_id IS DISTINCT FROM $2",
             &[&user_id, &keep],
         )
         .await?;

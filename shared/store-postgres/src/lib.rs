@@ -18,6 +18,7 @@ mod media;
 mod migrations;
 mod notifications;
 mod presence;
+mod pushers;
 mod receipts;
 mod relations;
 mod reports;

@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../migrations/postgres/0012_relations_and_search.sql"),
     ),
+    (
+        13,
+        include_str!("../../../migrations/postgres/0013_pushers.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

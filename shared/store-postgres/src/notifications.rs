@@ -17,7 +17,7 @@ const RECEIPT_POSITION: &str = "COALESCE((SELECT MAX(e2.position) FROM receipts 
      WHERE r.room_id = a.room_id AND r.user_id = a.user_id
        AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id = {thread}), 0)";
 
-fn receipt_position(thread: &str) -> String {
+pub(crate) fn receipt_position(thread: &str) -> String {
     RECEIPT_POSITION.replace("{thread}", thread)
 }
 
@@ -29,8 +29,8 @@ pub(crate) async fn insert_push_actions(
     for action in &event.push_actions {
         tx_execute(
             tx,
-            "INSERT INTO event_push_actions (user_id, room_id, position, event_id, thread_id, highlight)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO event_push_actions (user_id, room_id, position, event_id, thread_id, highlight, sound)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &action.user_id,
                 &event.room_id,
@@ -38,6 +38,7 @@ pub(crate) async fn insert_push_actions(
                 &event.event_id,
                 &action.thread_id.as_deref().unwrap_or(MAIN_THREAD),
                 &action.highlight,
+                &action.sound,
             ],
         )
         .await?;
@@ -104,5 +105,20 @@ impl NotificationStore for PostgresStore {
             })
         })
         .await
+    }
+
+    async fn unread_rooms(&self, user_id: &str) -> StoreResult<u64> {
+        let sql = format!(
+            "SELECT COUNT(DISTINCT a.room_id) FROM event_push_actions a
+             JOIN current_state cs ON cs.room_id = a.room_id AND cs.event_type = 'm.room.member'
+                  AND cs.state_key = a.user_id AND cs.membership = 'join'
+             WHERE a.user_id = $1 AND a.position > {unthreaded} AND a.position > {threaded}",
+            unthreaded = receipt_position("''"),
+            threaded = receipt_position("a.thread_id"),
+        );
+        let rooms = self
+            .query(&sql, &[&user_id], |row| get::<i64>(row, 0))
+            .await?;
+        Ok(rooms.first().copied().unwrap_or(0).max(0) as u64)
     }
 }

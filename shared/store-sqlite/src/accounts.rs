@@ -93,6 +93,9 @@ impl AccountStore for SqliteStore {
             tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1")
                 .and_then(|mut statement| statement.execute([&user_id]))
                 .map_err(map_error)?;
+            tx.prepare_cached("DELETE FROM pushers WHERE user_id = ?1")
+                .and_then(|mut statement| statement.execute([&user_id]))
+                .map_err(map_error)?;
             Ok(())
         })
         .await

@@ -126,6 +126,9 @@ impl DeviceStore for SqliteStore {
                 tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")
                     .and_then(|mut statement| statement.execute([&user_id, device_id]))
                     .map_err(map_error)?;
+                tx.prepare_cached("DELETE FROM pushers WHERE user_id = ?1 AND device_id = ?2")
+                    .and_then(|mut statement| statement.execute([&user_id, device_id]))
+                    .map_err(map_error)?;
             }
             Ok(())
         })
@@ -155,6 +158,9 @@ impl DeviceStore for SqliteStore {
             .and_then(|mut statement| statement.execute(params![user_id, keep]))
             .map_err(map_error)?;
             tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")
+                .and_then(|mut statement| statement.execute(params![user_id, keep]))
+                .map_err(map_error)?;
+            tx.prepare_cached("DELETE FROM pushers WHERE user_id = ?1 AND device_id IS NOT ?2")
                 .and_then(|mut statement| statement.execute(params![user_id, keep]))
                 .map_err(map_error)?;
             Ok(())

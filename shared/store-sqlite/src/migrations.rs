@@ -52,6 +52,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../migrations/sqlite/0012_relations_and_search.sql"),
     ),
+    (
+        13,
+        include_str!("../../../migrations/sqlite/0013_pushers.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -18,7 +18,7 @@ const RECEIPT_POSITION: &str = "COALESCE((SELECT MAX(e2.position) FROM receipts 
      WHERE r.room_id = a.room_id AND r.user_id = a.user_id
        AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id = {thread}), 0)";
 
-fn receipt_position(thread: &str) -> String {
+pub(crate) fn receipt_position(thread: &str) -> String {
     RECEIPT_POSITION.replace("{thread}", thread)
 }
 
@@ -29,8 +29,8 @@ pub(crate) fn insert_push_actions(
 ) -> StoreResult<()> {
     for action in &event.push_actions {
         tx.prepare_cached(
-            "INSERT INTO event_push_actions (user_id, room_id, position, event_id, thread_id, highlight)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO event_push_actions (user_id, room_id, position, event_id, thread_id, highlight, sound)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .and_then(|mut statement| {
             statement.execute(params![
@@ -40,6 +40,7 @@ pub(crate) fn insert_push_actions(
                 event.event_id,
                 action.thread_id.as_deref().unwrap_or(MAIN_THREAD),
                 action.highlight,
+                action.sound,
             ])
         })
         .map_err(map_error)?;
@@ -117,5 +118,24 @@ impl NotificationStore for SqliteStore {
             rows.collect()
         })
         .await
+    }
+
+    async fn unread_rooms(&self, user_id: &str) -> StoreResult<u64> {
+        let sql = format!(
+            "SELECT COUNT(DISTINCT a.room_id) FROM event_push_actions a
+             JOIN current_state cs ON cs.room_id = a.room_id AND cs.event_type = 'm.room.member'
+                  AND cs.state_key = a.user_id AND cs.membership = 'join'
+             WHERE a.user_id = ?1 AND a.position > {unthreaded} AND a.position > {threaded}",
+            unthreaded = receipt_position("''"),
+            threaded = receipt_position("a.thread_id"),
+        );
+        let user_id = user_id.to_owned();
+        let rooms: i64 = self
+            .read(move |conn| {
+                conn.prepare_cached(&sql)?
+                    .query_row([user_id], |row| row.get(0))
+            })
+            .await?;
+        Ok(rooms.max(0) as u64)
     }
 }

@@ -9,6 +9,7 @@ mod batches;
 mod directory;
 mod events;
 mod media;
+mod pushers;
 mod relations;
 mod streams;
 
@@ -56,6 +57,8 @@ pub async fn run_all(store: &dyn Store) {
     streams::typing_notices_run_until_they_end(store).await;
     streams::unread_counts_follow_push_actions_and_receipts(store).await;
     streams::presence_changes_read_by_position(store).await;
+    pushers::pushers_are_kept_replaced_and_removed(store).await;
+    pushers::pushes_due_skip_what_was_read(store).await;
     relations::relations_are_indexed_and_paginated(store).await;
     relations::threads_list_by_latest_reply(store).await;
     relations::search_finds_words_in_allowed_rooms(store).await;

@@ -17,6 +17,7 @@ mod leases;
 mod media;
 mod notifications;
 mod presence;
+mod pushers;
 mod receipts;
 mod relations;
 mod reports;
@@ -42,6 +43,7 @@ pub use notifications::{
     MAIN_THREAD, NotificationRecord, NotificationStore, PushAction, RoomUnread, UnreadCounts,
 };
 pub use presence::{PresenceRecord, PresenceStore, PresenceUpdate};
+pub use pushers::{PushDue, Pusher, PusherProgress, PusherStore};
 pub use receipts::{NewReceipt, Receipt, ReceiptStore};
 pub use relations::{
     EventIndex, MAX_RELATION_DEPTH, MAX_RELATION_KEY_BYTES, MAX_SEARCH_WORDS, RelationQuery,
@@ -68,6 +70,7 @@ pub trait Store:
     + TypingStore
     + NotificationStore
     + PresenceStore
+    + PusherStore
     + RelationStore
     + ReportStore
     + Send

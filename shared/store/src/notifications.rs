@@ -18,6 +18,8 @@ pub struct PushAction {
     pub highlight: bool,
     /// The thread root for an event in a thread; `None` for the main timeline.
     pub thread_id: Option<String>,
+    /// The sound the rules asked for, if any.
+    pub sound: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,4 +73,8 @@ pub trait NotificationStore: Send + Sync {
         limit: usize,
         only_highlight: bool,
     ) -> StoreResult<Vec<NotificationRecord>>;
+
+    /// How many rooms the user is joined to hold unread notifications for
+    /// them: the badge a push gateway shows.
+    async fn unread_rooms(&self, user_id: &str) -> StoreResult<u64>;
 }

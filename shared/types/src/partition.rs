@@ -16,8 +16,17 @@ impl Partition {
     /// The partition of a room. FNV-1a: stable across builds and platforms,
     /// unlike `std`'s randomly seeded hasher.
     pub fn of_room(room_id: &str) -> Partition {
+        Partition::of_key(room_id)
+    }
+
+    /// The partition of a user, for roles that split work by user.
+    pub fn of_user(user_id: &str) -> Partition {
+        Partition::of_key(user_id)
+    }
+
+    fn of_key(key: &str) -> Partition {
         let mut hash: u32 = 0x811c_9dc5;
-        for byte in room_id.bytes() {
+        for byte in key.bytes() {
             hash ^= u32::from(byte);
             hash = hash.wrapping_mul(0x0100_0193);
         }

@@ -149,6 +149,7 @@ impl EventPersister {
                     user_id: recipient.user_id.to_string(),
                     highlight: verdict.highlight,
                     thread_id: thread_id.clone(),
+                    sound: verdict.sound,
                 });
             }
         }

@@ -32,7 +32,7 @@ pub(crate) fn event(
     }
 }
 
-async fn persist(store: &dyn Store, new: PersistEvent) -> StreamPosition {
+pub(super) async fn persist(store: &dyn Store, new: PersistEvent) -> StreamPosition {
     match store.persist_event(new).await.expect("persist") {
         PersistOutcome::Persisted(position) => position,
         other => panic!("expected a new event, got {other:?}"),

@@ -180,6 +180,7 @@ pub(super) async fn unread_counts_follow_push_actions_and_receipts(store: &dyn S
         user_id: user.to_owned(),
         highlight,
         thread_id: thread.map(str::to_owned),
+        sound: None,
     };
     let mut prev: Vec<String> = Vec::new();
     let mut ids = Vec::new();
