@@ -9,6 +9,7 @@ mod allocator;
 mod deps;
 mod observability;
 mod panics;
+pub mod partitions;
 mod role;
 mod serve;
 mod worker;

@@ -53,7 +53,8 @@ impl EventPersister {
             )),
         };
         if matches!(&outcome, Err(refusal) if refusal.errcode == messages::RESEND) {
-            self.fenced.notify_one();
+            // Check the session at once and let go of what was lost.
+            self.leases.review_now();
         }
         let reply = RoomInputReply {
             v: WIRE_VERSION,

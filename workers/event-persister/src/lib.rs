@@ -23,14 +23,11 @@ pub use head::RoomHeads;
 pub struct EventPersister {
     event_store: Arc<dyn myelin_store::EventStore>,
     store: Arc<dyn Store>,
-    /// How many partitions this writer serves now (for `/ready`).
-    owned_partitions: std::sync::atomic::AtomicUsize,
+    /// The room partitions this writer holds.
+    leases: myelin_process::partitions::PartitionLeases,
     bus: Arc<dyn Bus>,
     server_key: Arc<ServerKey>,
     heads: RoomHeads,
-    /// Raised when a write was fenced off: the lease loop checks its session
-    /// at once instead of at its next tick, and lets go of what it lost.
-    fenced: tokio::sync::Notify,
     /// Parsed push rules of the users this writer judges events for.
     rulesets: push::RulesetCache,
 }
@@ -39,11 +36,10 @@ pub fn role(deps: &Deps) -> Arc<EventPersister> {
     Arc::new(EventPersister {
         event_store: deps.store.clone(),
         store: Arc::clone(&deps.store),
-        owned_partitions: std::sync::atomic::AtomicUsize::new(0),
+        leases: partition::leases(),
         bus: Arc::clone(&deps.bus),
         server_key: Arc::clone(&deps.server_key),
         heads: RoomHeads::default(),
-        fenced: tokio::sync::Notify::new(),
         rulesets: push::RulesetCache::default(),
     })
 }
@@ -65,16 +61,16 @@ impl Role for EventPersister {
                 forgetter.rulesets.forget(&change.user_id);
             }
         });
-        let result = self.manage_partitions(shutdown).await;
+        let result = self
+            .leases
+            .hold(self.store.as_ref(), Arc::clone(&self), shutdown)
+            .await;
         forget_changed_rules.abort();
         result
     }
 
     async fn ready(&self) -> Result<(), String> {
-        match self
-            .owned_partitions
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
+        match self.leases.owned() {
             0 => Err("owns no room partition yet".to_owned()),
             _ => Ok(()),
         }

@@ -1,5 +1,5 @@
 //! `myelin-event-persister`: the room writer role alone, for split
-//! deployments. Until partition leases exist, run exactly one replica.
+//! deployments; replicas share the room partitions through leases.
 
 fn main() -> std::process::ExitCode {
     myelin_process::worker_main("event-persister", |deps| {
