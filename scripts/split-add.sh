@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts one more process of ROLE (event-persister, client-api, synchrotron, media)
+# Starts one more process of ROLE (event-persister, client-api, synchrotron, media, pusher)
 # in a running split topology, with the same environment as the others and
 # a port of its own, and waits until its /ready answers 200.
 #
@@ -18,8 +18,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 role="${1:-}"
 [ -n "$role" ] || split_die "usage: split-add.sh ROLE [SPLIT_DIR]"
 case "$role" in
-    event-persister | client-api | synchrotron | media) ;;
-    *) split_die "split-add.sh starts an event-persister, client-api, synchrotron or media, not '$role'" ;;
+    event-persister | client-api | synchrotron | media | pusher) ;;
+    *) split_die "split-add.sh starts an event-persister, client-api, synchrotron, media or pusher, not '$role'" ;;
 esac
 SPLIT_DIR="${2:-${SPLIT_DIR:-}}"
 [ -n "$SPLIT_DIR" ] || split_die "usage: split-add.sh ROLE [SPLIT_DIR]"

@@ -3,11 +3,12 @@
 #
 #   traefik -> gateway -> client-api x CLIENT_APIS, synchrotron x SYNCHROTRONS,
 #                         media x MEDIA (sharing one media directory)
-#                         (event-persister x PERSISTERS behind the bus)
+#                         (event-persister x PERSISTERS and pusher x PUSHERS
+#                         behind the bus)
 #
 # on PostgreSQL and NATS, in a database and bus prefix of its own, and waits
-# until every process answers /ready with 200 (persisters once they own a
-# room partition) and traefik proxies to the gateway. Then prints
+# until every process answers /ready with 200 (persisters and pushers once
+# they hold a partition) and traefik proxies to the gateway. Then prints
 #
 #   HS_URL=http://127.0.0.1:<traefik port>
 #   SPLIT_DIR=<run dir>
@@ -23,8 +24,8 @@
 #   MYELIN_NATS_URL      NATS with JetStream (default nats://127.0.0.1:4222)
 #   SPLIT_DIR            the run directory (default
 #                        ${TMPDIR:-/tmp}/myelin-split-<id>); must be new or empty
-#   CLIENT_APIS, SYNCHROTRONS, PERSISTERS (default 2 each), GATEWAYS and MEDIA
-#                        (default 1 each)
+#   CLIENT_APIS, SYNCHROTRONS, PERSISTERS (default 2 each), GATEWAYS, MEDIA
+#                        and PUSHERS (default 1 each)
 #   SPLIT_SERVER_NAME    the server name (default split.test)
 #   SPLIT_BUILD          1 (default): `cargo build` the binaries (a no-op when
 #                        they are up to date); 0: use the built ones as they are
@@ -58,7 +59,8 @@ SYNCHROTRONS="${SYNCHROTRONS:-2}"
 PERSISTERS="${PERSISTERS:-2}"
 GATEWAYS="${GATEWAYS:-1}"
 MEDIA="${MEDIA:-1}"
-for count in CLIENT_APIS SYNCHROTRONS PERSISTERS GATEWAYS MEDIA; do
+PUSHERS="${PUSHERS:-1}"
+for count in CLIENT_APIS SYNCHROTRONS PERSISTERS GATEWAYS MEDIA PUSHERS; do
     case "${!count}" in
         '' | *[!0-9]*) split_die "$count must be a number, not '${!count}'" ;;
     esac
@@ -110,11 +112,11 @@ case "$target_dir" in
     *) target_dir="$repo/$target_dir" ;;
 esac
 bin_dir="${SPLIT_BIN_DIR:-$target_dir/debug}"
-binaries="myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media"
+binaries="myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media myelin-pusher"
 if [ "${SPLIT_BUILD:-1}" != 0 ] || [ ! -x "$bin_dir/myelin" ]; then
     split_say "building the binaries (cargo build)"
     (cd "$repo" && "${CARGO:-cargo}" build -p myelin -p myelin-gateway -p myelin-client-api \
-        -p myelin-synchrotron -p myelin-event-persister -p myelin-media) >&2
+        -p myelin-synchrotron -p myelin-event-persister -p myelin-media -p myelin-pusher) >&2
 fi
 # Hard links keep this run on the binaries it started with, even when a later
 # build replaces the files in the target directory.
@@ -188,13 +190,14 @@ psql "$admin_url" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$database\"" >&2 \
 
 # --- the workers --------------------------------------------------------------
 # Each binds port 0 and prints the port it got, so ports never collide.
-split_say "starting $PERSISTERS event persisters, $CLIENT_APIS client-apis, $SYNCHROTRONS synchrotrons, $MEDIA media"
+split_say "starting $PERSISTERS event persisters, $CLIENT_APIS client-apis, $SYNCHROTRONS synchrotrons, $MEDIA media, $PUSHERS pushers"
 for _ in $(seq "$PERSISTERS"); do split_start_myelin event-persister 0; done
 for _ in $(seq "$CLIENT_APIS"); do split_start_myelin client-api 0; done
 for _ in $(seq "$SYNCHROTRONS"); do split_start_myelin synchrotron 0; done
 # Every media replica reads media_store_path from the generated config
 # ($SPLIT_DIR/data/media_store): one directory, as a shared volume would be.
 for _ in $(seq "$MEDIA"); do split_start_myelin media 0; done
+for _ in $(seq "$PUSHERS"); do split_start_myelin pusher 0; done
 
 client_apis="$(split_role_urls client-api)"
 synchrotrons="$(split_role_urls synchrotron)"
@@ -293,7 +296,7 @@ split_set TRAEFIK_PID "$pid"
 split_set HS_URL "$hs_url"
 
 # --- every process ready ----------------------------------------------------
-for role in event-persister client-api synchrotron media gateway; do
+for role in event-persister client-api synchrotron media pusher gateway; do
     key="$(split_role_key "$role")"
     n=1
     while [ -n "$(split_get "${key}_${n}_PID")" ]; do

@@ -38,6 +38,7 @@ mod persistence;
 mod postgres;
 mod presence;
 mod push_rules;
+mod pushers;
 mod relations;
 mod rust_sdk;
 mod security;

@@ -10,5 +10,6 @@ mod endpoints;
 mod integrity;
 mod per_user;
 mod privacy;
+mod pushers;
 mod relations;
 mod sessions;

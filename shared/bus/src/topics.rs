@@ -89,10 +89,17 @@ pub struct PresenceChanged {
     pub position: StreamPosition,
 }
 
+/// A user's pushers were added, changed or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushersChanged {
+    pub user_id: String,
+}
+
 pub const ACCOUNT_DATA: Topic<AccountDataChanged> = Topic::new("stream.account_data");
 pub const RECEIPTS: Topic<ReceiptChanged> = Topic::new("stream.receipts");
 pub const TYPING: Topic<TypingChanged> = Topic::new("stream.typing");
 pub const PRESENCE: Topic<PresenceChanged> = Topic::new("stream.presence");
+pub const PUSHERS: Topic<PushersChanged> = Topic::new("pushers.changed");
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,13 @@ pub struct Config {
     pub max_spider_size: Option<String>,
     pub url_preview_accept_language: Vec<String>,
     pub presence: PresenceConfig,
+    pub push: PushConfig,
+    /// Address ranges this server sends nothing to on a user's behalf (push
+    /// gateways); when unset, the private, loopback, link-local and
+    /// reserved ranges (Synapse's key and default).
+    pub ip_range_blacklist: Option<Vec<String>>,
+    /// Ranges sent to even when the blacklist covers them.
+    pub ip_range_whitelist: Vec<String>,
     pub default_room_version: Option<String>,
     /// Largest request body of every route but media uploads, in bytes
     /// (Synapse has no key for this); uploads take `max_upload_size`. A PDU
@@ -107,6 +114,9 @@ impl Default for Config {
             max_spider_size: None,
             url_preview_accept_language: Vec::new(),
             presence: PresenceConfig::default(),
+            push: PushConfig::default(),
+            ip_range_blacklist: None,
+            ip_range_whitelist: Vec::new(),
             default_room_version: None,
             max_request_size: None,
             runtime_threads: None,
@@ -246,6 +256,27 @@ pub struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         PresenceConfig { enabled: true }
+    }
+}
+
+/// Push notifications (Synapse's `push` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PushConfig {
+    /// Notifications carry the event's content and names; off sends only
+    /// the event and room IDs, for gateways that should not see messages.
+    pub include_content: bool,
+    /// The badge counts rooms with unread notifications rather than the
+    /// notifications themselves.
+    pub group_unread_count_by_room: bool,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            include_content: true,
+            group_unread_count_by_room: true,
+        }
     }
 }
 
@@ -578,6 +609,9 @@ const KNOWN_KEYS: &[&str] = &[
     "max_spider_size",
     "url_preview_accept_language",
     "presence",
+    "push",
+    "ip_range_blacklist",
+    "ip_range_whitelist",
     "default_room_version",
     "max_request_size",
     "runtime_threads",
@@ -649,6 +683,14 @@ impl Config {
             if parse_ip_range(range).is_none() {
                 problems.push(format!(
                     "`{range}` in the URL preview IP ranges is not an address or CIDR range"
+                ));
+            }
+        }
+        let ranges = self.ip_range_blacklist.iter().flatten();
+        for range in ranges.chain(&self.ip_range_whitelist) {
+            if parse_ip_range(range).is_none() {
+                problems.push(format!(
+                    "`{range}` in ip_range_blacklist or ip_range_whitelist is not an address or CIDR range"
                 ));
             }
         }

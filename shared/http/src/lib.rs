@@ -13,6 +13,7 @@ pub mod error;
 mod forwarded;
 mod json_limits;
 mod listener;
+pub mod outbound;
 mod parser_guards;
 pub mod ratelimit;
 mod router;

@@ -16,6 +16,7 @@ pub(crate) mod openid;
 pub(crate) mod presence;
 pub(crate) mod profile;
 pub(crate) mod push_rules;
+pub(crate) mod pushers;
 pub(crate) mod receipts;
 pub(crate) mod relations;
 pub(crate) mod report;

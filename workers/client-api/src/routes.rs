@@ -10,8 +10,8 @@ use ruma::api::client::voip::get_turn_server_info;
 use crate::ClientApi;
 use crate::handlers::{
     account, account_data, admin, alias, device, directory, discovery, filter, knock, membership,
-    message, notifications, openid, presence, profile, push_rules, receipts, relations, report,
-    room, search, session, space, state, threepid, timestamp, typing, upgrade, user_admin,
+    message, notifications, openid, presence, profile, push_rules, pushers, receipts, relations,
+    report, room, search, session, space, state, threepid, timestamp, typing, upgrade, user_admin,
     user_directory, voip,
 };
 
@@ -40,6 +40,8 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, receipts::set_markers);
     router.handle(api, typing::set);
     router.handle(api, push_rules::get_all);
+    router.handle(api, pushers::list);
+    router.handle(api, pushers::set);
     router.handle(api, notifications::list);
     router.handle(api, presence::set);
     router.handle(api, presence::get);

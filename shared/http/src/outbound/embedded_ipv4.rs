@@ -1,6 +1,6 @@
 //! The IPv4 addresses an IPv6 address carries: a translator or tunnel
-//! delivers a packet for such an address to the IPv4 host, so a preview
-//! fetch to `64:ff9b::7f00:1` reaches 127.0.0.1.
+//! delivers a packet for such an address to the IPv4 host, so a request
+//! to `64:ff9b::7f00:1` reaches 127.0.0.1.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -2,7 +2,6 @@
 //! is about to share, with its image kept as media of this server so
 //! clients never fetch from the page's site themselves.
 
-mod embedded_ipv4;
 mod fetch;
 mod opengraph;
 
@@ -15,7 +14,8 @@ use myelin_http::MatrixError;
 use reqwest::Url;
 use serde_json::{Map, Value};
 
-pub(crate) use fetch::{AddressPolicy, FetchError, Fetcher};
+pub(crate) use fetch::{FetchError, Fetcher};
+pub(crate) use myelin_http::outbound::AddressPolicy;
 
 use crate::Media;
 use crate::headers::essence;
