@@ -65,7 +65,7 @@ except ImportError:
 sys.path.insert(0, str(HERE))
 import provision  # noqa: E402
 
-KINDS = ("myelin", "myelin-pg", "myelin-split", "myelin-split2",
+KINDS = ("myelin", "myelin-before", "myelin-pg", "myelin-split", "myelin-split2",
          "synapse", "synapse-pg", "synapse-workers", "synapse-workers2")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SAMPLE_INTERVAL_S = 0.1
@@ -407,7 +407,7 @@ class MyelinServer(Server):
     kind = "myelin"
 
     def prepare(self) -> None:
-        binary = Path(self.args.myelin_bin)
+        binary = self.binary()
         if not binary.exists():
             raise RuntimeError(f"{binary} missing: cargo build --release -p myelin")
         subprocess.run(
@@ -417,7 +417,21 @@ class MyelinServer(Server):
         self.edit_config(self.dir / "homeserver.yaml", {})
 
     def command(self):
-        return [str(self.args.myelin_bin), "run", "-c", str(self.dir / "homeserver.yaml")]
+        return [str(self.binary()), "run", "-c", str(self.dir / "homeserver.yaml")]
+
+    def binary(self) -> Path:
+        return Path(self.args.myelin_bin)
+
+
+class MyelinBeforeServer(MyelinServer):
+    """The single process built from an older commit (`--myelin-before-bin`),
+    for before/after figures in one run."""
+    kind = "myelin-before"
+
+    def binary(self) -> Path:
+        if not self.args.myelin_before_bin:
+            raise RuntimeError("the myelin-before kind needs --myelin-before-bin")
+        return Path(self.args.myelin_before_bin)
 
 
 class SynapseServer(Server):
@@ -799,6 +813,7 @@ class MyelinSplit2Server(MyelinSplitServer):
 
 SERVERS = {
     "myelin": MyelinServer,
+    "myelin-before": MyelinBeforeServer,
     "myelin-pg": MyelinPgServer,
     "myelin-split": MyelinSplitServer,
     "myelin-split2": MyelinSplit2Server,
@@ -1081,7 +1096,7 @@ def pin_myelin(args, scratch: Path) -> dict:
 
 
 SPLIT_BINARIES = ("myelin", "myelin-gateway", "myelin-client-api", "myelin-synchrotron",
-                  "myelin-event-persister", "myelin-media")
+                  "myelin-event-persister", "myelin-media", "myelin-pusher")
 
 
 def pin_split_binaries(args, scratch: Path) -> None:
@@ -1129,6 +1144,8 @@ def main() -> None:
                         help="before each measurement, wait for a second with the host below this busy %%")
     parser.add_argument("--quiet-wait", type=float, default=120, help="longest such wait, seconds")
     parser.add_argument("--myelin-bin", default=str(REPO / "target/release/myelin"))
+    parser.add_argument("--myelin-before-bin", default=None,
+                        help="an older build of myelin for the myelin-before kind (copied aside at start)")
     parser.add_argument("--split-bin-dir", default=str(REPO / "target/release"),
                         help="where the release worker binaries are (copied aside at start)")
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
@@ -1170,6 +1187,13 @@ def run_all(args, kinds: list[str], scenarios: list[str], scratch: Path) -> None
     meta["versions"] = versions()
     if any(kind.startswith("myelin") for kind in kinds):
         meta["versions"].update(pin_myelin(args, scratch))
+    if "myelin-before" in kinds and args.myelin_before_bin:
+        before = scratch / "myelin-before"
+        shutil.copy2(args.myelin_before_bin, before)
+        meta["versions"]["myelin_before"] = subprocess.run(
+            [str(before), "--version"], capture_output=True, text=True).stdout.strip()
+        meta["versions"]["myelin_before_sha256"] = hashlib.sha256(before.read_bytes()).hexdigest()[:16]
+        args.myelin_before_bin = str(before)
     if any(kind.startswith("myelin-split") for kind in kinds):
         pin_split_binaries(args, scratch)
     meta["args"] = vars(args)

@@ -31,6 +31,7 @@ const STEPS: &[&str] = &[
     "ok notification counts rise and reset",
     "ok push rule changed through the SDK",
     "ok scrollback through /messages",
+    "ok thread reply and edit aggregated",
 ];
 
 fn skip_reason() -> Option<String> {

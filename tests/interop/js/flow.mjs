@@ -2,7 +2,8 @@
 // homeserver: both start and reach PREPARED, then room creation, invite and
 // join through sync, messages both ways, typing, read receipts, unread
 // counts that rise with messages and reset with a receipt, a push rule
-// changed through the SDK, and scrollback.
+// changed through the SDK, scrollback, and a thread reply and an edit as
+// the SDK aggregates them.
 //
 // Usage: node flow.mjs <homeserver URL> <alice session JSON> <bob session JSON>
 // where a session is {"user_id", "device_id", "access_token"}.
@@ -248,6 +249,43 @@ try {
     }
     carol.stopClient();
     ok("scrollback through /messages");
+
+    // A client with thread support, as Element runs it, sees a thread reply
+    // in its thread and an edit in place of the original.
+    const dave = client(aliceSession);
+    await dave.startClient({ initialSyncLimit: 5, threadSupport: true });
+    await waitFor(dave, sdk.ClientEvent.Sync, () => (dave.getRoom(roomId) ? true : undefined), "the room with thread support");
+    const { event_id: rootId } = await bob.sendMessage(roomId, { msgtype: "m.text", body: "thread root" });
+    await bob.sendMessage(roomId, rootId, { msgtype: "m.text", body: "in the thread" });
+    const { event_id: typoId } = await bob.sendMessage(roomId, { msgtype: "m.text", body: "tpyo" });
+    await bob.sendMessage(roomId, {
+        msgtype: "m.text",
+        body: "* typo",
+        "m.new_content": { msgtype: "m.text", body: "typo" },
+        "m.relates_to": { rel_type: "m.replace", event_id: typoId },
+    });
+    const daveRoom = dave.getRoom(roomId);
+    await waitFor(
+        dave,
+        sdk.ClientEvent.Sync,
+        () => {
+            const thread = daveRoom.getThread(rootId);
+            const replies = thread?.timeline?.map((event) => event.getContent().body) ?? [];
+            return replies.includes("in the thread") ? true : undefined;
+        },
+        "the reply in its thread",
+    );
+    if (bodies(daveRoom).includes("in the thread")) {
+        throw new Error("the thread reply is in the main timeline too");
+    }
+    await waitFor(
+        dave,
+        sdk.ClientEvent.Sync,
+        () => (daveRoom.findEventById(typoId)?.getContent().body === "typo" ? true : undefined),
+        "the edit to replace the original's content",
+    );
+    dave.stopClient();
+    ok("thread reply and edit aggregated");
 } catch (error) {
     console.error(`failed: ${error && error.stack ? error.stack : error}`);
     process.exitCode = 1;

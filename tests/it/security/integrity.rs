@@ -163,6 +163,30 @@ fn state_path(room_id: &str, event_type: &str, state_key: &str) -> String {
 }
 
 /// The types of the room's newest events, as `/messages` shows them.
+/// Equal creations in the same millisecond would derive the same room ID
+/// from equal create events; every one still gets a room of its own.
+#[tokio::test]
+async fn equal_room_creations_at_once_each_get_a_room() {
+    let (_server, alice, _bob) = server_with_alice_and_bob().await;
+    let creations = (0..40).map(|_| {
+        let alice = alice.clone();
+        async move {
+            alice
+                .post("/_matrix/client/v3/createRoom", &json!({}))
+                .await
+                .ok()["room_id"]
+                .as_str()
+                .expect("a room ID")
+                .to_owned()
+        }
+    });
+    let rooms: BTreeSet<String> = futures::future::join_all(creations)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(rooms.len(), 40, "{rooms:?}");
+}
+
 async fn recent_types(client: &Client, room_id: &str) -> Vec<String> {
     let page = client.messages(room_id, "b", None, 50).await;
     page["chunk"]

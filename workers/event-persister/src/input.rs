@@ -104,13 +104,6 @@ impl EventPersister {
                 "This server does not support that room version",
             )
         })?;
-        let mut head = CachedHead {
-            room_id: create.room_id.clone().unwrap_or_default(),
-            version,
-            state: Default::default(),
-            extremities: Vec::new(),
-            max_depth: 0,
-        };
         let slot = create
             .room_id
             .as_deref()
@@ -119,28 +112,59 @@ impl EventPersister {
             Some(slot) => Some(slot.lock().await),
             None => None,
         };
-        // Every event is composed and authorized before any is written, and
-        // all are written in one transaction: a refusal or a crash part-way
-        // leaves no room behind.
-        let mut composed = Vec::with_capacity(create.events.len());
-        for template in create.events {
-            let event = self
-                .compose(&head, &create.creator, template, None, fence)
-                .await?;
-            advance(&mut head, &event);
-            composed.push(event);
-        }
+        // A room ID derived from the create event is the same for two equal
+        // requests in one millisecond: the second is composed again, later.
+        let mut attempts_left = if create.room_id.is_none() { 5 } else { 1 };
+        let (composed, positions) = loop {
+            attempts_left -= 1;
+            let composed = self.compose_room(&create, version.clone(), fence).await?;
+            match self
+                .event_store
+                .persist_events(composed.iter().map(|event| event.record.clone()).collect())
+                .await
+            {
+                Ok(positions) => break (composed, positions),
+                Err(StoreError::Conflict(_)) if attempts_left > 0 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                Err(error) => return Err(unavailable(error)),
+            }
+        };
         let Some(last) = composed.last() else {
             return Err(refused(400, "M_BAD_JSON", "no create event"));
         };
-        let positions = self
-            .event_store
-            .persist_events(composed.iter().map(|event| event.record.clone()).collect())
-            .await
-            .map_err(unavailable)?;
         for (event, position) in composed.iter().zip(&positions) {
             self.announce(&event.record, *position).await;
         }
         Ok(last.done(positions.last().copied()))
+    }
+
+    /// Every event of a new room, composed and authorized in order; none is
+    /// written yet.
+    async fn compose_room(
+        &self,
+        create: &CreateRoom,
+        version: RoomVersion,
+        fence: Fence,
+    ) -> Result<Vec<crate::persist::ComposedEvent>, RoomInputRefused> {
+        let mut head = CachedHead {
+            room_id: create.room_id.clone().unwrap_or_default(),
+            version,
+            state: Default::default(),
+            extremities: Vec::new(),
+            max_depth: 0,
+        };
+        // Every event is composed and authorized before any is written, and
+        // all are written in one transaction: a refusal or a crash part-way
+        // leaves no room behind.
+        let mut composed = Vec::with_capacity(create.events.len());
+        for template in &create.events {
+            let event = self
+                .compose(&head, &create.creator, template.clone(), None, fence)
+                .await?;
+            advance(&mut head, &event);
+            composed.push(event);
+        }
+        Ok(composed)
     }
 }

@@ -90,6 +90,13 @@ impl PusherRole {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn resting(&self) -> bool {
+        self.idle_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|until| Instant::now() < until)
+    }
+
     fn holds_user(&self, user_id: &str) -> bool {
         self.held().contains(&Partition::of_user(user_id).0)
     }
@@ -122,6 +129,7 @@ impl PusherRole {
                     change = pushers.next() => {
                         let Some(PushersChanged { user_id }) = change else { break };
                         if self.holds_user(&user_id) {
+                            self.stop_resting();
                             self.wake.notify_one();
                         }
                     }
@@ -157,10 +165,17 @@ impl PusherRole {
     async fn pass(self: &Arc<Self>) -> StoreResult<bool> {
         let _pass = self.pass.read().await;
         let partitions: Vec<u16> = self.held().iter().copied().collect();
-        if partitions.is_empty() {
+        if partitions.is_empty() || self.resting() {
             return Ok(false);
         }
         let pushers = self.store.http_pushers(&partitions).await?;
+        if pushers.is_empty() {
+            *self
+                .idle_until
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now() + BACKSTOP);
+            return Ok(false);
+        }
         let upto = self.store.max_position().await?;
         let read_since = std::mem::take(
             &mut *self

@@ -36,6 +36,10 @@ pub struct PusherRole {
     pass: RwLock<()>,
     /// Something may be owed: an event was persisted, a pusher changed.
     wake: Notify,
+    /// No pusher was found in the held partitions: passes rest until this
+    /// time or until a pusher changes, so a server without pushers pays
+    /// one query per backstop period rather than one per event.
+    idle_until: Mutex<Option<std::time::Instant>>,
     /// Users who read something since the last pass: their badge changed.
     read_since: Mutex<HashSet<String>>,
     backoffs: Mutex<Backoffs>,
@@ -80,6 +84,7 @@ pub fn role(deps: &Deps) -> Arc<PusherRole> {
         held: Mutex::new(BTreeSet::new()),
         pass: RwLock::new(()),
         wake: Notify::new(),
+        idle_until: Mutex::new(None),
         read_since: Mutex::new(HashSet::new()),
         backoffs: Mutex::new(HashMap::new()),
         deliveries: deliveries_metric(&deps.registry),
@@ -87,6 +92,13 @@ pub fn role(deps: &Deps) -> Arc<PusherRole> {
 }
 
 impl PusherRole {
+    fn stop_resting(&self) {
+        *self
+            .idle_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeSet<u16>> {
         self.held
             .lock()
@@ -101,6 +113,7 @@ impl PartitionWork for PusherRole {
     async fn start(self: Arc<Self>, partition: u16, _fence: Fence) -> anyhow::Result<()> {
         self.held().insert(partition);
         // What the last holder left owed is delivered now.
+        self.stop_resting();
         self.wake.notify_one();
         Ok(())
     }
