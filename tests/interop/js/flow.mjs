@@ -32,10 +32,13 @@ function client(sessionJson) {
 }
 
 /** Resolves with the first value `check` returns that is not undefined,
- * re-checking on each `event` of `emitter`; fails after the step timeout. */
+ * re-checking on each `event` of `emitter` and every 200 ms (some state,
+ * such as a thread fetched in the background, changes without one); fails
+ * after the step timeout. */
 function waitFor(emitter, event, check, what) {
     return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
+            clearInterval(poll);
             emitter.off(event, listener);
             reject(new Error(`timed out waiting for ${what}`));
         }, STEP_TIMEOUT_MS);
@@ -45,16 +48,19 @@ function waitFor(emitter, event, check, what) {
                 value = check(...args);
             } catch (error) {
                 clearTimeout(timer);
+                clearInterval(poll);
                 emitter.off(event, listener);
                 reject(error);
                 return;
             }
             if (value !== undefined) {
                 clearTimeout(timer);
+                clearInterval(poll);
                 emitter.off(event, listener);
                 resolve(value);
             }
         };
+        const poll = setInterval(listener, 200);
         emitter.on(event, listener);
         listener();
     });
@@ -274,7 +280,14 @@ try {
             return replies.includes("in the thread") ? true : undefined;
         },
         "the reply in its thread",
-    );
+    ).catch((error) => {
+        const threads = daveRoom.getThreads().map((thread) => ({
+            id: thread.id,
+            length: thread.length,
+            bodies: thread.timeline.map((event) => event.getContent().body),
+        }));
+        throw new Error(`${error.message}; threads: ${JSON.stringify(threads)}; main: ${JSON.stringify(bodies(daveRoom).slice(-4))}`);
+    });
     if (bodies(daveRoom).includes("in the thread")) {
         throw new Error("the thread reply is in the main timeline too");
     }
