@@ -22,3 +22,6 @@ CREATE INDEX pushers_by_partition ON pushers (user_partition);
 
 -- The sound the rules asked for, passed on to the push gateway.
 ALTER TABLE event_push_actions ADD COLUMN sound TEXT;
+
+-- A user's read receipts, for the unread counts of every room at once.
+CREATE INDEX receipts_by_user ON receipts (user_id, room_id, thread_id);

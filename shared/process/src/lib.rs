@@ -16,7 +16,7 @@ mod worker;
 
 pub use allocator::tune_allocator;
 pub use deps::{Deps, open_bus, open_store};
-pub use observability::init_tracing;
+pub use observability::{init_tracing, labelled_counter};
 pub use role::{Role, Shutdown};
 pub use serve::run_roles;
 pub use worker::{build_runtime, worker_main};

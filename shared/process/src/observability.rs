@@ -81,3 +81,19 @@ pub(crate) fn add_process_routes(
         }
     });
 }
+
+/// A counter with labels, registered on the process's registry. A name the
+/// registry refuses (only a duplicate can be) still counts, unexported.
+pub fn labelled_counter(
+    registry: &prometheus::Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::IntCounterVec {
+    let counter = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
+        .unwrap_or_else(|error| panic!("metric {name} is misdefined: {error}"));
+    if let Err(error) = registry.register(Box::new(counter.clone())) {
+        tracing::warn!(%error, name, "cannot export a metric");
+    }
+    counter
+}

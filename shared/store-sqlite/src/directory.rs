@@ -66,7 +66,7 @@ impl DirectoryStore for SqliteStore {
     async fn published_rooms(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
         let after = after.unwrap_or("").to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
+        self.read_in_pool(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT room_id FROM room_directory WHERE room_id > ?1 ORDER BY room_id LIMIT ?2",
             )?;
@@ -96,7 +96,7 @@ impl DirectoryStore for SqliteStore {
         let term = term.to_owned();
         let all = scope == DirectoryScope::AllUsers;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
+        self.read_in_pool(move |conn| {
             let mut statement = conn.prepare_cached(SEARCH_USERS)?;
             let rows =
                 statement.query_map(rusqlite::params![searcher, term, all, limit], |row| {

@@ -207,7 +207,7 @@ impl EventStore for SqliteStore {
 
     async fn current_state(&self, room_id: &str) -> StoreResult<Vec<StoredEvent>> {
         let room_id = room_id.to_owned();
-        self.read(move |conn| {
+        self.read_in_pool(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events AS e WHERE event_id IN
                      (SELECT event_id FROM current_state WHERE room_id = ?1)
@@ -270,7 +270,7 @@ impl EventStore for SqliteStore {
 
     async fn state_at(&self, room_id: &str, at: StreamPosition) -> StoreResult<Vec<StoredEvent>> {
         let room_id = room_id.to_owned();
-        self.read(move |conn| {
+        self.read_in_pool(move |conn| {
             // The newest event per type and key at or below `at`, found
             // through the (room, type, key, position) index.
             let mut statement = conn.prepare_cached(&format!(
@@ -298,7 +298,7 @@ impl EventStore for SqliteStore {
             event_type.to_owned(),
             state_key.to_owned(),
         ];
-        self.read(move |conn| {
+        self.read_in_pool(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events AS e
                  WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3
@@ -364,7 +364,7 @@ impl EventStore for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
+        self.read_in_pool(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events AS e WHERE position > ?1 AND position <= ?2
                  ORDER BY position ASC LIMIT ?3"

@@ -62,19 +62,46 @@ impl SqliteStore {
         .map_err(|join| StoreError::Unavailable(join.to_string()))?
     }
 
-    /// Runs a read on one of the reader connections.
+    /// Runs a read on one of the reader connections: on this thread when
+    /// that connection is free, since most reads take microseconds and a
+    /// hand-off to the blocking pool and back costs more than they do;
+    /// otherwise on the blocking pool. Reads that may scan much use
+    /// [`SqliteStore::read_in_pool`].
     async fn read<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let reader = Arc::clone(&self.readers[index]);
+        let reader = self.next_reader();
+        if let Ok(conn) = reader.try_lock() {
+            return work(&conn).map_err(map_error);
+        }
         run_blocking(move || {
             let conn = reader.lock().map_err(|_| poisoned())?;
             work(&conn).map_err(map_error)
         })
         .await
+    }
+
+    /// A read that may scan much (search, a stretch of the log, the state
+    /// at a point): always on the blocking pool, so it never holds up the
+    /// threads that serve requests.
+    async fn read_in_pool<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let reader = self.next_reader();
+        run_blocking(move || {
+            let conn = reader.lock().map_err(|_| poisoned())?;
+            work(&conn).map_err(map_error)
+        })
+        .await
+    }
+
+    fn next_reader(&self) -> Arc<Mutex<Connection>> {
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        Arc::clone(&self.readers[index])
     }
 
     /// Runs a write inside one immediate transaction on the writer.

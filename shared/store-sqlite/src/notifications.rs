@@ -11,16 +11,25 @@ use rusqlite::params;
 use crate::events::{EVENT_COLUMNS, event_from_row};
 use crate::{SqliteStore, map_error};
 
-/// The position of the user's latest read receipt (public or private) for
-/// `thread` ('' for unthreaded), 0 when none; `a` is the push-action row.
-const RECEIPT_POSITION: &str = "COALESCE((SELECT MAX(e2.position) FROM receipts r
-     JOIN events e2 ON e2.event_id = r.event_id
-     WHERE r.room_id = a.room_id AND r.user_id = a.user_id
-       AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id = {thread}), 0)";
+/// The user's (the first parameter) latest read receipt, public or
+/// private, per room and thread ('' for unthreaded): read once per query
+/// rather than once per push action.
+pub(crate) const READ_UPTO: &str = "WITH read_upto AS MATERIALIZED (
+     SELECT r.room_id, r.thread_id, MAX(e2.position) AS position
+     FROM receipts r JOIN events e2 ON e2.event_id = r.event_id
+     WHERE r.user_id = ?1 AND r.receipt_type IN ('m.read', 'm.read.private')
+     GROUP BY r.room_id, r.thread_id) ";
 
-pub(crate) fn receipt_position(thread: &str) -> String {
-    RECEIPT_POSITION.replace("{thread}", thread)
-}
+/// Joined to `event_push_actions a`: the receipts that may cover it.
+pub(crate) const READ_JOINS: &str = " LEFT JOIN read_upto main_read
+       ON main_read.room_id = a.room_id AND main_read.thread_id = ''
+     LEFT JOIN read_upto thread_read
+       ON thread_read.room_id = a.room_id AND thread_read.thread_id = a.thread_id ";
+
+/// A push action no receipt covers: above the unthreaded receipt and its
+/// thread's own.
+pub(crate) const UNREAD: &str = "a.position > COALESCE(main_read.position, 0)
+     AND a.position > COALESCE(thread_read.position, 0)";
 
 pub(crate) fn insert_push_actions(
     tx: &rusqlite::Transaction<'_>,
@@ -52,13 +61,10 @@ pub(crate) fn insert_push_actions(
 impl NotificationStore for SqliteStore {
     async fn unread_counts(&self, user_id: &str, room_id: &str) -> StoreResult<RoomUnread> {
         let sql = format!(
-            "SELECT a.thread_id, COUNT(*), SUM(a.highlight)
-             FROM event_push_actions a
-             WHERE a.user_id = ?1 AND a.room_id = ?2
-               AND a.position > {unthreaded} AND a.position > {threaded}
-             GROUP BY a.thread_id",
-            unthreaded = receipt_position("''"),
-            threaded = receipt_position("a.thread_id"),
+            "{READ_UPTO} SELECT a.thread_id, COUNT(*), SUM(a.highlight)
+             FROM event_push_actions a {READ_JOINS}
+             WHERE a.user_id = ?1 AND a.room_id = ?2 AND {UNREAD}
+             GROUP BY a.thread_id"
         );
         let (user_id, room_id) = (user_id.to_owned(), room_id.to_owned());
         let rows = self
@@ -94,13 +100,11 @@ impl NotificationStore for SqliteStore {
         only_highlight: bool,
     ) -> StoreResult<Vec<NotificationRecord>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, a.highlight,
-                    a.position <= MAX({unthreaded}, {threaded})
-             FROM event_push_actions a JOIN events AS e ON e.position = a.position
+            "{READ_UPTO} SELECT {EVENT_COLUMNS}, a.highlight, NOT ({UNREAD})
+             FROM event_push_actions a {READ_JOINS}
+             JOIN events AS e ON e.position = a.position
              WHERE a.user_id = ?1 AND a.position < ?2 AND (?3 = 0 OR a.highlight)
-             ORDER BY a.position DESC LIMIT ?4",
-            unthreaded = receipt_position("''"),
-            threaded = receipt_position("a.thread_id"),
+             ORDER BY a.position DESC LIMIT ?4"
         );
         let user_id = user_id.to_owned();
         let before = before.map_or(i64::MAX, |position| position.0);
@@ -122,12 +126,10 @@ impl NotificationStore for SqliteStore {
 
     async fn unread_rooms(&self, user_id: &str) -> StoreResult<u64> {
         let sql = format!(
-            "SELECT COUNT(DISTINCT a.room_id) FROM event_push_actions a
+            "{READ_UPTO} SELECT COUNT(DISTINCT a.room_id) FROM event_push_actions a {READ_JOINS}
              JOIN current_state cs ON cs.room_id = a.room_id AND cs.event_type = 'm.room.member'
                   AND cs.state_key = a.user_id AND cs.membership = 'join'
-             WHERE a.user_id = ?1 AND a.position > {unthreaded} AND a.position > {threaded}",
-            unthreaded = receipt_position("''"),
-            threaded = receipt_position("a.thread_id"),
+             WHERE a.user_id = ?1 AND {UNREAD}"
         );
         let user_id = user_id.to_owned();
         let rooms: i64 = self

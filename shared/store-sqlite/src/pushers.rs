@@ -6,7 +6,7 @@ use myelin_types::{Partition, StreamPosition};
 use rusqlite::params;
 
 use crate::events::{EVENT_COLUMNS, event_from_row};
-use crate::notifications::receipt_position;
+use crate::notifications::{READ_JOINS, READ_UPTO, UNREAD};
 use crate::{SqliteStore, map_error};
 
 const PUSHER_COLUMNS: &str = "user_id, kind, app_id, pushkey, app_display_name, \
@@ -135,14 +135,12 @@ impl PusherStore for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<PushDue>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, a.highlight, a.sound
-             FROM event_push_actions a JOIN events AS e ON e.position = a.position
+            "{READ_UPTO} SELECT {EVENT_COLUMNS}, a.highlight, a.sound
+             FROM event_push_actions a {READ_JOINS}
+             JOIN events AS e ON e.position = a.position
              WHERE a.user_id = ?1 AND a.position > ?2 AND a.position <= ?3
-               AND e.redacted_by IS NULL
-               AND a.position > {unthreaded} AND a.position > {threaded}
-             ORDER BY a.position LIMIT ?4",
-            unthreaded = receipt_position("''"),
-            threaded = receipt_position("a.thread_id"),
+               AND e.redacted_by IS NULL AND {UNREAD}
+             ORDER BY a.position LIMIT ?4"
         );
         let user_id = user_id.to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -286,7 +286,7 @@ impl RelationStore for SqliteStore {
         };
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-        self.read(move |conn| {
+        self.read_in_pool(move |conn| {
             let from_where = "FROM event_search
                  JOIN events ON events.position = event_search.rowid
                  JOIN json_each(?2) AS allowed

@@ -46,22 +46,6 @@ pub struct PusherRole {
     deliveries: prometheus::IntCounterVec,
 }
 
-fn deliveries_metric(registry: &prometheus::Registry) -> prometheus::IntCounterVec {
-    let counter = prometheus::IntCounterVec::new(
-        prometheus::Opts::new(
-            "myelin_push_deliveries_total",
-            "Notifications sent to push gateways, by outcome (sent, failed, rejected, badge).",
-        ),
-        &["outcome"],
-    )
-    .expect("a constant, valid metric definition");
-    // Refused only as a duplicate; the counter then still counts, unexported.
-    if let Err(error) = registry.register(Box::new(counter.clone())) {
-        tracing::warn!(%error, "cannot export the push delivery metric");
-    }
-    counter
-}
-
 pub fn role(deps: &Deps) -> Arc<PusherRole> {
     let policy = AddressPolicy::new(
         deps.config.ip_range_blacklist.as_deref(),
@@ -87,7 +71,12 @@ pub fn role(deps: &Deps) -> Arc<PusherRole> {
         idle_until: Mutex::new(None),
         read_since: Mutex::new(HashSet::new()),
         backoffs: Mutex::new(HashMap::new()),
-        deliveries: deliveries_metric(&deps.registry),
+        deliveries: myelin_process::labelled_counter(
+            &deps.registry,
+            "myelin_push_deliveries_total",
+            "Notifications sent to push gateways, by outcome (sent, failed, rejected, badge).",
+            &["outcome"],
+        ),
     })
 }
 

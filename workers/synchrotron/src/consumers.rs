@@ -42,6 +42,7 @@ pub(crate) async fn wake_on_changes(
             }
             _ = backstop.tick() => {
                 sync.waiters.forget_idle();
+                sync.positions.changed();
                 sync.waiters.wake_everyone();
             }
             _ = typing_tick.tick() => {
@@ -62,12 +63,14 @@ pub(crate) async fn wake_on_changes(
                 let Some(AccountDataChanged { user_id, .. }) = change else {
                     anyhow::bail!("the bus closed the account-data subscription");
                 };
+                sync.positions.changed();
                 sync.waiters.wake(&user_id);
             }
             change = receipts.next() => {
                 let Some(ReceiptChanged { room_id, user_id, private, .. }) = change else {
                     anyhow::bail!("the bus closed the receipts subscription");
                 };
+                sync.positions.changed();
                 if private {
                     sync.waiters.wake(&user_id);
                 } else {
@@ -78,6 +81,7 @@ pub(crate) async fn wake_on_changes(
                 let Some(PresenceChanged { user_id, .. }) = change else {
                     anyhow::bail!("the bus closed the presence subscription");
                 };
+                sync.positions.changed();
                 sync.wake_sharing_a_room_with(&user_id).await;
             }
             change = typing.next() => {
@@ -94,6 +98,7 @@ pub(crate) async fn wake_on_changes(
 
 impl Synchrotron {
     async fn on_persisted(&self, event: &PersistedEvent) {
+        self.positions.changed();
         if let (Some(target), Some(membership)) = (&event.state_key, &event.membership) {
             self.members.apply(&event.room_id, target, membership);
             self.waiters.wake(target);

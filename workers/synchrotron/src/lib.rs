@@ -3,6 +3,7 @@
 mod consumers;
 mod handlers;
 mod members;
+mod positions;
 mod streams;
 mod timelines;
 mod waiters;
@@ -16,6 +17,7 @@ use myelin_process::{Deps, Role, Shutdown};
 use myelin_store::Store;
 
 use crate::members::RoomMembers;
+use crate::positions::Positions;
 use crate::streams::{ActivityMarks, TypingRooms};
 use crate::timelines::Timelines;
 use crate::waiters::Waiters;
@@ -27,6 +29,8 @@ pub struct Synchrotron {
     members: RoomMembers,
     timelines: Timelines,
     typing: TypingRooms,
+    /// The stored streams' positions, shared by long-polls woken together.
+    positions: Positions,
     activity: ActivityMarks,
     /// `presence.enabled`: without it no presence is recorded or sent.
     presence_enabled: bool,
@@ -44,27 +48,17 @@ pub fn role(deps: &Deps) -> Arc<Synchrotron> {
         members: RoomMembers::default(),
         timelines: Timelines::default(),
         typing: TypingRooms::default(),
+        positions: Positions::default(),
         activity: ActivityMarks::default(),
         presence_enabled: deps.config.presence.enabled,
-        timeline_reads: timeline_reads_metric(&deps.registry),
-        stopping: std::sync::atomic::AtomicBool::new(false),
-    })
-}
-
-fn timeline_reads_metric(registry: &prometheus::Registry) -> prometheus::IntCounterVec {
-    let counter = prometheus::IntCounterVec::new(
-        prometheus::Opts::new(
+        timeline_reads: myelin_process::labelled_counter(
+            &deps.registry,
             "myelin_sync_timeline_reads_total",
             "Room timelines read for /sync, by where they were found (cache or store).",
+            &["source"],
         ),
-        &["source"],
-    )
-    .expect("a constant, valid metric definition");
-    // Refused only as a duplicate; the counter then still counts, unexported.
-    if let Err(error) = registry.register(Box::new(counter.clone())) {
-        tracing::warn!(%error, "cannot export the sync timeline metric");
-    }
-    counter
+        stopping: std::sync::atomic::AtomicBool::new(false),
+    })
 }
 
 #[async_trait]

@@ -38,15 +38,16 @@ pub(crate) struct SyncRequest {
 }
 
 impl Synchrotron {
-    /// The highest position of every stream that readers may see now.
-    async fn positions_now(&self) -> Result<SyncToken, MatrixError> {
-        Ok(SyncToken {
-            events: self.store.max_position().await?,
-            account_data: self.store.max_account_data_position().await?,
-            receipts: self.store.max_receipt_position().await?,
-            typing: self.typing.position(),
-            presence: self.store.max_presence_position().await?,
-        })
+    /// The highest position of every stream that readers may see now:
+    /// read from the store when `fresh`, else possibly a snapshot no
+    /// change has outdated (see `positions.rs`).
+    async fn positions_now(&self, fresh: bool) -> Result<SyncToken, MatrixError> {
+        let stored = if fresh {
+            self.positions.fresh(self.store.as_ref()).await?
+        } else {
+            self.positions.shared(self.store.as_ref()).await?
+        };
+        Ok(stored.with_typing(self.typing.position()))
     }
 
     /// The response up to the streams' current positions, and whether it
@@ -54,8 +55,13 @@ impl Synchrotron {
     pub(crate) async fn collect(
         &self,
         request: &SyncRequest,
+        fresh: bool,
     ) -> Result<(Response, bool), MatrixError> {
-        let upto = self.positions_now().await?;
+        let upto = self.positions_now(fresh).await?;
+        // Every change is a position in the token: none moved, nothing new.
+        if request.since == Some(upto) && !request.full_state {
+            return Ok((Response::new(upto.to_string()), false));
+        }
         let mut response = Response::new(upto.to_string());
         let joined = room_events::fill(self, request, upto.events, &mut response).await?;
         let mut news = joined.news;

@@ -41,13 +41,17 @@ pub(crate) async fn sync(
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     let signal = sync.waiters.signal(&parsed.user.user_id);
+    // A request that will not wait must see the user's own writes, so it
+    // reads the positions fresh; a long-poll is woken by every change, so
+    // it may share what the others woken with it read.
+    let mut fresh = parsed.since.is_none() || parsed.full_state || timeout.is_zero();
     loop {
         // Register for wake-ups before reading, so a change made while we
         // read still wakes us.
         let woken = signal.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let (response, has_news) = sync.collect(&parsed).await?;
+        let (response, has_news) = sync.collect(&parsed, fresh).await?;
         let stopping = sync.stopping.load(std::sync::atomic::Ordering::SeqCst);
         if has_news
             || stopping
@@ -58,9 +62,10 @@ pub(crate) async fn sync(
             return Ok(response);
         }
         if tokio::time::timeout_at(deadline, woken).await.is_err() {
-            let (response, _) = sync.collect(&parsed).await?;
+            let (response, _) = sync.collect(&parsed, true).await?;
             return Ok(response);
         }
+        fresh = false;
     }
 }
 
