@@ -25,3 +25,12 @@ ALTER TABLE event_push_actions ADD COLUMN sound TEXT;
 
 -- A user's read receipts, for the unread counts of every room at once.
 CREATE INDEX receipts_by_user ON receipts (user_id, room_id, thread_id);
+
+-- How far the full-text index has read the events: it is filled in batches,
+-- in the background and before each search, rather than in the transaction
+-- of every event. Events stored until now were indexed with them.
+CREATE TABLE search_progress (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    position INTEGER NOT NULL
+);
+INSERT INTO search_progress (id, position) SELECT 1, COALESCE(MAX(position), 0) FROM events;

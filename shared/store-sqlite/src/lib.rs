@@ -44,6 +44,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let store = SqliteStore::open_connections(path).await?;
+        tokio::spawn(index_search_behind(Arc::downgrade(&store.writer)));
+        Ok(store)
+    }
+
+    async fn open_connections(path: &Path) -> StoreResult<SqliteStore> {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut writer = connect(&path)?;
@@ -131,6 +137,31 @@ where
         Ok(result)
     })
     .await
+}
+
+/// How often the full-text index catches up with the events in the
+/// background (a search also catches it up first).
+const SEARCH_INDEX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Fills the full-text index behind the events until the store is gone.
+async fn index_search_behind(writer: std::sync::Weak<Mutex<Connection>>) {
+    let mut tick = tokio::time::interval(SEARCH_INDEX_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(writer) = writer.upgrade() else {
+            return;
+        };
+        loop {
+            match write_on(Arc::clone(&writer), relations::index_search_batch).await {
+                Ok(read) if read == relations::SEARCH_BATCH => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot extend the full-text index");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]

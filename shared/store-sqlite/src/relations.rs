@@ -1,4 +1,5 @@
-//! The relation and full-text indexes (FTS5), written with each event.
+//! The relation index, written with each event, and the full-text index
+//! (FTS5), filled in batches behind the events (see [`index_search_batch`]).
 
 use async_trait::async_trait;
 use myelin_store::{
@@ -27,7 +28,8 @@ fn json_list(items: impl IntoIterator<Item = impl serde::Serialize>) -> String {
     serde_json::to_string(&items.into_iter().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
 }
 
-/// Indexes the event just written at `position`.
+/// Indexes the relation of the event just written at `position`: bundled
+/// aggregations need it at once. Its text waits for the next search batch.
 pub(crate) fn index_event(
     tx: &rusqlite::Transaction<'_>,
     event: &PersistEvent,
@@ -58,12 +60,66 @@ pub(crate) fn index_event(
         })
         .map_err(map_error)?;
     }
-    if let Some(search) = index.search {
-        tx.prepare_cached("INSERT INTO event_search (rowid, text, key) VALUES (?1, ?2, ?3)")
+    Ok(())
+}
+
+/// Events read into the full-text index per transaction.
+pub(crate) const SEARCH_BATCH: usize = 500;
+
+/// Adds the text of the events stored since the last batch to the
+/// full-text index, at most [`SEARCH_BATCH`] of them, and returns how many
+/// it read. One FTS5 segment per batch rather than per event is what keeps
+/// indexing off the cost of a send.
+pub(crate) fn index_search_batch(tx: &rusqlite::Transaction<'_>) -> StoreResult<usize> {
+    let from: i64 = tx
+        .prepare_cached("SELECT position FROM search_progress WHERE id = 1")
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+        .map_err(map_error)?;
+    let events: Vec<(i64, String, Option<String>, String, bool)> = tx
+        .prepare_cached(
+            "SELECT position, event_type, state_key, pdu_json, redacted_by IS NOT NULL
+             FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+        )
+        .and_then(|mut statement| {
+            let rows = statement.query_map(params![from, SEARCH_BATCH as i64], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })?;
+            rows.collect()
+        })
+        .map_err(map_error)?;
+    let Some(last) = events.last().map(|event| event.0) else {
+        return Ok(0);
+    };
+    for (position, event_type, state_key, pdu_json, redacted) in &events {
+        if *redacted {
+            continue;
+        }
+        if let Some(search) = index_of(event_type, state_key.as_deref(), pdu_json).search {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO event_search (rowid, text, key) VALUES (?1, ?2, ?3)",
+            )
             .and_then(|mut statement| statement.execute(params![position, search.text, search.key]))
             .map_err(map_error)?;
+        }
     }
-    Ok(())
+    tx.prepare_cached("UPDATE search_progress SET position = ?1 WHERE id = 1")
+        .and_then(|mut statement| statement.execute([last]))
+        .map_err(map_error)?;
+    Ok(events.len())
+}
+
+impl SqliteStore {
+    /// Brings the full-text index up to every event stored so far.
+    pub(crate) async fn catch_up_search(&self) -> StoreResult<()> {
+        while self.write(index_search_batch).await? == SEARCH_BATCH {}
+        Ok(())
+    }
 }
 
 /// Drops a redacted event from both indexes.
@@ -286,6 +342,8 @@ impl RelationStore for SqliteStore {
         };
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        // A search sees every event stored before it, indexed or not yet.
+        self.catch_up_search().await?;
         self.read_in_pool(move |conn| {
             let from_where = "FROM event_search
                  JOIN events ON events.position = event_search.rowid
