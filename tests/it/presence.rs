@@ -135,3 +135,82 @@ async fn presence_can_be_switched_off() {
         "offline"
     );
 }
+
+/// Follows alice's sync until `user_id`'s presence is `state`; returns the
+/// content and every state seen on the way.
+async fn wait_for_state(
+    alice: &Client,
+    since: &mut String,
+    user_id: &str,
+    state: &str,
+) -> (Value, Vec<String>) {
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        let sync = alice.sync(Some(since), 2_000).await;
+        *since = sync["next_batch"].as_str().unwrap().to_owned();
+        if let Some(content) = presence_of(&sync, user_id) {
+            let now = content["presence"].as_str().unwrap_or_default().to_owned();
+            seen.push(now.clone());
+            if now == state {
+                return (content, seen);
+            }
+        }
+    }
+    panic!("{user_id} never became {state}; seen {seen:?}");
+}
+
+#[tokio::test]
+async fn presence_lapses_when_the_user_goes_quiet() {
+    let server = Server::builder()
+        .open_registration()
+        .env("MYELIN_PRESENCE__IDLE_AFTER", "4s")
+        .env("MYELIN_PRESENCE__OFFLINE_AFTER", "2s")
+        .start()
+        .await;
+    let alice = server.client().register("alice", "pw-alice").await;
+    let bob = server.client().register("bob", "pw-bob").await;
+    let room_id = alice.create_room(&json!({"preset": "public_chat"})).await;
+    bob.join(&room_id).await.ok();
+    let mut since = sync_with(&alice, None, "online").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Bob syncs without pause: he never goes offline, but with nothing done
+    // for longer than idle_after he shows as unavailable.
+    let syncing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let bob_syncs = {
+        let (bob, syncing) = (bob.clone(), std::sync::Arc::clone(&syncing));
+        tokio::spawn(async move {
+            let mut since: Option<String> = None;
+            while syncing.load(std::sync::atomic::Ordering::SeqCst) {
+                let sync = bob.sync(since.as_deref(), 1_000).await;
+                since = sync["next_batch"].as_str().map(str::to_owned);
+            }
+        })
+    };
+    let (online, _) = wait_for_state(&alice, &mut since, &bob.user_id, "online").await;
+    assert_eq!(online["currently_active"], true, "{online}");
+    let (idle, seen) = wait_for_state(&alice, &mut since, &bob.user_id, "unavailable").await;
+    assert!(!seen.iter().any(|state| state == "offline"), "{seen:?}");
+    assert_eq!(idle["currently_active"], false, "{idle}");
+    assert!(idle["last_active_ago"].as_u64().unwrap() >= 4_000, "{idle}");
+
+    // Sending a message is activity: back online, currently active.
+    bob.send_text(&room_id, "back").await;
+    let (back, seen) = wait_for_state(&alice, &mut since, &bob.user_id, "online").await;
+    assert!(!seen.iter().any(|state| state == "offline"), "{seen:?}");
+    assert_eq!(back["currently_active"], true, "{back}");
+
+    // His client stops syncing: offline soon after, and his next sync
+    // brings him back.
+    syncing.store(false, std::sync::atomic::Ordering::SeqCst);
+    bob_syncs.await.unwrap();
+    wait_for_state(&alice, &mut since, &bob.user_id, "offline").await;
+    assert_eq!(
+        alice.get(&status_path(&bob.user_id)).await.ok()["presence"],
+        "offline"
+    );
+    sync_with(&bob, None, "online").await;
+    wait_for_state(&alice, &mut since, &bob.user_id, "online").await;
+}

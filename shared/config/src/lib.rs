@@ -14,8 +14,8 @@ use std::path::Path;
 pub use generate::{GenerateOptions, Generated, generate, log_level};
 pub use model::{
     BusConfig, Config, DEFAULT_TRUSTED_PROXIES, DatabaseConfig, EdgeLimits, GatewayConfig,
-    Listener, ListenerResource, LogLevel, PushConfig, RateLimit, RateLimits, UserDirectoryConfig,
-    parse_duration_ms, parse_ip_range,
+    Listener, ListenerResource, LogLevel, PresenceConfig, PushConfig, RateLimit, RateLimits,
+    UserDirectoryConfig, parse_duration_ms, parse_ip_range,
 };
 pub use signing_key::{SigningKeyFile, read_signing_key};
 

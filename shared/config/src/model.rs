@@ -251,11 +251,39 @@ impl Default for UserDirectoryConfig {
 #[serde(default)]
 pub struct PresenceConfig {
     pub enabled: bool,
+    /// An `online` user who has done nothing for this long shows as
+    /// `unavailable` (a duration like `5m`; Synapse's fixed 5 minutes).
+    #[serde(deserialize_with = "string_or_number")]
+    pub idle_after: Option<String>,
+    /// A user whose clients have stopped syncing and who has done nothing
+    /// for this long shows as `offline` (Synapse's fixed 30 seconds).
+    #[serde(deserialize_with = "string_or_number")]
+    pub offline_after: Option<String>,
 }
 
 impl Default for PresenceConfig {
     fn default() -> Self {
-        PresenceConfig { enabled: true }
+        PresenceConfig {
+            enabled: true,
+            idle_after: None,
+            offline_after: None,
+        }
+    }
+}
+
+impl PresenceConfig {
+    pub fn idle_after_ms(&self) -> u64 {
+        self.idle_after
+            .as_deref()
+            .and_then(parse_duration_ms)
+            .unwrap_or(5 * 60 * 1000)
+    }
+
+    pub fn offline_after_ms(&self) -> u64 {
+        self.offline_after
+            .as_deref()
+            .and_then(parse_duration_ms)
+            .unwrap_or(30 * 1000)
     }
 }
 
@@ -717,6 +745,18 @@ impl Config {
             problems.push(format!(
                 "turn_user_lifetime `{lifetime}` is not a duration like 1h or 86400000"
             ));
+        }
+        for (key, value) in [
+            ("presence.idle_after", &self.presence.idle_after),
+            ("presence.offline_after", &self.presence.offline_after),
+        ] {
+            if let Some(value) = value
+                && parse_duration_ms(value).is_none_or(|ms| ms == 0)
+            {
+                problems.push(format!(
+                    "{key} `{value}` is not a duration like 5m or 30000"
+                ));
+            }
         }
         if self.runtime_threads == Some(0) {
             problems.push("runtime_threads must be at least 1".to_owned());

@@ -59,6 +59,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../../migrations/postgres/0013_pushers.sql"),
     ),
+    (
+        14,
+        include_str!("../../../migrations/postgres/0014_presence_lapse.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -1,15 +1,22 @@
 //! The presence stream.
 
 use async_trait::async_trait;
-use myelin_store::{PresenceRecord, PresenceStore, PresenceUpdate, StoreResult};
+use myelin_store::{
+    LapseCutoffs, LapsedPresence, MAX_LAPSED_AT_ONCE, PresenceRecord, PresenceStore,
+    PresenceUpdate, StoreResult,
+};
 use myelin_types::StreamPosition;
 use tokio_postgres::Row;
 
 use crate::counters::{counter_position, take_position};
-use crate::{PostgresStore, get, map_error, tx_execute};
+use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
 
 const STREAM: &str = "presence";
 const COLUMNS: &str = "user_id, state, status_msg, last_active_ts, position";
+/// Whether a row's presence has lapsed ($1 idle_before, $2 gone_before).
+const LAPSED: &str = "state <> 'offline'
+    AND (GREATEST(last_sync_ts, last_active_ts) < $2
+         OR (state = 'online' AND last_active_ts < $1))";
 
 fn record_from_row(row: &Row) -> StoreResult<PresenceRecord> {
     Ok(PresenceRecord {
@@ -78,6 +85,87 @@ impl PresenceStore for PostgresStore {
             record_from_row,
         )
         .await
+    }
+
+    async fn note_presence_syncs(&self, user_ids: &[String], now_ms: i64) -> StoreResult<()> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "UPDATE presence SET last_sync_ts = GREATEST(last_sync_ts, $2)
+                 WHERE user_id = ANY($1)",
+            )
+            .await
+            .map_err(map_error)?;
+        client
+            .execute(&statement, &[&user_ids, &now_ms])
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn lapse_presence(&self, cutoffs: LapseCutoffs) -> StoreResult<Vec<LapsedPresence>> {
+        let limit = MAX_LAPSED_AT_ONCE as i64;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let candidates = tx
+            .query(
+                &format!("SELECT user_id FROM presence WHERE {LAPSED} ORDER BY user_id LIMIT $3"),
+                &[&cutoffs.idle_before, &cutoffs.gone_before, &limit],
+            )
+            .await
+            .map_err(map_error)?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every presence writer takes the counter's lock first; a row another
+        // process lapsed meanwhile no longer matches, and is skipped.
+        let mut position: i64 = tx_query_opt(
+            &tx,
+            "SELECT position FROM stream_counters WHERE stream = $1 FOR UPDATE",
+            &[&STREAM],
+            |row| get(row, 0),
+        )
+        .await?
+        .unwrap_or_default();
+        let mut lapsed = Vec::new();
+        for row in &candidates {
+            let user_id: String = get(row, 0)?;
+            let state = tx_query_opt(
+                &tx,
+                &format!(
+                    "UPDATE presence SET
+                         state = CASE WHEN GREATEST(last_sync_ts, last_active_ts) < $2
+                                 THEN 'offline' ELSE 'unavailable' END,
+                         position = $4
+                     WHERE user_id = $3 AND {LAPSED}
+                     RETURNING state"
+                ),
+                &[
+                    &cutoffs.idle_before,
+                    &cutoffs.gone_before,
+                    &user_id,
+                    &(position + 1),
+                ],
+                |row| get::<String>(row, 0),
+            )
+            .await?;
+            if let Some(state) = state {
+                position += 1;
+                lapsed.push(LapsedPresence {
+                    user_id,
+                    state,
+                    position: StreamPosition(position),
+                });
+            }
+        }
+        tx_execute(
+            &tx,
+            "UPDATE stream_counters SET position = $2 WHERE stream = $1",
+            &[&STREAM, &position],
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(lapsed)
     }
 
     async fn max_presence_position(&self) -> StoreResult<StreamPosition> {

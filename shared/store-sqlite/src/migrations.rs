@@ -56,6 +56,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../../migrations/sqlite/0013_pushers.sql"),
     ),
+    (
+        14,
+        include_str!("../../../migrations/sqlite/0014_presence_lapse.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -57,6 +57,7 @@ pub async fn run_all(store: &dyn Store) {
     streams::typing_notices_run_until_they_end(store).await;
     streams::unread_counts_follow_push_actions_and_receipts(store).await;
     streams::presence_changes_read_by_position(store).await;
+    streams::presence_lapses_once_with_time(store).await;
     pushers::pushers_are_kept_replaced_and_removed(store).await;
     pushers::pushes_due_skip_what_was_read(store).await;
     relations::relations_are_indexed_and_paginated(store).await;

@@ -42,7 +42,9 @@ pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, Th
 pub use notifications::{
     MAIN_THREAD, NotificationRecord, NotificationStore, PushAction, RoomUnread, UnreadCounts,
 };
-pub use presence::{PresenceRecord, PresenceStore, PresenceUpdate};
+pub use presence::{
+    LapseCutoffs, LapsedPresence, MAX_LAPSED_AT_ONCE, PresenceRecord, PresenceStore, PresenceUpdate,
+};
 pub use pushers::{PushDue, Pusher, PusherProgress, PusherStore};
 pub use receipts::{NewReceipt, Receipt, ReceiptStore};
 pub use relations::{

@@ -17,6 +17,27 @@ pub struct PresenceRecord {
     pub position: StreamPosition,
 }
 
+/// Presence that lapsed with time (`PresenceStore::lapse_presence`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LapsedPresence {
+    pub user_id: String,
+    /// `unavailable` or `offline`.
+    pub state: String,
+    pub position: StreamPosition,
+}
+
+/// The moments before which presence lapses (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LapseCutoffs {
+    /// `online` users last active before this become `unavailable`.
+    pub idle_before: i64,
+    /// Users neither syncing nor active since this become `offline`.
+    pub gone_before: i64,
+}
+
+/// Most users one call of `lapse_presence` changes; the next call goes on.
+pub const MAX_LAPSED_AT_ONCE: usize = 1000;
+
 /// A change of presence; `status_msg: None` keeps the message set before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceUpdate {
@@ -41,6 +62,15 @@ pub trait PresenceStore: Send + Sync {
         since: Option<StreamPosition>,
         upto: StreamPosition,
     ) -> StoreResult<Vec<PresenceRecord>>;
+
+    /// Notes that these users' syncs were running at `now_ms`. Nobody sees
+    /// this, so it takes no position; it keeps them from going offline.
+    async fn note_presence_syncs(&self, user_ids: &[String], now_ms: i64) -> StoreResult<()>;
+
+    /// Lets presence lapse as `cutoffs` say, each change at a new position
+    /// (at most `MAX_LAPSED_AT_ONCE`). Safe to run on several processes at
+    /// once: each change is made once.
+    async fn lapse_presence(&self, cutoffs: LapseCutoffs) -> StoreResult<Vec<LapsedPresence>>;
 
     /// The highest position below which every change has committed.
     async fn max_presence_position(&self) -> StoreResult<StreamPosition>;

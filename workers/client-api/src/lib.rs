@@ -27,6 +27,8 @@ pub struct ClientApi {
     bus: Arc<dyn Bus>,
     server_name: String,
     limits: Limits,
+    /// When each user's activity last counted for their presence.
+    activity: handlers::presence::ActivityGate,
 }
 
 /// The `rc_*` buckets this role enforces.
@@ -48,6 +50,7 @@ pub fn role(deps: &Deps) -> Arc<ClientApi> {
         store: Arc::clone(&deps.store),
         bus: Arc::clone(&deps.bus),
         server_name: deps.config.server_name.clone(),
+        activity: Default::default(),
         limits: Limits {
             message: bucket(&rc.rc_message),
             registration: bucket(&rc.rc_registration),

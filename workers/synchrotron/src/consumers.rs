@@ -33,6 +33,7 @@ pub(crate) async fn wake_on_changes(
     sync.learn_typing().await;
     let mut backstop = tokio::time::interval(BACKSTOP);
     let mut typing_tick = tokio::time::interval(TYPING_TICK);
+    let mut presence_tick = tokio::time::interval(sync.presence_timing.tick());
     loop {
         tokio::select! {
             () = shutdown.wait() => {
@@ -50,6 +51,7 @@ pub(crate) async fn wake_on_changes(
                     sync.wake_room(&room_id).await;
                 }
             }
+            _ = presence_tick.tick() => sync.keep_presence().await,
             message = persisted.next() => {
                 let Some(message) = message else {
                     anyhow::bail!("the bus closed the persisted-events subscription");
@@ -81,6 +83,7 @@ pub(crate) async fn wake_on_changes(
                 let Some(PresenceChanged { user_id, .. }) = change else {
                     anyhow::bail!("the bus closed the presence subscription");
                 };
+                sync.activity.forget(&user_id);
                 sync.positions.changed();
                 sync.wake_sharing_a_room_with(&user_id).await;
             }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod activity;
 mod consumers;
 mod handlers;
 mod members;
@@ -16,9 +17,10 @@ use myelin_http::Router;
 use myelin_process::{Deps, Role, Shutdown};
 use myelin_store::Store;
 
+use crate::activity::{PresenceTiming, SyncActivity};
 use crate::members::RoomMembers;
 use crate::positions::Positions;
-use crate::streams::{ActivityMarks, TypingRooms};
+use crate::streams::TypingRooms;
 use crate::timelines::Timelines;
 use crate::waiters::Waiters;
 
@@ -31,9 +33,10 @@ pub struct Synchrotron {
     typing: TypingRooms,
     /// The stored streams' positions, shared by long-polls woken together.
     positions: Positions,
-    activity: ActivityMarks,
+    activity: Arc<SyncActivity>,
     /// `presence.enabled`: without it no presence is recorded or sent.
     presence_enabled: bool,
+    presence_timing: PresenceTiming,
     /// Timeline reads by where they were answered: `cache` or `store`.
     timeline_reads: prometheus::IntCounterVec,
     /// Set when the process drains: long-polls answer at once.
@@ -49,8 +52,9 @@ pub fn role(deps: &Deps) -> Arc<Synchrotron> {
         timelines: Timelines::default(),
         typing: TypingRooms::default(),
         positions: Positions::default(),
-        activity: ActivityMarks::default(),
+        activity: Arc::default(),
         presence_enabled: deps.config.presence.enabled,
+        presence_timing: PresenceTiming::from_config(&deps.config.presence),
         timeline_reads: myelin_process::labelled_counter(
             &deps.registry,
             "myelin_sync_timeline_reads_total",

@@ -22,7 +22,6 @@ use ruma::api::client::sync::sync_events::v3::Response;
 use ruma::serde::Raw;
 use serde::Serialize;
 
-pub(crate) use presence::ActivityMarks;
 pub(crate) use typing::TypingRooms;
 
 use crate::Synchrotron;

@@ -358,3 +358,111 @@ pub(super) async fn presence_changes_read_by_position(store: &dyn Store) {
     );
     assert_eq!(store.presence("@nobody:c").await.expect("read"), None);
 }
+
+pub(super) async fn presence_lapses_once_with_time(store: &dyn Store) {
+    use crate::{LapseCutoffs, PresenceUpdate};
+    let base = 1_000_000_000_i64;
+    let set = |user: &str, state: &str, ts: i64| PresenceUpdate {
+        user_id: user.to_owned(),
+        state: state.to_owned(),
+        status_msg: Some(Some(format!("{user} says hi"))),
+        last_active_ts: ts,
+    };
+    for (user, state) in [
+        ("@gone:l", "online"),
+        ("@idle:l", "online"),
+        ("@away:l", "unavailable"),
+        ("@off:l", "offline"),
+        ("@busy:l", "online"),
+    ] {
+        store
+            .set_presence(set(user, state, base))
+            .await
+            .expect("set");
+    }
+    // Still syncing, and still active, respectively.
+    store
+        .note_presence_syncs(&["@idle:l".to_owned(), "@nobody:l".to_owned()], base + 50)
+        .await
+        .expect("note syncs");
+    store
+        .set_presence(set("@busy:l", "online", base + 50))
+        .await
+        .expect("set");
+    let before = store.max_presence_position().await.expect("position");
+    let cutoffs = LapseCutoffs {
+        idle_before: base + 20,
+        gone_before: base + 10,
+    };
+    let mut lapsed: Vec<_> = store
+        .lapse_presence(cutoffs)
+        .await
+        .expect("lapse")
+        .into_iter()
+        .filter(|change| change.user_id.ends_with(":l"))
+        .collect();
+    lapsed.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    let states: Vec<(&str, &str)> = lapsed
+        .iter()
+        .map(|change| (change.user_id.as_str(), change.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("@away:l", "offline"),
+            ("@gone:l", "offline"),
+            ("@idle:l", "unavailable"),
+        ]
+    );
+    assert!(lapsed.iter().all(|change| change.position > before));
+    let after = store.max_presence_position().await.expect("position");
+    assert!(lapsed.iter().all(|change| change.position <= after));
+    let idle = store
+        .presence("@idle:l")
+        .await
+        .expect("read")
+        .expect("a record");
+    assert_eq!(
+        (
+            idle.state.as_str(),
+            idle.status_msg.as_deref(),
+            idle.last_active_ts
+        ),
+        ("unavailable", Some("@idle:l says hi"), base),
+        "a lapse keeps the message and the time of the last activity"
+    );
+    let users: Vec<String> = lapsed.iter().map(|change| change.user_id.clone()).collect();
+    assert_eq!(
+        store
+            .presence_changes(&users, Some(before), after)
+            .await
+            .expect("changes")
+            .len(),
+        3,
+        "lapses are changes in the stream"
+    );
+    assert!(
+        store
+            .lapse_presence(cutoffs)
+            .await
+            .expect("lapse again")
+            .iter()
+            .all(|change| !change.user_id.ends_with(":l")),
+        "a lapse happens once"
+    );
+    // The syncing user goes offline once their syncs stop too.
+    let later = store
+        .lapse_presence(LapseCutoffs {
+            idle_before: base + 100,
+            gone_before: base + 100,
+        })
+        .await
+        .expect("lapse");
+    let mut later: Vec<(&str, &str)> = later
+        .iter()
+        .filter(|change| change.user_id.ends_with(":l"))
+        .map(|change| (change.user_id.as_str(), change.state.as_str()))
+        .collect();
+    later.sort();
+    assert_eq!(later, [("@busy:l", "offline"), ("@idle:l", "offline")]);
+}

@@ -139,10 +139,12 @@ impl ClientApi {
             device_id: user.device_id.clone(),
             txn_id: txn_id.to_owned(),
         };
-        Ok(self
+        let event_id = self
             .send_event(room_id, &user.user_id, event, Some(txn))
             .await?
-            .event_id)
+            .event_id;
+        self.note_activity(&user.user_id).await;
+        Ok(event_id)
     }
 
     /// An event of the room that the user may see. Anything else, also an

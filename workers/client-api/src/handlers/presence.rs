@@ -1,7 +1,8 @@
 //! `PUT`/`GET /presence/{userId}/status`: a user sets their own presence;
 //! users who share a room with them read it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use myelin_bus::topics::{self, PresenceChanged};
@@ -16,6 +17,37 @@ use crate::ClientApi;
 
 /// Longest status message kept.
 const MAX_STATUS_MSG_BYTES: usize = 1024;
+/// A user's activity refreshes their presence at most this often.
+const ACTIVITY_GRANULARITY_MS: i64 = 60_000;
+/// Users the gate remembers; past this it starts over.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// When each user's activity last refreshed their presence here.
+#[derive(Default)]
+pub(crate) struct ActivityGate {
+    last: Mutex<HashMap<String, i64>>,
+}
+
+impl ActivityGate {
+    /// Whether activity at `now` should refresh the user's presence.
+    fn due(&self, user_id: &str, now: i64) -> bool {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last
+            .get(user_id)
+            .is_some_and(|at| now - at < ACTIVITY_GRANULARITY_MS)
+        {
+            return false;
+        }
+        if last.len() >= MAX_REMEMBERED {
+            last.clear();
+        }
+        last.insert(user_id.to_owned(), now);
+        true
+    }
+}
 
 impl ClientApi {
     /// Records a presence change and rings its bell.
@@ -27,6 +59,32 @@ impl ClientApi {
             tracing::warn!(%error, "cannot announce a presence change");
         }
         Ok(())
+    }
+
+    /// The user did something (sent an event): an online user's activity
+    /// is refreshed and an idle one is back online. An offline user stays
+    /// offline: only their syncs or their own word bring them back.
+    pub(crate) async fn note_activity(&self, user_id: &str) {
+        let now = now_millis();
+        if !self.config.presence.enabled || !self.activity.due(user_id, now) {
+            return;
+        }
+        let result = match self.store.presence(user_id).await {
+            Ok(Some(record)) if record.state != "offline" => {
+                self.record_presence(PresenceUpdate {
+                    user_id: user_id.to_owned(),
+                    state: "online".to_owned(),
+                    status_msg: None,
+                    last_active_ts: now,
+                })
+                .await
+            }
+            Ok(_) => Ok(()),
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(error = %error.error, "cannot record activity");
+        }
     }
 
     /// Whether the two users are joined to a room together.

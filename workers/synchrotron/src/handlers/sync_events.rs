@@ -30,7 +30,9 @@ pub(crate) async fn sync(
         None => None,
     };
     let filter = sync.filter(&user.user_id, request.filter.as_ref()).await?;
-    sync.mark_active(&user.user_id, &request.set_presence).await;
+    let _running = sync
+        .sync_started(&user.user_id, &request.set_presence)
+        .await;
     let parsed = SyncRequest {
         user,
         since,
