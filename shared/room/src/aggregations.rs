@@ -55,6 +55,9 @@ pub async fn bundle_aggregations(
             && viewer.upto.is_none_or(|upto| event.position <= upto)
             && view.may_see(event)
     };
+    // Thread replies are ordinary events: counted only where the viewer
+    // may see them.
+    let visible = clip_ranges(view.visible_ranges(), viewer.upto);
     let client_viewer = viewer
         .device_id
         .map(|device_id| (viewer.user_id, device_id));
@@ -75,7 +78,7 @@ pub async fn bundle_aggregations(
         }
         if has(THREAD)
             && let Some(summary) = store
-                .thread_summary(room_id, event_id, viewer.user_id, viewer.upto)
+                .thread_summary(room_id, event_id, viewer.user_id, &visible)
                 .await?
             && may_see(&summary.latest)
         {
@@ -130,6 +133,21 @@ pub async fn bundle_aggregations(
         }
     }
     Ok(())
+}
+
+/// The ranges `(after, upto]`, cut off at `limit` (a former member's leave).
+fn clip_ranges(
+    ranges: Vec<(StreamPosition, Option<StreamPosition>)>,
+    limit: Option<StreamPosition>,
+) -> Vec<(StreamPosition, Option<StreamPosition>)> {
+    let Some(limit) = limit else {
+        return ranges;
+    };
+    ranges
+        .into_iter()
+        .filter(|(after, _)| *after < limit)
+        .map(|(after, upto)| (after, Some(upto.map_or(limit, |upto| upto.min(limit)))))
+        .collect()
 }
 
 /// The newest valid edit of a client event that the viewer may see, as a
@@ -201,6 +219,25 @@ fn may_be_edited(event: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_stop_at_a_former_members_leave() {
+        let p = StreamPosition;
+        let ranges = vec![(p(0), Some(p(5))), (p(8), Some(p(12))), (p(20), None)];
+        assert_eq!(clip_ranges(ranges.clone(), None), ranges);
+        assert_eq!(
+            clip_ranges(ranges.clone(), Some(p(10))),
+            vec![(p(0), Some(p(5))), (p(8), Some(p(10)))]
+        );
+        assert_eq!(
+            clip_ranges(ranges, Some(p(30))),
+            vec![
+                (p(0), Some(p(5))),
+                (p(8), Some(p(12))),
+                (p(20), Some(p(30)))
+            ]
+        );
+    }
 
     #[test]
     fn replacements_need_new_content() {

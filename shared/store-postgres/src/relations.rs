@@ -177,14 +177,18 @@ impl RelationStore for PostgresStore {
         room_id: &str,
         root_id: &str,
         user_id: &str,
-        upto_position: Option<StreamPosition>,
+        visible: &[(StreamPosition, Option<StreamPosition>)],
     ) -> StoreResult<Option<ThreadSummary>> {
+        let afters: Vec<i64> = visible.iter().map(|(after, _)| after.0).collect();
+        let uptos: Vec<i64> = visible.iter().map(|(_, to)| upto(*to)).collect();
         let summary = self
             .query_opt(
                 "SELECT COUNT(*), MAX(position), COALESCE(bool_or(sender = $2), false)
                  FROM event_relations
-                 WHERE parent_id = $1 AND rel_type = $3 AND position <= $4 AND room_id = $5",
-                &[&root_id, &user_id, &THREAD, &upto(upto_position), &room_id],
+                 JOIN unnest($5::bigint[], $6::bigint[]) AS visible(after, upto)
+                   ON position > visible.after AND position <= visible.upto
+                 WHERE parent_id = $1 AND rel_type = $3 AND room_id = $4",
+                &[&root_id, &user_id, &THREAD, &room_id, &afters, &uptos],
                 |row| {
                     Ok((
                         get::<i64>(row, 0)?,

@@ -248,19 +248,22 @@ impl RelationStore for SqliteStore {
         room_id: &str,
         root_id: &str,
         user_id: &str,
-        upto_position: Option<StreamPosition>,
+        visible: &[(StreamPosition, Option<StreamPosition>)],
     ) -> StoreResult<Option<ThreadSummary>> {
         let (room_id, root_id, user_id) =
             (room_id.to_owned(), root_id.to_owned(), user_id.to_owned());
-        let bound = upto(upto_position);
+        let visible = json_list(visible.iter().map(|(after, to)| (after.0, upto(*to))));
         self.read(move |conn| {
             let (count, latest, replied): (i64, Option<i64>, i64) = conn
                 .prepare_cached(
                     "SELECT COUNT(*), MAX(position), COALESCE(MAX(sender = ?2), 0)
                      FROM event_relations
-                     WHERE parent_id = ?1 AND rel_type = ?3 AND position <= ?4 AND room_id = ?5",
+                     JOIN json_each(?5) AS visible
+                       ON position > json_extract(visible.value, '$[0]')
+                      AND position <= json_extract(visible.value, '$[1]')
+                     WHERE parent_id = ?1 AND rel_type = ?3 AND room_id = ?4",
                 )?
-                .query_row(params![root_id, user_id, THREAD, bound, room_id], |row| {
+                .query_row(params![root_id, user_id, THREAD, room_id, visible], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?;
             let Some(latest) = latest else {

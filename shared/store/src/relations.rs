@@ -222,14 +222,17 @@ pub trait RelationStore: Send + Sync {
         upto: Option<StreamPosition>,
     ) -> StoreResult<Option<StoredEvent>>;
 
-    /// The thread rooted at the event, replies of its room at or below
-    /// `upto`; `None` without replies.
+    /// The thread rooted at the event, counting only the replies of its
+    /// room inside `visible`: half-open ranges `(after, upto]` of positions
+    /// that do not overlap (`upto` `None` for "to the end"), so that what a
+    /// viewer may not see is neither counted nor shown. `None` without
+    /// such replies.
     async fn thread_summary(
         &self,
         room_id: &str,
         root_id: &str,
         user_id: &str,
-        upto: Option<StreamPosition>,
+        visible: &[(StreamPosition, Option<StreamPosition>)],
     ) -> StoreResult<Option<ThreadSummary>>;
 
     /// Thread roots of the room whose newest reply is at or below `upto`

@@ -131,6 +131,30 @@ async fn relations_threads_and_search_stay_inside_what_the_user_may_read() {
         Some(1),
         "{related}"
     );
+
+    // Thread replies sent while a member was away are neither counted nor
+    // shown to them once they are back.
+    send(
+        &alice,
+        &room,
+        "m.room.message",
+        in_thread(&visible_root, "while bob is away"),
+    )
+    .await;
+    alice.invite(&room, &server.user_id("bob")).await.ok();
+    bob.join(&room).await.ok();
+    let back = send(
+        &alice,
+        &room,
+        "m.room.message",
+        in_thread(&visible_root, "bob is back"),
+    )
+    .await;
+    let thread = &bob.get(&event_path).await.ok()["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(thread["count"], json!(1), "{thread}");
+    assert_eq!(thread["latest_event"]["event_id"], json!(back), "{thread}");
+    let thread = &alice.get(&event_path).await.ok()["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(thread["count"], json!(2), "{thread}");
 }
 
 #[tokio::test]

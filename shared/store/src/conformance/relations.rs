@@ -7,6 +7,9 @@ use crate::{
     SearchRoom, Store, search_words,
 };
 
+/// Every position: a viewer who may see the whole room.
+const EVERYTHING: &[(StreamPosition, Option<StreamPosition>)] = &[(StreamPosition::ZERO, None)];
+
 /// A message of the room with the given sender and content.
 fn message(room_id: &str, n: usize, sender: &str, content: serde_json::Value) -> PersistEvent {
     let mut new = event(room_id, n, None, &[]);
@@ -161,7 +164,7 @@ pub(super) async fn relations_are_indexed_and_paginated(store: &dyn Store) {
         .expect("edited");
     assert_eq!(edit.event_id, format!("${room}-3"));
     let thread = store
-        .thread_summary(room, &root, "@b:test", None)
+        .thread_summary(room, &root, "@b:test", EVERYTHING)
         .await
         .expect("thread")
         .expect("has replies");
@@ -174,14 +177,14 @@ pub(super) async fn relations_are_indexed_and_paginated(store: &dyn Store) {
         (1, reply.as_str(), true)
     );
     let thread = store
-        .thread_summary(room, &root, "@a:test", None)
+        .thread_summary(room, &root, "@a:test", EVERYTHING)
         .await
         .expect("thread")
         .expect("replies");
     assert!(!thread.user_replied);
     assert!(
         store
-            .thread_summary(room, &reply, "@a:test", None)
+            .thread_summary(room, &reply, "@a:test", EVERYTHING)
             .await
             .expect("none")
             .is_none()
@@ -260,6 +263,29 @@ pub(super) async fn threads_list_by_latest_reply(store: &dyn Store) {
         ),
     )
     .await;
+
+    // A summary counts only the replies inside the viewer's ranges.
+    let summary = |visible: Vec<(StreamPosition, Option<StreamPosition>)>| {
+        let first = first.clone();
+        async move {
+            store
+                .thread_summary(room, &first, "@c:test", &visible)
+                .await
+                .expect("summary")
+                .map(|thread| (thread.count, thread.latest.position, thread.user_replied))
+        }
+    };
+    assert_eq!(summary(EVERYTHING.to_vec()).await, Some((2, late, true)));
+    assert_eq!(summary(vec![(early, None)]).await, Some((1, late, false)));
+    assert_eq!(
+        summary(vec![(StreamPosition::ZERO, Some(early)), (middle, None)]).await,
+        Some((2, late, true))
+    );
+    assert_eq!(
+        summary(vec![(StreamPosition::ZERO, Some(early))]).await,
+        Some((1, early, true))
+    );
+    assert_eq!(summary(vec![(early, Some(middle))]).await, None);
 
     let threads = store
         .threads(room, None, None, None, 10)
@@ -534,7 +560,7 @@ pub async fn check_backfilled(store: &dyn Store, nul_indexed: bool) {
         expected.iter().map(String::as_str).collect::<Vec<_>>()
     );
     let summary = store
-        .thread_summary(room, &root, "@b:test", None)
+        .thread_summary(room, &root, "@b:test", EVERYTHING)
         .await
         .expect("summary")
         .expect("a thread");
