@@ -94,8 +94,12 @@ pub async fn room_directory_cases(anonymous: &Client) {
         .await;
     bob.join(&lounge).await.ok();
 
-    // Listing needs no token.
-    let page = anonymous.get("/_matrix/client/v3/publicRooms").await.ok();
+    // Listing needs a token unless allow_public_rooms_without_auth is set.
+    anonymous
+        .get("/_matrix/client/v3/publicRooms")
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    let page = bob.get("/_matrix/client/v3/publicRooms").await.ok();
     let listed: BTreeSet<String> = room_ids(&page).into_iter().collect();
     assert_eq!(
         listed,
@@ -155,7 +159,7 @@ pub async fn room_directory_cases(anonymous: &Client) {
     assert_eq!(room_ids(&networks).len(), 2);
 
     // Pages of one room: each room once, then no next_batch.
-    let mut paged = every_listed_room(anonymous).await;
+    let mut paged = every_listed_room(&bob).await;
     paged.sort();
     let mut expected = vec![lounge.clone(), space.clone()];
     expected.sort();
@@ -176,7 +180,7 @@ pub async fn room_directory_cases(anonymous: &Client) {
         .await
         .ok();
     assert_eq!(visibility(&lounge).await.ok()["visibility"], "private");
-    let page = anonymous.get("/_matrix/client/v3/publicRooms").await.ok();
+    let page = bob.get("/_matrix/client/v3/publicRooms").await.ok();
     assert_eq!(room_ids(&page), vec![space.clone()]);
 
     // A published room that only invitees may join is not listed.
@@ -319,6 +323,34 @@ async fn room_directory_lists_published_rooms() {
 }
 
 #[tokio::test]
+async fn public_rooms_may_be_listed_without_a_token_when_allowed() {
+    let server = Server::builder()
+        .open_registration()
+        .env("MYELIN_ALLOW_PUBLIC_ROOMS_WITHOUT_AUTH", "true")
+        .start()
+        .await;
+    let anonymous = server.client();
+    let alice = anonymous.register("guestalice", PASSWORD).await;
+    let lounge = alice
+        .create_room(&json!({"visibility": "public", "name": "Open Lounge"}))
+        .await;
+    let page = anonymous.get("/_matrix/client/v3/publicRooms").await.ok();
+    assert_eq!(room_ids(&page), vec![lounge], "{page}");
+    // A token that is sent must still be good.
+    let mut stranger = server.client();
+    stranger.access_token = Some("not-a-token".to_owned());
+    stranger
+        .get("/_matrix/client/v3/publicRooms")
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+    // Searching stays for users, as the spec has it.
+    anonymous
+        .post("/_matrix/client/v3/publicRooms", &json!({}))
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test]
 async fn user_directory_finds_shared_and_public_room_members() {
     let server = Server::builder().open_registration().start().await;
     user_directory_cases(&server.client()).await;
@@ -382,7 +414,7 @@ async fn upgraded_rooms_hand_their_listing_on() {
     let new = upgraded["replacement_room"]
         .as_str()
         .expect("replacement_room");
-    let page = anonymous.get("/_matrix/client/v3/publicRooms").await.ok();
+    let page = alice.get("/_matrix/client/v3/publicRooms").await.ok();
     assert_eq!(room_ids(&page), vec![new.to_owned()], "{page}");
     assert_eq!(
         anonymous.get(&visibility_path(&old)).await.ok()["visibility"],

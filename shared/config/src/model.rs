@@ -44,6 +44,9 @@ pub struct Config {
     pub user_directory: UserDirectoryConfig,
     /// `/preview_url` is served (off by default, as in Synapse).
     pub url_preview_enabled: bool,
+    /// `GET`/`POST /publicRooms` answer without an access token (off by
+    /// default, as in Synapse).
+    pub allow_public_rooms_without_auth: bool,
     /// Address ranges previews may not fetch from; when unset, the
     /// private, loopback, link-local and reserved ranges.
     pub url_preview_ip_range_blacklist: Option<Vec<String>>,
@@ -109,6 +112,7 @@ impl Default for Config {
             turn_password: None,
             user_directory: UserDirectoryConfig::default(),
             url_preview_enabled: false,
+            allow_public_rooms_without_auth: false,
             url_preview_ip_range_blacklist: None,
             url_preview_ip_range_whitelist: Vec::new(),
             max_spider_size: None,
@@ -632,6 +636,7 @@ const KNOWN_KEYS: &[&str] = &[
     "turn_password",
     "user_directory",
     "url_preview_enabled",
+    "allow_public_rooms_without_auth",
     "url_preview_ip_range_blacklist",
     "url_preview_ip_range_whitelist",
     "max_spider_size",

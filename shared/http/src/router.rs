@@ -261,6 +261,22 @@ impl Router {
         self.route::<R, _, _>(move |context, request| handler(Arc::clone(&state), context, request))
     }
 
+    /// Lets the routes of `R`, which ruma says take no access token, take
+    /// one when it is sent: for endpoints a setting may close to guests
+    /// (the handler then decides).
+    pub fn accept_token<R: IncomingRequest>(&mut self) -> &mut Self {
+        let paths: BTreeSet<&'static str> = R::PATH_BUILDER.all_paths().collect();
+        for route in &mut self.routes {
+            if route.method == R::METHOD
+                && paths.contains(route.template)
+                && route.auth == Auth::None
+            {
+                route.auth = Auth::Optional;
+            }
+        }
+        self
+    }
+
     /// Serves the ruma endpoint `R`, parsed by ruma, answered with JSON the
     /// handler builds (for responses full of raw events).
     pub fn route_json<R, F, Fut>(&mut self, handler: F) -> &mut Self

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use myelin_http::Router;
+use ruma::api::client::directory::get_public_rooms;
 use ruma::api::client::voip::get_turn_server_info;
 
 use crate::ClientApi;
@@ -58,7 +59,9 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, relations::relating_with_rel_type_and_event_type);
     router.handle(api, relations::threads);
     router.handle(api, search::search);
-    router.handle(api, directory::get_public_rooms);
+    router
+        .handle(api, directory::get_public_rooms)
+        .accept_token::<get_public_rooms::v3::Request>();
     router.handle(api, directory::search_public_rooms);
     router.handle(api, directory::get_visibility);
     router.handle(api, directory::set_visibility);

@@ -29,9 +29,12 @@ pub(crate) const MAX_SEARCH_TERM_CHARS: usize = 256;
 
 pub(crate) async fn get_public_rooms(
     api: Arc<ClientApi>,
-    _context: RequestContext,
+    context: RequestContext,
     request: get_public_rooms::v3::Request,
 ) -> Result<get_public_rooms::v3::Response, MatrixError> {
+    if !api.config.allow_public_rooms_without_auth {
+        context.user()?;
+    }
     let page = api
         .public_rooms(Query {
             server: request.server.as_deref(),
