@@ -17,10 +17,31 @@ fn main() {
             println!("cargo::rustc-cfg={cfg}");
         }
     }
-    // The Python interop tests, switched off on purpose.
+    // The interop tests, switched off on purpose.
     println!("cargo::rustc-check-cfg=cfg(myelin_skip_interop)");
     println!("cargo::rerun-if-env-changed=MYELIN_SKIP_INTEROP");
     if std::env::var("MYELIN_SKIP_INTEROP").is_ok_and(|value| value == "1") {
         println!("cargo::rustc-cfg=myelin_skip_interop");
     }
+    // The tools the interop tests drive: without them those tests are
+    // ignored, not passed. (Cargo does not notice a tool installed later;
+    // `cargo clean -p myelin-tests` does.)
+    for (cfg, tools) in [
+        ("myelin_python3", &["python3"][..]),
+        ("myelin_node", &["node", "npm"][..]),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        if tools.iter().all(|tool| runs(tool)) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+}
+
+fn runs(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }

@@ -374,6 +374,10 @@ async fn user_directory_can_search_all_users() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_directories_and_openid_userinfo() {
     let Some(settings) = split::settings() else {
         return;

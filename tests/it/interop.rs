@@ -21,22 +21,6 @@ pub(crate) fn interop_dir() -> PathBuf {
     workspace_dir().join("tests").join("interop")
 }
 
-/// Why the interop tests cannot run here, if they cannot.
-pub(crate) fn skip_reason() -> Option<String> {
-    if std::env::var("MYELIN_SKIP_INTEROP").is_ok_and(|v| v == "1") {
-        return Some("MYELIN_SKIP_INTEROP=1".to_owned());
-    }
-    let python = std::process::Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !python.is_ok_and(|status| status.success()) {
-        return Some("python3 not found".to_owned());
-    }
-    None
-}
-
 pub(crate) struct Output {
     pub(crate) code: Option<i32>,
     pub(crate) stdout: String,
@@ -92,12 +76,11 @@ pub(crate) async fn venv() -> PathBuf {
 }
 
 #[tokio::test]
-#[cfg_attr(myelin_skip_interop, ignore = "MYELIN_SKIP_INTEROP=1")]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
 async fn matrix_nio_runs_the_end_to_end_flow() {
-    if let Some(reason) = skip_reason() {
-        println!("skipped: {reason}");
-        return;
-    }
     let venv = venv().await;
     let server = Server::builder().open_registration().start().await;
     let mut command = Command::new(venv.join("bin").join("python"));
@@ -115,12 +98,11 @@ async fn matrix_nio_runs_the_end_to_end_flow() {
 }
 
 #[tokio::test]
-#[cfg_attr(myelin_skip_interop, ignore = "MYELIN_SKIP_INTEROP=1")]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
 async fn synapse_register_new_matrix_user_creates_an_admin() {
-    if let Some(reason) = skip_reason() {
-        println!("skipped: {reason}");
-        return;
-    }
     let venv = venv().await;
     let server = Server::builder().start().await;
     let mut command = Command::new(venv.join("bin").join("register_new_matrix_user"));

@@ -6,7 +6,6 @@
 //! pinned packages outside the clone. `MYELIN_SKIP_INTEROP=1` skips it.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
@@ -33,23 +32,6 @@ const STEPS: &[&str] = &[
     "ok scrollback through /messages",
     "ok thread reply and edit aggregated",
 ];
-
-fn skip_reason() -> Option<String> {
-    if std::env::var("MYELIN_SKIP_INTEROP").is_ok_and(|v| v == "1") {
-        return Some("MYELIN_SKIP_INTEROP=1".to_owned());
-    }
-    for tool in ["node", "npm"] {
-        let found = std::process::Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !found.is_ok_and(|status| status.success()) {
-            return Some(format!("{tool} not found"));
-        }
-    }
-    None
-}
 
 /// Runs `setup-node.sh`; returns the folder holding the scripts and packages.
 async fn node_dir() -> PathBuf {
@@ -107,22 +89,26 @@ async fn run_flow(base_url: &str, anonymous: &Client) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_node)),
+    ignore = "needs node and npm (and not MYELIN_SKIP_INTEROP=1)"
+)]
 async fn matrix_js_sdk_starts_and_runs_the_flow() {
-    if let Some(reason) = skip_reason() {
-        println!("skipped: {reason}");
-        return;
-    }
     let server = Server::builder().open_registration().start().await;
     run_flow(&server.url(), &server.client()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    any(
+        not(all(myelin_test_postgres, myelin_test_nats)),
+        myelin_skip_interop,
+        not(myelin_node)
+    ),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL, with node and npm (and not MYELIN_SKIP_INTEROP=1), to run"
+)]
 async fn split_matrix_js_sdk_starts_and_runs_the_flow_through_the_gateway() {
     let Some(settings) = settings() else { return };
-    if let Some(reason) = skip_reason() {
-        println!("skipped: {reason}");
-        return;
-    }
     let split = Split::up_with(
         &settings,
         &[

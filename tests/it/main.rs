@@ -14,7 +14,9 @@
 //! - `MYELIN_TEST_NATS_URL`: NATS with JetStream; with both URLs set, the
 //!   split-deployment tests (`split.rs`, `outage.rs`) run the topology of
 //!   `scripts/split-up.sh`.
-//! - `MYELIN_SKIP_INTEROP=1`: the Python interop tests are ignored.
+//! - `MYELIN_SKIP_INTEROP=1`: the interop tests (matrix-nio, Synapse's
+//!   scripts, matrix-js-sdk) are ignored; so are those whose tool
+//!   (`python3`, `node` and `npm`) was missing when the tests were built.
 //! - `MYELIN_VENV`: where `tests/interop/setup-venv.sh` keeps its venv.
 //! - `MYELIN_LOG`: the servers' log filter.
 //!

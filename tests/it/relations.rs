@@ -104,6 +104,10 @@ async fn search_finds_what_the_user_may_read() {
 /// Both scenarios on the split topology: PostgreSQL, the persister's index,
 /// several client APIs and the synchrotron's bundling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_relations_and_search() {
     let Some(settings) = split::settings() else {
         return;

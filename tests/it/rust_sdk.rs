@@ -242,6 +242,10 @@ async fn matrix_rust_sdk_logs_in_syncs_and_talks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_matrix_rust_sdk_logs_in_syncs_and_talks() {
     let Some(settings) = settings() else { return };
     let split = Split::up_with(

@@ -424,6 +424,10 @@ async fn typing_notices_wake_long_polls_and_run_out() {
 /// synchrotron, and a synchrotron started after the others were killed
 /// still knows the receipts, account data and running typing notices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
 async fn split_streams_cross_replicas_and_survive_a_killed_synchrotron() {
     let Some(settings) = settings() else { return };
     let mut split = Split::up_with(
