@@ -411,6 +411,24 @@ async fn relations_cases(anonymous: &Client, names: &str) {
         event["unsigned"]["m.relations"]["m.thread"]["count"],
         json!(2)
     );
+
+    // A room left since the last sync: its timeline has its aggregations,
+    // as they stood at the leave.
+    let since = carol.sync(None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parting = alice.send_text(&room, "before carol goes").await;
+    let seen_edit = send(&alice, &room, "m.room.message", edit(&parting, "seen")).await;
+    carol.leave(&room).await.ok();
+    send(&alice, &room, "m.room.message", edit(&parting, "unseen")).await;
+    let sync = carol.sync(Some(&since), 0).await;
+    let left = &sync["rooms"]["leave"][&room]["timeline"]["events"];
+    assert_eq!(
+        find(left, &parting)["unsigned"]["m.relations"]["m.replace"]["event_id"],
+        json!(seen_edit),
+        "{left}"
+    );
 }
 
 fn search_body(term: &str, extra: Value) -> Value {

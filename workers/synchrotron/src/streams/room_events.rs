@@ -174,23 +174,7 @@ async fn joined_room(
         }
     }
     let prev_batch = recent.first().map_or(upto, |first| first.position.before());
-    let mut events: Vec<Value> = recent
-        .iter()
-        .filter(|event| {
-            request
-                .filter
-                .timeline
-                .allows(&event.event_type, &event.sender)
-        })
-        .map(|event| stored_client_event(event, viewer))
-        .collect();
-    let bundle_viewer = myelin_room::Viewer {
-        user_id: &user.user_id,
-        device_id: Some(&user.device_id),
-        upto: Some(upto),
-    };
-    myelin_room::bundle_aggregations(sync.store.as_ref(), room_id, bundle_viewer, &mut events)
-        .await?;
+    let events = timeline_events(sync, request, room_id, &recent, upto).await?;
     let mut timeline = Timeline::new();
     timeline.limited = limited;
     timeline.prev_batch = Some(StreamToken::at(prev_batch).to_string());
@@ -248,6 +232,35 @@ async fn summary(
         .filter_map(|hero| OwnedUserId::try_from(hero).ok())
         .collect();
     Ok(summary)
+}
+
+/// The timeline's events as the filter and the client see them, with
+/// their bundled aggregations as of `upto`.
+async fn timeline_events(
+    sync: &Synchrotron,
+    request: &SyncRequest,
+    room_id: &str,
+    recent: &[CachedEvent],
+    upto: StreamPosition,
+) -> Result<Vec<Value>, MatrixError> {
+    let user = &request.user;
+    let mut events: Vec<Value> = recent
+        .iter()
+        .filter(|event| {
+            request
+                .filter
+                .timeline
+                .allows(&event.event_type, &event.sender)
+        })
+        .map(|event| stored_client_event(event, viewer_of(user)))
+        .collect();
+    let viewer = myelin_room::Viewer {
+        user_id: &user.user_id,
+        device_id: Some(&user.device_id),
+        upto: Some(upto),
+    };
+    myelin_room::bundle_aggregations(sync.store.as_ref(), room_id, viewer, &mut events).await?;
+    Ok(events)
 }
 
 fn viewer_of(user: &TokenOwner) -> Option<(&str, &str)> {
@@ -363,14 +376,20 @@ async fn left_room(
         &request.user.user_id,
     )
     .await?;
-    let viewer = viewer_of(&request.user);
+    // A former member's view stops at their leave.
+    let events = timeline_events(
+        sync,
+        request,
+        &membership.room_id,
+        &recent,
+        membership.position,
+    )
+    .await?;
     let mut room = LeftRoom::new();
     room.timeline.limited = limited;
     room.timeline.prev_batch = Some(StreamToken::at(prev_batch).to_string());
-    for event in &recent {
-        room.timeline
-            .events
-            .push(raw(&stored_client_event(event, viewer))?);
+    for event in &events {
+        room.timeline.events.push(raw(event)?);
     }
     Ok(room)
 }
