@@ -63,6 +63,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../../migrations/postgres/0014_presence_lapse.sql"),
     ),
+    (
+        15,
+        include_str!("../../../migrations/postgres/0015_push_action_pruning.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -123,4 +123,30 @@ impl NotificationStore for PostgresStore {
             .await?;
         Ok(rooms.first().copied().unwrap_or(0).max(0) as u64)
     }
+
+    async fn prune_read_push_actions(
+        &self,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "DELETE FROM event_push_actions WHERE (user_id, room_id, position) IN (
+                 SELECT a.user_id, a.room_id, a.position FROM event_push_actions a
+                 WHERE a.position <= $1 AND EXISTS (
+                 SELECT 1 FROM receipts r JOIN events re ON re.event_id = r.event_id
+                 WHERE r.room_id = a.room_id AND r.user_id = a.user_id
+                   AND r.receipt_type IN ('m.read', 'm.read.private')
+                   AND r.thread_id IN ('', a.thread_id) AND re.position >= a.position)
+                 ORDER BY a.position LIMIT $2)",
+            )
+            .await
+            .map_err(crate::map_error)?;
+        client
+            .execute(&statement, &[&upto.0, &limit])
+            .await
+            .map_err(crate::map_error)
+    }
 }

@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../../migrations/sqlite/0014_presence_lapse.sql"),
     ),
+    (
+        15,
+        include_str!("../../../migrations/sqlite/0015_push_action_pruning.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

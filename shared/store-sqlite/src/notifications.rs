@@ -140,4 +140,28 @@ impl NotificationStore for SqliteStore {
             .await?;
         Ok(rooms.max(0) as u64)
     }
+
+    async fn prune_read_push_actions(
+        &self,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "DELETE FROM event_push_actions WHERE rowid IN (
+                 SELECT a.rowid FROM event_push_actions a
+                 WHERE a.position <= ?1 AND EXISTS (
+                 SELECT 1 FROM receipts r JOIN events re ON re.event_id = r.event_id
+                 WHERE r.room_id = a.room_id AND r.user_id = a.user_id
+                   AND r.receipt_type IN ('m.read', 'm.read.private')
+                   AND r.thread_id IN ('', a.thread_id) AND re.position >= a.position)
+                 ORDER BY a.position LIMIT ?2)",
+            )
+            .and_then(|mut statement| statement.execute(params![upto.0, limit]))
+            .map(|removed| removed as u64)
+            .map_err(map_error)
+        })
+        .await
+    }
 }

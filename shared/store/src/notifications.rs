@@ -77,4 +77,10 @@ pub trait NotificationStore: Send + Sync {
     /// How many rooms the user is joined to hold unread notifications for
     /// them: the badge a push gateway shows.
     async fn unread_rooms(&self, user_id: &str) -> StoreResult<u64>;
+
+    /// Removes push actions at or below `upto` that a read receipt of
+    /// their user covers (they count no more), oldest first, at most
+    /// `limit`; returns how many went.
+    async fn prune_read_push_actions(&self, upto: StreamPosition, limit: usize)
+    -> StoreResult<u64>;
 }

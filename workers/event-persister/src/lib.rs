@@ -9,6 +9,7 @@ mod input;
 mod partition;
 mod persist;
 mod push;
+mod sweep;
 
 use std::sync::Arc;
 
@@ -61,11 +62,17 @@ impl Role for EventPersister {
                 forgetter.rulesets.forget(&change.user_id);
             }
         });
+        let sweeper = Arc::clone(&self);
+        let sweep_shutdown = shutdown.clone();
+        let sweep = tokio::spawn(async move {
+            sweep::sweep_push_actions_hourly(sweeper.store.as_ref(), sweep_shutdown).await;
+        });
         let result = self
             .leases
             .hold(self.store.as_ref(), Arc::clone(&self), shutdown)
             .await;
         forget_changed_rules.abort();
+        sweep.abort();
         result
     }
 

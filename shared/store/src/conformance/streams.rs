@@ -281,6 +281,50 @@ pub(super) async fn unread_counts_follow_push_actions_and_receipts(store: &dyn S
         .expect("a page");
     assert_eq!(older.len(), 1);
     assert_eq!(older[0].event.event_id, ids[1]);
+
+    // Read push actions can be swept, oldest first; unread ones stay.
+    let newest = store
+        .event(&ids[4])
+        .await
+        .expect("event")
+        .expect("stored")
+        .position;
+    assert_eq!(
+        store
+            .prune_read_push_actions(newest, 1)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune_read_push_actions(newest, 10)
+            .await
+            .expect("prune"),
+        2
+    );
+    assert_eq!(
+        store
+            .prune_read_push_actions(newest, 10)
+            .await
+            .expect("prune"),
+        0
+    );
+    let listed = store
+        .notifications(user, None, 10, false)
+        .await
+        .expect("list");
+    let left: Vec<&str> = listed.iter().map(|n| n.event.event_id.as_str()).collect();
+    assert_eq!(left, [ids[4].as_str()]);
+    assert_eq!(
+        store
+            .unread_counts(user, room)
+            .await
+            .expect("counts")
+            .main
+            .notifications,
+        1
+    );
 }
 
 pub(super) async fn presence_changes_read_by_position(store: &dyn Store) {
