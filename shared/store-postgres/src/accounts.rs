@@ -81,14 +81,14 @@ impl AccountStore for PostgresStore {
         )
         .await?;
         changed_one(rows)?;
-        tx_execute(
-            &tx,
-            "DELETE FROM access_tokens WHERE user_id = $1",
-            &[&user_id],
-        )
-        .await?;
-        tx_execute(&tx, "DELETE FROM devices WHERE user_id = $1", &[&user_id]).await?;
-        tx_execute(&tx, "DELETE FROM pushers WHERE user_id = $1", &[&user_id]).await?;
+        for table in crate::devices::DEVICE_TABLES {
+            tx_execute(
+                &tx,
+                &format!("DELETE FROM {table} WHERE user_id = $1"),
+                &[&user_id],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(map_error)
     }
 

@@ -16,6 +16,18 @@ fn device_from_row(row: &Row) -> StoreResult<Device> {
     })
 }
 
+/// Every table holding something of one device: deleting a device empties
+/// each of them for it.
+pub(crate) const DEVICE_TABLES: &[&str] = &[
+    "access_tokens",
+    "devices",
+    "pushers",
+    "device_keys",
+    "one_time_keys",
+    "fallback_keys",
+    "to_device_inbox",
+];
+
 #[async_trait]
 impl DeviceStore for PostgresStore {
     async fn add_device_token(
@@ -104,24 +116,14 @@ impl DeviceStore for PostgresStore {
     async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        tx_execute(
-            &tx,
-            "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = ANY($2)",
-            &[&user_id, &device_ids],
-        )
-        .await?;
-        tx_execute(
-            &tx,
-            "DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)",
-            &[&user_id, &device_ids],
-        )
-        .await?;
-        tx_execute(
-            &tx,
-            "DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2)",
-            &[&user_id, &device_ids],
-        )
-        .await?;
+        for table in DEVICE_TABLES {
+            tx_execute(
+                &tx,
+                &format!("DELETE FROM {table} WHERE user_id = $1 AND device_id = ANY($2)"),
+                &[&user_id, &device_ids],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(map_error)
     }
 
@@ -138,24 +140,16 @@ impl DeviceStore for PostgresStore {
         // IS DISTINCT FROM NULL holds for every device: no `keep`, none kept.
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        tx_execute(
-            &tx,
-            "DELETE FROM access_tokens WHERE user_id = $1 AND device_id IS DISTINCT FROM $2",
-            &[&user_id, &keep],
-        )
-        .await?;
-        tx_execute(
-            &tx,
-            "DELETE FROM devices WHERE user_id = $1 AND device_id IS DISTINCT FROM $2",
-            &[&user_id, &keep],
-        )
-        .await?;
-        tx_execute(
-            &tx,
-            "DELETE FROM pushers WHERE user_id = $1 AND device_id IS DISTINCT FROM $2",
-            &[&user_id, &keep],
-        )
-        .await?;
+        for table in DEVICE_TABLES {
+            tx_execute(
+                &tx,
+                &format!(
+                    "DELETE FROM {table} WHERE user_id = $1 AND device_id IS DISTINCT FROM $2"
+                ),
+                &[&user_id, &keep],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(map_error)
     }
 }

@@ -13,6 +13,7 @@ mod counters;
 mod devices;
 mod directory;
 mod events;
+mod keys;
 mod leases;
 mod media;
 mod migrations;
@@ -22,6 +23,7 @@ mod pushers;
 mod receipts;
 mod relations;
 mod reports;
+mod to_device;
 mod typing;
 
 use std::error::Error as _;

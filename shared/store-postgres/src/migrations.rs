@@ -67,6 +67,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../../migrations/postgres/0015_push_action_pruning.sql"),
     ),
+    (
+        16,
+        include_str!("../../../migrations/postgres/0016_end_to_end_keys.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -87,15 +87,11 @@ impl AccountStore for SqliteStore {
                 .and_then(|mut statement| statement.execute([&user_id]))
                 .map_err(map_error)?;
             changed_one(rows)?;
-            tx.prepare_cached("DELETE FROM access_tokens WHERE user_id = ?1")
-                .and_then(|mut statement| statement.execute([&user_id]))
-                .map_err(map_error)?;
-            tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1")
-                .and_then(|mut statement| statement.execute([&user_id]))
-                .map_err(map_error)?;
-            tx.prepare_cached("DELETE FROM pushers WHERE user_id = ?1")
-                .and_then(|mut statement| statement.execute([&user_id]))
-                .map_err(map_error)?;
+            for table in crate::devices::DEVICE_TABLES {
+                tx.prepare_cached(&format!("DELETE FROM {table} WHERE user_id = ?1"))
+                    .and_then(|mut statement| statement.execute([&user_id]))
+                    .map_err(map_error)?;
+            }
             Ok(())
         })
         .await

@@ -18,6 +18,18 @@ fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
 
 const DEVICE_COLUMNS: &str = "user_id, device_id, display_name, last_seen_ts, last_seen_ip";
 
+/// Every table holding something of one device: deleting a device empties
+/// each of them for it.
+pub(crate) const DEVICE_TABLES: &[&str] = &[
+    "access_tokens",
+    "devices",
+    "pushers",
+    "device_keys",
+    "one_time_keys",
+    "fallback_keys",
+    "to_device_inbox",
+];
+
 #[async_trait]
 impl DeviceStore for SqliteStore {
     async fn add_device_token(
@@ -117,18 +129,17 @@ impl DeviceStore for SqliteStore {
         let user_id = user_id.to_owned();
         let device_ids = device_ids.to_vec();
         self.write(move |tx| {
-            for device_id in &device_ids {
-                tx.prepare_cached(
-                    "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                )
-                .and_then(|mut statement| statement.execute([&user_id, device_id]))
-                .map_err(map_error)?;
-                tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")
-                    .and_then(|mut statement| statement.execute([&user_id, device_id]))
+            for table in DEVICE_TABLES {
+                let mut statement = tx
+                    .prepare_cached(&format!(
+                        "DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"
+                    ))
                     .map_err(map_error)?;
-                tx.prepare_cached("DELETE FROM pushers WHERE user_id = ?1 AND device_id = ?2")
-                    .and_then(|mut statement| statement.execute([&user_id, device_id]))
-                    .map_err(map_error)?;
+                for device_id in &device_ids {
+                    statement
+                        .execute([&user_id, device_id])
+                        .map_err(map_error)?;
+                }
             }
             Ok(())
         })
@@ -152,17 +163,13 @@ impl DeviceStore for SqliteStore {
         // `IS NOT NULL` holds for every device: no `keep`, none kept (an
         // empty string would keep a device whose ID is empty).
         self.write(move |tx| {
-            tx.prepare_cached(
-                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id IS NOT ?2",
-            )
-            .and_then(|mut statement| statement.execute(params![user_id, keep]))
-            .map_err(map_error)?;
-            tx.prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")
+            for table in DEVICE_TABLES {
+                tx.prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE user_id = ?1 AND device_id IS NOT ?2"
+                ))
                 .and_then(|mut statement| statement.execute(params![user_id, keep]))
                 .map_err(map_error)?;
-            tx.prepare_cached("DELETE FROM pushers WHERE user_id = ?1 AND device_id IS NOT ?2")
-                .and_then(|mut statement| statement.execute(params![user_id, keep]))
-                .map_err(map_error)?;
+            }
             Ok(())
         })
         .await

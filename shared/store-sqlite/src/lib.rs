@@ -12,6 +12,7 @@ mod counters;
 mod devices;
 mod directory;
 mod events;
+mod keys;
 mod leases;
 mod media;
 mod migrations;
@@ -21,6 +22,7 @@ mod pushers;
 mod receipts;
 mod relations;
 mod reports;
+mod to_device;
 mod typing;
 
 use std::path::Path;

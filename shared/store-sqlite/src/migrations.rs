@@ -64,6 +64,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../../migrations/sqlite/0015_push_action_pruning.sql"),
     ),
+    (
+        16,
+        include_str!("../../../migrations/sqlite/0016_end_to_end_keys.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -8,6 +8,7 @@ mod aliases;
 mod batches;
 mod directory;
 mod events;
+mod keys;
 mod media;
 mod pushers;
 mod relations;
@@ -63,6 +64,9 @@ pub async fn run_all(store: &dyn Store) {
     relations::relations_are_indexed_and_paginated(store).await;
     relations::threads_list_by_latest_reply(store).await;
     relations::search_finds_words_in_allowed_rooms(store).await;
+    keys::keys_are_stored_counted_and_claimed_once(store).await;
+    keys::many_claimers_never_share_a_key(store).await;
+    keys::to_device_messages_wait_until_acknowledged(store).await;
     leases_are_exclusive(store).await;
 }
 

@@ -13,6 +13,7 @@ mod directory;
 mod error;
 mod events;
 mod filters;
+mod keys;
 mod leases;
 mod media;
 mod notifications;
@@ -21,6 +22,7 @@ mod pushers;
 mod receipts;
 mod relations;
 mod reports;
+mod to_device;
 mod typing;
 
 #[cfg(feature = "conformance")]
@@ -37,6 +39,7 @@ pub use events::{
     RoomRecord, StoredEvent, TxnKey,
 };
 pub use filters::FilterStore;
+pub use keys::{ClaimedKey, DeviceKeysRecord, KeyClaim, KeyStore, UploadedKey};
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
 pub use notifications::{
@@ -53,6 +56,7 @@ pub use relations::{
     SearchText, THREAD, ThreadRoot, ThreadSummary, index_of, search_words,
 };
 pub use reports::{NewReport, ReportRecord, ReportStore};
+pub use to_device::{NewToDevice, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
 pub use typing::{TypingNotice, TypingStore};
 
 /// Every domain at once: what an engine implements and a process opens.
@@ -75,6 +79,8 @@ pub trait Store:
     + PusherStore
     + RelationStore
     + ReportStore
+    + KeyStore
+    + ToDeviceStore
     + Send
     + Sync
 {

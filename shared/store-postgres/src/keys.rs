@@ -1,0 +1,191 @@
+//! End-to-end encryption keys.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use myelin_store::{
+    ClaimedKey, DeviceKeysRecord, KeyClaim, KeyStore, StoreError, StoreResult, UploadedKey,
+};
+
+use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<()> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO device_keys (user_id, device_id, key_json) VALUES ($1, $2, $3)
+                 ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = EXCLUDED.key_json",
+            )
+            .await
+            .map_err(map_error)?;
+        client
+            .execute(
+                &statement,
+                &[&record.user_id, &record.device_id, &record.key_json],
+            )
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn device_keys(
+        &self,
+        user_id: &str,
+        device_ids: &[String],
+    ) -> StoreResult<Vec<DeviceKeysRecord>> {
+        let all = device_ids.is_empty();
+        self.query(
+            "SELECT user_id, device_id, key_json FROM device_keys
+             WHERE user_id = $1 AND ($2 OR device_id = ANY($3))
+             ORDER BY device_id",
+            &[&user_id, &all, &device_ids],
+            |row| {
+                Ok(DeviceKeysRecord {
+                    user_id: get(row, 0)?,
+                    device_id: get(row, 1)?,
+                    key_json: get(row, 2)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn add_keys(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        one_time: &[UploadedKey],
+        fallback: &[UploadedKey],
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        for key in one_time {
+            let added = tx_execute(
+                &tx,
+                "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &user_id,
+                    &device_id,
+                    &key.algorithm,
+                    &key.key_id,
+                    &key.key_json,
+                ],
+            )
+            .await?;
+            if added == 0 {
+                let stored: Option<String> = tx_query_opt(
+                    &tx,
+                    "SELECT key_json FROM one_time_keys
+                     WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = $4",
+                    &[&user_id, &device_id, &key.algorithm, &key.key_id],
+                    |row| get(row, 0),
+                )
+                .await?;
+                if stored.as_deref() != Some(key.key_json.as_str()) {
+                    return Err(StoreError::Conflict(format!(
+                        "one-time key {} is already uploaded with other content",
+                        key.key_id
+                    )));
+                }
+            }
+        }
+        for key in fallback {
+            tx_execute(
+                &tx,
+                "INSERT INTO fallback_keys (user_id, device_id, algorithm, key_id, key_json, used)
+                 VALUES ($1, $2, $3, $4, $5, FALSE)
+                 ON CONFLICT (user_id, device_id, algorithm) DO UPDATE SET
+                     key_id = EXCLUDED.key_id, key_json = EXCLUDED.key_json,
+                     used = fallback_keys.used AND fallback_keys.key_json = EXCLUDED.key_json",
+                &[
+                    &user_id,
+                    &device_id,
+                    &key.algorithm,
+                    &key.key_id,
+                    &key.key_json,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn one_time_key_counts(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> StoreResult<BTreeMap<String, u64>> {
+        let rows = self
+            .query(
+                "SELECT algorithm, COUNT(*) FROM one_time_keys
+                 WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm",
+                &[&user_id, &device_id],
+                |row| Ok((get::<String>(row, 0)?, get::<i64>(row, 1)?)),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(algorithm, count)| (algorithm, count.max(0) as u64))
+            .collect())
+    }
+
+    async fn unused_fallback_algorithms(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> StoreResult<Vec<String>> {
+        self.query(
+            "SELECT algorithm FROM fallback_keys
+             WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm",
+            &[&user_id, &device_id],
+            |row| get(row, 0),
+        )
+        .await
+    }
+
+    async fn claim_keys(&self, claims: &[KeyClaim]) -> StoreResult<Vec<ClaimedKey>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let mut claimed = Vec::new();
+        for claim in claims {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&claim.user_id, &claim.device_id, &claim.algorithm];
+            // A row another claimer holds is skipped, never handed out twice.
+            let mut key: Option<(String, String)> = tx_query_opt(
+                &tx,
+                "DELETE FROM one_time_keys WHERE (user_id, device_id, algorithm, key_id) IN (
+                     SELECT user_id, device_id, algorithm, key_id FROM one_time_keys
+                     WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
+                     ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING key_id, key_json",
+                &params,
+                |row| Ok((get(row, 0)?, get(row, 1)?)),
+            )
+            .await?;
+            if key.is_none() {
+                key = tx_query_opt(
+                    &tx,
+                    "UPDATE fallback_keys SET used = TRUE
+                     WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
+                     RETURNING key_id, key_json",
+                    &params,
+                    |row| Ok((get(row, 0)?, get(row, 1)?)),
+                )
+                .await?;
+            }
+            if let Some((key_id, key_json)) = key {
+                claimed.push(ClaimedKey {
+                    user_id: claim.user_id.clone(),
+                    device_id: claim.device_id.clone(),
+                    key_id,
+                    key_json,
+                });
+            }
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(claimed)
+    }
+}

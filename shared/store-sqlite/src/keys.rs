@@ -1,0 +1,218 @@
+//! End-to-end encryption keys.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use myelin_store::{
+    ClaimedKey, DeviceKeysRecord, KeyClaim, KeyStore, StoreError, StoreResult, UploadedKey,
+};
+use rusqlite::{OptionalExtension, params};
+
+use crate::{SqliteStore, map_error};
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO device_keys (user_id, device_id, key_json) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![record.user_id, record.device_id, record.key_json])
+            })
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn device_keys(
+        &self,
+        user_id: &str,
+        device_ids: &[String],
+    ) -> StoreResult<Vec<DeviceKeysRecord>> {
+        let user_id = user_id.to_owned();
+        let wanted = serde_json::to_string(device_ids).unwrap_or_else(|_| "[]".to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT user_id, device_id, key_json FROM device_keys
+                 WHERE user_id = ?1 AND (json_array_length(?2) = 0
+                       OR device_id IN (SELECT value FROM json_each(?2)))
+                 ORDER BY device_id",
+            )?
+            .query_map(params![user_id, wanted], |row| {
+                Ok(DeviceKeysRecord {
+                    user_id: row.get(0)?,
+                    device_id: row.get(1)?,
+                    key_json: row.get(2)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn add_keys(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        one_time: &[UploadedKey],
+        fallback: &[UploadedKey],
+    ) -> StoreResult<()> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        let (one_time, fallback) = (one_time.to_vec(), fallback.to_vec());
+        self.write(move |tx| {
+            for key in &one_time {
+                let stored: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT key_json FROM one_time_keys
+                         WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3 AND key_id = ?4",
+                    )
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row(
+                                params![user_id, device_id, key.algorithm, key.key_id],
+                                |row| row.get(0),
+                            )
+                            .optional()
+                    })
+                    .map_err(map_error)?;
+                match stored {
+                    Some(json) if json == key.key_json => {}
+                    Some(_) => {
+                        return Err(StoreError::Conflict(format!(
+                            "one-time key {} is already uploaded with other content",
+                            key.key_id
+                        )));
+                    }
+                    None => {
+                        tx.prepare_cached(
+                            "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, key_json)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )
+                        .and_then(|mut statement| {
+                            statement.execute(params![
+                                user_id,
+                                device_id,
+                                key.algorithm,
+                                key.key_id,
+                                key.key_json
+                            ])
+                        })
+                        .map_err(map_error)?;
+                    }
+                }
+            }
+            for key in &fallback {
+                tx.prepare_cached(
+                    "INSERT INTO fallback_keys (user_id, device_id, algorithm, key_id, key_json, used)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0)
+                     ON CONFLICT (user_id, device_id, algorithm) DO UPDATE SET
+                         key_id = excluded.key_id, key_json = excluded.key_json,
+                         used = fallback_keys.used AND fallback_keys.key_json = excluded.key_json",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        user_id,
+                        device_id,
+                        key.algorithm,
+                        key.key_id,
+                        key.key_json
+                    ])
+                })
+                .map_err(map_error)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn one_time_key_counts(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> StoreResult<BTreeMap<String, u64>> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT algorithm, COUNT(*) FROM one_time_keys
+                 WHERE user_id = ?1 AND device_id = ?2 GROUP BY algorithm",
+            )?
+            .query_map(params![user_id, device_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn unused_fallback_algorithms(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> StoreResult<Vec<String>> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT algorithm FROM fallback_keys
+                 WHERE user_id = ?1 AND device_id = ?2 AND NOT used ORDER BY algorithm",
+            )?
+            .query_map(params![user_id, device_id], |row| row.get(0))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn claim_keys(&self, claims: &[KeyClaim]) -> StoreResult<Vec<ClaimedKey>> {
+        let claims = claims.to_vec();
+        // One writer at a time: a key deleted here is seen gone by the next.
+        self.write(move |tx| {
+            let mut claimed = Vec::new();
+            for claim in &claims {
+                let wanted = params![claim.user_id, claim.device_id, claim.algorithm];
+                let mut key: Option<(String, String)> = tx
+                    .prepare_cached(
+                        "DELETE FROM one_time_keys WHERE rowid = (
+                             SELECT rowid FROM one_time_keys
+                             WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3
+                             ORDER BY key_id LIMIT 1)
+                         RETURNING key_id, key_json",
+                    )
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row(wanted, |row| Ok((row.get(0)?, row.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(map_error)?;
+                if key.is_none() {
+                    key = tx
+                        .prepare_cached(
+                            "UPDATE fallback_keys SET used = 1
+                             WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3
+                             RETURNING key_id, key_json",
+                        )
+                        .and_then(|mut statement| {
+                            statement
+                                .query_row(wanted, |row| Ok((row.get(0)?, row.get(1)?)))
+                                .optional()
+                        })
+                        .map_err(map_error)?;
+                }
+                if let Some((key_id, key_json)) = key {
+                    claimed.push(ClaimedKey {
+                        user_id: claim.user_id.clone(),
+                        device_id: claim.device_id.clone(),
+                        key_id,
+                        key_json,
+                    });
+                }
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+}

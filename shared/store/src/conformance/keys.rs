@@ -1,0 +1,304 @@
+//! End-to-end keys and the to-device stream.
+
+use myelin_types::StreamPosition;
+
+use crate::{
+    DeviceKeysRecord, KeyClaim, NewToDevice, Store, StoreError, ToDeviceSend, UploadedKey,
+};
+
+fn key(algorithm: &str, name: &str, json: &str) -> UploadedKey {
+    UploadedKey {
+        algorithm: algorithm.to_owned(),
+        key_id: format!("{algorithm}:{name}"),
+        key_json: json.to_owned(),
+    }
+}
+
+fn claim(user: &str, device: &str) -> KeyClaim {
+    KeyClaim {
+        user_id: user.to_owned(),
+        device_id: device.to_owned(),
+        algorithm: "signed_curve25519".to_owned(),
+    }
+}
+
+pub(super) async fn keys_are_stored_counted_and_claimed_once(store: &dyn Store) {
+    let (user, device) = ("@keys:c", "KEYDEV");
+    for (id, json) in [("KEYDEV", "{\"a\":1}"), ("OTHER", "{\"b\":2}")] {
+        store
+            .set_device_keys(DeviceKeysRecord {
+                user_id: user.to_owned(),
+                device_id: id.to_owned(),
+                key_json: json.to_owned(),
+            })
+            .await
+            .expect("device keys");
+    }
+    store
+        .set_device_keys(DeviceKeysRecord {
+            user_id: user.to_owned(),
+            device_id: "OTHER".to_owned(),
+            key_json: "{\"b\":3}".to_owned(),
+        })
+        .await
+        .expect("replace");
+    let all = store.device_keys(user, &[]).await.expect("all");
+    let seen: Vec<(&str, &str)> = all
+        .iter()
+        .map(|record| (record.device_id.as_str(), record.key_json.as_str()))
+        .collect();
+    assert_eq!(seen, [("KEYDEV", "{\"a\":1}"), ("OTHER", "{\"b\":3}")]);
+    let one = store
+        .device_keys(user, &["OTHER".to_owned(), "GONE".to_owned()])
+        .await
+        .expect("some");
+    assert_eq!(one.len(), 1);
+
+    let one_time = [
+        key("signed_curve25519", "AAAA", "{\"k\":\"a\"}"),
+        key("signed_curve25519", "AAAB", "{\"k\":\"b\"}"),
+        key("curve25519", "AAAC", "{\"k\":\"c\"}"),
+    ];
+    let fallback = [key("signed_curve25519", "FB1", "{\"f\":1}")];
+    store
+        .add_keys(user, device, &one_time, &fallback)
+        .await
+        .expect("upload");
+    // The same keys again change nothing; one with other content is refused
+    // and the whole upload with it.
+    store
+        .add_keys(user, device, &one_time[..1], &[])
+        .await
+        .expect("same again");
+    let clash = store
+        .add_keys(
+            user,
+            device,
+            &[
+                key("signed_curve25519", "NEW1", "{\"k\":\"n\"}"),
+                key("signed_curve25519", "AAAA", "{\"k\":\"other\"}"),
+            ],
+            &[],
+        )
+        .await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    let counts = store
+        .one_time_key_counts(user, device)
+        .await
+        .expect("counts");
+    assert_eq!(counts.get("signed_curve25519"), Some(&2), "{counts:?}");
+    assert_eq!(counts.get("curve25519"), Some(&1));
+    assert_eq!(
+        store
+            .unused_fallback_algorithms(user, device)
+            .await
+            .expect("fallbacks"),
+        ["signed_curve25519"]
+    );
+
+    // Two one-time keys, then the fallback (again and again), then for an
+    // unknown device nothing.
+    let mut handed = Vec::new();
+    for _ in 0..4 {
+        let claimed = store
+            .claim_keys(&[claim(user, device), claim(user, "NOBODY")])
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        handed.push(claimed[0].key_id.clone());
+    }
+    assert_eq!(
+        handed,
+        [
+            "signed_curve25519:AAAA",
+            "signed_curve25519:AAAB",
+            "signed_curve25519:FB1",
+            "signed_curve25519:FB1"
+        ]
+    );
+    assert_eq!(
+        store
+            .one_time_key_counts(user, device)
+            .await
+            .expect("counts")
+            .get("signed_curve25519"),
+        None
+    );
+    assert!(
+        store
+            .unused_fallback_algorithms(user, device)
+            .await
+            .expect("fallbacks")
+            .is_empty(),
+        "a handed-out fallback key is used"
+    );
+    // Re-uploading the used fallback key keeps it used; a new one is fresh.
+    store
+        .add_keys(user, device, &[], &fallback)
+        .await
+        .expect("same fallback");
+    assert!(
+        store
+            .unused_fallback_algorithms(user, device)
+            .await
+            .expect("fallbacks")
+            .is_empty()
+    );
+    store
+        .add_keys(
+            user,
+            device,
+            &[],
+            &[key("signed_curve25519", "FB2", "{\"f\":2}")],
+        )
+        .await
+        .expect("new fallback");
+    assert_eq!(
+        store
+            .unused_fallback_algorithms(user, device)
+            .await
+            .expect("fallbacks"),
+        ["signed_curve25519"]
+    );
+
+    // Deleting the device deletes its keys.
+    store
+        .delete_devices(user, &[device.to_owned()])
+        .await
+        .expect("delete");
+    assert_eq!(store.device_keys(user, &[]).await.expect("keys").len(), 1);
+    assert!(
+        store
+            .claim_keys(&[claim(user, device)])
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+pub(super) async fn many_claimers_never_share_a_key(store: &dyn Store) {
+    let (user, device) = ("@race:c", "RACEDEV");
+    let keys: Vec<UploadedKey> = (0..20)
+        .map(|n| {
+            key(
+                "signed_curve25519",
+                &format!("K{n:02}"),
+                &format!("{{\"n\":{n}}}"),
+            )
+        })
+        .collect();
+    store
+        .add_keys(user, device, &keys, &[])
+        .await
+        .expect("upload");
+    let wanted = [claim(user, device)];
+    let claims: Vec<_> = (0..25).map(|_| store.claim_keys(&wanted)).collect();
+    let mut handed: Vec<String> = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .flat_map(|claimed| claimed.expect("claim"))
+        .map(|key| key.key_id)
+        .collect();
+    assert_eq!(handed.len(), 20, "every key once, then none");
+    handed.sort();
+    handed.dedup();
+    assert_eq!(handed.len(), 20, "no key handed out twice");
+}
+
+pub(super) async fn to_device_messages_wait_until_acknowledged(store: &dyn Store) {
+    let start = store.max_to_device_position().await.expect("position");
+    let message = |device: &str, n: u32| NewToDevice {
+        user_id: "@inbox:c".to_owned(),
+        device_id: device.to_owned(),
+        content: format!("{{\"n\":{n}}}"),
+    };
+    let send = |txn: &str, messages: Vec<NewToDevice>| ToDeviceSend {
+        sender: "@sender:c".to_owned(),
+        sender_device: "SENDER".to_owned(),
+        txn_id: txn.to_owned(),
+        event_type: "m.room_key".to_owned(),
+        messages,
+        ts: 1_000,
+    };
+    let first = store
+        .send_to_device(send("t1", vec![message("D1", 1), message("D2", 1)]))
+        .await
+        .expect("send")
+        .expect("new");
+    assert!(first > start);
+    assert_eq!(
+        store
+            .send_to_device(send("t1", vec![message("D1", 9)]))
+            .await
+            .expect("retry"),
+        None,
+        "a retried transaction queues nothing"
+    );
+    let second = store
+        .send_to_device(send("t2", vec![message("D1", 2), message("D1", 3)]))
+        .await
+        .expect("send")
+        .expect("new");
+    assert_eq!(store.max_to_device_position().await.expect("max"), second);
+    let inbox = store
+        .to_device_messages("@inbox:c", "D1", start, second, 10)
+        .await
+        .expect("inbox");
+    let contents: Vec<&str> = inbox.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
+    assert!(
+        inbox
+            .windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
+    assert_eq!(
+        (inbox[0].sender.as_str(), inbox[0].event_type.as_str()),
+        ("@sender:c", "m.room_key")
+    );
+    let page = store
+        .to_device_messages("@inbox:c", "D1", start, second, 2)
+        .await
+        .expect("page");
+    assert_eq!(page.len(), 2);
+    // Acknowledged messages go; the others, and other devices', stay.
+    store
+        .acknowledge_to_device("@inbox:c", "D1", page[1].position)
+        .await
+        .expect("ack");
+    let rest = store
+        .to_device_messages("@inbox:c", "D1", StreamPosition::ZERO, second, 10)
+        .await
+        .expect("rest");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].content, "{\"n\":3}");
+    assert_eq!(
+        store
+            .to_device_messages("@inbox:c", "D2", StreamPosition::ZERO, second, 10)
+            .await
+            .expect("other device")
+            .len(),
+        1
+    );
+    // Another sending device may use the same transaction ID.
+    let mut other = send("t1", vec![message("D2", 5)]);
+    other.sender_device = "OTHERSENDER".to_owned();
+    assert!(store.send_to_device(other).await.expect("send").is_some());
+    store
+        .delete_devices("@inbox:c", &["D2".to_owned()])
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .to_device_messages(
+                "@inbox:c",
+                "D2",
+                StreamPosition::ZERO,
+                StreamPosition(i64::MAX),
+                10
+            )
+            .await
+            .expect("gone")
+            .is_empty(),
+        "a deleted device's inbox goes with it"
+    );
+}

@@ -1,0 +1,89 @@
+//! End-to-end encryption keys: each device's identity keys, its one-time
+//! keys (each handed out once) and its fallback keys.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::StoreResult;
+
+/// A device's identity keys as it signed them (canonical JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceKeysRecord {
+    pub user_id: String,
+    pub device_id: String,
+    pub key_json: String,
+}
+
+/// A one-time or fallback key as uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedKey {
+    /// The part of the key ID before the colon (`signed_curve25519`).
+    pub algorithm: String,
+    /// The whole key ID (`signed_curve25519:AAAAHg`).
+    pub key_id: String,
+    /// Canonical JSON, so equal keys compare equal as text.
+    pub key_json: String,
+}
+
+/// What a device asks a claim for: one key of `algorithm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub user_id: String,
+    pub device_id: String,
+    pub algorithm: String,
+}
+
+/// A key handed out by a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedKey {
+    pub user_id: String,
+    pub device_id: String,
+    pub key_id: String,
+    pub key_json: String,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores (or replaces) the device's identity keys.
+    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<()>;
+
+    /// The identity keys of the user's devices, of those named when
+    /// `device_ids` is not empty, by device ID.
+    async fn device_keys(
+        &self,
+        user_id: &str,
+        device_ids: &[String],
+    ) -> StoreResult<Vec<DeviceKeysRecord>>;
+
+    /// Adds one-time keys and replaces the fallback key of each algorithm
+    /// given, all or nothing. A one-time key ID stored already is kept
+    /// once when its JSON is the same, and refused with
+    /// `StoreError::Conflict` when it differs.
+    async fn add_keys(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        one_time: &[UploadedKey],
+        fallback: &[UploadedKey],
+    ) -> StoreResult<()>;
+
+    /// The device's unclaimed one-time keys, counted per algorithm.
+    async fn one_time_key_counts(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> StoreResult<BTreeMap<String, u64>>;
+
+    /// The algorithms of the device's fallback keys not handed out yet.
+    async fn unused_fallback_algorithms(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> StoreResult<Vec<String>>;
+
+    /// One key per claim: a one-time key, removed as it is handed out so no
+    /// two claimers ever get the same one, else the fallback key, marked
+    /// used. Claims for devices with neither are left out.
+    async fn claim_keys(&self, claims: &[KeyClaim]) -> StoreResult<Vec<ClaimedKey>>;
+}
