@@ -33,6 +33,7 @@ mod generate;
 mod harness;
 mod interop;
 mod js_sdk;
+mod keys;
 mod media;
 mod notifications;
 mod outage;

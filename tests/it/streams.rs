@@ -443,6 +443,8 @@ async fn split_streams_cross_replicas_and_survive_a_killed_synchrotron() {
     let anonymous = split.client();
     account_data_and_tags(&anonymous).await;
     receipts_and_markers(&anonymous).await;
+    crate::keys::keys_cases(&anonymous, "sp").await;
+    crate::keys::to_device_cases(&anonymous, "sp").await;
 
     let (alice, bob, room_id) = alice_and_bob_in_a_room(&anonymous, "sp").await;
     let replicas = split.processes("CLIENT_API");
@@ -471,6 +473,16 @@ async fn split_streams_cross_replicas_and_survive_a_killed_synchrotron() {
         )
         .await
         .ok();
+    bob_on_second
+        .put(
+            &format!(
+                "/_matrix/client/v3/sendToDevice/m.test.ping/{}",
+                encode("before-the-kill")
+            ),
+            &json!({"messages": {alice.user_id.clone(): {"*": {"body": "kept"}}}}),
+        )
+        .await
+        .ok();
     for (name, _, pid) in split.processes("SYNCHROTRON") {
         split.kill9(&name, pid).await;
     }
@@ -491,5 +503,9 @@ async fn split_streams_cross_replicas_and_survive_a_killed_synchrotron() {
     assert_eq!(
         ephemeral(&sync, &room_id, "m.typing")[0]["content"]["user_ids"],
         json!([bob.user_id])
+    );
+    assert_eq!(
+        sync["to_device"]["events"][0]["content"]["body"], "kept",
+        "the to-device message is lost: {sync}"
     );
 }

@@ -89,6 +89,13 @@ pub struct PresenceChanged {
     pub position: StreamPosition,
 }
 
+/// Messages were queued for one or more of a user's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToDeviceQueued {
+    pub user_id: String,
+    pub position: StreamPosition,
+}
+
 /// A user's pushers were added, changed or removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushersChanged {
@@ -99,6 +106,7 @@ pub const ACCOUNT_DATA: Topic<AccountDataChanged> = Topic::new("stream.account_d
 pub const RECEIPTS: Topic<ReceiptChanged> = Topic::new("stream.receipts");
 pub const TYPING: Topic<TypingChanged> = Topic::new("stream.typing");
 pub const PRESENCE: Topic<PresenceChanged> = Topic::new("stream.presence");
+pub const TO_DEVICE: Topic<ToDeviceQueued> = Topic::new("stream.to_device");
 pub const PUSHERS: Topic<PushersChanged> = Topic::new("pushers.changed");
 
 #[cfg(test)]

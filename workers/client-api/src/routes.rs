@@ -10,10 +10,10 @@ use ruma::api::client::voip::get_turn_server_info;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, account_data, admin, alias, device, directory, discovery, filter, knock, membership,
-    message, notifications, openid, presence, profile, push_rules, pushers, receipts, relations,
-    report, room, search, session, space, state, threepid, timestamp, typing, upgrade, user_admin,
-    user_directory, voip,
+    account, account_data, admin, alias, device, directory, discovery, filter, keys, knock,
+    membership, message, notifications, openid, presence, profile, push_rules, pushers, receipts,
+    relations, report, room, search, session, space, state, threepid, timestamp, to_device, typing,
+    upgrade, user_admin, user_directory, voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -40,6 +40,10 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, receipts::create);
     router.handle(api, receipts::set_markers);
     router.handle(api, typing::set);
+    router.handle(api, keys::upload);
+    router.handle(api, keys::query);
+    router.handle(api, keys::claim);
+    router.handle(api, to_device::send);
     router.handle(api, push_rules::get_all);
     router.handle(api, pushers::list);
     router.handle(api, pushers::set);

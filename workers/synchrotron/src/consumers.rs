@@ -7,7 +7,7 @@ use std::time::Duration;
 use myelin_bus::messages::{self, PersistedEvent};
 use myelin_bus::subjects;
 use myelin_bus::topics::{
-    self, AccountDataChanged, PresenceChanged, ReceiptChanged, TypingChanged,
+    self, AccountDataChanged, PresenceChanged, ReceiptChanged, ToDeviceQueued, TypingChanged,
 };
 use myelin_process::Shutdown;
 use myelin_types::now_millis;
@@ -29,6 +29,7 @@ pub(crate) async fn wake_on_changes(
     let mut receipts = topics::RECEIPTS.subscribe(sync.bus.as_ref()).await?;
     let mut typing = topics::TYPING.subscribe(sync.bus.as_ref()).await?;
     let mut presence = topics::PRESENCE.subscribe(sync.bus.as_ref()).await?;
+    let mut to_device = topics::TO_DEVICE.subscribe(sync.bus.as_ref()).await?;
     // Subscribed first, so no notice falls between the read and the feed.
     sync.learn_typing().await;
     let mut backstop = tokio::time::interval(BACKSTOP);
@@ -86,6 +87,13 @@ pub(crate) async fn wake_on_changes(
                 sync.activity.forget(&user_id);
                 sync.positions.changed();
                 sync.wake_sharing_a_room_with(&user_id).await;
+            }
+            queued = to_device.next() => {
+                let Some(ToDeviceQueued { user_id, .. }) = queued else {
+                    anyhow::bail!("the bus closed the to-device subscription");
+                };
+                sync.positions.changed();
+                sync.waiters.wake(&user_id);
             }
             change = typing.next() => {
                 let Some(TypingChanged { room_id, user_id, until_ms }) = change else {

@@ -25,6 +25,7 @@ pub(crate) struct StoredPositions {
     pub(crate) account_data: StreamPosition,
     pub(crate) receipts: StreamPosition,
     pub(crate) presence: StreamPosition,
+    pub(crate) to_device: StreamPosition,
 }
 
 struct Snapshot {
@@ -47,6 +48,7 @@ async fn read(store: &dyn Store) -> StoreResult<StoredPositions> {
         account_data: store.max_account_data_position().await?,
         receipts: store.max_receipt_position().await?,
         presence: store.max_presence_position().await?,
+        to_device: store.max_to_device_position().await?,
     })
 }
 
@@ -111,6 +113,7 @@ impl StoredPositions {
             receipts: self.receipts,
             typing,
             presence: self.presence,
+            to_device: self.to_device,
         }
     }
 }
@@ -125,6 +128,7 @@ mod tests {
             account_data: StreamPosition(0),
             receipts: StreamPosition(0),
             presence: StreamPosition(0),
+            to_device: StreamPosition(0),
         }
     }
 

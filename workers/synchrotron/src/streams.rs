@@ -12,6 +12,7 @@ mod presence;
 mod push_counts;
 mod receipts;
 mod room_events;
+mod to_device;
 mod typing;
 
 use myelin_http::MatrixError;
@@ -68,7 +69,13 @@ impl Synchrotron {
         news |= receipts::fill(self, request, &joined.rooms, upto, &mut response).await?;
         news |= typing::fill(self, request, &joined.rooms, upto, &mut response)?;
         news |= presence::fill(self, request, &joined.rooms, upto, &mut response).await?;
+        news |= to_device::fill(self, request, upto, &mut response).await?;
         push_counts::fill(self, request, &joined.rooms, &mut response).await?;
+        // Key counts change with claims that wake nobody: sent with every
+        // response that goes out, not a reason to answer.
+        if news || request.since.is_none() || request.full_state {
+            to_device::fill_key_counts(self, request, &mut response).await?;
+        }
         Ok((response, news))
     }
 }

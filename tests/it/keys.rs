@@ -1,0 +1,415 @@
+//! End-to-end encryption keys and to-device messages, over HTTP: what one
+//! device publishes another claims once, and messages wait in each device's
+//! inbox until its sync acknowledges them.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+
+use crate::client::{Client, encode};
+use crate::harness::Server;
+
+const PASSWORD: &str = "pw-keys";
+
+/// Canonical JSON (sorted keys, no spaces) of a value without its
+/// `signatures` and `unsigned`: what a device signs.
+fn signing_form(value: &Value) -> String {
+    fn canonical(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let parts: Vec<String> = keys
+                    .iter()
+                    .map(|key| format!("{}:{}", Value::from(key.as_str()), canonical(&map[*key])))
+                    .collect();
+                format!("{{{}}}", parts.join(","))
+            }
+            Value::Array(items) => {
+                let parts: Vec<String> = items.iter().map(canonical).collect();
+                format!("[{}]", parts.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+    let mut value = value.clone();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("signatures");
+        map.remove("unsigned");
+    }
+    canonical(&value)
+}
+
+/// The device keys of `client`'s device, signed by `key`.
+pub(crate) fn device_keys(client: &Client, key: &SigningKey) -> Value {
+    let device = &client.device_id;
+    let mut keys = json!({
+        "user_id": client.user_id,
+        "device_id": device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {
+            format!("curve25519:{device}"): STANDARD_NO_PAD.encode([9u8; 32]),
+            format!("ed25519:{device}"): STANDARD_NO_PAD.encode(key.verifying_key().to_bytes()),
+        },
+    });
+    let signature = key.sign(signing_form(&keys).as_bytes());
+    keys["signatures"] = json!({
+        client.user_id.clone(): { format!("ed25519:{device}"): STANDARD_NO_PAD.encode(signature.to_bytes()) }
+    });
+    keys
+}
+
+fn one_time_keys(names: &[&str]) -> Value {
+    let mut keys = serde_json::Map::new();
+    for name in names {
+        keys.insert(
+            format!("signed_curve25519:{name}"),
+            json!({"key": STANDARD_NO_PAD.encode(name.as_bytes()), "signatures": {}}),
+        );
+    }
+    Value::Object(keys)
+}
+
+fn claim_body(client: &Client) -> Value {
+    json!({"one_time_keys": {client.user_id.clone(): {client.device_id.clone(): "signed_curve25519"}}})
+}
+
+/// The one key a claim of `owner`'s device gave, by key ID.
+fn claimed_key_id(answer: &Value, owner: &Client) -> Option<String> {
+    answer["one_time_keys"][&owner.user_id][&owner.device_id]
+        .as_object()?
+        .keys()
+        .next()
+        .cloned()
+}
+
+async fn sync(client: &Client, since: Option<&str>, timeout_ms: u64) -> Value {
+    client.sync(since, timeout_ms).await
+}
+
+fn to_device_bodies(sync: &Value) -> Vec<Value> {
+    sync["to_device"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|event| event["content"]["body"].clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn keys_are_published_and_each_one_time_key_claimed_once() {
+    let server = Server::builder().open_registration().start().await;
+    keys_cases(&server.client(), "").await;
+}
+
+pub(crate) async fn keys_cases(anonymous: &Client, names: &str) {
+    let alice = anonymous
+        .register(&format!("{names}keyalice"), PASSWORD)
+        .await;
+    let bob = anonymous
+        .register(&format!("{names}keybob"), PASSWORD)
+        .await;
+    let signing = SigningKey::from_bytes(&[3; 32]);
+
+    let uploaded = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({
+                "device_keys": device_keys(&alice, &signing),
+                "one_time_keys": one_time_keys(&["AAAA", "AAAB", "AAAC"]),
+                "fallback_keys": {"signed_curve25519:FALL": {"key": "ZmFsbA", "fallback": true, "signatures": {}}},
+            }),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        uploaded["one_time_key_counts"]["signed_curve25519"], 3,
+        "{uploaded}"
+    );
+
+    // Anyone may read the device keys, with the device's name.
+    alice
+        .put(
+            &format!("/_matrix/client/v3/devices/{}", encode(&alice.device_id)),
+            &json!({"display_name": "alice's laptop"}),
+        )
+        .await
+        .ok();
+    let queried = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            &json!({"device_keys": {alice.user_id.clone(): []}}),
+        )
+        .await
+        .ok();
+    let published = &queried["device_keys"][&alice.user_id][&alice.device_id];
+    assert_eq!(
+        published["keys"],
+        device_keys(&alice, &signing)["keys"],
+        "{queried}"
+    );
+    assert_eq!(
+        published["unsigned"]["device_display_name"],
+        "alice's laptop"
+    );
+    assert!(published["signatures"][&alice.user_id].is_object());
+    let remote = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            &json!({"device_keys": {"@someone:elsewhere.example": [], bob.user_id.clone(): []}}),
+        )
+        .await
+        .ok();
+    assert!(
+        remote["failures"]["elsewhere.example"].is_object(),
+        "{remote}"
+    );
+    assert!(
+        remote["device_keys"].get(&bob.user_id).is_none(),
+        "bob published nothing"
+    );
+
+    // Each claim takes another key; then the fallback, again and again.
+    let mut handed = Vec::new();
+    for _ in 0..5 {
+        let answer = bob
+            .post("/_matrix/client/v3/keys/claim", &claim_body(&alice))
+            .await
+            .ok();
+        handed.push(claimed_key_id(&answer, &alice).unwrap_or_else(|| panic!("no key: {answer}")));
+    }
+    assert_eq!(
+        handed,
+        [
+            "signed_curve25519:AAAA",
+            "signed_curve25519:AAAB",
+            "signed_curve25519:AAAC",
+            "signed_curve25519:FALL",
+            "signed_curve25519:FALL"
+        ]
+    );
+    let first = sync(&alice, None, 0).await;
+    assert_eq!(
+        first["device_one_time_keys_count"]["signed_curve25519"], 0,
+        "{first}"
+    );
+    assert_eq!(
+        first["device_unused_fallback_key_types"],
+        json!([]),
+        "{first}"
+    );
+    // Unknown users and devices are left out; other servers are failures.
+    let nobody = bob
+        .post(
+            "/_matrix/client/v3/keys/claim",
+            &json!({"one_time_keys": {
+                "@nobody:localhost": {"DEV": "signed_curve25519"},
+                alice.user_id.clone(): {"NOSUCHDEVICE": "signed_curve25519"},
+                "@far:elsewhere.example": {"DEV": "signed_curve25519"},
+            }}),
+        )
+        .await
+        .ok();
+    assert_eq!(nobody["one_time_keys"], json!({}), "{nobody}");
+    assert!(
+        nobody["failures"]["elsewhere.example"].is_object(),
+        "{nobody}"
+    );
+
+    // Refusals: someone else's keys, a bad signature, a key ID taken with
+    // other content; none of them changes what is stored.
+    let refuse = |body: Value| {
+        let alice = alice.clone();
+        async move { alice.post("/_matrix/client/v3/keys/upload", &body).await }
+    };
+    let bobs_keys = device_keys(&bob, &signing);
+    refuse(json!({"device_keys": bobs_keys}))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    let mut forged = device_keys(&alice, &signing);
+    forged["algorithms"] = json!(["m.megolm.v1.aes-sha2"]);
+    refuse(json!({"device_keys": forged}))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    refuse(json!({"one_time_keys": one_time_keys(&["NEW1"])}))
+        .await
+        .ok();
+    let mut clash = one_time_keys(&["NEW1"]);
+    clash["signed_curve25519:NEW1"]["key"] = json!("b3RoZXI");
+    refuse(json!({"one_time_keys": clash}))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    let malformed = refuse(json!({"one_time_keys": {"no-colon": {"key": "x"}}})).await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text);
+    let counts = refuse(json!({})).await.ok();
+    assert_eq!(
+        counts["one_time_key_counts"]["signed_curve25519"], 1,
+        "{counts}"
+    );
+    anonymous
+        .post("/_matrix/client/v3/keys/upload", &json!({}))
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+
+    // A deleted device's keys go with it.
+    let second = anonymous.login(&format!("{names}keyalice"), PASSWORD).await;
+    second
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": device_keys(&second, &SigningKey::from_bytes(&[4; 32]))}),
+        )
+        .await
+        .ok();
+    let both = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            &json!({"device_keys": {alice.user_id.clone(): []}}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        both["device_keys"][&alice.user_id]
+            .as_object()
+            .map(|d| d.len()),
+        Some(2)
+    );
+    second
+        .post("/_matrix/client/v3/logout", &json!({}))
+        .await
+        .ok();
+    let after = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            &json!({"device_keys": {alice.user_id.clone(): [second.device_id.clone()]}}),
+        )
+        .await
+        .ok();
+    assert!(
+        after["device_keys"].get(&alice.user_id).is_none(),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn to_device_messages_wait_until_the_device_acknowledges_them() {
+    let server = Server::builder().open_registration().start().await;
+    to_device_cases(&server.client(), "").await;
+}
+
+fn send_path(event_type: &str, txn: &str) -> String {
+    format!(
+        "/_matrix/client/v3/sendToDevice/{}/{}",
+        encode(event_type),
+        encode(txn)
+    )
+}
+
+pub(crate) async fn to_device_cases(anonymous: &Client, names: &str) {
+    let alice = anonymous
+        .register(&format!("{names}tdalice"), PASSWORD)
+        .await;
+    let phone = anonymous.login(&format!("{names}tdalice"), PASSWORD).await;
+    let bob = anonymous.register(&format!("{names}tdbob"), PASSWORD).await;
+    let start = sync(&alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A long-polling receiver wakes for a message sent to its device.
+    let waiting = {
+        let (alice, start) = (alice.clone(), start.clone());
+        tokio::spawn(async move { sync(&alice, Some(&start), 10_000).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let message = |body: &str| json!({"body": body});
+    bob.put(
+        &send_path("m.test.ping", "t1"),
+        &json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): message("one")}}}),
+    )
+    .await
+    .ok();
+    let woken = waiting.await.unwrap();
+    assert_eq!(to_device_bodies(&woken), ["one"], "{woken}");
+    let event = &woken["to_device"]["events"][0];
+    assert_eq!(event["sender"], json!(bob.user_id));
+    assert_eq!(event["type"], "m.test.ping");
+
+    // A retried transaction delivers nothing more; `*` reaches every device.
+    bob.put(
+        &send_path("m.test.ping", "t1"),
+        &json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): message("again")}}}),
+    )
+    .await
+    .ok();
+    bob.put(
+        &send_path("m.test.ping", "t2"),
+        &json!({"messages": {alice.user_id.clone(): {"*": message("everyone")}}}),
+    )
+    .await
+    .ok();
+    // A lost response: syncing from the same token shows the same messages.
+    let again = sync(&alice, Some(&start), 0).await;
+    assert_eq!(to_device_bodies(&again), ["one", "everyone"], "{again}");
+    let next = again["next_batch"].as_str().unwrap().to_owned();
+    let acknowledged = sync(&alice, Some(&next), 0).await;
+    assert!(to_device_bodies(&acknowledged).is_empty(), "{acknowledged}");
+    let old = sync(&alice, Some(&start), 0).await;
+    assert!(
+        to_device_bodies(&old).is_empty(),
+        "acknowledged messages are gone: {old}"
+    );
+    assert_eq!(to_device_bodies(&sync(&phone, None, 0).await), ["everyone"]);
+
+    // More than a page: 100 now, the rest next.
+    for n in 0..130 {
+        bob.put(
+            &send_path("m.test.ping", &format!("bulk{n}")),
+            &json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): message(&n.to_string())}}}),
+        )
+        .await
+        .ok();
+    }
+    let page = sync(&alice, Some(&next), 0).await;
+    let bodies = to_device_bodies(&page);
+    assert_eq!(bodies.len(), 100);
+    assert_eq!(bodies[0], "0");
+    let rest = sync(&alice, page["next_batch"].as_str(), 0).await;
+    let bodies = to_device_bodies(&rest);
+    assert_eq!(bodies.len(), 30, "{rest}");
+    assert_eq!(bodies[0], "100");
+    assert_eq!(bodies[29], "129");
+
+    // Refusals; unknown users and devices are dropped without an error.
+    bob.put(
+        &send_path("m.test.ping", "t3"),
+        &json!({"messages": {"@nobody:localhost": {"DEV": message("lost")}, alice.user_id.clone(): {"NODEVICE": message("lost")}}}),
+    )
+    .await
+    .ok();
+    let big = "x".repeat(70 * 1024);
+    bob.put(
+        &send_path("m.test.ping", "t4"),
+        &json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): {"body": big}}}}),
+    )
+    .await
+    .assert_error(413, "M_TOO_LARGE");
+    let not_object = bob
+        .put(
+            &send_path("m.test.ping", "t5"),
+            &json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): [1]}}}),
+        )
+        .await;
+    assert_eq!(not_object.status, 400, "{}", not_object.text);
+    let missing = bob.put(&send_path("m.test.ping", "t6"), &json!({})).await;
+    assert_eq!(missing.status, 400, "{}", missing.text);
+    anonymous
+        .put(&send_path("m.test.ping", "t7"), &json!({"messages": {}}))
+        .await
+        .assert_error(401, "M_MISSING_TOKEN");
+    let quiet = sync(&alice, rest["next_batch"].as_str(), 0).await;
+    assert!(to_device_bodies(&quiet).is_empty(), "{quiet}");
+}

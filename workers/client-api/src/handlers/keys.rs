@@ -1,0 +1,357 @@
+//! End-to-end encryption keys: `POST /keys/upload`, `/keys/query` and
+//! `/keys/claim`. Local users only for now; other servers' users are
+//! answered in `failures` until federation reaches them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use myelin_http::{MatrixError, RequestContext};
+use myelin_store::{ClaimedKey, DeviceKeysRecord, KeyClaim, StoreError, UploadedKey};
+use ruma::api::client::keys::{claim_keys, get_keys, upload_keys};
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::serde::{Base64, Raw};
+use ruma::signatures::{to_canonical_json_string_for_signing, verify_canonical_json_bytes};
+use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, SigningKeyAlgorithm, UInt};
+use serde_json::{Value, json};
+
+use crate::ClientApi;
+
+/// Most keys taken by one upload, and devices asked for by one query or
+/// claim: far above what a client sends, low enough to bound the work.
+const MAX_KEYS_PER_UPLOAD: usize = 1000;
+const MAX_DEVICES_PER_REQUEST: usize = 10_000;
+/// Most bytes of one uploaded key or device's keys.
+const MAX_KEY_BYTES: usize = 16 * 1024;
+/// The algorithm every client uploads one-time keys for; counted even at 0.
+const SIGNED_CURVE25519: &str = "signed_curve25519";
+
+fn canonical(what: &str, json: &str) -> Result<CanonicalJsonValue, MatrixError> {
+    if json.len() > MAX_KEY_BYTES {
+        return Err(MatrixError::too_large(format!("{what} is too large")));
+    }
+    serde_json::from_str(json)
+        .map_err(|error| MatrixError::bad_json(format!("{what} is not canonical JSON: {error}")))
+}
+
+/// The device's identity keys, checked: its own user and device, and a
+/// valid signature by its own ed25519 key. Kept without `unsigned`.
+fn checked_device_keys(
+    raw: &str,
+    user_id: &str,
+    device_id: &str,
+) -> Result<CanonicalJsonObject, MatrixError> {
+    let CanonicalJsonValue::Object(mut keys) = canonical("device_keys", raw)? else {
+        return Err(MatrixError::bad_json("device_keys must be an object"));
+    };
+    keys.remove("unsigned");
+    let text = |field: &str| match keys.get(field) {
+        Some(CanonicalJsonValue::String(value)) => Ok(value.clone()),
+        _ => Err(MatrixError::bad_json(format!(
+            "device_keys.{field} must be a string"
+        ))),
+    };
+    if text("user_id")? != user_id || text("device_id")? != device_id {
+        return Err(MatrixError::invalid_param(
+            "device_keys must be for your own user and device",
+        ));
+    }
+    let key_id = format!("ed25519:{device_id}");
+    let public_key = match keys.get("keys") {
+        Some(CanonicalJsonValue::Object(map)) => match map.get(&key_id) {
+            Some(CanonicalJsonValue::String(key)) => key.clone(),
+            _ => {
+                return Err(MatrixError::invalid_param(format!(
+                    "device_keys.keys has no {key_id}"
+                )));
+            }
+        },
+        _ => return Err(MatrixError::bad_json("device_keys.keys must be an object")),
+    };
+    let signature = match keys.get("signatures") {
+        Some(CanonicalJsonValue::Object(by_user)) => match by_user.get(user_id) {
+            Some(CanonicalJsonValue::Object(by_key)) => match by_key.get(&key_id) {
+                Some(CanonicalJsonValue::String(signature)) => signature.clone(),
+                _ => None.ok_or_else(|| unsigned_keys(&key_id))?,
+            },
+            _ => return Err(unsigned_keys(&key_id)),
+        },
+        _ => return Err(unsigned_keys(&key_id)),
+    };
+    let bytes = |what: &str, value: &str| {
+        Base64::<ruma::serde::base64::Standard>::parse(value)
+            .map(|decoded| decoded.into_inner())
+            .map_err(|_| MatrixError::invalid_param(format!("{what} is not unpadded base64")))
+    };
+    let signed = to_canonical_json_string_for_signing(&keys)
+        .map_err(|error| MatrixError::bad_json(error.to_string()))?;
+    verify_canonical_json_bytes(
+        &SigningKeyAlgorithm::Ed25519,
+        &bytes("The ed25519 key", &public_key)?,
+        &bytes("The signature", &signature)?,
+        signed.as_bytes(),
+    )
+    .map_err(|_| {
+        MatrixError::invalid_param("device_keys are not signed by the device's own ed25519 key")
+    })?;
+    Ok(keys)
+}
+
+fn unsigned_keys(key_id: &str) -> MatrixError {
+    MatrixError::invalid_param(format!(
+        "device_keys carry no signature by {key_id} of your user"
+    ))
+}
+
+/// One-time or fallback keys as the store takes them.
+fn uploaded_keys(
+    what: &str,
+    keys: &BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>,
+) -> Result<Vec<UploadedKey>, MatrixError> {
+    keys.iter()
+        .map(|(key_id, key)| {
+            let json = canonical(what, key.json().get())?;
+            Ok(UploadedKey {
+                algorithm: key_id.algorithm().as_str().to_owned(),
+                key_id: key_id.to_string(),
+                key_json: json.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn is_local(api: &ClientApi, user_id: &ruma::UserId) -> bool {
+    user_id.server_name().as_str() == api.server_name
+}
+
+/// Other servers' users cannot be reached until federation does.
+fn unreachable(failures: &mut BTreeMap<String, Value>, user_id: &ruma::UserId) {
+    failures.insert(
+        user_id.server_name().to_string(),
+        json!({"errcode": "M_UNRECOGNIZED", "error": "This server does not federate yet"}),
+    );
+}
+
+pub(crate) async fn upload(
+    api: Arc<ClientApi>,
+    context: RequestContext,
+    request: upload_keys::v3::Request,
+) -> Result<upload_keys::v3::Response, MatrixError> {
+    let user = context.user()?;
+    if request.one_time_keys.len() + request.fallback_keys.len() > MAX_KEYS_PER_UPLOAD {
+        return Err(MatrixError::too_large(format!(
+            "At most {MAX_KEYS_PER_UPLOAD} keys per upload"
+        )));
+    }
+    let device_keys = request
+        .device_keys
+        .as_ref()
+        .map(|raw| checked_device_keys(raw.json().get(), &user.user_id, &user.device_id))
+        .transpose()?;
+    let one_time = uploaded_keys("A one-time key", &request.one_time_keys)?;
+    let fallback = uploaded_keys("A fallback key", &request.fallback_keys)?;
+    if let Some(keys) = device_keys {
+        api.store
+            .set_device_keys(DeviceKeysRecord {
+                user_id: user.user_id.clone(),
+                device_id: user.device_id.clone(),
+                key_json: CanonicalJsonValue::Object(keys).to_string(),
+            })
+            .await?;
+    }
+    if !one_time.is_empty() || !fallback.is_empty() {
+        match api
+            .store
+            .add_keys(&user.user_id, &user.device_id, &one_time, &fallback)
+            .await
+        {
+            Err(StoreError::Conflict(message)) => return Err(MatrixError::invalid_param(message)),
+            other => other?,
+        }
+    }
+    let mut counts: BTreeMap<OneTimeKeyAlgorithm, UInt> =
+        BTreeMap::from([(OneTimeKeyAlgorithm::from(SIGNED_CURVE25519), UInt::MIN)]);
+    for (algorithm, count) in api
+        .store
+        .one_time_key_counts(&user.user_id, &user.device_id)
+        .await?
+    {
+        counts.insert(
+            OneTimeKeyAlgorithm::from(algorithm.as_str()),
+            UInt::try_from(count).unwrap_or(UInt::MAX),
+        );
+    }
+    Ok(upload_keys::v3::Response::new(counts))
+}
+
+pub(crate) async fn query(
+    api: Arc<ClientApi>,
+    context: RequestContext,
+    request: get_keys::v3::Request,
+) -> Result<get_keys::v3::Response, MatrixError> {
+    context.user()?;
+    let asked: usize = request
+        .device_keys
+        .values()
+        .map(|devices| devices.len().max(1))
+        .sum();
+    if asked > MAX_DEVICES_PER_REQUEST {
+        return Err(MatrixError::too_large("Too many users or devices asked"));
+    }
+    let mut response = get_keys::v3::Response::new();
+    for (user_id, device_ids) in &request.device_keys {
+        if !is_local(&api, user_id) {
+            unreachable(&mut response.failures, user_id);
+            continue;
+        }
+        let wanted: Vec<String> = device_ids.iter().map(ToString::to_string).collect();
+        let records = api.store.device_keys(user_id.as_str(), &wanted).await?;
+        if records.is_empty() {
+            continue;
+        }
+        let names: BTreeMap<String, Option<String>> = api
+            .store
+            .devices(user_id.as_str())
+            .await?
+            .into_iter()
+            .map(|device| (device.device_id, device.display_name))
+            .collect();
+        let mut by_device = BTreeMap::new();
+        for record in records {
+            // Keys outlive nothing: a device gone takes its keys with it.
+            let Some(name) = names.get(&record.device_id) else {
+                continue;
+            };
+            let mut keys: Value = serde_json::from_str(&record.key_json)
+                .map_err(|error| MatrixError::internal(error.to_string()))?;
+            if let Some(name) = name {
+                keys["unsigned"] = json!({ "device_display_name": name });
+            }
+            by_device.insert(
+                OwnedDeviceId::from(record.device_id.as_str()),
+                Raw::from_json(
+                    serde_json::value::to_raw_value(&keys)
+                        .map_err(|error| MatrixError::internal(error.to_string()))?,
+                ),
+            );
+        }
+        if !by_device.is_empty() {
+            response.device_keys.insert(user_id.clone(), by_device);
+        }
+    }
+    Ok(response)
+}
+
+pub(crate) async fn claim(
+    api: Arc<ClientApi>,
+    context: RequestContext,
+    request: claim_keys::v3::Request,
+) -> Result<claim_keys::v3::Response, MatrixError> {
+    context.user()?;
+    let asked: usize = request.one_time_keys.values().map(BTreeMap::len).sum();
+    if asked > MAX_DEVICES_PER_REQUEST {
+        return Err(MatrixError::too_large("Too many devices asked"));
+    }
+    let mut failures = BTreeMap::new();
+    let mut claims = Vec::new();
+    for (user_id, devices) in &request.one_time_keys {
+        if !is_local(&api, user_id) {
+            unreachable(&mut failures, user_id);
+            continue;
+        }
+        for (device_id, algorithm) in devices {
+            claims.push(KeyClaim {
+                user_id: user_id.to_string(),
+                device_id: device_id.to_string(),
+                algorithm: algorithm.as_str().to_owned(),
+            });
+        }
+    }
+    let mut one_time_keys: BTreeMap<_, claim_keys::v3::OneTimeKeys> = BTreeMap::new();
+    for ClaimedKey {
+        user_id,
+        device_id,
+        key_id,
+        key_json,
+    } in api.store.claim_keys(&claims).await?
+    {
+        let (Ok(user_id), Ok(key_id)) = (
+            ruma::OwnedUserId::try_from(user_id),
+            OwnedOneTimeKeyId::try_from(key_id),
+        ) else {
+            continue;
+        };
+        let key = serde_json::value::RawValue::from_string(key_json)
+            .map_err(|error| MatrixError::internal(error.to_string()))?;
+        one_time_keys
+            .entry(user_id)
+            .or_default()
+            .entry(OwnedDeviceId::from(device_id.as_str()))
+            .or_default()
+            .insert(key_id, Raw::from_json(key));
+    }
+    let mut response = claim_keys::v3::Response::new(one_time_keys);
+    response.failures = failures;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::{Signer, SigningKey};
+
+    use super::*;
+
+    fn signed_keys(key: &SigningKey, user: &str, device: &str) -> Value {
+        let public =
+            Base64::<ruma::serde::base64::Standard>::new(key.verifying_key().to_bytes().to_vec());
+        let mut keys = json!({
+            "user_id": user,
+            "device_id": device,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {
+                format!("curve25519:{device}"): "Y3VydmU",
+                format!("ed25519:{device}"): public.encode(),
+            },
+        });
+        let object: CanonicalJsonObject = serde_json::from_value(keys.clone()).unwrap();
+        let signed = to_canonical_json_string_for_signing(&object).unwrap();
+        let signature = Base64::<ruma::serde::base64::Standard>::new(
+            key.sign(signed.as_bytes()).to_bytes().to_vec(),
+        );
+        keys["signatures"] = json!({ user: { format!("ed25519:{device}"): signature.encode() } });
+        keys
+    }
+
+    #[test]
+    fn device_keys_must_be_the_callers_and_self_signed() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut good = signed_keys(&key, "@a:hs", "DEV");
+        good["unsigned"] = json!({"device_display_name": "laptop"});
+        let kept = checked_device_keys(&good.to_string(), "@a:hs", "DEV").expect("good keys");
+        assert!(!kept.contains_key("unsigned"), "unsigned is not kept");
+
+        let refused = |json: &Value, user: &str, device: &str| {
+            checked_device_keys(&json.to_string(), user, device)
+                .expect_err("refused")
+                .errcode
+        };
+        assert_eq!(refused(&good, "@b:hs", "DEV"), "M_INVALID_PARAM");
+        assert_eq!(refused(&good, "@a:hs", "OTHER"), "M_INVALID_PARAM");
+        let mut tampered = good.clone();
+        tampered["algorithms"] = json!(["m.megolm.v1.aes-sha2"]);
+        assert_eq!(refused(&tampered, "@a:hs", "DEV"), "M_INVALID_PARAM");
+        let other_key = SigningKey::from_bytes(&[8; 32]);
+        let mut forged = signed_keys(&other_key, "@a:hs", "DEV");
+        forged["keys"] = good["keys"].clone();
+        assert_eq!(refused(&forged, "@a:hs", "DEV"), "M_INVALID_PARAM");
+        let mut unsigned = good.clone();
+        unsigned.as_object_mut().unwrap().remove("signatures");
+        assert_eq!(refused(&unsigned, "@a:hs", "DEV"), "M_INVALID_PARAM");
+        assert_eq!(refused(&json!([1]), "@a:hs", "DEV"), "M_BAD_JSON");
+        assert_eq!(
+            refused(&json!({"user_id": 1}), "@a:hs", "DEV"),
+            "M_BAD_JSON"
+        );
+        let float = json!({"user_id": "@a:hs", "x": 1.5});
+        assert_eq!(refused(&float, "@a:hs", "DEV"), "M_BAD_JSON");
+    }
+}
