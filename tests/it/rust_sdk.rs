@@ -9,7 +9,9 @@ use std::time::Duration;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::receipt::create_receipt::v3::ReceiptType as SendReceiptType;
 use matrix_sdk::ruma::api::client::room::create_room;
+use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::receipt::{ReceiptThread, ReceiptType};
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::{
     OriginalSyncRoomMessageEvent, RoomMessageEventContent,
 };
@@ -235,6 +237,98 @@ async fn run_flow(base_url: &str, anonymous: &Client) {
         .await;
 }
 
+/// Two users in an encrypted room: each decrypts what the other sent,
+/// which takes device keys, one-time key claims, to-device room keys and
+/// their delivery by sync.
+async fn run_encrypted_flow(base_url: &str, anonymous: &Client, names: &str) {
+    let (alice_name, bob_name) = (format!("{names}e2ealice"), format!("{names}e2ebob"));
+    anonymous.register(&alice_name, PASSWORD).await;
+    anonymous.register(&bob_name, PASSWORD).await;
+    let alice = Judge::log_in(base_url, &alice_name).await;
+    let bob = Judge::log_in(base_url, &bob_name).await;
+    alice.sync().await;
+    bob.sync().await;
+
+    let mut request = create_room::v3::Request::new();
+    request.invite = vec![bob.user_id.clone()];
+    request.initial_state = vec![
+        InitialStateEvent::with_empty_state_key(
+            RoomEncryptionEventContent::with_recommended_defaults(),
+        )
+        .to_raw_any(),
+    ];
+    let created = alice
+        .client
+        .create_room(request)
+        .await
+        .expect("the SDK creates an encrypted room");
+    let room_id: OwnedRoomId = created.room_id().to_owned();
+    let invited = room_id.clone();
+    bob.sync_until("the invite", move |judge: &Judge| {
+        judge
+            .client
+            .invited_rooms()
+            .iter()
+            .any(|room| room.room_id() == invited)
+    })
+    .await;
+    bob.client
+        .join_room_by_id(&room_id)
+        .await
+        .expect("the SDK joins");
+    let joined = room_id.clone();
+    alice
+        .sync_until("bob's join", move |judge: &Judge| {
+            judge
+                .room(&joined)
+                .is_some_and(|room| room.joined_members_count() == 2)
+        })
+        .await;
+    let alice_room = alice.room(&room_id).expect("alice's room");
+    assert!(
+        alice_room
+            .latest_encryption_state()
+            .await
+            .expect("the room's encryption state")
+            .is_encrypted(),
+        "the room is encrypted"
+    );
+    alice_room
+        .send(RoomMessageEventContent::text_plain("secret from alice"))
+        .await
+        .expect("alice sends encrypted");
+    bob.sync_until("alice's message, decrypted", |judge: &Judge| {
+        judge
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|body| body == "secret from alice")
+    })
+    .await;
+    let bob_room = bob.room(&room_id).expect("bob's room");
+    bob_room
+        .send(RoomMessageEventContent::text_plain("secret from bob"))
+        .await
+        .expect("bob sends encrypted");
+    alice
+        .sync_until("bob's message, decrypted", |judge: &Judge| {
+            judge
+                .bodies
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|body| body == "secret from bob")
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_rust_sdk_users_talk_in_an_encrypted_room() {
+    let server = Server::builder().open_registration().start().await;
+    run_encrypted_flow(&server.url(), &server.client(), "").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_rust_sdk_logs_in_syncs_and_talks() {
     let server = Server::builder().open_registration().start().await;
@@ -260,4 +354,5 @@ async fn split_matrix_rust_sdk_logs_in_syncs_and_talks() {
     .await;
     let anonymous = split.client();
     run_flow(&anonymous.url(""), &anonymous).await;
+    run_encrypted_flow(&anonymous.url(""), &anonymous, "sp").await;
 }
