@@ -413,3 +413,122 @@ pub(crate) async fn to_device_cases(anonymous: &Client, names: &str) {
     let quiet = sync(&alice, rest["next_batch"].as_str(), 0).await;
     assert!(to_device_bodies(&quiet).is_empty(), "{quiet}");
 }
+
+#[tokio::test]
+async fn device_list_changes_reach_those_who_share_a_room() {
+    let server = Server::builder().open_registration().start().await;
+    device_list_cases(&server.client(), "").await;
+}
+
+fn device_lists(sync: &Value, part: &str) -> Vec<String> {
+    sync["device_lists"][part]
+        .as_array()
+        .map(|users| {
+            users
+                .iter()
+                .filter_map(|user| user.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Follows `client`'s sync until `part` of `device_lists` names `user`.
+async fn wait_for_device_list(client: &Client, since: &mut String, part: &str, user: &str) {
+    for _ in 0..10 {
+        let sync = sync(client, Some(since), 5_000).await;
+        *since = sync["next_batch"].as_str().unwrap().to_owned();
+        if device_lists(&sync, part).iter().any(|seen| seen == user) {
+            return;
+        }
+    }
+    panic!("{user} never appeared in device_lists.{part}");
+}
+
+pub(crate) async fn device_list_cases(anonymous: &Client, names: &str) {
+    let alice = anonymous
+        .register(&format!("{names}dlalice"), PASSWORD)
+        .await;
+    let bob = anonymous.register(&format!("{names}dlbob"), PASSWORD).await;
+    let carol = anonymous
+        .register(&format!("{names}dlcarol"), PASSWORD)
+        .await;
+    let dave = anonymous
+        .register(&format!("{names}dldave"), PASSWORD)
+        .await;
+    let room_id = alice.create_room(&json!({"preset": "public_chat"})).await;
+    bob.join(&room_id).await.ok();
+    let start = sync(&alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut since = start.clone();
+
+    // A stranger's keys are not alice's business; bob's are.
+    carol
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": device_keys(&carol, &SigningKey::from_bytes(&[5; 32]))}),
+        )
+        .await
+        .ok();
+    bob.post(
+        "/_matrix/client/v3/keys/upload",
+        &json!({"device_keys": device_keys(&bob, &SigningKey::from_bytes(&[6; 32]))}),
+    )
+    .await
+    .ok();
+    wait_for_device_list(&alice, &mut since, "changed", &bob.user_id).await;
+    let changes = alice
+        .get(&format!(
+            "/_matrix/client/v3/keys/changes?from={}&to={}",
+            encode(&start),
+            encode(&since)
+        ))
+        .await
+        .ok();
+    assert!(
+        changes["changed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(bob.user_id)),
+        "{changes}"
+    );
+    assert!(
+        !changes["changed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(carol.user_id)),
+        "{changes}"
+    );
+
+    // A new device logged out again is a change too.
+    let second = anonymous.login(&format!("{names}dlbob"), PASSWORD).await;
+    second
+        .post("/_matrix/client/v3/logout", &json!({}))
+        .await
+        .ok();
+    wait_for_device_list(&alice, &mut since, "changed", &bob.user_id).await;
+
+    // Someone joining is news; someone leaving who shares no other room
+    // has left.
+    dave.join(&room_id).await.ok();
+    wait_for_device_list(&alice, &mut since, "changed", &dave.user_id).await;
+    let before_leave = since.clone();
+    bob.leave(&room_id).await.ok();
+    wait_for_device_list(&alice, &mut since, "left", &bob.user_id).await;
+    let changes = alice
+        .get(&format!(
+            "/_matrix/client/v3/keys/changes?from={}&to={}",
+            encode(&before_leave),
+            encode(&since)
+        ))
+        .await
+        .ok();
+    assert_eq!(changes["left"], json!([bob.user_id]), "{changes}");
+    alice
+        .get("/_matrix/client/v3/keys/changes?from=garbage&to=s1")
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    let missing = alice.get("/_matrix/client/v3/keys/changes?from=s1").await;
+    assert_eq!(missing.status, 400, "{}", missing.text);
+}

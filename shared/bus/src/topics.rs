@@ -96,6 +96,12 @@ pub struct ToDeviceQueued {
     pub position: StreamPosition,
 }
 
+/// A user's devices or their keys changed (the store's device-list stream).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceListChanged {
+    pub user_id: String,
+}
+
 /// A user's pushers were added, changed or removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushersChanged {
@@ -107,6 +113,7 @@ pub const RECEIPTS: Topic<ReceiptChanged> = Topic::new("stream.receipts");
 pub const TYPING: Topic<TypingChanged> = Topic::new("stream.typing");
 pub const PRESENCE: Topic<PresenceChanged> = Topic::new("stream.presence");
 pub const TO_DEVICE: Topic<ToDeviceQueued> = Topic::new("stream.to_device");
+pub const DEVICE_LISTS: Topic<DeviceListChanged> = Topic::new("stream.device_lists");
 pub const PUSHERS: Topic<PushersChanged> = Topic::new("pushers.changed");
 
 #[cfg(test)]

@@ -89,6 +89,7 @@ impl AccountStore for PostgresStore {
             )
             .await?;
         }
+        crate::keys::note_device_list_change(&tx, user_id).await?;
         tx.commit().await.map_err(map_error)
     }
 

@@ -124,6 +124,7 @@ impl DeviceStore for PostgresStore {
             )
             .await?;
         }
+        crate::keys::note_device_list_change(&tx, user_id).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -150,6 +151,7 @@ impl DeviceStore for PostgresStore {
             )
             .await?;
         }
+        crate::keys::note_device_list_change(&tx, user_id).await?;
         tx.commit().await.map_err(map_error)
     }
 }

@@ -4,30 +4,56 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use myelin_store::{
-    ClaimedKey, DeviceKeysRecord, KeyClaim, KeyStore, StoreError, StoreResult, UploadedKey,
+    ClaimedKey, DeviceKeysRecord, DeviceListStore, KeyClaim, KeyStore, StoreError, StoreResult,
+    UploadedKey,
 };
+use myelin_types::StreamPosition;
 
-use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
+use crate::counters::{counter_position, take_position};
+use crate::{PostgresStore, Transaction, get, map_error, tx_execute, tx_query_opt};
+
+const DEVICE_LISTS: &str = "device_lists";
+
+/// Notes in `tx` that the user's device list changed.
+pub(crate) async fn note_device_list_change(
+    tx: &Transaction<'_>,
+    user_id: &str,
+) -> StoreResult<()> {
+    let position = take_position(tx, DEVICE_LISTS).await?;
+    tx_execute(
+        tx,
+        "INSERT INTO device_list_changes (position, user_id) VALUES ($1, $2)",
+        &[&position.0, &user_id],
+    )
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl KeyStore for PostgresStore {
-    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<()> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO device_keys (user_id, device_id, key_json) VALUES ($1, $2, $3)
-                 ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = EXCLUDED.key_json",
-            )
-            .await
-            .map_err(map_error)?;
-        client
-            .execute(
-                &statement,
-                &[&record.user_id, &record.device_id, &record.key_json],
-            )
-            .await
-            .map_err(map_error)?;
-        Ok(())
+    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let stored: Option<String> = tx_query_opt(
+            &tx,
+            "SELECT key_json FROM device_keys WHERE user_id = $1 AND device_id = $2 FOR UPDATE",
+            &[&record.user_id, &record.device_id],
+            |row| get(row, 0),
+        )
+        .await?;
+        if stored.as_deref() == Some(record.key_json.as_str()) {
+            return Ok(false);
+        }
+        tx_execute(
+            &tx,
+            "INSERT INTO device_keys (user_id, device_id, key_json) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = EXCLUDED.key_json",
+            &[&record.user_id, &record.device_id, &record.key_json],
+        )
+        .await?;
+        note_device_list_change(&tx, &record.user_id).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(true)
     }
 
     async fn device_keys(
@@ -187,5 +213,28 @@ impl KeyStore for PostgresStore {
         }
         tx.commit().await.map_err(map_error)?;
         Ok(claimed)
+    }
+}
+
+#[async_trait]
+impl DeviceListStore for PostgresStore {
+    async fn device_list_changes(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT user_id FROM device_list_changes WHERE position > $1 AND position <= $2
+             GROUP BY user_id ORDER BY MIN(position) LIMIT $3",
+            &[&after.0, &upto.0, &limit],
+            |row| get(row, 0),
+        )
+        .await
+    }
+
+    async fn max_device_list_position(&self) -> StoreResult<StreamPosition> {
+        counter_position(self, DEVICE_LISTS).await
     }
 }

@@ -71,6 +71,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../../migrations/postgres/0016_end_to_end_keys.sql"),
     ),
+    (
+        17,
+        include_str!("../../../migrations/postgres/0017_device_lists.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

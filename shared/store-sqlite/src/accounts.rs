@@ -92,6 +92,7 @@ impl AccountStore for SqliteStore {
                     .and_then(|mut statement| statement.execute([&user_id]))
                     .map_err(map_error)?;
             }
+            crate::keys::note_device_list_change(tx, &user_id)?;
             Ok(())
         })
         .await

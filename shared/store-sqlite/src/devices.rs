@@ -141,6 +141,7 @@ impl DeviceStore for SqliteStore {
                         .map_err(map_error)?;
                 }
             }
+            crate::keys::note_device_list_change(tx, &user_id)?;
             Ok(())
         })
         .await
@@ -170,6 +171,7 @@ impl DeviceStore for SqliteStore {
                 .and_then(|mut statement| statement.execute(params![user_id, keep]))
                 .map_err(map_error)?;
             }
+            crate::keys::note_device_list_change(tx, &user_id)?;
             Ok(())
         })
         .await

@@ -4,16 +4,46 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use myelin_store::{
-    ClaimedKey, DeviceKeysRecord, KeyClaim, KeyStore, StoreError, StoreResult, UploadedKey,
+    ClaimedKey, DeviceKeysRecord, DeviceListStore, KeyClaim, KeyStore, StoreError, StoreResult,
+    UploadedKey,
 };
+use myelin_types::StreamPosition;
 use rusqlite::{OptionalExtension, params};
 
+use crate::counters::{counter_position, take_position};
 use crate::{SqliteStore, map_error};
+
+const DEVICE_LISTS: &str = "device_lists";
+
+/// Notes in `tx` that the user's device list changed.
+pub(crate) fn note_device_list_change(
+    tx: &rusqlite::Transaction<'_>,
+    user_id: &str,
+) -> StoreResult<()> {
+    let position = take_position(tx, DEVICE_LISTS)?;
+    tx.prepare_cached("INSERT INTO device_list_changes (position, user_id) VALUES (?1, ?2)")
+        .and_then(|mut statement| statement.execute(params![position.0, user_id]))
+        .map_err(map_error)?;
+    Ok(())
+}
 
 #[async_trait]
 impl KeyStore for SqliteStore {
-    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<()> {
+    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<bool> {
         self.write(move |tx| {
+            let stored: Option<String> = tx
+                .prepare_cached(
+                    "SELECT key_json FROM device_keys WHERE user_id = ?1 AND device_id = ?2",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(params![record.user_id, record.device_id], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(map_error)?;
+            if stored.as_deref() == Some(record.key_json.as_str()) {
+                return Ok(false);
+            }
             tx.prepare_cached(
                 "INSERT INTO device_keys (user_id, device_id, key_json) VALUES (?1, ?2, ?3)
                  ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json",
@@ -22,7 +52,8 @@ impl KeyStore for SqliteStore {
                 statement.execute(params![record.user_id, record.device_id, record.key_json])
             })
             .map_err(map_error)?;
-            Ok(())
+            note_device_list_change(tx, &record.user_id)?;
+            Ok(true)
         })
         .await
     }
@@ -214,5 +245,32 @@ impl KeyStore for SqliteStore {
             Ok(claimed)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl DeviceListStore for SqliteStore {
+    async fn device_list_changes(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT user_id FROM device_list_changes WHERE position > ?1 AND position <= ?2
+                 GROUP BY user_id ORDER BY MIN(position) LIMIT ?3",
+            )?
+            .query_map(params![after.0, upto.0, limit], |row| row.get(0))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn max_device_list_position(&self) -> StoreResult<StreamPosition> {
+        self.read(|conn| counter_position(conn, DEVICE_LISTS))
+            .await
+            .map(StreamPosition)
     }
 }

@@ -68,6 +68,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../../migrations/sqlite/0016_end_to_end_keys.sql"),
     ),
+    (
+        17,
+        include_str!("../../../migrations/sqlite/0017_device_lists.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -48,14 +48,15 @@ pub trait DeviceStore: Send + Sync {
         display_name: Option<&str>,
     ) -> StoreResult<()>;
 
-    /// Deletes the devices and their tokens in one transaction; unknown IDs
-    /// are ignored.
+    /// Deletes the devices with everything of theirs (tokens, keys, inbox,
+    /// pushers) in one transaction, as a change of the user's device list;
+    /// unknown IDs are ignored.
     async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StoreResult<()>;
 
     /// Deletes one token; its device and the device's other tokens stay.
     async fn delete_token(&self, access_token: &str) -> StoreResult<()>;
 
-    /// Deletes every device of the user except `keep` and their tokens, in
-    /// one transaction (`/logout/all`, password change).
+    /// Deletes every device of the user except `keep`, as
+    /// [`DeviceStore::delete_devices`] does (`/logout/all`, password change).
     async fn delete_other_devices(&self, user_id: &str, keep: Option<&str>) -> StoreResult<()>;
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use myelin_types::StreamPosition;
 
 use crate::StoreResult;
 
@@ -45,8 +46,9 @@ pub struct ClaimedKey {
 
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Stores (or replaces) the device's identity keys.
-    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<()>;
+    /// Stores (or replaces) the device's identity keys; a change is also a
+    /// change of its user's device list. Whether they changed.
+    async fn set_device_keys(&self, record: DeviceKeysRecord) -> StoreResult<bool>;
 
     /// The identity keys of the user's devices, of those named when
     /// `device_ids` is not empty, by device ID.
@@ -86,4 +88,21 @@ pub trait KeyStore: Send + Sync {
     /// two claimers ever get the same one, else the fallback key, marked
     /// used. Claims for devices with neither are left out.
     async fn claim_keys(&self, claims: &[KeyClaim]) -> StoreResult<Vec<ClaimedKey>>;
+}
+
+/// The device-list stream: which users' devices or keys changed. Deleting
+/// a device writes to it too (see `DeviceStore`).
+#[async_trait]
+pub trait DeviceListStore: Send + Sync {
+    /// The users whose device list changed in `(after, upto]`, each once,
+    /// at most `limit`.
+    async fn device_list_changes(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<String>>;
+
+    /// The highest position below which every change has committed.
+    async fn max_device_list_position(&self) -> StoreResult<StreamPosition>;
 }

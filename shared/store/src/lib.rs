@@ -39,7 +39,7 @@ pub use events::{
     RoomRecord, StoredEvent, TxnKey,
 };
 pub use filters::FilterStore;
-pub use keys::{ClaimedKey, DeviceKeysRecord, KeyClaim, KeyStore, UploadedKey};
+pub use keys::{ClaimedKey, DeviceKeysRecord, DeviceListStore, KeyClaim, KeyStore, UploadedKey};
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
 pub use notifications::{
@@ -80,6 +80,7 @@ pub trait Store:
     + RelationStore
     + ReportStore
     + KeyStore
+    + DeviceListStore
     + ToDeviceStore
     + Send
     + Sync

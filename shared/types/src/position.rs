@@ -85,7 +85,8 @@ impl FromStr for StreamToken {
 /// A `/sync` `since` or `next_batch`: one position per stream, so each
 /// stream delivers its changes exactly once whatever the others did.
 ///
-/// The text form is `s<events>_<account data>_<receipts>_<typing>_<presence>_<to-device>`.
+/// The text form is
+/// `s<events>_<account data>_<receipts>_<typing>_<presence>_<to-device>_<device lists>`.
 /// The first part alone is a [`StreamToken`], so `/messages` takes a sync
 /// token as `from`; parts missing at the end read as zero, so tokens from
 /// before a stream existed stay valid, and parts after the known ones are
@@ -98,10 +99,11 @@ pub struct SyncToken {
     pub typing: StreamPosition,
     pub presence: StreamPosition,
     pub to_device: StreamPosition,
+    pub device_lists: StreamPosition,
 }
 
 impl SyncToken {
-    fn parts(&self) -> [StreamPosition; 6] {
+    fn parts(&self) -> [StreamPosition; 7] {
         [
             self.events,
             self.account_data,
@@ -109,6 +111,7 @@ impl SyncToken {
             self.typing,
             self.presence,
             self.to_device,
+            self.device_lists,
         ]
     }
 }
@@ -126,7 +129,7 @@ impl FromStr for SyncToken {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || TokenParseError(text.to_owned());
         let digits = text.strip_prefix('s').ok_or_else(invalid)?;
-        let mut positions = [StreamPosition::ZERO; 6];
+        let mut positions = [StreamPosition::ZERO; 7];
         for (n, part) in digits.split('_').enumerate() {
             let value: i64 = part.parse().map_err(|_| invalid())?;
             if value < 0 {
@@ -136,7 +139,15 @@ impl FromStr for SyncToken {
                 *slot = StreamPosition(value);
             }
         }
-        let [events, account_data, receipts, typing, presence, to_device] = positions;
+        let [
+            events,
+            account_data,
+            receipts,
+            typing,
+            presence,
+            to_device,
+            device_lists,
+        ] = positions;
         Ok(SyncToken {
             events,
             account_data,
@@ -144,6 +155,7 @@ impl FromStr for SyncToken {
             typing,
             presence,
             to_device,
+            device_lists,
         })
     }
 }
@@ -161,9 +173,10 @@ mod tests {
             typing: StreamPosition(1_700_000_000_000),
             presence: StreamPosition(9),
             to_device: StreamPosition(11),
+            device_lists: StreamPosition(12),
         };
         let text = token.to_string();
-        assert_eq!(text, "s42_3_7_1700000000000_9_11");
+        assert_eq!(text, "s42_3_7_1700000000000_9_11_12");
         assert_eq!(text.parse::<SyncToken>(), Ok(token));
         let older: SyncToken = "s42".parse().expect("an events-only token");
         assert_eq!(older.events, StreamPosition(42));

@@ -43,6 +43,7 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, keys::upload);
     router.handle(api, keys::query);
     router.handle(api, keys::claim);
+    router.handle(api, keys::changes);
     router.handle(api, to_device::send);
     router.handle(api, push_rules::get_all);
     router.handle(api, pushers::list);

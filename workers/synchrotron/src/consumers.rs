@@ -7,7 +7,8 @@ use std::time::Duration;
 use myelin_bus::messages::{self, PersistedEvent};
 use myelin_bus::subjects;
 use myelin_bus::topics::{
-    self, AccountDataChanged, PresenceChanged, ReceiptChanged, ToDeviceQueued, TypingChanged,
+    self, AccountDataChanged, DeviceListChanged, PresenceChanged, ReceiptChanged, ToDeviceQueued,
+    TypingChanged,
 };
 use myelin_process::Shutdown;
 use myelin_types::now_millis;
@@ -30,6 +31,7 @@ pub(crate) async fn wake_on_changes(
     let mut typing = topics::TYPING.subscribe(sync.bus.as_ref()).await?;
     let mut presence = topics::PRESENCE.subscribe(sync.bus.as_ref()).await?;
     let mut to_device = topics::TO_DEVICE.subscribe(sync.bus.as_ref()).await?;
+    let mut device_lists = topics::DEVICE_LISTS.subscribe(sync.bus.as_ref()).await?;
     // Subscribed first, so no notice falls between the read and the feed.
     sync.learn_typing().await;
     let mut backstop = tokio::time::interval(BACKSTOP);
@@ -94,6 +96,13 @@ pub(crate) async fn wake_on_changes(
                 };
                 sync.positions.changed();
                 sync.waiters.wake(&user_id);
+            }
+            change = device_lists.next() => {
+                let Some(DeviceListChanged { user_id }) = change else {
+                    anyhow::bail!("the bus closed the device-list subscription");
+                };
+                sync.positions.changed();
+                sync.wake_sharing_a_room_with(&user_id).await;
             }
             change = typing.next() => {
                 let Some(TypingChanged { room_id, user_id, until_ms }) = change else {

@@ -26,6 +26,7 @@ pub(crate) struct StoredPositions {
     pub(crate) receipts: StreamPosition,
     pub(crate) presence: StreamPosition,
     pub(crate) to_device: StreamPosition,
+    pub(crate) device_lists: StreamPosition,
 }
 
 struct Snapshot {
@@ -49,6 +50,7 @@ async fn read(store: &dyn Store) -> StoreResult<StoredPositions> {
         receipts: store.max_receipt_position().await?,
         presence: store.max_presence_position().await?,
         to_device: store.max_to_device_position().await?,
+        device_lists: store.max_device_list_position().await?,
     })
 }
 
@@ -114,6 +116,7 @@ impl StoredPositions {
             typing,
             presence: self.presence,
             to_device: self.to_device,
+            device_lists: self.device_lists,
         }
     }
 }
@@ -129,6 +132,7 @@ mod tests {
             receipts: StreamPosition(0),
             presence: StreamPosition(0),
             to_device: StreamPosition(0),
+            device_lists: StreamPosition(0),
         }
     }
 

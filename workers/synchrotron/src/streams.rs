@@ -8,6 +8,7 @@
 //! (see `consumers.rs`), and a provider file here called from [`collect`].
 
 mod account_data;
+mod device_lists;
 mod presence;
 mod push_counts;
 mod receipts;
@@ -70,6 +71,7 @@ impl Synchrotron {
         news |= typing::fill(self, request, &joined.rooms, upto, &mut response)?;
         news |= presence::fill(self, request, &joined.rooms, upto, &mut response).await?;
         news |= to_device::fill(self, request, upto, &mut response).await?;
+        news |= device_lists::fill(self, request, &joined.rooms, upto, &mut response).await?;
         push_counts::fill(self, request, &joined.rooms, &mut response).await?;
         // Key counts change with claims that wake nobody: sent with every
         // response that goes out, not a reason to answer.

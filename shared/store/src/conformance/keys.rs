@@ -24,6 +24,7 @@ fn claim(user: &str, device: &str) -> KeyClaim {
 
 pub(super) async fn keys_are_stored_counted_and_claimed_once(store: &dyn Store) {
     let (user, device) = ("@keys:c", "KEYDEV");
+    let before = store.max_device_list_position().await.expect("position");
     for (id, json) in [("KEYDEV", "{\"a\":1}"), ("OTHER", "{\"b\":2}")] {
         store
             .set_device_keys(DeviceKeysRecord {
@@ -42,6 +43,25 @@ pub(super) async fn keys_are_stored_counted_and_claimed_once(store: &dyn Store) 
         })
         .await
         .expect("replace");
+    let record = DeviceKeysRecord {
+        user_id: user.to_owned(),
+        device_id: "OTHER".to_owned(),
+        key_json: "{\"b\":3}".to_owned(),
+    };
+    assert!(
+        !store.set_device_keys(record).await.expect("same again"),
+        "the same keys change nothing"
+    );
+    let changed_upto = store.max_device_list_position().await.expect("position");
+    assert!(changed_upto > before);
+    assert_eq!(
+        store
+            .device_list_changes(before, changed_upto, 10)
+            .await
+            .expect("changes"),
+        [user],
+        "each user once"
+    );
     let all = store.device_keys(user, &[]).await.expect("all");
     let seen: Vec<(&str, &str)> = all
         .iter()
@@ -161,11 +181,20 @@ pub(super) async fn keys_are_stored_counted_and_claimed_once(store: &dyn Store) 
         ["signed_curve25519"]
     );
 
-    // Deleting the device deletes its keys.
+    // Deleting the device deletes its keys, a change of the device list.
+    let before_delete = store.max_device_list_position().await.expect("position");
     store
         .delete_devices(user, &[device.to_owned()])
         .await
         .expect("delete");
+    let after_delete = store.max_device_list_position().await.expect("position");
+    assert_eq!(
+        store
+            .device_list_changes(before_delete, after_delete, 10)
+            .await
+            .expect("changes"),
+        [user]
+    );
     assert_eq!(store.device_keys(user, &[]).await.expect("keys").len(), 1);
     assert!(
         store

@@ -49,6 +49,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 api.store
                     .delete_other_devices(&user.user_id, Some(&user.device_id))
                     .await?;
+                api.device_list_changed(&user.user_id).await;
             }
             Ok(json!({}))
         }
@@ -62,6 +63,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 .await?;
             api.leave_all_rooms(&user.user_id).await;
             api.store.deactivate_user(&user.user_id).await?;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({"id_server_unbind_result": "no-support"}))
         }
     });

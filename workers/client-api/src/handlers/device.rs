@@ -77,6 +77,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             api.store
                 .delete_devices(&user.user_id, &[request.device_id.to_string()])
                 .await?;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });
@@ -89,6 +90,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 .await?;
             let device_ids: Vec<String> = request.devices.iter().map(ToString::to_string).collect();
             api.store.delete_devices(&user.user_id, &device_ids).await?;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });

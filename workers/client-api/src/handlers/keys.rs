@@ -2,12 +2,15 @@
 //! `/keys/claim`. Local users only for now; other servers' users are
 //! answered in `failures` until federation reaches them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
+use myelin_bus::topics::{self, DeviceListChanged};
 use myelin_http::{MatrixError, RequestContext};
+use myelin_room::content_text;
 use myelin_store::{ClaimedKey, DeviceKeysRecord, KeyClaim, StoreError, UploadedKey};
-use ruma::api::client::keys::{claim_keys, get_keys, upload_keys};
+use myelin_types::SyncToken;
+use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::serde::{Base64, Raw};
 use ruma::signatures::{to_canonical_json_string_for_signing, verify_canonical_json_bytes};
@@ -22,6 +25,10 @@ const MAX_KEYS_PER_UPLOAD: usize = 1000;
 const MAX_DEVICES_PER_REQUEST: usize = 10_000;
 /// Most bytes of one uploaded key or device's keys.
 const MAX_KEY_BYTES: usize = 16 * 1024;
+/// Most device-list changes, and most events of the log, one
+/// `/keys/changes` reads.
+const MAX_CHANGES: usize = 10_000;
+const MAX_EVENTS_SCANNED: usize = 10_000;
 /// The algorithm every client uploads one-time keys for; counted even at 0.
 const SIGNED_CURVE25519: &str = "signed_curve25519";
 
@@ -119,6 +126,22 @@ fn uploaded_keys(
         .collect()
 }
 
+impl ClientApi {
+    /// Rings the device-list bell: the store already holds the change, so
+    /// the long-polls of everyone who shares a room with the user wake.
+    pub(crate) async fn device_list_changed(&self, user_id: &str) {
+        let change = DeviceListChanged {
+            user_id: user_id.to_owned(),
+        };
+        if let Err(error) = topics::DEVICE_LISTS
+            .announce(self.bus.as_ref(), &change)
+            .await
+        {
+            tracing::warn!(%error, "cannot announce a device-list change");
+        }
+    }
+}
+
 fn is_local(api: &ClientApi, user_id: &ruma::UserId) -> bool {
     user_id.server_name().as_str() == api.server_name
 }
@@ -150,13 +173,17 @@ pub(crate) async fn upload(
     let one_time = uploaded_keys("A one-time key", &request.one_time_keys)?;
     let fallback = uploaded_keys("A fallback key", &request.fallback_keys)?;
     if let Some(keys) = device_keys {
-        api.store
+        let changed = api
+            .store
             .set_device_keys(DeviceKeysRecord {
                 user_id: user.user_id.clone(),
                 device_id: user.device_id.clone(),
                 key_json: CanonicalJsonValue::Object(keys).to_string(),
             })
             .await?;
+        if changed {
+            api.device_list_changed(&user.user_id).await;
+        }
     }
     if !one_time.is_empty() || !fallback.is_empty() {
         match api
@@ -292,6 +319,93 @@ pub(crate) async fn claim(
     let mut response = claim_keys::v3::Response::new(one_time_keys);
     response.failures = failures;
     Ok(response)
+}
+
+/// `GET /keys/changes`: between two sync tokens, the users who share a
+/// room with the caller whose devices changed or who came to share one
+/// (`changed`), and those who share none any more (`left`).
+pub(crate) async fn changes(
+    api: Arc<ClientApi>,
+    context: RequestContext,
+    request: get_key_changes::v3::Request,
+) -> Result<get_key_changes::v3::Response, MatrixError> {
+    let user = context.user()?;
+    let token = |text: &str| {
+        text.parse::<SyncToken>()
+            .map_err(|_| MatrixError::invalid_param(format!("Invalid token {text:?}")))
+    };
+    let (from, to) = (token(&request.from)?, token(&request.to)?);
+    let me = user.user_id.as_str();
+    let mut my_rooms = HashSet::new();
+    let mut sharing: HashSet<String> = HashSet::from([me.to_owned()]);
+    for membership in api.store.memberships_of_user(me).await? {
+        if membership.membership == "join" {
+            for member in api.store.room_memberships(&membership.room_id).await? {
+                if member.membership == "join" || member.membership == "invite" {
+                    sharing.insert(member.user_id);
+                }
+            }
+            my_rooms.insert(membership.room_id);
+        }
+    }
+    let mut changed = BTreeSet::new();
+    let mut left = BTreeSet::new();
+    if from.device_lists < to.device_lists {
+        for changed_user in api
+            .store
+            .device_list_changes(from.device_lists, to.device_lists, MAX_CHANGES)
+            .await?
+        {
+            if sharing.contains(&changed_user) {
+                changed.insert(changed_user);
+            }
+        }
+    }
+    // Memberships that changed in between, in the caller's rooms then or now.
+    if from.events < to.events {
+        for event in api
+            .store
+            .events_after(from.events, to.events, MAX_EVENTS_SCANNED)
+            .await?
+        {
+            let (Some(member), Some(membership)) = (
+                event
+                    .state_key
+                    .as_deref()
+                    .filter(|_| event.event_type == "m.room.member"),
+                content_text(&event.pdu_json, "membership"),
+            ) else {
+                continue;
+            };
+            let gone = membership == "leave" || membership == "ban";
+            if member == me && gone {
+                // A room the caller left: its members, unless still shared.
+                for other in api.store.room_memberships(&event.room_id).await? {
+                    if other.membership == "join" && !sharing.contains(&other.user_id) {
+                        left.insert(other.user_id);
+                    }
+                }
+            } else if !my_rooms.contains(&event.room_id) {
+                continue;
+            } else if member == me && membership == "join" {
+                changed.extend(sharing.iter().filter(|other| *other != me).cloned());
+            } else if membership == "join" {
+                changed.insert(member.to_owned());
+            } else if gone && !sharing.contains(member) {
+                left.insert(member.to_owned());
+            }
+        }
+    }
+    let to_ids = |users: BTreeSet<String>| -> Vec<ruma::OwnedUserId> {
+        users
+            .into_iter()
+            .filter_map(|user| ruma::OwnedUserId::try_from(user).ok())
+            .collect()
+    };
+    Ok(get_key_changes::v3::Response::new(
+        to_ids(changed),
+        to_ids(left),
+    ))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             api.store
                 .delete_devices(&user.user_id, std::slice::from_ref(&user.device_id))
                 .await?;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });
@@ -40,6 +41,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         async move {
             let user = context.user()?;
             api.store.delete_other_devices(&user.user_id, None).await?;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });
