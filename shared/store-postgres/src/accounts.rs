@@ -89,6 +89,18 @@ impl AccountStore for PostgresStore {
             )
             .await?;
         }
+        tx_execute(
+            &tx,
+            "DELETE FROM cross_signing_keys WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+        tx_execute(
+            &tx,
+            "DELETE FROM key_signatures WHERE target_user_id = $1 OR signer_user_id = $1",
+            &[&user_id],
+        )
+        .await?;
         crate::keys::note_device_list_change(&tx, user_id).await?;
         tx.commit().await.map_err(map_error)
     }

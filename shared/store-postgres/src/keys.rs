@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use myelin_store::{
-    ClaimedKey, DeviceKeysRecord, DeviceListStore, KeyClaim, KeyStore, StoreError, StoreResult,
-    UploadedKey,
+    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
+    KeyStore, StoreError, StoreResult, UploadedKey,
 };
 use myelin_types::StreamPosition;
 
@@ -236,5 +236,87 @@ impl DeviceListStore for PostgresStore {
 
     async fn max_device_list_position(&self) -> StoreResult<StreamPosition> {
         counter_position(self, DEVICE_LISTS).await
+    }
+}
+
+#[async_trait]
+impl CrossSigningStore for PostgresStore {
+    async fn set_cross_signing_keys(
+        &self,
+        user_id: &str,
+        keys: &[(String, String)],
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        for (key_type, key_json) in keys {
+            tx_execute(
+                &tx,
+                "INSERT INTO cross_signing_keys (user_id, key_type, key_json) VALUES ($1, $2, $3)
+                 ON CONFLICT (user_id, key_type) DO UPDATE SET key_json = EXCLUDED.key_json",
+                &[&user_id, key_type, key_json],
+            )
+            .await?;
+        }
+        note_device_list_change(&tx, user_id).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn cross_signing_keys(&self, user_id: &str) -> StoreResult<BTreeMap<String, String>> {
+        let rows = self
+            .query(
+                "SELECT key_type, key_json FROM cross_signing_keys WHERE user_id = $1",
+                &[&user_id],
+                |row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)?)),
+            )
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn add_key_signatures(&self, signatures: &[KeySignature]) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let mut targets = std::collections::BTreeSet::new();
+        for signature in signatures {
+            tx_execute(
+                &tx,
+                "INSERT INTO key_signatures
+                     (target_user_id, target_key_id, signer_user_id, signer_key_id, signature)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (target_user_id, target_key_id, signer_user_id, signer_key_id)
+                 DO UPDATE SET signature = EXCLUDED.signature",
+                &[
+                    &signature.target_user_id,
+                    &signature.target_key_id,
+                    &signature.signer_user_id,
+                    &signature.signer_key_id,
+                    &signature.signature,
+                ],
+            )
+            .await?;
+            targets.insert(signature.target_user_id.as_str());
+        }
+        for user_id in targets {
+            note_device_list_change(&tx, user_id).await?;
+        }
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn key_signatures(&self, target_user_id: &str) -> StoreResult<Vec<KeySignature>> {
+        self.query(
+            "SELECT target_user_id, target_key_id, signer_user_id, signer_key_id, signature
+             FROM key_signatures WHERE target_user_id = $1
+             ORDER BY target_key_id, signer_user_id, signer_key_id",
+            &[&target_user_id],
+            |row| {
+                Ok(KeySignature {
+                    target_user_id: get(row, 0)?,
+                    target_key_id: get(row, 1)?,
+                    signer_user_id: get(row, 2)?,
+                    signer_key_id: get(row, 3)?,
+                    signature: get(row, 4)?,
+                })
+            },
+        )
+        .await
     }
 }

@@ -75,6 +75,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../../../migrations/postgres/0017_device_lists.sql"),
     ),
+    (
+        18,
+        include_str!("../../../migrations/postgres/0018_cross_signing.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -92,6 +92,14 @@ impl AccountStore for SqliteStore {
                     .and_then(|mut statement| statement.execute([&user_id]))
                     .map_err(map_error)?;
             }
+            for statement in [
+                "DELETE FROM cross_signing_keys WHERE user_id = ?1",
+                "DELETE FROM key_signatures WHERE target_user_id = ?1 OR signer_user_id = ?1",
+            ] {
+                tx.prepare_cached(statement)
+                    .and_then(|mut statement| statement.execute([&user_id]))
+                    .map_err(map_error)?;
+            }
             crate::keys::note_device_list_change(tx, &user_id)?;
             Ok(())
         })

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use myelin_store::{
-    ClaimedKey, DeviceKeysRecord, DeviceListStore, KeyClaim, KeyStore, StoreError, StoreResult,
-    UploadedKey,
+    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
+    KeyStore, StoreError, StoreResult, UploadedKey,
 };
 use myelin_types::StreamPosition;
 use rusqlite::{OptionalExtension, params};
@@ -272,5 +272,95 @@ impl DeviceListStore for SqliteStore {
         self.read(|conn| counter_position(conn, DEVICE_LISTS))
             .await
             .map(StreamPosition)
+    }
+}
+
+#[async_trait]
+impl CrossSigningStore for SqliteStore {
+    async fn set_cross_signing_keys(
+        &self,
+        user_id: &str,
+        keys: &[(String, String)],
+    ) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        let keys = keys.to_vec();
+        self.write(move |tx| {
+            for (key_type, key_json) in &keys {
+                tx.prepare_cached(
+                    "INSERT INTO cross_signing_keys (user_id, key_type, key_json) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_id, key_type) DO UPDATE SET key_json = excluded.key_json",
+                )
+                .and_then(|mut statement| statement.execute(params![user_id, key_type, key_json]))
+                .map_err(map_error)?;
+            }
+            note_device_list_change(tx, &user_id)
+        })
+        .await
+    }
+
+    async fn cross_signing_keys(&self, user_id: &str) -> StoreResult<BTreeMap<String, String>> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT key_type, key_json FROM cross_signing_keys WHERE user_id = ?1",
+            )?
+            .query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn add_key_signatures(&self, signatures: &[KeySignature]) -> StoreResult<()> {
+        let signatures = signatures.to_vec();
+        self.write(move |tx| {
+            let mut targets = std::collections::BTreeSet::new();
+            for signature in &signatures {
+                tx.prepare_cached(
+                    "INSERT INTO key_signatures
+                         (target_user_id, target_key_id, signer_user_id, signer_key_id, signature)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (target_user_id, target_key_id, signer_user_id, signer_key_id)
+                     DO UPDATE SET signature = excluded.signature",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        signature.target_user_id,
+                        signature.target_key_id,
+                        signature.signer_user_id,
+                        signature.signer_key_id,
+                        signature.signature
+                    ])
+                })
+                .map_err(map_error)?;
+                targets.insert(signature.target_user_id.as_str());
+            }
+            for user_id in targets {
+                note_device_list_change(tx, user_id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn key_signatures(&self, target_user_id: &str) -> StoreResult<Vec<KeySignature>> {
+        let target_user_id = target_user_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT target_user_id, target_key_id, signer_user_id, signer_key_id, signature
+                 FROM key_signatures WHERE target_user_id = ?1
+                 ORDER BY target_key_id, signer_user_id, signer_key_id",
+            )?
+            .query_map([target_user_id], |row| {
+                Ok(KeySignature {
+                    target_user_id: row.get(0)?,
+                    target_key_id: row.get(1)?,
+                    signer_user_id: row.get(2)?,
+                    signer_key_id: row.get(3)?,
+                    signature: row.get(4)?,
+                })
+            })?
+            .collect()
+        })
+        .await
     }
 }

@@ -72,6 +72,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../../../migrations/sqlite/0017_device_lists.sql"),
     ),
+    (
+        18,
+        include_str!("../../../migrations/sqlite/0018_cross_signing.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

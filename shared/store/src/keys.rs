@@ -106,3 +106,38 @@ pub trait DeviceListStore: Send + Sync {
     /// The highest position below which every change has committed.
     async fn max_device_list_position(&self) -> StoreResult<StreamPosition>;
 }
+
+/// A signature uploaded for someone's key: `target_key_id` is a device ID
+/// or a cross-signing key's public key; `signer_key_id` the whole key ID
+/// of the signing key (`ed25519:...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySignature {
+    pub target_user_id: String,
+    pub target_key_id: String,
+    pub signer_user_id: String,
+    pub signer_key_id: String,
+    pub signature: String,
+}
+
+/// Cross-signing keys and the signatures uploaded for keys.
+#[async_trait]
+pub trait CrossSigningStore: Send + Sync {
+    /// Stores the given keys (`master`, `self_signing`, `user_signing`),
+    /// replacing those of the same type, as a change of the user's device
+    /// list.
+    async fn set_cross_signing_keys(
+        &self,
+        user_id: &str,
+        keys: &[(String, String)],
+    ) -> StoreResult<()>;
+
+    /// The user's cross-signing keys, by type.
+    async fn cross_signing_keys(&self, user_id: &str) -> StoreResult<BTreeMap<String, String>>;
+
+    /// Adds signatures (replacing one by the same key of the same target),
+    /// as a change of each target user's device list.
+    async fn add_key_signatures(&self, signatures: &[KeySignature]) -> StoreResult<()>;
+
+    /// The signatures uploaded for the user's keys.
+    async fn key_signatures(&self, target_user_id: &str) -> StoreResult<Vec<KeySignature>>;
+}

@@ -39,7 +39,10 @@ pub use events::{
     RoomRecord, StoredEvent, TxnKey,
 };
 pub use filters::FilterStore;
-pub use keys::{ClaimedKey, DeviceKeysRecord, DeviceListStore, KeyClaim, KeyStore, UploadedKey};
+pub use keys::{
+    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
+    KeyStore, UploadedKey,
+};
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};
 pub use notifications::{
@@ -81,6 +84,7 @@ pub trait Store:
     + ReportStore
     + KeyStore
     + DeviceListStore
+    + CrossSigningStore
     + ToDeviceStore
     + Send
     + Sync

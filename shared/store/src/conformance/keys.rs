@@ -331,3 +331,75 @@ pub(super) async fn to_device_messages_wait_until_acknowledged(store: &dyn Store
         "a deleted device's inbox goes with it"
     );
 }
+
+pub(super) async fn cross_signing_keys_and_signatures_are_kept(store: &dyn Store) {
+    use crate::KeySignature;
+    let user = "@xs:c";
+    let before = store.max_device_list_position().await.expect("position");
+    store
+        .set_cross_signing_keys(
+            user,
+            &[
+                ("master".to_owned(), "{\"m\":1}".to_owned()),
+                ("self_signing".to_owned(), "{\"s\":1}".to_owned()),
+            ],
+        )
+        .await
+        .expect("keys");
+    store
+        .set_cross_signing_keys(user, &[("self_signing".to_owned(), "{\"s\":2}".to_owned())])
+        .await
+        .expect("replace");
+    let keys = store.cross_signing_keys(user).await.expect("read");
+    assert_eq!(keys.get("master").map(String::as_str), Some("{\"m\":1}"));
+    assert_eq!(
+        keys.get("self_signing").map(String::as_str),
+        Some("{\"s\":2}")
+    );
+    assert_eq!(keys.len(), 2);
+    let after = store.max_device_list_position().await.expect("position");
+    assert_eq!(
+        store
+            .device_list_changes(before, after, 10)
+            .await
+            .expect("changes"),
+        [user]
+    );
+
+    let signature = |target: &str, signer_key: &str, value: &str| KeySignature {
+        target_user_id: "@xs-target:c".to_owned(),
+        target_key_id: target.to_owned(),
+        signer_user_id: user.to_owned(),
+        signer_key_id: signer_key.to_owned(),
+        signature: value.to_owned(),
+    };
+    store
+        .add_key_signatures(&[
+            signature("DEVICE", "ed25519:SSK", "sig1"),
+            signature("MASTERPUB", "ed25519:USK", "sig2"),
+        ])
+        .await
+        .expect("signatures");
+    store
+        .add_key_signatures(&[signature("DEVICE", "ed25519:SSK", "sig3")])
+        .await
+        .expect("replace");
+    let kept = store.key_signatures("@xs-target:c").await.expect("read");
+    let seen: Vec<(&str, &str)> = kept
+        .iter()
+        .map(|s| (s.target_key_id.as_str(), s.signature.as_str()))
+        .collect();
+    assert_eq!(seen, [("DEVICE", "sig3"), ("MASTERPUB", "sig2")]);
+    assert!(
+        store
+            .device_list_changes(
+                after,
+                store.max_device_list_position().await.expect("p"),
+                10
+            )
+            .await
+            .expect("changes")
+            .contains(&"@xs-target:c".to_owned()),
+        "a signature is a change of its target's device list"
+    );
+}
