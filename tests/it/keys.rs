@@ -532,3 +532,238 @@ pub(crate) async fn device_list_cases(anonymous: &Client, names: &str) {
     let missing = alice.get("/_matrix/client/v3/keys/changes?from=s1").await;
     assert_eq!(missing.status, 400, "{}", missing.text);
 }
+
+/// Adds `user`'s signature by `key` (named `key_id`) to the object.
+fn sign(value: &mut Value, user: &str, key_id: &str, key: &SigningKey) {
+    let signature = STANDARD_NO_PAD.encode(key.sign(signing_form(value).as_bytes()).to_bytes());
+    if !value["signatures"].is_object() {
+        value["signatures"] = json!({});
+    }
+    if !value["signatures"][user].is_object() {
+        value["signatures"][user] = json!({});
+    }
+    value["signatures"][user][key_id] = json!(signature);
+}
+
+fn public(key: &SigningKey) -> String {
+    STANDARD_NO_PAD.encode(key.verifying_key().to_bytes())
+}
+
+/// A cross-signing key of `usage` for the user, signed by `master` unless
+/// it is the master key itself.
+fn cross_signing_key(user: &str, usage: &str, key: &SigningKey, master: &SigningKey) -> Value {
+    let mut value = json!({
+        "user_id": user,
+        "usage": [usage],
+        "keys": { format!("ed25519:{}", public(key)): public(key) },
+    });
+    if usage != "master" {
+        sign(
+            &mut value,
+            user,
+            &format!("ed25519:{}", public(master)),
+            master,
+        );
+    }
+    value
+}
+
+async fn upload_cross_signing(
+    client: &Client,
+    master: &SigningKey,
+    auth: Option<Value>,
+) -> crate::client::Reply {
+    let user = client.user_id.as_str();
+    let mut body = json!({
+        "master_key": cross_signing_key(user, "master", master, master),
+        "self_signing_key": cross_signing_key(user, "self_signing", &SigningKey::from_bytes(&[21; 32]), master),
+        "user_signing_key": cross_signing_key(user, "user_signing", &SigningKey::from_bytes(&[22; 32]), master),
+    });
+    if let Some(auth) = auth {
+        body["auth"] = auth;
+    }
+    client
+        .post("/_matrix/client/v3/keys/device_signing/upload", &body)
+        .await
+}
+
+#[tokio::test]
+async fn cross_signing_keys_and_signatures_are_checked_and_served() {
+    let server = Server::builder().open_registration().start().await;
+    cross_signing_cases(&server.client(), "").await;
+}
+
+pub(crate) async fn cross_signing_cases(anonymous: &Client, names: &str) {
+    let alice = anonymous
+        .register(&format!("{names}xsalice"), PASSWORD)
+        .await;
+    let bob = anonymous.register(&format!("{names}xsbob"), PASSWORD).await;
+    let device_key = SigningKey::from_bytes(&[20; 32]);
+    let self_signing = SigningKey::from_bytes(&[21; 32]);
+    let user_signing = SigningKey::from_bytes(&[22; 32]);
+    let (alice_master, bob_master) = (
+        SigningKey::from_bytes(&[23; 32]),
+        SigningKey::from_bytes(&[24; 32]),
+    );
+    alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": device_keys(&alice, &device_key)}),
+        )
+        .await
+        .ok();
+
+    // The first upload needs no password; a key not signed by the master
+    // key, or someone else's, is refused.
+    let mut unsigned = json!({
+        "master_key": cross_signing_key(&alice.user_id, "master", &alice_master, &alice_master),
+        "self_signing_key": cross_signing_key(&alice.user_id, "self_signing", &self_signing, &bob_master),
+    });
+    alice
+        .post("/_matrix/client/v3/keys/device_signing/upload", &unsigned)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    unsigned["master_key"] =
+        cross_signing_key(&bob.user_id, "master", &alice_master, &alice_master);
+    alice
+        .post("/_matrix/client/v3/keys/device_signing/upload", &unsigned)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    upload_cross_signing(&alice, &alice_master, None).await.ok();
+    upload_cross_signing(&alice, &alice_master, None).await.ok();
+    upload_cross_signing(&bob, &bob_master, None).await.ok();
+
+    // Everyone sees master and self-signing keys; the user-signing key only
+    // its owner.
+    let query = |client: &Client, user: &str| {
+        let (client, user) = (client.clone(), user.to_owned());
+        async move {
+            client
+                .post(
+                    "/_matrix/client/v3/keys/query",
+                    &json!({"device_keys": {user: []}}),
+                )
+                .await
+                .ok()
+        }
+    };
+    let seen_by_bob = query(&bob, &alice.user_id).await;
+    assert_eq!(
+        seen_by_bob["master_keys"][&alice.user_id]["keys"],
+        json!({format!("ed25519:{}", public(&alice_master)): public(&alice_master)}),
+        "{seen_by_bob}"
+    );
+    assert!(seen_by_bob["self_signing_keys"][&alice.user_id].is_object());
+    assert!(
+        seen_by_bob
+            .get("user_signing_keys")
+            .is_none_or(|keys| keys.get(&alice.user_id).is_none()),
+        "{seen_by_bob}"
+    );
+    let seen_by_alice = query(&alice, &alice.user_id).await;
+    assert!(
+        seen_by_alice["user_signing_keys"][&alice.user_id].is_object(),
+        "{seen_by_alice}"
+    );
+
+    // Alice signs her device with her self-signing key, her master key with
+    // her device, and bob's master key with her user-signing key.
+    let ssk_id = format!("ed25519:{}", public(&self_signing));
+    let mut device = seen_by_alice["device_keys"][&alice.user_id][&alice.device_id].clone();
+    device.as_object_mut().unwrap().remove("unsigned");
+    sign(&mut device, &alice.user_id, &ssk_id, &self_signing);
+    let mut master = seen_by_alice["master_keys"][&alice.user_id].clone();
+    sign(
+        &mut master,
+        &alice.user_id,
+        &format!("ed25519:{}", alice.device_id),
+        &device_key,
+    );
+    let mut bobs_master = query(&alice, &bob.user_id).await["master_keys"][&bob.user_id].clone();
+    let usk_id = format!("ed25519:{}", public(&user_signing));
+    sign(&mut bobs_master, &alice.user_id, &usk_id, &user_signing);
+    let mut forged = device.clone();
+    forged["signatures"][&alice.user_id][&ssk_id] = json!(STANDARD_NO_PAD.encode([1u8; 64]));
+    let uploaded = alice
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            &json!({
+                alice.user_id.clone(): {
+                    alice.device_id.clone(): device,
+                    public(&alice_master): master,
+                },
+                bob.user_id.clone(): { public(&bob_master): bobs_master },
+            }),
+        )
+        .await
+        .ok();
+    assert_eq!(uploaded["failures"], json!({}), "{uploaded}");
+    let refused = alice
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            &json!({
+                alice.user_id.clone(): { alice.device_id.clone(): forged, "NODEVICE": {"a": 1} },
+                bob.user_id.clone(): { "not-his-master": {"a": 1} },
+            }),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        refused["failures"][&alice.user_id][&alice.device_id]["errcode"], "M_INVALID_SIGNATURE",
+        "{refused}"
+    );
+    assert!(
+        refused["failures"][&alice.user_id]["NODEVICE"].is_object(),
+        "{refused}"
+    );
+    assert!(
+        refused["failures"][&bob.user_id]["not-his-master"].is_object(),
+        "{refused}"
+    );
+
+    let seen_by_bob = query(&bob, &alice.user_id).await;
+    assert!(
+        seen_by_bob["device_keys"][&alice.user_id][&alice.device_id]["signatures"][&alice.user_id]
+            [&ssk_id]
+            .is_string(),
+        "the device carries the self-signing signature: {seen_by_bob}"
+    );
+    assert!(
+        seen_by_bob["master_keys"][&alice.user_id]["signatures"][&alice.user_id]
+            [format!("ed25519:{}", alice.device_id)]
+        .is_string(),
+        "{seen_by_bob}"
+    );
+    let bobs_own = query(&bob, &bob.user_id).await;
+    assert!(
+        bobs_own["master_keys"][&bob.user_id]["signatures"]
+            .get(&alice.user_id)
+            .is_none(),
+        "alice's user-signing signature is hers alone: {bobs_own}"
+    );
+    let alices_view = query(&alice, &bob.user_id).await;
+    assert!(
+        alices_view["master_keys"][&bob.user_id]["signatures"][&alice.user_id][&usk_id].is_string(),
+        "{alices_view}"
+    );
+
+    // Replacing the keys takes the password.
+    let new_master = SigningKey::from_bytes(&[25; 32]);
+    let challenge = upload_cross_signing(&alice, &new_master, None).await;
+    assert_eq!(challenge.status, 401, "{}", challenge.text);
+    let session = challenge.body["session"].as_str().map(str::to_owned);
+    let auth = json!({
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": alice.user_id},
+        "password": PASSWORD,
+        "session": session,
+    });
+    upload_cross_signing(&alice, &new_master, Some(auth))
+        .await
+        .ok();
+    let replaced = query(&bob, &alice.user_id).await;
+    assert_eq!(
+        replaced["master_keys"][&alice.user_id]["keys"],
+        json!({format!("ed25519:{}", public(&new_master)): public(&new_master)})
+    );
+}

@@ -321,6 +321,45 @@ async fn run_encrypted_flow(base_url: &str, anonymous: &Client, names: &str) {
                 .any(|body| body == "secret from bob")
         })
         .await;
+
+    // Alice sets up cross-signing (her first upload needs no password):
+    // bob's client learns of it from its device list and sees her device
+    // signed by its owner.
+    alice
+        .client
+        .encryption()
+        .bootstrap_cross_signing(None)
+        .await
+        .expect("alice bootstraps cross-signing");
+    let alice_device = alice.client.device_id().expect("alice's device").to_owned();
+    let alice_id = alice.user_id.clone();
+    for attempt in 0.. {
+        bob.sync().await;
+        let device = bob
+            .client
+            .encryption()
+            .get_device(&alice_id, &alice_device)
+            .await
+            .expect("bob's store answers");
+        if device.is_some_and(|device| device.is_cross_signed_by_owner()) {
+            break;
+        }
+        assert!(
+            attempt < ATTEMPTS,
+            "bob never saw alice's device signed by her cross-signing keys"
+        );
+    }
+    let identity = bob
+        .client
+        .encryption()
+        .get_user_identity(&alice_id)
+        .await
+        .expect("bob's store answers")
+        .expect("alice's identity, from her master key");
+    assert!(
+        !identity.is_verified(),
+        "bob has not verified alice himself"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

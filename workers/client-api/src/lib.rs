@@ -6,6 +6,7 @@ mod identifier_limits;
 mod passwords;
 mod room_writer;
 mod routes;
+mod signed_json;
 mod uia;
 mod user_ids;
 

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use myelin_http::Router;
 use ruma::api::client::directory::get_public_rooms;
+use ruma::api::client::keys::upload_signatures;
 use ruma::api::client::voip::get_turn_server_info;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, account_data, admin, alias, device, directory, discovery, filter, keys, knock,
-    membership, message, notifications, openid, presence, profile, push_rules, pushers, receipts,
-    relations, report, room, search, session, space, state, threepid, timestamp, to_device, typing,
-    upgrade, user_admin, user_directory, voip,
+    account, account_data, admin, alias, cross_signing, device, directory, discovery, filter, keys,
+    knock, membership, message, notifications, openid, presence, profile, push_rules, pushers,
+    receipts, relations, report, room, search, session, space, state, threepid, timestamp,
+    to_device, typing, upgrade, user_admin, user_directory, voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -44,6 +45,11 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, keys::query);
     router.handle(api, keys::claim);
     router.handle(api, keys::changes);
+    router.handle(api, cross_signing::upload_signing_keys);
+    let signatures_api = Arc::clone(api);
+    router.route_json::<upload_signatures::v3::Request, _, _>(move |context, request| {
+        cross_signing::upload_signatures(Arc::clone(&signatures_api), context, request)
+    });
     router.handle(api, to_device::send);
     router.handle(api, push_rules::get_all);
     router.handle(api, pushers::list);

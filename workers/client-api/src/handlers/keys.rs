@@ -8,23 +8,22 @@ use std::sync::Arc;
 use myelin_bus::topics::{self, DeviceListChanged};
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::content_text;
-use myelin_store::{ClaimedKey, DeviceKeysRecord, KeyClaim, StoreError, UploadedKey};
+use myelin_store::{ClaimedKey, DeviceKeysRecord, KeyClaim, KeySignature, StoreError, UploadedKey};
 use myelin_types::SyncToken;
 use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
-use ruma::serde::{Base64, Raw};
-use ruma::signatures::{to_canonical_json_string_for_signing, verify_canonical_json_bytes};
-use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, SigningKeyAlgorithm, UInt};
+use ruma::serde::Raw;
+use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, UInt};
 use serde_json::{Value, json};
 
 use crate::ClientApi;
+use crate::handlers::cross_signing::{MASTER, SELF_SIGNING, USER_SIGNING};
+use crate::signed_json::{MAX_KEY_BYTES, parse_object, signature, text, verifies};
 
 /// Most keys taken by one upload, and devices asked for by one query or
 /// claim: far above what a client sends, low enough to bound the work.
 const MAX_KEYS_PER_UPLOAD: usize = 1000;
 const MAX_DEVICES_PER_REQUEST: usize = 10_000;
-/// Most bytes of one uploaded key or device's keys.
-const MAX_KEY_BYTES: usize = 16 * 1024;
 /// Most device-list changes, and most events of the log, one
 /// `/keys/changes` reads.
 const MAX_CHANGES: usize = 10_000;
@@ -32,11 +31,13 @@ const MAX_EVENTS_SCANNED: usize = 10_000;
 /// The algorithm every client uploads one-time keys for; counted even at 0.
 const SIGNED_CURVE25519: &str = "signed_curve25519";
 
-fn canonical(what: &str, json: &str) -> Result<CanonicalJsonValue, MatrixError> {
+/// A one-time or fallback key as canonical JSON text.
+fn canonical(what: &str, json: &str) -> Result<String, MatrixError> {
     if json.len() > MAX_KEY_BYTES {
         return Err(MatrixError::too_large(format!("{what} is too large")));
     }
-    serde_json::from_str(json)
+    serde_json::from_str::<CanonicalJsonValue>(json)
+        .map(|value| value.to_string())
         .map_err(|error| MatrixError::bad_json(format!("{what} is not canonical JSON: {error}")))
 }
 
@@ -47,17 +48,14 @@ fn checked_device_keys(
     user_id: &str,
     device_id: &str,
 ) -> Result<CanonicalJsonObject, MatrixError> {
-    let CanonicalJsonValue::Object(mut keys) = canonical("device_keys", raw)? else {
-        return Err(MatrixError::bad_json("device_keys must be an object"));
-    };
+    let mut keys = parse_object("device_keys", raw)?;
     keys.remove("unsigned");
-    let text = |field: &str| match keys.get(field) {
-        Some(CanonicalJsonValue::String(value)) => Ok(value.clone()),
-        _ => Err(MatrixError::bad_json(format!(
-            "device_keys.{field} must be a string"
-        ))),
+    let (Some(owner), Some(device)) = (text(&keys, "user_id"), text(&keys, "device_id")) else {
+        return Err(MatrixError::bad_json(
+            "device_keys.user_id and device_id must be strings",
+        ));
     };
-    if text("user_id")? != user_id || text("device_id")? != device_id {
+    if owner != user_id || device != device_id {
         return Err(MatrixError::invalid_param(
             "device_keys must be for your own user and device",
         ));
@@ -74,39 +72,17 @@ fn checked_device_keys(
         },
         _ => return Err(MatrixError::bad_json("device_keys.keys must be an object")),
     };
-    let signature = match keys.get("signatures") {
-        Some(CanonicalJsonValue::Object(by_user)) => match by_user.get(user_id) {
-            Some(CanonicalJsonValue::Object(by_key)) => match by_key.get(&key_id) {
-                Some(CanonicalJsonValue::String(signature)) => signature.clone(),
-                _ => None.ok_or_else(|| unsigned_keys(&key_id))?,
-            },
-            _ => return Err(unsigned_keys(&key_id)),
-        },
-        _ => return Err(unsigned_keys(&key_id)),
+    let Some(signature) = signature(&keys, user_id, &key_id) else {
+        return Err(MatrixError::invalid_param(format!(
+            "device_keys carry no signature by {key_id} of your user"
+        )));
     };
-    let bytes = |what: &str, value: &str| {
-        Base64::<ruma::serde::base64::Standard>::parse(value)
-            .map(|decoded| decoded.into_inner())
-            .map_err(|_| MatrixError::invalid_param(format!("{what} is not unpadded base64")))
-    };
-    let signed = to_canonical_json_string_for_signing(&keys)
-        .map_err(|error| MatrixError::bad_json(error.to_string()))?;
-    verify_canonical_json_bytes(
-        &SigningKeyAlgorithm::Ed25519,
-        &bytes("The ed25519 key", &public_key)?,
-        &bytes("The signature", &signature)?,
-        signed.as_bytes(),
-    )
-    .map_err(|_| {
-        MatrixError::invalid_param("device_keys are not signed by the device's own ed25519 key")
-    })?;
+    if !verifies(&keys, &public_key, signature) {
+        return Err(MatrixError::invalid_param(
+            "device_keys are not signed by the device's own ed25519 key",
+        ));
+    }
     Ok(keys)
-}
-
-fn unsigned_keys(key_id: &str) -> MatrixError {
-    MatrixError::invalid_param(format!(
-        "device_keys carry no signature by {key_id} of your user"
-    ))
 }
 
 /// One-time or fallback keys as the store takes them.
@@ -116,11 +92,10 @@ fn uploaded_keys(
 ) -> Result<Vec<UploadedKey>, MatrixError> {
     keys.iter()
         .map(|(key_id, key)| {
-            let json = canonical(what, key.json().get())?;
             Ok(UploadedKey {
                 algorithm: key_id.algorithm().as_str().to_owned(),
                 key_id: key_id.to_string(),
-                key_json: json.to_string(),
+                key_json: canonical(what, key.json().get())?,
             })
         })
         .collect()
@@ -210,12 +185,35 @@ pub(crate) async fn upload(
     Ok(upload_keys::v3::Response::new(counts))
 }
 
+/// Adds kept signatures to a key's JSON, under `signatures`.
+fn merge_signatures<'a>(key: &mut Value, signatures: impl Iterator<Item = &'a KeySignature>) {
+    for kept in signatures {
+        if !key["signatures"].is_object() {
+            key["signatures"] = json!({});
+        }
+        if !key["signatures"][&kept.signer_user_id].is_object() {
+            key["signatures"][&kept.signer_user_id] = json!({});
+        }
+        key["signatures"][&kept.signer_user_id][&kept.signer_key_id] = json!(kept.signature);
+    }
+}
+
+fn raw_json<T>(value: &Value) -> Result<Raw<T>, MatrixError> {
+    serde_json::value::to_raw_value(value)
+        .map(Raw::from_json)
+        .map_err(|error| MatrixError::internal(error.to_string()))
+}
+
+fn stored_json(json: &str) -> Result<Value, MatrixError> {
+    serde_json::from_str(json).map_err(|error| MatrixError::internal(error.to_string()))
+}
+
 pub(crate) async fn query(
     api: Arc<ClientApi>,
     context: RequestContext,
     request: get_keys::v3::Request,
 ) -> Result<get_keys::v3::Response, MatrixError> {
-    context.user()?;
+    let me = context.user()?.user_id.clone();
     let asked: usize = request
         .device_keys
         .values()
@@ -230,39 +228,80 @@ pub(crate) async fn query(
             unreachable(&mut response.failures, user_id);
             continue;
         }
-        let wanted: Vec<String> = device_ids.iter().map(ToString::to_string).collect();
-        let records = api.store.device_keys(user_id.as_str(), &wanted).await?;
-        if records.is_empty() {
-            continue;
-        }
-        let names: BTreeMap<String, Option<String>> = api
+        let user = user_id.as_str();
+        // Signatures by the key's owner, and those the asker made: a
+        // user-signing signature of someone else is the signer's business.
+        let signatures: Vec<KeySignature> = api
             .store
-            .devices(user_id.as_str())
+            .key_signatures(user)
             .await?
             .into_iter()
-            .map(|device| (device.device_id, device.display_name))
+            .filter(|kept| kept.signer_user_id == user || kept.signer_user_id == me)
             .collect();
+        let signed_for = |key_id: &str| {
+            let key_id = key_id.to_owned();
+            signatures
+                .iter()
+                .filter(move |kept| kept.target_key_id == key_id)
+        };
+        let wanted: Vec<String> = device_ids.iter().map(ToString::to_string).collect();
+        let records = api.store.device_keys(user, &wanted).await?;
+        let names: BTreeMap<String, Option<String>> = if records.is_empty() {
+            BTreeMap::new()
+        } else {
+            api.store
+                .devices(user)
+                .await?
+                .into_iter()
+                .map(|device| (device.device_id, device.display_name))
+                .collect()
+        };
         let mut by_device = BTreeMap::new();
         for record in records {
             // Keys outlive nothing: a device gone takes its keys with it.
             let Some(name) = names.get(&record.device_id) else {
                 continue;
             };
-            let mut keys: Value = serde_json::from_str(&record.key_json)
-                .map_err(|error| MatrixError::internal(error.to_string()))?;
+            let mut keys = stored_json(&record.key_json)?;
+            merge_signatures(&mut keys, signed_for(&record.device_id));
             if let Some(name) = name {
                 keys["unsigned"] = json!({ "device_display_name": name });
             }
             by_device.insert(
                 OwnedDeviceId::from(record.device_id.as_str()),
-                Raw::from_json(
-                    serde_json::value::to_raw_value(&keys)
-                        .map_err(|error| MatrixError::internal(error.to_string()))?,
-                ),
+                raw_json(&keys)?,
             );
         }
         if !by_device.is_empty() {
             response.device_keys.insert(user_id.clone(), by_device);
+        }
+        for (usage, key_json) in api.store.cross_signing_keys(user).await? {
+            let mut key = stored_json(&key_json)?;
+            let public_key = key["keys"]
+                .as_object()
+                .and_then(|keys| keys.values().next())
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            merge_signatures(&mut key, signed_for(&public_key));
+            match usage.as_str() {
+                MASTER => {
+                    response
+                        .master_keys
+                        .insert(user_id.clone(), raw_json(&key)?);
+                }
+                SELF_SIGNING => {
+                    response
+                        .self_signing_keys
+                        .insert(user_id.clone(), raw_json(&key)?);
+                }
+                USER_SIGNING if user == me => {
+                    response
+                        .user_signing_keys
+                        .insert(user_id.clone(), raw_json(&key)?);
+                }
+                _ => {}
+            }
         }
     }
     Ok(response)
@@ -411,6 +450,8 @@ pub(crate) async fn changes(
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::{Signer, SigningKey};
+    use ruma::serde::Base64;
+    use ruma::signatures::to_canonical_json_string_for_signing;
 
     use super::*;
 
