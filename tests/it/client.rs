@@ -146,6 +146,10 @@ impl Client {
         self.request(Method::POST, path, Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request(Method::DELETE, path, None).await
+    }
+
     pub async fn put(&self, path: &str, body: &Value) -> Reply {
         self.request(Method::PUT, path, Some(body)).await
     }

@@ -767,3 +767,172 @@ pub(crate) async fn cross_signing_cases(anonymous: &Client, names: &str) {
         json!({format!("ed25519:{}", public(&new_master)): public(&new_master)})
     );
 }
+
+#[tokio::test]
+async fn key_backups_keep_the_better_key_in_the_current_version() {
+    let server = Server::builder().open_registration().start().await;
+    key_backup_cases(&server.client(), "").await;
+}
+
+fn backed_up(index: u64, verified: bool, ciphertext: &str) -> Value {
+    json!({
+        "first_message_index": index,
+        "forwarded_count": 0,
+        "is_verified": verified,
+        "session_data": {"ephemeral": "ZXBo", "ciphertext": ciphertext, "mac": "bWFj"},
+    })
+}
+
+pub(crate) async fn key_backup_cases(anonymous: &Client, names: &str) {
+    let alice = anonymous
+        .register(&format!("{names}kbalice"), PASSWORD)
+        .await;
+    let bob = anonymous.register(&format!("{names}kbbob"), PASSWORD).await;
+    let algorithm = "m.megolm_backup.v1.curve25519-aes-sha2";
+    alice
+        .get("/_matrix/client/v3/room_keys/version")
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    let create = |auth: Value| {
+        let alice = alice.clone();
+        async move {
+            alice
+                .post(
+                    "/_matrix/client/v3/room_keys/version",
+                    &json!({"algorithm": algorithm, "auth_data": auth}),
+                )
+                .await
+                .ok()["version"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let old = create(json!({"public_key": "b2xk"})).await;
+    let version = create(json!({"public_key": "bmV3"})).await;
+    let current = alice.get("/_matrix/client/v3/room_keys/version").await.ok();
+    assert_eq!(current["version"], json!(version), "{current}");
+    assert_eq!(current["algorithm"], algorithm);
+    assert_eq!(current["auth_data"]["public_key"], "bmV3");
+    assert_eq!(current["count"], 0);
+
+    let keys_path = |rest: &str, version: &str| {
+        format!(
+            "/_matrix/client/v3/room_keys/keys{rest}?version={}",
+            encode(version)
+        )
+    };
+    let room = "!backed:localhost";
+    let put = alice
+        .put(
+            &keys_path("", &version),
+            &json!({"rooms": {room: {"sessions": {
+                "s1": backed_up(5, false, "b25l"),
+                "s2": backed_up(0, false, "dHdv"),
+            }}}}),
+        )
+        .await
+        .ok();
+    assert_eq!(put["count"], 2, "{put}");
+    let etag = put["etag"].as_str().unwrap().to_owned();
+    // A worse key is not kept; a verified one is.
+    let worse = alice
+        .put(
+            &keys_path(&format!("/{}/s1", encode(room)), &version),
+            &backed_up(9, false, "d29yc2U"),
+        )
+        .await
+        .ok();
+    assert_eq!(worse["etag"], json!(etag), "nothing changed: {worse}");
+    alice
+        .put(
+            &keys_path(&format!("/{}/s1", encode(room)), &version),
+            &backed_up(9, true, "YmV0dGVy"),
+        )
+        .await
+        .ok();
+    let session = alice
+        .get(&keys_path(&format!("/{}/s1", encode(room)), &version))
+        .await
+        .ok();
+    assert_eq!(
+        session["session_data"]["ciphertext"], "YmV0dGVy",
+        "{session}"
+    );
+    let all = alice.get(&keys_path("", &version)).await.ok();
+    assert_eq!(
+        all["rooms"][room]["sessions"].as_object().map(|s| s.len()),
+        Some(2),
+        "{all}"
+    );
+    let in_room = alice
+        .get(&keys_path(&format!("/{}", encode(room)), &version))
+        .await
+        .ok();
+    assert!(in_room["sessions"]["s2"].is_object(), "{in_room}");
+
+    // Only the current version takes keys; others' backups are not ours.
+    let wrong = alice
+        .put(
+            &keys_path(&format!("/{}/s3", encode(room)), &old),
+            &backed_up(0, false, "eA"),
+        )
+        .await;
+    wrong.assert_error(403, "M_WRONG_ROOM_KEYS_VERSION");
+    assert_eq!(wrong.body["current_version"], json!(version));
+    bob.get(&keys_path("", &version))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    alice
+        .get(&keys_path("", "999"))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    alice
+        .get(&keys_path(&format!("/{}/nosuch", encode(room)), &version))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    let bad = alice
+        .put(
+            &keys_path(&format!("/{}/s4", encode(room)), &version),
+            &json!({"first_message_index": -1}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+
+    // auth_data may change, the algorithm not.
+    let version_path = format!("/_matrix/client/v3/room_keys/version/{}", encode(&version));
+    alice
+        .put(
+            &version_path,
+            &json!({"algorithm": algorithm, "auth_data": {"public_key": "Y2hhbmdlZA"}}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        alice.get(&version_path).await.ok()["auth_data"]["public_key"],
+        "Y2hhbmdlZA"
+    );
+    alice
+        .put(
+            &version_path,
+            &json!({"algorithm": "org.example.other", "auth_data": {}}),
+        )
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+
+    // Deleting keys, then the version: the one before is current again.
+    let deleted = alice
+        .delete(&keys_path(&format!("/{}", encode(room)), &version))
+        .await
+        .ok();
+    assert_eq!(deleted["count"], 0, "{deleted}");
+    alice.delete(&version_path).await.ok();
+    alice
+        .get(&version_path)
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    assert_eq!(
+        alice.get("/_matrix/client/v3/room_keys/version").await.ok()["version"],
+        json!(old)
+    );
+}

@@ -447,6 +447,7 @@ async fn split_streams_cross_replicas_and_survive_a_killed_synchrotron() {
     crate::keys::to_device_cases(&anonymous, "sp").await;
     crate::keys::device_list_cases(&anonymous, "sp").await;
     crate::keys::cross_signing_cases(&anonymous, "sp").await;
+    crate::keys::key_backup_cases(&anonymous, "sp").await;
 
     let (alice, bob, room_id) = alice_and_bob_in_a_room(&anonymous, "sp").await;
     let replicas = split.processes("CLIENT_API");

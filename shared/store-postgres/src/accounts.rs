@@ -95,12 +95,13 @@ impl AccountStore for PostgresStore {
             &[&user_id],
         )
         .await?;
-        tx_execute(
-            &tx,
+        for statement in [
             "DELETE FROM key_signatures WHERE target_user_id = $1 OR signer_user_id = $1",
-            &[&user_id],
-        )
-        .await?;
+            "DELETE FROM room_key_backups WHERE user_id = $1",
+            "DELETE FROM room_key_backup_versions WHERE user_id = $1",
+        ] {
+            tx_execute(&tx, statement, &[&user_id]).await?;
+        }
         crate::keys::note_device_list_change(&tx, user_id).await?;
         tx.commit().await.map_err(map_error)
     }

@@ -13,6 +13,7 @@ mod counters;
 mod devices;
 mod directory;
 mod events;
+mod key_backup;
 mod keys;
 mod leases;
 mod media;

@@ -79,6 +79,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../../migrations/postgres/0018_cross_signing.sql"),
     ),
+    (
+        19,
+        include_str!("../../../migrations/postgres/0019_key_backup.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -95,6 +95,8 @@ impl AccountStore for SqliteStore {
             for statement in [
                 "DELETE FROM cross_signing_keys WHERE user_id = ?1",
                 "DELETE FROM key_signatures WHERE target_user_id = ?1 OR signer_user_id = ?1",
+                "DELETE FROM room_key_backups WHERE user_id = ?1",
+                "DELETE FROM room_key_backup_versions WHERE user_id = ?1",
             ] {
                 tx.prepare_cached(statement)
                     .and_then(|mut statement| statement.execute([&user_id]))

@@ -76,6 +76,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../../migrations/sqlite/0018_cross_signing.sql"),
     ),
+    (
+        19,
+        include_str!("../../../migrations/sqlite/0019_key_backup.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

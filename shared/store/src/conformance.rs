@@ -68,6 +68,7 @@ pub async fn run_all(store: &dyn Store) {
     keys::many_claimers_never_share_a_key(store).await;
     keys::to_device_messages_wait_until_acknowledged(store).await;
     keys::cross_signing_keys_and_signatures_are_kept(store).await;
+    keys::key_backups_keep_the_better_key(store).await;
     leases_are_exclusive(store).await;
 }
 

@@ -13,6 +13,7 @@ mod directory;
 mod error;
 mod events;
 mod filters;
+mod key_backup;
 mod keys;
 mod leases;
 mod media;
@@ -39,6 +40,7 @@ pub use events::{
     RoomRecord, StoredEvent, TxnKey,
 };
 pub use filters::FilterStore;
+pub use key_backup::{BackupKey, BackupScope, BackupVersion, KeyBackupStore};
 pub use keys::{
     ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
     KeyStore, UploadedKey,
@@ -85,6 +87,7 @@ pub trait Store:
     + KeyStore
     + DeviceListStore
     + CrossSigningStore
+    + KeyBackupStore
     + ToDeviceStore
     + Send
     + Sync

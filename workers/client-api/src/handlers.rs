@@ -9,6 +9,7 @@ pub(crate) mod device;
 pub(crate) mod directory;
 pub(crate) mod discovery;
 pub(crate) mod filter;
+pub(crate) mod key_backup;
 pub(crate) mod keys;
 pub(crate) mod knock;
 pub(crate) mod membership;

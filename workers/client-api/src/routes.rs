@@ -11,10 +11,10 @@ use ruma::api::client::voip::get_turn_server_info;
 
 use crate::ClientApi;
 use crate::handlers::{
-    account, account_data, admin, alias, cross_signing, device, directory, discovery, filter, keys,
-    knock, membership, message, notifications, openid, presence, profile, push_rules, pushers,
-    receipts, relations, report, room, search, session, space, state, threepid, timestamp,
-    to_device, typing, upgrade, user_admin, user_directory, voip,
+    account, account_data, admin, alias, cross_signing, device, directory, discovery, filter,
+    key_backup, keys, knock, membership, message, notifications, openid, presence, profile,
+    push_rules, pushers, receipts, relations, report, room, search, session, space, state,
+    threepid, timestamp, to_device, typing, upgrade, user_admin, user_directory, voip,
 };
 
 pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
@@ -46,6 +46,20 @@ pub(crate) fn add(api: &Arc<ClientApi>, router: &mut Router) {
     router.handle(api, keys::claim);
     router.handle(api, keys::changes);
     router.handle(api, cross_signing::upload_signing_keys);
+    router.handle(api, key_backup::create_version);
+    router.handle(api, key_backup::latest_version);
+    router.handle(api, key_backup::version);
+    router.handle(api, key_backup::update_version);
+    router.handle(api, key_backup::delete_version);
+    router.handle(api, key_backup::put_keys);
+    router.handle(api, key_backup::put_room_keys);
+    router.handle(api, key_backup::put_session_key);
+    router.handle(api, key_backup::get_keys);
+    router.handle(api, key_backup::get_room_keys);
+    router.handle(api, key_backup::get_session_key);
+    router.handle(api, key_backup::delete_keys);
+    router.handle(api, key_backup::delete_room_keys);
+    router.handle(api, key_backup::delete_session_key);
     let signatures_api = Arc::clone(api);
     router.route_json::<upload_signatures::v3::Request, _, _>(move |context, request| {
         cross_signing::upload_signatures(Arc::clone(&signatures_api), context, request)

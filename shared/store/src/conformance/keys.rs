@@ -403,3 +403,165 @@ pub(super) async fn cross_signing_keys_and_signatures_are_kept(store: &dyn Store
         "a signature is a change of its target's device list"
     );
 }
+
+pub(super) async fn key_backups_keep_the_better_key(store: &dyn Store) {
+    use crate::{BackupKey, BackupScope};
+    let user = "@backup:c";
+    assert_eq!(store.backup_version(user, None).await.expect("none"), None);
+    let first = store
+        .create_backup_version(user, "m.megolm_backup.v1.curve25519-aes-sha2", "{\"a\":1}")
+        .await
+        .expect("create");
+    let second = store
+        .create_backup_version(user, "m.megolm_backup.v1.curve25519-aes-sha2", "{\"a\":2}")
+        .await
+        .expect("create");
+    assert!(second > first);
+    let current = store
+        .backup_version(user, None)
+        .await
+        .expect("read")
+        .expect("current");
+    assert_eq!((current.version, current.count), (second, 0));
+    assert!(
+        store
+            .update_backup_version(user, second, "{\"a\":3}")
+            .await
+            .expect("update")
+    );
+    assert_eq!(
+        store
+            .backup_version(user, Some(second))
+            .await
+            .expect("read")
+            .expect("found")
+            .auth_data,
+        "{\"a\":3}"
+    );
+
+    let key = |room: &str, session: &str, verified: bool, index: i64, data: &str| BackupKey {
+        room_id: room.to_owned(),
+        session_id: session.to_owned(),
+        first_message_index: index,
+        forwarded_count: 0,
+        is_verified: verified,
+        session_data: data.to_owned(),
+    };
+    store
+        .put_backup_keys(
+            user,
+            second,
+            vec![
+                key("!a:c", "s1", false, 5, "{\"d\":1}"),
+                key("!a:c", "s2", false, 0, "{\"d\":2}"),
+                key("!b:c", "s3", true, 0, "{\"d\":3}"),
+            ],
+        )
+        .await
+        .expect("put");
+    let etag = store
+        .backup_version(user, None)
+        .await
+        .expect("read")
+        .expect("current")
+        .etag;
+    // A worse key changes nothing, not even the etag; a better one wins.
+    store
+        .put_backup_keys(
+            user,
+            second,
+            vec![key("!a:c", "s1", false, 9, "{\"d\":\"worse\"}")],
+        )
+        .await
+        .expect("put");
+    let unchanged = store
+        .backup_version(user, None)
+        .await
+        .expect("read")
+        .expect("current");
+    assert_eq!((unchanged.etag, unchanged.count), (etag, 3));
+    store
+        .put_backup_keys(
+            user,
+            second,
+            vec![key("!a:c", "s1", true, 9, "{\"d\":\"better\"}")],
+        )
+        .await
+        .expect("put");
+    let session = store
+        .backup_keys(user, second, BackupScope::Session("!a:c", "s1"))
+        .await
+        .expect("read");
+    assert_eq!(session.len(), 1);
+    assert_eq!(session[0].session_data, "{\"d\":\"better\"}");
+    assert_ne!(
+        store
+            .backup_version(user, None)
+            .await
+            .expect("read")
+            .expect("current")
+            .etag,
+        etag
+    );
+    assert_eq!(
+        store
+            .backup_keys(user, second, BackupScope::Room("!a:c"))
+            .await
+            .expect("room")
+            .len(),
+        2
+    );
+    store
+        .delete_backup_keys(user, second, BackupScope::Room("!a:c"))
+        .await
+        .expect("delete");
+    let left = store
+        .backup_keys(user, second, BackupScope::All)
+        .await
+        .expect("all");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].room_id, "!b:c");
+    assert!(
+        store
+            .backup_keys(user, first, BackupScope::All)
+            .await
+            .expect("first")
+            .is_empty()
+    );
+
+    // Deleting the current version makes the one before it current.
+    assert!(
+        store
+            .delete_backup_version(user, second)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_backup_version(user, second)
+            .await
+            .expect("again")
+    );
+    assert_eq!(
+        store
+            .backup_version(user, None)
+            .await
+            .expect("read")
+            .expect("previous")
+            .version,
+        first
+    );
+    assert_eq!(
+        store
+            .backup_version(user, Some(second))
+            .await
+            .expect("gone"),
+        None
+    );
+    assert!(
+        !store
+            .update_backup_version(user, second, "{}")
+            .await
+            .expect("gone")
+    );
+}
