@@ -1,6 +1,8 @@
 //! matrix-js-sdk, the engine of Element Web, as the judge: two clients
-//! start and reach PREPARED, then the flow of `tests/interop/js/flow.mjs`,
-//! on the single process and through the split topology.
+//! start and reach PREPARED, then the flow of `tests/interop/js/flow.mjs`;
+//! and with its Rust crypto, the encrypted conversation, cross-signing,
+//! secret storage and key backup of `e2ee.mjs`. On the single process and
+//! through the split topology.
 //!
 //! Needs Node.js and npm; `tests/interop/js/setup-node.sh` installs the
 //! pinned packages outside the clone. `MYELIN_SKIP_INTEROP=1` skips it.
@@ -33,6 +35,15 @@ const STEPS: &[&str] = &[
     "ok thread reply and edit aggregated",
 ];
 
+const E2EE_STEPS: &[&str] = &[
+    "ok both clients started with Rust crypto",
+    "ok encrypted room joined",
+    "ok messages both ways decrypted",
+    "ok cross-signing and secret storage with a key backup",
+    "ok second device decrypts new messages",
+    "ok fresh login restores keys from the backup",
+];
+
 /// Runs `setup-node.sh`; returns the folder holding the scripts and packages.
 async fn node_dir() -> PathBuf {
     let mut command = Command::new("bash");
@@ -62,24 +73,42 @@ fn session(client: &Client) -> String {
 }
 
 async fn run_flow(base_url: &str, anonymous: &Client) {
-    let dir = node_dir().await;
     let alice = anonymous.register("jsalice", "pw-js-alice").await;
     let bob = anonymous.register("jsbob", "pw-js-bob").await;
+    run_script(
+        "flow.mjs",
+        STEPS,
+        &[base_url, &session(&alice), &session(&bob)],
+    )
+    .await;
+}
+
+async fn run_e2ee(base_url: &str, anonymous: &Client) {
+    let password = "pw-js-e2ee-alice";
+    let alice = anonymous.register("jse2eealice", password).await;
+    let bob = anonymous.register("jse2eebob", "pw-js-e2ee-bob").await;
+    run_script(
+        "e2ee.mjs",
+        E2EE_STEPS,
+        &[base_url, &session(&alice), &session(&bob), password],
+    )
+    .await;
+}
+
+/// Runs one of the scripts with `args`; every step must be reported.
+async fn run_script(script: &str, steps: &[&str], args: &[&str]) {
+    let dir = node_dir().await;
     let mut command = Command::new("node");
-    command
-        .arg(dir.join("flow.mjs"))
-        .arg(base_url)
-        .arg(session(&alice))
-        .arg(session(&bob));
-    let output = run(command, SCRIPT_TIMEOUT, "flow.mjs").await;
+    command.arg(dir.join(script)).args(args);
+    let output = run(command, SCRIPT_TIMEOUT, script).await;
     println!("{}", output.describe());
     assert_eq!(
         output.code,
         Some(0),
-        "the matrix-js-sdk flow failed: {}",
+        "the matrix-js-sdk script {script} failed: {}",
         output.describe()
     );
-    for step in STEPS {
+    for step in steps {
         assert!(
             output.stdout.lines().any(|line| line == *step),
             "missing step {step:?}: {}",
@@ -96,6 +125,16 @@ async fn run_flow(base_url: &str, anonymous: &Client) {
 async fn matrix_js_sdk_starts_and_runs_the_flow() {
     let server = Server::builder().open_registration().start().await;
     run_flow(&server.url(), &server.client()).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_node)),
+    ignore = "needs node and npm (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn matrix_js_sdk_rust_crypto_encrypts_backs_up_and_restores() {
+    let server = Server::builder().open_registration().start().await;
+    run_e2ee(&server.url(), &server.client()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -121,4 +160,5 @@ async fn split_matrix_js_sdk_starts_and_runs_the_flow_through_the_gateway() {
     .await;
     let anonymous = split.client();
     run_flow(&anonymous.url(""), &anonymous).await;
+    run_e2ee(&anonymous.url(""), &anonymous).await;
 }
