@@ -255,6 +255,34 @@ pub(crate) async fn keys_cases(anonymous: &Client, names: &str) {
         .await
         .assert_error(401, "M_MISSING_TOKEN");
 
+    // Claims at once (across replicas in the split shape) never share a key.
+    let race_names: Vec<String> = (0..10).map(|n| format!("RACE{n:02}")).collect();
+    let racing: Vec<&str> = race_names.iter().map(String::as_str).collect();
+    alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"one_time_keys": one_time_keys(&racing)}),
+        )
+        .await
+        .ok();
+    let claims: Vec<_> = (0..16)
+        .map(|_| {
+            let (bob, body) = (bob.clone(), claim_body(&alice));
+            tokio::spawn(async move { bob.post("/_matrix/client/v3/keys/claim", &body).await.ok() })
+        })
+        .collect();
+    let mut handed = Vec::new();
+    for claim in claims {
+        if let Some(key_id) = claimed_key_id(&claim.await.unwrap(), &alice) {
+            handed.push(key_id);
+        }
+    }
+    let mut one_time: Vec<&String> = handed.iter().filter(|id| id.contains("RACE")).collect();
+    assert_eq!(one_time.len(), 10, "every key once: {handed:?}");
+    one_time.sort();
+    one_time.dedup();
+    assert_eq!(one_time.len(), 10, "no key twice: {handed:?}");
+
     // A deleted device's keys go with it.
     let second = anonymous.login(&format!("{names}keyalice"), PASSWORD).await;
     second

@@ -8,6 +8,7 @@ mod directories;
 mod edge;
 mod endpoints;
 mod integrity;
+mod keys;
 mod per_user;
 mod privacy;
 mod pushers;
