@@ -1,7 +1,7 @@
 //! The to-device stream.
 
 use async_trait::async_trait;
-use myelin_store::{StoreResult, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
+use myelin_store::{StoreResult, ToDeviceAck, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
 use myelin_types::StreamPosition;
 
 use crate::counters::{counter_position, take_positions};
@@ -81,25 +81,19 @@ impl ToDeviceStore for PostgresStore {
         .await
     }
 
-    async fn acknowledge_to_device(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        upto: StreamPosition,
-    ) -> StoreResult<()> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
+    async fn acknowledge_to_device(&self, acks: &[ToDeviceAck]) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        for ack in acks {
+            tx_execute(
+                &tx,
                 "DELETE FROM to_device_inbox
                  WHERE user_id = $1 AND device_id = $2 AND position <= $3",
+                &[&ack.user_id, &ack.device_id, &ack.upto.0],
             )
-            .await
-            .map_err(map_error)?;
-        client
-            .execute(&statement, &[&user_id, &device_id, &upto.0])
-            .await
-            .map_err(map_error)?;
-        Ok(())
+            .await?;
+        }
+        tx.commit().await.map_err(map_error)
     }
 
     async fn max_to_device_position(&self) -> StoreResult<StreamPosition> {

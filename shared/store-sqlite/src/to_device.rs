@@ -1,7 +1,7 @@
 //! The to-device stream.
 
 use async_trait::async_trait;
-use myelin_store::{StoreResult, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
+use myelin_store::{StoreResult, ToDeviceAck, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
 use myelin_types::StreamPosition;
 use rusqlite::params;
 
@@ -94,20 +94,20 @@ impl ToDeviceStore for SqliteStore {
         .await
     }
 
-    async fn acknowledge_to_device(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        upto: StreamPosition,
-    ) -> StoreResult<()> {
-        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+    async fn acknowledge_to_device(&self, acks: &[ToDeviceAck]) -> StoreResult<()> {
+        let acks = acks.to_vec();
         self.write(move |tx| {
-            tx.prepare_cached(
-                "DELETE FROM to_device_inbox
-                 WHERE user_id = ?1 AND device_id = ?2 AND position <= ?3",
-            )
-            .and_then(|mut statement| statement.execute(params![user_id, device_id, upto.0]))
-            .map_err(map_error)?;
+            let mut delete = tx
+                .prepare_cached(
+                    "DELETE FROM to_device_inbox
+                     WHERE user_id = ?1 AND device_id = ?2 AND position <= ?3",
+                )
+                .map_err(map_error)?;
+            for ack in &acks {
+                delete
+                    .execute(params![ack.user_id, ack.device_id, ack.upto.0])
+                    .map_err(map_error)?;
+            }
             Ok(())
         })
         .await

@@ -61,7 +61,7 @@ pub use relations::{
     SearchText, THREAD, ThreadRoot, ThreadSummary, index_of, search_words,
 };
 pub use reports::{NewReport, ReportRecord, ReportStore};
-pub use to_device::{NewToDevice, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
+pub use to_device::{NewToDevice, ToDeviceAck, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
 pub use typing::{TypingNotice, TypingStore};
 
 /// Every domain at once: what an engine implements and a process opens.

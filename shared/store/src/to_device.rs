@@ -27,6 +27,14 @@ pub struct ToDeviceSend {
     pub ts: i64,
 }
 
+/// A device's acknowledgement: everything up to `upto` arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToDeviceAck {
+    pub user_id: String,
+    pub device_id: String,
+    pub upto: StreamPosition,
+}
+
 /// A message waiting in a device's inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToDeviceMessage {
@@ -55,14 +63,10 @@ pub trait ToDeviceStore: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<ToDeviceMessage>>;
 
-    /// Removes the device's messages at or below `upto`: its sync
-    /// acknowledged them.
-    async fn acknowledge_to_device(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        upto: StreamPosition,
-    ) -> StoreResult<()>;
+    /// Removes each device's messages at or below its position: its sync
+    /// acknowledged them. Delivery never looks below the client's `since`,
+    /// so this only frees space, and may lag.
+    async fn acknowledge_to_device(&self, acks: &[ToDeviceAck]) -> StoreResult<()>;
 
     /// The highest position below which every send has committed.
     async fn max_to_device_position(&self) -> StoreResult<StreamPosition>;

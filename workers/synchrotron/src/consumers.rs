@@ -18,7 +18,8 @@ use crate::Synchrotron;
 /// Waiters re-check the store this often even without a wake-up, so a lost
 /// bus message delays a change by at most this long.
 const BACKSTOP: Duration = Duration::from_secs(5);
-/// How often typing notices are checked for their end.
+/// How often typing notices are checked for their end, and acknowledged
+/// to-device inboxes emptied.
 const TYPING_TICK: Duration = Duration::from_secs(1);
 
 pub(crate) async fn wake_on_changes(
@@ -42,6 +43,7 @@ pub(crate) async fn wake_on_changes(
             () = shutdown.wait() => {
                 sync.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                 sync.waiters.wake_everyone();
+                sync.to_device_acks.flush(sync.store.as_ref()).await;
                 return Ok(());
             }
             _ = backstop.tick() => {
@@ -53,6 +55,7 @@ pub(crate) async fn wake_on_changes(
                 for room_id in sync.typing.expire(now_millis()) {
                     sync.wake_room(&room_id).await;
                 }
+                sync.to_device_acks.flush(sync.store.as_ref()).await;
             }
             _ = presence_tick.tick() => sync.keep_presence().await,
             message = persisted.next() => {

@@ -20,7 +20,7 @@ use myelin_store::Store;
 use crate::activity::{PresenceTiming, SyncActivity};
 use crate::members::RoomMembers;
 use crate::positions::Positions;
-use crate::streams::TypingRooms;
+use crate::streams::{ToDeviceAcks, TypingRooms};
 use crate::timelines::Timelines;
 use crate::waiters::Waiters;
 
@@ -31,6 +31,7 @@ pub struct Synchrotron {
     members: RoomMembers,
     timelines: Timelines,
     typing: TypingRooms,
+    to_device_acks: ToDeviceAcks,
     /// The stored streams' positions, shared by long-polls woken together.
     positions: Positions,
     activity: Arc<SyncActivity>,
@@ -51,6 +52,7 @@ pub fn role(deps: &Deps) -> Arc<Synchrotron> {
         members: RoomMembers::default(),
         timelines: Timelines::default(),
         typing: TypingRooms::default(),
+        to_device_acks: ToDeviceAcks::default(),
         positions: Positions::default(),
         activity: Arc::default(),
         presence_enabled: deps.config.presence.enabled,

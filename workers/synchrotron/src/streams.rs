@@ -24,6 +24,7 @@ use ruma::api::client::sync::sync_events::v3::Response;
 use ruma::serde::Raw;
 use serde::Serialize;
 
+pub(crate) use to_device::ToDeviceAcks;
 pub(crate) use typing::TypingRooms;
 
 use crate::Synchrotron;

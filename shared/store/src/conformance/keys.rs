@@ -3,7 +3,8 @@
 use myelin_types::StreamPosition;
 
 use crate::{
-    DeviceKeysRecord, KeyClaim, NewToDevice, Store, StoreError, ToDeviceSend, UploadedKey,
+    DeviceKeysRecord, KeyClaim, NewToDevice, Store, StoreError, ToDeviceAck, ToDeviceSend,
+    UploadedKey,
 };
 
 fn key(algorithm: &str, name: &str, json: &str) -> UploadedKey {
@@ -291,7 +292,11 @@ pub(super) async fn to_device_messages_wait_until_acknowledged(store: &dyn Store
     assert_eq!(page.len(), 2);
     // Acknowledged messages go; the others, and other devices', stay.
     store
-        .acknowledge_to_device("@inbox:c", "D1", page[1].position)
+        .acknowledge_to_device(&[ToDeviceAck {
+            user_id: "@inbox:c".to_owned(),
+            device_id: "D1".to_owned(),
+            upto: page[1].position,
+        }])
         .await
         .expect("ack");
     let rest = store

@@ -40,7 +40,7 @@ pub(crate) async fn sync(
         full_state: request.full_state,
         use_state_after: request.use_state_after,
     };
-    sync.acknowledge_to_device(&parsed).await?;
+    sync.acknowledge_to_device(&parsed);
     let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
     let signal = sync.waiters.signal(&parsed.user.user_id);

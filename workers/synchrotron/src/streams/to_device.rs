@@ -4,9 +4,11 @@
 //! it, so none is lost when a response is, and none is shown twice.
 //! Beside them, the device's one-time key counts and unused fallback keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use myelin_http::MatrixError;
+use myelin_store::{Store, ToDeviceAck};
 use myelin_types::{StreamPosition, SyncToken};
 use ruma::api::client::sync::sync_events::v3::Response;
 use ruma::{OneTimeKeyAlgorithm, UInt};
@@ -18,33 +20,77 @@ use crate::Synchrotron;
 /// Most to-device messages in one response; the rest come in the next.
 const MAX_PER_RESPONSE: usize = 100;
 
-impl Synchrotron {
-    /// Drops the messages the client acknowledged by syncing from `since`
-    /// (checked by a read first, so most syncs write nothing).
-    pub(crate) async fn acknowledge_to_device(
-        &self,
-        request: &SyncRequest,
-    ) -> Result<(), MatrixError> {
-        let Some(since) = request.since.map(|token| token.to_device) else {
-            return Ok(());
-        };
-        let user = &request.user;
-        let acknowledged = self
-            .store
-            .to_device_messages(
-                &user.user_id,
-                &user.device_id,
-                StreamPosition::ZERO,
-                since,
-                1,
-            )
-            .await?;
-        if !acknowledged.is_empty() {
-            self.store
-                .acknowledge_to_device(&user.user_id, &user.device_id, since)
-                .await?;
+/// Acknowledged inboxes waiting to be emptied, and how far each device's
+/// inbox was emptied last. A sync only notes its `since`; a tick empties
+/// every noted inbox in one write, so syncs never wait on the writer.
+#[derive(Default)]
+pub(crate) struct ToDeviceAcks {
+    pending: Mutex<HashMap<(String, String), StreamPosition>>,
+    emptied: Mutex<HashMap<(String, String), StreamPosition>>,
+}
+
+/// Devices whose last emptying is remembered; past this the memory starts
+/// over (at worst an inbox is emptied again, which is harmless).
+const MAX_REMEMBERED: usize = 100_000;
+/// Inboxes emptied in one write.
+const ACK_BATCH: usize = 500;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ToDeviceAcks {
+    /// The device's sync came with `since`: what is below it arrived.
+    pub(crate) fn note(&self, user_id: &str, device_id: &str, since: StreamPosition) {
+        let key = (user_id.to_owned(), device_id.to_owned());
+        if since <= StreamPosition::ZERO
+            || lock(&self.emptied)
+                .get(&key)
+                .is_some_and(|done| *done >= since)
+        {
+            return;
         }
-        Ok(())
+        let mut pending = lock(&self.pending);
+        let entry = pending.entry(key).or_insert(since);
+        *entry = (*entry).max(since);
+    }
+
+    /// Empties the noted inboxes.
+    pub(crate) async fn flush(&self, store: &dyn Store) {
+        let noted: Vec<ToDeviceAck> = std::mem::take(&mut *lock(&self.pending))
+            .into_iter()
+            .map(|((user_id, device_id), upto)| ToDeviceAck {
+                user_id,
+                device_id,
+                upto,
+            })
+            .collect();
+        for batch in noted.chunks(ACK_BATCH) {
+            if let Err(error) = store.acknowledge_to_device(batch).await {
+                tracing::warn!(%error, "cannot empty acknowledged to-device inboxes");
+                continue;
+            }
+            let mut emptied = lock(&self.emptied);
+            if emptied.len() >= MAX_REMEMBERED {
+                emptied.clear();
+            }
+            for ack in batch {
+                emptied.insert((ack.user_id.clone(), ack.device_id.clone()), ack.upto);
+            }
+        }
+    }
+}
+
+impl Synchrotron {
+    /// Notes the messages the client acknowledged by syncing from `since`.
+    pub(crate) fn acknowledge_to_device(&self, request: &SyncRequest) {
+        if let Some(since) = request.since {
+            let user = &request.user;
+            self.to_device_acks
+                .note(&user.user_id, &user.device_id, since.to_device);
+        }
     }
 }
 
