@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-SCENARIOS = ("send", "sync_wake", "fanout", "mixed")
+SCENARIOS = ("send", "sync_wake", "fanout", "encrypted", "mixed")
 
 # Same filter the k6 scripts use, so the `since` token comes from an equal sync.
 SYNC_FILTER = json.dumps({"room": {"timeline": {"limit": 50}}}, separators=(",", ":"))
@@ -41,10 +41,12 @@ class MatrixError(RuntimeError):
 class Client:
     """A minimal Client-Server API client; one per user."""
 
-    def __init__(self, base_url: str, token: str | None = None, user_id: str | None = None):
+    def __init__(self, base_url: str, token: str | None = None, user_id: str | None = None,
+                 device_id: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.user_id = user_id
+        self.device_id = device_id
 
     def request(self, method: str, path: str, body=None, query=None, timeout=120):
         url = self.base_url + path
@@ -82,8 +84,18 @@ class Client:
         query = {"filter": SYNC_FILTER, "timeout": "0"}
         return self.request("GET", "/_matrix/client/v3/sync", query=query)["next_batch"]
 
+    def upload_one_time_keys(self, count: int) -> None:
+        """Stand-in one-time keys, as a device publishes them (nobody decrypts
+        anything in a load test, so their content only has to be unique)."""
+        for start in range(0, count, 100):
+            keys = {
+                f"signed_curve25519:lt{n:06d}": {"key": secrets.token_urlsafe(32), "signatures": {}}
+                for n in range(start, min(count, start + 100))
+            }
+            self.request("POST", "/_matrix/client/v3/keys/upload", {"one_time_keys": keys})
+
     def as_user(self) -> dict:
-        return {"user_id": self.user_id, "token": self.token}
+        return {"user_id": self.user_id, "token": self.token, "device_id": self.device_id}
 
 
 def q(value: str) -> str:
@@ -99,7 +111,7 @@ def register(base_url: str, shared_secret: str, username: str) -> Client:
     mac = hmac.new(shared_secret.encode(), message, hashlib.sha1).hexdigest()
     body = {"nonce": nonce, "username": username, "password": password, "admin": False, "mac": mac}
     reply = anon.request("POST", "/_synapse/admin/v1/register", body)
-    return Client(base_url, reply["access_token"], reply["user_id"])
+    return Client(base_url, reply["access_token"], reply["user_id"], reply.get("device_id"))
 
 
 def register_many(base_url: str, shared_secret: str, prefix: str, count: int) -> list[Client]:
@@ -159,6 +171,18 @@ def provision_fanout(base_url, secret, size):
     }
 
 
+# encrypted: one-time keys each member publishes, more than the run claims.
+ENCRYPTED_KEYS_PER_DEVICE = 300
+
+
+def provision_encrypted(base_url, secret, size):
+    """The fanout room, every member's device with one-time keys to claim."""
+    fixture = provision_fanout(base_url, secret, size)
+    members = [Client(base_url, m["token"], m["user_id"]) for m in fixture["members"]]
+    parallel(lambda m: m.upload_one_time_keys(ENCRYPTED_KEYS_PER_DEVICE), members)
+    return fixture
+
+
 # mixed: each user sits in this many rooms, and each room starts with some history.
 MIXED_ROOMS_PER_USER = 3
 MIXED_HISTORY = 20
@@ -199,6 +223,7 @@ BUILDERS = {
     "send": provision_send,
     "sync_wake": provision_sync_wake,
     "fanout": provision_fanout,
+    "encrypted": provision_encrypted,
     "mixed": provision_mixed,
 }
 
@@ -213,7 +238,7 @@ def main() -> None:
     parser.add_argument("--shared-secret", required=True, help="registration_shared_secret")
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--size", type=int, default=10,
-                        help="users (send, mixed), pairs (sync_wake) or members (fanout)")
+                        help="users (send, mixed), pairs (sync_wake) or members (fanout, encrypted)")
     args = parser.parse_args()
     json.dump(provision(args.base_url, args.shared_secret, args.scenario, args.size), sys.stdout)
 

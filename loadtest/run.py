@@ -924,6 +924,13 @@ def one_run(args, kind: str, scenario: str, round_no: int) -> dict:
             "send_p99_ms": trend(summary, "send_latency", "p(99)"),
             "delivery_p50_ms": trend(summary, "delivery_latency", "p(50)"),
             "delivery_p99_ms": trend(summary, "delivery_latency", "p(99)"),
+            "to_device_p50_ms": trend(summary, "to_device_latency", "p(50)"),
+            "to_device_p99_ms": trend(summary, "to_device_latency", "p(99)"),
+            "claims_per_s": round(count(summary, "keys_claimed") / seconds, 1) or None,
+            "claim_p99_ms": trend(summary, "claim_latency", "p(99)"),
+            "cpu_s_per_1k_to_device": (
+                round(cpu_s / to_device * 1000, 3) if (to_device := count(summary, "to_device_sent")) else None
+            ),
             "messages_p50_ms": trend(summary, "messages_latency", "p(50)"),
             "messages_p99_ms": trend(summary, "messages_latency", "p(99)"),
             "peak_rss_mib": round(sampler.peak_rss_kib / 1024, 1),
@@ -992,6 +999,11 @@ ROWS = [
     ("delivery_p50_ms", "delivery p50 (ms)", "lower"),
     ("delivery_p99_ms", "delivery p99 (ms)", "lower"),
     ("deliveries_per_s", "deliveries/s", "higher"),
+    ("to_device_p50_ms", "to-device delivery p50 (ms)", "lower"),
+    ("to_device_p99_ms", "to-device delivery p99 (ms)", "lower"),
+    ("claims_per_s", "one-time keys claimed / s", "higher"),
+    ("claim_p99_ms", "/keys/claim p99 (ms)", "lower"),
+    ("cpu_s_per_1k_to_device", "server CPU s / 1000 to-device messages (with its services)", "lower"),
     ("messages_p50_ms", "/messages p50 (ms)", "lower"),
     ("messages_p99_ms", "/messages p99 (ms)", "lower"),
     ("server_cpu_s", "server CPU s (whole run)", "lower"),
@@ -1133,7 +1145,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="myelin,synapse", help=f"comma-separated, from {','.join(KINDS)}")
     parser.add_argument("--rounds", type=int, default=2, help="each round runs every kind once, alternating")
     parser.add_argument("--size", type=int, default=10,
-                        help="users (send, mixed), pairs (sync_wake) or members (fanout)")
+                        help="users (send, mixed), pairs (sync_wake) or members (fanout, encrypted)")
     parser.add_argument("--duration", default="20s", help="k6 scenario duration")
     parser.add_argument("--sync-timeout-ms", type=int, default=10000)
     parser.add_argument("--send-interval-ms", type=int, default=500,

@@ -30,6 +30,13 @@ export const messagesLatency = new Trend('messages_latency', true);
 export const eventsSent = new Counter('events_sent');
 export const eventsDelivered = new Counter('events_delivered');
 export const requestErrors = new Counter('request_errors');
+// The encrypted scenario: key claims and to-device messages.
+export const claimLatency = new Trend('claim_latency', true);
+export const keysClaimed = new Counter('keys_claimed');
+export const toDeviceSendLatency = new Trend('to_device_send_latency', true);
+export const toDeviceSent = new Counter('to_device_sent');
+export const toDeviceLatency = new Trend('to_device_latency', true);
+export const toDeviceDelivered = new Counter('to_device_delivered');
 
 // One parse shared by all VUs instead of one copy each.
 export function loadFixture() {
@@ -107,7 +114,63 @@ export function syncOnce(user, since, timeoutMs) {
             }
         }
     }
+    const toDevice = (body.to_device && body.to_device.events) || [];
+    for (const ev of toDevice) {
+        const sent = ev.content && ev.content.lt_sent_ms;
+        if (typeof sent === 'number') {
+            toDeviceLatency.add(returned - sent);
+            toDeviceDelivered.add(1);
+        }
+    }
     return body.next_batch || since;
+}
+
+// Claims one one-time key of each device, as a client does before it
+// shares a room key with devices it has no session with.
+export function claimKeys(user, devices) {
+    const wanted = {};
+    for (const device of devices) {
+        wanted[device.user_id] = wanted[device.user_id] || {};
+        wanted[device.user_id][device.device_id] = 'signed_curve25519';
+    }
+    const res = http.post(`${CS}/keys/claim`, JSON.stringify({ one_time_keys: wanted }), auth(user, 'claim'));
+    if (!check(res, { 'claim 200': (r) => r.status === 200 })) {
+        failed(res, 'claim');
+        return;
+    }
+    claimLatency.add(res.timings.duration);
+    const claimed = res.json().one_time_keys || {};
+    let keys = 0;
+    for (const byDevice of Object.values(claimed)) {
+        keys += Object.keys(byDevice).length;
+    }
+    keysClaimed.add(keys);
+}
+
+// One to-device message to each device (a room key, as a client shares it:
+// an Olm-sized ciphertext), stamped with the send time.
+export function sendToDevices(user, devices) {
+    txnCounter += 1;
+    const txn = `ltd${__VU}.${txnCounter}.${Date.now()}`;
+    const started = Date.now();
+    const messages = {};
+    for (const device of devices) {
+        messages[device.user_id] = messages[device.user_id] || {};
+        messages[device.user_id][device.device_id] = {
+            algorithm: 'm.olm.v1.curve25519-aes-sha2',
+            sender_key: 'bG9hZCB0ZXN0',
+            ciphertext: 'x'.repeat(600),
+            lt_sent_ms: started,
+        };
+    }
+    const url = `${CS}/sendToDevice/m.room.encrypted/${txn}`;
+    const res = http.put(url, JSON.stringify({ messages }), auth(user, 'send_to_device'));
+    if (!check(res, { 'sendToDevice 200': (r) => r.status === 200 })) {
+        failed(res, 'send_to_device');
+        return;
+    }
+    toDeviceSendLatency.add(res.timings.duration);
+    toDeviceSent.add(devices.length);
 }
 
 // Backward pagination from the live end of a room, as a client opening a room does.
