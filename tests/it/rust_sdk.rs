@@ -108,24 +108,19 @@ impl<F: Fn(&Judge) -> bool> AsyncCheck for F {
     }
 }
 
-async fn run_flow(base_url: &str, anonymous: &Client) {
-    anonymous.register("sdkalice", PASSWORD).await;
-    anonymous.register("sdkbob", PASSWORD).await;
-    let alice = Judge::log_in(base_url, "sdkalice").await;
-    let bob = Judge::log_in(base_url, "sdkbob").await;
-    alice.sync().await;
-    bob.sync().await;
-
-    let mut request = create_room::v3::Request::new();
-    request.name = Some("rust sdk room".to_owned());
-    request.invite = vec![bob.user_id.clone()];
+/// Alice creates the room `request` describes, inviting bob; bob sees the
+/// invite through sync and joins; alice sees the join.
+async fn alice_creates_bob_joins(
+    alice: &Judge,
+    bob: &Judge,
+    request: create_room::v3::Request,
+) -> OwnedRoomId {
     let created = alice
         .client
         .create_room(request)
         .await
         .expect("the SDK creates a room");
     let room_id: OwnedRoomId = created.room_id().to_owned();
-
     let invited = room_id.clone();
     bob.sync_until("the invite", move |judge: &Judge| {
         judge
@@ -140,7 +135,6 @@ async fn run_flow(base_url: &str, anonymous: &Client) {
         .await
         .expect("the SDK joins");
     let joined = room_id.clone();
-    let bob_id = bob.user_id.clone();
     alice
         .sync_until("bob's join", move |judge: &Judge| {
             judge
@@ -148,6 +142,22 @@ async fn run_flow(base_url: &str, anonymous: &Client) {
                 .is_some_and(|room| room.joined_members_count() == 2)
         })
         .await;
+    room_id
+}
+
+async fn run_flow(base_url: &str, anonymous: &Client) {
+    anonymous.register("sdkalice", PASSWORD).await;
+    anonymous.register("sdkbob", PASSWORD).await;
+    let alice = Judge::log_in(base_url, "sdkalice").await;
+    let bob = Judge::log_in(base_url, "sdkbob").await;
+    alice.sync().await;
+    bob.sync().await;
+
+    let mut request = create_room::v3::Request::new();
+    request.name = Some("rust sdk room".to_owned());
+    request.invite = vec![bob.user_id.clone()];
+    let room_id = alice_creates_bob_joins(&alice, &bob, request).await;
+    let bob_id = bob.user_id.clone();
     let listed = alice.client.joined_rooms();
     let room = listed
         .iter()
@@ -257,33 +267,7 @@ async fn run_encrypted_flow(base_url: &str, anonymous: &Client, names: &str) {
         )
         .to_raw_any(),
     ];
-    let created = alice
-        .client
-        .create_room(request)
-        .await
-        .expect("the SDK creates an encrypted room");
-    let room_id: OwnedRoomId = created.room_id().to_owned();
-    let invited = room_id.clone();
-    bob.sync_until("the invite", move |judge: &Judge| {
-        judge
-            .client
-            .invited_rooms()
-            .iter()
-            .any(|room| room.room_id() == invited)
-    })
-    .await;
-    bob.client
-        .join_room_by_id(&room_id)
-        .await
-        .expect("the SDK joins");
-    let joined = room_id.clone();
-    alice
-        .sync_until("bob's join", move |judge: &Judge| {
-            judge
-                .room(&joined)
-                .is_some_and(|room| room.joined_members_count() == 2)
-        })
-        .await;
+    let room_id = alice_creates_bob_joins(&alice, &bob, request).await;
     let alice_room = alice.room(&room_id).expect("alice's room");
     assert!(
         alice_room

@@ -4,29 +4,13 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::client::{Client, encode};
+use crate::client::encode;
 use crate::harness::Server;
 
 const PASSWORD: &str = "pw-directory-security";
 
 fn visibility_path(room_id: &str) -> String {
     format!("/_matrix/client/v3/directory/list/room/{}", encode(room_id))
-}
-
-async fn raw(
-    client: &Client,
-    method: Method,
-    path: &str,
-    body: &'static str,
-) -> crate::client::Reply {
-    let response = client
-        .request_builder(method, path)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("an answer");
-    crate::client::Reply::read(response).await
 }
 
 #[tokio::test]
@@ -69,26 +53,30 @@ async fn room_directory_refuses_strangers_and_bad_input() {
         .assert_error(404, "M_NOT_FOUND");
 
     // Bad bodies and missing parameters.
-    raw(&owner, Method::PUT, &path, "not json")
+    owner
+        .raw_json(Method::PUT, &path, "not json")
         .await
         .assert_error(400, "M_NOT_JSON");
-    raw(&owner, Method::PUT, &path, r#"{"visibility": 5}"#)
+    owner
+        .raw_json(Method::PUT, &path, r#"{"visibility": 5}"#)
         .await
         .assert_error(400, "M_BAD_JSON");
-    raw(&owner, Method::PUT, &path, "{}")
+    owner
+        .raw_json(Method::PUT, &path, "{}")
         .await
         .assert_error(400, "M_MISSING_PARAM");
-    raw(&owner, Method::POST, "/_matrix/client/v3/publicRooms", "[1")
+    owner
+        .raw_json(Method::POST, "/_matrix/client/v3/publicRooms", "[1")
         .await
         .assert_error(400, "M_NOT_JSON");
-    raw(
-        &owner,
-        Method::POST,
-        "/_matrix/client/v3/publicRooms",
-        r#"{"limit": "ten"}"#,
-    )
-    .await
-    .assert_error(400, "M_BAD_JSON");
+    owner
+        .raw_json(
+            Method::POST,
+            "/_matrix/client/v3/publicRooms",
+            r#"{"limit": "ten"}"#,
+        )
+        .await
+        .assert_error(400, "M_BAD_JSON");
     assert_eq!(anonymous.get(&path).await.ok()["visibility"], "private");
 
     // Searching needs a session; tokens and terms are checked.
@@ -146,13 +134,16 @@ async fn user_directory_hides_private_rooms_and_checks_input() {
         .post(search, &json!({"search_term": "ds"}))
         .await
         .assert_error(401, "M_MISSING_TOKEN");
-    raw(&searcher, Method::POST, search, "not json")
+    searcher
+        .raw_json(Method::POST, search, "not json")
         .await
         .assert_error(400, "M_NOT_JSON");
-    raw(&searcher, Method::POST, search, "{}")
+    searcher
+        .raw_json(Method::POST, search, "{}")
         .await
         .assert_error(400, "M_MISSING_PARAM");
-    raw(&searcher, Method::POST, search, r#"{"search_term": 7}"#)
+    searcher
+        .raw_json(Method::POST, search, r#"{"search_term": 7}"#)
         .await
         .assert_error(400, "M_BAD_JSON");
     searcher

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::client::{Client, Reply, encode};
+use crate::client::encode;
 use crate::harness::Server;
 
 const PASSWORD: &str = "pw-endpoint-security";
@@ -19,17 +19,6 @@ fn timestamp_path(room_id: &str, query: &str) -> String {
         "/_matrix/client/v1/rooms/{}/timestamp_to_event?{query}",
         encode(room_id)
     )
-}
-
-async fn raw(client: &Client, method: Method, path: &str, body: &'static str) -> Reply {
-    let response = client
-        .request_builder(method, path)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("an answer");
-    Reply::read(response).await
 }
 
 #[tokio::test]
@@ -77,17 +66,20 @@ async fn reports_refuse_what_the_reporter_cannot_see() {
         .await
         .assert_error(401, "M_MISSING_TOKEN");
 
-    raw(&owner, Method::POST, &report, "not json")
+    owner
+        .raw_json(Method::POST, &report, "not json")
         .await
         .assert_error(400, "M_NOT_JSON");
-    raw(&owner, Method::POST, &report, r#"{"reason": 12}"#)
+    owner
+        .raw_json(Method::POST, &report, r#"{"reason": 12}"#)
         .await
         .assert_error(400, "M_BAD_JSON");
     owner
         .post(&report, &json!({"reason": "x".repeat(2001)}))
         .await
         .assert_error(400, "M_INVALID_PARAM");
-    raw(&owner, Method::POST, &room_path(&room, "report"), "[")
+    owner
+        .raw_json(Method::POST, &room_path(&room, "report"), "[")
         .await
         .assert_error(400, "M_NOT_JSON");
     owner
@@ -180,7 +172,8 @@ async fn openid_tokens_are_only_for_yourself() {
         .post(&path(&alice.user_id), &json!({}))
         .await
         .assert_error(401, "M_MISSING_TOKEN");
-    raw(&alice, Method::POST, &path(&alice.user_id), "{nope")
+    alice
+        .raw_json(Method::POST, &path(&alice.user_id), "{nope")
         .await
         .assert_error(400, "M_NOT_JSON");
     alice
@@ -304,17 +297,14 @@ async fn knocks_follow_the_join_rules() {
         .post(&knock(&knockable), &json!({}))
         .await
         .assert_error(401, "M_MISSING_TOKEN");
-    raw(&stranger, Method::POST, &knock(&knockable), "not json")
+    stranger
+        .raw_json(Method::POST, &knock(&knockable), "not json")
         .await
         .assert_error(400, "M_NOT_JSON");
-    raw(
-        &stranger,
-        Method::POST,
-        &knock(&knockable),
-        r#"{"reason": []}"#,
-    )
-    .await
-    .assert_error(400, "M_BAD_JSON");
+    stranger
+        .raw_json(Method::POST, &knock(&knockable), r#"{"reason": []}"#)
+        .await
+        .assert_error(400, "M_BAD_JSON");
     stranger
         .post(&knock(&knockable), &json!({"reason": "z".repeat(2001)}))
         .await

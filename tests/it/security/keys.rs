@@ -5,21 +5,10 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::client::{Client, Reply, encode};
+use crate::client::encode;
 use crate::harness::Server;
 
 const PASSWORD: &str = "pw-keys-security";
-
-async fn raw(client: &Client, method: Method, path: &str, body: &'static str) -> Reply {
-    let response = client
-        .request_builder(method, path)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("an answer");
-    Reply::read(response).await
-}
 
 #[tokio::test]
 async fn key_endpoints_refuse_strangers_and_bad_input() {
@@ -123,10 +112,11 @@ async fn key_endpoints_refuse_strangers_and_bad_input() {
         ),
     ];
     for (method, path) in endpoints {
-        raw(&anonymous, method.clone(), path, "{}")
+        anonymous
+            .raw_json(method.clone(), path, "{}")
             .await
             .assert_error(401, "M_MISSING_TOKEN");
-        let reply = raw(&alice, method.clone(), path, "{not json").await;
+        let reply = alice.raw_json(method.clone(), path, "{not json").await;
         assert_eq!(reply.status, 400, "{method} {path}: {}", reply.text);
         assert!(
             matches!(

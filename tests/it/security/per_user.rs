@@ -6,21 +6,10 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::client::{Client, Reply, encode};
+use crate::client::{Reply, encode};
 use crate::harness::Server;
 
 const PASSWORD: &str = "pw-per-user";
-
-async fn raw(client: &Client, method: Method, path: &str, body: &'static str) -> Reply {
-    let response = client
-        .request_builder(method, path)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("an answer");
-    Reply::read(response).await
-}
 
 fn user_path(user_id: &str, rest: &str) -> String {
     format!("/_matrix/client/v3/user/{}/{rest}", encode(user_id))
@@ -217,13 +206,13 @@ async fn broken_bodies_and_unknown_targets_get_matrix_errors() {
         (Method::PUT, &rule),
     ] {
         for body in ["{", "[1,2]", "\"text\""] {
-            let reply = raw(&user, method.clone(), path, body).await;
+            let reply = user.raw_json(method.clone(), path, body).await;
             assert_refused(&reply, &[400], &format!("{method} {path} with {body}"));
         }
         // Fields of the wrong kind, where the endpoint has fields.
         if path != &account_data {
             let body = r#"{"typing": "yes", "presence": 7, "m.fully_read": 3, "actions": 1}"#;
-            let reply = raw(&user, method.clone(), path, body).await;
+            let reply = user.raw_json(method.clone(), path, body).await;
             assert_refused(&reply, &[400], &format!("{method} {path} with {body}"));
         }
     }
