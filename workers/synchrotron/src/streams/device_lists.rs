@@ -32,12 +32,12 @@ struct MemberContent {
     membership: Option<String>,
 }
 
-/// `(user, membership)` of the member events in a room's part of the
-/// response, timeline and state.
-fn member_changes(timeline: &[String], state: &[String]) -> Vec<(String, String)> {
-    timeline
-        .iter()
-        .chain(state)
+/// `(user, membership)` of the member events among these events' JSON
+/// (timeline and state of one room). Events that cannot be member events
+/// are passed over without being parsed.
+fn member_changes<'a>(events: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    events
+        .filter(|json| json.contains("m.room.member"))
         .filter_map(|json| serde_json::from_str::<MemberEvent>(json).ok())
         .filter(|event| event.kind == "m.room.member")
         .filter_map(|event| Some((event.state_key?, event.content.membership?)))
@@ -54,6 +54,26 @@ pub(super) async fn fill(
     let Some(since) = request.since else {
         return Ok(false);
     };
+    // What the response shows of memberships, room by room.
+    let mut memberships = Vec::new();
+    for (room_id, room) in &response.rooms.join {
+        let state: &[_] = match &room.state {
+            State::Before(state) | State::After(state) => &state.events,
+            _ => &[],
+        };
+        let timeline = room.timeline.events.iter().map(|raw| raw.json().get());
+        let changes = member_changes(timeline.chain(state.iter().map(|raw| raw.json().get())));
+        if !changes.is_empty() {
+            memberships.push((room_id.clone(), changes));
+        }
+    }
+    // Most long-polls wake for something else: nothing to work out.
+    if since.device_lists >= upto.device_lists
+        && memberships.is_empty()
+        && response.rooms.leave.is_empty()
+    {
+        return Ok(false);
+    }
     let me = request.user.user_id.as_str();
     let mut sharing: HashSet<String> = HashSet::from([me.to_owned()]);
     for room_id in joined {
@@ -76,22 +96,8 @@ pub(super) async fn fill(
             }
         }
     }
-    for (room_id, room) in &response.rooms.join {
-        let timeline: Vec<String> = room
-            .timeline
-            .events
-            .iter()
-            .map(|raw| raw.json().get().to_owned())
-            .collect();
-        let state_events = match &room.state {
-            State::Before(state) | State::After(state) => &state.events,
-            _ => continue,
-        };
-        let state: Vec<String> = state_events
-            .iter()
-            .map(|raw| raw.json().get().to_owned())
-            .collect();
-        for (user, membership) in member_changes(&timeline, &state) {
+    for (room_id, changes) in memberships {
+        for (user, membership) in changes {
             match membership.as_str() {
                 // A room newly joined: everyone in it is news.
                 "join" if user == me => changed.extend(
@@ -136,19 +142,15 @@ mod tests {
 
     #[test]
     fn member_events_are_picked_out_of_timeline_and_state() {
-        let timeline = vec![
-            r#"{"type":"m.room.member","state_key":"@a:hs","content":{"membership":"join"}}"#
-                .to_owned(),
-            r#"{"type":"m.room.message","content":{"body":"hi"}}"#.to_owned(),
-            "not json".to_owned(),
-        ];
-        let state = vec![
-            r#"{"type":"m.room.member","state_key":"@b:hs","content":{"membership":"leave"}}"#
-                .to_owned(),
-            r#"{"type":"m.room.member","state_key":"@c:hs","content":{}}"#.to_owned(),
+        let events = [
+            r#"{"type":"m.room.member","state_key":"@a:hs","content":{"membership":"join"}}"#,
+            r#"{"type":"m.room.message","content":{"body":"hi"}}"#,
+            "not json",
+            r#"{"type":"m.room.member","state_key":"@b:hs","content":{"membership":"leave"}}"#,
+            r#"{"type":"m.room.member","state_key":"@c:hs","content":{}}"#,
         ];
         assert_eq!(
-            member_changes(&timeline, &state),
+            member_changes(events.into_iter()),
             [
                 ("@a:hs".to_owned(), "join".to_owned()),
                 ("@b:hs".to_owned(), "leave".to_owned())
