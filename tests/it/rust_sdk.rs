@@ -20,7 +20,7 @@ use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, RoomId};
 use matrix_sdk::{Client as SdkClient, Room};
 
 use crate::client::Client;
-use crate::harness::Server;
+use crate::harness::{Server, TempDir};
 use crate::split::{Split, settings};
 
 const PASSWORD: &str = "pw-rust-sdk";
@@ -33,12 +33,16 @@ struct Judge {
     user_id: OwnedUserId,
     bodies: Arc<Mutex<Vec<String>>>,
     typers: Arc<Mutex<Vec<OwnedUserId>>>,
+    /// The SDK's SQLite state and crypto stores; dropped after `client`.
+    _store: TempDir,
 }
 
 impl Judge {
     async fn log_in(base_url: &str, localpart: &str) -> Judge {
+        let store = TempDir::new("rust-sdk-store");
         let client = SdkClient::builder()
             .homeserver_url(base_url)
+            .sqlite_store(store.path(), None)
             .build()
             .await
             .expect("an SDK client");
@@ -71,6 +75,7 @@ impl Judge {
             user_id,
             bodies,
             typers,
+            _store: store,
         }
     }
 
