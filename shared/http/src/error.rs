@@ -65,6 +65,10 @@ impl MatrixError {
     pub fn forbidden(error: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "M_FORBIDDEN", error)
     }
+    /// A federation request without a valid `X-Matrix` signature.
+    pub fn unauthorized(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", error)
+    }
     pub fn missing_token() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -28,7 +28,10 @@ pub use forwarded::ProxyTrust;
 pub use json_limits::check_json_depth;
 pub use listener::{HEADER_READ_TIMEOUT, serve};
 pub use ratelimit::RateLimiter;
-pub use router::{BodyLimits, HttpMetrics, RequestContext, Router, json_response};
+pub use router::{
+    Auth, BodyLimits, HttpMetrics, RequestContext, RouteAuth, Router, ServerRequestVerifier,
+    json_response,
+};
 pub use server::ServeOptions;
 pub use tls::{TlsSetupError, tls_acceptor};
 pub use tokio_rustls::TlsAcceptor;

@@ -2,7 +2,6 @@
 //! ruma's request and response types. Templates come from ruma's own path
 //! history, so every spec path of an endpoint (r0, v3, unstable) is served.
 
-use std::any::TypeId;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
@@ -15,7 +14,11 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::{Method, StatusCode};
 use myelin_store::{DeviceStore, TokenOwner};
-use ruma::api::auth_scheme::{AccessToken, AccessTokenOptional};
+use ruma::OwnedServerName;
+use ruma::api::auth_scheme::{
+    AccessToken, AccessTokenOptional, AppserviceTokenOptional, NoAccessToken, NoAuthentication,
+};
+use ruma::api::federation::authentication::ServerSignatures;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt};
 use serde_json::Value;
@@ -35,6 +38,9 @@ pub struct RequestContext {
     /// `X-Forwarded-*` headers hold too.
     pub via_trusted_proxy: bool,
     pub request_id: String,
+    /// The server whose `X-Matrix` signature the request carried, on
+    /// federation endpoints.
+    pub origin: Option<OwnedServerName>,
 }
 
 impl RequestContext {
@@ -42,6 +48,22 @@ impl RequestContext {
     pub fn user(&self) -> Result<&TokenOwner, MatrixError> {
         self.user.as_ref().ok_or_else(MatrixError::missing_token)
     }
+
+    /// The verified origin server; only `None` off federation endpoints.
+    pub fn origin(&self) -> Result<&OwnedServerName, MatrixError> {
+        self.origin
+            .as_ref()
+            .ok_or_else(|| MatrixError::unauthorized("Missing X-Matrix authorization"))
+    }
+}
+
+/// Checks the `X-Matrix` signature of a federation request, body included,
+/// and answers the server that signed it.
+pub trait ServerRequestVerifier: Send + Sync + 'static {
+    fn verify<'a>(
+        &'a self,
+        request: &'a http::Request<Bytes>,
+    ) -> BoxFuture<'a, Result<OwnedServerName, MatrixError>>;
 }
 
 type Handler = Arc<
@@ -72,11 +94,52 @@ enum RouteHandler {
     Streamed(StreamHandler),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Auth {
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
     None,
+    /// An access token when one is sent.
     Optional,
+    /// An access token.
     Required,
+    /// An `X-Matrix` signature of another server, checked with the body.
+    Server,
+}
+
+/// The ruma authentication schemes this router can check. An endpoint
+/// whose scheme is not listed here does not compile, so no scheme is ever
+/// served as if it needed nothing.
+pub trait RouteAuth: 'static {
+    const AUTH: Auth;
+}
+
+impl RouteAuth for NoAuthentication {
+    const AUTH: Auth = Auth::None;
+}
+
+/// Endpoints that need no token but to which clients may send one anyway.
+impl RouteAuth for NoAccessToken {
+    const AUTH: Auth = Auth::None;
+}
+
+/// `/register` and `/login`, which an application service may call with
+/// its token. No application service is registered here, so the token is
+/// never honoured: the request proves itself in its body (password,
+/// user-interactive auth) like any other.
+impl RouteAuth for AppserviceTokenOptional {
+    const AUTH: Auth = Auth::None;
+}
+
+impl RouteAuth for AccessToken {
+    const AUTH: Auth = Auth::Required;
+}
+
+impl RouteAuth for AccessTokenOptional {
+    const AUTH: Auth = Auth::Optional;
+}
+
+impl RouteAuth for ServerSignatures {
+    const AUTH: Auth = Auth::Server;
 }
 
 struct Route {
@@ -159,6 +222,8 @@ pub struct Router {
     fallback_upload_paths: fn(&str) -> bool,
     body_limits: BodyLimits,
     device_store: Arc<dyn DeviceStore>,
+    /// Checks federation requests; without one they are refused.
+    server_verifier: Option<Arc<dyn ServerRequestVerifier>>,
     metrics: Option<HttpMetrics>,
 }
 
@@ -204,20 +269,6 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn auth_of<R: IncomingRequest>() -> Auth
-where
-    R::Authentication: 'static,
-{
-    let scheme = TypeId::of::<R::Authentication>();
-    if scheme == TypeId::of::<AccessToken>() {
-        Auth::Required
-    } else if scheme == TypeId::of::<AccessTokenOptional>() {
-        Auth::Optional
-    } else {
-        Auth::None
-    }
-}
-
 impl Router {
     pub fn new(device_store: Arc<dyn DeviceStore>, metrics: Option<HttpMetrics>) -> Router {
         Router {
@@ -226,15 +277,23 @@ impl Router {
             fallback_upload_paths: |_| false,
             body_limits: BodyLimits::default(),
             device_store,
+            server_verifier: None,
             metrics,
         }
+    }
+
+    /// Lets the federation endpoints in: their `X-Matrix` signatures are
+    /// checked by `verifier`.
+    pub fn set_server_verifier(&mut self, verifier: Arc<dyn ServerRequestVerifier>) -> &mut Self {
+        self.server_verifier = Some(verifier);
+        self
     }
 
     /// Serves the ruma endpoint `R` on every path the spec gives it.
     pub fn route<R, F, Fut>(&mut self, handler: F) -> &mut Self
     where
         R: IncomingRequest + Send + 'static,
-        R::Authentication: 'static,
+        R::Authentication: RouteAuth,
         R::OutgoingResponse: Send,
         F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R::OutgoingResponse, MatrixError>> + Send + 'static,
@@ -252,7 +311,7 @@ impl Router {
     where
         S: Send + Sync + 'static,
         R: IncomingRequest + Send + 'static,
-        R::Authentication: 'static,
+        R::Authentication: RouteAuth,
         R::OutgoingResponse: Send,
         F: Fn(Arc<S>, RequestContext, R) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R::OutgoingResponse, MatrixError>> + Send + 'static,
@@ -282,7 +341,7 @@ impl Router {
     pub fn route_json<R, F, Fut>(&mut self, handler: F) -> &mut Self
     where
         R: IncomingRequest + Send + 'static,
-        R::Authentication: 'static,
+        R::Authentication: RouteAuth,
         F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, MatrixError>> + Send + 'static,
     {
@@ -296,7 +355,7 @@ impl Router {
     fn ruma_endpoint<R, F, Fut>(&mut self, handler: F) -> &mut Self
     where
         R: IncomingRequest + Send + 'static,
-        R::Authentication: 'static,
+        R::Authentication: RouteAuth,
         F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
     {
@@ -316,7 +375,7 @@ impl Router {
             self.add(
                 R::METHOD,
                 template,
-                auth_of::<R>(),
+                R::Authentication::AUTH,
                 true,
                 RouteHandler::Whole(Arc::clone(&typed)),
             );
@@ -453,6 +512,9 @@ impl Router {
             self.fallback = other.fallback;
             self.fallback_upload_paths = other.fallback_upload_paths;
         }
+        if self.server_verifier.is_none() {
+            self.server_verifier = other.server_verifier;
+        }
         self.routes.sort_by_key(|route| {
             route
                 .segments
@@ -554,6 +616,7 @@ impl Router {
         let response = match self.authenticate(&mut context, &parts, route.auth).await {
             Ok(()) => match AssertUnwindSafe(run_route(
                 route,
+                self.server_verifier.as_deref(),
                 context,
                 http::Request::from_parts(parts, body),
                 args,
@@ -625,7 +688,8 @@ impl Router {
         request: &http::request::Parts,
         auth: Auth,
     ) -> Result<(), MatrixError> {
-        if auth == Auth::None {
+        // Signatures are checked with the body, in `run_route`.
+        if matches!(auth, Auth::None | Auth::Server) {
             return Ok(());
         }
         let Some(token) = access_token(request) else {
@@ -703,17 +767,26 @@ fn whole(response: http::Response<Bytes>) -> http::Response<ResponseBody> {
 /// body read first (and checked, for JSON ones).
 async fn run_route(
     route: &Route,
-    context: RequestContext,
+    server_verifier: Option<&dyn ServerRequestVerifier>,
+    mut context: RequestContext,
     request: http::Request<BodyStream>,
     args: Vec<String>,
 ) -> Result<http::Response<ResponseBody>, MatrixError> {
     match &route.handler {
+        // Streamed routes take tokens only (`add_raw`): a signature covers
+        // the body, which they do not hold.
         RouteHandler::Streamed(handler) => handler(context, request, args).await,
         RouteHandler::Whole(handler) => {
             let (parts, body) = request.into_parts();
             let body = read_to_end(body).await?;
-            let request =
-                prepare_json_body(route.json_body, http::Request::from_parts(parts, body))?;
+            let request = http::Request::from_parts(parts, body);
+            if route.auth == Auth::Server {
+                let verifier = server_verifier.ok_or_else(|| {
+                    MatrixError::unauthorized("This listener does not serve federation")
+                })?;
+                context.origin = Some(verifier.verify(&request).await?);
+            }
+            let request = prepare_json_body(route.json_body, request)?;
             Ok(whole(handler(context, request, args).await?))
         }
     }
@@ -995,6 +1068,85 @@ mod tests {
         }
         // Reads carry no body to check.
         assert!(body(Method::GET, "[1]").is_ok());
+    }
+
+    /// Accepts the one signature `X-Matrix origin="peer.example",sig="good"`
+    /// over a body that must be `{"signed":true}` when there is one.
+    struct OneSignature;
+
+    impl ServerRequestVerifier for OneSignature {
+        fn verify<'a>(
+            &'a self,
+            request: &'a http::Request<Bytes>,
+        ) -> BoxFuture<'a, Result<OwnedServerName, MatrixError>> {
+            Box::pin(async move {
+                let header = request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok());
+                let body_ok =
+                    request.body().is_empty() || &request.body()[..] == b"{\"signed\":true}";
+                if header == Some(r#"X-Matrix origin="peer.example",sig="good""#) && body_ok {
+                    Ok(OwnedServerName::try_from("peer.example").expect("server name"))
+                } else {
+                    Err(MatrixError::unauthorized("bad signature"))
+                }
+            })
+        }
+    }
+
+    /// A federation endpoint that answers with the verified origin.
+    fn router_with_profile_query() -> Router {
+        use ruma::api::federation::query::get_profile_information::v1 as profile;
+        let mut router = Router::new(Arc::new(NoDevices), None);
+        router.route(|context: RequestContext, _: profile::Request| async move {
+            let mut response = profile::Response::new();
+            response.set(
+                "displayname".to_owned(),
+                context.origin()?.to_string().into(),
+            );
+            Ok(response)
+        });
+        router
+    }
+
+    #[tokio::test]
+    async fn federation_routes_need_a_verified_signature() {
+        let uri = "/_matrix/federation/v1/query/profile?user_id=%40a%3Ahere";
+        let signed = |signature: &str| {
+            http::Request::builder()
+                .uri(uri)
+                .header("authorization", signature)
+                .body(Bytes::new())
+                .expect("request")
+        };
+        let good = r#"X-Matrix origin="peer.example",sig="good""#;
+
+        // Without a verifier even a good signature is refused.
+        let closed = router_with_profile_query()
+            .dispatch(RequestContext::default(), signed(good))
+            .await;
+        assert_eq!(closed.status(), StatusCode::UNAUTHORIZED);
+        assert!(String::from_utf8_lossy(closed.body()).contains("M_UNAUTHORIZED"));
+
+        let mut router = router_with_profile_query();
+        router.set_server_verifier(Arc::new(OneSignature));
+        for refused in [
+            "",
+            "Bearer token",
+            r#"X-Matrix origin="peer.example",sig="bad""#,
+        ] {
+            let answer = router
+                .dispatch(RequestContext::default(), signed(refused))
+                .await;
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{refused}");
+        }
+        let accepted = router
+            .dispatch(RequestContext::default(), signed(good))
+            .await;
+        assert_eq!(accepted.status(), StatusCode::OK);
+        let body: Value = serde_json::from_slice(accepted.body()).expect("json");
+        assert_eq!(body["displayname"], "peer.example");
     }
 
     #[tokio::test]
