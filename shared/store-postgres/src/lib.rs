@@ -24,6 +24,7 @@ mod pushers;
 mod receipts;
 mod relations;
 mod reports;
+mod server_keys;
 mod to_device;
 mod typing;
 

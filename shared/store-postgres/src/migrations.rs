@@ -83,6 +83,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         19,
         include_str!("../../../migrations/postgres/0019_key_backup.sql"),
     ),
+    (
+        20,
+        include_str!("../../../migrations/postgres/0020_server_keys.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -80,6 +80,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         19,
         include_str!("../../../migrations/sqlite/0019_key_backup.sql"),
     ),
+    (
+        20,
+        include_str!("../../../migrations/sqlite/0020_server_keys.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -12,6 +12,7 @@ mod keys;
 mod media;
 mod pushers;
 mod relations;
+mod server_keys;
 mod streams;
 
 pub use relations::{check_backfilled, write_backfill_events};
@@ -69,6 +70,7 @@ pub async fn run_all(store: &dyn Store) {
     keys::to_device_messages_wait_until_acknowledged(store).await;
     keys::cross_signing_keys_and_signatures_are_kept(store).await;
     keys::key_backups_keep_the_better_key(store).await;
+    server_keys::server_keys_keep_their_longest_validity(store).await;
     leases_are_exclusive(store).await;
 }
 

@@ -23,6 +23,7 @@ mod pushers;
 mod receipts;
 mod relations;
 mod reports;
+mod server_keys;
 mod to_device;
 mod typing;
 
@@ -61,6 +62,7 @@ pub use relations::{
     SearchText, THREAD, ThreadRoot, ThreadSummary, index_of, search_words,
 };
 pub use reports::{NewReport, ReportRecord, ReportStore};
+pub use server_keys::{ServerKeyDocument, ServerKeyStore, ServerVerifyKey};
 pub use to_device::{NewToDevice, ToDeviceAck, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
 pub use typing::{TypingNotice, TypingStore};
 
@@ -89,6 +91,7 @@ pub trait Store:
     + CrossSigningStore
     + KeyBackupStore
     + ToDeviceStore
+    + ServerKeyStore
     + Send
     + Sync
 {
