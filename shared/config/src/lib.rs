@@ -5,12 +5,14 @@
 //! variables -> typed [`Config`], with a warning for every key we do not use.
 
 mod env;
+mod federation;
 mod generate;
 mod model;
 mod signing_key;
 
 use std::path::Path;
 
+pub use federation::{OldSigningKey, TrustedKeyServer};
 pub use generate::{GenerateOptions, Generated, generate, log_level};
 pub use model::{
     BusConfig, Config, DEFAULT_TRUSTED_PROXIES, DatabaseConfig, EdgeLimits, GatewayConfig,

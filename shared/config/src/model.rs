@@ -29,7 +29,23 @@ pub struct Config {
     /// `/_matrix/client/v1/media` endpoints, not on the legacy
     /// `/_matrix/media/v3` ones (Synapse's key and default).
     pub enable_authenticated_media: bool,
+    /// Notaries asked for other servers' keys: `server_name` and, optionally,
+    /// the `verify_keys` their answers must be signed with (see
+    /// `trusted_key_servers()`).
     pub trusted_key_servers: Vec<serde_yaml::Value>,
+    /// How long other servers may trust our key document (Synapse's 1d).
+    #[serde(deserialize_with = "string_or_number")]
+    pub key_refresh_interval: Option<String>,
+    /// Keys this server signed with before, `ed25519:<id>: {key, expired_ts}`.
+    pub old_signing_keys: BTreeMap<String, crate::OldSigningKey>,
+    /// Outbound federation checks TLS certificates (off only for tests).
+    pub federation_verify_certificates: bool,
+    /// Server names (`*` patterns) whose certificates are not checked.
+    pub federation_certificate_verification_whitelist: Vec<String>,
+    /// When set, the only servers this one federates with.
+    pub federation_domain_whitelist: Option<Vec<String>>,
+    /// `/.well-known/matrix/server` names `public_baseurl` as this server.
+    pub serve_server_wellknown: bool,
     pub report_stats: bool,
     pub log_config: Option<PathBuf>,
     pub turn_uris: Vec<String>,
@@ -103,6 +119,12 @@ impl Default for Config {
             max_upload_size: None,
             enable_authenticated_media: true,
             trusted_key_servers: Vec::new(),
+            key_refresh_interval: None,
+            old_signing_keys: BTreeMap::new(),
+            federation_verify_certificates: true,
+            federation_certificate_verification_whitelist: Vec::new(),
+            federation_domain_whitelist: None,
+            serve_server_wellknown: false,
             report_stats: false,
             log_config: None,
             turn_uris: Vec::new(),
@@ -626,6 +648,12 @@ const KNOWN_KEYS: &[&str] = &[
     "max_upload_size",
     "enable_authenticated_media",
     "trusted_key_servers",
+    "key_refresh_interval",
+    "old_signing_keys",
+    "federation_verify_certificates",
+    "federation_certificate_verification_whitelist",
+    "federation_domain_whitelist",
+    "serve_server_wellknown",
     "report_stats",
     "log_config",
     "turn_uris",
@@ -763,6 +791,7 @@ impl Config {
                 ));
             }
         }
+        problems.extend(self.federation_problems());
         if self.runtime_threads == Some(0) {
             problems.push("runtime_threads must be at least 1".to_owned());
         }
