@@ -168,6 +168,12 @@ impl ServerBuilder {
         self
     }
 
+    /// The server's name (`it.test` unless set).
+    pub fn server_name(mut self, name: &str) -> Self {
+        self.server_name = name.to_owned();
+        self
+    }
+
     /// Open registration with only the dummy UIA stage.
     pub fn open_registration(self) -> Self {
         self.env("MYELIN_ENABLE_REGISTRATION", "true")
@@ -281,6 +287,11 @@ impl Server {
     /// A client without a session, pointed at this server.
     pub fn client(&self) -> Client {
         Client::new(&self.url())
+    }
+
+    /// The server's name.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
     }
 
     /// `registration_shared_secret` from the generated config.

@@ -28,6 +28,7 @@ mod client;
 mod directories;
 mod endpoints;
 mod errors;
+mod federation;
 mod flows;
 mod generate;
 mod harness;

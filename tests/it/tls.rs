@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{Server, TempDir, binary, free_port, run_myelin, scrub_env};
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, made by openssl.
-fn self_signed_certificate(dir: &Path) -> (String, String) {
+pub(crate) fn self_signed_certificate(dir: &Path) -> (String, String) {
     let certificate = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let output = Command::new("openssl")

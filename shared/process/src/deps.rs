@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use myelin_bus::Bus;
 use myelin_config::Config;
+use myelin_federation::{FederationClient, KeyRing};
 use myelin_room::ServerKey;
 use myelin_store::Store;
 
@@ -14,10 +15,46 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
     pub server_key: Arc<ServerKey>,
+    /// Requests to other servers, signed with `server_key`.
+    pub federation: Arc<FederationClient>,
+    /// Other servers' keys, kept in `store`.
+    pub server_keys: Arc<KeyRing>,
     pub registry: prometheus::Registry,
 }
 
 impl Deps {
+    /// Builds the federation client and key ring around the given parts
+    /// (tests assemble their own store and bus).
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        server_key: ServerKey,
+        registry: prometheus::Registry,
+    ) -> anyhow::Result<Deps> {
+        let config = Arc::new(config);
+        let server_key = Arc::new(server_key);
+        let federation = Arc::new(
+            FederationClient::new(Arc::clone(&config), Arc::clone(&server_key))
+                .map_err(anyhow::Error::msg)?,
+        );
+        let server_keys = Arc::new(KeyRing::new(
+            Arc::clone(&server_key),
+            Arc::clone(&config),
+            store.clone(),
+            Arc::clone(&federation),
+        ));
+        Ok(Deps {
+            config,
+            store,
+            bus,
+            server_key,
+            federation,
+            server_keys,
+            registry,
+        })
+    }
+
     /// Opens everything the config names; `role` labels the metrics.
     pub async fn open(config: Config, role: &str) -> anyhow::Result<Deps> {
         let key_path = config
@@ -29,13 +66,7 @@ impl Deps {
             ServerKey::from_file(&config.server_name, &key_file).map_err(anyhow::Error::msg)?;
         let store = open_store(&config).await?;
         let bus = open_bus(&config).await?;
-        Ok(Deps {
-            config: Arc::new(config),
-            store,
-            bus,
-            server_key: Arc::new(server_key),
-            registry: registry(role)?,
-        })
+        Deps::new(config, store, bus, server_key, registry(role)?)
     }
 }
 

@@ -28,7 +28,16 @@ impl ServerKey {
         })
     }
 
-    pub(crate) fn key_pair(&self) -> &Ed25519KeyPair {
+    /// The key pair, for ruma's signing (events, `X-Matrix` requests).
+    pub fn key_pair(&self) -> &Ed25519KeyPair {
         &self.key_pair
+    }
+
+    /// Adds this server's signature to `object`.
+    pub fn sign_json(
+        &self,
+        object: &mut ruma::CanonicalJsonObject,
+    ) -> Result<(), ruma::signatures::JsonError> {
+        ruma::signatures::sign_json(&self.server_name, &self.key_pair, object)
     }
 }

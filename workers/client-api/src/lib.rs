@@ -27,6 +27,8 @@ pub struct ClientApi {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     server_name: String,
+    /// Requests to other servers (remote profiles, ...).
+    federation: Arc<myelin_federation::FederationClient>,
     limits: Limits,
     /// When each user's activity last counted for their presence.
     activity: handlers::presence::ActivityGate,
@@ -51,6 +53,7 @@ pub fn role(deps: &Deps) -> Arc<ClientApi> {
         store: Arc::clone(&deps.store),
         bus: Arc::clone(&deps.bus),
         server_name: deps.config.server_name.clone(),
+        federation: Arc::clone(&deps.federation),
         activity: Default::default(),
         limits: Limits {
             message: bucket(&rc.rc_message),

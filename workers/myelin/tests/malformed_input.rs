@@ -73,13 +73,14 @@ fn app() -> &'static App {
             config.rate_limits.rc_login.account.per_second = 0.0;
             config.rate_limits.rc_login.failed_attempts.per_second = 0.0;
             config.rate_limits.rc_joins.local.per_second = 0.0;
-            let deps = Deps {
-                config: Arc::new(config),
+            let deps = Deps::new(
+                config,
                 store,
-                bus: Arc::new(myelin_bus::memory::MemoryBus::new()),
-                server_key: Arc::new(key),
-                registry: prometheus::Registry::new(),
-            };
+                Arc::new(myelin_bus::memory::MemoryBus::new()),
+                key,
+                prometheus::Registry::new(),
+            )
+            .expect("deps");
             let roles: Vec<Arc<dyn Role>> = vec![
                 myelin_event_persister::role(&deps),
                 myelin_client_api::role(&deps),

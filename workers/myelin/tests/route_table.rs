@@ -37,13 +37,14 @@ async fn route_table_covers_every_role_endpoint() {
     };
     let key =
         myelin_room::ServerKey::from_file("routes.test", &SigningKeyFile::generate()).expect("key");
-    let deps = Deps {
-        config: Arc::new(config),
+    let deps = Deps::new(
+        config,
         store,
-        bus: Arc::new(myelin_bus::memory::MemoryBus::new()),
-        server_key: Arc::new(key),
-        registry: prometheus::Registry::new(),
-    };
+        Arc::new(myelin_bus::memory::MemoryBus::new()),
+        key,
+        prometheus::Registry::new(),
+    )
+    .expect("deps");
     let roles: Vec<(Arc<dyn Role>, RouteRole)> = vec![
         (myelin_client_api::role(&deps), RouteRole::ClientApi),
         (myelin_synchrotron::role(&deps), RouteRole::Synchrotron),

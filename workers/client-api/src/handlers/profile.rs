@@ -3,11 +3,15 @@
 
 use std::sync::Arc;
 
+use myelin_federation::FederationError;
 use myelin_http::{MatrixError, RequestContext, Router};
 use myelin_store::{ProfileUpdate, UserRecord};
+use ruma::UserId;
 use ruma::api::client::profile::{
     get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
 };
+use ruma::api::federation::query::get_profile_information;
+use ruma::profile::ProfileFieldName;
 use serde_json::{Map, Value, json};
 
 use crate::ClientApi;
@@ -22,8 +26,8 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     router.route_json::<get_profile::v3::Request, _, _>(move |_, request| {
         let api = Arc::clone(&a);
         async move {
-            let user = api.profile_owner(request.user_id.as_str()).await?;
-            let profile = profile_json(&user);
+            let profile = api.profile_of(&request.user_id, None).await?;
+            let profile = profile_json(&profile);
             if profile.as_object().is_some_and(Map::is_empty) {
                 return Err(MatrixError::not_found(
                     "There is no profile information for this user",
@@ -36,7 +40,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     router.route_json::<get_display_name::v3::Request, _, _>(move |_, request| {
         let api = Arc::clone(&a);
         async move {
-            let user = api.profile_owner(request.user_id.as_str()).await?;
+            let user = api
+                .profile_of(&request.user_id, Some(ProfileFieldName::DisplayName))
+                .await?;
             let name = user
                 .displayname
                 .ok_or_else(|| MatrixError::not_found("There is no display name for this user"))?;
@@ -47,7 +53,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     router.route_json::<get_avatar_url::v3::Request, _, _>(move |_, request| {
         let api = Arc::clone(&a);
         async move {
-            let user = api.profile_owner(request.user_id.as_str()).await?;
+            let user = api
+                .profile_of(&request.user_id, Some(ProfileFieldName::AvatarUrl))
+                .await?;
             let url = user
                 .avatar_url
                 .ok_or_else(|| MatrixError::not_found("There is no avatar URL for this user"))?;
@@ -129,7 +137,14 @@ fn validate_avatar_url(url: &str) -> Result<(), MatrixError> {
 }
 
 /// `displayname` and `avatar_url`, whichever are set.
-fn profile_json(user: &UserRecord) -> Value {
+/// The two profile fields this server knows, of a user here or elsewhere.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Profile {
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+}
+
+fn profile_json(user: &Profile) -> Value {
     let mut profile = Map::new();
     if let Some(name) = &user.displayname {
         profile.insert("displayname".to_owned(), json!(name));
@@ -141,6 +156,34 @@ fn profile_json(user: &UserRecord) -> Value {
 }
 
 impl ClientApi {
+    /// A user's profile: from the store for users of this server, else
+    /// asked of theirs (`field` only, when one is named).
+    async fn profile_of(
+        &self,
+        user_id: &UserId,
+        field: Option<ProfileFieldName>,
+    ) -> Result<Profile, MatrixError> {
+        if user_id.server_name().as_str() == self.server_name {
+            let user = self.profile_owner(user_id.as_str()).await?;
+            return Ok(Profile {
+                displayname: user.displayname,
+                avatar_url: user.avatar_url,
+            });
+        }
+        let mut request = get_profile_information::v1::Request::new(user_id.to_owned());
+        request.field = field;
+        let answer = self
+            .federation
+            .send(user_id.server_name(), request)
+            .await
+            .map_err(FederationError::into_matrix_error)?;
+        let text = |key: &str| answer.get(key).and_then(Value::as_str).map(str::to_owned);
+        Ok(Profile {
+            displayname: text("displayname"),
+            avatar_url: text("avatar_url"),
+        })
+    }
+
     /// The user whose profile is asked for; only users of this server are known.
     async fn profile_owner(&self, user_id: &str) -> Result<UserRecord, MatrixError> {
         self.store
@@ -216,14 +259,7 @@ mod tests {
 
     #[test]
     fn profile_json_has_only_set_fields() {
-        let mut user = UserRecord {
-            user_id: "@a:hs".to_owned(),
-            password_hash: None,
-            is_admin: false,
-            deactivated: false,
-            displayname: None,
-            avatar_url: None,
-        };
+        let mut user = Profile::default();
         assert_eq!(profile_json(&user), json!({}));
         user.displayname = Some("Alice".to_owned());
         assert_eq!(profile_json(&user), json!({"displayname": "Alice"}));

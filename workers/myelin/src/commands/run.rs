@@ -48,6 +48,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             myelin_synchrotron::role(&deps),
             myelin_media::role(&deps),
             myelin_pusher::role(&deps),
+            myelin_federation_api::role(&deps),
         ];
         let config = Arc::clone(&deps.config);
         myelin_process::run_roles(&deps, roles, |router| {

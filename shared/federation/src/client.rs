@@ -1,0 +1,351 @@
+//! Requests to other servers: found by discovery, signed with `X-Matrix`,
+//! sent only to addresses the configured ranges permit, answers bounded in
+//! size and time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use myelin_config::Config;
+use myelin_http::MatrixError;
+use myelin_http::outbound::{AddressPolicy, PolicyResolver};
+use myelin_room::ServerKey;
+use ruma::api::auth_scheme::{AuthScheme, NoAuthentication};
+use ruma::api::federation::authentication::{ServerSignatures, XMatrixSigningInput};
+use ruma::api::path_builder::SinglePath;
+use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt};
+use ruma::signatures::Ed25519KeyPair;
+use ruma::{OwnedServerName, ServerName};
+use serde_json::Value;
+use url::Url;
+
+use crate::discovery::{self, Destination};
+
+/// The longest an answer may take, connection included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer read; a room's full state can be large.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// The largest `/.well-known/matrix/server` document read.
+const MAX_WELL_KNOWN_BYTES: usize = 64 * 1024;
+/// How long a discovered destination is reused.
+const DESTINATION_TTL: Duration = Duration::from_secs(60 * 60);
+/// Destinations remembered at most; the memory is cleared when full.
+const MAX_DESTINATIONS: usize = 10_000;
+
+/// Why a request to another server failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FederationError {
+    /// This server does not talk to that one (whitelist, own name, a name
+    /// that is not a server name, an address outside the permitted ranges).
+    NotAllowed(String),
+    /// No answer: discovery, connection, TLS or time ran out.
+    Unreachable(String),
+    /// It answered with a Matrix error.
+    Remote {
+        status: u16,
+        errcode: String,
+        error: String,
+    },
+    /// It answered with something that is not the endpoint's answer.
+    BadResponse(String),
+}
+
+impl fmt::Display for FederationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FederationError::NotAllowed(why) => write!(f, "not allowed: {why}"),
+            FederationError::Unreachable(why) => write!(f, "unreachable: {why}"),
+            FederationError::Remote {
+                status,
+                errcode,
+                error,
+            } => write!(f, "{status} {errcode}: {error}"),
+            FederationError::BadResponse(why) => write!(f, "bad answer: {why}"),
+        }
+    }
+}
+
+impl FederationError {
+    /// What a client is told: the remote's own error where it gave one
+    /// (4xx), `502` when the other server could not be asked.
+    pub fn into_matrix_error(self) -> MatrixError {
+        match self {
+            FederationError::NotAllowed(why) => MatrixError::forbidden(why),
+            FederationError::Remote {
+                status,
+                errcode,
+                error,
+            } if (400..500).contains(&status) => MatrixError::new(
+                http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY),
+                errcode,
+                error,
+            ),
+            other => MatrixError::new(
+                http::StatusCode::BAD_GATEWAY,
+                "M_UNKNOWN",
+                format!("The other server could not be asked: {other}"),
+            ),
+        }
+    }
+}
+
+/// The ruma authentication schemes federation requests go out with.
+pub trait OutgoingAuth: AuthScheme {
+    fn input<'a>(
+        origin: &ServerName,
+        destination: &ServerName,
+        key_pair: &'a Ed25519KeyPair,
+    ) -> Self::Input<'a>;
+}
+
+impl OutgoingAuth for NoAuthentication {
+    fn input<'a>(_: &ServerName, _: &ServerName, _: &'a Ed25519KeyPair) -> Self::Input<'a> {}
+}
+
+impl OutgoingAuth for ServerSignatures {
+    fn input<'a>(
+        origin: &ServerName,
+        destination: &ServerName,
+        key_pair: &'a Ed25519KeyPair,
+    ) -> Self::Input<'a> {
+        XMatrixSigningInput::new(origin.to_owned(), destination.to_owned(), key_pair)
+    }
+}
+
+/// Sends requests to other servers on this server's behalf.
+pub struct FederationClient {
+    server_name: OwnedServerName,
+    key: Arc<ServerKey>,
+    config: Arc<Config>,
+    policy: Arc<AddressPolicy>,
+    /// Checks certificates.
+    checked: reqwest::Client,
+    /// For names the config exempts from certificate checks.
+    unchecked: reqwest::Client,
+    destinations: Mutex<HashMap<String, (Destination, Instant)>>,
+}
+
+impl FederationClient {
+    pub fn new(config: Arc<Config>, key: Arc<ServerKey>) -> Result<FederationClient, String> {
+        let server_name = OwnedServerName::try_from(config.server_name.as_str())
+            .map_err(|error| format!("server_name is not a server name: {error}"))?;
+        let policy = Arc::new(AddressPolicy::new(
+            config.ip_range_blacklist.as_deref(),
+            &config.ip_range_whitelist,
+        ));
+        let build = |accept_any_certificate: bool| {
+            reqwest::Client::builder()
+                .dns_resolver(Arc::new(PolicyResolver::new(Arc::clone(&policy))))
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(REQUEST_TIMEOUT)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .danger_accept_invalid_certs(accept_any_certificate)
+                .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|error| format!("cannot build the federation client: {error}"))
+        };
+        Ok(FederationClient {
+            server_name,
+            key,
+            policy: Arc::clone(&policy),
+            checked: build(false)?,
+            unchecked: build(true)?,
+            config,
+            destinations: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn server_name(&self) -> &ServerName {
+        &self.server_name
+    }
+
+    /// Sends `request` to `destination` and parses its answer.
+    pub async fn send<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath>,
+        R::Authentication: OutgoingAuth,
+    {
+        self.check_allowed(destination)?;
+        let target = self.destination(destination).await?;
+        let input = R::Authentication::input(&self.server_name, destination, self.key.key_pair());
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&target.base_url, input, ())
+            .map_err(|error| FederationError::BadResponse(format!("cannot build: {error}")))?;
+        let response = self
+            .execute(destination, &target, http_request, MAX_RESPONSE_BYTES)
+            .await?;
+        let (parts, body) = response.into_parts();
+        R::IncomingResponse::try_from_http_response(http::Response::from_parts(parts, &body[..]))
+            .map_err(|error| FederationError::BadResponse(error.to_string()))
+    }
+
+    fn check_allowed(&self, destination: &ServerName) -> Result<(), FederationError> {
+        if destination == self.server_name {
+            return Err(FederationError::NotAllowed(
+                "requests to this server itself are not sent".to_owned(),
+            ));
+        }
+        if !self.config.federates_with(destination.as_str()) {
+            return Err(FederationError::NotAllowed(format!(
+                "federation with {destination} is not allowed"
+            )));
+        }
+        Ok(())
+    }
+
+    fn client_for(&self, destination: &str) -> &reqwest::Client {
+        if self.config.verifies_certificate_of(destination) {
+            &self.checked
+        } else {
+            &self.unchecked
+        }
+    }
+
+    /// Sends one request and reads its answer whole, up to `limit` bytes.
+    async fn execute(
+        &self,
+        destination: &ServerName,
+        target: &Destination,
+        request: http::Request<Vec<u8>>,
+        limit: usize,
+    ) -> Result<http::Response<Bytes>, FederationError> {
+        let mut request = reqwest::Request::try_from(request)
+            .map_err(|error| FederationError::BadResponse(format!("cannot build: {error}")))?;
+        if !self.policy.permits_url(request.url()) {
+            return Err(FederationError::NotAllowed(format!(
+                "{destination} is at an address this server may not send to"
+            )));
+        }
+        if let Ok(host) = http::HeaderValue::from_str(&target.host_header) {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        let response = self
+            .client_for(destination.as_str())
+            .execute(request)
+            .await
+            .map_err(|error| FederationError::Unreachable(error_chain(&error)))?;
+        read_response(response, limit).await
+    }
+
+    /// Where `server_name` is served, from memory or found anew.
+    async fn destination(&self, server_name: &ServerName) -> Result<Destination, FederationError> {
+        if let Some(direct) = discovery::direct_destination(server_name.as_str()) {
+            return Ok(direct);
+        }
+        let remembered = self
+            .destinations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(server_name.as_str())
+            .filter(|(_, found)| found.elapsed() < DESTINATION_TTL)
+            .map(|(destination, _)| destination.clone());
+        if let Some(destination) = remembered {
+            return Ok(destination);
+        }
+        let delegated = self.well_known(server_name).await;
+        let destination =
+            discovery::delegated_destination(server_name.as_str(), delegated.as_deref())
+                .ok_or_else(|| {
+                    FederationError::NotAllowed(format!("{server_name} is not a server name"))
+                })?;
+        let mut destinations = self
+            .destinations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if destinations.len() >= MAX_DESTINATIONS {
+            destinations.clear();
+        }
+        destinations.insert(
+            server_name.as_str().to_owned(),
+            (destination.clone(), Instant::now()),
+        );
+        Ok(destination)
+    }
+
+    /// `m.server` from the server's `/.well-known/matrix/server`, if any.
+    async fn well_known(&self, server_name: &ServerName) -> Option<String> {
+        let (host, _) = discovery::split_server_name(server_name.as_str())?;
+        let url = Url::parse(&format!("https://{host}/.well-known/matrix/server")).ok()?;
+        if !self.policy.permits_url(&url) {
+            return None;
+        }
+        let response = self
+            .client_for(server_name.as_str())
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = read_response(response, MAX_WELL_KNOWN_BYTES).await.ok()?;
+        discovery::well_known_server(body.body())
+    }
+}
+
+/// The answer whole, or the remote's Matrix error.
+async fn read_response(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<http::Response<Bytes>, FederationError> {
+    let status = response.status();
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(FederationError::BadResponse(format!(
+            "answer larger than {limit} bytes"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| FederationError::Unreachable(error_chain(&error)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(FederationError::BadResponse(format!(
+                "answer larger than {limit} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let text = |key: &str| error.get(key).and_then(Value::as_str).map(str::to_owned);
+        return Err(FederationError::Remote {
+            status: status.as_u16(),
+            errcode: text("errcode").unwrap_or_else(|| "M_UNKNOWN".to_owned()),
+            error: text("error").unwrap_or_else(|| format!("answered {status}")),
+        });
+    }
+    let mut answer = http::Response::new(Bytes::from(body));
+    *answer.status_mut() = status;
+    if let Some(content_type) = response.headers().get(http::header::CONTENT_TYPE) {
+        answer
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, content_type.clone());
+    }
+    Ok(answer)
+}
+
+/// An error with its causes, which reqwest keeps apart.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

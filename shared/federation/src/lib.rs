@@ -1,0 +1,14 @@
+//! Server-to-server plumbing shared by the federation roles and the
+//! client-api: this server's key document, other servers' keys (fetched,
+//! checked, kept), finding where a server is, signed requests out and
+//! `X-Matrix` checks in.
+
+mod client;
+pub mod discovery;
+pub mod key_document;
+mod keyring;
+mod verifier;
+
+pub use client::{FederationClient, FederationError, OutgoingAuth};
+pub use keyring::{KeyRing, NoKey};
+pub use verifier::XMatrixVerifier;

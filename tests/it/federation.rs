@@ -1,0 +1,168 @@
+//! Federation between real servers on loopback: Myelins whose names are
+//! `127.0.0.1:<port>`, each with its federation listener on that port over
+//! TLS (self-signed; certificate checks off for the test only), and
+//! Synapse as the peer. Every request between them is signed with
+//! `X-Matrix` and checked with keys fetched from the other server.
+
+mod forged;
+mod synapse;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::client::Client;
+use crate::harness::{Server, TempDir, free_port};
+use crate::tls::self_signed_certificate;
+
+pub(crate) const PASSWORD: &str = "pw-federation";
+
+/// A certificate for 127.0.0.1 shared by the servers of one test.
+pub(crate) struct Certificates {
+    _dir: TempDir,
+    pub(crate) certificate: String,
+    pub(crate) key: String,
+}
+
+impl Certificates {
+    pub(crate) fn new() -> Certificates {
+        let dir = TempDir::new("federation-certs");
+        let (certificate, key) = self_signed_certificate(dir.path());
+        Certificates {
+            _dir: dir,
+            certificate,
+            key,
+        }
+    }
+}
+
+/// Settings every federating server of these tests shares: loopback is a
+/// permitted destination, no notary (there is no internet), certificates
+/// unchecked (they are self-signed).
+pub(crate) const LOOPBACK_FEDERATION: &str = "trusted_key_servers: []\n\
+     federation_verify_certificates: false\n\
+     ip_range_whitelist: ['127.0.0.1/32']\n";
+
+/// A Myelin named `127.0.0.1:<port>` with federation on that port (TLS)
+/// and its client listener elsewhere.
+pub(crate) async fn federating_myelin(certificates: &Certificates) -> Server {
+    let port = free_port();
+    let federation_listener = format!(
+        "listeners:\n  - port: {port}\n    tls: true\n    type: http\n    \
+         bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [federation]\n"
+    );
+    Server::builder()
+        .server_name(&format!("127.0.0.1:{port}"))
+        .open_registration()
+        .edit_config("listeners:\n", &federation_listener)
+        .edit_config(
+            "trusted_key_servers:\n  - server_name: \"matrix.org\"\n",
+            LOOPBACK_FEDERATION,
+        )
+        .env("MYELIN_TLS_CERTIFICATE_PATH", &certificates.certificate)
+        .env("MYELIN_TLS_PRIVATE_KEY_PATH", &certificates.key)
+        .start()
+        .await
+}
+
+/// `https://<server name>`: where a Myelin of [`federating_myelin`] serves
+/// federation.
+pub(crate) fn federation_url(server: &Server) -> String {
+    format!("https://{}", server.server_name())
+}
+
+/// The signing key file of a server (`ed25519 <version> <seed>`).
+pub(crate) fn signing_key_path(config_path: &Path) -> PathBuf {
+    let yaml = std::fs::read_to_string(config_path).expect("read homeserver.yaml");
+    let line = yaml
+        .lines()
+        .find_map(|line| line.strip_prefix("signing_key_path:"))
+        .expect("homeserver.yaml names its signing key");
+    PathBuf::from(line.trim().trim_matches('"'))
+}
+
+/// Registers `name` and gives it a display name.
+pub(crate) async fn user_with_name(base_url: &str, name: &str, displayname: &str) -> Client {
+    let user = Client::new(base_url).register(name, PASSWORD).await;
+    let path = format!(
+        "/_matrix/client/v3/profile/{}/displayname",
+        crate::client::encode(&user.user_id)
+    );
+    user.put(&path, &json!({"displayname": displayname}))
+        .await
+        .ok();
+    user
+}
+
+/// The display name `asker` sees for `user_id` (through its server).
+pub(crate) async fn displayname_seen(asker: &Client, user_id: &str) -> crate::client::Reply {
+    asker
+        .get(&format!(
+            "/_matrix/client/v3/profile/{}",
+            crate::client::encode(user_id)
+        ))
+        .await
+}
+
+#[tokio::test]
+async fn two_myelins_read_each_others_profiles_over_signed_requests() {
+    let certificates = Certificates::new();
+    let first = federating_myelin(&certificates).await;
+    let second = federating_myelin(&certificates).await;
+    let alice = user_with_name(&first.url(), "alice", "Alice of the first").await;
+    let bob = user_with_name(&second.url(), "bob", "Bob of the second").await;
+
+    let seen = displayname_seen(&bob, &alice.user_id).await.ok();
+    assert_eq!(seen["displayname"], "Alice of the first");
+    let seen = displayname_seen(&alice, &bob.user_id).await.ok();
+    assert_eq!(seen["displayname"], "Bob of the second");
+    // One field, through the per-field endpoint.
+    let name = bob
+        .get(&format!(
+            "/_matrix/client/v3/profile/{}/displayname",
+            crate::client::encode(&alice.user_id)
+        ))
+        .await
+        .ok();
+    assert_eq!(name, json!({"displayname": "Alice of the first"}));
+
+    // A user the other server does not have is its 404, passed on.
+    let missing = format!("@nobody:{}", first.server_name());
+    displayname_seen(&bob, &missing)
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    // A server nobody serves: 502, not a hang or a 500.
+    let unreachable = format!("@x:127.0.0.1:{}", free_port());
+    displayname_seen(&bob, &unreachable)
+        .await
+        .assert_error(502, "M_UNKNOWN");
+
+    // Each server now holds the other's key, fetched from it and checked.
+    let keys = reqwest_insecure()
+        .get(format!(
+            "{}/_matrix/key/v2/query/{}",
+            federation_url(&first),
+            second.server_name()
+        ))
+        .send()
+        .await
+        .expect("notary answers")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    let documents = keys["server_keys"].as_array().expect("server_keys");
+    assert_eq!(documents.len(), 1, "{keys}");
+    assert_eq!(documents[0]["server_name"], second.server_name());
+    let signers = documents[0]["signatures"].as_object().expect("signatures");
+    assert!(signers.contains_key(second.server_name()), "{keys}");
+    assert!(signers.contains_key(first.server_name()), "{keys}");
+}
+
+/// A client for a federation listener's self-signed certificate.
+pub(crate) fn reqwest_insecure() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client")
+}

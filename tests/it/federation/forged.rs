@@ -1,0 +1,164 @@
+//! Forged and broken federation requests: each gets the right `401`/`400`,
+//! nothing is answered on a bad signature, and signed traffic keeps
+//! flowing. Requests are signed here with the second server's real key, so
+//! the first checks them against the key it fetches from the second.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::Value;
+
+use super::{Certificates, federating_myelin, federation_url, reqwest_insecure, user_with_name};
+use crate::harness::free_port;
+
+/// A server's signing key as `myelin generate` wrote it.
+struct KeyFile {
+    key_id: String,
+    key: SigningKey,
+}
+
+impl KeyFile {
+    fn read(path: &std::path::Path) -> KeyFile {
+        let text = std::fs::read_to_string(path).expect("read the signing key");
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(parts.len(), 3, "`ed25519 <version> <seed>`: {text}");
+        let seed = STANDARD_NO_PAD
+            .decode(parts[2].trim_end_matches('='))
+            .expect("base64 seed");
+        let seed: [u8; 32] = seed.try_into().expect("32-byte seed");
+        KeyFile {
+            key_id: format!("ed25519:{}", parts[1]),
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// `X-Matrix` for a request without a body, as the spec builds it: the
+    /// canonical JSON of method, URI, origin and destination, signed.
+    fn authorization(&self, method: &str, uri: &str, origin: &str, destination: &str) -> String {
+        let object = format!(
+            r#"{{"destination":{},"method":{},"origin":{},"uri":{}}}"#,
+            Value::from(destination),
+            Value::from(method),
+            Value::from(origin),
+            Value::from(uri)
+        );
+        let signature = STANDARD_NO_PAD.encode(self.key.sign(object.as_bytes()).to_bytes());
+        format!(
+            r#"X-Matrix origin="{origin}",destination="{destination}",key="{}",sig="{signature}""#,
+            self.key_id
+        )
+    }
+}
+
+#[tokio::test]
+async fn forged_and_broken_federation_requests_are_refused() {
+    let certificates = Certificates::new();
+    let first = federating_myelin(&certificates).await;
+    let second = federating_myelin(&certificates).await;
+    let alice = user_with_name(&first.url(), "alice", "Alice").await;
+    let key = KeyFile::read(&super::signing_key_path(second.config_path()));
+    let (origin, destination) = (second.server_name(), first.server_name());
+    let uri = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        crate::client::encode(&alice.user_id)
+    );
+    let http = reqwest_insecure();
+    let send = |authorization: Option<String>, body: Option<&'static str>| {
+        let mut request = http.get(format!("{}{uri}", federation_url(&first)));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let good = key.authorization("GET", &uri, origin, destination);
+    // The origin's key ID, another key behind it.
+    let impostor = KeyFile {
+        key_id: key.key_id.clone(),
+        key: SigningKey::from_bytes(&[7; 32]),
+    };
+
+    let (status, body) = send(Some(good.clone()), None).await;
+    assert_eq!(
+        (status, &body["displayname"]),
+        (200, &Value::from("Alice")),
+        "{body}"
+    );
+
+    let refused: Vec<(&str, Option<String>)> = vec![
+        ("no Authorization", None),
+        (
+            "a bearer token",
+            Some(format!(
+                "Bearer {}",
+                alice.access_token.clone().expect("a session")
+            )),
+        ),
+        ("malformed X-Matrix", Some("X-Matrix origin=".to_owned())),
+        (
+            "another destination",
+            Some(key.authorization("GET", &uri, origin, "elsewhere.example")),
+        ),
+        (
+            "a signature over another URI",
+            Some(key.authorization("GET", "/_matrix/federation/v1/version", origin, destination)),
+        ),
+        (
+            "another method",
+            Some(key.authorization("PUT", &uri, origin, destination)),
+        ),
+        (
+            "a key the origin does not have",
+            Some(good.replace(&key.key_id, "ed25519:unknown")),
+        ),
+        (
+            "a signature by another key",
+            Some(impostor.authorization("GET", &uri, origin, destination)),
+        ),
+        (
+            "an origin nobody serves",
+            Some(key.authorization(
+                "GET",
+                &uri,
+                &format!("127.0.0.1:{}", free_port()),
+                destination,
+            )),
+        ),
+        (
+            "this server's own name as origin",
+            Some(key.authorization("GET", &uri, destination, destination)),
+        ),
+    ];
+    for (what, authorization) in refused {
+        let (status, body) = send(authorization, None).await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (401, Some("M_UNAUTHORIZED")),
+            "{what}: {body}"
+        );
+        assert!(body.get("displayname").is_none(), "{what}: {body}");
+    }
+
+    // A body that is not JSON cannot have been signed.
+    let (status, body) = send(Some(good.clone()), Some("not json")).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_NOT_JSON")),
+        "{body}"
+    );
+
+    // Real traffic still flows.
+    let (status, body) = send(Some(good), None).await;
+    assert_eq!(
+        (status, &body["displayname"]),
+        (200, &Value::from("Alice")),
+        "{body}"
+    );
+}

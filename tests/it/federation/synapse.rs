@@ -1,0 +1,145 @@
+//! Synapse as the peer: a real `matrix-synapse` from the interop venv,
+//! named `127.0.0.1:<port>` with federation on that port over TLS.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use super::{
+    Certificates, LOOPBACK_FEDERATION, displayname_seen, federating_myelin, user_with_name,
+};
+use crate::harness::{TempDir, free_port};
+use crate::interop::{SCRIPT_TIMEOUT, run, venv};
+
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A running Synapse; killed when dropped.
+pub(crate) struct Synapse {
+    _child: Child,
+    dir: TempDir,
+    pub(crate) server_name: String,
+    pub(crate) client_url: String,
+}
+
+impl Synapse {
+    pub(crate) async fn start(certificates: &Certificates) -> Synapse {
+        let venv = venv().await;
+        let python = venv.join("bin").join("python");
+        let dir = TempDir::new("synapse");
+        let federation_port = free_port();
+        let client_port = free_port();
+        let server_name = format!("127.0.0.1:{federation_port}");
+        let config = dir.path().join("homeserver.yaml");
+        let mut generate = Command::new(&python);
+        generate
+            .args(["-m", "synapse.app.homeserver", "--generate-config"])
+            .args(["--report-stats", "no", "--server-name", &server_name])
+            .arg("--config-path")
+            .arg(&config)
+            .arg("--data-directory")
+            .arg(dir.path())
+            // The log config it writes names a file in the working directory.
+            .current_dir(dir.path());
+        let generated = run(generate, SCRIPT_TIMEOUT, "synapse --generate-config").await;
+        assert_eq!(generated.code, Some(0), "{}", generated.describe());
+        // Later keys win in Synapse's YAML loader: the test's settings go last.
+        // Synapse checks server names that are IP literals against its
+        // blacklist without the whitelist, so loopback must leave the list.
+        let settings = format!(
+            "\nlisteners:\n  - port: {federation_port}\n    tls: true\n    type: http\n    \
+             bind_addresses: ['127.0.0.1']\n    resources: [{{names: [federation], compress: false}}]\n  \
+             - port: {client_port}\n    tls: false\n    type: http\n    \
+             bind_addresses: ['127.0.0.1']\n    resources: [{{names: [client], compress: false}}]\n\
+             tls_certificate_path: \"{certificate}\"\ntls_private_key_path: \"{key}\"\n\
+             {LOOPBACK_FEDERATION}ip_range_blacklist: []\nsuppress_key_server_warning: true\n\
+             enable_registration: true\nenable_registration_without_verification: true\n\
+             rc_registration: {{per_second: 1000, burst_count: 1000}}\n\
+             rc_message: {{per_second: 1000, burst_count: 1000}}\n\
+             rc_login:\n  address: {{per_second: 1000, burst_count: 1000}}\n  \
+             account: {{per_second: 1000, burst_count: 1000}}\n",
+            certificate = certificates.certificate,
+            key = certificates.key,
+        );
+        let mut yaml = std::fs::read_to_string(&config).expect("read Synapse's config");
+        yaml.push_str(&settings);
+        std::fs::write(&config, yaml).expect("write Synapse's config");
+
+        let log = std::fs::File::create(dir.path().join("synapse.out")).expect("log file");
+        let child = Command::new(&python)
+            .args(["-m", "synapse.app.homeserver", "--config-path"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start Synapse");
+        let synapse = Synapse {
+            _child: child,
+            dir,
+            server_name,
+            client_url: format!("http://127.0.0.1:{client_port}"),
+        };
+        synapse.wait_ready().await;
+        synapse
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let versions = format!("{}/_matrix/client/versions", self.client_url);
+        while Instant::now() < deadline {
+            if let Ok(response) = reqwest::get(&versions).await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("Synapse did not start:\n{}", self.log_tail());
+    }
+
+    /// The end of Synapse's own log, for failure messages.
+    pub(crate) fn log_tail(&self) -> String {
+        let mut text = String::new();
+        for name in ["synapse.out", "homeserver.log"] {
+            let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            text.push_str(&lines[lines.len().saturating_sub(30)..].join("\n"));
+            text.push('\n');
+        }
+        text
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn synapse_and_myelin_read_each_others_profiles() {
+    let certificates = Certificates::new();
+    let myelin = federating_myelin(&certificates).await;
+    let synapse = Synapse::start(&certificates).await;
+    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    assert!(sam.user_id.ends_with(&synapse.server_name));
+
+    // Myelin asks Synapse: Synapse checks Myelin's signature with the key
+    // it fetches from Myelin.
+    let seen = displayname_seen(&alice, &sam.user_id).await;
+    assert_eq!(seen.status, 200, "{}\n{}", seen.text, synapse.log_tail());
+    assert_eq!(seen.body["displayname"], "Sam on Synapse");
+
+    // Synapse asks Myelin: Myelin checks Synapse's signature the same way.
+    let seen = displayname_seen(&sam, &alice.user_id).await;
+    assert_eq!(seen.status, 200, "{}\n{}", seen.text, synapse.log_tail());
+    assert_eq!(seen.body["displayname"], "Alice on Myelin");
+
+    // A Synapse user who does not exist: Synapse's 404 reaches the client.
+    let nobody = format!("@nobody:{}", synapse.server_name);
+    displayname_seen(&alice, &nobody)
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+}

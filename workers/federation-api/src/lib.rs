@@ -1,0 +1,56 @@
+#![doc = include_str!("../README.md")]
+
+mod keys;
+mod query;
+
+use std::sync::Arc;
+
+use myelin_config::Config;
+use myelin_federation::{KeyRing, XMatrixVerifier};
+use myelin_http::Router;
+use myelin_process::{Deps, Role};
+use myelin_room::ServerKey;
+use myelin_store::Store;
+
+pub struct FederationApi {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    server_key: Arc<ServerKey>,
+    server_keys: Arc<KeyRing>,
+}
+
+pub fn role(deps: &Deps) -> Arc<FederationApi> {
+    Arc::new(FederationApi {
+        config: Arc::clone(&deps.config),
+        store: Arc::clone(&deps.store),
+        server_key: Arc::clone(&deps.server_key),
+        server_keys: Arc::clone(&deps.server_keys),
+    })
+}
+
+impl Role for FederationApi {
+    fn name(&self) -> &'static str {
+        "federation-api"
+    }
+
+    fn routes(self: Arc<Self>, router: &mut Router) {
+        router.set_server_verifier(Arc::new(XMatrixVerifier::new(
+            self.server_keys_owner(),
+            Arc::clone(&self.config),
+            Arc::clone(&self.server_keys),
+        )));
+        router
+            .handle(&self, keys::own_keys)
+            .handle(&self, keys::notary_one)
+            .handle(&self, keys::notary_batch)
+            .handle(&self, query::version)
+            .handle(&self, query::profile);
+    }
+}
+
+impl FederationApi {
+    /// This server's name as ruma types it (checked when the process started).
+    fn server_keys_owner(&self) -> &ruma::ServerName {
+        self.server_keys.server_name()
+    }
+}
