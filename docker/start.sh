@@ -5,7 +5,8 @@
 #                   into /data, for SYNAPSE_SERVER_NAME (or MYELIN_SERVER_NAME)
 #   run (default)   serve with ${MYELIN_CONFIG_PATH:-/data/homeserver.yaml}:
 #                   every role in one process, or the one role MYELIN_ROLE names
-#                   (client-api, synchrotron, event-persister, media, pusher or gateway)
+#                   (client-api, synchrotron, event-persister, media, pusher,
+#                   federation-api or gateway)
 #   -...            flags go to `run`
 #   register-user, hash-password, set-admin
 #                   the operator commands of `myelin`
@@ -35,10 +36,10 @@ run() {
     case "$role" in
         "")
             exec myelin run "$@" ;;
-        client-api | synchrotron | event-persister | media | pusher | gateway)
+        client-api | synchrotron | event-persister | media | pusher | federation-api | gateway)
             exec "myelin-$role" "$@" ;;
         *)
-            usage_error "MYELIN_ROLE=$role is not one of client-api, synchrotron, event-persister, media, pusher, gateway (or unset for all roles in one process)" ;;
+            usage_error "MYELIN_ROLE=$role is not one of client-api, synchrotron, event-persister, media, pusher, federation-api, gateway (or unset for all roles in one process)" ;;
     esac
 }
 

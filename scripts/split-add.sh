@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts one more process of ROLE (event-persister, client-api, synchrotron, media, pusher)
+# Starts one more process of ROLE (event-persister, client-api, synchrotron, media, pusher,
+# federation-api)
 # in a running split topology, with the same environment as the others and
 # a port of its own, and waits until its /ready answers 200.
 #
@@ -7,7 +8,7 @@
 #
 # Prints NAME=..., PID=... and URL=... of the new process, and records it in
 # SPLIT_DIR/topology.env and SPLIT_DIR/pids, so split-down.sh stops it too.
-# A new client-api, synchrotron or media is not added to the gateway's upstreams
+# A new client-api, synchrotron, media or federation-api is not added to the gateway's upstreams
 # (they are fixed when the gateway starts); reach it by its URL.
 set -euo pipefail
 
@@ -18,8 +19,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 role="${1:-}"
 [ -n "$role" ] || split_die "usage: split-add.sh ROLE [SPLIT_DIR]"
 case "$role" in
-    event-persister | client-api | synchrotron | media | pusher) ;;
-    *) split_die "split-add.sh starts an event-persister, client-api, synchrotron, media or pusher, not '$role'" ;;
+    event-persister | client-api | synchrotron | media | pusher | federation-api) ;;
+    *) split_die "split-add.sh starts an event-persister, client-api, synchrotron, media, pusher or federation-api, not '$role'" ;;
 esac
 SPLIT_DIR="${2:-${SPLIT_DIR:-}}"
 [ -n "$SPLIT_DIR" ] || split_die "usage: split-add.sh ROLE [SPLIT_DIR]"

@@ -8,7 +8,8 @@
 #                  HS_URL, DATABASE, DATABASE_URL, BUS_PREFIX, ... and for
 #                  each process <ROLE>_<N>_URL / <ROLE>_<N>_PID / <ROLE>_<N>_NAME
 #                  (ROLE as TRAEFIK, GATEWAY, CLIENT_API, SYNCHROTRON,
-#                  EVENT_PERSISTER, MEDIA, PUSHER; N from 1). Later lines win.
+#                  EVENT_PERSISTER, MEDIA, PUSHER, FEDERATION_API; N from 1).
+#                  Later lines win.
 #   pids           one line per process started: PID STARTTIME ROLE NAME
 #                  (STARTTIME from /proc, so a reused PID is never signalled)
 #   myelin.env     the environment every Myelin process gets
@@ -18,7 +19,7 @@
 #   logs/NAME.log  each process's stdout and stderr
 #   traefik/       traefik's static and dynamic (file provider) config
 
-SPLIT_ROLES="gateway client-api synchrotron event-persister media pusher"
+SPLIT_ROLES="gateway client-api synchrotron event-persister media pusher federation-api"
 
 split_say() { printf 'split: %s\n' "$*" >&2; }
 split_die() {
@@ -50,6 +51,7 @@ split_binary_name() {
         event-persister) echo myelin-event-persister ;;
         media) echo myelin-media ;;
         pusher) echo myelin-pusher ;;
+        federation-api) echo myelin-federation-api ;;
         *) split_die "unknown role '$1' (one of: $SPLIT_ROLES)" ;;
     esac
 }

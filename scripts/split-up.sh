@@ -2,7 +2,8 @@
 # Starts Myelin's split topology as local processes:
 #
 #   traefik -> gateway -> client-api x CLIENT_APIS, synchrotron x SYNCHROTRONS,
-#                         media x MEDIA (sharing one media directory)
+#                         media x MEDIA (sharing one media directory),
+#                         federation-api x FEDERATION_APIS
 #                         (event-persister x PERSISTERS and pusher x PUSHERS
 #                         behind the bus)
 #
@@ -24,9 +25,14 @@
 #   MYELIN_NATS_URL      NATS with JetStream (default nats://127.0.0.1:4222)
 #   SPLIT_DIR            the run directory (default
 #                        ${TMPDIR:-/tmp}/myelin-split-<id>); must be new or empty
-#   CLIENT_APIS, SYNCHROTRONS, PERSISTERS (default 2 each), GATEWAYS, MEDIA
-#                        and PUSHERS (default 1 each)
+#   CLIENT_APIS, SYNCHROTRONS, PERSISTERS (default 2 each), GATEWAYS, MEDIA,
+#                        PUSHERS and FEDERATION_APIS (default 1 each)
 #   SPLIT_SERVER_NAME    the server name (default split.test)
+#   SPLIT_FEDERATION_PORT, SPLIT_TLS_CERTIFICATE, SPLIT_TLS_KEY
+#                        when all three are set, traefik also serves
+#                        /_matrix/federation and /_matrix/key over TLS on
+#                        127.0.0.1:<port> with that certificate (name the
+#                        server 127.0.0.1:<port> to federate on loopback)
 #   SPLIT_BUILD          1 (default): `cargo build` the binaries (a no-op when
 #                        they are up to date); 0: use the built ones as they are
 #   SPLIT_BIN_DIR        where the binaries are (default <target>/debug)
@@ -60,7 +66,8 @@ PERSISTERS="${PERSISTERS:-2}"
 GATEWAYS="${GATEWAYS:-1}"
 MEDIA="${MEDIA:-1}"
 PUSHERS="${PUSHERS:-1}"
-for count in CLIENT_APIS SYNCHROTRONS PERSISTERS GATEWAYS MEDIA PUSHERS; do
+FEDERATION_APIS="${FEDERATION_APIS:-1}"
+for count in CLIENT_APIS SYNCHROTRONS PERSISTERS GATEWAYS MEDIA PUSHERS FEDERATION_APIS; do
     case "${!count}" in
         '' | *[!0-9]*) split_die "$count must be a number, not '${!count}'" ;;
     esac
@@ -69,6 +76,11 @@ done
 admin_url="${MYELIN_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 nats_url="${MYELIN_NATS_URL:-nats://127.0.0.1:4222}"
 server_name="${SPLIT_SERVER_NAME:-split.test}"
+federation_port=""
+if [ -n "${SPLIT_FEDERATION_PORT:-}" ] && [ -n "${SPLIT_TLS_CERTIFICATE:-}" ] \
+    && [ -n "${SPLIT_TLS_KEY:-}" ]; then
+    federation_port="$SPLIT_FEDERATION_PORT"
+fi
 run_id="$(date +%Y%m%d%H%M%S)_$$_$RANDOM"
 
 for tool in curl psql python3; do
@@ -112,11 +124,12 @@ case "$target_dir" in
     *) target_dir="$repo/$target_dir" ;;
 esac
 bin_dir="${SPLIT_BIN_DIR:-$target_dir/debug}"
-binaries="myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media myelin-pusher"
+binaries="myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media myelin-pusher myelin-federation-api"
 if [ "${SPLIT_BUILD:-1}" != 0 ] || [ ! -x "$bin_dir/myelin" ]; then
     split_say "building the binaries (cargo build)"
     (cd "$repo" && "${CARGO:-cargo}" build -p myelin -p myelin-gateway -p myelin-client-api \
-        -p myelin-synchrotron -p myelin-event-persister -p myelin-media -p myelin-pusher) >&2
+        -p myelin-synchrotron -p myelin-event-persister -p myelin-media -p myelin-pusher \
+        -p myelin-federation-api) >&2
 fi
 # Hard links keep this run on the binaries it started with, even when a later
 # build replaces the files in the target directory.
@@ -190,7 +203,7 @@ psql "$admin_url" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$database\"" >&2 \
 
 # --- the workers --------------------------------------------------------------
 # Each binds port 0 and prints the port it got, so ports never collide.
-split_say "starting $PERSISTERS event persisters, $CLIENT_APIS client-apis, $SYNCHROTRONS synchrotrons, $MEDIA media, $PUSHERS pushers"
+split_say "starting $PERSISTERS event persisters, $CLIENT_APIS client-apis, $SYNCHROTRONS synchrotrons, $MEDIA media, $PUSHERS pushers, $FEDERATION_APIS federation-apis"
 for _ in $(seq "$PERSISTERS"); do split_start_myelin event-persister 0; done
 for _ in $(seq "$CLIENT_APIS"); do split_start_myelin client-api 0; done
 for _ in $(seq "$SYNCHROTRONS"); do split_start_myelin synchrotron 0; done
@@ -198,15 +211,18 @@ for _ in $(seq "$SYNCHROTRONS"); do split_start_myelin synchrotron 0; done
 # ($SPLIT_DIR/data/media_store): one directory, as a shared volume would be.
 for _ in $(seq "$MEDIA"); do split_start_myelin media 0; done
 for _ in $(seq "$PUSHERS"); do split_start_myelin pusher 0; done
+for _ in $(seq "$FEDERATION_APIS"); do split_start_myelin federation-api 0; done
 
 client_apis="$(split_role_urls client-api)"
 synchrotrons="$(split_role_urls synchrotron)"
 media="$(split_role_urls media)"
+federation_apis="$(split_role_urls federation-api)"
 for _ in $(seq "$GATEWAYS"); do
     split_start_myelin gateway 0 \
         "MYELIN_GATEWAY__CLIENT_API=$client_apis" \
         "MYELIN_GATEWAY__SYNCHROTRON=$synchrotrons" \
-        "MYELIN_GATEWAY__MEDIA=$media"
+        "MYELIN_GATEWAY__MEDIA=$media" \
+        "MYELIN_GATEWAY__FEDERATION_API=$federation_apis"
 done
 
 # --- traefik in front -------------------------------------------------------
@@ -224,6 +240,13 @@ done
     echo "      entryPoints: [http]"
     echo "      service: myelin"
     echo "      middlewares: [myelin-inflight]"
+    if [ -n "$federation_port" ]; then
+        echo "    myelin-federation:"
+        echo "      rule: \"PathPrefix(\`/_matrix/federation\`) || PathPrefix(\`/_matrix/key\`)\""
+        echo "      entryPoints: [federation]"
+        echo "      service: myelin"
+        echo "      tls: {}"
+    fi
     echo "  middlewares:"
     echo "    myelin-inflight:"
     echo "      inFlightReq:"
@@ -239,11 +262,23 @@ done
     for url in $(split_role_urls gateway | tr ',' ' '); do
         echo "          - url: \"$url\""
     done
+    if [ -n "$federation_port" ]; then
+        echo "tls:"
+        echo "  certificates:"
+        echo "    - certFile: \"$SPLIT_TLS_CERTIFICATE\""
+        echo "      keyFile: \"$SPLIT_TLS_KEY\""
+    fi
 } >"$SPLIT_DIR/traefik/dynamic.yml"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+federation_entrypoint=""
+if [ -n "$federation_port" ]; then
+    federation_entrypoint="  federation:
+    address: \"127.0.0.1:$federation_port\""
+fi
 
 hs_url=""
 for attempt in 1 2 3 4 5; do
@@ -255,6 +290,7 @@ global:
 entryPoints:
   http:
     address: "127.0.0.1:$port"
+$federation_entrypoint
 providers:
   file:
     filename: "$SPLIT_DIR/traefik/dynamic.yml"
@@ -296,7 +332,7 @@ split_set TRAEFIK_PID "$pid"
 split_set HS_URL "$hs_url"
 
 # --- every process ready ----------------------------------------------------
-for role in event-persister client-api synchrotron media pusher gateway; do
+for role in event-persister client-api synchrotron media pusher federation-api gateway; do
     key="$(split_role_key "$role")"
     n=1
     while [ -n "$(split_get "${key}_${n}_PID")" ]; do

@@ -35,6 +35,36 @@ pub fn add_edge_routes(router: &mut Router, config: &Config) {
             }
         },
     );
+    let server = server_well_known(config);
+    router.raw(
+        Method::GET,
+        "/.well-known/matrix/server",
+        false,
+        move |_, _, _| {
+            let server = server.clone();
+            async move {
+                let server = server
+                    .ok_or_else(|| MatrixError::not_found("No .well-known server configuration"))?;
+                Ok(json_response(StatusCode::OK, &server))
+            }
+        },
+    );
+}
+
+/// `/.well-known/matrix/server` when `serve_server_wellknown` is set: other
+/// servers reach this one at `public_baseurl`'s host, on its port or 443
+/// (as Synapse answers). Nothing without a `public_baseurl`.
+fn server_well_known(config: &Config) -> Option<Value> {
+    if !config.serve_server_wellknown {
+        return None;
+    }
+    let base_url = url::Url::parse(config.public_baseurl.as_deref()?).ok()?;
+    let host = match base_url.host()? {
+        url::Host::Ipv6(ip) => format!("[{ip}]"),
+        host => host.to_string(),
+    };
+    let port = base_url.port().unwrap_or(443);
+    Some(json!({"m.server": format!("{host}:{port}")}))
 }
 
 /// `/.well-known/matrix/client`: the homeserver clients should use and, when
@@ -55,6 +85,27 @@ fn client_well_known(config: &Config) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_well_known_names_public_baseurl_when_asked_to() {
+        let mut config = Config {
+            public_baseurl: Some("https://matrix.example.org/".to_owned()),
+            ..Config::default()
+        };
+        assert_eq!(server_well_known(&config), None, "off by default");
+        config.serve_server_wellknown = true;
+        assert_eq!(
+            server_well_known(&config),
+            Some(json!({"m.server": "matrix.example.org:443"}))
+        );
+        config.public_baseurl = Some("http://[::1]:8008".to_owned());
+        assert_eq!(
+            server_well_known(&config),
+            Some(json!({"m.server": "[::1]:8008"}))
+        );
+        config.public_baseurl = None;
+        assert_eq!(server_well_known(&config), None);
+    }
 
     #[test]
     fn the_identity_server_is_advertised_when_configured() {

@@ -46,6 +46,7 @@ pub struct Gateway {
     client_api: Pool,
     synchrotron: Pool,
     media: Pool,
+    federation_api: Pool,
     tokens: TokenCache,
     /// Proxied requests.
     client: reqwest::Client,
@@ -87,6 +88,8 @@ impl Gateway {
         problems.extend(more);
         let (media, more) = Pool::new("media", &settings.media);
         problems.extend(more);
+        let (federation_api, more) = Pool::new("federation-api", &settings.federation_api);
+        problems.extend(more);
         for problem in problems {
             tracing::error!("{problem}; ignored");
         }
@@ -101,6 +104,7 @@ impl Gateway {
             client_api,
             synchrotron,
             media,
+            federation_api,
             tokens: TokenCache::new(sticky::TOKEN_TTL),
             // Idle connections are dropped well before a worker closes
             // them (it waits HEADER_READ_TIMEOUT for the next request), so
@@ -120,6 +124,7 @@ impl Gateway {
             self.client_api.refresh(&self.probes, timeout),
             self.synchrotron.refresh(&self.probes, timeout),
             self.media.refresh(&self.probes, timeout),
+            self.federation_api.refresh(&self.probes, timeout),
         );
     }
 
@@ -129,7 +134,8 @@ impl Gateway {
             RouteRole::ClientApi => self.client_api.replicas(),
             RouteRole::Synchrotron => self.synchrotron.replicas(),
             RouteRole::Media => self.media.replicas(),
-            RouteRole::FederationApi | RouteRole::Edge => Vec::new(),
+            RouteRole::FederationApi => self.federation_api.replicas(),
+            RouteRole::Edge => Vec::new(),
         }
     }
 
@@ -142,9 +148,18 @@ impl Gateway {
         let unrecognized = || MatrixError::unrecognized("Unrecognized request");
         let (pool, choice, timeout) = match route_table::role_for(request.uri().path()) {
             // The edge's own paths it does not serve (other `.well-known`
-            // documents), and federation until that role exists.
-            None | Some(RouteRole::Edge | RouteRole::FederationApi) => return Err(unrecognized()),
+            // documents).
+            None | Some(RouteRole::Edge) => return Err(unrecognized()),
             Some(RouteRole::Media) if self.media.is_unconfigured() => return Err(unrecognized()),
+            // A deployment without federation.
+            Some(RouteRole::FederationApi) if self.federation_api.is_unconfigured() => {
+                return Err(unrecognized());
+            }
+            Some(RouteRole::FederationApi) => (
+                &self.federation_api,
+                Choice::RoundRobin,
+                Some(REQUEST_TIMEOUT),
+            ),
             Some(RouteRole::Media) => (&self.media, Choice::RoundRobin, Some(REQUEST_TIMEOUT)),
             Some(RouteRole::ClientApi) => {
                 (&self.client_api, Choice::RoundRobin, Some(REQUEST_TIMEOUT))

@@ -240,6 +240,7 @@ async fn sync_sticks_to_a_replica_and_other_requests_take_turns() {
             client_api: vec![a.url.clone(), b.url.clone()],
             synchrotron: vec![a.url.clone(), b.url.clone(), c.url.clone()],
             media: Vec::new(),
+            federation_api: Vec::new(),
             health_interval_ms: 100,
         },
     )
@@ -349,13 +350,20 @@ async fn sync_sticks_to_a_replica_and_other_requests_take_turns() {
     for path in [
         "/_matrix/federation/v1/version",
         "/_matrix/media/v3/config",
-        "/.well-known/matrix/server",
         "/elsewhere",
     ] {
         let (status, body) = harness.request(Method::GET, path, &[], "").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(body["errcode"], "M_UNRECOGNIZED", "{path}");
     }
+    // Served by the edge, but only with `serve_server_wellknown`.
+    let (status, body) = harness
+        .request(Method::GET, "/.well-known/matrix/server", &[], "")
+        .await;
+    assert_eq!(
+        (status, &body["errcode"]),
+        (StatusCode::NOT_FOUND, &Value::from("M_NOT_FOUND"))
+    );
 
     // A synchrotron leaves: only its users move.
     c.stop().await;
@@ -401,6 +409,7 @@ async fn pools_without_a_reachable_replica_answer_with_matrix_errors() {
             client_api: vec![dead_url.clone()],
             synchrotron: Vec::new(),
             media: vec![dead_url.clone()],
+            federation_api: vec![dead_url.clone()],
             health_interval_ms: 100,
         },
     )
@@ -412,6 +421,7 @@ async fn pools_without_a_reachable_replica_answer_with_matrix_errors() {
         ("/_matrix/client/versions", "client-api"),
         ("/_matrix/client/v3/sync", "synchrotron"),
         ("/_matrix/media/v3/config", "media"),
+        ("/_matrix/federation/v1/version", "federation-api"),
     ] {
         let (status, body) = harness.request(Method::GET, path, &[], "").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
@@ -432,6 +442,7 @@ async fn a_replica_that_dies_between_probes_gives_bad_gateway() {
             client_api: vec![upstream.url.clone()],
             synchrotron: vec![upstream.url.clone()],
             media: Vec::new(),
+            federation_api: Vec::new(),
             // No probe between the replica's death and the request.
             health_interval_ms: 600_000,
         },

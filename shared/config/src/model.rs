@@ -169,6 +169,9 @@ pub struct GatewayConfig {
     pub synchrotron: Vec<String>,
     #[serde(deserialize_with = "string_or_list")]
     pub media: Vec<String>,
+    /// `/_matrix/federation/*` and `/_matrix/key/*`; none: not served.
+    #[serde(deserialize_with = "string_or_list")]
+    pub federation_api: Vec<String>,
     /// How often upstream names are re-resolved and replicas probed.
     pub health_interval_ms: u64,
 }
@@ -179,6 +182,7 @@ impl Default for GatewayConfig {
             client_api: Vec::new(),
             synchrotron: Vec::new(),
             media: Vec::new(),
+            federation_api: Vec::new(),
             health_interval_ms: 2000,
         }
     }

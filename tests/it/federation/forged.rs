@@ -8,7 +8,10 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::Value;
 
+use std::path::Path;
+
 use super::{Certificates, federating_myelin, federation_url, reqwest_insecure, user_with_name};
+use crate::client::Client;
 use crate::harness::free_port;
 
 /// A server's signing key as `myelin generate` wrote it.
@@ -56,15 +59,35 @@ async fn forged_and_broken_federation_requests_are_refused() {
     let first = federating_myelin(&certificates).await;
     let second = federating_myelin(&certificates).await;
     let alice = user_with_name(&first.url(), "alice", "Alice").await;
-    let key = KeyFile::read(&super::signing_key_path(second.config_path()));
-    let (origin, destination) = (second.server_name(), first.server_name());
+    check_forged_requests(
+        &federation_url(&first),
+        first.server_name(),
+        &alice,
+        second.server_name(),
+        &super::signing_key_path(second.config_path()),
+    )
+    .await;
+}
+
+/// Sends signed, forged and broken profile queries for `alice` (display
+/// name "Alice") to the server at `target_url`, signed as `origin` with
+/// the key in `origin_key`, a server the target can fetch keys from.
+pub(crate) async fn check_forged_requests(
+    target_url: &str,
+    target_name: &str,
+    alice: &Client,
+    origin: &str,
+    origin_key: &Path,
+) {
+    let key = KeyFile::read(origin_key);
+    let destination = target_name;
     let uri = format!(
         "/_matrix/federation/v1/query/profile?user_id={}",
         crate::client::encode(&alice.user_id)
     );
     let http = reqwest_insecure();
     let send = |authorization: Option<String>, body: Option<&'static str>| {
-        let mut request = http.get(format!("{}{uri}", federation_url(&first)));
+        let mut request = http.get(format!("{target_url}{uri}"));
         if let Some(authorization) = authorization {
             request = request.header("authorization", authorization);
         }

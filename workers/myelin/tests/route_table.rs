@@ -49,6 +49,7 @@ async fn route_table_covers_every_role_endpoint() {
         (myelin_client_api::role(&deps), RouteRole::ClientApi),
         (myelin_synchrotron::role(&deps), RouteRole::Synchrotron),
         (myelin_media::role(&deps), RouteRole::Media),
+        (myelin_federation_api::role(&deps), RouteRole::FederationApi),
     ];
     let mut checked = 0;
     for (role, expected) in roles {

@@ -1,0 +1,89 @@
+//! The split shape federating: traefik serves `/_matrix/federation` and
+//! `/_matrix/key` over TLS, the gateway passes them to the federation-api
+//! replicas, and client-api replicas send requests of their own; the peers
+//! are a single-process Myelin and Synapse.
+
+use super::forged::check_forged_requests;
+use super::synapse::Synapse;
+use super::{
+    Certificates, LOOPBACK_FEDERATION, displayname_seen, federating_myelin, signing_key_path,
+    user_with_name,
+};
+use crate::harness::{TempDir, free_port};
+use crate::split::{Split, settings};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn split_myelin_federates_with_myelin_and_synapse() {
+    let Some(settings) = settings() else { return };
+    let certificates = Certificates::new();
+    let federation_port = free_port();
+    let server_name = format!("127.0.0.1:{federation_port}");
+    let env_dir = TempDir::new("split-federation-env");
+    let env_file = env_dir.path().join("myelin.env");
+    let env: String = LOOPBACK_FEDERATION
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(key, value)| format!("MYELIN_{}={value}\n", key.to_ascii_uppercase()))
+        .collect();
+    std::fs::write(&env_file, env).expect("write the env file");
+    let port = federation_port.to_string();
+    let split = Split::up_with(
+        &settings,
+        &[
+            ("CLIENT_APIS", "2"),
+            ("SYNCHROTRONS", "1"),
+            ("PERSISTERS", "1"),
+            ("GATEWAYS", "1"),
+            ("FEDERATION_APIS", "2"),
+            ("SPLIT_SERVER_NAME", &server_name),
+            ("SPLIT_FEDERATION_PORT", &port),
+            ("SPLIT_TLS_CERTIFICATE", &certificates.certificate),
+            ("SPLIT_TLS_KEY", &certificates.key),
+            ("SPLIT_ENV_FILE", env_file.to_str().expect("UTF-8 path")),
+        ],
+    )
+    .await;
+    let single = federating_myelin(&certificates).await;
+    let synapse = Synapse::start(&certificates).await;
+
+    let anonymous = split.client();
+    let alice = user_with_name(&anonymous.url(""), "alice", "Alice").await;
+    let bob = user_with_name(&single.url(), "bob", "Bob of the single").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+
+    // Both ways with each peer, through whichever replicas answer.
+    for (asker, user_id, name) in [
+        (&alice, &bob.user_id, "Bob of the single"),
+        (&alice, &sam.user_id, "Sam on Synapse"),
+        (&bob, &alice.user_id, "Alice"),
+        (&sam, &alice.user_id, "Alice"),
+    ] {
+        let seen = displayname_seen(asker, user_id).await;
+        assert_eq!(
+            (seen.status, seen.body["displayname"].as_str()),
+            (200, Some(name)),
+            "{} asks for {user_id}: {}\n{}",
+            asker.user_id,
+            seen.text,
+            synapse.log_tail()
+        );
+    }
+
+    // Forged and broken requests through traefik and the gateway.
+    check_forged_requests(
+        &format!("https://{server_name}"),
+        &server_name,
+        &alice,
+        single.server_name(),
+        &signing_key_path(single.config_path()),
+    )
+    .await;
+}
