@@ -167,3 +167,65 @@ pub(crate) fn reqwest_insecure() -> reqwest::Client {
         .build()
         .expect("client")
 }
+
+/// `asker` asks its server for the keys of `owner`, a user of another
+/// server: the signed device keys `owner` uploaded come back, one-time keys
+/// are claimed once each and then the fallback key, and a server nobody
+/// serves is named in `failures` without holding up the rest.
+pub(crate) async fn check_remote_keys(asker: &Client, owner: &Client) {
+    use crate::keys::{claim_body, claimed_key_id, device_keys, one_time_keys};
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let uploaded = device_keys(owner, &signing);
+    owner
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": uploaded, "one_time_keys": one_time_keys(&["a1", "a2"])}),
+        )
+        .await
+        .ok();
+    let nowhere = format!("@x:127.0.0.1:{}", free_port());
+    let query = asker
+        .post(
+            "/_matrix/client/v3/keys/query",
+            &json!({"device_keys": {owner.user_id.clone(): [], nowhere.clone(): []}}),
+        )
+        .await
+        .ok();
+    let keys = &query["device_keys"][&owner.user_id][&owner.device_id];
+    assert_eq!(keys["keys"], uploaded["keys"], "{query}");
+    assert_eq!(keys["signatures"], uploaded["signatures"], "{query}");
+    let nowhere_server = nowhere.split_once(':').expect("user ID").1;
+    assert!(query["failures"][nowhere_server].is_object(), "{query}");
+    assert!(
+        query["failures"]
+            .get(owner.user_id.split_once(':').expect("user ID").1)
+            .is_none()
+    );
+
+    let mut claimed = Vec::new();
+    for _ in 0..2 {
+        let answer = asker
+            .post("/_matrix/client/v3/keys/claim", &claim_body(owner))
+            .await
+            .ok();
+        claimed.push(claimed_key_id(&answer, owner).unwrap_or_else(|| panic!("{answer}")));
+    }
+    claimed.sort();
+    assert_eq!(claimed, ["signed_curve25519:a1", "signed_curve25519:a2"]);
+    let empty = asker
+        .post("/_matrix/client/v3/keys/claim", &claim_body(owner))
+        .await
+        .ok();
+    assert_eq!(claimed_key_id(&empty, owner), None, "{empty}");
+}
+
+#[tokio::test]
+async fn keys_of_users_on_another_myelin_are_queried_and_claimed() {
+    let certificates = Certificates::new();
+    let first = federating_myelin(&certificates).await;
+    let second = federating_myelin(&certificates).await;
+    let alice = Client::new(&first.url()).register("alice", PASSWORD).await;
+    let bob = Client::new(&second.url()).register("bob", PASSWORD).await;
+    check_remote_keys(&alice, &bob).await;
+    check_remote_keys(&bob, &alice).await;
+}

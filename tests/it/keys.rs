@@ -60,7 +60,7 @@ pub(crate) fn device_keys(client: &Client, key: &SigningKey) -> Value {
     keys
 }
 
-fn one_time_keys(names: &[&str]) -> Value {
+pub(crate) fn one_time_keys(names: &[&str]) -> Value {
     let mut keys = serde_json::Map::new();
     for name in names {
         keys.insert(
@@ -71,12 +71,12 @@ fn one_time_keys(names: &[&str]) -> Value {
     Value::Object(keys)
 }
 
-fn claim_body(client: &Client) -> Value {
+pub(crate) fn claim_body(client: &Client) -> Value {
     json!({"one_time_keys": {client.user_id.clone(): {client.device_id.clone(): "signed_curve25519"}}})
 }
 
 /// The one key a claim of `owner`'s device gave, by key ID.
-fn claimed_key_id(answer: &Value, owner: &Client) -> Option<String> {
+pub(crate) fn claimed_key_id(answer: &Value, owner: &Client) -> Option<String> {
     answer["one_time_keys"][&owner.user_id][&owner.device_id]
         .as_object()?
         .keys()

@@ -7,6 +7,7 @@ mod client;
 pub mod discovery;
 pub mod key_document;
 mod keyring;
+pub mod user_keys;
 mod verifier;
 
 pub use client::{FederationClient, FederationError, OutgoingAuth};

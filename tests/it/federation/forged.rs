@@ -38,8 +38,24 @@ impl KeyFile {
     /// `X-Matrix` for a request without a body, as the spec builds it: the
     /// canonical JSON of method, URI, origin and destination, signed.
     fn authorization(&self, method: &str, uri: &str, origin: &str, destination: &str) -> String {
+        self.authorization_with(method, uri, origin, destination, None)
+    }
+
+    /// The same for a request whose body is `content`, given in canonical
+    /// form (keys sorted, no spaces).
+    fn authorization_with(
+        &self,
+        method: &str,
+        uri: &str,
+        origin: &str,
+        destination: &str,
+        content: Option<&str>,
+    ) -> String {
+        let content = content
+            .map(|content| format!(r#""content":{content},"#))
+            .unwrap_or_default();
         let object = format!(
-            r#"{{"destination":{},"method":{},"origin":{},"uri":{}}}"#,
+            r#"{{{content}"destination":{},"method":{},"origin":{},"uri":{}}}"#,
             Value::from(destination),
             Value::from(method),
             Value::from(origin),
@@ -176,6 +192,38 @@ pub(crate) async fn check_forged_requests(
         (400, Some("M_NOT_JSON")),
         "{body}"
     );
+
+    // A signature covers the body: a key query signed for one body and
+    // sent with another is refused; as signed, it answers only for the
+    // target's own users.
+    let keys_uri = "/_matrix/federation/v1/user/keys/query";
+    let asked = format!(
+        r#"{{"device_keys":{{{}:[],"@someone:{origin}":[]}}}}"#,
+        Value::from(alice.user_id.as_str())
+    );
+    let signed = key.authorization_with("POST", keys_uri, origin, destination, Some(&asked));
+    let post = |body: String| {
+        http.post(format!("{target_url}{keys_uri}"))
+            .header("authorization", signed.clone())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let answer = post(asked.clone()).await.expect("an answer");
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer: Value = answer.json().await.expect("json");
+    let users: Vec<&String> = answer["device_keys"]
+        .as_object()
+        .map(|users| users.keys().collect())
+        .unwrap_or_default();
+    assert!(
+        users.iter().all(|user| user.ends_with(destination)),
+        "answers only for its own users: {answer}"
+    );
+    let tampered = asked.replace("[]}", r#"["DEVICE"]}"#);
+    assert_ne!(tampered, asked);
+    let answer = post(tampered).await.expect("an answer");
+    assert_eq!(answer.status().as_u16(), 401);
 
     // Real traffic still flows.
     let (status, body) = send(Some(good), None).await;

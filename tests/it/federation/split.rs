@@ -6,8 +6,8 @@
 use super::forged::check_forged_requests;
 use super::synapse::Synapse;
 use super::{
-    Certificates, LOOPBACK_FEDERATION, displayname_seen, federating_myelin, signing_key_path,
-    user_with_name,
+    Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
+    signing_key_path, user_with_name,
 };
 use crate::harness::{TempDir, free_port};
 use crate::split::{Split, settings};
@@ -76,6 +76,11 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
             synapse.log_tail()
         );
     }
+
+    // Encryption keys with Synapse, through the client-api and
+    // federation-api replicas.
+    check_remote_keys(&alice, &sam).await;
+    check_remote_keys(&sam, &alice).await;
 
     // Forged and broken requests through traefik and the gateway.
     check_forged_requests(

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 use super::{
-    Certificates, LOOPBACK_FEDERATION, displayname_seen, federating_myelin, user_with_name,
+    Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
+    user_with_name,
 };
 use crate::harness::{TempDir, free_port};
 use crate::interop::{SCRIPT_TIMEOUT, run, venv};
@@ -136,6 +137,10 @@ async fn synapse_and_myelin_read_each_others_profiles() {
     let seen = displayname_seen(&sam, &alice.user_id).await;
     assert_eq!(seen.status, 200, "{}\n{}", seen.text, synapse.log_tail());
     assert_eq!(seen.body["displayname"], "Alice on Myelin");
+
+    // Encryption keys both ways.
+    check_remote_keys(&alice, &sam).await;
+    check_remote_keys(&sam, &alice).await;
 
     // A Synapse user who does not exist: Synapse's 404 reaches the client.
     let nobody = format!("@nobody:{}", synapse.server_name);

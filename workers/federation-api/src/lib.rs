@@ -2,6 +2,7 @@
 
 mod keys;
 mod query;
+mod user_keys;
 
 use std::sync::Arc;
 
@@ -44,11 +45,17 @@ impl Role for FederationApi {
             .handle(&self, keys::notary_one)
             .handle(&self, keys::notary_batch)
             .handle(&self, query::version)
-            .handle(&self, query::profile);
+            .handle(&self, query::profile)
+            .handle(&self, user_keys::query)
+            .handle(&self, user_keys::claim);
     }
 }
 
 impl FederationApi {
+    fn is_local(&self, user_id: &ruma::UserId) -> bool {
+        user_id.server_name().as_str() == self.config.server_name
+    }
+
     /// This server's name as ruma types it (checked when the process started).
     fn server_keys_owner(&self) -> &ruma::ServerName {
         self.server_keys.server_name()

@@ -17,9 +17,7 @@ use crate::signed_json::{
     cross_signing_public_key, parse_object, signature, signatures_by, signed_part, text, verifies,
 };
 
-pub(crate) const MASTER: &str = "master";
-pub(crate) const SELF_SIGNING: &str = "self_signing";
-pub(crate) const USER_SIGNING: &str = "user_signing";
+use myelin_federation::user_keys::{MASTER, SELF_SIGNING, USER_SIGNING};
 /// Most keys one signatures upload may sign.
 const MAX_SIGNED_KEYS: usize = 1000;
 

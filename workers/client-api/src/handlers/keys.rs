@@ -1,29 +1,34 @@
 //! End-to-end encryption keys: `POST /keys/upload`, `/keys/query` and
-//! `/keys/claim`. Local users only for now; other servers' users are
-//! answered in `failures` until federation reaches them.
+//! `/keys/claim`. Other servers' users are asked of their servers, all at
+//! once; a server that does not answer in time is named in `failures`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use myelin_bus::topics::{self, DeviceListChanged};
+use myelin_federation::FederationError;
+use myelin_federation::user_keys::{
+    MAX_DEVICES_PER_REQUEST, claim_user_keys, devices_asked, user_keys,
+};
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::content_text;
-use myelin_store::{ClaimedKey, DeviceKeysRecord, KeyClaim, KeySignature, StoreError, UploadedKey};
+use myelin_store::{DeviceKeysRecord, KeyClaim, StoreError, UploadedKey};
 use myelin_types::SyncToken;
 use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys};
+use ruma::api::federation::keys::{
+    claim_keys as federation_claim_keys, get_keys as federation_get_keys,
+};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::serde::Raw;
-use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, UInt};
+use ruma::{OneTimeKeyAlgorithm, OwnedOneTimeKeyId, OwnedServerName, OwnedUserId, UInt};
 use serde_json::{Value, json};
 
 use crate::ClientApi;
-use crate::handlers::cross_signing::{MASTER, SELF_SIGNING, USER_SIGNING};
 use crate::signed_json::{MAX_KEY_BYTES, parse_object, signature, text, verifies};
 
-/// Most keys taken by one upload, and devices asked for by one query or
-/// claim: far above what a client sends, low enough to bound the work.
+/// Most keys taken by one upload: far above what a client sends, low
+/// enough to bound the work.
 const MAX_KEYS_PER_UPLOAD: usize = 1000;
-const MAX_DEVICES_PER_REQUEST: usize = 10_000;
 /// Most device-list changes, and most events of the log, one
 /// `/keys/changes` reads.
 const MAX_CHANGES: usize = 10_000;
@@ -121,12 +126,39 @@ fn is_local(api: &ClientApi, user_id: &ruma::UserId) -> bool {
     user_id.server_name().as_str() == api.server_name
 }
 
-/// Other servers' users cannot be reached until federation does.
-fn unreachable(failures: &mut BTreeMap<String, Value>, user_id: &ruma::UserId) {
-    failures.insert(
-        user_id.server_name().to_string(),
-        json!({"errcode": "M_UNRECOGNIZED", "error": "This server does not federate yet"}),
-    );
+/// What `failures` says of a server that could not be asked.
+fn failure(error: &FederationError) -> Value {
+    json!({"status": 503, "message": error.to_string()})
+}
+
+/// How long a query or claim waits for other servers (`timeout`, 10 s by
+/// default as in Synapse), at most a minute.
+fn remote_wait(timeout: Option<std::time::Duration>) -> std::time::Duration {
+    timeout
+        .unwrap_or(std::time::Duration::from_secs(10))
+        .min(std::time::Duration::from_secs(60))
+}
+
+/// Asks each server at once, each at most `wait`.
+async fn ask_servers<T, F, Fut>(
+    servers: BTreeMap<OwnedServerName, T>,
+    wait: std::time::Duration,
+    ask: F,
+) -> Vec<(OwnedServerName, Result<Fut::Output, FederationError>)>
+where
+    F: Fn(OwnedServerName, T) -> Fut,
+    Fut: std::future::Future,
+{
+    let asks = servers.into_iter().map(|(server, asked)| {
+        let answer = tokio::time::timeout(wait, ask(server.clone(), asked));
+        async move {
+            let answer = answer
+                .await
+                .map_err(|_| FederationError::Unreachable(format!("no answer within {wait:?}")));
+            (server, answer)
+        }
+    });
+    futures::future::join_all(asks).await
 }
 
 pub(crate) async fn upload(
@@ -185,126 +217,80 @@ pub(crate) async fn upload(
     Ok(upload_keys::v3::Response::new(counts))
 }
 
-/// Adds kept signatures to a key's JSON, under `signatures`.
-fn merge_signatures<'a>(key: &mut Value, signatures: impl Iterator<Item = &'a KeySignature>) {
-    for kept in signatures {
-        if !key["signatures"].is_object() {
-            key["signatures"] = json!({});
-        }
-        if !key["signatures"][&kept.signer_user_id].is_object() {
-            key["signatures"][&kept.signer_user_id] = json!({});
-        }
-        key["signatures"][&kept.signer_user_id][&kept.signer_key_id] = json!(kept.signature);
-    }
-}
-
-fn raw_json<T>(value: &Value) -> Result<Raw<T>, MatrixError> {
-    serde_json::value::to_raw_value(value)
-        .map(Raw::from_json)
-        .map_err(|error| MatrixError::internal(error.to_string()))
-}
-
-fn stored_json(json: &str) -> Result<Value, MatrixError> {
-    serde_json::from_str(json).map_err(|error| MatrixError::internal(error.to_string()))
-}
-
 pub(crate) async fn query(
     api: Arc<ClientApi>,
     context: RequestContext,
     request: get_keys::v3::Request,
 ) -> Result<get_keys::v3::Response, MatrixError> {
     let me = context.user()?.user_id.clone();
-    let asked: usize = request
-        .device_keys
-        .values()
-        .map(|devices| devices.len().max(1))
-        .sum();
-    if asked > MAX_DEVICES_PER_REQUEST {
+    if devices_asked(&request.device_keys) > MAX_DEVICES_PER_REQUEST {
         return Err(MatrixError::too_large("Too many users or devices asked"));
     }
+    let (local, remote) = split_by_server(&api, request.device_keys);
     let mut response = get_keys::v3::Response::new();
-    for (user_id, device_ids) in &request.device_keys {
-        if !is_local(&api, user_id) {
-            unreachable(&mut response.failures, user_id);
-            continue;
+    let keys = user_keys(api.store.as_ref(), &local, Some(me.as_str())).await?;
+    response.device_keys = keys.device_keys;
+    response.master_keys = keys.master_keys;
+    response.self_signing_keys = keys.self_signing_keys;
+    response.user_signing_keys = keys.user_signing_keys;
+    let answers = ask_servers(remote, remote_wait(request.timeout), |server, asked| {
+        let api = Arc::clone(&api);
+        async move {
+            api.federation
+                .send(&server, federation_get_keys::v1::Request::new(asked))
+                .await
         }
-        let user = user_id.as_str();
-        // Signatures by the key's owner, and those the asker made: a
-        // user-signing signature of someone else is the signer's business.
-        let signatures: Vec<KeySignature> = api
-            .store
-            .key_signatures(user)
-            .await?
-            .into_iter()
-            .filter(|kept| kept.signer_user_id == user || kept.signer_user_id == me)
-            .collect();
-        let signed_for = |key_id: &str| {
-            let key_id = key_id.to_owned();
-            signatures
-                .iter()
-                .filter(move |kept| kept.target_key_id == key_id)
-        };
-        let wanted: Vec<String> = device_ids.iter().map(ToString::to_string).collect();
-        let records = api.store.device_keys(user, &wanted).await?;
-        let names: BTreeMap<String, Option<String>> = if records.is_empty() {
-            BTreeMap::new()
-        } else {
-            api.store
-                .devices(user)
-                .await?
-                .into_iter()
-                .map(|device| (device.device_id, device.display_name))
-                .collect()
-        };
-        let mut by_device = BTreeMap::new();
-        for record in records {
-            // Keys outlive nothing: a device gone takes its keys with it.
-            let Some(name) = names.get(&record.device_id) else {
-                continue;
-            };
-            let mut keys = stored_json(&record.key_json)?;
-            merge_signatures(&mut keys, signed_for(&record.device_id));
-            if let Some(name) = name {
-                keys["unsigned"] = json!({ "device_display_name": name });
-            }
-            by_device.insert(
-                OwnedDeviceId::from(record.device_id.as_str()),
-                raw_json(&keys)?,
-            );
-        }
-        if !by_device.is_empty() {
-            response.device_keys.insert(user_id.clone(), by_device);
-        }
-        for (usage, key_json) in api.store.cross_signing_keys(user).await? {
-            let mut key = stored_json(&key_json)?;
-            let public_key = key["keys"]
-                .as_object()
-                .and_then(|keys| keys.values().next())
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            merge_signatures(&mut key, signed_for(&public_key));
-            match usage.as_str() {
-                MASTER => {
-                    response
-                        .master_keys
-                        .insert(user_id.clone(), raw_json(&key)?);
-                }
-                SELF_SIGNING => {
-                    response
+    })
+    .await;
+    for (server, answer) in answers {
+        match answer.and_then(|answer| answer) {
+            Ok(answer) => {
+                // Only what the server may speak for: its own users.
+                let own = |user_id: &OwnedUserId| user_id.server_name() == server;
+                response
+                    .device_keys
+                    .extend(answer.device_keys.into_iter().filter(|(user, _)| own(user)));
+                response
+                    .master_keys
+                    .extend(answer.master_keys.into_iter().filter(|(user, _)| own(user)));
+                response.self_signing_keys.extend(
+                    answer
                         .self_signing_keys
-                        .insert(user_id.clone(), raw_json(&key)?);
-                }
-                USER_SIGNING if user == me => {
-                    response
-                        .user_signing_keys
-                        .insert(user_id.clone(), raw_json(&key)?);
-                }
-                _ => {}
+                        .into_iter()
+                        .filter(|(user, _)| own(user)),
+                );
+            }
+            Err(error) => {
+                response
+                    .failures
+                    .insert(server.to_string(), failure(&error));
             }
         }
     }
     Ok(response)
+}
+
+/// This server's users, and the others grouped by their server.
+fn split_by_server<T>(
+    api: &ClientApi,
+    asked: BTreeMap<OwnedUserId, T>,
+) -> (
+    BTreeMap<OwnedUserId, T>,
+    BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, T>>,
+) {
+    let mut local = BTreeMap::new();
+    let mut remote: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, T>> = BTreeMap::new();
+    for (user_id, wanted) in asked {
+        if is_local(api, &user_id) {
+            local.insert(user_id, wanted);
+        } else {
+            remote
+                .entry(user_id.server_name().to_owned())
+                .or_default()
+                .insert(user_id, wanted);
+        }
+    }
+    (local, remote)
 }
 
 pub(crate) async fn claim(
@@ -317,13 +303,9 @@ pub(crate) async fn claim(
     if asked > MAX_DEVICES_PER_REQUEST {
         return Err(MatrixError::too_large("Too many devices asked"));
     }
-    let mut failures = BTreeMap::new();
+    let (local, remote) = split_by_server(&api, request.one_time_keys);
     let mut claims = Vec::new();
-    for (user_id, devices) in &request.one_time_keys {
-        if !is_local(&api, user_id) {
-            unreachable(&mut failures, user_id);
-            continue;
-        }
+    for (user_id, devices) in &local {
         for (device_id, algorithm) in devices {
             claims.push(KeyClaim {
                 user_id: user_id.to_string(),
@@ -332,28 +314,29 @@ pub(crate) async fn claim(
             });
         }
     }
-    let mut one_time_keys: BTreeMap<_, claim_keys::v3::OneTimeKeys> = BTreeMap::new();
-    for ClaimedKey {
-        user_id,
-        device_id,
-        key_id,
-        key_json,
-    } in api.store.claim_keys(&claims).await?
-    {
-        let (Ok(user_id), Ok(key_id)) = (
-            ruma::OwnedUserId::try_from(user_id),
-            OwnedOneTimeKeyId::try_from(key_id),
-        ) else {
-            continue;
-        };
-        let key = serde_json::value::RawValue::from_string(key_json)
-            .map_err(|error| MatrixError::internal(error.to_string()))?;
-        one_time_keys
-            .entry(user_id)
-            .or_default()
-            .entry(OwnedDeviceId::from(device_id.as_str()))
-            .or_default()
-            .insert(key_id, Raw::from_json(key));
+    let mut one_time_keys = claim_user_keys(api.store.as_ref(), &claims).await?;
+    let mut failures = BTreeMap::new();
+    let answers = ask_servers(remote, remote_wait(request.timeout), |server, asked| {
+        let api = Arc::clone(&api);
+        async move {
+            api.federation
+                .send(&server, federation_claim_keys::v1::Request::new(asked))
+                .await
+        }
+    })
+    .await;
+    for (server, answer) in answers {
+        match answer.and_then(|answer| answer) {
+            Ok(answer) => one_time_keys.extend(
+                answer
+                    .one_time_keys
+                    .into_iter()
+                    .filter(|(user, _)| user.server_name() == server),
+            ),
+            Err(error) => {
+                failures.insert(server.to_string(), failure(&error));
+            }
+        }
     }
     let mut response = claim_keys::v3::Response::new(one_time_keys);
     response.failures = failures;
