@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::rr::RData;
 use myelin_config::Config;
 use myelin_http::MatrixError;
 use myelin_http::outbound::{AddressPolicy, PolicyResolver};
 use myelin_room::ServerKey;
+use reqwest::dns::{Name, Resolve, Resolving};
 use ruma::api::auth_scheme::{AuthScheme, NoAuthentication};
 use ruma::api::federation::authentication::{ServerSignatures, XMatrixSigningInput};
 use ruma::api::path_builder::SinglePath;
@@ -115,6 +118,27 @@ impl OutgoingAuth for ServerSignatures {
     }
 }
 
+/// Resolves names for federation requests: a host name an SRV record
+/// points elsewhere is resolved as its target, and only permitted
+/// addresses come back.
+struct FederationResolver {
+    policy: PolicyResolver,
+    /// Host name to SRV target, from discovery.
+    targets: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Resolve for FederationResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let target = self
+            .targets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(name.as_str())
+            .and_then(|target| target.parse::<Name>().ok());
+        self.policy.resolve(target.unwrap_or(name))
+    }
+}
+
 /// Sends requests to other servers on this server's behalf.
 pub struct FederationClient {
     server_name: OwnedServerName,
@@ -126,6 +150,11 @@ pub struct FederationClient {
     /// For names the config exempts from certificate checks.
     unchecked: reqwest::Client,
     destinations: Mutex<HashMap<String, (Destination, Instant)>>,
+    /// Host names SRV records point elsewhere (read by the resolver).
+    srv_targets: Arc<Mutex<HashMap<String, String>>>,
+    /// For SRV records; `None` when the system's resolver settings could
+    /// not be read (then no SRV record is looked up).
+    dns: Option<TokioResolver>,
 }
 
 impl FederationClient {
@@ -136,9 +165,13 @@ impl FederationClient {
             config.ip_range_blacklist.as_deref(),
             &config.ip_range_whitelist,
         ));
+        let srv_targets = Arc::new(Mutex::new(HashMap::new()));
         let build = |accept_any_certificate: bool| {
             reqwest::Client::builder()
-                .dns_resolver(Arc::new(PolicyResolver::new(Arc::clone(&policy))))
+                .dns_resolver(Arc::new(FederationResolver {
+                    policy: PolicyResolver::new(Arc::clone(&policy)),
+                    targets: Arc::clone(&srv_targets),
+                }))
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(REQUEST_TIMEOUT)
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -156,6 +189,14 @@ impl FederationClient {
             unchecked: build(true)?,
             config,
             destinations: Mutex::new(HashMap::new()),
+            srv_targets,
+            dns: match TokioResolver::builder_tokio().and_then(|builder| builder.build()) {
+                Ok(resolver) => Some(resolver),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the DNS settings; SRV records will not be used");
+                    None
+                }
+            },
         })
     }
 
@@ -250,24 +291,74 @@ impl FederationClient {
         if let Some(destination) = remembered {
             return Ok(destination);
         }
-        let delegated = self.well_known(server_name).await;
-        let destination =
-            discovery::delegated_destination(server_name.as_str(), delegated.as_deref())
-                .ok_or_else(|| {
-                    FederationError::NotAllowed(format!("{server_name} is not a server name"))
-                })?;
+        let destination = self.discover(server_name).await?;
         let mut destinations = self
             .destinations
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut srv_targets = self
+            .srv_targets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if destinations.len() >= MAX_DESTINATIONS {
             destinations.clear();
+            srv_targets.clear();
         }
+        let (host, _) = discovery::split_server_name(&destination.host_header)
+            .unwrap_or_else(|| (destination.host_header.clone(), None));
+        match &destination.connect_to {
+            Some(target) => srv_targets.insert(host, target.clone()),
+            None => srv_targets.remove(&host),
+        };
         destinations.insert(
             server_name.as_str().to_owned(),
             (destination.clone(), Instant::now()),
         );
         Ok(destination)
+    }
+
+    /// Delegation first, then SRV records, then port 8448.
+    async fn discover(&self, server_name: &ServerName) -> Result<Destination, FederationError> {
+        let (host, _) = discovery::split_server_name(server_name.as_str()).ok_or_else(|| {
+            FederationError::NotAllowed(format!("{server_name} is not a server name"))
+        })?;
+        if let Some(delegated) = self.well_known(server_name).await {
+            if let Some(direct) = discovery::direct_destination(&delegated) {
+                return Ok(direct);
+            }
+            let srv = self.srv(&delegated).await;
+            return Ok(discovery::srv_destination(&delegated, &delegated, srv));
+        }
+        let srv = self.srv(&host).await;
+        Ok(discovery::srv_destination(&host, server_name.as_str(), srv))
+    }
+
+    /// The `_matrix-fed._tcp` record of `hostname`, else `_matrix._tcp`.
+    async fn srv(&self, hostname: &str) -> Option<discovery::SrvTarget> {
+        let resolver = self.dns.as_ref()?;
+        for service in ["_matrix-fed._tcp", "_matrix._tcp"] {
+            let Ok(Ok(found)) = tokio::time::timeout(
+                Duration::from_secs(10),
+                resolver.srv_lookup(format!("{service}.{hostname}.")),
+            )
+            .await
+            else {
+                continue;
+            };
+            let picked =
+                discovery::pick_srv(found.answers().iter().filter_map(
+                    |record| match &record.data {
+                        RData::SRV(srv) => {
+                            Some((srv.priority, srv.weight, srv.target.to_string(), srv.port))
+                        }
+                        _ => None,
+                    },
+                ));
+            if picked.is_some() {
+                return picked;
+            }
+        }
+        None
     }
 
     /// `m.server` from the server's `/.well-known/matrix/server`, if any.

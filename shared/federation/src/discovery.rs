@@ -1,7 +1,7 @@
 //! Finding where a server name is served, in the spec's order: an IP
-//! literal or an explicit port as given, then `/.well-known/matrix/server`
-//! delegation, then port 8448. (SRV records are not consulted yet: a name
-//! that relies on one alone is not reached.)
+//! literal or an explicit port as given; then `/.well-known/matrix/server`
+//! delegation (whose name goes through the same steps); then the SRV
+//! records `_matrix-fed._tcp` and the older `_matrix._tcp`; then port 8448.
 
 use std::net::IpAddr;
 
@@ -14,6 +14,16 @@ pub struct Destination {
     pub base_url: String,
     /// The `Host` header: the server name, or the delegated one.
     pub host_header: String,
+    /// From an SRV record: the host the URL's host name stands for. TLS
+    /// still names the URL's host, as the spec asks.
+    pub connect_to: Option<String>,
+}
+
+/// An SRV record's answer: where the service is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvTarget {
+    pub target: String,
+    pub port: u16,
 }
 
 /// The spec's default federation port.
@@ -52,28 +62,44 @@ pub fn direct_destination(server_name: &str) -> Option<Destination> {
             port.unwrap_or(DEFAULT_PORT)
         ),
         host_header: server_name.to_owned(),
+        connect_to: None,
     })
 }
 
-/// The destination after `/.well-known/matrix/server`: `delegated` is its
-/// `m.server` when there was a valid one.
-pub fn delegated_destination(server_name: &str, delegated: Option<&str>) -> Option<Destination> {
-    let Some(delegated) = delegated else {
-        let (host, _) = split_server_name(server_name)?;
-        return Some(Destination {
-            base_url: format!("https://{}:{DEFAULT_PORT}", url_host(&host)),
-            host_header: server_name.to_owned(),
-        });
-    };
-    let (host, port) = split_server_name(delegated)?;
-    Some(Destination {
-        base_url: format!(
-            "https://{}:{}",
-            url_host(&host),
-            port.unwrap_or(DEFAULT_PORT)
-        ),
-        host_header: delegated.to_owned(),
-    })
+/// The destination of a host name (no port) that names no delegation:
+/// where its SRV record points, else port 8448. `host_header` is what the
+/// request names as its `Host`.
+pub fn srv_destination(hostname: &str, host_header: &str, srv: Option<SrvTarget>) -> Destination {
+    match srv {
+        Some(srv) => Destination {
+            base_url: format!("https://{}:{}", url_host(hostname), srv.port),
+            host_header: hostname.to_owned(),
+            connect_to: Some(srv.target),
+        },
+        None => Destination {
+            base_url: format!("https://{}:{DEFAULT_PORT}", url_host(hostname)),
+            host_header: host_header.to_owned(),
+            connect_to: None,
+        },
+    }
+}
+
+/// The SRV answer to use: the lowest priority, then the highest weight;
+/// a target of `.` says the service is not offered.
+pub fn pick_srv(records: impl IntoIterator<Item = (u16, u16, String, u16)>) -> Option<SrvTarget> {
+    records
+        .into_iter()
+        .map(|(priority, weight, target, port)| {
+            (
+                priority,
+                std::cmp::Reverse(weight),
+                target.trim_end_matches('.').to_owned(),
+                port,
+            )
+        })
+        .filter(|(_, _, target, _)| !target.is_empty())
+        .min()
+        .map(|(_, _, target, port)| SrvTarget { target, port })
 }
 
 /// `m.server` of a well-known document, when it is a server name.
@@ -102,21 +128,32 @@ mod tests {
     }
 
     #[test]
-    fn delegation_names_the_host_and_host_header() {
-        let delegated = delegated_destination("example.org", Some("matrix.example.org"));
+    fn srv_records_name_where_to_connect_not_what_to_ask_for() {
+        let srv = pick_srv([
+            (20, 0, "backup.example.org.".to_owned(), 8448),
+            (10, 5, "light.example.org.".to_owned(), 8443),
+            (10, 50, "heavy.example.org.".to_owned(), 8444),
+        ])
+        .expect("a target");
         assert_eq!(
-            delegated,
-            Some(Destination {
-                base_url: "https://matrix.example.org:8448".to_owned(),
-                host_header: "matrix.example.org".to_owned(),
-            })
+            srv,
+            SrvTarget {
+                target: "heavy.example.org".to_owned(),
+                port: 8444
+            }
         );
-        let with_port =
-            delegated_destination("example.org", Some("m.example.org:443")).expect("delegated");
-        assert_eq!(with_port.base_url, "https://m.example.org:443");
-        let none = delegated_destination("example.org", None).expect("fallback");
-        assert_eq!(none.base_url, "https://example.org:8448");
-        assert_eq!(none.host_header, "example.org");
+        assert_eq!(pick_srv([(0, 0, ".".to_owned(), 0)]), None);
+        let through = srv_destination("example.org", "example.org", Some(srv));
+        assert_eq!(through.base_url, "https://example.org:8444");
+        assert_eq!(through.host_header, "example.org");
+        assert_eq!(through.connect_to.as_deref(), Some("heavy.example.org"));
+        let plain = srv_destination("m.example.org", "m.example.org", None);
+        assert_eq!(plain.base_url, "https://m.example.org:8448");
+        assert_eq!(plain.connect_to, None);
+    }
+
+    #[test]
+    fn well_known_documents_name_a_server() {
         assert_eq!(
             well_known_server(br#"{"m.server": "m.example.org:443"}"#).as_deref(),
             Some("m.example.org:443")

@@ -24,6 +24,8 @@ pub(crate) const DEVICE_TABLES: &[&str] = &[
     "pushers",
     "device_keys",
     "one_time_keys",
+    // After one_time_keys, whose triggers count down into it.
+    "one_time_key_counts",
     "fallback_keys",
     "to_device_inbox",
 ];

@@ -146,8 +146,8 @@ impl KeyStore for PostgresStore {
     ) -> StoreResult<BTreeMap<String, u64>> {
         let rows = self
             .query(
-                "SELECT algorithm, COUNT(*) FROM one_time_keys
-                 WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm",
+                "SELECT algorithm, count FROM one_time_key_counts
+                 WHERE user_id = $1 AND device_id = $2 AND count > 0",
                 &[&user_id, &device_id],
                 |row| Ok((get::<String>(row, 0)?, get::<i64>(row, 1)?)),
             )

@@ -87,6 +87,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../../migrations/postgres/0020_server_keys.sql"),
     ),
+    (
+        21,
+        include_str!("../../../migrations/postgres/0021_one_time_key_counts.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

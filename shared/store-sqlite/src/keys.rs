@@ -167,8 +167,8 @@ impl KeyStore for SqliteStore {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT algorithm, COUNT(*) FROM one_time_keys
-                 WHERE user_id = ?1 AND device_id = ?2 GROUP BY algorithm",
+                "SELECT algorithm, count FROM one_time_key_counts
+                 WHERE user_id = ?1 AND device_id = ?2 AND count > 0",
             )?
             .query_map(params![user_id, device_id], |row| {
                 Ok((

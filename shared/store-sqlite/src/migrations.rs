@@ -84,6 +84,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../../migrations/sqlite/0020_server_keys.sql"),
     ),
+    (
+        21,
+        include_str!("../../../migrations/sqlite/0021_one_time_key_counts.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

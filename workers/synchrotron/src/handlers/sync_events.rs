@@ -14,6 +14,10 @@ use crate::streams::SyncRequest;
 
 /// Longest long-poll we hold, whatever the client asks.
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// A woken long-poll waits this long before it reads, so news that comes
+/// in a burst (an encrypting client's room keys by to-device, then its
+/// message) goes out in one response instead of one each.
+const WAKE_SETTLE: Duration = Duration::from_millis(8);
 
 pub(crate) async fn sync(
     sync: Arc<Synchrotron>,
@@ -68,6 +72,7 @@ pub(crate) async fn sync(
             let (response, _) = sync.collect(&parsed, true).await?;
             return Ok(response);
         }
+        tokio::time::sleep(WAKE_SETTLE).await;
         fresh = false;
     }
 }
