@@ -225,6 +225,89 @@ pub(crate) async fn check_forged_requests(
     let answer = post(tampered).await.expect("an answer");
     assert_eq!(answer.status().as_u16(), 401);
 
+    // Bad input, well signed: each a clear error, never a 500.
+    let signed_request = |method: &str, uri: &str, body: Option<String>| {
+        let authorization =
+            key.authorization_with(method, uri, origin, destination, body.as_deref());
+        let request = match method {
+            "POST" => http.post(format!("{target_url}{uri}")),
+            _ => http.get(format!("{target_url}{uri}")),
+        };
+        let request = request.header("authorization", authorization);
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(body),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let profile_of = |user: &str| {
+        format!(
+            "/_matrix/federation/v1/query/profile?user_id={}",
+            crate::client::encode(user)
+        )
+    };
+    // Another server's user is not this server's to answer for.
+    let (status, body) = signed_request("GET", &profile_of(&format!("@x:{origin}")), None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_INVALID_PARAM")),
+        "{body}"
+    );
+    let (status, body) =
+        signed_request("GET", &profile_of(&format!("@nobody:{destination}")), None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{body}"
+    );
+    // Too many devices in one query.
+    let devices: Vec<String> = (0..10_001).map(|n| format!(r#""D{n}""#)).collect();
+    let huge = format!(
+        r#"{{"device_keys":{{{}:[{}]}}}}"#,
+        Value::from(alice.user_id.as_str()),
+        devices.join(",")
+    );
+    let (status, body) = signed_request("POST", keys_uri, Some(huge)).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (413, Some("M_TOO_LARGE")),
+        "{body}"
+    );
+    // Claims for another server's users hand out nothing.
+    let claim =
+        format!(r#"{{"one_time_keys":{{"@x:{origin}":{{"DEVICE":"signed_curve25519"}}}}}}"#);
+    let (status, body) = signed_request(
+        "POST",
+        "/_matrix/federation/v1/user/keys/claim",
+        Some(claim),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["one_time_keys"]),
+        (200, &serde_json::json!({})),
+        "{body}"
+    );
+    // A notary query about too many servers.
+    let servers: serde_json::Map<String, Value> = (0..101)
+        .map(|n| (format!("s{n}.example"), serde_json::json!({})))
+        .collect();
+    let answer = http
+        .post(format!("{target_url}/_matrix/key/v2/query"))
+        .json(&serde_json::json!({"server_keys": servers}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status().as_u16(), 400);
+
     // Real traffic still flows.
     let (status, body) = send(Some(good), None).await;
     assert_eq!(
