@@ -1,6 +1,9 @@
 -- How many one-time keys each device has waiting, per algorithm, kept by a
 -- trigger as keys are added and claimed, so every sync reads one row per
 -- algorithm instead of counting the keys. A count that reaches 0 stays.
+-- No key is added or claimed between the first count and the trigger.
+LOCK TABLE one_time_keys IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE one_time_key_counts (
     user_id   TEXT NOT NULL,
     device_id TEXT NOT NULL,

@@ -72,8 +72,9 @@ impl fmt::Display for FederationError {
 }
 
 impl FederationError {
-    /// What a client is told: the remote's own error where it gave one
-    /// (4xx), `502` when the other server could not be asked.
+    /// What a client is told: the remote's own "not found", "forbidden" or
+    /// "bad request", and `502` for anything else, so that no other server
+    /// can tell a client its session is gone (a `401` would log it out).
     pub fn into_matrix_error(self) -> MatrixError {
         match self {
             FederationError::NotAllowed(why) => MatrixError::forbidden(why),
@@ -81,7 +82,7 @@ impl FederationError {
                 status,
                 errcode,
                 error,
-            } if (400..500).contains(&status) => MatrixError::new(
+            } if matches!(status, 400 | 403 | 404) => MatrixError::new(
                 http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY),
                 errcode,
                 error,
@@ -145,10 +146,11 @@ pub struct FederationClient {
     key: Arc<ServerKey>,
     config: Arc<Config>,
     policy: Arc<AddressPolicy>,
-    /// Checks certificates.
-    checked: reqwest::Client,
-    /// For names the config exempts from certificate checks.
-    unchecked: reqwest::Client,
+    /// By whether certificates are checked (the config exempts some
+    /// names), then whether host names are resolved as their SRV targets:
+    /// only requests discovery sent through an SRV record use those, so
+    /// `.well-known` fetches and explicit ports resolve plainly.
+    clients: [[reqwest::Client; 2]; 2],
     destinations: Mutex<HashMap<String, (Destination, Instant)>>,
     /// Host names SRV records point elsewhere (read by the resolver).
     srv_targets: Arc<Mutex<HashMap<String, String>>>,
@@ -166,11 +168,16 @@ impl FederationClient {
             &config.ip_range_whitelist,
         ));
         let srv_targets = Arc::new(Mutex::new(HashMap::new()));
-        let build = |accept_any_certificate: bool| {
+        let build = |accept_any_certificate: bool, through_srv: bool| {
+            let targets = if through_srv {
+                Arc::clone(&srv_targets)
+            } else {
+                Arc::new(Mutex::new(HashMap::new()))
+            };
             reqwest::Client::builder()
                 .dns_resolver(Arc::new(FederationResolver {
                     policy: PolicyResolver::new(Arc::clone(&policy)),
-                    targets: Arc::clone(&srv_targets),
+                    targets,
                 }))
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(REQUEST_TIMEOUT)
@@ -185,8 +192,10 @@ impl FederationClient {
             server_name,
             key,
             policy: Arc::clone(&policy),
-            checked: build(false)?,
-            unchecked: build(true)?,
+            clients: [
+                [build(false, false)?, build(false, true)?],
+                [build(true, false)?, build(true, true)?],
+            ],
             config,
             destinations: Mutex::new(HashMap::new()),
             srv_targets,
@@ -214,6 +223,21 @@ impl FederationClient {
         R: OutgoingRequest<PathBuilder = SinglePath>,
         R::Authentication: OutgoingAuth,
     {
+        self.send_limited(destination, request, MAX_RESPONSE_BYTES)
+            .await
+    }
+
+    /// [`FederationClient::send`] for an answer of at most `limit` bytes.
+    pub async fn send_limited<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+        limit: usize,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath>,
+        R::Authentication: OutgoingAuth,
+    {
         self.check_allowed(destination)?;
         let target = self.destination(destination).await?;
         let input = R::Authentication::input(&self.server_name, destination, self.key.key_pair());
@@ -221,7 +245,7 @@ impl FederationClient {
             .try_into_http_request::<Vec<u8>>(&target.base_url, input, ())
             .map_err(|error| FederationError::BadResponse(format!("cannot build: {error}")))?;
         let response = self
-            .execute(destination, &target, http_request, MAX_RESPONSE_BYTES)
+            .execute(destination, &target, http_request, limit)
             .await?;
         let (parts, body) = response.into_parts();
         R::IncomingResponse::try_from_http_response(http::Response::from_parts(parts, &body[..]))
@@ -242,12 +266,9 @@ impl FederationClient {
         Ok(())
     }
 
-    fn client_for(&self, destination: &str) -> &reqwest::Client {
-        if self.config.verifies_certificate_of(destination) {
-            &self.checked
-        } else {
-            &self.unchecked
-        }
+    fn client_for(&self, destination: &str, through_srv: bool) -> &reqwest::Client {
+        let unchecked = !self.config.verifies_certificate_of(destination);
+        &self.clients[usize::from(unchecked)][usize::from(through_srv)]
     }
 
     /// Sends one request and reads its answer whole, up to `limit` bytes.
@@ -269,7 +290,7 @@ impl FederationClient {
             request.headers_mut().insert(http::header::HOST, host);
         }
         let response = self
-            .client_for(destination.as_str())
+            .client_for(destination.as_str(), target.connect_to.is_some())
             .execute(request)
             .await
             .map_err(|error| FederationError::Unreachable(error_chain(&error)))?;
@@ -369,7 +390,7 @@ impl FederationClient {
             return None;
         }
         let response = self
-            .client_for(server_name.as_str())
+            .client_for(server_name.as_str(), false)
             .get(url)
             .timeout(Duration::from_secs(10))
             .send()

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 /// However long a document says it is valid, keys are trusted at most this
 /// far past the time it was fetched (the spec's cap for room versions 5+).
 pub const MAX_KEY_VALIDITY_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// The most keys, current and old, a document may list.
+const MAX_KEYS_PER_DOCUMENT: usize = 32;
 
 /// This server's key document, valid for `key_refresh_interval`, signed.
 pub fn own_key_document(key: &ServerKey, config: &Config, now: i64) -> Value {
@@ -96,8 +98,10 @@ impl std::fmt::Display for BadKeyDocument {
 }
 
 /// Checks a key document fetched for `server_name`: it names that server,
-/// is signed by every current key it lists, and is still valid. Validity
-/// is capped at [`MAX_KEY_VALIDITY_MS`] past `now`.
+/// lists at most a few keys, carries a good signature by a current key it
+/// lists (and no bad one by any), and is still valid. Validity is capped at
+/// [`MAX_KEY_VALIDITY_MS`] past `now`; an old key is valid until it expired
+/// and never past `now`.
 pub fn check_key_document(
     server_name: &str,
     document: &Value,
@@ -121,11 +125,16 @@ pub fn check_key_document(
     if current.is_empty() {
         return Err(bad("no verify_keys"));
     }
-    for (key_id, public_key) in &current {
-        let one = BTreeMap::from([(key_id.clone(), public_key.clone())]);
-        if !signed_by(&object, server_name, &one) {
-            return Err(bad(&format!("not signed with {key_id}")));
-        }
+    let listed = current.len()
+        + document
+            .get("old_verify_keys")
+            .and_then(Value::as_object)
+            .map_or(0, serde_json::Map::len);
+    if listed > MAX_KEYS_PER_DOCUMENT {
+        return Err(bad("lists too many keys"));
+    }
+    if !signed_by(&object, server_name, &current) {
+        return Err(bad("not signed by a key it lists"));
     }
     let mut keys: Vec<ServerVerifyKey> = current
         .into_iter()
@@ -150,7 +159,7 @@ pub fn check_key_document(
             keys.push(ServerVerifyKey {
                 key_id: key_id.clone(),
                 public_key: public_key.to_owned(),
-                valid_until_ts: expired_ts,
+                valid_until_ts: expired_ts.min(now),
                 expired_ts: Some(expired_ts),
             });
         }
@@ -242,6 +251,29 @@ mod tests {
             "verify_keys": {"ed25519:v1": {"key": real.public_key}},
         });
         sign(&forger, document)
+    }
+
+    #[test]
+    fn documents_listing_many_keys_are_refused() {
+        let key = key("a.test", 7, "v1");
+        let old: serde_json::Map<String, Value> = (0..40)
+            .map(|n| {
+                (
+                    format!("ed25519:old{n}"),
+                    json!({"key": key.public_key, "expired_ts": 1}),
+                )
+            })
+            .collect();
+        let document = sign(
+            &key,
+            json!({
+                "server_name": "a.test",
+                "valid_until_ts": 10_000_000,
+                "verify_keys": {key.key_id.clone(): {"key": key.public_key}},
+                "old_verify_keys": old,
+            }),
+        );
+        assert!(check_key_document("a.test", &document, 2_000).is_err());
     }
 
     #[test]

@@ -15,12 +15,19 @@ use ruma::{CanonicalJsonObject, OwnedServerName, ServerName};
 use serde_json::Value;
 
 use crate::client::{FederationClient, FederationError};
-use crate::key_document::{check_key_document, signed_by};
+use crate::key_document::{MAX_KEY_VALIDITY_MS, check_key_document, signed_by};
 
 /// Servers whose keys are held in memory at most; cleared when full.
 const MAX_CACHED_SERVERS: usize = 10_000;
-/// After a failed fetch, a server's keys are not asked for again so soon.
-const REFETCH_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// After a fetch, failed or not, a server's keys are not asked for again so
+/// soon: a request naming a key the server does not have cannot make this
+/// server fetch again and again.
+const REFETCH_AFTER: Duration = Duration::from_secs(30);
+/// The longest a fetch may take, notaries included.
+const FETCH_DEADLINE: Duration = Duration::from_secs(30);
+/// The largest key document read from a server, and notary answer.
+const MAX_KEY_DOCUMENT_BYTES: usize = 64 * 1024;
+const MAX_NOTARY_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Why no key could be found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +48,8 @@ pub struct KeyRing {
     cached: Mutex<HashMap<String, Vec<ServerVerifyKey>>>,
     /// One fetch per server at a time; the others wait for its result.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    failed: Mutex<HashMap<String, Instant>>,
+    /// When each server's keys were last fetched.
+    fetched: Mutex<HashMap<String, Instant>>,
 }
 
 impl KeyRing {
@@ -59,7 +67,7 @@ impl KeyRing {
             client,
             cached: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
-            failed: Mutex::new(HashMap::new()),
+            fetched: Mutex::new(HashMap::new()),
         }
     }
 
@@ -76,6 +84,18 @@ impl KeyRing {
         server: &'a ServerName,
         key_id: Option<&'a str>,
         at: i64,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, NoKey>> {
+        self.keys_of(server, key_id, at, true)
+    }
+
+    /// [`KeyRing::verify_keys`]; `via_notaries` false fetches from the
+    /// server alone (for a notary's own keys, so no fetch waits on another).
+    fn keys_of<'a>(
+        &'a self,
+        server: &'a ServerName,
+        key_id: Option<&'a str>,
+        at: i64,
+        via_notaries: bool,
     ) -> BoxFuture<'a, Result<BTreeMap<String, String>, NoKey>> {
         Box::pin(async move {
             if server == self.client.server_name() {
@@ -107,12 +127,21 @@ impl KeyRing {
             if !found.is_empty() {
                 return Ok(found);
             }
-            if self.failed_recently(server.as_str()) {
+            if self.fetched_recently(server.as_str()) {
                 return Err(NoKey(format!(
-                    "no key of {server} could be fetched just now"
+                    "{server} has no key {} valid at {at} (fetched just now)",
+                    key_id.unwrap_or("at all")
                 )));
             }
-            match self.fetch(server).await {
+            let fetched = tokio::time::timeout(FETCH_DEADLINE, self.fetch(server, via_notaries))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(NoKey(format!(
+                        "fetching the keys of {server} took too long"
+                    )))
+                });
+            self.note_fetch(server.as_str());
+            match fetched {
                 Ok(document) => {
                     if let Err(error) = self.store.store_server_keys(&document).await {
                         tracing::warn!(%error, %server, "cannot keep fetched server keys");
@@ -134,10 +163,7 @@ impl KeyRing {
                         Ok(found)
                     }
                 }
-                Err(why) => {
-                    self.note_failure(server.as_str());
-                    Err(why)
-                }
+                Err(why) => Err(why),
             }
         })
     }
@@ -159,11 +185,11 @@ impl KeyRing {
         if let Some(held) = held.filter(|held| held.valid_until_ts >= minimum_valid_until_ts) {
             return serde_json::from_str(&held.document).ok();
         }
-        // Asking makes the key ring fetch and keep a fresh document.
+        // Asking makes the key ring fetch and keep a fresh document; no
+        // document is trusted for more than a week, so no more is asked.
         let now = myelin_types::now_millis();
-        let _ = self
-            .verify_keys(server, None, now.max(minimum_valid_until_ts))
-            .await;
+        let wanted = minimum_valid_until_ts.clamp(now, now + MAX_KEY_VALIDITY_MS);
+        let _ = self.verify_keys(server, None, wanted).await;
         let held = self
             .store
             .server_key_document(server.as_str())
@@ -228,30 +254,35 @@ impl KeyRing {
         Arc::clone(fetching.entry(server.to_owned()).or_default())
     }
 
-    fn failed_recently(&self, server: &str) -> bool {
-        self.failed
+    fn fetched_recently(&self, server: &str) -> bool {
+        self.fetched
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(server)
-            .is_some_and(|at| at.elapsed() < REFETCH_AFTER_FAILURE)
+            .is_some_and(|at| at.elapsed() < REFETCH_AFTER)
     }
 
-    fn note_failure(&self, server: &str) {
-        let mut failed = self
-            .failed
+    fn note_fetch(&self, server: &str) {
+        let mut fetched = self
+            .fetched
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        failed.retain(|_, at| at.elapsed() < REFETCH_AFTER_FAILURE);
-        if failed.len() < MAX_CACHED_SERVERS {
-            failed.insert(server.to_owned(), Instant::now());
+        fetched.retain(|_, at| at.elapsed() < REFETCH_AFTER);
+        if fetched.len() < MAX_CACHED_SERVERS {
+            fetched.insert(server.to_owned(), Instant::now());
         }
     }
 
     /// The server's own document, from it directly, else from a notary.
-    async fn fetch(&self, server: &ServerName) -> Result<ServerKeyDocument, NoKey> {
+    async fn fetch(
+        &self,
+        server: &ServerName,
+        via_notaries: bool,
+    ) -> Result<ServerKeyDocument, NoKey> {
+        let request = get_server_keys::v2::Request::new();
         let direct = match self
             .client
-            .send(server, get_server_keys::v2::Request::new())
+            .send_limited(server, request, MAX_KEY_DOCUMENT_BYTES)
             .await
         {
             Ok(response) => serde_json::from_str::<Value>(response.server_key.json().get())
@@ -267,7 +298,12 @@ impl KeyRing {
             Err(error) => error,
         };
         let mut errors = vec![format!("directly: {direct_error}")];
-        for notary in &self.notaries {
+        let notaries = if via_notaries {
+            &self.notaries[..]
+        } else {
+            &[]
+        };
+        for notary in notaries {
             match self.fetch_from_notary(notary, server).await {
                 Ok(document) => return Ok(document),
                 Err(error) => errors.push(format!("from {}: {error}", notary.server_name)),
@@ -295,11 +331,11 @@ impl KeyRing {
         )]));
         let response = self
             .client
-            .send(&notary_name, request)
+            .send_limited(&notary_name, request, MAX_NOTARY_ANSWER_BYTES)
             .await
             .map_err(|error: FederationError| error.to_string())?;
         let notary_keys = if notary.verify_keys.is_empty() {
-            self.verify_keys(&notary_name, None, myelin_types::now_millis())
+            self.keys_of(&notary_name, None, myelin_types::now_millis(), false)
                 .await
                 .map_err(|error| error.to_string())?
         } else {

@@ -139,7 +139,10 @@ fn remote_wait(timeout: Option<std::time::Duration>) -> std::time::Duration {
         .min(std::time::Duration::from_secs(60))
 }
 
-/// Asks each server at once, each at most `wait`.
+/// Servers one query or claim asks at the same time.
+const SERVERS_AT_ONCE: usize = 20;
+
+/// Asks each server, [`SERVERS_AT_ONCE`] at a time, each at most `wait`.
 async fn ask_servers<T, F, Fut>(
     servers: BTreeMap<OwnedServerName, T>,
     wait: std::time::Duration,
@@ -149,6 +152,7 @@ where
     F: Fn(OwnedServerName, T) -> Fut,
     Fut: std::future::Future,
 {
+    use futures::StreamExt;
     let asks = servers.into_iter().map(|(server, asked)| {
         let answer = tokio::time::timeout(wait, ask(server.clone(), asked));
         async move {
@@ -158,7 +162,10 @@ where
             (server, answer)
         }
     });
-    futures::future::join_all(asks).await
+    futures::stream::iter(asks)
+        .buffer_unordered(SERVERS_AT_ONCE)
+        .collect()
+        .await
 }
 
 pub(crate) async fn upload(
