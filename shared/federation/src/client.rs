@@ -12,7 +12,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
 use myelin_config::Config;
 use myelin_http::MatrixError;
-use myelin_http::outbound::{AddressPolicy, PolicyResolver};
+use myelin_http::outbound::{AddressPolicy, BodyReadError, PolicyResolver, read_limited};
 use myelin_room::ServerKey;
 use reqwest::dns::{Name, Resolve, Resolving};
 use ruma::api::auth_scheme::{AuthScheme, NoAuthentication};
@@ -410,27 +410,14 @@ async fn read_response(
     limit: usize,
 ) -> Result<http::Response<Bytes>, FederationError> {
     let status = response.status();
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
-        return Err(FederationError::BadResponse(format!(
-            "answer larger than {limit} bytes"
-        )));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let body = read_limited(&mut response, limit)
         .await
-        .map_err(|error| FederationError::Unreachable(error_chain(&error)))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(FederationError::BadResponse(format!(
-                "answer larger than {limit} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
+        .map_err(|error| match error {
+            BodyReadError::TooLarge => {
+                FederationError::BadResponse(format!("answer larger than {limit} bytes"))
+            }
+            BodyReadError::Transport(error) => FederationError::Unreachable(error_chain(&error)),
+        })?;
     if !status.is_success() {
         let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let text = |key: &str| error.get(key).and_then(Value::as_str).map(str::to_owned);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use myelin_http::outbound::{AddressPolicy, PolicyResolver};
+use myelin_http::outbound::{AddressPolicy, BodyReadError, PolicyResolver, read_limited};
 use ruma::api::push_gateway::send_event_notification::v1 as notify;
 use ruma::api::{IncomingResponseExt, OutgoingRequestExt};
 
@@ -69,17 +69,12 @@ impl Gateways {
             .await
             .map_err(|error| DeliveryFailed(format!("{url}: {error}")))?;
         let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = read_limited(&mut response, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|error| DeliveryFailed(format!("{url}: {error}")))?
-        {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(DeliveryFailed(format!("{url} answered too much")));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|error| match error {
+                BodyReadError::TooLarge => DeliveryFailed(format!("{url} answered too much")),
+                BodyReadError::Transport(error) => DeliveryFailed(format!("{url}: {error}")),
+            })?;
         if !status.is_success() {
             return Err(DeliveryFailed(format!("{url} answered {status}")));
         }

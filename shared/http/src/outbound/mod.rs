@@ -102,6 +102,37 @@ impl AddressPolicy {
     }
 }
 
+/// Why an answer's body could not be read whole.
+#[derive(Debug)]
+pub enum BodyReadError {
+    /// It declared, or sent, more than the limit.
+    TooLarge,
+    /// The connection failed while it was read.
+    Transport(reqwest::Error),
+}
+
+/// Reads an answer's body, refusing one that declares or sends more than
+/// `limit` bytes, so another server cannot make this one hold much.
+pub async fn read_limited(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyReadError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyReadError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Resolves names as the system does, keeping only permitted addresses, so
 /// a name that points inside (or is changed to, between checks) gets no
 /// connection.
