@@ -110,6 +110,10 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
         )
         .await?;
     }
+    let snapshots = event.snapshots.as_ref();
+    if let Some(snapshots) = snapshots {
+        crate::snapshots::write_snapshots(tx, &event.room_id, &snapshots.new).await?;
+    }
     // The position is taken as late as the events row allows: the row
     // lock on stream_position is held until commit, so writers commit in
     // position order and a reader who sees position p (max_position reads
@@ -127,8 +131,9 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
     tx_execute(
         tx,
         "INSERT INTO events (position, event_id, room_id, sender, event_type, state_key, depth,
-                             origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                             origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id,
+                             state_before, state_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         &[
             &position,
             &event.event_id,
@@ -142,6 +147,8 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
             &txn.map(|t| &t.user_id),
             &txn.map(|t| &t.device_id),
             &txn.map(|t| &t.txn_id),
+            &snapshots.map(|s| &s.before),
+            &snapshots.map(|s| &s.after),
         ],
     )
     .await?;

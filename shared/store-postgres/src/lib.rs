@@ -25,6 +25,7 @@ mod receipts;
 mod relations;
 mod reports;
 mod server_keys;
+mod snapshots;
 mod to_device;
 mod typing;
 

@@ -91,6 +91,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../../../migrations/postgres/0021_one_time_key_counts.sql"),
     ),
+    (
+        22,
+        include_str!("../../../migrations/postgres/0022_state_snapshots.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

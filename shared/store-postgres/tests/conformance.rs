@@ -116,6 +116,7 @@ fn message(room_id: &str, n: usize, txn: Option<TxnKey>) -> PersistEvent {
         new_room_version: None,
         push_actions: Vec::new(),
         fence: None,
+        snapshots: None,
     }
 }
 

@@ -91,9 +91,13 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
             .map_err(map_error)?;
     }
     let txn = event.txn.as_ref();
+    if let Some(snapshots) = &event.snapshots {
+        crate::snapshots::write_snapshots(tx, &event.room_id, &snapshots.new)?;
+    }
+    let snapshots = event.snapshots.as_ref();
     tx.prepare_cached("INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth, origin_server_ts,
-                             pdu_json, txn_user_id, txn_device_id, txn_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)").and_then(|mut statement| statement.execute(params![
+                             pdu_json, txn_user_id, txn_device_id, txn_id, state_before, state_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)").and_then(|mut statement| statement.execute(params![
             event.event_id,
             event.room_id,
             event.sender,
@@ -105,6 +109,8 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
             txn.map(|t| &t.user_id),
             txn.map(|t| &t.device_id),
             txn.map(|t| &t.txn_id),
+            snapshots.map(|s| &s.before),
+            snapshots.map(|s| &s.after),
         ],))
     .map_err(map_error)?;
     let position = tx.last_insert_rowid();

@@ -88,6 +88,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../../../migrations/sqlite/0021_one_time_key_counts.sql"),
     ),
+    (
+        22,
+        include_str!("../../../migrations/sqlite/0022_state_snapshots.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

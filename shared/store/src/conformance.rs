@@ -13,6 +13,7 @@ mod media;
 mod pushers;
 mod relations;
 mod server_keys;
+mod snapshots;
 mod streams;
 
 pub use relations::{check_backfilled, write_backfill_events};
@@ -46,6 +47,8 @@ pub async fn run_all(store: &dyn Store) {
     events::redaction_prunes_target(store).await;
     events::forgotten_rooms_hide_until_rejoined(store).await;
     events::writes_under_a_superseded_fence_are_refused(store).await;
+    snapshots::snapshots_read_back_whole(store).await;
+    snapshots::snapshots_are_immutable_and_chains_bounded(store).await;
     batches::a_batch_lands_whole_in_order(store).await;
     batches::a_batch_failing_part_way_writes_nothing(store).await;
     batches::content_with_an_escaped_nul_round_trips(store).await;

@@ -46,6 +46,8 @@ pub struct PersistEvent {
     /// The room partition's lease the writer holds: the write is refused
     /// with `StoreError::Fenced` once the lease was acquired again since.
     pub fence: Option<Fence>,
+    /// The state around the event, with the snapshots it needs written.
+    pub snapshots: Option<crate::EventSnapshots>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

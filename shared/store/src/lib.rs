@@ -24,6 +24,7 @@ mod receipts;
 mod relations;
 mod reports;
 mod server_keys;
+mod snapshots;
 mod to_device;
 mod typing;
 
@@ -63,6 +64,10 @@ pub use relations::{
 };
 pub use reports::{NewReport, ReportRecord, ReportStore};
 pub use server_keys::{ServerKeyDocument, ServerKeyStore, ServerVerifyKey};
+pub use snapshots::{
+    EventSnapshots, EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, Snapshot, SnapshotStore,
+    StateEntry, fold_chain,
+};
 pub use to_device::{NewToDevice, ToDeviceAck, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
 pub use typing::{TypingNotice, TypingStore};
 
@@ -92,6 +97,7 @@ pub trait Store:
     + KeyBackupStore
     + ToDeviceStore
     + ServerKeyStore
+    + SnapshotStore
     + Send
     + Sync
 {

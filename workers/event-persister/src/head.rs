@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use myelin_bus::messages::RoomInputRefused;
 use myelin_room::{EventRef, Pdu, RoomState, RoomVersion, event_ref};
-use myelin_store::EventStore;
+use myelin_store::Store;
 
 use crate::input::{refused, unavailable};
+use crate::snapshots::HeadSnapshot;
 
 pub struct CachedHead {
     pub version: RoomVersion,
@@ -16,6 +17,9 @@ pub struct CachedHead {
     pub state: RoomState,
     pub extremities: Vec<EventRef>,
     pub max_depth: i64,
+    /// The snapshot holding `state`; `None` until one is written (a room
+    /// from before snapshots, or a new room).
+    pub snapshot: Option<HeadSnapshot>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<CachedHead>>>;
@@ -54,7 +58,7 @@ impl RoomHeads {
 
 /// Reads a room's head from the store.
 pub(crate) async fn load_head(
-    event_store: &dyn EventStore,
+    event_store: &dyn Store,
     room_id: &str,
 ) -> Result<CachedHead, RoomInputRefused> {
     let room = event_store
@@ -101,11 +105,37 @@ pub(crate) async fn load_head(
         extremities.push(event_ref(&version, &event_id, &json));
         max_depth = max_depth.max(depth);
     }
+    let snapshot = match extremities.as_slice() {
+        [only] => head_snapshot(event_store, &only.event_id).await?,
+        _ => None,
+    };
     Ok(CachedHead {
         version,
         room_id: room_id.to_owned(),
         state,
         extremities,
         max_depth,
+        snapshot,
     })
+}
+
+/// The snapshot after a room's one extremity, which holds the current
+/// state, if the extremity has one.
+async fn head_snapshot(
+    event_store: &dyn Store,
+    event_id: &str,
+) -> Result<Option<HeadSnapshot>, RoomInputRefused> {
+    let Some(id) = event_store
+        .event_state_ids(event_id)
+        .await
+        .map_err(unavailable)?
+        .and_then(|ids| ids.after)
+    else {
+        return Ok(None);
+    };
+    let snapshot = event_store.snapshot(&id).await.map_err(unavailable)?;
+    Ok(snapshot.map(|snapshot| HeadSnapshot {
+        id,
+        chain_length: snapshot.chain_length,
+    }))
 }

@@ -75,7 +75,7 @@ impl EventPersister {
         let slot = self.heads.slot(&send.room_id);
         let mut guard = slot.lock().await;
         if guard.is_none() {
-            *guard = Some(load_head(self.event_store.as_ref(), &send.room_id).await?);
+            *guard = Some(load_head(self.store.as_ref(), &send.room_id).await?);
         }
         let Some(head) = guard.as_mut() else {
             return Err(refused(500, "M_UNKNOWN", "room head missing"));
@@ -153,6 +153,7 @@ impl EventPersister {
             state: Default::default(),
             extremities: Vec::new(),
             max_depth: 0,
+            snapshot: None,
         };
         // Every event is composed and authorized before any is written, and
         // all are written in one transaction: a refusal or a crash part-way

@@ -9,6 +9,7 @@ mod input;
 mod partition;
 mod persist;
 mod push;
+mod snapshots;
 mod sweep;
 
 use std::sync::Arc;

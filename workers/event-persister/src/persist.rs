@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::EventPersister;
 use crate::head::CachedHead;
 use crate::input::{refused, unavailable};
+use crate::snapshots::{self, HeadSnapshot};
 
 fn compose_refusal(error: ComposeError) -> RoomInputRefused {
     match error {
@@ -37,6 +38,8 @@ fn compose_refusal(error: ComposeError) -> RoomInputRefused {
 pub(crate) struct ComposedEvent {
     pub(crate) record: PersistEvent,
     pdu: Pdu,
+    /// The head's snapshot once this event is written.
+    snapshot_after: HeadSnapshot,
 }
 
 impl ComposedEvent {
@@ -128,6 +131,15 @@ impl EventPersister {
             .push_actions(head, sender, &built.json)
             .await
             .map_err(unavailable)?;
+        let (event_snapshots, snapshot_after) = snapshots::around_event(
+            head.snapshot.as_ref(),
+            &head.state,
+            &built.event_id,
+            template
+                .state_key
+                .as_deref()
+                .map(|state_key| (template.event_type.as_str(), state_key)),
+        );
         let record = PersistEvent {
             event_id: built.event_id,
             room_id: built.room_id,
@@ -149,10 +161,12 @@ impl EventPersister {
             redaction,
             fence: Some(fence),
             push_actions,
+            snapshots: Some(event_snapshots),
         };
         Ok(ComposedEvent {
             record,
             pdu: built.pdu,
+            snapshot_after,
         })
     }
 
@@ -215,6 +229,7 @@ pub(crate) fn advance(head: &mut CachedHead, composed: &ComposedEvent) {
     head.room_id = record.room_id.clone();
     head.max_depth += 1;
     head.extremities = vec![event_ref(&head.version, &record.event_id, &record.pdu_json)];
+    head.snapshot = Some(composed.snapshot_after.clone());
     if let Some(state_key) = &record.state_key {
         let mut pdu = composed.pdu.clone();
         pdu.reference_hash = head.extremities[0].reference_hash.clone();

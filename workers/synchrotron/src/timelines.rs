@@ -375,6 +375,7 @@ mod tests {
             new_room_version: (n == 0).then(|| "12".to_owned()),
             push_actions: Vec::new(),
             fence: None,
+            snapshots: None,
         }
     }
 

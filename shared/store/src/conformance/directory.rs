@@ -78,6 +78,7 @@ fn state_event(
         new_room_version: (n == 0).then(|| "12".to_owned()),
         push_actions: Vec::new(),
         fence: None,
+        snapshots: None,
     }
 }
 

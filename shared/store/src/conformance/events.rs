@@ -29,6 +29,7 @@ pub(crate) fn event(
         new_room_version: None,
         push_actions: Vec::new(),
         fence: None,
+        snapshots: None,
     }
 }
 

@@ -1,0 +1,118 @@
+//! The room's state at each event.
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use myelin_store::{
+    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, Snapshot, SnapshotStore, StateEntry,
+    StoreResult, fold_chain,
+};
+
+use crate::{PostgresStore, get, tx_execute};
+
+/// Writes snapshots that do not exist yet; one that does is left as it is
+/// (a snapshot's name fixes its content).
+pub(crate) async fn write_snapshots(
+    tx: &Transaction<'_>,
+    room_id: &str,
+    snapshots: &[NewSnapshot],
+) -> StoreResult<()> {
+    for snapshot in snapshots {
+        let inserted = tx_execute(
+            tx,
+            "INSERT INTO state_snapshots (snapshot_id, room_id, base_id, chain_length)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (snapshot_id) DO NOTHING",
+            &[
+                &snapshot.snapshot_id,
+                &room_id,
+                &snapshot.base_id,
+                &snapshot.chain_length,
+            ],
+        )
+        .await?;
+        if inserted == 0 {
+            continue;
+        }
+        // One statement for the whole state, which may be thousands of rows.
+        let types: Vec<&str> = snapshot
+            .entries
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
+        let keys: Vec<&str> = snapshot
+            .entries
+            .iter()
+            .map(|e| e.state_key.as_str())
+            .collect();
+        let ids: Vec<&str> = snapshot
+            .entries
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect();
+        tx_execute(
+            tx,
+            "INSERT INTO state_snapshot_entries (snapshot_id, event_type, state_key, event_id)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])",
+            &[&snapshot.snapshot_id, &types, &keys, &ids],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl SnapshotStore for PostgresStore {
+    async fn snapshot(&self, snapshot_id: &str) -> StoreResult<Option<Snapshot>> {
+        let Some(chain_length) = self
+            .query_opt(
+                "SELECT chain_length FROM state_snapshots WHERE snapshot_id = $1",
+                &[&snapshot_id],
+                |row| get(row, 0),
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        // The chain from this snapshot down to its complete base, entries of
+        // the base first; the step bound stops a damaged chain from looping.
+        let entries = self
+            .query(
+                "WITH RECURSIVE chain (snapshot_id, base_id, step) AS (
+                     SELECT snapshot_id, base_id, 0::BIGINT FROM state_snapshots WHERE snapshot_id = $1
+                     UNION ALL
+                     SELECT s.snapshot_id, s.base_id, c.step + 1
+                     FROM state_snapshots AS s JOIN chain AS c ON s.snapshot_id = c.base_id
+                     WHERE c.step < $2
+                 )
+                 SELECT e.event_type, e.state_key, e.event_id
+                 FROM chain AS c JOIN state_snapshot_entries AS e ON e.snapshot_id = c.snapshot_id
+                 ORDER BY c.step DESC",
+                &[&snapshot_id, &(MAX_SNAPSHOT_CHAIN + 1)],
+                |row| {
+                    Ok(StateEntry {
+                        event_type: get(row, 0)?,
+                        state_key: get(row, 1)?,
+                        event_id: get(row, 2)?,
+                    })
+                },
+            )
+            .await?;
+        Ok(Some(Snapshot {
+            chain_length,
+            entries: fold_chain(entries),
+        }))
+    }
+
+    async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {
+        self.query_opt(
+            "SELECT state_before, state_after FROM events WHERE event_id = $1",
+            &[&event_id],
+            |row| {
+                Ok(EventStateIds {
+                    before: get(row, 0)?,
+                    after: get(row, 1)?,
+                })
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,119 @@
+//! The room's state at each event.
+
+use async_trait::async_trait;
+use myelin_store::{
+    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, Snapshot, SnapshotStore, StateEntry,
+    StoreResult, fold_chain,
+};
+use rusqlite::{OptionalExtension, params};
+
+use crate::{SqliteStore, map_error};
+
+/// Writes snapshots that do not exist yet; one that does is left as it is
+/// (a snapshot's name fixes its content).
+pub(crate) fn write_snapshots(
+    tx: &rusqlite::Transaction<'_>,
+    room_id: &str,
+    snapshots: &[NewSnapshot],
+) -> StoreResult<()> {
+    for snapshot in snapshots {
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO state_snapshots (snapshot_id, room_id, base_id, chain_length)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (snapshot_id) DO NOTHING",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    snapshot.snapshot_id,
+                    room_id,
+                    snapshot.base_id,
+                    snapshot.chain_length
+                ])
+            })
+            .map_err(map_error)?;
+        if inserted == 0 {
+            continue;
+        }
+        let mut insert_entry = tx
+            .prepare_cached(
+                "INSERT INTO state_snapshot_entries (snapshot_id, event_type, state_key, event_id)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(map_error)?;
+        for entry in &snapshot.entries {
+            insert_entry
+                .execute(params![
+                    snapshot.snapshot_id,
+                    entry.event_type,
+                    entry.state_key,
+                    entry.event_id
+                ])
+                .map_err(map_error)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_snapshot(
+    conn: &rusqlite::Connection,
+    snapshot_id: &str,
+) -> rusqlite::Result<Option<Snapshot>> {
+    let chain_length: Option<i64> = conn
+        .prepare_cached("SELECT chain_length FROM state_snapshots WHERE snapshot_id = ?1")?
+        .query_row([snapshot_id], |row| row.get(0))
+        .optional()?;
+    let Some(chain_length) = chain_length else {
+        return Ok(None);
+    };
+    // The chain from this snapshot down to its complete base, entries of the
+    // base first; the step bound stops a damaged chain from looping.
+    let entries = conn
+        .prepare_cached(
+            "WITH RECURSIVE chain (snapshot_id, base_id, step) AS (
+                 SELECT snapshot_id, base_id, 0 FROM state_snapshots WHERE snapshot_id = ?1
+                 UNION ALL
+                 SELECT s.snapshot_id, s.base_id, c.step + 1
+                 FROM state_snapshots AS s JOIN chain AS c ON s.snapshot_id = c.base_id
+                 WHERE c.step < ?2
+             )
+             SELECT e.event_type, e.state_key, e.event_id
+             FROM chain AS c JOIN state_snapshot_entries AS e ON e.snapshot_id = c.snapshot_id
+             ORDER BY c.step DESC",
+        )?
+        .query_map(params![snapshot_id, MAX_SNAPSHOT_CHAIN + 1], |row| {
+            Ok(StateEntry {
+                event_type: row.get(0)?,
+                state_key: row.get(1)?,
+                event_id: row.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(Snapshot {
+        chain_length,
+        entries: fold_chain(entries),
+    }))
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteStore {
+    async fn snapshot(&self, snapshot_id: &str) -> StoreResult<Option<Snapshot>> {
+        let snapshot_id = snapshot_id.to_owned();
+        self.read_in_pool(move |conn| read_snapshot(conn, &snapshot_id))
+            .await
+    }
+
+    async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {
+        let event_id = event_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT state_before, state_after FROM events WHERE event_id = ?1")?
+                .query_row([event_id], |row| {
+                    Ok(EventStateIds {
+                        before: row.get(0)?,
+                        after: row.get(1)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+}

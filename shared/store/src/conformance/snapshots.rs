@@ -1,0 +1,220 @@
+use super::events::{event, persist};
+use crate::{EventSnapshots, MAX_SNAPSHOT_CHAIN, NewSnapshot, StateEntry, Store};
+
+fn entry(event_type: &str, state_key: &str, event_id: &str) -> StateEntry {
+    StateEntry {
+        event_type: event_type.to_owned(),
+        state_key: state_key.to_owned(),
+        event_id: event_id.to_owned(),
+    }
+}
+
+/// A state event written on top of `before`, with the snapshot after it.
+fn on_top(before: &str, after: &str, chain_length: i64, added: StateEntry) -> EventSnapshots {
+    EventSnapshots {
+        before: before.to_owned(),
+        after: after.to_owned(),
+        new: vec![NewSnapshot {
+            snapshot_id: after.to_owned(),
+            base_id: Some(before.to_owned()),
+            chain_length,
+            entries: vec![added],
+        }],
+    }
+}
+
+/// Snapshots written with events read back as whole states: a chain of
+/// additions over a complete snapshot, an entry replaced further up, a
+/// message sharing its predecessor's snapshot, two branches from one point.
+pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
+    let room = "!snapshots:test";
+    let mut create = event(room, 0, Some(("m.room.create", "")), &[]);
+    create.snapshots = Some(EventSnapshots {
+        before: "^$create".to_owned(),
+        after: create.event_id.clone(),
+        new: vec![
+            NewSnapshot {
+                snapshot_id: "^$create".to_owned(),
+                base_id: None,
+                chain_length: 0,
+                entries: Vec::new(),
+            },
+            NewSnapshot {
+                snapshot_id: create.event_id.clone(),
+                base_id: None,
+                chain_length: 0,
+                entries: vec![entry("m.room.create", "", &create.event_id)],
+            },
+        ],
+    });
+    let create_id = create.event_id.clone();
+    persist(store, create).await;
+
+    let mut join = event(
+        room,
+        1,
+        Some(("m.room.member", "@a:test")),
+        &[create_id.clone()],
+    );
+    let join_id = join.event_id.clone();
+    join.snapshots = Some(on_top(
+        &create_id,
+        &join_id,
+        1,
+        entry("m.room.member", "@a:test", &join_id),
+    ));
+    persist(store, join).await;
+
+    let mut message = event(room, 2, None, &[join_id.clone()]);
+    message.snapshots = Some(EventSnapshots {
+        before: join_id.clone(),
+        after: join_id.clone(),
+        new: Vec::new(),
+    });
+    let message_id = message.event_id.clone();
+    persist(store, message).await;
+
+    // The member changes on one branch; another branch from the join names
+    // a new topic.
+    let mut rename = event(
+        room,
+        3,
+        Some(("m.room.member", "@a:test")),
+        &[message_id.clone()],
+    );
+    let rename_id = rename.event_id.clone();
+    rename.snapshots = Some(on_top(
+        &join_id,
+        &rename_id,
+        2,
+        entry("m.room.member", "@a:test", &rename_id),
+    ));
+    persist(store, rename).await;
+    let mut topic = event(room, 4, Some(("m.room.topic", "")), &[join_id.clone()]);
+    let topic_id = topic.event_id.clone();
+    topic.snapshots = Some(on_top(
+        &join_id,
+        &topic_id,
+        2,
+        entry("m.room.topic", "", &topic_id),
+    ));
+    persist(store, topic).await;
+
+    let at_message = store
+        .event_state_ids(&message_id)
+        .await
+        .expect("ids")
+        .expect("known");
+    assert_eq!(at_message.before.as_deref(), Some(join_id.as_str()));
+    assert_eq!(at_message.after.as_deref(), Some(join_id.as_str()));
+    assert!(
+        store
+            .event_state_ids("$nowhere")
+            .await
+            .expect("ids")
+            .is_none()
+    );
+    let unrecorded = event(room, 5, None, &[topic_id.clone()]);
+    let unrecorded_id = unrecorded.event_id.clone();
+    persist(store, unrecorded).await;
+    let none = store
+        .event_state_ids(&unrecorded_id)
+        .await
+        .expect("ids")
+        .expect("known");
+    assert_eq!((none.before, none.after), (None, None));
+
+    let empty = store
+        .snapshot("^$create")
+        .await
+        .expect("read")
+        .expect("known");
+    assert!(empty.entries.is_empty());
+    let renamed = store
+        .snapshot(&rename_id)
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(renamed.chain_length, 2);
+    assert_eq!(
+        renamed.entries,
+        vec![
+            entry("m.room.create", "", &create_id),
+            entry("m.room.member", "@a:test", &rename_id),
+        ]
+    );
+    let topical = store
+        .snapshot(&topic_id)
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(
+        topical.entries,
+        vec![
+            entry("m.room.create", "", &create_id),
+            entry("m.room.member", "@a:test", &join_id),
+            entry("m.room.topic", "", &topic_id),
+        ]
+    );
+    assert!(store.snapshot("$unknown").await.expect("read").is_none());
+}
+
+/// A snapshot written again under its name keeps its first content, and a
+/// complete snapshot with many entries and a long chain reads back whole.
+pub(super) async fn snapshots_are_immutable_and_chains_bounded(store: &dyn Store) {
+    let room = "!snapshot-chain:test";
+    let members: Vec<StateEntry> = (0..500)
+        .map(|n| entry("m.room.member", &format!("@u{n}:test"), &format!("$m{n}")))
+        .collect();
+    let mut first = event(room, 0, Some(("m.room.create", "")), &[]);
+    let first_id = first.event_id.clone();
+    first.snapshots = Some(EventSnapshots {
+        before: "^full".to_owned(),
+        after: "^full".to_owned(),
+        new: vec![NewSnapshot {
+            snapshot_id: "^full".to_owned(),
+            base_id: None,
+            chain_length: 0,
+            entries: members.clone(),
+        }],
+    });
+    persist(store, first).await;
+    let mut previous = "^full".to_owned();
+    let mut prev_event = first_id;
+    for n in 1..MAX_SNAPSHOT_CHAIN {
+        let mut next = event(room, n as usize, Some(("m.room.topic", "")), &[prev_event]);
+        prev_event = next.event_id.clone();
+        next.snapshots = Some(on_top(
+            &previous,
+            &next.event_id,
+            n,
+            entry("m.room.topic", "", &next.event_id),
+        ));
+        previous = next.event_id.clone();
+        persist(store, next).await;
+    }
+    let top = store
+        .snapshot(&previous)
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(top.chain_length, MAX_SNAPSHOT_CHAIN - 1);
+    assert_eq!(top.entries.len(), 501);
+    assert!(top.entries.contains(&entry("m.room.topic", "", &previous)));
+
+    // The same name again, with other content: the first stays.
+    let mut again = event(room, 900, None, &[prev_event]);
+    again.snapshots = Some(EventSnapshots {
+        before: "^full".to_owned(),
+        after: "^full".to_owned(),
+        new: vec![NewSnapshot {
+            snapshot_id: "^full".to_owned(),
+            base_id: None,
+            chain_length: 0,
+            entries: Vec::new(),
+        }],
+    });
+    persist(store, again).await;
+    let full = store.snapshot("^full").await.expect("read").expect("known");
+    assert_eq!(full.entries.len(), 500);
+}

@@ -1,0 +1,80 @@
+//! The room's state at each event, kept as snapshots.
+//!
+//! A snapshot holds a room's state at one point of its graph: after an event
+//! (named by that event's ID) or where branches met. Most snapshots are a few
+//! entries on top of a base snapshot; the writer makes a complete one when
+//! the chain of bases would grow past [`MAX_SNAPSHOT_CHAIN`], so reading any
+//! snapshot walks a bounded number of rows.
+
+use async_trait::async_trait;
+
+use crate::StoreResult;
+
+/// The longest chain of bases a snapshot may stand on.
+pub const MAX_SNAPSHOT_CHAIN: i64 = 64;
+
+/// One piece of a room's state: the event that holds a type and state key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StateEntry {
+    pub event_type: String,
+    pub state_key: String,
+    pub event_id: String,
+}
+
+/// A snapshot written with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSnapshot {
+    pub snapshot_id: String,
+    /// The snapshot these entries add to or replace; `None` when the
+    /// entries are the whole state.
+    pub base_id: Option<String>,
+    /// 0 for a complete snapshot, else the base's length plus one.
+    pub chain_length: i64,
+    pub entries: Vec<StateEntry>,
+}
+
+/// The state around an event, as written with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSnapshots {
+    /// The snapshot of the state the event was authorized against.
+    pub before: String,
+    /// The snapshot of the state after it: `before` for a message.
+    pub after: String,
+    /// Snapshots that do not exist yet, written first, in order.
+    pub new: Vec<NewSnapshot>,
+}
+
+/// A snapshot read back: its whole state, sorted by type and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub chain_length: i64,
+    pub entries: Vec<StateEntry>,
+}
+
+/// The snapshots recorded for one event; both `None` for events written
+/// before snapshots were kept (their rooms were linear, so state by stream
+/// position is exact for them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventStateIds {
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// The whole state a snapshot names, or `None` for an unknown snapshot.
+    async fn snapshot(&self, snapshot_id: &str) -> StoreResult<Option<Snapshot>>;
+
+    /// The snapshots of an event, or `None` for an unknown event.
+    async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>>;
+}
+
+/// Folds a chain's entries, read from the base upwards, into one state:
+/// an entry replaces its base's entry for the same type and key.
+pub fn fold_chain(entries_base_first: impl IntoIterator<Item = StateEntry>) -> Vec<StateEntry> {
+    let mut state = std::collections::BTreeMap::new();
+    for entry in entries_base_first {
+        state.insert((entry.event_type.clone(), entry.state_key.clone()), entry);
+    }
+    state.into_values().collect()
+}
