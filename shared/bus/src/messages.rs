@@ -58,10 +58,35 @@ pub struct CreateRoom {
     pub events: Vec<EventTemplate>,
 }
 
+/// Why another server's event is offered to its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteEventKind {
+    /// A PDU of a transaction (`/send`).
+    Transaction,
+    /// The join a `send_join` completes: a join of a user of the origin.
+    Join,
+    /// The leave a `send_leave` completes.
+    Leave,
+}
+
+/// An event from another server, already checked for format, signatures
+/// and content hash; its room's writer authorizes and stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteEvent {
+    pub room_id: String,
+    pub event_id: String,
+    /// Canonical JSON of the PDU as it is to be stored.
+    pub pdu_json: String,
+    /// The server that sent it.
+    pub origin: String,
+    pub kind: RemoteEventKind,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RoomInput {
     Send(SendEvent),
     CreateRoom(CreateRoom),
+    Remote(RemoteEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

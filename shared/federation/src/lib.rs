@@ -7,9 +7,11 @@ mod client;
 pub mod discovery;
 pub mod key_document;
 mod keyring;
+pub mod pdu_check;
 pub mod user_keys;
 mod verifier;
 
 pub use client::{FederationClient, FederationError, OutgoingAuth};
 pub use keyring::{KeyRing, NoKey};
+pub use pdu_check::{CheckedPdu, PduRejected, check_pdu, parse_pdu};
 pub use verifier::XMatrixVerifier;

@@ -11,6 +11,7 @@ mod observability;
 mod panics;
 pub mod partitions;
 mod role;
+mod room_input;
 mod serve;
 mod worker;
 
@@ -18,5 +19,6 @@ pub use allocator::tune_allocator;
 pub use deps::{Deps, open_bus, open_store};
 pub use observability::{init_tracing, labelled_counter};
 pub use role::{Role, Shutdown};
+pub use room_input::request_room_input;
 pub use serve::run_roles;
 pub use worker::{build_runtime, worker_main};

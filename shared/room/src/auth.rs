@@ -54,15 +54,26 @@ pub fn auth_event_ids(
 }
 
 /// Runs every authorization rule of the room version on `pdu` against `state`
-/// (the state before it).
+/// (the state before it); the event's `auth_events` are looked up in `state`.
 pub fn authorize(version: &RoomVersion, pdu: &Pdu, state: &RoomState) -> Result<(), AuthError> {
-    let rules = &version.rules.authorization;
     let by_id: BTreeMap<&EventId, &Arc<Pdu>> = state
         .values()
         .map(|event| (&*event.event_id, event))
         .collect();
+    authorize_citing(version, pdu, state, |event_id| by_id.get(event_id).map(|event| Arc::clone(event)))
+}
+
+/// [`authorize`] for an event from another server, whose `auth_events` may
+/// cite events no longer in `state`: `cited` finds them.
+pub fn authorize_citing(
+    version: &RoomVersion,
+    pdu: &Pdu,
+    state: &RoomState,
+    cited: impl Fn(&EventId) -> Option<Arc<Pdu>>,
+) -> Result<(), AuthError> {
+    let rules = &version.rules.authorization;
     ruma::state_res::check_state_independent_auth_rules(rules, pdu, |event_id: &EventId| {
-        by_id.get(event_id).map(|event| Arc::clone(event))
+        cited(event_id)
     })
     .map_err(AuthError::Forbidden)?;
     ruma::state_res::check_state_dependent_auth_rules(
@@ -71,4 +82,22 @@ pub fn authorize(version: &RoomVersion, pdu: &Pdu, state: &RoomState) -> Result<
         |kind: &StateEventType, key: &str| state.get(&(kind.to_string(), key.to_owned())).cloned(),
     )
     .map_err(AuthError::Forbidden)
+}
+
+/// The state a stored list of state events makes: `(event ID, PDU JSON)`
+/// pairs, each keyed by its own type and state key.
+pub fn state_from_pdus<'a>(
+    version: &RoomVersion,
+    events: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<RoomState, crate::PduParseError> {
+    let mut state = RoomState::new();
+    for (event_id, pdu_json) in events {
+        let mut pdu = Pdu::from_json(event_id, pdu_json)?;
+        let Some(state_key) = pdu.state_key.clone() else {
+            return Err(crate::PduParseError(format!("{event_id} is not a state event")));
+        };
+        pdu.reference_hash = crate::event_ref(version, event_id, pdu_json).reference_hash;
+        state.insert((pdu.event_type.to_string(), state_key), Arc::new(pdu));
+    }
+    Ok(state)
 }

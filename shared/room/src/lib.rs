@@ -22,7 +22,9 @@ mod versions;
 mod visibility;
 
 pub use aggregations::{MAX_BUNDLED_REFERENCES, Viewer, bundle_aggregations};
-pub use auth::{AuthError, RoomState, auth_event_ids, authorize};
+pub use auth::{
+    AuthError, RoomState, auth_event_ids, authorize, authorize_citing, state_from_pdus,
+};
 pub use build::{
     BuildError, BuiltPdu, EventRef, MAX_KEY_BYTES, PduInput, build_pdu, reference_hash_of,
 };

@@ -153,7 +153,27 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
     )
     .await?;
     crate::relations::index_event(tx, event, position).await?;
-    if let Some(state_key) = &event.state_key {
+    if let Some(changes) = &event.resolved_state {
+        for change in changes {
+            // Each key takes the position of the event that holds it.
+            tx_execute(
+                tx,
+                "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
+                 SELECT $1, $2, $3, $4, $5, position FROM events WHERE event_id = $4
+                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
+                     event_id = excluded.event_id, membership = excluded.membership,
+                     position = excluded.position",
+                &[
+                    &event.room_id,
+                    &change.entry.event_type,
+                    &change.entry.state_key,
+                    &change.entry.event_id,
+                    &change.membership,
+                ],
+            )
+            .await?;
+        }
+    } else if let Some(state_key) = &event.state_key {
         tx_execute(
             tx,
             "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)

@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use myelin_store::{
     EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, Snapshot, SnapshotStore, StateEntry,
-    StoreResult, fold_chain,
+    StoreResult, StoredEvent, fold_chain,
 };
 
+use crate::events::{EVENT_COLUMNS, event_from_row};
 use crate::{PostgresStore, get, tx_execute};
 
 /// Writes snapshots that do not exist yet; one that does is left as it is
@@ -100,6 +101,15 @@ impl SnapshotStore for PostgresStore {
             chain_length,
             entries: fold_chain(entries),
         }))
+    }
+
+    async fn events_by_id(&self, event_ids: &[String]) -> StoreResult<Vec<StoredEvent>> {
+        self.query(
+            &format!("SELECT {EVENT_COLUMNS} FROM events AS e WHERE e.event_id = ANY($1)"),
+            &[&event_ids],
+            event_from_row,
+        )
+        .await
     }
 
     async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {

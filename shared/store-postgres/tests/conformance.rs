@@ -117,6 +117,7 @@ fn message(room_id: &str, n: usize, txn: Option<TxnKey>) -> PersistEvent {
         push_actions: Vec::new(),
         fence: None,
         snapshots: None,
+        resolved_state: None,
     }
 }
 

@@ -115,7 +115,28 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
     .map_err(map_error)?;
     let position = tx.last_insert_rowid();
     crate::relations::index_event(tx, event, position)?;
-    if let Some(state_key) = &event.state_key {
+    if let Some(changes) = &event.resolved_state {
+        for change in changes {
+            // Each key takes the position of the event that holds it.
+            tx.prepare_cached(
+                "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
+                 SELECT ?1, ?2, ?3, ?4, ?5, position FROM events WHERE event_id = ?4
+                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
+                     event_id = excluded.event_id, membership = excluded.membership,
+                     position = excluded.position",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    event.room_id,
+                    change.entry.event_type,
+                    change.entry.state_key,
+                    change.entry.event_id,
+                    change.membership
+                ])
+            })
+            .map_err(map_error)?;
+        }
+    } else if let Some(state_key) = &event.state_key {
         tx.prepare_cached("INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET

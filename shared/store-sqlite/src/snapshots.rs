@@ -3,10 +3,11 @@
 use async_trait::async_trait;
 use myelin_store::{
     EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, Snapshot, SnapshotStore, StateEntry,
-    StoreResult, fold_chain,
+    StoreResult, StoredEvent, fold_chain,
 };
 use rusqlite::{OptionalExtension, params};
 
+use crate::events::{EVENT_COLUMNS, event_from_row};
 use crate::{SqliteStore, map_error};
 
 /// Writes snapshots that do not exist yet; one that does is left as it is
@@ -100,6 +101,23 @@ impl SnapshotStore for SqliteStore {
         let snapshot_id = snapshot_id.to_owned();
         self.read_in_pool(move |conn| read_snapshot(conn, &snapshot_id))
             .await
+    }
+
+    async fn events_by_id(&self, event_ids: &[String]) -> StoreResult<Vec<StoredEvent>> {
+        let event_ids = event_ids.to_vec();
+        self.read_in_pool(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE e.event_id = ?1"
+            ))?;
+            let mut found = Vec::with_capacity(event_ids.len());
+            for event_id in &event_ids {
+                if let Some(event) = statement.query_row([event_id], event_from_row).optional()? {
+                    found.push(event);
+                }
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {

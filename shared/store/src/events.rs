@@ -48,6 +48,9 @@ pub struct PersistEvent {
     pub fence: Option<Fence>,
     /// The state around the event, with the snapshots it needs written.
     pub snapshots: Option<crate::EventSnapshots>,
+    /// Set where branches met: the keys of the current state that change,
+    /// written instead of the event's own key (which may have lost).
+    pub resolved_state: Option<Vec<crate::CurrentStateChange>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

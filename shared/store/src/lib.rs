@@ -65,6 +65,7 @@ pub use relations::{
 pub use reports::{NewReport, ReportRecord, ReportStore};
 pub use server_keys::{ServerKeyDocument, ServerKeyStore, ServerVerifyKey};
 pub use snapshots::{
+    CurrentStateChange,
     EventSnapshots, EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, Snapshot, SnapshotStore,
     StateEntry, fold_chain,
 };

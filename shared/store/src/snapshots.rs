@@ -67,6 +67,18 @@ pub trait SnapshotStore: Send + Sync {
 
     /// The snapshots of an event, or `None` for an unknown event.
     async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>>;
+
+    /// The stored events among `event_ids`, in no particular order; unknown
+    /// IDs are left out.
+    async fn events_by_id(&self, event_ids: &[String]) -> StoreResult<Vec<crate::StoredEvent>>;
+}
+
+/// One key of a room's current state set by state resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentStateChange {
+    pub entry: StateEntry,
+    /// `content.membership` of an `m.room.member` event.
+    pub membership: Option<String>,
 }
 
 /// Folds a chain's entries, read from the base upwards, into one state:

@@ -1,27 +1,14 @@
 //! The client side of room writes: requests over the bus to the room's
 //! event persister.
 
-use std::time::Duration;
-
-use http::StatusCode;
 use myelin_bus::messages::{
-    self, CreateRoom, EventTemplate, RoomInput, RoomInputDone, RoomInputReply, RoomInputRequest,
-    SendEvent, WIRE_VERSION, WireTxn,
+    CreateRoom, EventTemplate, RoomInput, RoomInputDone, SendEvent, WireTxn,
 };
-use myelin_bus::{BusError, subjects};
 use myelin_http::MatrixError;
 use myelin_types::Partition;
 use serde_json::Value;
 
 use crate::ClientApi;
-
-/// A writer that has not answered by then is presumed gone; the client may
-/// retry with the same transaction ID and get the same event.
-const ROOM_INPUT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a request waits for a partition that has no writer (a writer
-/// starting, or a partition moving between writers).
-const HANDOVER_WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn template(event_type: &str, state_key: Option<&str>, content: Value) -> EventTemplate {
     EventTemplate {
@@ -38,42 +25,7 @@ impl ClientApi {
         partition: Partition,
         input: RoomInput,
     ) -> Result<RoomInputDone, MatrixError> {
-        let request = RoomInputRequest {
-            v: WIRE_VERSION,
-            input,
-        };
-        // A send with a transaction ID may be repeated safely: the store
-        // dedupes it. Other inputs are resent only when surely not processed.
-        let idempotent = matches!(&request.input, RoomInput::Send(send) if send.txn.is_some());
-        let subject = subjects::room_input(partition);
-        let payload = messages::encode(&request);
-        let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
-        loop {
-            let in_time = tokio::time::Instant::now() < deadline;
-            let reply = match self
-                .bus
-                .request(&subject, payload.clone(), ROOM_INPUT_TIMEOUT)
-                .await
-            {
-                // Nobody got the request: the partition is changing hands.
-                Err(BusError::NoResponders(_)) if in_time => None,
-                // A request in a writer's buffer when it let go of the partition is lost.
-                Err(BusError::Timeout) if in_time && idempotent => None,
-                other => Some(messages::decode::<RoomInputReply>(&other?)?),
-            };
-            match reply.map(|reply| reply.outcome) {
-                Some(Err(refused)) if refused.errcode == messages::RESEND && in_time => {}
-                Some(outcome) => {
-                    return outcome.map_err(|refused| {
-                        let status = StatusCode::from_u16(refused.status)
-                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                        MatrixError::new(status, refused.errcode, refused.error)
-                    });
-                }
-                None => {}
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        myelin_process::request_room_input(self.bus.as_ref(), partition, input).await
     }
 
     pub(crate) async fn send_event(

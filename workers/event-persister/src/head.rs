@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use myelin_bus::messages::RoomInputRefused;
-use myelin_room::{EventRef, Pdu, RoomState, RoomVersion, event_ref};
+use myelin_room::{EventRef, RoomState, RoomVersion, event_ref};
 use myelin_store::Store;
 
 use crate::input::{refused, unavailable};
@@ -73,26 +73,23 @@ pub(crate) async fn load_head(
             "Unsupported room version",
         )
     })?;
-    let mut state = RoomState::new();
-    for stored in event_store
+    let stored = event_store
         .current_state(room_id)
         .await
-        .map_err(unavailable)?
-    {
-        let mut pdu = Pdu::from_json(&stored.event_id, &stored.pdu_json).map_err(|error| {
-            refused(
-                500,
-                "M_UNKNOWN",
-                &format!("stored state is damaged: {error}"),
-            )
-        })?;
-        pdu.reference_hash = event_ref(&version, &stored.event_id, &stored.pdu_json).reference_hash;
-        let key = (
-            stored.event_type.clone(),
-            stored.state_key.clone().unwrap_or_default(),
-        );
-        state.insert(key, Arc::new(pdu));
-    }
+        .map_err(unavailable)?;
+    let state = myelin_room::state_from_pdus(
+        &version,
+        stored
+            .iter()
+            .map(|event| (event.event_id.as_str(), event.pdu_json.as_str())),
+    )
+    .map_err(|error| {
+        refused(
+            500,
+            "M_UNKNOWN",
+            &format!("stored state is damaged: {error}"),
+        )
+    })?;
     let mut extremities = Vec::new();
     let mut max_depth = 0;
     for (event_id, depth) in event_store

@@ -45,6 +45,7 @@ impl EventPersister {
             Ok(input) => match input.input {
                 RoomInput::Send(send) => self.send(send, fence).await,
                 RoomInput::CreateRoom(create) => self.create_room(create, fence).await,
+                RoomInput::Remote(remote) => self.accept_remote(remote, fence).await,
             },
             Err(error) => Err(refused(
                 400,

@@ -9,6 +9,7 @@ mod input;
 mod partition;
 mod persist;
 mod push;
+mod remote;
 mod snapshots;
 mod sweep;
 

@@ -162,6 +162,7 @@ impl EventPersister {
             fence: Some(fence),
             push_actions,
             snapshots: Some(event_snapshots),
+            resolved_state: None,
         };
         Ok(ComposedEvent {
             record,
@@ -194,7 +195,7 @@ impl EventPersister {
     }
 
     /// Checks that `sender` may redact `target` and prunes the target.
-    async fn redaction_of(
+    pub(crate) async fn redaction_of(
         &self,
         head: &CachedHead,
         sender: &str,

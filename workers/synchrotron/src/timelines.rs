@@ -376,6 +376,7 @@ mod tests {
             push_actions: Vec::new(),
             fence: None,
             snapshots: None,
+            resolved_state: None,
         }
     }
 

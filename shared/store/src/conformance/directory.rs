@@ -79,6 +79,7 @@ fn state_event(
         push_actions: Vec::new(),
         fence: None,
         snapshots: None,
+        resolved_state: None,
     }
 }
 

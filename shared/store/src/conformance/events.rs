@@ -30,6 +30,7 @@ pub(crate) fn event(
         push_actions: Vec::new(),
         fence: None,
         snapshots: None,
+        resolved_state: None,
     }
 }
 

@@ -1,0 +1,385 @@
+//! Events from other servers. The federation API has checked format,
+//! signatures and content hash; here each event is authorized against its
+//! cited auth events and the state before it, soft-failed when the room's
+//! current state no longer allows it, and written with the state after it.
+//! Where it branches off the room's head, the branches' states are resolved
+//! (v2) into the new current state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RoomInputDone, RoomInputRefused};
+use myelin_room::{EventPool, Pdu, RoomState, authorize_citing, event_ref, resolve_state};
+use myelin_store::{CurrentStateChange, Fence, PersistEvent, PersistOutcome, StateEntry};
+use ruma::{EventId, OwnedEventId};
+use serde_json::Value;
+
+use crate::EventPersister;
+use crate::head::{CachedHead, load_head};
+use crate::input::{refused, unavailable};
+use crate::snapshots::{self, HeadSnapshot};
+
+/// The most events read to resolve one merge (state and auth chains).
+const MAX_POOL: usize = 20_000;
+
+fn bad_event(why: impl std::fmt::Display) -> RoomInputRefused {
+    refused(400, "M_BAD_JSON", &why.to_string())
+}
+
+fn damaged(why: impl std::fmt::Display) -> RoomInputRefused {
+    refused(500, "M_UNKNOWN", &format!("stored room state is damaged: {why}"))
+}
+
+/// The state a remote event is judged against, and its snapshot when one
+/// existing snapshot holds it.
+struct StateBefore {
+    state: RoomState,
+    snapshot: Option<HeadSnapshot>,
+    /// The event's `prev_events` are exactly the room's forward extremities.
+    extends_head: bool,
+}
+
+impl EventPersister {
+    pub(crate) async fn accept_remote(
+        &self,
+        remote: RemoteEvent,
+        fence: Fence,
+    ) -> Result<RoomInputDone, RoomInputRefused> {
+        let slot = self.heads.slot(&remote.room_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            *guard = Some(load_head(self.store.as_ref(), &remote.room_id).await?);
+        }
+        let Some(head) = guard.as_mut() else {
+            return Err(refused(500, "M_UNKNOWN", "room head missing"));
+        };
+        let result = self.write_remote(head, remote, fence).await;
+        if matches!(&result, Err(refusal) if refusal.status >= 500) {
+            // The store may or may not have the event; trust only the store next time.
+            *guard = None;
+        }
+        result
+    }
+
+    async fn write_remote(
+        &self,
+        head: &mut CachedHead,
+        remote: RemoteEvent,
+        fence: Fence,
+    ) -> Result<RoomInputDone, RoomInputRefused> {
+        let done = |position| RoomInputDone {
+            room_id: remote.room_id.clone(),
+            event_id: remote.event_id.clone(),
+            position,
+        };
+        // A retry, or the same event from another server: nothing to do.
+        if self
+            .event_store
+            .event(&remote.event_id)
+            .await
+            .map_err(unavailable)?
+            .is_some()
+        {
+            return Ok(done(None));
+        }
+        let pdu = Pdu::from_json(&remote.event_id, &remote.pdu_json).map_err(bad_event)?;
+        check_kind(&pdu, &remote)?;
+        let version = head.version.clone();
+
+        let before = self.state_before(head, &pdu).await?;
+        let cited = self.events_of(&version, &pdu.auth_events).await?;
+        let cited_state: RoomState = cited
+            .values()
+            .filter_map(|event| {
+                let key = event.state_key.clone()?;
+                Some(((event.event_type.to_string(), key), Arc::clone(event)))
+            })
+            .collect();
+        let lookup = |state: &RoomState| {
+            let by_id: BTreeMap<OwnedEventId, Arc<Pdu>> = state
+                .values()
+                .chain(cited.values())
+                .map(|event| (event.event_id.clone(), Arc::clone(event)))
+                .collect();
+            move |event_id: &EventId| by_id.get(event_id).cloned()
+        };
+        // The spec's order: the event's own auth events, then the state before it.
+        authorize_citing(&version, &pdu, &cited_state, lookup(&cited_state))
+            .map_err(|why| refused(403, "M_FORBIDDEN", &format!("rejected by its auth events: {why}")))?;
+        authorize_citing(&version, &pdu, &before.state, lookup(&before.state)).map_err(|why| {
+            refused(403, "M_FORBIDDEN", &format!("rejected by the state before it: {why}"))
+        })?;
+        if !before.extends_head
+            && let Err(why) = authorize_citing(&version, &pdu, &head.state, lookup(&head.state))
+        {
+            // Soft-failed: valid where it was sent, but the room has moved
+            // on; it is neither shown nor built upon.
+            tracing::info!(event_id = %remote.event_id, %why, "soft-failed an event from another server");
+            return Ok(done(None));
+        }
+
+        let state_key = pdu.state_key.clone();
+        let mut state_after = before.state.clone();
+        if let Some(key) = &state_key {
+            state_after.insert((pdu.event_type.to_string(), key.clone()), Arc::new(pdu.clone()));
+        }
+        let current = if before.extends_head {
+            state_after.clone()
+        } else {
+            self.resolve(&version, &[head.state.clone(), state_after.clone()])
+                .await?
+        };
+        let event_type = pdu.event_type.to_string();
+        let (event_snapshots, snapshot_after) = snapshots::around_event(
+            before.snapshot.as_ref(),
+            &before.state,
+            &remote.event_id,
+            state_key.as_deref().map(|key| (event_type.as_str(), key)),
+        );
+        let resolved_state = (!before.extends_head).then(|| changes(&head.state, &current));
+        let push_actions = self
+            .push_actions(head, pdu.sender.as_str(), &remote.pdu_json)
+            .await
+            .map_err(unavailable)?;
+        let redaction = match &pdu.redacts {
+            Some(target) if event_type == "m.room.redaction" => self
+                .redaction_of(head, pdu.sender.as_str(), target.as_str())
+                .await
+                .ok(),
+            _ => None,
+        };
+        let record = PersistEvent {
+            event_id: remote.event_id.clone(),
+            room_id: remote.room_id.clone(),
+            sender: pdu.sender.to_string(),
+            event_type,
+            state_key: state_key.clone(),
+            depth: pdu.depth,
+            origin_server_ts: pdu.origin_server_ts.get().into(),
+            pdu_json: remote.pdu_json.clone(),
+            prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
+            membership: membership_of(&pdu),
+            txn: None,
+            redaction,
+            new_room_version: None,
+            push_actions,
+            fence: Some(fence),
+            snapshots: Some(event_snapshots),
+            resolved_state,
+        };
+        let position = match self
+            .event_store
+            .persist_event(record.clone())
+            .await
+            .map_err(unavailable)?
+        {
+            PersistOutcome::Persisted(position) => position,
+            PersistOutcome::DuplicateTxn { .. } => return Ok(done(None)),
+        };
+        let prevs: BTreeSet<&str> = pdu.prev_events.iter().map(|id| id.as_str()).collect();
+        head.extremities
+            .retain(|extremity| !prevs.contains(extremity.event_id.as_str()));
+        head.extremities
+            .push(event_ref(&version, &remote.event_id, &remote.pdu_json));
+        head.max_depth = head.max_depth.max(pdu.depth);
+        head.snapshot = before.extends_head.then_some(snapshot_after);
+        head.state = current;
+        self.announce(&record, position).await;
+        Ok(done(Some(position)))
+    }
+
+    /// The state before `pdu`: the head's when it extends the head, else
+    /// the state after each of its `prev_events`, resolved when several.
+    async fn state_before(
+        &self,
+        head: &CachedHead,
+        pdu: &Pdu,
+    ) -> Result<StateBefore, RoomInputRefused> {
+        if pdu.prev_events.is_empty() {
+            return Err(bad_event("only a room's create event has no prev_events"));
+        }
+        let prevs: BTreeSet<&str> = pdu.prev_events.iter().map(|id| id.as_str()).collect();
+        let extremities: BTreeSet<&str> = head
+            .extremities
+            .iter()
+            .map(|extremity| extremity.event_id.as_str())
+            .collect();
+        if prevs == extremities {
+            return Ok(StateBefore {
+                state: head.state.clone(),
+                snapshot: head.snapshot.clone(),
+                extends_head: true,
+            });
+        }
+        let mut forks = Vec::with_capacity(prevs.len());
+        let mut only_snapshot = None;
+        for prev in &prevs {
+            let snapshot_id = self
+                .store
+                .event_state_ids(prev)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    refused(
+                        400,
+                        "M_MISSING_PREV_EVENTS",
+                        &format!("{prev} is not known to this server"),
+                    )
+                })?
+                .after
+                .ok_or_else(|| {
+                    refused(
+                        400,
+                        "M_MISSING_PREV_EVENTS",
+                        &format!("the state at {prev} is not known to this server"),
+                    )
+                })?;
+            let snapshot = self
+                .store
+                .snapshot(&snapshot_id)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| damaged(format!("snapshot {snapshot_id} is missing")))?;
+            forks.push(self.state_of(&head.version, &snapshot.entries).await?);
+            only_snapshot = Some(HeadSnapshot {
+                id: snapshot_id,
+                chain_length: snapshot.chain_length,
+            });
+        }
+        if forks.len() == 1 {
+            return Ok(StateBefore {
+                state: forks.remove(0),
+                snapshot: only_snapshot,
+                extends_head: false,
+            });
+        }
+        Ok(StateBefore {
+            state: self.resolve(&head.version, &forks).await?,
+            snapshot: None,
+            extends_head: false,
+        })
+    }
+
+    /// Resolves branch states (v2), reading the auth chains it needs.
+    async fn resolve(
+        &self,
+        version: &myelin_room::RoomVersion,
+        forks: &[RoomState],
+    ) -> Result<RoomState, RoomInputRefused> {
+        let mut pool: EventPool = forks
+            .iter()
+            .flat_map(|fork| fork.values())
+            .map(|event| (event.event_id.clone(), Arc::clone(event)))
+            .collect();
+        let mut wanted: Vec<OwnedEventId> = pool
+            .values()
+            .flat_map(|event| event.auth_events.clone())
+            .collect();
+        while !wanted.is_empty() && pool.len() < MAX_POOL {
+            wanted.retain(|event_id| !pool.contains_key(event_id));
+            wanted.sort();
+            wanted.dedup();
+            let found = self.events_of(version, &wanted).await?;
+            if found.is_empty() {
+                break;
+            }
+            wanted = found
+                .values()
+                .flat_map(|event| event.auth_events.clone())
+                .collect();
+            pool.extend(found);
+        }
+        resolve_state(version, forks, &pool).map_err(damaged)
+    }
+
+    /// The state a snapshot's entries name, read from the store.
+    async fn state_of(
+        &self,
+        version: &myelin_room::RoomVersion,
+        entries: &[StateEntry],
+    ) -> Result<RoomState, RoomInputRefused> {
+        let ids: Vec<String> = entries.iter().map(|entry| entry.event_id.clone()).collect();
+        let stored = self.store.events_by_id(&ids).await.map_err(unavailable)?;
+        if stored.len() != ids.len() {
+            return Err(damaged("a snapshot names an event that is not stored"));
+        }
+        myelin_room::state_from_pdus(
+            version,
+            stored
+                .iter()
+                .map(|event| (event.event_id.as_str(), event.pdu_json.as_str())),
+        )
+        .map_err(damaged)
+    }
+
+    /// The stored events among `event_ids`, by ID.
+    async fn events_of(
+        &self,
+        version: &myelin_room::RoomVersion,
+        event_ids: &[OwnedEventId],
+    ) -> Result<EventPool, RoomInputRefused> {
+        let ids: Vec<String> = event_ids.iter().map(ToString::to_string).collect();
+        let stored = self.store.events_by_id(&ids).await.map_err(unavailable)?;
+        stored
+            .iter()
+            .map(|event| {
+                let mut pdu = Pdu::from_json(&event.event_id, &event.pdu_json).map_err(damaged)?;
+                pdu.reference_hash = event_ref(version, &event.event_id, &event.pdu_json).reference_hash;
+                Ok((pdu.event_id.clone(), Arc::new(pdu)))
+            })
+            .collect()
+    }
+}
+
+/// A `send_join` or `send_leave` must carry that very membership, of a user
+/// of the server that sent it.
+fn check_kind(pdu: &Pdu, remote: &RemoteEvent) -> Result<(), RoomInputRefused> {
+    let wanted = match remote.kind {
+        RemoteEventKind::Transaction => return Ok(()),
+        RemoteEventKind::Join => "join",
+        RemoteEventKind::Leave => "leave",
+    };
+    let own_membership = pdu.event_type.to_string() == "m.room.member"
+        && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
+        && membership_of(pdu).as_deref() == Some(wanted);
+    if !own_membership {
+        return Err(bad_event(format!(
+            "the event is not the sender's own {wanted}"
+        )));
+    }
+    if pdu.sender.server_name().as_str() != remote.origin {
+        return Err(refused(
+            403,
+            "M_FORBIDDEN",
+            "The event's sender is not a user of the server that sent it",
+        ));
+    }
+    Ok(())
+}
+
+fn membership_of(pdu: &Pdu) -> Option<String> {
+    if pdu.event_type.to_string() != "m.room.member" {
+        return None;
+    }
+    let content: Value = serde_json::from_str(pdu.content.get()).ok()?;
+    content.get("membership")?.as_str().map(str::to_owned)
+}
+
+/// The keys whose event differs between `old` and `new`.
+fn changes(old: &RoomState, new: &RoomState) -> Vec<CurrentStateChange> {
+    new.iter()
+        .filter(|(key, event)| {
+            old.get(*key)
+                .is_none_or(|previous| previous.event_id != event.event_id)
+        })
+        .map(|((event_type, state_key), event)| CurrentStateChange {
+            entry: StateEntry {
+                event_type: event_type.clone(),
+                state_key: state_key.clone(),
+                event_id: event.event_id.to_string(),
+            },
+            membership: membership_of(event),
+        })
+        .collect()
+}
+
