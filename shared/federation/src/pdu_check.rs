@@ -82,9 +82,11 @@ pub async fn check_pdu(
     object: CanonicalJsonObject,
 ) -> Result<CheckedPdu, PduRejected> {
     let event_id = event_id_of(version, &object)?;
-    let servers =
-        ruma::signatures::required_server_signatures_to_verify_event(&object, &version.rules.signatures)
-            .map_err(|error| rejected(format!("cannot tell who signed the event: {error}")))?;
+    let servers = ruma::signatures::required_server_signatures_to_verify_event(
+        &object,
+        &version.rules.signatures,
+    )
+    .map_err(|error| rejected(format!("cannot tell who signed the event: {error}")))?;
     let at = match object.get("origin_server_ts") {
         Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
         _ => return Err(rejected("the event has no `origin_server_ts`")),

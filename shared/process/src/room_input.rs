@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use myelin_bus::messages::{self, RoomInput, RoomInputDone, RoomInputReply, RoomInputRequest, WIRE_VERSION};
+use myelin_bus::messages::{
+    self, RoomInput, RoomInputDone, RoomInputReply, RoomInputRequest, WIRE_VERSION,
+};
 use myelin_bus::{Bus, BusError, subjects};
 use myelin_http::MatrixError;
 use myelin_types::Partition;

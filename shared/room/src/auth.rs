@@ -60,7 +60,9 @@ pub fn authorize(version: &RoomVersion, pdu: &Pdu, state: &RoomState) -> Result<
         .values()
         .map(|event| (&*event.event_id, event))
         .collect();
-    authorize_citing(version, pdu, state, |event_id| by_id.get(event_id).map(|event| Arc::clone(event)))
+    authorize_citing(version, pdu, state, |event_id| {
+        by_id.get(event_id).map(|event| Arc::clone(event))
+    })
 }
 
 /// [`authorize`] for an event from another server, whose `auth_events` may
@@ -94,7 +96,9 @@ pub fn state_from_pdus<'a>(
     for (event_id, pdu_json) in events {
         let mut pdu = Pdu::from_json(event_id, pdu_json)?;
         let Some(state_key) = pdu.state_key.clone() else {
-            return Err(crate::PduParseError(format!("{event_id} is not a state event")));
+            return Err(crate::PduParseError(format!(
+                "{event_id} is not a state event"
+            )));
         };
         pdu.reference_hash = crate::event_ref(version, event_id, pdu_json).reference_hash;
         state.insert((pdu.event_type.to_string(), state_key), Arc::new(pdu));

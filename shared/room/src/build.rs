@@ -96,7 +96,9 @@ fn check_key_sizes(input: &PduInput<'_>) -> Result<(), BuildError> {
     }
 }
 
-pub fn build_pdu(key: &ServerKey, input: PduInput<'_>) -> Result<BuiltPdu, BuildError> {
+/// The fields of a new PDU, before hashes, signatures and (in versions 1
+/// and 2) its event ID.
+pub(crate) fn unsigned_pdu(input: PduInput<'_>) -> Result<Map<String, Value>, BuildError> {
     check_key_sizes(&input)?;
     let version = input.version;
     let mut object = Map::new();
@@ -133,6 +135,13 @@ pub fn build_pdu(key: &ServerKey, input: PduInput<'_>) -> Result<BuiltPdu, Build
     if let Some(state_key) = input.state_key {
         object.insert("state_key".to_owned(), Value::String(state_key.to_owned()));
     }
+    Ok(object)
+}
+
+pub fn build_pdu(key: &ServerKey, input: PduInput<'_>) -> Result<BuiltPdu, BuildError> {
+    let version = input.version;
+    let room_id_given = input.room_id.map(str::to_owned);
+    let mut object = unsigned_pdu(input)?;
     let explicit_event_id = (version.rules.event_id_format == EventIdFormatVersion::V1)
         .then(|| format!("${}:{}", random_event_localpart(), key.server_name));
     if let Some(event_id) = &explicit_event_id {
@@ -159,8 +168,8 @@ pub fn build_pdu(key: &ServerKey, input: PduInput<'_>) -> Result<BuiltPdu, Build
             format!("${hash}")
         }
     };
-    let room_id = match input.room_id {
-        Some(room_id) => room_id.to_owned(),
+    let room_id = match room_id_given {
+        Some(room_id) => room_id,
         None => format!("!{}", &event_id[1..]),
     };
     let json = serde_json::to_string(&canonical)

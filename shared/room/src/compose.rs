@@ -37,11 +37,11 @@ pub struct NewEvent<'a> {
     pub origin_server_ts: i64,
 }
 
-pub fn compose_event(
-    key: &ServerKey,
+/// The `auth_events` a new event cites, from the head's state.
+fn cited_auth_events(
     head: &RoomHead<'_>,
-    new: NewEvent<'_>,
-) -> Result<BuiltPdu, ComposeError> {
+    new: &NewEvent<'_>,
+) -> Result<Vec<EventRef>, ComposeError> {
     let auth_ids = crate::auth_event_ids(
         head.version,
         new.sender,
@@ -50,7 +50,7 @@ pub fn compose_event(
         &new.content,
         head.state,
     )?;
-    let auth_events: Vec<EventRef> = auth_ids
+    Ok(auth_ids
         .into_iter()
         .map(|event_id| {
             let reference_hash = head
@@ -63,25 +63,54 @@ pub fn compose_event(
                 reference_hash,
             }
         })
-        .collect();
-    let built = crate::build_pdu(
-        key,
-        PduInput {
-            version: head.version,
-            room_id: head.room_id,
-            sender: new.sender,
-            event_type: new.event_type,
-            state_key: new.state_key,
-            content: new.content,
-            redacts: new.redacts,
-            prev_events: head.extremities,
-            auth_events: &auth_events,
-            depth: head.max_depth + 1,
-            origin_server_ts: new.origin_server_ts,
-        },
-    )?;
+        .collect())
+}
+
+fn pdu_input<'a>(
+    head: &'a RoomHead<'a>,
+    new: NewEvent<'a>,
+    auth_events: &'a [EventRef],
+) -> PduInput<'a> {
+    PduInput {
+        version: head.version,
+        room_id: head.room_id,
+        sender: new.sender,
+        event_type: new.event_type,
+        state_key: new.state_key,
+        content: new.content,
+        redacts: new.redacts,
+        prev_events: head.extremities,
+        auth_events,
+        depth: head.max_depth + 1,
+        origin_server_ts: new.origin_server_ts,
+    }
+}
+
+pub fn compose_event(
+    key: &ServerKey,
+    head: &RoomHead<'_>,
+    new: NewEvent<'_>,
+) -> Result<BuiltPdu, ComposeError> {
+    let auth_events = cited_auth_events(head, &new)?;
+    let built = crate::build_pdu(key, pdu_input(head, new, &auth_events))?;
     crate::authorize(head.version, &built.pdu, head.state)?;
     Ok(built)
+}
+
+/// The unsigned event a user of another server is asked to sign to join,
+/// leave or knock (`make_join` and its kin): what [`compose_event`] would
+/// build, without hashes and signatures, and allowed by the room's state.
+pub fn event_template(
+    head: &RoomHead<'_>,
+    new: NewEvent<'_>,
+) -> Result<serde_json::Map<String, Value>, ComposeError> {
+    let auth_events = cited_auth_events(head, &new)?;
+    let object = crate::build::unsigned_pdu(pdu_input(head, new, &auth_events))?;
+    // The rules judge the event before it has an ID of its own.
+    let pdu = crate::Pdu::from_object("$template", &object)
+        .map_err(|error| BuildError::NotCanonical(error.to_string()))?;
+    crate::authorize(head.version, &pdu, head.state)?;
+    Ok(object)
 }
 
 /// The reference to an event for later `prev_events`/`auth_events`.

@@ -49,6 +49,7 @@ pub async fn run_all(store: &dyn Store) {
     events::writes_under_a_superseded_fence_are_refused(store).await;
     snapshots::snapshots_read_back_whole(store).await;
     snapshots::snapshots_are_immutable_and_chains_bounded(store).await;
+    snapshots::events_by_id_and_resolved_current_state(store).await;
     batches::a_batch_lands_whole_in_order(store).await;
     batches::a_batch_failing_part_way_writes_nothing(store).await;
     batches::content_with_an_escaped_nul_round_trips(store).await;

@@ -4,12 +4,14 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tokio::process::{Child, Command};
 
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
     user_with_name,
 };
+use crate::client::{Client, message_bodies};
 use crate::harness::{TempDir, free_port};
 use crate::interop::{SCRIPT_TIMEOUT, run, venv};
 
@@ -147,4 +149,115 @@ async fn synapse_and_myelin_read_each_others_profiles() {
     displayname_seen(&alice, &nobody)
         .await
         .assert_error(404, "M_NOT_FOUND");
+}
+
+/// Polls `/messages` (newest first) until a message with `body` shows up.
+pub(crate) async fn wait_for_message(reader: &Client, room_id: &str, body: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let reply = reader
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+                crate::client::encode(room_id)
+            ))
+            .await;
+        if reply.status == 200
+            && message_bodies(&reply.body["chunk"])
+                .iter()
+                .any(|seen| seen == body)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// The users `reader`'s server holds as joined to the room.
+pub(crate) async fn joined_members(reader: &Client, room_id: &str) -> Vec<String> {
+    let reply = reader
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            crate::client::encode(room_id)
+        ))
+        .await;
+    let mut members: Vec<String> = reply.body["joined"]
+        .as_object()
+        .map(|joined| joined.keys().cloned().collect())
+        .unwrap_or_default();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
+    let certificates = Certificates::new();
+    let myelin = federating_myelin(&certificates).await;
+    let synapse = Synapse::start(&certificates).await;
+    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let room_id = alice
+        .create_room(&json!({"preset": "public_chat", "room_alias_name": "meet", "name": "Meet"}))
+        .await;
+
+    // Synapse finds the room by its alias (`/query/directory`), asks for a
+    // template (`make_join`), signs it and sends it back (`send_join`), and
+    // checks the state and auth chain it gets.
+    let alias = format!("#meet:{}", myelin.server_name());
+    let joined = sam.join(&alias).await;
+    assert_eq!(
+        joined.status,
+        200,
+        "{}\n{}",
+        joined.text,
+        synapse.log_tail()
+    );
+    assert_eq!(joined.body["room_id"], room_id.as_str());
+    let mut both = vec![alice.user_id.clone(), sam.user_id.clone()];
+    both.sort();
+    assert_eq!(
+        joined_members(&alice, &room_id).await,
+        both,
+        "{}",
+        myelin.logs()
+    );
+    assert_eq!(joined_members(&sam, &room_id).await, both);
+    let name = sam
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+            crate::client::encode(&room_id)
+        ))
+        .await;
+    assert_eq!(name.body["name"], "Meet", "{}", name.text);
+
+    // Sam's message reaches Myelin in a transaction (`/send`).
+    sam.send_text(&room_id, "hello from Synapse").await;
+    assert!(
+        wait_for_message(&alice, &room_id, "hello from Synapse").await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
+
+    // A room nobody may join without an invite: Myelin refuses the template.
+    let private = alice.create_room(&json!({"preset": "private_chat"})).await;
+    let refused = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                crate::client::encode(&private),
+                crate::client::encode(myelin.server_name())
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert_eq!(
+        joined_members(&alice, &private).await,
+        vec![alice.user_id.clone()]
+    );
 }

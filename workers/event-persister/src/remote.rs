@@ -27,7 +27,11 @@ fn bad_event(why: impl std::fmt::Display) -> RoomInputRefused {
 }
 
 fn damaged(why: impl std::fmt::Display) -> RoomInputRefused {
-    refused(500, "M_UNKNOWN", &format!("stored room state is damaged: {why}"))
+    refused(
+        500,
+        "M_UNKNOWN",
+        &format!("stored room state is damaged: {why}"),
+    )
 }
 
 /// The state a remote event is judged against, and its snapshot when one
@@ -87,7 +91,11 @@ impl EventPersister {
         let version = head.version.clone();
 
         let before = self.state_before(head, &pdu).await?;
-        let cited = self.events_of(&version, &pdu.auth_events).await?;
+        let mut cited = self.events_of(&version, &pdu.auth_events).await?;
+        // From version 12 the create event is cited by the room ID alone.
+        if let Some(create) = head.state.get(&("m.room.create".to_owned(), String::new())) {
+            cited.insert(create.event_id.clone(), Arc::clone(create));
+        }
         let cited_state: RoomState = cited
             .values()
             .filter_map(|event| {
@@ -104,14 +112,31 @@ impl EventPersister {
             move |event_id: &EventId| by_id.get(event_id).cloned()
         };
         // The spec's order: the event's own auth events, then the state before it.
-        authorize_citing(&version, &pdu, &cited_state, lookup(&cited_state))
-            .map_err(|why| refused(403, "M_FORBIDDEN", &format!("rejected by its auth events: {why}")))?;
+        authorize_citing(&version, &pdu, &cited_state, lookup(&cited_state)).map_err(|why| {
+            refused(
+                403,
+                "M_FORBIDDEN",
+                &format!("rejected by its auth events: {why}"),
+            )
+        })?;
         authorize_citing(&version, &pdu, &before.state, lookup(&before.state)).map_err(|why| {
-            refused(403, "M_FORBIDDEN", &format!("rejected by the state before it: {why}"))
+            refused(
+                403,
+                "M_FORBIDDEN",
+                &format!("rejected by the state before it: {why}"),
+            )
         })?;
         if !before.extends_head
             && let Err(why) = authorize_citing(&version, &pdu, &head.state, lookup(&head.state))
         {
+            if remote.kind != RemoteEventKind::Transaction {
+                // A handshake is answered at once: the joiner asks again.
+                return Err(refused(
+                    403,
+                    "M_FORBIDDEN",
+                    &format!("the room no longer allows this: {why}"),
+                ));
+            }
             // Soft-failed: valid where it was sent, but the room has moved
             // on; it is neither shown nor built upon.
             tracing::info!(event_id = %remote.event_id, %why, "soft-failed an event from another server");
@@ -121,7 +146,10 @@ impl EventPersister {
         let state_key = pdu.state_key.clone();
         let mut state_after = before.state.clone();
         if let Some(key) = &state_key {
-            state_after.insert((pdu.event_type.to_string(), key.clone()), Arc::new(pdu.clone()));
+            state_after.insert(
+                (pdu.event_type.to_string(), key.clone()),
+                Arc::new(pdu.clone()),
+            );
         }
         let current = if before.extends_head {
             state_after.clone()
@@ -324,7 +352,8 @@ impl EventPersister {
             .iter()
             .map(|event| {
                 let mut pdu = Pdu::from_json(&event.event_id, &event.pdu_json).map_err(damaged)?;
-                pdu.reference_hash = event_ref(version, &event.event_id, &event.pdu_json).reference_hash;
+                pdu.reference_hash =
+                    event_ref(version, &event.event_id, &event.pdu_json).reference_hash;
                 Ok((pdu.event_id.clone(), Arc::new(pdu)))
             })
             .collect()
@@ -382,4 +411,3 @@ fn changes(old: &RoomState, new: &RoomState) -> Vec<CurrentStateChange> {
         })
         .collect()
 }
-

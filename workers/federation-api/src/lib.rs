@@ -1,7 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod events;
 mod keys;
+mod membership;
 mod query;
+mod rooms;
+mod transactions;
 mod user_keys;
 
 use std::sync::Arc;
@@ -15,6 +19,9 @@ use myelin_store::Store;
 
 pub struct FederationApi {
     config: Arc<Config>,
+    bus: Arc<dyn myelin_bus::Bus>,
+    /// Origins whose transaction this replica is processing.
+    in_flight: transactions::InFlight,
     store: Arc<dyn Store>,
     server_key: Arc<ServerKey>,
     server_keys: Arc<KeyRing>,
@@ -23,6 +30,8 @@ pub struct FederationApi {
 pub fn role(deps: &Deps) -> Arc<FederationApi> {
     Arc::new(FederationApi {
         config: Arc::clone(&deps.config),
+        bus: Arc::clone(&deps.bus),
+        in_flight: Default::default(),
         store: Arc::clone(&deps.store),
         server_key: Arc::clone(&deps.server_key),
         server_keys: Arc::clone(&deps.server_keys),
@@ -46,6 +55,15 @@ impl Role for FederationApi {
             .handle(&self, keys::notary_batch)
             .handle(&self, query::version)
             .handle(&self, query::profile)
+            .handle(&self, query::directory)
+            .handle(&self, membership::make_join)
+            .handle(&self, membership::send_join)
+            .handle(&self, membership::make_leave)
+            .handle(&self, membership::send_leave)
+            .handle(&self, transactions::send)
+            .handle(&self, events::event)
+            .handle(&self, events::state_ids)
+            .handle(&self, events::state)
             .handle(&self, user_keys::query)
             .handle(&self, user_keys::claim);
     }

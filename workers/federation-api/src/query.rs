@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use myelin_http::{MatrixError, RequestContext};
+use ruma::OwnedRoomId;
 use ruma::api::federation::discovery::get_server_version;
-use ruma::api::federation::query::get_profile_information;
+use ruma::api::federation::query::{get_profile_information, get_room_information};
 use ruma::profile::ProfileFieldName;
 
 use crate::FederationApi;
@@ -54,4 +55,37 @@ pub(crate) async fn profile(
         response.set("avatar_url".to_owned(), url.into());
     }
     Ok(response)
+}
+
+/// An alias of this server to its room, with servers that can join others.
+pub(crate) async fn directory(
+    api: Arc<FederationApi>,
+    _: RequestContext,
+    request: get_room_information::v1::Request,
+) -> Result<get_room_information::v1::Response, MatrixError> {
+    if request.room_alias.server_name().as_str() != api.config.server_name {
+        return Err(MatrixError::invalid_param(
+            "The alias is not an alias of this server",
+        ));
+    }
+    let record = api
+        .store
+        .alias(request.room_alias.as_str())
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    let room_id = OwnedRoomId::try_from(record.room_id)
+        .map_err(|error| MatrixError::internal(error.to_string()))?;
+    // This server first: it holds the alias and, most likely, the room.
+    let mut servers = vec![api.server_keys_owner().to_owned()];
+    for member in api.store.room_memberships(room_id.as_str()).await? {
+        if member.membership != "join" {
+            continue;
+        }
+        if let Ok(user_id) = ruma::OwnedUserId::try_from(member.user_id)
+            && !servers.iter().any(|known| known == user_id.server_name())
+        {
+            servers.push(user_id.server_name().to_owned());
+        }
+    }
+    Ok(get_room_information::v1::Response::new(room_id, servers))
 }

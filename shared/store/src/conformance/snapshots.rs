@@ -54,7 +54,7 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
         room,
         1,
         Some(("m.room.member", "@a:test")),
-        &[create_id.clone()],
+        std::slice::from_ref(&create_id),
     );
     let join_id = join.event_id.clone();
     join.snapshots = Some(on_top(
@@ -65,7 +65,7 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
     ));
     persist(store, join).await;
 
-    let mut message = event(room, 2, None, &[join_id.clone()]);
+    let mut message = event(room, 2, None, std::slice::from_ref(&join_id));
     message.snapshots = Some(EventSnapshots {
         before: join_id.clone(),
         after: join_id.clone(),
@@ -80,7 +80,7 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
         room,
         3,
         Some(("m.room.member", "@a:test")),
-        &[message_id.clone()],
+        std::slice::from_ref(&message_id),
     );
     let rename_id = rename.event_id.clone();
     rename.snapshots = Some(on_top(
@@ -90,7 +90,12 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
         entry("m.room.member", "@a:test", &rename_id),
     ));
     persist(store, rename).await;
-    let mut topic = event(room, 4, Some(("m.room.topic", "")), &[join_id.clone()]);
+    let mut topic = event(
+        room,
+        4,
+        Some(("m.room.topic", "")),
+        std::slice::from_ref(&join_id),
+    );
     let topic_id = topic.event_id.clone();
     topic.snapshots = Some(on_top(
         &join_id,
@@ -114,7 +119,7 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
             .expect("ids")
             .is_none()
     );
-    let unrecorded = event(room, 5, None, &[topic_id.clone()]);
+    let unrecorded = event(room, 5, None, std::slice::from_ref(&topic_id));
     let unrecorded_id = unrecorded.event_id.clone();
     persist(store, unrecorded).await;
     let none = store
@@ -217,4 +222,67 @@ pub(super) async fn snapshots_are_immutable_and_chains_bounded(store: &dyn Store
     persist(store, again).await;
     let full = store.snapshot("^full").await.expect("read").expect("known");
     assert_eq!(full.entries.len(), 500);
+}
+
+/// Events read by ID, and a write where branches met: the current state
+/// takes the resolved keys, each at its own event's position, and not the
+/// new event's own key when it lost.
+pub(super) async fn events_by_id_and_resolved_current_state(store: &dyn Store) {
+    let room = "!resolved:test";
+    let create = event(room, 0, Some(("m.room.create", "")), &[]);
+    let create_id = create.event_id.clone();
+    persist(store, create).await;
+    let first = event(
+        room,
+        1,
+        Some(("m.room.topic", "")),
+        std::slice::from_ref(&create_id),
+    );
+    let first_id = first.event_id.clone();
+    let first_position = persist(store, first).await;
+    let second = event(
+        room,
+        2,
+        Some(("m.room.topic", "")),
+        std::slice::from_ref(&first_id),
+    );
+    let second_id = second.event_id.clone();
+    persist(store, second).await;
+
+    let found = store
+        .events_by_id(&[create_id.clone(), "$unknown".to_owned(), second_id.clone()])
+        .await
+        .expect("read");
+    let mut ids: Vec<&str> = found.iter().map(|event| event.event_id.as_str()).collect();
+    ids.sort();
+    let mut wanted = vec![create_id.as_str(), second_id.as_str()];
+    wanted.sort();
+    assert_eq!(ids, wanted);
+
+    // A third topic on a branch from the first loses to the first's branch
+    // in resolution: the current topic goes back to the first.
+    let mut losing = event(
+        room,
+        3,
+        Some(("m.room.topic", "")),
+        std::slice::from_ref(&first_id),
+    );
+    losing.resolved_state = Some(vec![crate::CurrentStateChange {
+        entry: entry("m.room.topic", "", &first_id),
+        membership: None,
+    }]);
+    persist(store, losing).await;
+    let topic = store
+        .state_event(room, "m.room.topic", "")
+        .await
+        .expect("read")
+        .expect("a topic");
+    assert_eq!(topic.event_id, first_id);
+    let current = store.current_state(room).await.expect("read");
+    assert_eq!(current.len(), 2);
+    let topic_row = current
+        .iter()
+        .find(|event| event.event_type == "m.room.topic")
+        .expect("topic");
+    assert_eq!(topic_row.position, first_position);
 }

@@ -1,0 +1,142 @@
+//! `PUT /send/{txnId}`: another server's transaction of PDUs and EDUs.
+//!
+//! Each PDU is checked (format, signatures, content hash) and handed to its
+//! room's writer, which authorizes and stores it before the answer goes
+//! out. One transaction per origin at a time on each replica; a retry is
+//! safe because the writer knows events by their ID.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RoomInput};
+use myelin_federation::{check_pdu, parse_pdu};
+use myelin_http::{MatrixError, RequestContext};
+use myelin_types::Partition;
+use ruma::api::federation::transactions::send_transaction_message;
+use ruma::{CanonicalJsonValue, OwnedEventId, OwnedServerName};
+use serde_json::value::RawValue;
+
+use crate::FederationApi;
+use crate::rooms;
+
+/// The spec's limits on one transaction.
+pub(crate) const MAX_PDUS: usize = 50;
+pub(crate) const MAX_EDUS: usize = 100;
+
+/// The origins whose transaction is being processed here now.
+#[derive(Default)]
+pub(crate) struct InFlight(Mutex<HashSet<OwnedServerName>>);
+
+struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    origin: OwnedServerName,
+}
+
+impl InFlight {
+    fn enter(&self, origin: &OwnedServerName) -> Option<InFlightGuard<'_>> {
+        let mut origins = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        origins.insert(origin.clone()).then(|| InFlightGuard {
+            set: self,
+            origin: origin.clone(),
+        })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut origins = self
+            .set
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        origins.remove(&self.origin);
+    }
+}
+
+pub(crate) async fn send(
+    api: Arc<FederationApi>,
+    ctx: RequestContext,
+    request: send_transaction_message::v1::Request,
+) -> Result<send_transaction_message::v1::Response, MatrixError> {
+    let origin = ctx
+        .origin
+        .clone()
+        .ok_or_else(|| MatrixError::unauthorized("Only servers may send transactions"))?;
+    if request.origin != origin {
+        return Err(MatrixError::forbidden(
+            "The transaction's origin is not the server that signed the request",
+        ));
+    }
+    if request.pdus.len() > MAX_PDUS || request.edus.len() > MAX_EDUS {
+        return Err(MatrixError::bad_json(format!(
+            "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"
+        )));
+    }
+    let Some(_turn) = api.in_flight.enter(&origin) else {
+        let mut busy = MatrixError::limit_exceeded(1000);
+        busy.error = "A transaction from this server is already being processed".to_owned();
+        return Err(busy);
+    };
+    let mut results = BTreeMap::new();
+    for raw in &request.pdus {
+        if let Some((event_id, outcome)) = api.accept_pdu(&origin, raw).await {
+            results.insert(event_id, outcome);
+        }
+    }
+    Ok(send_transaction_message::v1::Response::new(results))
+}
+
+impl FederationApi {
+    /// Checks one PDU and hands it to its room's writer. `None` when the PDU
+    /// cannot even name an event, which the answer then leaves out.
+    async fn accept_pdu(
+        &self,
+        origin: &OwnedServerName,
+        raw: &RawValue,
+    ) -> Option<(OwnedEventId, Result<(), String>)> {
+        let object = match parse_pdu(raw) {
+            Ok(object) => object,
+            Err(why) => {
+                tracing::info!(%origin, %why, "dropped an unreadable PDU");
+                return None;
+            }
+        };
+        let room_id = match object.get("room_id") {
+            Some(CanonicalJsonValue::String(room_id)) => room_id.clone(),
+            _ => return None,
+        };
+        let version = match rooms::room_version(self.store.as_ref(), &room_id).await {
+            Ok(version) => version,
+            Err(error) => {
+                tracing::info!(%origin, %room_id, ?error, "dropped a PDU of a room this server is not in");
+                return None;
+            }
+        };
+        let event_id = myelin_federation::pdu_check::event_id_of(&version, &object).ok()?;
+        let event_id = OwnedEventId::try_from(event_id).ok()?;
+        let outcome = match check_pdu(&self.server_keys, &version, object).await {
+            Err(why) => Err(why.0),
+            Ok(checked) => {
+                let remote = RemoteEvent {
+                    room_id: room_id.clone(),
+                    event_id: checked.event_id,
+                    pdu_json: checked.json,
+                    origin: origin.to_string(),
+                    kind: RemoteEventKind::Transaction,
+                };
+                myelin_process::request_room_input(
+                    self.bus.as_ref(),
+                    Partition::of_room(&room_id),
+                    RoomInput::Remote(remote),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|error| format!("{}: {}", error.errcode, error.error))
+            }
+        };
+        Some((event_id, outcome))
+    }
+}
