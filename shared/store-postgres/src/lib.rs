@@ -19,6 +19,7 @@ mod leases;
 mod media;
 mod migrations;
 mod notifications;
+mod outbox;
 mod presence;
 mod pushers;
 mod receipts;

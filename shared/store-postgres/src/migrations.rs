@@ -95,6 +95,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         22,
         include_str!("../../../migrations/postgres/0022_state_snapshots.sql"),
     ),
+    (
+        23,
+        include_str!("../../../migrations/postgres/0023_federation_outbox.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -18,6 +18,7 @@ mod leases;
 mod media;
 mod migrations;
 mod notifications;
+mod outbox;
 mod presence;
 mod pushers;
 mod receipts;

@@ -92,6 +92,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         22,
         include_str!("../../../migrations/sqlite/0022_state_snapshots.sql"),
     ),
+    (
+        23,
+        include_str!("../../../migrations/sqlite/0023_federation_outbox.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -18,6 +18,7 @@ mod keys;
 mod leases;
 mod media;
 mod notifications;
+mod outbox;
 mod presence;
 mod pushers;
 mod receipts;
@@ -52,6 +53,7 @@ pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, Th
 pub use notifications::{
     MAIN_THREAD, NotificationRecord, NotificationStore, PushAction, RoomUnread, UnreadCounts,
 };
+pub use outbox::{DestinationRetry, OutboxBatch, OutboxEntry, OutboxStore, QueuedPdu};
 pub use presence::{
     LapseCutoffs, LapsedPresence, MAX_LAPSED_AT_ONCE, PresenceRecord, PresenceStore, PresenceUpdate,
 };
@@ -98,6 +100,7 @@ pub trait Store:
     + ToDeviceStore
     + ServerKeyStore
     + SnapshotStore
+    + OutboxStore
     + Send
     + Sync
 {

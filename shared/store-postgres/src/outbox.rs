@@ -1,0 +1,189 @@
+//! Outbound federation queues.
+
+use async_trait::async_trait;
+use myelin_store::{
+    DestinationRetry, Fence, OutboxBatch, OutboxEntry, OutboxStore, QueuedPdu, StoreError,
+    StoreResult,
+};
+use myelin_types::StreamPosition;
+use tokio_postgres::Row;
+
+use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
+
+fn entry_from_row(row: &Row) -> StoreResult<OutboxEntry> {
+    Ok(OutboxEntry {
+        seq: get(row, 0)?,
+        event_id: get(row, 1)?,
+    })
+}
+
+#[async_trait]
+impl OutboxStore for PostgresStore {
+    async fn outbox_cursor(&self, partition: u16) -> StoreResult<StreamPosition> {
+        let position: Option<i64> = self
+            .query_opt(
+                "SELECT position FROM federation_cursors WHERE partition = $1",
+                &[&i64::from(partition)],
+                |row| get(row, 0),
+            )
+            .await?;
+        Ok(StreamPosition(position.unwrap_or(0)))
+    }
+
+    async fn enqueue_pdus(
+        &self,
+        partition: u16,
+        fence: Fence,
+        upto: StreamPosition,
+        pdus: Vec<QueuedPdu>,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        // FOR SHARE until commit: a new holder's epoch bump waits for this.
+        let epoch: Option<i64> = tx_query_opt(
+            &tx,
+            "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
+            &[&fence.key],
+            |row| get(row, 0),
+        )
+        .await?;
+        if epoch != Some(fence.epoch) {
+            return Err(StoreError::Fenced);
+        }
+        let destinations: Vec<&str> = pdus.iter().map(|pdu| pdu.destination.as_str()).collect();
+        let events: Vec<&str> = pdus.iter().map(|pdu| pdu.event_id.as_str()).collect();
+        // WITH ORDINALITY keeps the queue in the order given.
+        tx_execute(
+            &tx,
+            "INSERT INTO federation_outbox (destination, partition, event_id)
+             SELECT destination, $1, event_id
+             FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS q (destination, event_id, n)
+             ORDER BY n",
+            &[&i64::from(partition), &destinations, &events],
+        )
+        .await?;
+        tx_execute(
+            &tx,
+            "INSERT INTO federation_cursors (partition, position) VALUES ($1, $2)
+             ON CONFLICT (partition) DO UPDATE
+                 SET position = GREATEST(federation_cursors.position, excluded.position)",
+            &[&i64::from(partition), &upto.0],
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn queued_destinations(&self, partitions: &[u16]) -> StoreResult<Vec<String>> {
+        let partitions: Vec<i64> = partitions.iter().map(|p| i64::from(*p)).collect();
+        self.query(
+            "SELECT DISTINCT destination FROM federation_outbox WHERE partition = ANY($1)",
+            &[&partitions],
+            |row| get(row, 0),
+        )
+        .await
+    }
+
+    async fn outbox_batch(&self, destination: &str, limit: usize) -> StoreResult<OutboxBatch> {
+        let pending: Option<(Option<String>, Option<i64>)> = self
+            .query_opt(
+                "SELECT txn_id, txn_upto FROM federation_destinations WHERE destination = $1",
+                &[&destination],
+                |row| Ok((get(row, 0)?, get(row, 1)?)),
+            )
+            .await?;
+        if let Some((Some(txn_id), Some(upto))) = pending {
+            let entries = self
+                .query(
+                    "SELECT seq, event_id FROM federation_outbox
+                     WHERE destination = $1 AND seq <= $2 ORDER BY seq",
+                    &[&destination, &upto],
+                    entry_from_row,
+                )
+                .await?;
+            return Ok(OutboxBatch {
+                txn_id: Some(txn_id),
+                entries,
+            });
+        }
+        let entries = self
+            .query(
+                "SELECT seq, event_id FROM federation_outbox
+                 WHERE destination = $1 ORDER BY seq LIMIT $2",
+                &[&destination, &(limit as i64)],
+                entry_from_row,
+            )
+            .await?;
+        Ok(OutboxBatch {
+            txn_id: None,
+            entries,
+        })
+    }
+
+    async fn begin_transaction(
+        &self,
+        destination: &str,
+        txn_id: &str,
+        upto_seq: i64,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO federation_destinations (destination, txn_id, txn_upto) VALUES ($1, $2, $3)
+             ON CONFLICT (destination) DO UPDATE
+                 SET txn_id = excluded.txn_id, txn_upto = excluded.txn_upto",
+            &[&destination, &txn_id, &upto_seq],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn end_transaction(&self, destination: &str) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        tx_execute(
+            &tx,
+            "DELETE FROM federation_outbox WHERE destination = $1 AND seq <=
+                 (SELECT txn_upto FROM federation_destinations WHERE destination = $1)",
+            &[&destination],
+        )
+        .await?;
+        tx_execute(
+            &tx,
+            "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL, failures = 0,
+                 retry_at = NULL WHERE destination = $1",
+            &[&destination],
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn set_destination_retry(
+        &self,
+        destination: &str,
+        failures: i64,
+        retry_at: Option<i64>,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO federation_destinations (destination, failures, retry_at) VALUES ($1, $2, $3)
+             ON CONFLICT (destination) DO UPDATE
+                 SET failures = excluded.failures, retry_at = excluded.retry_at",
+            &[&destination, &failures, &retry_at],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn destination_retry(&self, destination: &str) -> StoreResult<Option<DestinationRetry>> {
+        self.query_opt(
+            "SELECT destination, failures, retry_at FROM federation_destinations
+             WHERE destination = $1",
+            &[&destination],
+            |row| {
+                Ok(DestinationRetry {
+                    destination: get(row, 0)?,
+                    failures: get(row, 1)?,
+                    retry_at: get(row, 2)?,
+                })
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,200 @@
+//! Outbound federation queues.
+
+use async_trait::async_trait;
+use myelin_store::{
+    DestinationRetry, Fence, OutboxBatch, OutboxEntry, OutboxStore, QueuedPdu, StoreError,
+    StoreResult,
+};
+use myelin_types::StreamPosition;
+use rusqlite::{OptionalExtension, params};
+
+use crate::{SqliteStore, map_error};
+
+fn check_fence(tx: &rusqlite::Transaction<'_>, fence: Fence) -> StoreResult<()> {
+    let epoch: Option<i64> = tx
+        .prepare_cached("SELECT epoch FROM lease_fences WHERE lease_key = ?1")
+        .and_then(|mut statement| statement.query_row([fence.key], |row| row.get(0)))
+        .optional()
+        .map_err(map_error)?;
+    if epoch != Some(fence.epoch) {
+        return Err(StoreError::Fenced);
+    }
+    Ok(())
+}
+
+fn entries(
+    conn: &rusqlite::Connection,
+    destination: &str,
+    upto: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<OutboxEntry>> {
+    conn.prepare_cached(
+        "SELECT seq, event_id FROM federation_outbox
+         WHERE destination = ?1 AND (?2 IS NULL OR seq <= ?2) ORDER BY seq LIMIT ?3",
+    )?
+    .query_map(params![destination, upto, limit as i64], |row| {
+        Ok(OutboxEntry {
+            seq: row.get(0)?,
+            event_id: row.get(1)?,
+        })
+    })?
+    .collect()
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn outbox_cursor(&self, partition: u16) -> StoreResult<StreamPosition> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT position FROM federation_cursors WHERE partition = ?1")?
+                .query_row([i64::from(partition)], |row| row.get(0))
+                .optional()
+                .map(|position| StreamPosition(position.unwrap_or(0)))
+        })
+        .await
+    }
+
+    async fn enqueue_pdus(
+        &self,
+        partition: u16,
+        fence: Fence,
+        upto: StreamPosition,
+        pdus: Vec<QueuedPdu>,
+    ) -> StoreResult<()> {
+        self.write(move |tx| {
+            check_fence(tx, fence)?;
+            for pdu in &pdus {
+                tx.prepare_cached(
+                    "INSERT INTO federation_outbox (destination, partition, event_id) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![pdu.destination, i64::from(partition), pdu.event_id])
+                })
+                .map_err(map_error)?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO federation_cursors (partition, position) VALUES (?1, ?2)
+                 ON CONFLICT (partition) DO UPDATE SET position = MAX(position, excluded.position)",
+            )
+            .and_then(|mut statement| statement.execute(params![i64::from(partition), upto.0]))
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queued_destinations(&self, partitions: &[u16]) -> StoreResult<Vec<String>> {
+        let partitions = partitions.to_vec();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT DISTINCT destination FROM federation_outbox WHERE partition = ?1",
+            )?;
+            let mut found = Vec::new();
+            for partition in partitions {
+                for destination in statement.query_map([i64::from(partition)], |row| row.get(0))? {
+                    found.push(destination?);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn outbox_batch(&self, destination: &str, limit: usize) -> StoreResult<OutboxBatch> {
+        let destination = destination.to_owned();
+        self.read(move |conn| {
+            let pending: Option<(Option<String>, Option<i64>)> = conn
+                .prepare_cached(
+                    "SELECT txn_id, txn_upto FROM federation_destinations WHERE destination = ?1",
+                )?
+                .query_row([&destination], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            match pending {
+                Some((Some(txn_id), Some(upto))) => Ok(OutboxBatch {
+                    txn_id: Some(txn_id),
+                    entries: entries(conn, &destination, Some(upto), usize::MAX >> 1)?,
+                }),
+                _ => Ok(OutboxBatch {
+                    txn_id: None,
+                    entries: entries(conn, &destination, None, limit)?,
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn begin_transaction(
+        &self,
+        destination: &str,
+        txn_id: &str,
+        upto_seq: i64,
+    ) -> StoreResult<()> {
+        let (destination, txn_id) = (destination.to_owned(), txn_id.to_owned());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO federation_destinations (destination, txn_id, txn_upto) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination) DO UPDATE SET txn_id = excluded.txn_id, txn_upto = excluded.txn_upto",
+            )
+            .and_then(|mut statement| statement.execute(params![destination, txn_id, upto_seq]))
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_transaction(&self, destination: &str) -> StoreResult<()> {
+        let destination = destination.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "DELETE FROM federation_outbox WHERE destination = ?1 AND seq <=
+                     (SELECT txn_upto FROM federation_destinations WHERE destination = ?1)",
+            )
+            .and_then(|mut statement| statement.execute([&destination]))
+            .map_err(map_error)?;
+            tx.prepare_cached(
+                "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL, failures = 0,
+                     retry_at = NULL WHERE destination = ?1",
+            )
+            .and_then(|mut statement| statement.execute([&destination]))
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_destination_retry(
+        &self,
+        destination: &str,
+        failures: i64,
+        retry_at: Option<i64>,
+    ) -> StoreResult<()> {
+        let destination = destination.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO federation_destinations (destination, failures, retry_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, retry_at = excluded.retry_at",
+            )
+            .and_then(|mut statement| statement.execute(params![destination, failures, retry_at]))
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn destination_retry(&self, destination: &str) -> StoreResult<Option<DestinationRetry>> {
+        let destination = destination.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT destination, failures, retry_at FROM federation_destinations WHERE destination = ?1",
+            )?
+            .query_row([&destination], |row| {
+                Ok(DestinationRetry {
+                    destination: row.get(0)?,
+                    failures: row.get(1)?,
+                    retry_at: row.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+}

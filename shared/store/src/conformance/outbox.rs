@@ -1,0 +1,135 @@
+use myelin_types::StreamPosition;
+
+use crate::{QueuedPdu, Store, StoreError};
+
+fn queued(destination: &str, event_id: &str) -> QueuedPdu {
+    QueuedPdu {
+        destination: destination.to_owned(),
+        event_id: event_id.to_owned(),
+    }
+}
+
+fn ids(batch: &crate::OutboxBatch) -> Vec<&str> {
+    batch
+        .entries
+        .iter()
+        .map(|entry| entry.event_id.as_str())
+        .collect()
+}
+
+/// A destination's queue goes out in order, one transaction at a time: the
+/// transaction's ID and entries survive until the destination accepts it,
+/// entries queued meanwhile wait for the next one, and a superseded lease
+/// queues nothing.
+pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Store) {
+    let partition = 63;
+    let key = 7_200_063;
+    let holder = store.lease_session().await.expect("session");
+    let fence = holder
+        .try_acquire(key)
+        .await
+        .expect("acquire")
+        .expect("a free lease");
+    let start = store.outbox_cursor(partition).await.expect("cursor");
+    store
+        .enqueue_pdus(
+            partition,
+            fence,
+            StreamPosition(start.0 + 10),
+            vec![
+                queued("a.test", "$1"),
+                queued("b.test", "$1"),
+                queued("a.test", "$2"),
+                queued("a.test", "$3"),
+            ],
+        )
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        store.outbox_cursor(partition).await.expect("cursor"),
+        StreamPosition(start.0 + 10)
+    );
+    let mut destinations = store
+        .queued_destinations(&[partition])
+        .await
+        .expect("destinations");
+    destinations.sort();
+    assert_eq!(destinations, vec!["a.test", "b.test"]);
+
+    let first = store.outbox_batch("a.test", 2).await.expect("batch");
+    assert_eq!(first.txn_id, None);
+    assert_eq!(ids(&first), vec!["$1", "$2"]);
+    store
+        .begin_transaction("a.test", "txn-1", first.entries[1].seq)
+        .await
+        .expect("begin");
+    store
+        .enqueue_pdus(
+            partition,
+            fence,
+            StreamPosition(start.0 + 11),
+            vec![queued("a.test", "$4")],
+        )
+        .await
+        .expect("enqueue");
+    // Asked again (a retry, or a restart): the same transaction, whatever the limit.
+    let again = store.outbox_batch("a.test", 50).await.expect("batch");
+    assert_eq!(again.txn_id.as_deref(), Some("txn-1"));
+    assert_eq!(ids(&again), vec!["$1", "$2"]);
+
+    store
+        .set_destination_retry("a.test", 3, Some(12345))
+        .await
+        .expect("retry");
+    let retry = store
+        .destination_retry("a.test")
+        .await
+        .expect("read")
+        .expect("a row");
+    assert_eq!((retry.failures, retry.retry_at), (3, Some(12345)));
+
+    store.end_transaction("a.test").await.expect("end");
+    let next = store.outbox_batch("a.test", 50).await.expect("batch");
+    assert_eq!(next.txn_id, None);
+    assert_eq!(ids(&next), vec!["$3", "$4"]);
+    let retry = store
+        .destination_retry("a.test")
+        .await
+        .expect("read")
+        .expect("a row");
+    assert_eq!((retry.failures, retry.retry_at), (0, None));
+    assert!(
+        store
+            .destination_retry("c.test")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // The lease moves on: the old holder's queueing is refused, whole.
+    holder.release(key).await.expect("release");
+    let other = store.lease_session().await.expect("session");
+    other
+        .try_acquire(key)
+        .await
+        .expect("acquire")
+        .expect("a released lease");
+    match store
+        .enqueue_pdus(
+            partition,
+            fence,
+            StreamPosition(start.0 + 20),
+            vec![queued("a.test", "$5")],
+        )
+        .await
+    {
+        Err(StoreError::Fenced) => {}
+        other => panic!("queueing under a superseded fence gave {other:?}"),
+    }
+    assert_eq!(
+        store.outbox_cursor(partition).await.expect("cursor"),
+        StreamPosition(start.0 + 11)
+    );
+    let after = store.outbox_batch("a.test", 50).await.expect("batch");
+    assert_eq!(ids(&after), vec!["$3", "$4"]);
+}

@@ -1,0 +1,86 @@
+//! Outbound federation: each destination's queue of this server's events,
+//! the transaction in flight to it, and how its retries stand.
+
+use async_trait::async_trait;
+use myelin_types::StreamPosition;
+
+use crate::{Fence, StoreResult};
+
+/// One event to send to one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedPdu {
+    pub destination: String,
+    pub event_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Order within the queue.
+    pub seq: i64,
+    pub event_id: String,
+}
+
+/// What a destination is sent next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxBatch {
+    /// Set when a transaction was begun and not yet accepted: the batch is
+    /// exactly what it carried, to be sent again under this ID.
+    pub txn_id: Option<String>,
+    pub entries: Vec<OutboxEntry>,
+}
+
+/// How a destination's retries stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationRetry {
+    pub destination: String,
+    /// Failures in a row.
+    pub failures: i64,
+    /// Not before this time (ms), when set.
+    pub retry_at: Option<i64>,
+}
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// The log position each partition has queued up to.
+    async fn outbox_cursor(&self, partition: u16) -> StoreResult<StreamPosition>;
+
+    /// Queues `pdus` (each destination in `partition`) and moves the
+    /// partition's cursor to `upto`, in one transaction, refused with
+    /// `StoreError::Fenced` once the partition's lease moved on.
+    async fn enqueue_pdus(
+        &self,
+        partition: u16,
+        fence: Fence,
+        upto: StreamPosition,
+        pdus: Vec<QueuedPdu>,
+    ) -> StoreResult<()>;
+
+    /// Destinations of these partitions with something queued.
+    async fn queued_destinations(&self, partitions: &[u16]) -> StoreResult<Vec<String>>;
+
+    /// The transaction in flight to `destination`, or its oldest `limit`
+    /// entries.
+    async fn outbox_batch(&self, destination: &str, limit: usize) -> StoreResult<OutboxBatch>;
+
+    /// Records that the entries up to `upto_seq` go out as `txn_id`.
+    async fn begin_transaction(
+        &self,
+        destination: &str,
+        txn_id: &str,
+        upto_seq: i64,
+    ) -> StoreResult<()>;
+
+    /// The destination accepted the transaction: its entries leave the
+    /// queue and retries start over.
+    async fn end_transaction(&self, destination: &str) -> StoreResult<()>;
+
+    /// Records a failure (`retry_at` set) or clears the count (`None`).
+    async fn set_destination_retry(
+        &self,
+        destination: &str,
+        failures: i64,
+        retry_at: Option<i64>,
+    ) -> StoreResult<()>;
+
+    async fn destination_retry(&self, destination: &str) -> StoreResult<Option<DestinationRetry>>;
+}
