@@ -31,6 +31,26 @@ struct TrustedKeyServerEntry {
     verify_keys: BTreeMap<String, String>,
 }
 
+/// Synapse's `federation:` section, the keys Myelin reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct FederationSection {
+    /// The first wait after a destination failed (default 10m).
+    pub destination_min_retry_interval: Option<String>,
+    /// Each further failure multiplies the wait by this (default 2).
+    pub destination_retry_multiplier: Option<f64>,
+    /// The longest wait (default 1w).
+    pub destination_max_retry_interval: Option<String>,
+}
+
+/// How failing destinations are retried, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DestinationRetryPolicy {
+    pub min_ms: u64,
+    pub multiplier: f64,
+    pub max_ms: u64,
+}
+
 /// Synapse's `key_refresh_interval` default.
 const DEFAULT_KEY_REFRESH_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -54,6 +74,30 @@ impl Config {
             .as_deref()
             .and_then(parse_duration_ms)
             .unwrap_or(DEFAULT_KEY_REFRESH_MS)
+    }
+
+    /// The retry policy of the `federation:` section, Synapse's defaults
+    /// for what it leaves out.
+    pub fn destination_retry_policy(&self) -> DestinationRetryPolicy {
+        let section = &self.federation;
+        let ms = |value: &Option<String>, default: u64| {
+            value
+                .as_deref()
+                .and_then(parse_duration_ms)
+                .filter(|ms| *ms > 0)
+                .unwrap_or(default)
+        };
+        DestinationRetryPolicy {
+            min_ms: ms(&section.destination_min_retry_interval, 10 * 60 * 1000),
+            multiplier: section
+                .destination_retry_multiplier
+                .filter(|multiplier| *multiplier >= 1.0)
+                .unwrap_or(2.0),
+            max_ms: ms(
+                &section.destination_max_retry_interval,
+                7 * 24 * 60 * 60 * 1000,
+            ),
+        }
     }
 
     /// Whether this server federates with `server_name` at all.
@@ -82,6 +126,31 @@ impl Config {
                         .to_owned(),
                 );
             }
+        }
+        let section = &self.federation;
+        for (key, value) in [
+            (
+                "destination_min_retry_interval",
+                &section.destination_min_retry_interval,
+            ),
+            (
+                "destination_max_retry_interval",
+                &section.destination_max_retry_interval,
+            ),
+        ] {
+            if let Some(value) = value
+                && parse_duration_ms(value).is_none_or(|ms| ms == 0)
+            {
+                problems.push(format!(
+                    "federation.{key} `{value}` is not a duration like 10m or 600000"
+                ));
+            }
+        }
+        if section
+            .destination_retry_multiplier
+            .is_some_and(|multiplier| !(multiplier >= 1.0))
+        {
+            problems.push("federation.destination_retry_multiplier must be at least 1".to_owned());
         }
         if let Some(interval) = &self.key_refresh_interval
             && parse_duration_ms(interval).is_none_or(|ms| ms == 0)
@@ -157,6 +226,21 @@ mod tests {
     fn defaults_and_bad_values() {
         let defaults = config("");
         assert_eq!(defaults.key_refresh_interval_ms(), DEFAULT_KEY_REFRESH_MS);
+        let policy = defaults.destination_retry_policy();
+        assert_eq!((policy.min_ms, policy.max_ms), (600_000, 604_800_000));
+        assert_eq!(policy.multiplier, 2.0);
+        let tuned = config(
+            "federation:\n  destination_min_retry_interval: 200ms\n  \
+             destination_retry_multiplier: 1.5\n  destination_max_retry_interval: 2s\n",
+        );
+        let policy = tuned.destination_retry_policy();
+        assert_eq!(
+            (policy.min_ms, policy.max_ms, policy.multiplier),
+            (200, 2000, 1.5)
+        );
+        assert!(tuned.federation_problems().is_empty());
+        let bad = config("federation:\n  destination_min_retry_interval: soon\n");
+        assert_eq!(bad.federation_problems().len(), 1);
         assert!(defaults.federates_with("anyone.example"));
         assert!(defaults.verifies_certificate_of("anyone.example"));
         let off = config("federation_verify_certificates: false\n");

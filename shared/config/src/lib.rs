@@ -12,7 +12,7 @@ mod signing_key;
 
 use std::path::Path;
 
-pub use federation::{OldSigningKey, TrustedKeyServer};
+pub use federation::{DestinationRetryPolicy, FederationSection, OldSigningKey, TrustedKeyServer};
 pub use generate::{GenerateOptions, Generated, generate, log_level};
 pub use model::{
     BusConfig, Config, DEFAULT_TRUSTED_PROXIES, DatabaseConfig, EdgeLimits, GatewayConfig,

@@ -46,6 +46,8 @@ pub struct Config {
     pub federation_domain_whitelist: Option<Vec<String>>,
     /// `/.well-known/matrix/server` names `public_baseurl` as this server.
     pub serve_server_wellknown: bool,
+    /// Synapse's `federation:` section: how failing destinations are retried.
+    pub federation: crate::federation::FederationSection,
     pub report_stats: bool,
     pub log_config: Option<PathBuf>,
     pub turn_uris: Vec<String>,
@@ -125,6 +127,7 @@ impl Default for Config {
             federation_certificate_verification_whitelist: Vec::new(),
             federation_domain_whitelist: None,
             serve_server_wellknown: false,
+            federation: Default::default(),
             report_stats: false,
             log_config: None,
             turn_uris: Vec::new(),
@@ -658,6 +661,7 @@ const KNOWN_KEYS: &[&str] = &[
     "federation_certificate_verification_whitelist",
     "federation_domain_whitelist",
     "serve_server_wellknown",
+    "federation",
     "report_stats",
     "log_config",
     "turn_uris",
@@ -850,6 +854,9 @@ impl Config {
 /// `s`, `m`, `h`, `d`, `w` or `y`.
 pub fn parse_duration_ms(text: &str) -> Option<u64> {
     let text = text.trim();
+    if let Some(digits) = text.strip_suffix("ms") {
+        return digits.parse::<u64>().ok();
+    }
     let (digits, unit) = match text.char_indices().last()? {
         (index, 's') => (&text[..index], 1000),
         (index, 'm') => (&text[..index], 60 * 1000),

@@ -135,21 +135,22 @@ impl OutboxStore for PostgresStore {
         .map(|_| ())
     }
 
-    async fn end_transaction(&self, destination: &str) -> StoreResult<()> {
+    async fn end_transaction(&self, destination: &str, txn_id: &str) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
         tx_execute(
             &tx,
             "DELETE FROM federation_outbox WHERE destination = $1 AND seq <=
-                 (SELECT txn_upto FROM federation_destinations WHERE destination = $1)",
-            &[&destination],
+                 (SELECT txn_upto FROM federation_destinations
+                  WHERE destination = $1 AND txn_id = $2)",
+            &[&destination, &txn_id],
         )
         .await?;
         tx_execute(
             &tx,
             "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL, failures = 0,
-                 retry_at = NULL WHERE destination = $1",
-            &[&destination],
+                 retry_at = NULL WHERE destination = $1 AND txn_id = $2",
+            &[&destination, &txn_id],
         )
         .await?;
         tx.commit().await.map_err(map_error)

@@ -141,20 +141,21 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn end_transaction(&self, destination: &str) -> StoreResult<()> {
-        let destination = destination.to_owned();
+    async fn end_transaction(&self, destination: &str, txn_id: &str) -> StoreResult<()> {
+        let (destination, txn_id) = (destination.to_owned(), txn_id.to_owned());
         self.write(move |tx| {
             tx.prepare_cached(
                 "DELETE FROM federation_outbox WHERE destination = ?1 AND seq <=
-                     (SELECT txn_upto FROM federation_destinations WHERE destination = ?1)",
+                     (SELECT txn_upto FROM federation_destinations
+                      WHERE destination = ?1 AND txn_id = ?2)",
             )
-            .and_then(|mut statement| statement.execute([&destination]))
+            .and_then(|mut statement| statement.execute([&destination, &txn_id]))
             .map_err(map_error)?;
             tx.prepare_cached(
                 "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL, failures = 0,
-                     retry_at = NULL WHERE destination = ?1",
+                     retry_at = NULL WHERE destination = ?1 AND txn_id = ?2",
             )
-            .and_then(|mut statement| statement.execute([&destination]))
+            .and_then(|mut statement| statement.execute([&destination, &txn_id]))
             .map_err(map_error)?;
             Ok(())
         })

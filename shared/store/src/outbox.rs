@@ -70,9 +70,10 @@ pub trait OutboxStore: Send + Sync {
         upto_seq: i64,
     ) -> StoreResult<()>;
 
-    /// The destination accepted the transaction: its entries leave the
-    /// queue and retries start over.
-    async fn end_transaction(&self, destination: &str) -> StoreResult<()>;
+    /// The destination accepted transaction `txn_id`: its entries leave
+    /// the queue and retries start over. Nothing happens when another
+    /// transaction is in flight by now (a sender that lost its partition).
+    async fn end_transaction(&self, destination: &str, txn_id: &str) -> StoreResult<()>;
 
     /// Records a failure (`retry_at` set) or clears the count (`None`).
     async fn set_destination_retry(

@@ -24,6 +24,12 @@ impl Partition {
         Partition::of_key(user_id)
     }
 
+    /// The partition of another server, for roles that split work by
+    /// destination.
+    pub fn of_server(server_name: &str) -> Partition {
+        Partition::of_key(server_name)
+    }
+
     fn of_key(key: &str) -> Partition {
         let mut hash: u32 = 0x811c_9dc5;
         for byte in key.bytes() {

@@ -243,6 +243,15 @@ async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
         synapse.log_tail()
     );
 
+    // Alice's answer reaches Synapse from Myelin's federation sender.
+    alice.send_text(&room_id, "hello from Myelin").await;
+    assert!(
+        wait_for_message(&sam, &room_id, "hello from Myelin").await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
+
     // A room nobody may join without an invite: Myelin refuses the template.
     let private = alice.create_room(&json!({"preset": "private_chat"})).await;
     let refused = sam

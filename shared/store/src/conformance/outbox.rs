@@ -88,7 +88,13 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
         .expect("a row");
     assert_eq!((retry.failures, retry.retry_at), (3, Some(12345)));
 
-    store.end_transaction("a.test").await.expect("end");
+    // An answer to a transaction no longer in flight changes nothing.
+    store.end_transaction("a.test", "txn-0").await.expect("end");
+    assert_eq!(
+        ids(&store.outbox_batch("a.test", 50).await.expect("batch")),
+        vec!["$1", "$2"]
+    );
+    store.end_transaction("a.test", "txn-1").await.expect("end");
     let next = store.outbox_batch("a.test", 50).await.expect("batch");
     assert_eq!(next.txn_id, None);
     assert_eq!(ids(&next), vec!["$3", "$4"]);

@@ -49,6 +49,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             myelin_media::role(&deps),
             myelin_pusher::role(&deps),
             myelin_federation_api::role(&deps),
+            myelin_federation_sender::role(&deps),
         ];
         let config = Arc::clone(&deps.config);
         myelin_process::run_roles(&deps, roles, |router| {

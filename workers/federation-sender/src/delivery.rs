@@ -1,0 +1,253 @@
+//! Sending: each queued destination gets its queue in transactions of at
+//! most 50 PDUs, one in flight at a time, retried with backoff.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use myelin_bus::subjects;
+use myelin_process::Shutdown;
+use myelin_store::StoreResult;
+use rand::Rng;
+use ruma::api::federation::transactions::send_transaction_message;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId};
+use serde_json::value::RawValue;
+
+use crate::FederationSender;
+
+/// Passes run this often even without a bell, for retries and lost bells.
+const BACKSTOP: Duration = Duration::from_secs(2);
+/// The spec's limit on PDUs in one transaction.
+const PDUS_PER_TRANSACTION: usize = 50;
+/// Destinations sent to at once by one process.
+const CONCURRENT_DESTINATIONS: usize = 32;
+/// A destination that has not answered by then has failed.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl FederationSender {
+    /// Subscribes to persisted-event bells and returns the task that
+    /// listens to them: subscribed before the first pass.
+    pub(crate) async fn listen_for_bells(
+        self: Arc<Self>,
+    ) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+        let mut persisted = self.bus.subscribe(subjects::ALL_PERSISTED_EVENTS).await?;
+        Ok(async move {
+            while persisted.next().await.is_some() {
+                self.wake.notify_one();
+            }
+        })
+    }
+
+    pub(crate) async fn send_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(BACKSTOP) => {}
+                _ = shutdown.wait() => return,
+            }
+            let pass = self.pass.read().await;
+            loop {
+                match self.queue_new_events().await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not queue events for other servers");
+                        break;
+                    }
+                }
+            }
+            if let Err(error) = Arc::clone(&self).start_due_destinations().await {
+                tracing::warn!(%error, "could not read the federation queues");
+            }
+            drop(pass);
+        }
+    }
+
+    /// Starts a sender task for every queued destination that is neither
+    /// being sent to nor waiting after a failure.
+    async fn start_due_destinations(self: Arc<Self>) -> StoreResult<()> {
+        let partitions: Vec<u16> = self.held().keys().copied().collect();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let now = myelin_types::now_millis();
+        for destination in self.store.queued_destinations(&partitions).await? {
+            if self
+                .waiting_until(&destination)
+                .is_some_and(|until| until > now)
+            {
+                continue;
+            }
+            {
+                let mut sending = self.sending();
+                if sending.len() >= CONCURRENT_DESTINATIONS || !sending.insert(destination.clone())
+                {
+                    continue;
+                }
+            }
+            let sender = Arc::clone(&self);
+            tokio::spawn(async move {
+                sender.drain(&destination).await;
+                sender.sending().remove(&destination);
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends the destination's queue until it is empty or a send fails.
+    async fn drain(&self, destination: &str) {
+        let Ok(server) = OwnedServerName::try_from(destination) else {
+            tracing::warn!(%destination, "a queued destination is not a server name");
+            return;
+        };
+        if let Err(error) = self.load_retry(destination).await {
+            tracing::warn!(%error, %destination, "cannot read how a destination's retries stand");
+            return;
+        }
+        loop {
+            if !self.holds(destination) {
+                // The partition moved on; its new holder sends from here.
+                return;
+            }
+            match self.send_next(&server).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(why) => {
+                    self.transactions.with_label_values(&["failed"]).inc();
+                    if let Err(error) = self.note_failure(destination).await {
+                        tracing::warn!(%error, %destination, "cannot record a failed transaction");
+                    }
+                    tracing::info!(%destination, %why, "a transaction failed; retrying later");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the next transaction; `Ok(false)` when nothing is queued.
+    async fn send_next(&self, server: &OwnedServerName) -> Result<bool, String> {
+        let destination = server.as_str();
+        let store_error = |error: myelin_store::StoreError| error.to_string();
+        let batch = self
+            .store
+            .outbox_batch(destination, PDUS_PER_TRANSACTION)
+            .await
+            .map_err(store_error)?;
+        let Some(last) = batch.entries.last() else {
+            return Ok(false);
+        };
+        let txn_id = match batch.txn_id {
+            Some(txn_id) => txn_id,
+            None => {
+                let txn_id = new_transaction_id();
+                self.store
+                    .begin_transaction(destination, &txn_id, last.seq)
+                    .await
+                    .map_err(store_error)?;
+                txn_id
+            }
+        };
+        let ids: Vec<String> = batch
+            .entries
+            .iter()
+            .map(|entry| entry.event_id.clone())
+            .collect();
+        let stored = self.store.events_by_id(&ids).await.map_err(store_error)?;
+        // In queue order; an event no longer stored is left out.
+        let mut pdus: Vec<Box<RawValue>> = Vec::with_capacity(ids.len());
+        for event_id in &ids {
+            if let Some(event) = stored.iter().find(|event| &event.event_id == event_id)
+                && let Ok(raw) = RawValue::from_string(event.pdu_json.clone())
+            {
+                pdus.push(raw);
+            }
+        }
+        let request = send_transaction_message::v1::Request::new(
+            OwnedTransactionId::from(txn_id.as_str()),
+            self.client.server_name().to_owned(),
+            MilliSecondsSinceUnixEpoch::now(),
+        );
+        let mut request = request;
+        request.pdus = pdus;
+        let answer = tokio::time::timeout(TRANSACTION_TIMEOUT, self.client.send(server, request))
+            .await
+            .map_err(|_| "no answer in time".to_owned())?
+            .map_err(|error| error.to_string())?;
+        for (event_id, outcome) in &answer.pdus {
+            if let Err(why) = outcome {
+                // The destination will not take it; retrying would not help.
+                tracing::info!(%destination, %event_id, %why, "a server refused an event");
+            }
+        }
+        self.store
+            .end_transaction(destination, &txn_id)
+            .await
+            .map_err(store_error)?;
+        self.waiting().remove(destination);
+        self.transactions.with_label_values(&["sent"]).inc();
+        Ok(true)
+    }
+
+    /// Reads a destination's standing the first time this process sends to it.
+    async fn load_retry(&self, destination: &str) -> StoreResult<()> {
+        if self.waiting().contains_key(destination) {
+            return Ok(());
+        }
+        if let Some(retry) = self.store.destination_retry(destination).await?
+            && let Some(retry_at) = retry.retry_at
+            && retry_at > myelin_types::now_millis()
+        {
+            self.waiting().insert(destination.to_owned(), retry_at);
+        }
+        Ok(())
+    }
+
+    async fn note_failure(&self, destination: &str) -> StoreResult<()> {
+        let failures = self
+            .store
+            .destination_retry(destination)
+            .await?
+            .map_or(0, |retry| retry.failures)
+            + 1;
+        let policy = self.retry_policy;
+        let exponent = i32::try_from(failures - 1).unwrap_or(i32::MAX).min(64);
+        let wait =
+            (policy.min_ms as f64 * policy.multiplier.powi(exponent)).min(policy.max_ms as f64);
+        // Jitter spreads the retries of many destinations that failed together.
+        let jitter = rand::thread_rng().gen_range(0.8..1.2);
+        let wait_ms = (wait * jitter).min(policy.max_ms as f64) as i64;
+        let retry_at = myelin_types::now_millis() + wait_ms;
+        self.store
+            .set_destination_retry(destination, failures, Some(retry_at))
+            .await?;
+        self.waiting().insert(destination.to_owned(), retry_at);
+        Ok(())
+    }
+
+    fn holds(&self, destination: &str) -> bool {
+        self.held()
+            .contains_key(&myelin_types::Partition::of_server(destination).0)
+    }
+
+    fn waiting_until(&self, destination: &str) -> Option<i64> {
+        self.waiting().get(destination).copied()
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sending(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.sending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A transaction ID no retry of another transaction can share.
+fn new_transaction_id() -> String {
+    let suffix: u64 = rand::thread_rng().r#gen();
+    format!("{}-{suffix:016x}", myelin_types::now_millis())
+}
