@@ -21,7 +21,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --workspace --bins \
     && mkdir -p /out \
-    && for bin in myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media myelin-pusher myelin-federation-api; do \
+    && for bin in myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media myelin-pusher myelin-federation-api myelin-federation-sender; do \
          if [ ! -x "target/release/$bin" ]; then echo "the build made no $bin" >&2; exit 1; fi; \
          objcopy --compress-debug-sections=zlib "target/release/$bin" "/out/$bin"; \
        done

@@ -684,7 +684,7 @@ def swarm_checks():
             problems.append("event-persister: deploy.replicas must be 1")
         if (deploy.get("update_config") or {}).get("order") != "stop-first":
             problems.append("event-persister: update_config.order must be stop-first, or an update runs two at once")
-    for required in ("gateway", "client-api", "federation-api", "synchrotron", "event-persister"):
+    for required in ("gateway", "client-api", "federation-api", "federation-sender", "synchrotron", "event-persister"):
         if required not in {as_dict(s.get("environment"))["MYELIN_ROLE"] for s in myelin.values()}:
             problems.append(f"no service runs MYELIN_ROLE={required}")
     check(f"Myelin services ({', '.join(myelin)}): roles, secret files, config, database, bus, upstreams, health checks, replicas", problems)

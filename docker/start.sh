@@ -6,7 +6,7 @@
 #   run (default)   serve with ${MYELIN_CONFIG_PATH:-/data/homeserver.yaml}:
 #                   every role in one process, or the one role MYELIN_ROLE names
 #                   (client-api, synchrotron, event-persister, media, pusher,
-#                   federation-api or gateway)
+#                   federation-api, federation-sender or gateway)
 #   -...            flags go to `run`
 #   register-user, hash-password, set-admin
 #                   the operator commands of `myelin`
@@ -36,10 +36,10 @@ run() {
     case "$role" in
         "")
             exec myelin run "$@" ;;
-        client-api | synchrotron | event-persister | media | pusher | federation-api | gateway)
+        client-api | synchrotron | event-persister | media | pusher | federation-api | federation-sender | gateway)
             exec "myelin-$role" "$@" ;;
         *)
-            usage_error "MYELIN_ROLE=$role is not one of client-api, synchrotron, event-persister, media, pusher, federation-api, gateway (or unset for all roles in one process)" ;;
+            usage_error "MYELIN_ROLE=$role is not one of client-api, synchrotron, event-persister, media, pusher, federation-api, federation-sender, gateway (or unset for all roles in one process)" ;;
     esac
 }
 

@@ -19,8 +19,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 role="${1:-}"
 [ -n "$role" ] || split_die "usage: split-add.sh ROLE [SPLIT_DIR]"
 case "$role" in
-    event-persister | client-api | synchrotron | media | pusher | federation-api) ;;
-    *) split_die "split-add.sh starts an event-persister, client-api, synchrotron, media, pusher or federation-api, not '$role'" ;;
+    event-persister | client-api | synchrotron | media | pusher | federation-api | federation-sender) ;;
+    *) split_die "split-add.sh starts an event-persister, client-api, synchrotron, media, pusher, federation-api or federation-sender, not '$role'" ;;
 esac
 SPLIT_DIR="${2:-${SPLIT_DIR:-}}"
 [ -n "$SPLIT_DIR" ] || split_die "usage: split-add.sh ROLE [SPLIT_DIR]"

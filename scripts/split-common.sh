@@ -19,7 +19,7 @@
 #   logs/NAME.log  each process's stdout and stderr
 #   traefik/       traefik's static and dynamic (file provider) config
 
-SPLIT_ROLES="gateway client-api synchrotron event-persister media pusher federation-api"
+SPLIT_ROLES="gateway client-api synchrotron event-persister media pusher federation-api federation-sender"
 
 split_say() { printf 'split: %s\n' "$*" >&2; }
 split_die() {
@@ -52,6 +52,7 @@ split_binary_name() {
         media) echo myelin-media ;;
         pusher) echo myelin-pusher ;;
         federation-api) echo myelin-federation-api ;;
+        federation-sender) echo myelin-federation-sender ;;
         *) split_die "unknown role '$1' (one of: $SPLIT_ROLES)" ;;
     esac
 }

@@ -4,12 +4,12 @@
 #   traefik -> gateway -> client-api x CLIENT_APIS, synchrotron x SYNCHROTRONS,
 #                         media x MEDIA (sharing one media directory),
 #                         federation-api x FEDERATION_APIS
-#                         (event-persister x PERSISTERS and pusher x PUSHERS
-#                         behind the bus)
+#                         (event-persister x PERSISTERS, pusher x PUSHERS and
+#                         federation-sender x FEDERATION_SENDERS behind the bus)
 #
 # on PostgreSQL and NATS, in a database and bus prefix of its own, and waits
-# until every process answers /ready with 200 (persisters and pushers once
-# they hold a partition) and traefik proxies to the gateway. Then prints
+# until every process answers /ready with 200 (persisters, pushers and
+# senders once they hold a partition) and traefik proxies to the gateway. Then prints
 #
 #   HS_URL=http://127.0.0.1:<traefik port>
 #   SPLIT_DIR=<run dir>
@@ -26,7 +26,8 @@
 #   SPLIT_DIR            the run directory (default
 #                        ${TMPDIR:-/tmp}/myelin-split-<id>); must be new or empty
 #   CLIENT_APIS, SYNCHROTRONS, PERSISTERS (default 2 each), GATEWAYS, MEDIA,
-#                        PUSHERS and FEDERATION_APIS (default 1 each)
+#                        PUSHERS, FEDERATION_APIS and FEDERATION_SENDERS
+#                        (default 1 each)
 #   SPLIT_SERVER_NAME    the server name (default split.test)
 #   SPLIT_FEDERATION_PORT, SPLIT_TLS_CERTIFICATE, SPLIT_TLS_KEY
 #                        when all three are set, traefik also serves
@@ -67,7 +68,8 @@ GATEWAYS="${GATEWAYS:-1}"
 MEDIA="${MEDIA:-1}"
 PUSHERS="${PUSHERS:-1}"
 FEDERATION_APIS="${FEDERATION_APIS:-1}"
-for count in CLIENT_APIS SYNCHROTRONS PERSISTERS GATEWAYS MEDIA PUSHERS FEDERATION_APIS; do
+FEDERATION_SENDERS="${FEDERATION_SENDERS:-1}"
+for count in CLIENT_APIS SYNCHROTRONS PERSISTERS GATEWAYS MEDIA PUSHERS FEDERATION_APIS FEDERATION_SENDERS; do
     case "${!count}" in
         '' | *[!0-9]*) split_die "$count must be a number, not '${!count}'" ;;
     esac
@@ -124,12 +126,12 @@ case "$target_dir" in
     *) target_dir="$repo/$target_dir" ;;
 esac
 bin_dir="${SPLIT_BIN_DIR:-$target_dir/debug}"
-binaries="myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media myelin-pusher myelin-federation-api"
+binaries="myelin myelin-gateway myelin-client-api myelin-synchrotron myelin-event-persister myelin-media myelin-pusher myelin-federation-api myelin-federation-sender"
 if [ "${SPLIT_BUILD:-1}" != 0 ] || [ ! -x "$bin_dir/myelin" ]; then
     split_say "building the binaries (cargo build)"
     (cd "$repo" && "${CARGO:-cargo}" build -p myelin -p myelin-gateway -p myelin-client-api \
         -p myelin-synchrotron -p myelin-event-persister -p myelin-media -p myelin-pusher \
-        -p myelin-federation-api) >&2
+        -p myelin-federation-api -p myelin-federation-sender) >&2
 fi
 # Hard links keep this run on the binaries it started with, even when a later
 # build replaces the files in the target directory.
@@ -203,7 +205,7 @@ psql "$admin_url" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$database\"" >&2 \
 
 # --- the workers --------------------------------------------------------------
 # Each binds port 0 and prints the port it got, so ports never collide.
-split_say "starting $PERSISTERS event persisters, $CLIENT_APIS client-apis, $SYNCHROTRONS synchrotrons, $MEDIA media, $PUSHERS pushers, $FEDERATION_APIS federation-apis"
+split_say "starting $PERSISTERS event persisters, $CLIENT_APIS client-apis, $SYNCHROTRONS synchrotrons, $MEDIA media, $PUSHERS pushers, $FEDERATION_APIS federation-apis, $FEDERATION_SENDERS federation-senders"
 for _ in $(seq "$PERSISTERS"); do split_start_myelin event-persister 0; done
 for _ in $(seq "$CLIENT_APIS"); do split_start_myelin client-api 0; done
 for _ in $(seq "$SYNCHROTRONS"); do split_start_myelin synchrotron 0; done
@@ -212,6 +214,7 @@ for _ in $(seq "$SYNCHROTRONS"); do split_start_myelin synchrotron 0; done
 for _ in $(seq "$MEDIA"); do split_start_myelin media 0; done
 for _ in $(seq "$PUSHERS"); do split_start_myelin pusher 0; done
 for _ in $(seq "$FEDERATION_APIS"); do split_start_myelin federation-api 0; done
+for _ in $(seq "$FEDERATION_SENDERS"); do split_start_myelin federation-sender 0; done
 
 client_apis="$(split_role_urls client-api)"
 synchrotrons="$(split_role_urls synchrotron)"
@@ -332,7 +335,7 @@ split_set TRAEFIK_PID "$pid"
 split_set HS_URL "$hs_url"
 
 # --- every process ready ----------------------------------------------------
-for role in event-persister client-api synchrotron media pusher federation-api gateway; do
+for role in event-persister client-api synchrotron media pusher federation-api federation-sender gateway; do
     key="$(split_role_key "$role")"
     n=1
     while [ -n "$(split_get "${key}_${n}_PID")" ]; do

@@ -44,6 +44,12 @@ pub(crate) const LOOPBACK_FEDERATION: &str = "trusted_key_servers: []\n\
      federation_verify_certificates: false\n\
      ip_range_whitelist: ['127.0.0.1/32']\n";
 
+/// A failed destination is tried again within a second or two, so a peer
+/// that comes back is caught up while the test waits (Synapse reads the
+/// same keys).
+pub(crate) const FAST_RETRIES: &str = "federation:\n  destination_min_retry_interval: 500\n  \
+     destination_max_retry_interval: 2000\n";
+
 /// A Myelin named `127.0.0.1:<port>` with federation on that port (TLS)
 /// and its client listener elsewhere.
 pub(crate) async fn federating_myelin(certificates: &Certificates) -> Server {
@@ -58,7 +64,7 @@ pub(crate) async fn federating_myelin(certificates: &Certificates) -> Server {
         .edit_config("listeners:\n", &federation_listener)
         .edit_config(
             "trusted_key_servers:\n  - server_name: \"matrix.org\"\n",
-            LOOPBACK_FEDERATION,
+            &format!("{LOOPBACK_FEDERATION}{FAST_RETRIES}"),
         )
         .env("MYELIN_TLS_CERTIFICATE_PATH", &certificates.certificate)
         .env("MYELIN_TLS_PRIVATE_KEY_PATH", &certificates.key)

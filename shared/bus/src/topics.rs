@@ -108,6 +108,13 @@ pub struct PushersChanged {
     pub user_id: String,
 }
 
+/// Another server sent a transaction: it is up, so a queue backing off
+/// from it may send at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSeen {
+    pub server_name: String,
+}
+
 pub const ACCOUNT_DATA: Topic<AccountDataChanged> = Topic::new("stream.account_data");
 pub const RECEIPTS: Topic<ReceiptChanged> = Topic::new("stream.receipts");
 pub const TYPING: Topic<TypingChanged> = Topic::new("stream.typing");
@@ -115,6 +122,7 @@ pub const PRESENCE: Topic<PresenceChanged> = Topic::new("stream.presence");
 pub const TO_DEVICE: Topic<ToDeviceQueued> = Topic::new("stream.to_device");
 pub const DEVICE_LISTS: Topic<DeviceListChanged> = Topic::new("stream.device_lists");
 pub const PUSHERS: Topic<PushersChanged> = Topic::new("pushers.changed");
+pub const SERVER_SEEN: Topic<ServerSeen> = Topic::new("federation.server_seen");
 
 #[cfg(test)]
 mod tests {

@@ -36,10 +36,12 @@ struct TrustedKeyServerEntry {
 #[serde(default)]
 pub struct FederationSection {
     /// The first wait after a destination failed (default 10m).
+    #[serde(deserialize_with = "crate::model::string_or_number")]
     pub destination_min_retry_interval: Option<String>,
     /// Each further failure multiplies the wait by this (default 2).
     pub destination_retry_multiplier: Option<f64>,
     /// The longest wait (default 1w).
+    #[serde(deserialize_with = "crate::model::string_or_number")]
     pub destination_max_retry_interval: Option<String>,
 }
 
@@ -148,7 +150,7 @@ impl Config {
         }
         if section
             .destination_retry_multiplier
-            .is_some_and(|multiplier| !(multiplier >= 1.0))
+            .is_some_and(|multiplier| multiplier.is_nan() || multiplier < 1.0)
         {
             problems.push("federation.destination_retry_multiplier must be at least 1".to_owned());
         }
@@ -231,7 +233,7 @@ mod tests {
         assert_eq!(policy.multiplier, 2.0);
         let tuned = config(
             "federation:\n  destination_min_retry_interval: 200ms\n  \
-             destination_retry_multiplier: 1.5\n  destination_max_retry_interval: 2s\n",
+             destination_retry_multiplier: 1.5\n  destination_max_retry_interval: 2000\n",
         );
         let policy = tuned.destination_retry_policy();
         assert_eq!(

@@ -192,7 +192,7 @@ impl Default for GatewayConfig {
 }
 
 /// A string, or a number written without quotes, kept as its text.
-fn string_or_number<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+pub(crate) fn string_or_number<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
 where
     D: Deserializer<'de>,
 {

@@ -4,7 +4,7 @@
 //! are a single-process Myelin and Synapse.
 
 use super::forged::check_forged_requests;
-use super::synapse::Synapse;
+use super::synapse::{Synapse, room_joined_over_federation, wait_for_message};
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
     signing_key_path, user_with_name,
@@ -32,6 +32,10 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         .lines()
         .filter_map(|line| line.split_once(": "))
         .map(|(key, value)| format!("MYELIN_{}={value}\n", key.to_ascii_uppercase()))
+        .chain([
+            "MYELIN_FEDERATION__DESTINATION_MIN_RETRY_INTERVAL=500\n".to_owned(),
+            "MYELIN_FEDERATION__DESTINATION_MAX_RETRY_INTERVAL=2000\n".to_owned(),
+        ])
         .collect();
     std::fs::write(&env_file, env).expect("write the env file");
     let port = federation_port.to_string();
@@ -81,6 +85,23 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     // federation-api replicas.
     check_remote_keys(&alice, &sam).await;
     check_remote_keys(&sam, &alice).await;
+
+    // Sam joins a room of the split server by its alias, through the
+    // federation-api replicas and the room's writer; messages cross both
+    // ways, Alice's through the federation-sender.
+    let room_id = room_joined_over_federation(&alice, &server_name, "splitroom", &sam).await;
+    sam.send_text(&room_id, "from Synapse to the split").await;
+    assert!(
+        wait_for_message(&alice, &room_id, "from Synapse to the split").await,
+        "{}",
+        synapse.log_tail()
+    );
+    alice.send_text(&room_id, "from the split to Synapse").await;
+    assert!(
+        wait_for_message(&sam, &room_id, "from the split to Synapse").await,
+        "{}",
+        synapse.log_tail()
+    );
 
     // Forged and broken requests through traefik and the gateway.
     check_forged_requests(

@@ -8,8 +8,8 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use super::{
-    Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
-    user_with_name,
+    Certificates, FAST_RETRIES, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen,
+    federating_myelin, user_with_name,
 };
 use crate::client::{Client, message_bodies};
 use crate::harness::{TempDir, free_port};
@@ -19,10 +19,30 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A running Synapse; killed when dropped.
 pub(crate) struct Synapse {
-    _child: Child,
+    child: Child,
+    python: std::path::PathBuf,
+    config: std::path::PathBuf,
     dir: TempDir,
     pub(crate) server_name: String,
     pub(crate) client_url: String,
+}
+
+fn spawn(python: &std::path::Path, config: &std::path::Path, dir: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("synapse.out"))
+        .expect("log file");
+    Command::new(python)
+        .args(["-m", "synapse.app.homeserver", "--config-path"])
+        .arg(config)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start Synapse")
 }
 
 impl Synapse {
@@ -55,7 +75,7 @@ impl Synapse {
              - port: {client_port}\n    tls: false\n    type: http\n    \
              bind_addresses: ['127.0.0.1']\n    resources: [{{names: [client], compress: false}}]\n\
              tls_certificate_path: \"{certificate}\"\ntls_private_key_path: \"{key}\"\n\
-             {LOOPBACK_FEDERATION}ip_range_blacklist: []\nsuppress_key_server_warning: true\n\
+             {LOOPBACK_FEDERATION}{FAST_RETRIES}ip_range_blacklist: []\nsuppress_key_server_warning: true\n\
              enable_registration: true\nenable_registration_without_verification: true\n\
              rc_registration: {{per_second: 1000, burst_count: 1000}}\n\
              rc_message: {{per_second: 1000, burst_count: 1000}}\n\
@@ -68,25 +88,28 @@ impl Synapse {
         yaml.push_str(&settings);
         std::fs::write(&config, yaml).expect("write Synapse's config");
 
-        let log = std::fs::File::create(dir.path().join("synapse.out")).expect("log file");
-        let child = Command::new(&python)
-            .args(["-m", "synapse.app.homeserver", "--config-path"])
-            .arg(&config)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start Synapse");
+        let child = spawn(&python, &config, dir.path());
         let synapse = Synapse {
-            _child: child,
+            child,
+            python,
+            config,
             dir,
             server_name,
             client_url: format!("http://127.0.0.1:{client_port}"),
         };
         synapse.wait_ready().await;
         synapse
+    }
+
+    /// Stops Synapse at once, as a crash would.
+    pub(crate) async fn kill(&mut self) {
+        self.child.kill().await.expect("kill Synapse");
+    }
+
+    /// Starts the stopped Synapse again, on the same ports and database.
+    pub(crate) async fn restart(&mut self) {
+        self.child = spawn(&self.python, &self.config, self.dir.path());
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {
@@ -269,4 +292,77 @@ async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
         joined_members(&alice, &private).await,
         vec![alice.user_id.clone()]
     );
+}
+
+/// A public room of `owner` with alias `#<local>:<server>`, joined by
+/// `joiner` on Synapse through the alias; returns the room ID.
+pub(crate) async fn room_joined_over_federation(
+    owner: &Client,
+    owner_server: &str,
+    local: &str,
+    joiner: &Client,
+) -> String {
+    let room_id = owner
+        .create_room(&json!({"preset": "public_chat", "room_alias_name": local}))
+        .await;
+    let joined = joiner.join(&format!("#{local}:{owner_server}")).await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+    room_id
+}
+
+/// The bodies of the room's last `limit` messages as `reader` sees them,
+/// oldest first.
+pub(crate) async fn bodies_in_order(reader: &Client, room_id: &str, limit: u32) -> Vec<String> {
+    let page = reader
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}",
+            crate::client::encode(room_id)
+        ))
+        .await;
+    let mut bodies = message_bodies(&page.body["chunk"]);
+    bodies.reverse();
+    bodies
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn synapse_catches_up_on_every_message_sent_while_it_was_down() {
+    let certificates = Certificates::new();
+    let myelin = federating_myelin(&certificates).await;
+    let mut synapse = Synapse::start(&certificates).await;
+    let alice = user_with_name(&myelin.url(), "alice", "Alice").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam").await;
+    let room_id = room_joined_over_federation(&alice, myelin.server_name(), "catchup", &sam).await;
+    alice.send_text(&room_id, "while up").await;
+    assert!(
+        wait_for_message(&sam, &room_id, "while up").await,
+        "{}",
+        synapse.log_tail()
+    );
+
+    // Synapse goes away; Myelin keeps every message for it and backs off.
+    synapse.kill().await;
+    let missed: Vec<String> = (0..30).map(|n| format!("missed {n}")).collect();
+    for body in &missed {
+        alice.send_text(&room_id, body).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    synapse.restart().await;
+
+    // Every missed message arrives, in the order it was sent.
+    assert!(
+        wait_for_message(&sam, &room_id, "missed 29").await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
+    let seen = bodies_in_order(&sam, &room_id, 40).await;
+    let seen_missed: Vec<&String> = seen
+        .iter()
+        .filter(|body| body.starts_with("missed"))
+        .collect();
+    assert_eq!(seen_missed, missed.iter().collect::<Vec<_>>(), "{seen:?}");
 }

@@ -22,6 +22,8 @@ pub struct FederationApi {
     bus: Arc<dyn myelin_bus::Bus>,
     /// Origins whose transaction this replica is processing.
     in_flight: transactions::InFlight,
+    /// When each origin was last announced as seen.
+    seen_at: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     store: Arc<dyn Store>,
     server_key: Arc<ServerKey>,
     server_keys: Arc<KeyRing>,
@@ -32,6 +34,7 @@ pub fn role(deps: &Deps) -> Arc<FederationApi> {
         config: Arc::clone(&deps.config),
         bus: Arc::clone(&deps.bus),
         in_flight: Default::default(),
+        seen_at: Default::default(),
         store: Arc::clone(&deps.store),
         server_key: Arc::clone(&deps.server_key),
         server_keys: Arc::clone(&deps.server_keys),

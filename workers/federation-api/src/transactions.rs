@@ -80,6 +80,7 @@ pub(crate) async fn send(
         busy.error = "A transaction from this server is already being processed".to_owned();
         return Err(busy);
     };
+    api.note_server_seen(&origin);
     let mut results = BTreeMap::new();
     for raw in &request.pdus {
         if let Some((event_id, outcome)) = api.accept_pdu(&origin, raw).await {
@@ -89,7 +90,43 @@ pub(crate) async fn send(
     Ok(send_transaction_message::v1::Response::new(results))
 }
 
+/// A server is announced as seen at most this often per replica.
+const SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl FederationApi {
+    /// Tells the senders a server is up, so one backing off from it sends now.
+    fn note_server_seen(&self, origin: &OwnedServerName) {
+        {
+            let mut seen = self
+                .seen_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let now = std::time::Instant::now();
+            if seen
+                .get(origin.as_str())
+                .is_some_and(|at| now.duration_since(*at) < SEEN_EVERY)
+            {
+                return;
+            }
+            if seen.len() >= 10_000 {
+                seen.clear();
+            }
+            seen.insert(origin.to_string(), now);
+        }
+        let bus = std::sync::Arc::clone(&self.bus);
+        let message = myelin_bus::topics::ServerSeen {
+            server_name: origin.to_string(),
+        };
+        tokio::spawn(async move {
+            if let Err(error) = myelin_bus::topics::SERVER_SEEN
+                .announce(bus.as_ref(), &message)
+                .await
+            {
+                tracing::debug!(%error, "could not announce a server as seen");
+            }
+        });
+    }
+
     /// Checks one PDU and hands it to its room's writer. `None` when the PDU
     /// cannot even name an event, which the answer then leaves out.
     async fn accept_pdu(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myelin_bus::subjects;
+use myelin_bus::topics::{self, ServerSeen};
 use myelin_process::Shutdown;
 use myelin_store::StoreResult;
 use rand::Rng;
@@ -31,9 +32,23 @@ impl FederationSender {
         self: Arc<Self>,
     ) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
         let mut persisted = self.bus.subscribe(subjects::ALL_PERSISTED_EVENTS).await?;
+        let mut seen = topics::SERVER_SEEN.subscribe(self.bus.as_ref()).await?;
         Ok(async move {
-            while persisted.next().await.is_some() {
-                self.wake.notify_one();
+            loop {
+                tokio::select! {
+                    message = persisted.next() => {
+                        if message.is_none() { break; }
+                        self.wake.notify_one();
+                    }
+                    server = seen.next() => {
+                        let Some(ServerSeen { server_name }) = server else { break };
+                        // It is up: what waits for it goes now.
+                        if let Some(until) = self.waiting().get_mut(&server_name) {
+                            *until = 0;
+                            self.wake.notify_one();
+                        }
+                    }
+                }
             }
         })
     }
@@ -102,6 +117,12 @@ impl FederationSender {
         };
         if let Err(error) = self.load_retry(destination).await {
             tracing::warn!(%error, %destination, "cannot read how a destination's retries stand");
+            return;
+        }
+        if self
+            .waiting_until(destination)
+            .is_some_and(|until| until > myelin_types::now_millis())
+        {
             return;
         }
         loop {
@@ -183,22 +204,24 @@ impl FederationSender {
             .end_transaction(destination, &txn_id)
             .await
             .map_err(store_error)?;
-        self.waiting().remove(destination);
+        self.waiting().insert(destination.to_owned(), 0);
         self.transactions.with_label_values(&["sent"]).inc();
         Ok(true)
     }
 
-    /// Reads a destination's standing the first time this process sends to it.
+    /// Reads a destination's standing the first time this process sends to
+    /// it (a restart keeps the wait a failure started).
     async fn load_retry(&self, destination: &str) -> StoreResult<()> {
         if self.waiting().contains_key(destination) {
             return Ok(());
         }
-        if let Some(retry) = self.store.destination_retry(destination).await?
-            && let Some(retry_at) = retry.retry_at
-            && retry_at > myelin_types::now_millis()
-        {
-            self.waiting().insert(destination.to_owned(), retry_at);
-        }
+        let retry_at = self
+            .store
+            .destination_retry(destination)
+            .await?
+            .and_then(|retry| retry.retry_at)
+            .unwrap_or(0);
+        self.waiting().insert(destination.to_owned(), retry_at);
         Ok(())
     }
 
