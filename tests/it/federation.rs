@@ -5,6 +5,7 @@
 //! `X-Matrix` and checked with keys fetched from the other server.
 
 mod forged;
+mod rooms;
 mod split;
 mod synapse;
 

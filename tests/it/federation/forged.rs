@@ -15,13 +15,13 @@ use crate::client::Client;
 use crate::harness::free_port;
 
 /// A server's signing key as `myelin generate` wrote it.
-struct KeyFile {
-    key_id: String,
-    key: SigningKey,
+pub(super) struct KeyFile {
+    pub(super) key_id: String,
+    pub(super) key: SigningKey,
 }
 
 impl KeyFile {
-    fn read(path: &std::path::Path) -> KeyFile {
+    pub(super) fn read(path: &std::path::Path) -> KeyFile {
         let text = std::fs::read_to_string(path).expect("read the signing key");
         let parts: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(parts.len(), 3, "`ed25519 <version> <seed>`: {text}");
@@ -43,7 +43,7 @@ impl KeyFile {
 
     /// The same for a request whose body is `content`, given in canonical
     /// form (keys sorted, no spaces).
-    fn authorization_with(
+    pub(super) fn authorization_with(
         &self,
         method: &str,
         uri: &str,

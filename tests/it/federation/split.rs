@@ -103,6 +103,17 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         synapse.log_tail()
     );
 
+    // Room traffic from the single server, good and bad, through traefik,
+    // the gateway, the federation-api replicas and the room's writer.
+    super::rooms::check_room_traffic(
+        &format!("https://{server_name}"),
+        &server_name,
+        &alice,
+        single.server_name(),
+        &signing_key_path(single.config_path()),
+    )
+    .await;
+
     // Forged and broken requests through traefik and the gateway.
     check_forged_requests(
         &format!("https://{server_name}"),
