@@ -394,14 +394,14 @@ impl EventStore for PostgresStore {
         let (sql, bound) = match direction {
             Direction::Backward => (
                 format!(
-                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND position <= $2
+                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND NOT e.outlier AND position <= $2
                      AND position > $3 ORDER BY position DESC LIMIT $4"
                 ),
                 to.map_or(i64::MIN, |to| to.0),
             ),
             Direction::Forward => (
                 format!(
-                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND position > $2
+                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND NOT e.outlier AND position > $2
                      AND position <= $3 ORDER BY position ASC LIMIT $4"
                 ),
                 to.map_or(i64::MAX, |to| to.0),
@@ -420,7 +420,7 @@ impl EventStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE position > $1 AND position <= $2
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE NOT e.outlier AND position > $1 AND position <= $2
                  ORDER BY position ASC LIMIT $3"
             ),
             &[&after.0, &upto.0, &limit],
@@ -504,11 +504,11 @@ impl myelin_store::EventTimeStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = match direction {
             Direction::Forward => format!(
-                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND origin_server_ts >= $2
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND NOT e.outlier AND origin_server_ts >= $2
                  ORDER BY origin_server_ts ASC, position ASC LIMIT $3"
             ),
             Direction::Backward => format!(
-                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND origin_server_ts <= $2
+                "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND NOT e.outlier AND origin_server_ts <= $2
                  ORDER BY origin_server_ts DESC, position DESC LIMIT $3"
             ),
         };

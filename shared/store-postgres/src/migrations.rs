@@ -99,6 +99,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         23,
         include_str!("../../../migrations/postgres/0023_federation_outbox.sql"),
     ),
+    (
+        24,
+        include_str!("../../../migrations/postgres/0024_outlier_events.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

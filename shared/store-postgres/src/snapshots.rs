@@ -3,12 +3,13 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use myelin_store::{
-    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, Snapshot, SnapshotStore, StateEntry,
-    StoreResult, StoredEvent, fold_chain,
+    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, Snapshot, SnapshotStore,
+    StateEntry, StoreResult, StoredEvent, fold_chain,
 };
 
 use crate::events::{EVENT_COLUMNS, event_from_row};
-use crate::{PostgresStore, get, tx_execute};
+use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
+use myelin_store::StoreError;
 
 /// Writes snapshots that do not exist yet; one that does is left as it is
 /// (a snapshot's name fixes its content).
@@ -110,6 +111,55 @@ impl SnapshotStore for PostgresStore {
             event_from_row,
         )
         .await
+    }
+
+    async fn store_outliers(&self, events: Vec<OutlierEvent>) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let ids: Vec<&str> = events.iter().map(|event| event.event_id.as_str()).collect();
+        let rows = tx
+            .query(
+                "SELECT event_id FROM events WHERE event_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(map_error)?;
+        let known: std::collections::HashSet<String> =
+            rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
+        for event in events
+            .iter()
+            .filter(|event| !known.contains(&event.event_id))
+        {
+            // Positions come from the same counter as every event's.
+            let position: i64 = tx_query_opt(
+                &tx,
+                "UPDATE stream_position SET position = position + 1 RETURNING position",
+                &[],
+                |row| get(row, 0),
+            )
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("stream_position has no row".to_owned()))?;
+            tx_execute(
+                &tx,
+                "INSERT INTO events (position, event_id, room_id, sender, event_type, state_key,
+                                     depth, origin_server_ts, pdu_json, outlier)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE)
+                 ON CONFLICT (event_id) DO NOTHING",
+                &[
+                    &position,
+                    &event.event_id,
+                    &event.room_id,
+                    &event.sender,
+                    &event.event_type,
+                    &event.state_key,
+                    &event.depth,
+                    &event.origin_server_ts,
+                    &event.pdu_json,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(map_error)
     }
 
     async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {

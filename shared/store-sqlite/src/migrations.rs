@@ -96,6 +96,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         23,
         include_str!("../../../migrations/sqlite/0023_federation_outbox.sql"),
     ),
+    (
+        24,
+        include_str!("../../../migrations/sqlite/0024_outlier_events.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

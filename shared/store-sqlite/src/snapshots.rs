@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, Snapshot, SnapshotStore, StateEntry,
-    StoreResult, StoredEvent, fold_chain,
+    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, Snapshot, SnapshotStore,
+    StateEntry, StoreResult, StoredEvent, fold_chain,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -116,6 +116,35 @@ impl SnapshotStore for SqliteStore {
                 }
             }
             Ok(found)
+        })
+        .await
+    }
+
+    async fn store_outliers(&self, events: Vec<OutlierEvent>) -> StoreResult<()> {
+        self.write(move |tx| {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth,
+                                         origin_server_ts, pdu_json, outlier)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .map_err(map_error)?;
+            for event in &events {
+                insert
+                    .execute(params![
+                        event.event_id,
+                        event.room_id,
+                        event.sender,
+                        event.event_type,
+                        event.state_key,
+                        event.depth,
+                        event.origin_server_ts,
+                        event.pdu_json
+                    ])
+                    .map_err(map_error)?;
+            }
+            Ok(())
         })
         .await
     }

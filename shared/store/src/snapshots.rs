@@ -71,6 +71,25 @@ pub trait SnapshotStore: Send + Sync {
     /// The stored events among `event_ids`, in no particular order; unknown
     /// IDs are left out.
     async fn events_by_id(&self, event_ids: &[String]) -> StoreResult<Vec<crate::StoredEvent>>;
+
+    /// Stores another server's events that this server holds only as state
+    /// or auth chain: citable by ID, never in a timeline, never an
+    /// extremity. Events already stored are left as they are.
+    async fn store_outliers(&self, events: Vec<OutlierEvent>) -> StoreResult<()>;
+}
+
+/// An event known only as state or auth chain (see
+/// [`SnapshotStore::store_outliers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub pdu_json: String,
 }
 
 /// One key of a room's current state set by state resolution.

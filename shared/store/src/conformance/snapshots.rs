@@ -286,3 +286,62 @@ pub(super) async fn events_by_id_and_resolved_current_state(store: &dyn Store) {
         .expect("topic");
     assert_eq!(topic_row.position, first_position);
 }
+
+/// Outliers are stored once, found by ID, and kept out of timelines, the
+/// log, extremities and the current state.
+pub(super) async fn outliers_are_citable_but_never_in_a_timeline(store: &dyn Store) {
+    let room = "!outliers:test";
+    let outlier = |n: usize, event_type: &str| crate::OutlierEvent {
+        event_id: format!("$outlier-{n}"),
+        room_id: room.to_owned(),
+        sender: "@far:remote.test".to_owned(),
+        event_type: event_type.to_owned(),
+        state_key: Some(String::new()),
+        depth: n as i64,
+        origin_server_ts: 1000,
+        pdu_json: format!(r#"{{"n":{n}}}"#),
+    };
+    let before = store.max_position().await.expect("position");
+    store
+        .store_outliers(vec![
+            outlier(1, "m.room.create"),
+            outlier(2, "m.room.topic"),
+        ])
+        .await
+        .expect("store");
+    // Again, with one new: the known ones are left alone.
+    let mut changed = outlier(1, "m.room.create");
+    changed.pdu_json = r#"{"changed":true}"#.to_owned();
+    store
+        .store_outliers(vec![changed, outlier(3, "m.room.name")])
+        .await
+        .expect("store again");
+    let found = store
+        .events_by_id(&["$outlier-1".to_owned(), "$outlier-3".to_owned()])
+        .await
+        .expect("read");
+    assert_eq!(found.len(), 2);
+    let first = store
+        .event("$outlier-1")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(first.pdu_json, r#"{"n":1}"#);
+
+    let after = store.max_position().await.expect("position");
+    let log = store.events_after(before, after, 100).await.expect("log");
+    assert!(log.iter().all(|event| event.room_id != room), "{log:?}");
+    let timeline = store
+        .room_events(room, after, None, crate::Direction::Backward, 10)
+        .await
+        .expect("timeline");
+    assert!(timeline.is_empty(), "{timeline:?}");
+    assert!(
+        store
+            .forward_extremities(room)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(store.current_state(room).await.expect("read").is_empty());
+}

@@ -1,0 +1,4 @@
+-- Events of another server's room this server holds only as state or auth
+-- chain (from a join): stored and citable, never part of the timeline, never
+-- a forward extremity.
+ALTER TABLE events ADD COLUMN outlier BOOLEAN NOT NULL DEFAULT FALSE;
