@@ -82,11 +82,24 @@ pub struct RemoteEvent {
     pub kind: RemoteEventKind,
 }
 
+/// A user of this server joins another server's room: the join, signed by
+/// this server and accepted by the resident server, and the state before
+/// it, whose events are stored already (as outliers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinRemoteRoom {
+    pub room_id: String,
+    pub room_version: String,
+    pub event_id: String,
+    pub pdu_json: String,
+    pub state_ids: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RoomInput {
     Send(SendEvent),
     CreateRoom(CreateRoom),
     Remote(RemoteEvent),
+    JoinRemote(JoinRemoteRoom),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -107,11 +107,16 @@ pub async fn check_pdu(
         ),
     };
     let pdu = Pdu::from_json(&event_id, &json).map_err(|error| rejected(error.to_string()))?;
-    let room_id = pdu
-        .room_id
-        .as_ref()
-        .map(|room_id| room_id.to_string())
-        .ok_or_else(|| rejected("the event names no room"))?;
+    let room_id = match &pdu.room_id {
+        Some(room_id) => room_id.to_string(),
+        // From version 12 the create event's ID names its room.
+        None if version.room_id_from_create_event()
+            && pdu.event_type.to_string() == "m.room.create" =>
+        {
+            format!("!{}", &event_id[1..])
+        }
+        None => return Err(rejected("the event names no room")),
+    };
     Ok(CheckedPdu {
         event_id,
         room_id,

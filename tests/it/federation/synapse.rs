@@ -366,3 +366,60 @@ async fn synapse_catches_up_on_every_message_sent_while_it_was_down() {
         .collect();
     assert_eq!(seen_missed, missed.iter().collect::<Vec<_>>(), "{seen:?}");
 }
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
+    let certificates = Certificates::new();
+    let myelin = federating_myelin(&certificates).await;
+    let synapse = Synapse::start(&certificates).await;
+    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let room_id = room_joined_over_federation(&sam, &synapse.server_name, "lounge", &alice).await;
+
+    // Myelin holds the room's state from the join.
+    let mut both = vec![alice.user_id.clone(), sam.user_id.clone()];
+    both.sort();
+    assert_eq!(
+        joined_members(&alice, &room_id).await,
+        both,
+        "{}",
+        myelin.logs()
+    );
+    assert_eq!(joined_members(&sam, &room_id).await, both);
+    assert!(alice.joined_rooms().await.contains(&room_id));
+
+    // Messages both ways.
+    alice.send_text(&room_id, "hello from Myelin").await;
+    assert!(
+        wait_for_message(&sam, &room_id, "hello from Myelin").await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
+    sam.send_text(&room_id, "hello from Synapse").await;
+    assert!(
+        wait_for_message(&alice, &room_id, "hello from Synapse").await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
+
+    // A room of Synapse's that needs an invite: Synapse refuses Alice.
+    let private = sam.create_room(&json!({"preset": "private_chat"})).await;
+    let refused = alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}?via={}",
+                crate::client::encode(&private),
+                crate::client::encode(&synapse.server_name)
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(!alice.joined_rooms().await.contains(&private));
+}

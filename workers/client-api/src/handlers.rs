@@ -22,6 +22,7 @@ pub(crate) mod push_rules;
 pub(crate) mod pushers;
 pub(crate) mod receipts;
 pub(crate) mod relations;
+pub(crate) mod remote_join;
 pub(crate) mod report;
 pub(crate) mod room;
 pub(crate) mod search;

@@ -29,6 +29,10 @@ pub struct ClientApi {
     server_name: String,
     /// Requests to other servers (remote profiles, ...).
     federation: Arc<myelin_federation::FederationClient>,
+    /// Other servers' signing keys, to check the events they hand over.
+    server_keys: Arc<myelin_federation::KeyRing>,
+    /// This server's key, to sign a join made by another server.
+    server_key: Arc<myelin_room::ServerKey>,
     limits: Limits,
     /// When each user's activity last counted for their presence.
     activity: handlers::presence::ActivityGate,
@@ -54,6 +58,8 @@ pub fn role(deps: &Deps) -> Arc<ClientApi> {
         bus: Arc::clone(&deps.bus),
         server_name: deps.config.server_name.clone(),
         federation: Arc::clone(&deps.federation),
+        server_keys: Arc::clone(&deps.server_keys),
+        server_key: Arc::clone(&deps.server_key),
         activity: Default::default(),
         limits: Limits {
             message: bucket(&rc.rc_message),

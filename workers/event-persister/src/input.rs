@@ -46,6 +46,7 @@ impl EventPersister {
                 RoomInput::Send(send) => self.send(send, fence).await,
                 RoomInput::CreateRoom(create) => self.create_room(create, fence).await,
                 RoomInput::Remote(remote) => self.accept_remote(remote, fence).await,
+                RoomInput::JoinRemote(join) => self.join_remote_room(join, fence).await,
             },
             Err(error) => Err(refused(
                 400,

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RoomInputDone, RoomInputRefused};
+use myelin_bus::messages::{
+    JoinRemoteRoom, RemoteEvent, RemoteEventKind, RoomInputDone, RoomInputRefused,
+};
 use myelin_room::{EventPool, Pdu, RoomState, authorize_citing, event_ref, resolve_state};
 use myelin_store::{CurrentStateChange, Fence, PersistEvent, PersistOutcome, StateEntry};
 use ruma::{EventId, OwnedEventId};
@@ -410,4 +412,125 @@ fn changes(old: &RoomState, new: &RoomState) -> Vec<CurrentStateChange> {
             membership: membership_of(event),
         })
         .collect()
+}
+
+impl EventPersister {
+    /// Writes a local user's join to another server's room: authorized
+    /// against the state the resident server gave (stored as outliers),
+    /// which becomes the room's current state with the join.
+    pub(crate) async fn join_remote_room(
+        &self,
+        join: JoinRemoteRoom,
+        fence: Fence,
+    ) -> Result<RoomInputDone, RoomInputRefused> {
+        let slot = self.heads.slot(&join.room_id);
+        let mut guard = slot.lock().await;
+        // Whatever is cached, the store is read afresh after this write.
+        *guard = None;
+        let done = |position| RoomInputDone {
+            room_id: join.room_id.clone(),
+            event_id: join.event_id.clone(),
+            position,
+        };
+        if self
+            .event_store
+            .event(&join.event_id)
+            .await
+            .map_err(unavailable)?
+            .is_some()
+        {
+            return Ok(done(None));
+        }
+        let version = myelin_room::RoomVersion::stable(&join.room_version).ok_or_else(|| {
+            refused(
+                400,
+                "M_UNSUPPORTED_ROOM_VERSION",
+                "Unsupported room version",
+            )
+        })?;
+        let pdu = Pdu::from_json(&join.event_id, &join.pdu_json).map_err(bad_event)?;
+        let stored = self
+            .store
+            .events_by_id(&join.state_ids)
+            .await
+            .map_err(unavailable)?;
+        if stored.len() != join.state_ids.len() {
+            return Err(bad_event("the state before the join is not stored"));
+        }
+        let state_before = myelin_room::state_from_pdus(
+            &version,
+            stored
+                .iter()
+                .map(|event| (event.event_id.as_str(), event.pdu_json.as_str())),
+        )
+        .map_err(bad_event)?;
+        let by_id: BTreeMap<OwnedEventId, Arc<Pdu>> = state_before
+            .values()
+            .map(|event| (event.event_id.clone(), Arc::clone(event)))
+            .collect();
+        authorize_citing(&version, &pdu, &state_before, |event_id| {
+            by_id.get(event_id).cloned()
+        })
+        .map_err(|why| {
+            refused(
+                403,
+                "M_FORBIDDEN",
+                &format!("the join is not allowed: {why}"),
+            )
+        })?;
+
+        let known_room = self
+            .event_store
+            .room(&join.room_id)
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        let current = if known_room {
+            load_head(self.store.as_ref(), &join.room_id).await?.state
+        } else {
+            RoomState::new()
+        };
+        let mut state_after = state_before.clone();
+        let state_key = pdu.state_key.clone().unwrap_or_default();
+        state_after.insert(
+            ("m.room.member".to_owned(), state_key.clone()),
+            Arc::new(pdu.clone()),
+        );
+        let (event_snapshots, _) = snapshots::around_event(
+            None,
+            &state_before,
+            &join.event_id,
+            Some(("m.room.member", state_key.as_str())),
+        );
+        let record = PersistEvent {
+            event_id: join.event_id.clone(),
+            room_id: join.room_id.clone(),
+            sender: pdu.sender.to_string(),
+            event_type: "m.room.member".to_owned(),
+            state_key: Some(state_key),
+            depth: pdu.depth,
+            origin_server_ts: pdu.origin_server_ts.get().into(),
+            pdu_json: join.pdu_json.clone(),
+            prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
+            membership: membership_of(&pdu),
+            txn: None,
+            redaction: None,
+            new_room_version: (!known_room).then(|| version.id.as_str().to_owned()),
+            push_actions: Vec::new(),
+            fence: Some(fence),
+            snapshots: Some(event_snapshots),
+            resolved_state: Some(changes(&current, &state_after)),
+        };
+        let position = match self
+            .event_store
+            .persist_event(record.clone())
+            .await
+            .map_err(unavailable)?
+        {
+            PersistOutcome::Persisted(position) => position,
+            PersistOutcome::DuplicateTxn { .. } => return Ok(done(None)),
+        };
+        self.announce(&record, position).await;
+        Ok(done(Some(position)))
+    }
 }

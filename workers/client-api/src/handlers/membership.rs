@@ -22,9 +22,10 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         let api = Arc::clone(&a);
         async move {
             let user = context.user()?;
-            api.join(
+            api.join_via(
                 &user.user_id,
                 request.room_id.as_str(),
+                Vec::new(),
                 request.reason.as_deref(),
             )
             .await
@@ -36,16 +37,21 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         async move {
             let user = context.user()?;
             let target = request.room_id_or_alias.as_str();
+            let mut servers: Vec<ruma::OwnedServerName> = request.via.clone();
             let room_id = if target.starts_with('#') {
-                api.store
-                    .alias(target)
-                    .await?
-                    .ok_or_else(|| MatrixError::not_found("Room alias not found"))?
-                    .room_id
+                match api.store.alias(target).await? {
+                    Some(record) => record.room_id,
+                    None if !api.is_local_name(target) => {
+                        let (room_id, found) = api.resolve_remote_alias(target).await?;
+                        servers.extend(found);
+                        room_id
+                    }
+                    None => return Err(MatrixError::not_found("Room alias not found")),
+                }
             } else {
                 target.to_owned()
             };
-            api.join(&user.user_id, &room_id, request.reason.as_deref())
+            api.join_via(&user.user_id, &room_id, servers, request.reason.as_deref())
                 .await
         }
     });
@@ -282,6 +288,34 @@ impl ClientApi {
         self.set_membership(room_id, user_id, user_id, "join", reason)
             .await?;
         Ok(json!({"room_id": room_id}))
+    }
+
+    /// Joins a room this server has, or else through other servers: those
+    /// given, then the server in the room ID (versions before 12).
+    async fn join_via(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        mut servers: Vec<ruma::OwnedServerName>,
+        reason: Option<&str>,
+    ) -> Result<Value, MatrixError> {
+        if self.store.room(room_id).await?.is_some() {
+            return self.join(user_id, room_id, reason).await;
+        }
+        self.limits.joins.check(user_id)?;
+        if let Ok(room) = ruma::OwnedRoomId::try_from(room_id)
+            && let Some(server) = room.server_name()
+        {
+            servers.push(server.to_owned());
+        }
+        self.join_remote(user_id, room_id, &servers).await?;
+        Ok(json!({"room_id": room_id}))
+    }
+
+    /// Whether an alias or ID names this server.
+    fn is_local_name(&self, name: &str) -> bool {
+        name.split_once(':')
+            .is_some_and(|(_, server)| server == self.server_name)
     }
 
     /// Rooms this server does not have are out of reach until federation.
