@@ -44,6 +44,16 @@ pub fn client_event(
     Value::Object(event)
 }
 
+/// The state events an invited or knocking user is shown of a room.
+pub const INVITE_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.encryption",
+];
+
 /// The stripped state shown with invites: type, state key, sender, content.
 pub fn stripped_state_event(pdu_json: &str) -> Value {
     let pdu: Map<String, Value> = serde_json::from_str(pdu_json).unwrap_or_default();

@@ -28,7 +28,9 @@ pub use auth::{
 pub use build::{
     BuildError, BuiltPdu, EventRef, MAX_KEY_BYTES, PduInput, build_pdu, reference_hash_of,
 };
-pub use client_format::{client_event, stored_client_event, stripped_state_event};
+pub use client_format::{
+    INVITE_STATE_TYPES, client_event, stored_client_event, stripped_state_event,
+};
 pub use compose::{ComposeError, NewEvent, RoomHead, compose_event, event_ref, event_template};
 pub use filter::{EventFilter, SyncFilter};
 pub use keys::ServerKey;

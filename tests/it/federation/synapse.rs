@@ -423,3 +423,77 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
     assert_eq!(refused.status, 403, "{}", refused.text);
     assert!(!alice.joined_rooms().await.contains(&private));
 }
+
+/// Polls `/sync` until `room_id` is among the user's invites.
+async fn wait_for_invite(user: &Client, room_id: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let synced = user.sync(None, 0).await;
+        if synced["rooms"]["invite"].get(room_id).is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    false
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn a_myelin_user_invites_a_synapse_user_who_joins() {
+    let certificates = Certificates::new();
+    let myelin = federating_myelin(&certificates).await;
+    let synapse = Synapse::start(&certificates).await;
+    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let room_id = alice
+        .create_room(&json!({"preset": "private_chat", "name": "Invite only"}))
+        .await;
+
+    // Without the invite, Synapse cannot get Sam in.
+    let refused = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                crate::client::encode(&room_id),
+                crate::client::encode(myelin.server_name())
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+
+    // The invite goes to Synapse (`/v2/invite`); Sam sees it and joins.
+    let invited = alice.invite(&room_id, &sam.user_id).await;
+    assert_eq!(
+        invited.status,
+        200,
+        "{}\n{}",
+        invited.text,
+        synapse.log_tail()
+    );
+    assert!(
+        wait_for_invite(&sam, &room_id).await,
+        "{}",
+        synapse.log_tail()
+    );
+    let joined = sam.join(&room_id).await;
+    assert_eq!(
+        joined.status,
+        200,
+        "{}\n{}",
+        joined.text,
+        synapse.log_tail()
+    );
+    let mut both = vec![alice.user_id.clone(), sam.user_id.clone()];
+    both.sort();
+    assert_eq!(joined_members(&alice, &room_id).await, both);
+    sam.send_text(&room_id, "thanks for the invite").await;
+    assert!(
+        wait_for_message(&alice, &room_id, "thanks for the invite").await,
+        "{}",
+        synapse.log_tail()
+    );
+}

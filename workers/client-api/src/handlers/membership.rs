@@ -68,15 +68,23 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 ));
             };
             let invitee = recipient.user_id.as_str();
-            api.require_known_local_user(invitee).await?;
-            api.set_membership(
-                request.room_id.as_str(),
-                &user.user_id,
-                invitee,
-                "invite",
-                recipient.reason.as_deref(),
-            )
-            .await?;
+            let remote = !api.is_local_name(invitee);
+            if !remote {
+                api.require_known_local_user(invitee).await?;
+            }
+            let done = api
+                .set_membership(
+                    request.room_id.as_str(),
+                    &user.user_id,
+                    invitee,
+                    "invite",
+                    recipient.reason.as_deref(),
+                )
+                .await?;
+            if remote {
+                api.invite_remote(&recipient.user_id, request.room_id.as_str(), &done.event_id)
+                    .await?;
+            }
             Ok(json!({}))
         }
     });

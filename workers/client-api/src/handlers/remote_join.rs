@@ -9,7 +9,7 @@ use myelin_http::MatrixError;
 use myelin_room::RoomVersion;
 use myelin_store::OutlierEvent;
 use myelin_types::Partition;
-use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use ruma::api::federation::membership::{create_invite, create_join_event, prepare_join_event};
 use ruma::api::federation::query::get_room_information;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedRoomAliasId, OwnedRoomId, OwnedServerName,
@@ -227,5 +227,51 @@ impl ClientApi {
         let hash = ruma::signatures::reference_hash(&object, &version.rules)
             .map_err(|error| MatrixError::internal(format!("cannot hash the join: {error}")))?;
         Ok((format!("${hash}"), object))
+    }
+}
+
+impl ClientApi {
+    /// Hands an invite of another server's user, written here, to that
+    /// server, with the room's stripped state, as `PUT /v2/invite` asks.
+    pub(crate) async fn invite_remote(
+        &self,
+        invitee: &OwnedUserId,
+        room_id: &str,
+        event_id: &str,
+    ) -> Result<(), MatrixError> {
+        let stored = self
+            .store
+            .event(event_id)
+            .await?
+            .ok_or_else(|| MatrixError::internal("the invite just written is missing"))?;
+        let room = self
+            .store
+            .room(room_id)
+            .await?
+            .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        let stripped = self
+            .store
+            .current_state(room_id)
+            .await?
+            .iter()
+            .filter(|event| myelin_room::INVITE_STATE_TYPES.contains(&event.event_type.as_str()))
+            // Since Matrix 1.16 these go over federation as whole PDUs.
+            .filter_map(|event| RawValue::from_string(event.pdu_json.clone()).ok())
+            .map(ruma::api::federation::membership::RawStrippedState::Pdu)
+            .collect();
+        let internal = |error: &dyn std::fmt::Display| MatrixError::internal(error.to_string());
+        let request = create_invite::v2::Request::new(
+            OwnedRoomId::try_from(room_id).map_err(|error| internal(&error))?,
+            ruma::OwnedEventId::try_from(event_id).map_err(|error| internal(&error))?,
+            RoomVersionId::try_from(room.room_version.as_str())
+                .map_err(|error| internal(&error))?,
+            RawValue::from_string(stored.pdu_json).map_err(|error| internal(&error))?,
+            stripped,
+        );
+        self.federation
+            .send(invitee.server_name(), request)
+            .await
+            .map_err(FederationError::into_matrix_error)?;
+        Ok(())
     }
 }

@@ -25,14 +25,6 @@ const DEFAULT_TIMELINE_LIMIT: usize = 10;
 /// `/messages` pages on from `prev_batch`.
 const MAX_TIMELINE_LIMIT: usize = 100;
 /// State types shown with an invite (stripped state).
-const INVITE_STATE_TYPES: &[&str] = &[
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.canonical_alias",
-    "m.room.avatar",
-    "m.room.encryption",
-];
 
 /// The rooms the user is joined to (as the filter allows them), for the
 /// streams that fill per-room sections, and whether any room changed.
@@ -335,7 +327,7 @@ async fn stripped_state_with<T>(
     let state = sync.store.current_state(&membership.room_id).await?;
     let mut stripped = Vec::new();
     for event in &state {
-        if INVITE_STATE_TYPES.contains(&event.event_type.as_str()) {
+        if myelin_room::INVITE_STATE_TYPES.contains(&event.event_type.as_str()) {
             stripped.push(raw(&stripped_state_event(&event.pdu_json))?);
         }
     }
