@@ -24,7 +24,6 @@ const DEFAULT_TIMELINE_LIMIT: usize = 10;
 /// Most events one room's timeline returns, whatever the filter asks;
 /// `/messages` pages on from `prev_batch`.
 const MAX_TIMELINE_LIMIT: usize = 100;
-/// State types shown with an invite (stripped state).
 
 /// The rooms the user is joined to (as the filter allows them), for the
 /// streams that fill per-room sections, and whether any room changed.
