@@ -94,12 +94,24 @@ pub struct JoinRemoteRoom {
     pub state_ids: Vec<String>,
 }
 
+/// Another server invites a user of this server (`PUT /v2/invite`): the
+/// invite, checked and countersigned here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteInvite {
+    pub room_id: String,
+    pub room_version: String,
+    pub event_id: String,
+    pub pdu_json: String,
+    pub origin: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RoomInput {
     Send(SendEvent),
     CreateRoom(CreateRoom),
     Remote(RemoteEvent),
     JoinRemote(JoinRemoteRoom),
+    RemoteInvite(RemoteInvite),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -103,6 +103,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         24,
         include_str!("../../../migrations/postgres/0024_outlier_events.sql"),
     ),
+    (
+        25,
+        include_str!("../../../migrations/postgres/0025_invite_states.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

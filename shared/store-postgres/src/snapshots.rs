@@ -162,6 +162,30 @@ impl SnapshotStore for PostgresStore {
         tx.commit().await.map_err(map_error)
     }
 
+    async fn set_invite_state(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        stripped_state: &str,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO invite_states (room_id, user_id, stripped_state) VALUES ($1, $2, $3)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET stripped_state = excluded.stripped_state",
+            &[&room_id, &user_id, &stripped_state],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn invite_state(&self, room_id: &str, user_id: &str) -> StoreResult<Option<String>> {
+        self.query_opt(
+            "SELECT stripped_state FROM invite_states WHERE room_id = $1 AND user_id = $2",
+            &[&room_id, &user_id],
+            |row| get(row, 0),
+        )
+        .await
+    }
+
     async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {
         self.query_opt(
             "SELECT state_before, state_after FROM events WHERE event_id = $1",

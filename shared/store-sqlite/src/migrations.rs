@@ -100,6 +100,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         24,
         include_str!("../../../migrations/sqlite/0024_outlier_events.sql"),
     ),
+    (
+        25,
+        include_str!("../../../migrations/sqlite/0025_invite_states.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -149,6 +149,41 @@ impl SnapshotStore for SqliteStore {
         .await
     }
 
+    async fn set_invite_state(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        stripped_state: &str,
+    ) -> StoreResult<()> {
+        let (room_id, user_id, stripped_state) = (
+            room_id.to_owned(),
+            user_id.to_owned(),
+            stripped_state.to_owned(),
+        );
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO invite_states (room_id, user_id, stripped_state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET stripped_state = excluded.stripped_state",
+            )
+            .and_then(|mut statement| statement.execute([&room_id, &user_id, &stripped_state]))
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn invite_state(&self, room_id: &str, user_id: &str) -> StoreResult<Option<String>> {
+        let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT stripped_state FROM invite_states WHERE room_id = ?1 AND user_id = ?2",
+            )?
+            .query_row([room_id, user_id], |row| row.get(0))
+            .optional()
+        })
+        .await
+    }
+
     async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {
         let event_id = event_id.to_owned();
         self.read(move |conn| {

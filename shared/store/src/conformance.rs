@@ -52,6 +52,7 @@ pub async fn run_all(store: &dyn Store) {
     snapshots::snapshots_are_immutable_and_chains_bounded(store).await;
     snapshots::events_by_id_and_resolved_current_state(store).await;
     snapshots::outliers_are_citable_but_never_in_a_timeline(store).await;
+    snapshots::invite_states_are_kept_per_invitee(store).await;
     outbox::outbox_sends_in_order_and_keeps_transactions(store).await;
     batches::a_batch_lands_whole_in_order(store).await;
     batches::a_batch_failing_part_way_writes_nothing(store).await;

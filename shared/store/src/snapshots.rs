@@ -76,6 +76,17 @@ pub trait SnapshotStore: Send + Sync {
     /// or auth chain: citable by ID, never in a timeline, never an
     /// extremity. Events already stored are left as they are.
     async fn store_outliers(&self, events: Vec<OutlierEvent>) -> StoreResult<()>;
+
+    /// Keeps the stripped state (a JSON list) another server sent with an
+    /// invite of `user_id`, replacing an earlier one.
+    async fn set_invite_state(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        stripped_state: &str,
+    ) -> StoreResult<()>;
+
+    async fn invite_state(&self, room_id: &str, user_id: &str) -> StoreResult<Option<String>>;
 }
 
 /// An event known only as state or auth chain (see

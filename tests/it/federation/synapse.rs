@@ -497,3 +497,46 @@ async fn a_myelin_user_invites_a_synapse_user_who_joins() {
         synapse.log_tail()
     );
 }
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn a_synapse_user_invites_a_myelin_user_who_joins() {
+    let certificates = Certificates::new();
+    let myelin = federating_myelin(&certificates).await;
+    let synapse = Synapse::start(&certificates).await;
+    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let room_id = sam
+        .create_room(&json!({"preset": "private_chat", "name": "Sam's room"}))
+        .await;
+
+    // Synapse sends the invite (`/v2/invite`); Alice's sync shows it with
+    // the room's name from the stripped state.
+    let invited = sam.invite(&room_id, &alice.user_id).await;
+    assert_eq!(invited.status, 200, "{}\n{}", invited.text, myelin.logs());
+    assert!(wait_for_invite(&alice, &room_id).await, "{}", myelin.logs());
+    let synced = alice.sync(None, 0).await;
+    let invite_state = &synced["rooms"]["invite"][&room_id]["invite_state"]["events"];
+    let name = invite_state
+        .as_array()
+        .and_then(|events| events.iter().find(|event| event["type"] == "m.room.name"))
+        .map(|event| event["content"]["name"].clone());
+    assert_eq!(name, Some(json!("Sam's room")), "{invite_state}");
+
+    // Alice accepts: Myelin joins through Synapse.
+    let joined = alice.join(&room_id).await;
+    assert_eq!(joined.status, 200, "{}\n{}", joined.text, myelin.logs());
+    let mut both = vec![alice.user_id.clone(), sam.user_id.clone()];
+    both.sort();
+    assert_eq!(joined_members(&sam, &room_id).await, both);
+    alice.send_text(&room_id, "thanks, Sam").await;
+    assert!(
+        wait_for_message(&sam, &room_id, "thanks, Sam").await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
+}

@@ -47,6 +47,7 @@ impl EventPersister {
                 RoomInput::CreateRoom(create) => self.create_room(create, fence).await,
                 RoomInput::Remote(remote) => self.accept_remote(remote, fence).await,
                 RoomInput::JoinRemote(join) => self.join_remote_room(join, fence).await,
+                RoomInput::RemoteInvite(invite) => self.accept_remote_invite(invite, fence).await,
             },
             Err(error) => Err(refused(
                 400,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use myelin_bus::messages::{
-    JoinRemoteRoom, RemoteEvent, RemoteEventKind, RoomInputDone, RoomInputRefused,
+    JoinRemoteRoom, RemoteEvent, RemoteEventKind, RemoteInvite, RoomInputDone, RoomInputRefused,
 };
 use myelin_room::{EventPool, Pdu, RoomState, authorize_citing, event_ref, resolve_state};
 use myelin_store::{CurrentStateChange, Fence, PersistEvent, PersistOutcome, StateEntry};
@@ -520,6 +520,99 @@ impl EventPersister {
             fence: Some(fence),
             snapshots: Some(event_snapshots),
             resolved_state: Some(changes(&current, &state_after)),
+        };
+        let position = match self
+            .event_store
+            .persist_event(record.clone())
+            .await
+            .map_err(unavailable)?
+        {
+            PersistOutcome::Persisted(position) => position,
+            PersistOutcome::DuplicateTxn { .. } => return Ok(done(None)),
+        };
+        self.announce(&record, position).await;
+        Ok(done(Some(position)))
+    }
+}
+
+impl EventPersister {
+    /// An invite of a local user from another server. In a room this
+    /// server is in, it is judged like any event of that room; otherwise it
+    /// is kept as the invitee's membership alone, until they join.
+    pub(crate) async fn accept_remote_invite(
+        &self,
+        invite: RemoteInvite,
+        fence: Fence,
+    ) -> Result<RoomInputDone, RoomInputRefused> {
+        let own_suffix = format!(":{}", self.server_key.server_name);
+        let resident = self
+            .event_store
+            .room_memberships(&invite.room_id)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .any(|member| member.membership == "join" && member.user_id.ends_with(&own_suffix));
+        if resident {
+            let remote = RemoteEvent {
+                room_id: invite.room_id,
+                event_id: invite.event_id,
+                pdu_json: invite.pdu_json,
+                origin: invite.origin,
+                kind: RemoteEventKind::Transaction,
+            };
+            return self.accept_remote(remote, fence).await;
+        }
+        let slot = self.heads.slot(&invite.room_id);
+        let mut guard = slot.lock().await;
+        *guard = None;
+        let done = |position| RoomInputDone {
+            room_id: invite.room_id.clone(),
+            event_id: invite.event_id.clone(),
+            position,
+        };
+        if self
+            .event_store
+            .event(&invite.event_id)
+            .await
+            .map_err(unavailable)?
+            .is_some()
+        {
+            return Ok(done(None));
+        }
+        let pdu = Pdu::from_json(&invite.event_id, &invite.pdu_json).map_err(bad_event)?;
+        let known_room = self
+            .event_store
+            .room(&invite.room_id)
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        let state_key = pdu.state_key.clone().unwrap_or_default();
+        let record = PersistEvent {
+            event_id: invite.event_id.clone(),
+            room_id: invite.room_id.clone(),
+            sender: pdu.sender.to_string(),
+            event_type: "m.room.member".to_owned(),
+            state_key: Some(state_key.clone()),
+            depth: pdu.depth,
+            origin_server_ts: pdu.origin_server_ts.get().into(),
+            pdu_json: invite.pdu_json.clone(),
+            // The room's graph is not held here: nothing it cites is.
+            prev_events: Vec::new(),
+            membership: Some("invite".to_owned()),
+            txn: None,
+            redaction: None,
+            new_room_version: (!known_room).then(|| invite.room_version.clone()),
+            push_actions: Vec::new(),
+            fence: Some(fence),
+            snapshots: None,
+            resolved_state: Some(vec![CurrentStateChange {
+                entry: StateEntry {
+                    event_type: "m.room.member".to_owned(),
+                    state_key,
+                    event_id: invite.event_id.clone(),
+                },
+                membership: Some("invite".to_owned()),
+            }]),
         };
         let position = match self
             .event_store

@@ -63,6 +63,7 @@ impl Role for FederationApi {
             .handle(&self, membership::send_join)
             .handle(&self, membership::make_leave)
             .handle(&self, membership::send_leave)
+            .handle(&self, membership::invite)
             .handle(&self, transactions::send)
             .handle(&self, events::event)
             .handle(&self, events::state_ids)

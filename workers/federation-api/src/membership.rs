@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RoomInput};
+use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RemoteInvite, RoomInput};
 use myelin_federation::{check_pdu, parse_pdu};
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::{ComposeError, NewEvent, RoomHead, event_template};
 use myelin_types::Partition;
 use ruma::api::federation::membership::{
-    create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
+    prepare_leave_event,
 };
 use ruma::{OwnedEventId, RoomVersionId, ServerName, UserId};
 use serde_json::value::RawValue;
@@ -210,3 +211,111 @@ pub(crate) async fn send_leave(
     .await?;
     Ok(create_leave_event::v2::Response::new())
 }
+
+/// Another server invites a user of this one: the invite is checked,
+/// countersigned, kept with the room's stripped state for the invitee's
+/// client, and handed to the room's writer.
+pub(crate) async fn invite(
+    api: Arc<FederationApi>,
+    ctx: RequestContext,
+    request: create_invite::v2::Request,
+) -> Result<create_invite::v2::Response, MatrixError> {
+    let origin = origin(&ctx)?;
+    let room_id = request.room_id.as_str();
+    let version =
+        myelin_room::RoomVersion::stable(request.room_version.as_str()).ok_or_else(|| {
+            MatrixError::new(
+                http::StatusCode::BAD_REQUEST,
+                "M_INCOMPATIBLE_ROOM_VERSION",
+                "This server does not support the room's version",
+            )
+            .with(
+                "room_version",
+                Value::String(request.room_version.to_string()),
+            )
+        })?;
+    let object = parse_pdu(&request.event).map_err(|why| MatrixError::bad_json(why.0))?;
+    let checked = check_pdu(&api.server_keys, &version, object.clone())
+        .await
+        .map_err(|why| MatrixError::forbidden(why.0))?;
+    if checked.event_id != request.event_id.as_str() || checked.room_id != room_id {
+        return Err(MatrixError::bad_json(
+            "The event is not the one the path names",
+        ));
+    }
+    let pdu = &checked.pdu;
+    let invitee = pdu.state_key.clone().unwrap_or_default();
+    let content: Value = serde_json::from_str(pdu.content.get()).unwrap_or_default();
+    if pdu.event_type.to_string() != "m.room.member"
+        || content.get("membership").and_then(Value::as_str) != Some("invite")
+    {
+        return Err(MatrixError::bad_json("The event is not an invite"));
+    }
+    if pdu.sender.server_name() != origin {
+        return Err(MatrixError::forbidden(
+            "The inviter is not a user of the requesting server",
+        ));
+    }
+    let invitee_id = ruma::OwnedUserId::try_from(invitee.as_str())
+        .map_err(|error| MatrixError::bad_json(error.to_string()))?;
+    if !api.is_local(&invitee_id) {
+        return Err(MatrixError::bad_json(
+            "The invitee is not a user of this server",
+        ));
+    }
+    api.store
+        .user(&invitee)
+        .await?
+        .filter(|user| !user.deactivated)
+        .ok_or_else(|| MatrixError::not_found("The invitee does not exist"))?;
+
+    // This server's signature joins the inviting server's.
+    let mut signed: ruma::CanonicalJsonObject = serde_json::from_str(&checked.json)
+        .map_err(|error| MatrixError::bad_json(error.to_string()))?;
+    ruma::signatures::hash_and_sign_event(
+        &api.config.server_name,
+        api.server_key.key_pair(),
+        &mut signed,
+        &version.rules.redaction,
+    )
+    .map_err(|error| MatrixError::internal(format!("cannot sign the invite: {error}")))?;
+    let signed_json =
+        serde_json::to_string(&signed).map_err(|error| MatrixError::internal(error.to_string()))?;
+
+    let stripped: Vec<Value> = request
+        .invite_room_state
+        .iter()
+        .filter_map(|state| {
+            let json = match state {
+                RawStrippedState::Pdu(pdu) => pdu.get().to_owned(),
+                #[allow(deprecated)]
+                RawStrippedState::Stripped(raw) => raw.json().get().to_owned(),
+                _ => return None,
+            };
+            let value = myelin_room::stripped_state_event(&json);
+            value.get("type").is_some().then_some(value)
+        })
+        .take(MAX_INVITE_STATE)
+        .collect();
+    api.store
+        .set_invite_state(room_id, &invitee, &Value::Array(stripped).to_string())
+        .await?;
+    myelin_process::request_room_input(
+        api.bus.as_ref(),
+        Partition::of_room(room_id),
+        RoomInput::RemoteInvite(RemoteInvite {
+            room_id: room_id.to_owned(),
+            room_version: version.id.as_str().to_owned(),
+            event_id: checked.event_id,
+            pdu_json: signed_json.clone(),
+            origin: origin.to_string(),
+        }),
+    )
+    .await?;
+    let raw = RawValue::from_string(signed_json)
+        .map_err(|error| MatrixError::internal(error.to_string()))?;
+    Ok(create_invite::v2::Response::new(raw))
+}
+
+/// The most stripped state events kept with one invite.
+const MAX_INVITE_STATE: usize = 50;

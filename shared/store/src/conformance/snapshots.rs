@@ -345,3 +345,33 @@ pub(super) async fn outliers_are_citable_but_never_in_a_timeline(store: &dyn Sto
     );
     assert!(store.current_state(room).await.expect("read").is_empty());
 }
+
+/// The stripped state of another server's invite is kept per invitee and
+/// replaced by a later one.
+pub(super) async fn invite_states_are_kept_per_invitee(store: &dyn Store) {
+    let room = "!invited:remote.test";
+    assert_eq!(
+        store.invite_state(room, "@a:test").await.expect("read"),
+        None
+    );
+    store
+        .set_invite_state(room, "@a:test", r#"[{"type":"m.room.name"}]"#)
+        .await
+        .expect("write");
+    store
+        .set_invite_state(room, "@a:test", r#"[{"type":"m.room.topic"}]"#)
+        .await
+        .expect("write again");
+    assert_eq!(
+        store
+            .invite_state(room, "@a:test")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(r#"[{"type":"m.room.topic"}]"#)
+    );
+    assert_eq!(
+        store.invite_state(room, "@b:test").await.expect("read"),
+        None
+    );
+}

@@ -308,7 +308,29 @@ impl ClientApi {
         reason: Option<&str>,
     ) -> Result<Value, MatrixError> {
         if self.store.room(room_id).await?.is_some() {
-            return self.join(user_id, room_id, reason).await;
+            let members = self.store.room_memberships(room_id).await?;
+            let resident = members
+                .iter()
+                .any(|member| member.membership == "join" && self.is_local_name(&member.user_id));
+            // Invited to a room this server is not in: join through the inviter's server.
+            let inviter_server = members
+                .iter()
+                .find(|member| member.user_id == user_id && member.membership == "invite")
+                .map(|member| member.event_id.clone());
+            let inviter_server = match inviter_server {
+                Some(event_id) => self
+                    .store
+                    .event(&event_id)
+                    .await?
+                    .and_then(|event| ruma::OwnedUserId::try_from(event.sender).ok())
+                    .map(|sender| sender.server_name().to_owned())
+                    .filter(|server| server.as_str() != self.server_name),
+                None => None,
+            };
+            if resident || (servers.is_empty() && inviter_server.is_none()) {
+                return self.join(user_id, room_id, reason).await;
+            }
+            servers.extend(inviter_server);
         }
         self.limits.joins.check(user_id)?;
         if let Ok(room) = ruma::OwnedRoomId::try_from(room_id)

@@ -325,6 +325,18 @@ async fn stripped_state_with<T>(
 ) -> Result<Vec<Raw<T>>, MatrixError> {
     let state = sync.store.current_state(&membership.room_id).await?;
     let mut stripped = Vec::new();
+    // Another server's room: the stripped state that came with the invite.
+    if membership.membership == "invite"
+        && let Some(sent) = sync
+            .store
+            .invite_state(&membership.room_id, &membership.user_id)
+            .await?
+    {
+        let sent: Vec<serde_json::Value> = serde_json::from_str(&sent).unwrap_or_default();
+        for event in &sent {
+            stripped.push(raw(event)?);
+        }
+    }
     for event in &state {
         if myelin_room::INVITE_STATE_TYPES.contains(&event.event_type.as_str()) {
             stripped.push(raw(&stripped_state_event(&event.pdu_json))?);
