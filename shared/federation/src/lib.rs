@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod key_document;
 mod keyring;
 pub mod pdu_check;
+pub mod room_head;
 pub mod user_keys;
 mod verifier;
 

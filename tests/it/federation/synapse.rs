@@ -266,6 +266,54 @@ async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
         synapse.log_tail()
     );
 
+    // Sam's typing, read receipt and a to-device message reach Alice as
+    // EDUs of Synapse's transactions.
+    let alice_message = alice.send_text(&room_id, "did it arrive?").await;
+    assert!(wait_for_message(&sam, &room_id, "did it arrive?").await);
+    let room = crate::client::encode(&room_id);
+    let typing = sam
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/typing/{}",
+                crate::client::encode(&sam.user_id)
+            ),
+            &json!({"typing": true, "timeout": 30000}),
+        )
+        .await;
+    assert_eq!(typing.status, 200, "{}", typing.text);
+    let receipt = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/receipt/m.read/{}",
+                crate::client::encode(&alice_message)
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(receipt.status, 200, "{}", receipt.text);
+    let alice_device = alice.whoami().await.ok()["device_id"]
+        .as_str()
+        .expect("a device")
+        .to_owned();
+    let mut messages = serde_json::Map::new();
+    messages.insert(
+        alice.user_id.clone(),
+        json!({alice_device: {"note": "straight to your device"}}),
+    );
+    let sent = sam
+        .put(
+            "/_matrix/client/v3/sendToDevice/org.example.note/edu-1",
+            &json!({"messages": messages}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let (typing_seen, receipt_seen, to_device_seen, presence_seen) =
+        wait_for_edus(&alice, &room_id, &sam.user_id, &alice_message).await;
+    assert!(presence_seen, "presence\n{}", myelin.logs());
+    assert!(typing_seen, "typing\n{}", synapse.log_tail());
+    assert!(receipt_seen, "receipt\n{}", myelin.logs());
+    assert!(to_device_seen, "to-device\n{}", synapse.log_tail());
+
     // Alice's answer reaches Synapse from Myelin's federation sender.
     alice.send_text(&room_id, "hello from Myelin").await;
     assert!(
@@ -539,4 +587,57 @@ async fn a_synapse_user_invites_a_myelin_user_who_joins() {
         myelin.logs(),
         synapse.log_tail()
     );
+}
+
+/// Syncs `reader` until `from`'s typing notice and read receipt for
+/// `event_id` show in the room, a to-device `org.example.note` arrived and
+/// `from`'s presence is known; which of the four did, within 30 s.
+async fn wait_for_edus(
+    reader: &Client,
+    room_id: &str,
+    from: &str,
+    event_id: &str,
+) -> (bool, bool, bool, bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut typing, mut receipt, mut to_device, mut presence) = (false, false, false, false);
+    let mut since: Option<String> = None;
+    while Instant::now() < deadline && !(typing && receipt && to_device && presence) {
+        let synced = reader.sync(since.as_deref(), 1000).await;
+        since = synced["next_batch"].as_str().map(str::to_owned);
+        let ephemeral = synced["rooms"]["join"][room_id]["ephemeral"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for event in &ephemeral {
+            if event["type"] == "m.typing"
+                && event["content"]["user_ids"]
+                    .as_array()
+                    .is_some_and(|users| users.iter().any(|user| user == from))
+            {
+                typing = true;
+            }
+            if event["type"] == "m.receipt"
+                && event["content"][event_id]["m.read"].get(from).is_some()
+            {
+                receipt = true;
+            }
+        }
+        if synced["to_device"]["events"]
+            .as_array()
+            .is_some_and(|events| {
+                events
+                    .iter()
+                    .any(|event| event["type"] == "org.example.note" && event["sender"] == from)
+            })
+        {
+            to_device = true;
+        }
+        if synced["presence"]["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|event| event["sender"] == from))
+        {
+            presence = true;
+        }
+    }
+    (typing, receipt, to_device, presence)
 }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod edus;
 mod events;
 mod keys;
 mod membership;

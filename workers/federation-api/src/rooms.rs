@@ -4,70 +4,11 @@
 use std::collections::BTreeSet;
 
 use myelin_http::MatrixError;
-use myelin_room::{EventRef, RoomState, RoomVersion, event_ref};
 use myelin_store::{Store, StoredEvent};
 use ruma::ServerName;
 
 /// The most events an auth chain answer holds.
 const MAX_AUTH_CHAIN: usize = 50_000;
-
-/// A room's current state and forward extremities, as a template needs.
-pub(crate) struct CurrentHead {
-    pub version: RoomVersion,
-    pub state: RoomState,
-    pub extremities: Vec<EventRef>,
-    pub max_depth: i64,
-}
-
-pub(crate) async fn room_version(
-    store: &dyn Store,
-    room_id: &str,
-) -> Result<RoomVersion, MatrixError> {
-    let room = store
-        .room(room_id)
-        .await?
-        .ok_or_else(|| MatrixError::not_found("This server does not know that room"))?;
-    RoomVersion::stable(&room.room_version).ok_or_else(|| {
-        MatrixError::new(
-            http::StatusCode::BAD_REQUEST,
-            "M_UNSUPPORTED_ROOM_VERSION",
-            "The room's version is not supported",
-        )
-    })
-}
-
-fn damaged(error: impl std::fmt::Display) -> MatrixError {
-    MatrixError::internal(format!("stored room state is damaged: {error}"))
-}
-
-pub(crate) async fn current_head(
-    store: &dyn Store,
-    room_id: &str,
-) -> Result<CurrentHead, MatrixError> {
-    let version = room_version(store, room_id).await?;
-    let stored = store.current_state(room_id).await?;
-    let state = myelin_room::state_from_pdus(
-        &version,
-        stored
-            .iter()
-            .map(|event| (event.event_id.as_str(), event.pdu_json.as_str())),
-    )
-    .map_err(damaged)?;
-    let mut extremities = Vec::new();
-    let mut max_depth = 0;
-    let heads = store.forward_extremities(room_id).await?;
-    let ids: Vec<String> = heads.iter().map(|(event_id, _)| event_id.clone()).collect();
-    for event in store.events_by_id(&ids).await? {
-        extremities.push(event_ref(&version, &event.event_id, &event.pdu_json));
-        max_depth = max_depth.max(event.depth);
-    }
-    Ok(CurrentHead {
-        version,
-        state,
-        extremities,
-        max_depth,
-    })
-}
 
 /// Whether a user of `server` is joined to the room now: who may read it.
 pub(crate) async fn server_in_room(
@@ -98,6 +39,8 @@ pub(crate) async fn require_server_in_room(
 }
 
 /// The state before an event, as stored events.
+pub(crate) use myelin_federation::room_head::{current_head, damaged, room_version};
+
 pub(crate) async fn state_before(
     store: &dyn Store,
     room_id: &str,

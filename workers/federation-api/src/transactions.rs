@@ -87,6 +87,7 @@ pub(crate) async fn send(
             results.insert(event_id, outcome);
         }
     }
+    api.accept_edus(&origin, &request.edus).await;
     Ok(send_transaction_message::v1::Response::new(results))
 }
 

@@ -68,23 +68,26 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 ));
             };
             let invitee = recipient.user_id.as_str();
-            let remote = !api.is_local_name(invitee);
-            if !remote {
-                api.require_known_local_user(invitee).await?;
-            }
-            let done = api
-                .set_membership(
-                    request.room_id.as_str(),
+            if !api.is_local_name(invitee) {
+                api.require_room(request.room_id.as_str()).await?;
+                api.invite_remote(
                     &user.user_id,
-                    invitee,
-                    "invite",
+                    &recipient.user_id,
+                    request.room_id.as_str(),
                     recipient.reason.as_deref(),
                 )
                 .await?;
-            if remote {
-                api.invite_remote(&recipient.user_id, request.room_id.as_str(), &done.event_id)
-                    .await?;
+                return Ok(json!({}));
             }
+            api.require_known_local_user(invitee).await?;
+            api.set_membership(
+                request.room_id.as_str(),
+                &user.user_id,
+                invitee,
+                "invite",
+                recipient.reason.as_deref(),
+            )
+            .await?;
             Ok(json!({}))
         }
     });
@@ -343,7 +346,7 @@ impl ClientApi {
     }
 
     /// Whether an alias or ID names this server.
-    fn is_local_name(&self, name: &str) -> bool {
+    pub(crate) fn is_local_name(&self, name: &str) -> bool {
         name.split_once(':')
             .is_some_and(|(_, server)| server == self.server_name)
     }

@@ -213,6 +213,17 @@ impl ClientApi {
                 ruma::Int::new(myelin_types::now_millis()).unwrap_or_default(),
             ),
         );
+        let event_id = self.sign_event(version, &mut object)?;
+        Ok((event_id, object))
+    }
+
+    /// Adds this server's hashes and signature to an event built here for
+    /// a handshake with another server; returns its event ID.
+    fn sign_event(
+        &self,
+        version: &RoomVersion,
+        object: &mut CanonicalJsonObject,
+    ) -> Result<String, MatrixError> {
         object.insert(
             "origin".to_owned(),
             CanonicalJsonValue::String(self.server_name.clone()),
@@ -220,58 +231,117 @@ impl ClientApi {
         ruma::signatures::hash_and_sign_event(
             &self.server_name,
             self.server_key.key_pair(),
-            &mut object,
+            object,
             &version.rules.redaction,
         )
-        .map_err(|error| MatrixError::internal(format!("cannot sign the join: {error}")))?;
-        let hash = ruma::signatures::reference_hash(&object, &version.rules)
-            .map_err(|error| MatrixError::internal(format!("cannot hash the join: {error}")))?;
-        Ok((format!("${hash}"), object))
+        .map_err(|error| MatrixError::internal(format!("cannot sign the event: {error}")))?;
+        let hash = ruma::signatures::reference_hash(object, &version.rules)
+            .map_err(|error| MatrixError::internal(format!("cannot hash the event: {error}")))?;
+        Ok(format!("${hash}"))
     }
 }
 
 impl ClientApi {
-    /// Hands an invite of another server's user, written here, to that
-    /// server, with the room's stripped state, as `PUT /v2/invite` asks.
+    /// Invites another server's user: the invite is built on the room's
+    /// head and signed here, countersigned by the invitee's server
+    /// (`PUT /v2/invite`, with the room's stripped state as whole PDUs),
+    /// and only then written, so a refusal leaves nothing behind.
     pub(crate) async fn invite_remote(
         &self,
+        inviter: &str,
         invitee: &OwnedUserId,
         room_id: &str,
-        event_id: &str,
+        reason: Option<&str>,
     ) -> Result<(), MatrixError> {
-        let stored = self
-            .store
-            .event(event_id)
-            .await?
-            .ok_or_else(|| MatrixError::internal("the invite just written is missing"))?;
-        let room = self
-            .store
-            .room(room_id)
-            .await?
-            .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        let store = self.store.as_ref();
+        let head = myelin_federation::room_head::current_head(store, room_id).await?;
+        let mut content = serde_json::json!({"membership": "invite"});
+        if let Some(reason) = reason {
+            content["reason"] = serde_json::Value::String(reason.to_owned());
+        }
+        let template = myelin_room::event_template(
+            &myelin_room::RoomHead {
+                version: &head.version,
+                room_id: Some(room_id),
+                state: &head.state,
+                extremities: &head.extremities,
+                max_depth: head.max_depth,
+            },
+            myelin_room::NewEvent {
+                sender: inviter,
+                event_type: "m.room.member",
+                state_key: Some(invitee.as_str()),
+                content,
+                redacts: None,
+                origin_server_ts: myelin_types::now_millis(),
+            },
+        )
+        .map_err(|error| match error {
+            myelin_room::ComposeError::Auth(why) => MatrixError::forbidden(why.to_string()),
+            myelin_room::ComposeError::Build(why) => MatrixError::bad_json(why.to_string()),
+        })?;
+        let mut object: CanonicalJsonObject = ruma::canonical_json::try_from_json_map(template)
+            .map_err(|error| MatrixError::bad_json(error.to_string()))?;
+        let event_id = self.sign_event(&head.version, &mut object)?;
+        let stripped = head
+            .state
+            .iter()
+            .filter(|((event_type, _), _)| {
+                myelin_room::INVITE_STATE_TYPES.contains(&event_type.as_str())
+            })
+            .map(|(_, pdu)| pdu.event_id.to_string())
+            .collect::<Vec<_>>();
         let stripped = self
             .store
-            .current_state(room_id)
+            .events_by_id(&stripped)
             .await?
-            .iter()
-            .filter(|event| myelin_room::INVITE_STATE_TYPES.contains(&event.event_type.as_str()))
+            .into_iter()
             // Since Matrix 1.16 these go over federation as whole PDUs.
-            .filter_map(|event| RawValue::from_string(event.pdu_json.clone()).ok())
+            .filter_map(|event| RawValue::from_string(event.pdu_json).ok())
             .map(ruma::api::federation::membership::RawStrippedState::Pdu)
             .collect();
         let internal = |error: &dyn std::fmt::Display| MatrixError::internal(error.to_string());
+        let raw = RawValue::from_string(
+            serde_json::to_string(&object).map_err(|error| internal(&error))?,
+        )
+        .map_err(|error| internal(&error))?;
         let request = create_invite::v2::Request::new(
             OwnedRoomId::try_from(room_id).map_err(|error| internal(&error))?,
-            ruma::OwnedEventId::try_from(event_id).map_err(|error| internal(&error))?,
-            RoomVersionId::try_from(room.room_version.as_str())
-                .map_err(|error| internal(&error))?,
-            RawValue::from_string(stored.pdu_json).map_err(|error| internal(&error))?,
+            ruma::OwnedEventId::try_from(event_id.as_str()).map_err(|error| internal(&error))?,
+            RoomVersionId::try_from(head.version.id.as_str()).map_err(|error| internal(&error))?,
+            raw,
             stripped,
         );
-        self.federation
-            .send(invitee.server_name(), request)
+        let server = invitee.server_name().to_owned();
+        let answer = self
+            .federation
+            .send(&server, request)
             .await
             .map_err(FederationError::into_matrix_error)?;
+        // The countersigned event must be the one sent, with both signatures.
+        let object = parse_pdu(&answer.event).map_err(|why| bad_answer(&server, why))?;
+        let checked = check_pdu(&self.server_keys, &head.version, object)
+            .await
+            .map_err(|why| bad_answer(&server, why))?;
+        if checked.event_id != event_id || checked.redacted {
+            return Err(bad_answer(
+                &server,
+                "the countersigned invite is another event",
+            ));
+        }
+        let remote = myelin_bus::messages::RemoteEvent {
+            room_id: room_id.to_owned(),
+            event_id,
+            pdu_json: checked.json,
+            origin: self.server_name.clone(),
+            kind: myelin_bus::messages::RemoteEventKind::Transaction,
+        };
+        myelin_process::request_room_input(
+            self.bus.as_ref(),
+            Partition::of_room(room_id),
+            RoomInput::Remote(remote),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -102,8 +102,13 @@ impl ClientApi {
             }
             None => None,
         };
-        // The invite endpoint's rules, before anything of the room exists.
-        for invitee in &request.invite {
+        // The invite endpoint's rules, before anything of the room exists;
+        // other servers' users are invited once it does.
+        let (local_invitees, remote_invitees): (Vec<_>, Vec<_>) = request
+            .invite
+            .iter()
+            .partition(|invitee| self.is_local_name(invitee.as_str()));
+        for invitee in &local_invitees {
             self.require_known_local_user(invitee.as_str()).await?;
         }
         let public = request.visibility == Visibility::Public;
@@ -221,7 +226,7 @@ impl ClientApi {
         if let Some(topic) = &request.topic {
             events.push(template("m.room.topic", Some(""), json!({"topic": topic})));
         }
-        for invitee in &request.invite {
+        for invitee in &local_invitees {
             let mut content = json!({"membership": "invite"});
             if request.is_direct {
                 content["is_direct"] = json!(true);
@@ -256,6 +261,15 @@ impl ClientApi {
             self.store
                 .set_room_published(&created.room_id, true)
                 .await?;
+        }
+        // As Synapse does, a remote invite that fails leaves the room made.
+        for invitee in remote_invitees {
+            if let Err(error) = self
+                .invite_remote(&creator, invitee, &created.room_id, None)
+                .await
+            {
+                tracing::info!(%invitee, room_id = %created.room_id, error = %error.error, "could not invite a user of another server");
+            }
         }
         Ok(json!({"room_id": created.room_id}))
     }
