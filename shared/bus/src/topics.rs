@@ -108,6 +108,13 @@ pub struct PushersChanged {
     pub user_id: String,
 }
 
+/// Something was queued in the store for other servers (to-device
+/// messages): the senders holding those destinations send now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederationQueued {
+    pub destinations: Vec<String>,
+}
+
 /// Another server sent a transaction: it is up, so a queue backing off
 /// from it may send at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +130,7 @@ pub const TO_DEVICE: Topic<ToDeviceQueued> = Topic::new("stream.to_device");
 pub const DEVICE_LISTS: Topic<DeviceListChanged> = Topic::new("stream.device_lists");
 pub const PUSHERS: Topic<PushersChanged> = Topic::new("pushers.changed");
 pub const SERVER_SEEN: Topic<ServerSeen> = Topic::new("federation.server_seen");
+pub const FEDERATION_QUEUED: Topic<FederationQueued> = Topic::new("federation.queued");
 
 #[cfg(test)]
 mod tests {

@@ -107,6 +107,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         25,
         include_str!("../../../migrations/postgres/0025_invite_states.sql"),
     ),
+    (
+        26,
+        include_str!("../../../migrations/postgres/0026_federation_edu_outbox.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

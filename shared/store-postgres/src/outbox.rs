@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    DestinationRetry, Fence, OutboxBatch, OutboxEntry, OutboxStore, QueuedPdu, StoreError,
-    StoreResult,
+    DestinationRetry, Fence, OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu,
+    QueuedPdu, StoreError, StoreResult,
 };
 use myelin_types::StreamPosition;
 use tokio_postgres::Row;
@@ -76,46 +76,81 @@ impl OutboxStore for PostgresStore {
     async fn queued_destinations(&self, partitions: &[u16]) -> StoreResult<Vec<String>> {
         let partitions: Vec<i64> = partitions.iter().map(|p| i64::from(*p)).collect();
         self.query(
-            "SELECT DISTINCT destination FROM federation_outbox WHERE partition = ANY($1)",
+            "SELECT destination FROM federation_outbox WHERE partition = ANY($1)
+             UNION SELECT destination FROM federation_edu_outbox WHERE partition = ANY($1)",
             &[&partitions],
             |row| get(row, 0),
         )
         .await
     }
 
-    async fn outbox_batch(&self, destination: &str, limit: usize) -> StoreResult<OutboxBatch> {
-        let pending: Option<(Option<String>, Option<i64>)> = self
+    async fn enqueue_edus(&self, edus: Vec<QueuedEdu>) -> StoreResult<()> {
+        let destinations: Vec<&str> = edus.iter().map(|edu| edu.destination.as_str()).collect();
+        let partitions: Vec<i64> = edus.iter().map(|edu| i64::from(edu.partition)).collect();
+        let jsons: Vec<&str> = edus.iter().map(|edu| edu.edu_json.as_str()).collect();
+        self.execute(
+            "INSERT INTO federation_edu_outbox (destination, partition, edu_json)
+             SELECT destination, partition, edu_json
+             FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY
+                 AS q (destination, partition, edu_json, n)
+             ORDER BY n",
+            &[&destinations, &partitions, &jsons],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn outbox_batch(
+        &self,
+        destination: &str,
+        pdu_limit: usize,
+        edu_limit: usize,
+    ) -> StoreResult<OutboxBatch> {
+        let pending: Option<(Option<String>, Option<i64>, Option<i64>)> = self
             .query_opt(
-                "SELECT txn_id, txn_upto FROM federation_destinations WHERE destination = $1",
+                "SELECT txn_id, txn_upto, txn_edu_upto FROM federation_destinations
+                 WHERE destination = $1",
                 &[&destination],
-                |row| Ok((get(row, 0)?, get(row, 1)?)),
+                |row| Ok((get(row, 0)?, get(row, 1)?, get(row, 2)?)),
             )
             .await?;
-        if let Some((Some(txn_id), Some(upto))) = pending {
-            let entries = self
-                .query(
-                    "SELECT seq, event_id FROM federation_outbox
-                     WHERE destination = $1 AND seq <= $2 ORDER BY seq",
-                    &[&destination, &upto],
-                    entry_from_row,
-                )
-                .await?;
-            return Ok(OutboxBatch {
-                txn_id: Some(txn_id),
-                entries,
-            });
-        }
+        let (txn_id, pdu_bound, edu_bound) = match pending {
+            Some((Some(txn_id), pdu_upto, edu_upto)) => (
+                Some(txn_id),
+                (pdu_upto.unwrap_or(-1), i64::MAX),
+                (edu_upto.unwrap_or(-1), i64::MAX),
+            ),
+            _ => (
+                None,
+                (i64::MAX, pdu_limit as i64),
+                (i64::MAX, edu_limit as i64),
+            ),
+        };
         let entries = self
             .query(
                 "SELECT seq, event_id FROM federation_outbox
-                 WHERE destination = $1 ORDER BY seq LIMIT $2",
-                &[&destination, &(limit as i64)],
+                 WHERE destination = $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                &[&destination, &pdu_bound.0, &pdu_bound.1],
                 entry_from_row,
             )
             .await?;
+        let edus = self
+            .query(
+                "SELECT seq, edu_json FROM federation_edu_outbox
+                 WHERE destination = $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                &[&destination, &edu_bound.0, &edu_bound.1],
+                |row| {
+                    Ok(OutboxEdu {
+                        seq: get(row, 0)?,
+                        edu_json: get(row, 1)?,
+                    })
+                },
+            )
+            .await?;
         Ok(OutboxBatch {
-            txn_id: None,
+            txn_id,
             entries,
+            edus,
         })
     }
 
@@ -123,13 +158,16 @@ impl OutboxStore for PostgresStore {
         &self,
         destination: &str,
         txn_id: &str,
-        upto_seq: i64,
+        pdu_upto: Option<i64>,
+        edu_upto: Option<i64>,
     ) -> StoreResult<()> {
         self.execute(
-            "INSERT INTO federation_destinations (destination, txn_id, txn_upto) VALUES ($1, $2, $3)
+            "INSERT INTO federation_destinations (destination, txn_id, txn_upto, txn_edu_upto)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (destination) DO UPDATE
-                 SET txn_id = excluded.txn_id, txn_upto = excluded.txn_upto",
-            &[&destination, &txn_id, &upto_seq],
+                 SET txn_id = excluded.txn_id, txn_upto = excluded.txn_upto,
+                     txn_edu_upto = excluded.txn_edu_upto",
+            &[&destination, &txn_id, &pdu_upto, &edu_upto],
         )
         .await
         .map(|_| ())
@@ -148,8 +186,17 @@ impl OutboxStore for PostgresStore {
         .await?;
         tx_execute(
             &tx,
-            "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL, failures = 0,
-                 retry_at = NULL WHERE destination = $1 AND txn_id = $2",
+            "DELETE FROM federation_edu_outbox WHERE destination = $1 AND seq <=
+                 (SELECT txn_edu_upto FROM federation_destinations
+                  WHERE destination = $1 AND txn_id = $2)",
+            &[&destination, &txn_id],
+        )
+        .await?;
+        tx_execute(
+            &tx,
+            "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL,
+                 txn_edu_upto = NULL, failures = 0, retry_at = NULL
+             WHERE destination = $1 AND txn_id = $2",
             &[&destination, &txn_id],
         )
         .await?;

@@ -104,6 +104,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         25,
         include_str!("../../../migrations/sqlite/0025_invite_states.sql"),
     ),
+    (
+        26,
+        include_str!("../../../migrations/sqlite/0026_federation_edu_outbox.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    DestinationRetry, Fence, OutboxBatch, OutboxEntry, OutboxStore, QueuedPdu, StoreError,
-    StoreResult,
+    DestinationRetry, Fence, OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu,
+    QueuedPdu, StoreError, StoreResult,
 };
 use myelin_types::StreamPosition;
 use rusqlite::{OptionalExtension, params};
@@ -36,6 +36,25 @@ fn entries(
         Ok(OutboxEntry {
             seq: row.get(0)?,
             event_id: row.get(1)?,
+        })
+    })?
+    .collect()
+}
+
+fn edus(
+    conn: &rusqlite::Connection,
+    destination: &str,
+    upto: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<OutboxEdu>> {
+    conn.prepare_cached(
+        "SELECT seq, edu_json FROM federation_edu_outbox
+         WHERE destination = ?1 AND (?2 IS NULL OR seq <= ?2) ORDER BY seq LIMIT ?3",
+    )?
+    .query_map(params![destination, upto, limit as i64], |row| {
+        Ok(OutboxEdu {
+            seq: row.get(0)?,
+            edu_json: row.get(1)?,
         })
     })?
     .collect()
@@ -86,7 +105,8 @@ impl OutboxStore for SqliteStore {
         let partitions = partitions.to_vec();
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT DISTINCT destination FROM federation_outbox WHERE partition = ?1",
+                "SELECT destination FROM federation_outbox WHERE partition = ?1
+                 UNION SELECT destination FROM federation_edu_outbox WHERE partition = ?1",
             )?;
             let mut found = Vec::new();
             for partition in partitions {
@@ -99,23 +119,56 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn outbox_batch(&self, destination: &str, limit: usize) -> StoreResult<OutboxBatch> {
+    async fn enqueue_edus(&self, edus: Vec<QueuedEdu>) -> StoreResult<()> {
+        self.write(move |tx| {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO federation_edu_outbox (destination, partition, edu_json) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(map_error)?;
+            for edu in &edus {
+                insert
+                    .execute(params![edu.destination, i64::from(edu.partition), edu.edu_json])
+                    .map_err(map_error)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_batch(
+        &self,
+        destination: &str,
+        pdu_limit: usize,
+        edu_limit: usize,
+    ) -> StoreResult<OutboxBatch> {
         let destination = destination.to_owned();
         self.read(move |conn| {
-            let pending: Option<(Option<String>, Option<i64>)> = conn
+            let pending: Option<(Option<String>, Option<i64>, Option<i64>)> = conn
                 .prepare_cached(
-                    "SELECT txn_id, txn_upto FROM federation_destinations WHERE destination = ?1",
+                    "SELECT txn_id, txn_upto, txn_edu_upto FROM federation_destinations
+                     WHERE destination = ?1",
                 )?
-                .query_row([&destination], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_row([&destination], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
                 .optional()?;
             match pending {
-                Some((Some(txn_id), Some(upto))) => Ok(OutboxBatch {
+                Some((Some(txn_id), pdu_upto, edu_upto)) => Ok(OutboxBatch {
                     txn_id: Some(txn_id),
-                    entries: entries(conn, &destination, Some(upto), usize::MAX >> 1)?,
+                    entries: match pdu_upto {
+                        Some(upto) => entries(conn, &destination, Some(upto), usize::MAX >> 1)?,
+                        None => Vec::new(),
+                    },
+                    edus: match edu_upto {
+                        Some(upto) => edus(conn, &destination, Some(upto), usize::MAX >> 1)?,
+                        None => Vec::new(),
+                    },
                 }),
                 _ => Ok(OutboxBatch {
                     txn_id: None,
-                    entries: entries(conn, &destination, None, limit)?,
+                    entries: entries(conn, &destination, None, pdu_limit)?,
+                    edus: edus(conn, &destination, None, edu_limit)?,
                 }),
             }
         })
@@ -126,15 +179,20 @@ impl OutboxStore for SqliteStore {
         &self,
         destination: &str,
         txn_id: &str,
-        upto_seq: i64,
+        pdu_upto: Option<i64>,
+        edu_upto: Option<i64>,
     ) -> StoreResult<()> {
         let (destination, txn_id) = (destination.to_owned(), txn_id.to_owned());
         self.write(move |tx| {
             tx.prepare_cached(
-                "INSERT INTO federation_destinations (destination, txn_id, txn_upto) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (destination) DO UPDATE SET txn_id = excluded.txn_id, txn_upto = excluded.txn_upto",
+                "INSERT INTO federation_destinations (destination, txn_id, txn_upto, txn_edu_upto)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (destination) DO UPDATE SET txn_id = excluded.txn_id,
+                     txn_upto = excluded.txn_upto, txn_edu_upto = excluded.txn_edu_upto",
             )
-            .and_then(|mut statement| statement.execute(params![destination, txn_id, upto_seq]))
+            .and_then(|mut statement| {
+                statement.execute(params![destination, txn_id, pdu_upto, edu_upto])
+            })
             .map_err(map_error)?;
             Ok(())
         })
@@ -152,8 +210,16 @@ impl OutboxStore for SqliteStore {
             .and_then(|mut statement| statement.execute([&destination, &txn_id]))
             .map_err(map_error)?;
             tx.prepare_cached(
-                "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL, failures = 0,
-                     retry_at = NULL WHERE destination = ?1 AND txn_id = ?2",
+                "DELETE FROM federation_edu_outbox WHERE destination = ?1 AND seq <=
+                     (SELECT txn_edu_upto FROM federation_destinations
+                      WHERE destination = ?1 AND txn_id = ?2)",
+            )
+            .and_then(|mut statement| statement.execute([&destination, &txn_id]))
+            .map_err(map_error)?;
+            tx.prepare_cached(
+                "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL,
+                     txn_edu_upto = NULL, failures = 0, retry_at = NULL
+                 WHERE destination = ?1 AND txn_id = ?2",
             )
             .and_then(|mut statement| statement.execute([&destination, &txn_id]))
             .map_err(map_error)?;

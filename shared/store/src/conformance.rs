@@ -54,6 +54,7 @@ pub async fn run_all(store: &dyn Store) {
     snapshots::outliers_are_citable_but_never_in_a_timeline(store).await;
     snapshots::invite_states_are_kept_per_invitee(store).await;
     outbox::outbox_sends_in_order_and_keeps_transactions(store).await;
+    outbox::edus_go_out_with_the_next_transaction(store).await;
     batches::a_batch_lands_whole_in_order(store).await;
     batches::a_batch_failing_part_way_writes_nothing(store).await;
     batches::content_with_an_escaped_nul_round_trips(store).await;

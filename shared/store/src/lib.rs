@@ -53,7 +53,9 @@ pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, Th
 pub use notifications::{
     MAIN_THREAD, NotificationRecord, NotificationStore, PushAction, RoomUnread, UnreadCounts,
 };
-pub use outbox::{DestinationRetry, OutboxBatch, OutboxEntry, OutboxStore, QueuedPdu};
+pub use outbox::{
+    DestinationRetry, OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu, QueuedPdu,
+};
 pub use presence::{
     LapseCutoffs, LapsedPresence, MAX_LAPSED_AT_ONCE, PresenceRecord, PresenceStore, PresenceUpdate,
 };

@@ -13,6 +13,22 @@ pub struct QueuedPdu {
     pub event_id: String,
 }
 
+/// One EDU to send to one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEdu {
+    pub destination: String,
+    /// The destination's partition (`Partition::of_server`).
+    pub partition: u16,
+    /// `{"edu_type": ..., "content": ...}`.
+    pub edu_json: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEdu {
+    pub seq: i64,
+    pub edu_json: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
     /// Order within the queue.
@@ -27,6 +43,7 @@ pub struct OutboxBatch {
     /// exactly what it carried, to be sent again under this ID.
     pub txn_id: Option<String>,
     pub entries: Vec<OutboxEntry>,
+    pub edus: Vec<OutboxEdu>,
 }
 
 /// How a destination's retries stand.
@@ -55,19 +72,29 @@ pub trait OutboxStore: Send + Sync {
         pdus: Vec<QueuedPdu>,
     ) -> StoreResult<()>;
 
-    /// Destinations of these partitions with something queued.
+    /// Destinations of these partitions with events or EDUs queued.
     async fn queued_destinations(&self, partitions: &[u16]) -> StoreResult<Vec<String>>;
 
-    /// The transaction in flight to `destination`, or its oldest `limit`
-    /// entries.
-    async fn outbox_batch(&self, destination: &str, limit: usize) -> StoreResult<OutboxBatch>;
+    /// Queues EDUs; a lease is not needed, as nothing reads the log for them.
+    async fn enqueue_edus(&self, edus: Vec<QueuedEdu>) -> StoreResult<()>;
 
-    /// Records that the entries up to `upto_seq` go out as `txn_id`.
+    /// The transaction in flight to `destination`, or its oldest
+    /// `pdu_limit` entries and `edu_limit` EDUs.
+    async fn outbox_batch(
+        &self,
+        destination: &str,
+        pdu_limit: usize,
+        edu_limit: usize,
+    ) -> StoreResult<OutboxBatch>;
+
+    /// Records that the entries up to `pdu_upto` and the EDUs up to
+    /// `edu_upto` (each by seq; `None` for none) go out as `txn_id`.
     async fn begin_transaction(
         &self,
         destination: &str,
         txn_id: &str,
-        upto_seq: i64,
+        pdu_upto: Option<i64>,
+        edu_upto: Option<i64>,
     ) -> StoreResult<()>;
 
     /// The destination accepted transaction `txn_id`: its entries leave

@@ -270,43 +270,7 @@ async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
     // EDUs of Synapse's transactions.
     let alice_message = alice.send_text(&room_id, "did it arrive?").await;
     assert!(wait_for_message(&sam, &room_id, "did it arrive?").await);
-    let room = crate::client::encode(&room_id);
-    let typing = sam
-        .put(
-            &format!(
-                "/_matrix/client/v3/rooms/{room}/typing/{}",
-                crate::client::encode(&sam.user_id)
-            ),
-            &json!({"typing": true, "timeout": 30000}),
-        )
-        .await;
-    assert_eq!(typing.status, 200, "{}", typing.text);
-    let receipt = sam
-        .post(
-            &format!(
-                "/_matrix/client/v3/rooms/{room}/receipt/m.read/{}",
-                crate::client::encode(&alice_message)
-            ),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(receipt.status, 200, "{}", receipt.text);
-    let alice_device = alice.whoami().await.ok()["device_id"]
-        .as_str()
-        .expect("a device")
-        .to_owned();
-    let mut messages = serde_json::Map::new();
-    messages.insert(
-        alice.user_id.clone(),
-        json!({alice_device: {"note": "straight to your device"}}),
-    );
-    let sent = sam
-        .put(
-            "/_matrix/client/v3/sendToDevice/org.example.note/edu-1",
-            &json!({"messages": messages}),
-        )
-        .await;
-    assert_eq!(sent.status, 200, "{}", sent.text);
+    send_edus(&sam, &room_id, &alice_message, &alice).await;
     let (typing_seen, receipt_seen, to_device_seen, presence_seen) =
         wait_for_edus(&alice, &room_id, &sam.user_id, &alice_message).await;
     assert!(presence_seen, "presence\n{}", myelin.logs());
@@ -448,12 +412,23 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
         myelin.logs(),
         synapse.log_tail()
     );
-    sam.send_text(&room_id, "hello from Synapse").await;
+    let sam_message = sam.send_text(&room_id, "hello from Synapse").await;
     assert!(
         wait_for_message(&alice, &room_id, "hello from Synapse").await,
         "{}\n{}",
         myelin.logs(),
         synapse.log_tail()
+    );
+
+    // Alice's typing, read receipt and a to-device message reach Sam as
+    // EDUs of Myelin's transactions.
+    send_edus(&alice, &room_id, &sam_message, &sam).await;
+    let (typing, receipt, to_device, _) =
+        wait_for_edus(&sam, &room_id, &alice.user_id, &sam_message).await;
+    assert!(
+        typing && receipt && to_device,
+        "typing {typing}, receipt {receipt}, to-device {to_device}\n{}",
+        myelin.logs()
     );
 
     // A room of Synapse's that needs an invite: Synapse refuses Alice.
@@ -640,4 +615,46 @@ async fn wait_for_edus(
         }
     }
     (typing, receipt, to_device, presence)
+}
+
+/// `sender` starts typing in the room, marks `event_id` read and sends
+/// `recipient`'s device an `org.example.note` to-device message.
+async fn send_edus(sender: &Client, room_id: &str, event_id: &str, recipient: &Client) {
+    let room = crate::client::encode(room_id);
+    let typing = sender
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/typing/{}",
+                crate::client::encode(&sender.user_id)
+            ),
+            &json!({"typing": true, "timeout": 30000}),
+        )
+        .await;
+    assert_eq!(typing.status, 200, "{}", typing.text);
+    let receipt = sender
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/receipt/m.read/{}",
+                crate::client::encode(event_id)
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(receipt.status, 200, "{}", receipt.text);
+    let device = recipient.whoami().await.ok()["device_id"]
+        .as_str()
+        .expect("a device")
+        .to_owned();
+    let mut messages = serde_json::Map::new();
+    messages.insert(
+        recipient.user_id.clone(),
+        json!({device: {"note": "straight to your device"}}),
+    );
+    let sent = sender
+        .put(
+            "/_matrix/client/v3/sendToDevice/org.example.note/edu-1",
+            &json!({"messages": messages}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
 }

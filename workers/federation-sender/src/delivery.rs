@@ -18,8 +18,9 @@ use crate::FederationSender;
 
 /// Passes run this often even without a bell, for retries and lost bells.
 const BACKSTOP: Duration = Duration::from_secs(2);
-/// The spec's limit on PDUs in one transaction.
+/// The spec's limits on one transaction.
 const PDUS_PER_TRANSACTION: usize = 50;
+const EDUS_PER_TRANSACTION: usize = 100;
 /// Destinations sent to at once by one process.
 const CONCURRENT_DESTINATIONS: usize = 32;
 /// A destination that has not answered by then has failed.
@@ -33,9 +34,26 @@ impl FederationSender {
     ) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
         let mut persisted = self.bus.subscribe(subjects::ALL_PERSISTED_EVENTS).await?;
         let mut seen = topics::SERVER_SEEN.subscribe(self.bus.as_ref()).await?;
+        let mut typing = topics::TYPING.subscribe(self.bus.as_ref()).await?;
+        let mut receipts = topics::RECEIPTS.subscribe(self.bus.as_ref()).await?;
+        let mut queued = topics::FEDERATION_QUEUED
+            .subscribe(self.bus.as_ref())
+            .await?;
         Ok(async move {
             loop {
                 tokio::select! {
+                    change = typing.next() => {
+                        let Some(change) = change else { break };
+                        self.queue_typing(change).await;
+                    }
+                    change = receipts.next() => {
+                        let Some(change) = change else { break };
+                        self.queue_receipt(change).await;
+                    }
+                    message = queued.next() => {
+                        if message.is_none() { break; }
+                        self.wake.notify_one();
+                    }
                     message = persisted.next() => {
                         if message.is_none() { break; }
                         self.wake.notify_one();
@@ -151,18 +169,23 @@ impl FederationSender {
         let store_error = |error: myelin_store::StoreError| error.to_string();
         let batch = self
             .store
-            .outbox_batch(destination, PDUS_PER_TRANSACTION)
+            .outbox_batch(destination, PDUS_PER_TRANSACTION, EDUS_PER_TRANSACTION)
             .await
             .map_err(store_error)?;
-        let Some(last) = batch.entries.last() else {
+        if batch.entries.is_empty() && batch.edus.is_empty() {
             return Ok(false);
-        };
+        }
         let txn_id = match batch.txn_id {
             Some(txn_id) => txn_id,
             None => {
                 let txn_id = new_transaction_id();
                 self.store
-                    .begin_transaction(destination, &txn_id, last.seq)
+                    .begin_transaction(
+                        destination,
+                        &txn_id,
+                        batch.entries.last().map(|entry| entry.seq),
+                        batch.edus.last().map(|edu| edu.seq),
+                    )
                     .await
                     .map_err(store_error)?;
                 txn_id
@@ -190,6 +213,12 @@ impl FederationSender {
         );
         let mut request = request;
         request.pdus = pdus;
+        request.edus = batch
+            .edus
+            .iter()
+            .filter_map(|edu| RawValue::from_string(edu.edu_json.clone()).ok())
+            .map(ruma::serde::Raw::from_json)
+            .collect();
         let answer = tokio::time::timeout(TRANSACTION_TIMEOUT, self.client.send(server, request))
             .await
             .map_err(|_| "no answer in time".to_owned())?

@@ -96,7 +96,7 @@ impl FederationSender {
     }
 
     /// The servers with a user joined to the room now.
-    async fn servers_in_room(&self, room_id: &str) -> StoreResult<BTreeSet<String>> {
+    pub(crate) async fn servers_in_room(&self, room_id: &str) -> StoreResult<BTreeSet<String>> {
         Ok(self
             .store
             .room_memberships(room_id)

@@ -6,6 +6,7 @@
 //! the destination recognises rather than losing or reordering events.
 
 mod delivery;
+mod edus;
 mod fanout;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -56,11 +56,11 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
     destinations.sort();
     assert_eq!(destinations, vec!["a.test", "b.test"]);
 
-    let first = store.outbox_batch("a.test", 2).await.expect("batch");
+    let first = store.outbox_batch("a.test", 2, 100).await.expect("batch");
     assert_eq!(first.txn_id, None);
     assert_eq!(ids(&first), vec!["$1", "$2"]);
     store
-        .begin_transaction("a.test", "txn-1", first.entries[1].seq)
+        .begin_transaction("a.test", "txn-1", Some(first.entries[1].seq), None)
         .await
         .expect("begin");
     store
@@ -73,7 +73,7 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
         .await
         .expect("enqueue");
     // Asked again (a retry, or a restart): the same transaction, whatever the limit.
-    let again = store.outbox_batch("a.test", 50).await.expect("batch");
+    let again = store.outbox_batch("a.test", 50, 100).await.expect("batch");
     assert_eq!(again.txn_id.as_deref(), Some("txn-1"));
     assert_eq!(ids(&again), vec!["$1", "$2"]);
 
@@ -91,11 +91,11 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
     // An answer to a transaction no longer in flight changes nothing.
     store.end_transaction("a.test", "txn-0").await.expect("end");
     assert_eq!(
-        ids(&store.outbox_batch("a.test", 50).await.expect("batch")),
+        ids(&store.outbox_batch("a.test", 50, 100).await.expect("batch")),
         vec!["$1", "$2"]
     );
     store.end_transaction("a.test", "txn-1").await.expect("end");
-    let next = store.outbox_batch("a.test", 50).await.expect("batch");
+    let next = store.outbox_batch("a.test", 50, 100).await.expect("batch");
     assert_eq!(next.txn_id, None);
     assert_eq!(ids(&next), vec!["$3", "$4"]);
     let retry = store
@@ -136,6 +136,69 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
         store.outbox_cursor(partition).await.expect("cursor"),
         StreamPosition(start.0 + 11)
     );
-    let after = store.outbox_batch("a.test", 50).await.expect("batch");
+    let after = store.outbox_batch("a.test", 50, 100).await.expect("batch");
     assert_eq!(ids(&after), vec!["$3", "$4"]);
+}
+
+/// EDUs queue beside events: the transaction in flight keeps the ones it
+/// carries, later ones wait for the next, and the destination counts as
+/// queued while any is left.
+pub(super) async fn edus_go_out_with_the_next_transaction(store: &dyn Store) {
+    let edu = |n: u32| crate::QueuedEdu {
+        destination: "edus.test".to_owned(),
+        partition: 62,
+        edu_json: format!(r#"{{"edu_type":"m.typing","n":{n}}}"#),
+    };
+    let jsons = |batch: &crate::OutboxBatch| -> Vec<String> {
+        batch.edus.iter().map(|edu| edu.edu_json.clone()).collect()
+    };
+    store
+        .enqueue_edus(vec![edu(1), edu(2)])
+        .await
+        .expect("enqueue");
+    assert!(
+        store
+            .queued_destinations(&[62])
+            .await
+            .expect("destinations")
+            .contains(&"edus.test".to_owned())
+    );
+    let first = store.outbox_batch("edus.test", 50, 1).await.expect("batch");
+    assert!(first.entries.is_empty());
+    assert_eq!(jsons(&first), vec![edu(1).edu_json]);
+    store
+        .begin_transaction("edus.test", "edu-txn", None, Some(first.edus[0].seq))
+        .await
+        .expect("begin");
+    store.enqueue_edus(vec![edu(3)]).await.expect("enqueue");
+    let again = store
+        .outbox_batch("edus.test", 50, 100)
+        .await
+        .expect("batch");
+    assert_eq!(again.txn_id.as_deref(), Some("edu-txn"));
+    assert_eq!(jsons(&again), vec![edu(1).edu_json]);
+    store
+        .end_transaction("edus.test", "edu-txn")
+        .await
+        .expect("end");
+    let next = store
+        .outbox_batch("edus.test", 50, 100)
+        .await
+        .expect("batch");
+    assert_eq!(jsons(&next), vec![edu(2).edu_json, edu(3).edu_json]);
+    store
+        .begin_transaction("edus.test", "edu-txn-2", None, Some(next.edus[1].seq))
+        .await
+        .expect("begin");
+    store
+        .end_transaction("edus.test", "edu-txn-2")
+        .await
+        .expect("end");
+    assert!(
+        !store
+            .queued_destinations(&[62])
+            .await
+            .expect("destinations")
+            .contains(&"edus.test".to_owned())
+    );
 }
