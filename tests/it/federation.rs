@@ -236,3 +236,40 @@ async fn keys_of_users_on_another_myelin_are_queried_and_claimed() {
     check_remote_keys(&alice, &bob).await;
     check_remote_keys(&bob, &alice).await;
 }
+
+#[tokio::test]
+async fn two_myelins_share_a_room_both_ways() {
+    let certificates = Certificates::new();
+    let first = federating_myelin(&certificates).await;
+    let second = federating_myelin(&certificates).await;
+    let alice = user_with_name(&first.url(), "alice", "Alice").await;
+    let bob = user_with_name(&second.url(), "bob", "Bob").await;
+    let room_id =
+        synapse::room_joined_over_federation(&alice, first.server_name(), "shared", &bob).await;
+    let mut both = vec![alice.user_id.clone(), bob.user_id.clone()];
+    both.sort();
+    assert_eq!(synapse::joined_members(&alice, &room_id).await, both);
+    assert_eq!(synapse::joined_members(&bob, &room_id).await, both);
+
+    alice.send_text(&room_id, "from the first").await;
+    assert!(
+        synapse::wait_for_message(&bob, &room_id, "from the first").await,
+        "{}",
+        second.logs()
+    );
+    bob.send_text(&room_id, "from the second").await;
+    assert!(
+        synapse::wait_for_message(&alice, &room_id, "from the second").await,
+        "{}",
+        first.logs()
+    );
+
+    // Bob leaves: the first server sees it and stops sending him the room.
+    let left = bob.leave(&room_id).await;
+    assert_eq!(left.status, 200, "{}", left.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while synapse::joined_members(&alice, &room_id).await != vec![alice.user_id.clone()] {
+        assert!(std::time::Instant::now() < deadline, "{}", first.logs());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -4,7 +4,7 @@
 //! are a single-process Myelin and Synapse.
 
 use super::forged::check_forged_requests;
-use super::synapse::{Synapse, room_joined_over_federation, wait_for_message};
+use super::synapse::{Synapse, bodies_in_order, room_joined_over_federation, wait_for_message};
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
     signing_key_path, user_with_name,
@@ -123,4 +123,82 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         &signing_key_path(single.config_path()),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(all(myelin_test_postgres, myelin_test_nats)),
+    ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
+)]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn split_federation_sender_killed_mid_stream_loses_nothing() {
+    let Some(settings) = settings() else { return };
+    let certificates = Certificates::new();
+    let federation_port = free_port();
+    let server_name = format!("127.0.0.1:{federation_port}");
+    let env_dir = TempDir::new("split-sender-kill-env");
+    let env_file = env_dir.path().join("myelin.env");
+    let env: String = LOOPBACK_FEDERATION
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(key, value)| format!("MYELIN_{}={value}\n", key.to_ascii_uppercase()))
+        .chain([
+            "MYELIN_FEDERATION__DESTINATION_MIN_RETRY_INTERVAL=500\n".to_owned(),
+            "MYELIN_FEDERATION__DESTINATION_MAX_RETRY_INTERVAL=2000\n".to_owned(),
+        ])
+        .collect();
+    std::fs::write(&env_file, env).expect("write the env file");
+    let port = federation_port.to_string();
+    let split = Split::up_with(
+        &settings,
+        &[
+            ("CLIENT_APIS", "1"),
+            ("SYNCHROTRONS", "1"),
+            ("PERSISTERS", "1"),
+            ("GATEWAYS", "1"),
+            ("FEDERATION_APIS", "1"),
+            ("FEDERATION_SENDERS", "2"),
+            ("SPLIT_SERVER_NAME", &server_name),
+            ("SPLIT_FEDERATION_PORT", &port),
+            ("SPLIT_TLS_CERTIFICATE", &certificates.certificate),
+            ("SPLIT_TLS_KEY", &certificates.key),
+            ("SPLIT_ENV_FILE", env_file.to_str().expect("UTF-8 path")),
+        ],
+    )
+    .await;
+    let mut split = split;
+    let synapse = Synapse::start(&certificates).await;
+    let alice = user_with_name(&split.client().url(""), "alice", "Alice").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let room_id = room_joined_over_federation(&alice, &server_name, "killroom", &sam).await;
+
+    // A third of the way in, both senders die with SIGKILL, whichever held
+    // Synapse's partition, in the middle of whatever they were sending; a
+    // new sender takes the partitions over from the store.
+    let sent: Vec<String> = (0..30).map(|n| format!("stream {n}")).collect();
+    let senders = split.processes("FEDERATION_SENDER");
+    assert_eq!(senders.len(), 2);
+    for (n, body) in sent.iter().enumerate() {
+        if n == 10 {
+            for (name, _, pid) in &senders {
+                split.kill9(name, *pid).await;
+            }
+            split.add("federation-sender").await;
+        }
+        alice.send_text(&room_id, body).await;
+    }
+    assert!(
+        wait_for_message(&sam, &room_id, "stream 29").await,
+        "{}",
+        synapse.log_tail()
+    );
+    let seen = bodies_in_order(&sam, &room_id, 60).await;
+    let streamed: Vec<&String> = seen
+        .iter()
+        .filter(|body| body.starts_with("stream"))
+        .collect();
+    assert_eq!(streamed, sent.iter().collect::<Vec<_>>(), "{seen:?}");
 }
