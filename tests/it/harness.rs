@@ -455,6 +455,12 @@ impl Server {
         self.spawn().await;
     }
 
+    /// Starts a server stopped with [`Server::stop`] or [`Server::kill`]
+    /// again, on the same data directory, config and port.
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
     /// Kills the server (SIGKILL) without letting it drain.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

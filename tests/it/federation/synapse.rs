@@ -226,6 +226,7 @@ async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
     let room_id = alice
         .create_room(&json!({"preset": "public_chat", "room_alias_name": "meet", "name": "Meet"}))
         .await;
+    alice.send_text(&room_id, "before Sam joined").await;
 
     // Synapse finds the room by its alias (`/query/directory`), asks for a
     // template (`make_join`), signs it and sends it back (`send_join`), and
@@ -256,6 +257,14 @@ async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
         ))
         .await;
     assert_eq!(name.body["name"], "Meet", "{}", name.text);
+
+    // History from before the join reaches Synapse by backfill from Myelin.
+    assert!(
+        wait_for_message(&sam, &room_id, "before Sam joined").await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
 
     // Sam's message reaches Myelin in a transaction (`/send`).
     sam.send_text(&room_id, "hello from Synapse").await;
@@ -657,4 +666,44 @@ async fn send_edus(sender: &Client, room_id: &str, event_id: &str, recipient: &C
         )
         .await;
     assert_eq!(sent.status, 200, "{}", sent.text);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn myelin_catches_up_on_a_synapse_room_after_being_down() {
+    let certificates = Certificates::new();
+    let mut myelin = federating_myelin(&certificates).await;
+    let synapse = Synapse::start(&certificates).await;
+    let alice = user_with_name(&myelin.url(), "alice", "Alice").await;
+    let sam = user_with_name(&synapse.client_url, "sam", "Sam").await;
+    let room_id = room_joined_over_federation(&sam, &synapse.server_name, "gap", &alice).await;
+    sam.send_text(&room_id, "while Myelin is up").await;
+    assert!(wait_for_message(&alice, &room_id, "while Myelin is up").await);
+
+    // Myelin goes away; Synapse keeps talking. When Myelin is back, Synapse
+    // sends what it has, and Myelin asks for the gap (`/get_missing_events`).
+    myelin.kill();
+    let missed: Vec<String> = (0..8)
+        .map(|n| format!("while Myelin is down {n}"))
+        .collect();
+    for body in &missed {
+        sam.send_text(&room_id, body).await;
+    }
+    myelin.start_again().await;
+    sam.send_text(&room_id, "Myelin is back").await;
+    assert!(
+        wait_for_message(&alice, &room_id, "Myelin is back").await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
+    let seen = bodies_in_order(&alice, &room_id, 40).await;
+    let seen_missed: Vec<&String> = seen
+        .iter()
+        .filter(|body| body.contains("is down"))
+        .collect();
+    assert_eq!(seen_missed, missed.iter().collect::<Vec<_>>(), "{seen:?}");
 }

@@ -2,6 +2,7 @@
 
 mod edus;
 mod events;
+mod history;
 mod keys;
 mod membership;
 mod query;
@@ -21,6 +22,8 @@ use myelin_store::Store;
 pub struct FederationApi {
     config: Arc<Config>,
     bus: Arc<dyn myelin_bus::Bus>,
+    /// Requests to other servers (missing events).
+    federation: Arc<myelin_federation::FederationClient>,
     /// Origins whose transaction this replica is processing.
     in_flight: transactions::InFlight,
     /// When each origin was last announced as seen.
@@ -34,6 +37,7 @@ pub fn role(deps: &Deps) -> Arc<FederationApi> {
     Arc::new(FederationApi {
         config: Arc::clone(&deps.config),
         bus: Arc::clone(&deps.bus),
+        federation: Arc::clone(&deps.federation),
         in_flight: Default::default(),
         seen_at: Default::default(),
         store: Arc::clone(&deps.store),
@@ -69,6 +73,8 @@ impl Role for FederationApi {
             .handle(&self, events::event)
             .handle(&self, events::state_ids)
             .handle(&self, events::state)
+            .handle(&self, history::backfill)
+            .handle(&self, history::missing_events)
             .handle(&self, user_keys::query)
             .handle(&self, user_keys::claim);
     }

@@ -12,12 +12,18 @@ use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RoomInput};
 use myelin_federation::{check_pdu, parse_pdu};
 use myelin_http::{MatrixError, RequestContext};
 use myelin_types::Partition;
+use ruma::api::federation::event::get_missing_events;
 use ruma::api::federation::transactions::send_transaction_message;
 use ruma::{CanonicalJsonValue, OwnedEventId, OwnedServerName};
 use serde_json::value::RawValue;
 
 use crate::FederationApi;
 use crate::rooms;
+
+/// The refusal of an event whose prev_events are not known here.
+const MISSING_PREV_EVENTS: &str = "M_MISSING_PREV_EVENTS";
+/// The most events fetched to close one gap.
+const GAP_LIMIT: u16 = 20;
 
 /// The spec's limits on one transaction.
 pub(crate) const MAX_PDUS: usize = 50;
@@ -158,23 +164,96 @@ impl FederationApi {
         let outcome = match check_pdu(&self.server_keys, &version, object).await {
             Err(why) => Err(why.0),
             Ok(checked) => {
-                let remote = RemoteEvent {
-                    room_id: room_id.clone(),
-                    event_id: checked.event_id,
-                    pdu_json: checked.json,
-                    origin: origin.to_string(),
-                    kind: RemoteEventKind::Transaction,
-                };
-                myelin_process::request_room_input(
-                    self.bus.as_ref(),
-                    Partition::of_room(&room_id),
-                    RoomInput::Remote(remote),
-                )
-                .await
-                .map(|_| ())
+                let depth = checked.pdu.depth;
+                match self.hand_over(origin, &room_id, &checked).await {
+                    Err(error) if error.errcode == MISSING_PREV_EVENTS => {
+                        // A gap: fetch what lies between and try once more.
+                        self.fill_gap(origin, &room_id, &version, &checked.event_id, depth)
+                            .await;
+                        self.hand_over(origin, &room_id, &checked).await
+                    }
+                    other => other,
+                }
                 .map_err(|error| format!("{}: {}", error.errcode, error.error))
             }
         };
         Some((event_id, outcome))
+    }
+
+    /// Hands a checked PDU to its room's writer.
+    async fn hand_over(
+        &self,
+        origin: &OwnedServerName,
+        room_id: &str,
+        checked: &myelin_federation::CheckedPdu,
+    ) -> Result<(), MatrixError> {
+        let remote = RemoteEvent {
+            room_id: room_id.to_owned(),
+            event_id: checked.event_id.clone(),
+            pdu_json: checked.json.clone(),
+            origin: origin.to_string(),
+            kind: RemoteEventKind::Transaction,
+        };
+        myelin_process::request_room_input(
+            self.bus.as_ref(),
+            Partition::of_room(room_id),
+            RoomInput::Remote(remote),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Asks `origin` for the events between the room's forward extremities
+    /// and `event_id` (`/get_missing_events`) and hands them over, oldest
+    /// first; what cannot be used is left out.
+    async fn fill_gap(
+        &self,
+        origin: &OwnedServerName,
+        room_id: &str,
+        version: &myelin_room::RoomVersion,
+        event_id: &str,
+        depth: i64,
+    ) {
+        let Ok(room) = ruma::OwnedRoomId::try_from(room_id) else {
+            return;
+        };
+        let earliest = match self.store.forward_extremities(room_id).await {
+            Ok(extremities) => extremities
+                .into_iter()
+                .filter_map(|(id, _)| OwnedEventId::try_from(id).ok())
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a room's extremities");
+                return;
+            }
+        };
+        let Ok(latest) = OwnedEventId::try_from(event_id) else {
+            return;
+        };
+        let mut request = get_missing_events::v1::Request::new(room, earliest, vec![latest]);
+        request.limit = ruma::UInt::from(GAP_LIMIT);
+        request.min_depth = ruma::UInt::try_from(depth.saturating_sub(i64::from(GAP_LIMIT)).max(0))
+            .unwrap_or_default();
+        let missing = match self.federation.send(origin, request).await {
+            Ok(answer) => answer.events,
+            Err(error) => {
+                tracing::info!(%origin, %room_id, %error, "could not fetch missing events");
+                return;
+            }
+        };
+        let mut checked_events = Vec::new();
+        for raw in missing.iter().take(usize::from(GAP_LIMIT)) {
+            let Ok(object) = parse_pdu(raw) else { continue };
+            match check_pdu(&self.server_keys, version, object).await {
+                Ok(checked) if checked.room_id == room_id => checked_events.push(checked),
+                _ => {}
+            }
+        }
+        checked_events.sort_by_key(|checked| checked.pdu.depth);
+        for checked in &checked_events {
+            if let Err(error) = self.hand_over(origin, room_id, checked).await {
+                tracing::info!(event_id = %checked.event_id, error = %error.error, "a missing event was not taken");
+            }
+        }
     }
 }
