@@ -176,6 +176,29 @@ pub(crate) async fn check_room_traffic(
     let event_uri = format!("/_matrix/federation/v1/event/{}", encode(&before));
     let (status, _) = peer.request("GET", &event_uri, None).await;
     assert_eq!(status, 403);
+    let backfill_uri = format!(
+        "/_matrix/federation/v1/backfill/{room}?v={}&limit=10",
+        encode(&before)
+    );
+    let (status, _) = peer.request("GET", &backfill_uri, None).await;
+    assert_eq!(status, 403);
+    let missing_uri = format!("/_matrix/federation/v1/get_missing_events/{room}");
+    let missing_body = json!({"earliest_events": [], "latest_events": [before], "limit": 10});
+    let (status, _) = peer
+        .request("POST", &missing_uri, Some(&missing_body))
+        .await;
+    assert_eq!(status, 403);
+    // Someone else's leave, or an invite that is not for this server.
+    let make_leave = format!(
+        "/_matrix/federation/v1/make_leave/{room}/{}",
+        encode("@eve:elsewhere.example")
+    );
+    let (status, body) = peer.request("GET", &make_leave, None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
 
     // A template for a user of another server, or without a common version.
     let make_join = |user: &str, ver: &str| {
@@ -276,6 +299,20 @@ pub(crate) async fn check_room_traffic(
         (200, Some(target_name)),
         "{body}"
     );
+    // History from before the join: shared, so the joined server sees it.
+    let (status, body) = peer.request("GET", &backfill_uri, None).await;
+    assert_eq!(status, 200, "{body}");
+    let backfilled = body["pdus"].as_array().expect("pdus");
+    assert!(
+        backfilled
+            .iter()
+            .any(|pdu| pdu["content"]["body"] == "before anyone joined"),
+        "{body}"
+    );
+    let (status, body) = peer
+        .request("POST", &missing_uri, Some(&missing_body))
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     // Transactions: a good message, one forged, one tampered with after
     // signing, one the rules refuse (Mallory making herself admin), and one
@@ -418,5 +455,31 @@ pub(crate) async fn check_room_traffic(
         bodies(alice, &room_id)
             .await
             .contains(&"still flowing".to_owned())
+    );
+
+    // A server ACL that leaves IP literals out shuts Mallory's server out:
+    // its events, reads and EDUs are refused from then on.
+    let acl = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.server_acl/"),
+            &json!({"allow": ["*"], "allow_ip_literals": false}),
+        )
+        .await;
+    assert_eq!(acl.status, 200, "{}", acl.text);
+    let (banned_id, banned) = peer.sign(
+        &rules,
+        event("m.room.message", None, text("after the ACL"), &next_id, 5),
+    );
+    let (status, answer) = peer.send("txn-3", &[banned]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["pdus"][&banned_id]["error"].is_string(), "{answer}");
+    let (status, _) = peer.request("GET", &state_ids, None).await;
+    assert_eq!(status, 403);
+    let (status, _) = peer.request("GET", &backfill_uri, None).await;
+    assert_eq!(status, 403);
+    assert!(
+        !bodies(alice, &room_id)
+            .await
+            .contains(&"after the ACL".to_owned())
     );
 }

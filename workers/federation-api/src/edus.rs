@@ -88,7 +88,15 @@ impl FederationApi {
         user_id: &UserId,
         room_id: &str,
     ) -> Result<bool, String> {
-        if user_id.server_name() != origin {
+        if user_id.server_name() != origin
+            || myelin_federation::server_acl::require_acl(
+                self.store.as_ref(),
+                room_id,
+                origin.as_str(),
+            )
+            .await
+            .is_err()
+        {
             return Ok(false);
         }
         let membership = self

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RemoteInvite, RoomInput};
+use myelin_federation::server_acl::require_acl;
 use myelin_federation::{check_pdu, parse_pdu};
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::{ComposeError, NewEvent, RoomHead, event_template};
@@ -50,6 +51,7 @@ impl FederationApi {
             ));
         }
         let head = current_head(self.store.as_ref(), room_id).await?;
+        require_acl(self.store.as_ref(), room_id, origin.as_str()).await?;
         let version_id = RoomVersionId::try_from(head.version.id.as_str())
             .map_err(|error| MatrixError::internal(error.to_string()))?;
         // Without `ver` a server speaks only version 1.
@@ -104,6 +106,7 @@ impl FederationApi {
     ) -> Result<(), MatrixError> {
         let origin = origin(ctx)?;
         let version = rooms::room_version(self.store.as_ref(), room_id).await?;
+        require_acl(self.store.as_ref(), room_id, origin.as_str()).await?;
         let object = parse_pdu(pdu).map_err(|why| MatrixError::bad_json(why.0))?;
         let checked = check_pdu(&self.server_keys, &version, object)
             .await
@@ -222,6 +225,7 @@ pub(crate) async fn invite(
 ) -> Result<create_invite::v2::Response, MatrixError> {
     let origin = origin(&ctx)?;
     let room_id = request.room_id.as_str();
+    require_acl(api.store.as_ref(), room_id, origin.as_str()).await?;
     let version =
         myelin_room::RoomVersion::stable(request.room_version.as_str()).ok_or_else(|| {
             MatrixError::new(

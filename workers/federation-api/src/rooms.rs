@@ -30,6 +30,9 @@ pub(crate) async fn require_server_in_room(
     room_id: &str,
     server: Option<&ServerName>,
 ) -> Result<(), MatrixError> {
+    if let Some(server) = server {
+        myelin_federation::server_acl::require_acl(store, room_id, server.as_str()).await?;
+    }
     match server {
         Some(server) if server_in_room(store, room_id, server).await? => Ok(()),
         _ => Err(MatrixError::forbidden(

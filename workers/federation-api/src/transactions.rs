@@ -161,6 +161,15 @@ impl FederationApi {
         };
         let event_id = myelin_federation::pdu_check::event_id_of(&version, &object).ok()?;
         let event_id = OwnedEventId::try_from(event_id).ok()?;
+        if let Err(refused) = myelin_federation::server_acl::require_acl(
+            self.store.as_ref(),
+            &room_id,
+            origin.as_str(),
+        )
+        .await
+        {
+            return Some((event_id, Err(refused.error)));
+        }
         let outcome = match check_pdu(&self.server_keys, &version, object).await {
             Err(why) => Err(why.0),
             Ok(checked) => {
