@@ -457,6 +457,40 @@ pub(crate) async fn check_room_traffic(
             .contains(&"still flowing".to_owned())
     );
 
+    // Device lists: Alice's (no keys uploaded, so no devices listed), and
+    // never another server's user.
+    let (status, body) = peer
+        .request(
+            "GET",
+            &format!(
+                "/_matrix/federation/v1/user/devices/{}",
+                encode(&alice.user_id)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["user_id"].as_str()),
+        (200, Some(alice.user_id.as_str())),
+        "{body}"
+    );
+    assert!(
+        body["stream_id"].is_u64() && body["devices"].is_array(),
+        "{body}"
+    );
+    let (status, body) = peer
+        .request(
+            "GET",
+            &format!("/_matrix/federation/v1/user/devices/{}", encode(&mallory)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_INVALID_PARAM")),
+        "{body}"
+    );
+
     // A server ACL that leaves IP literals out shuts Mallory's server out:
     // its events, reads and EDUs are refused from then on.
     let acl = alice

@@ -76,7 +76,8 @@ impl Role for FederationApi {
             .handle(&self, history::backfill)
             .handle(&self, history::missing_events)
             .handle(&self, user_keys::query)
-            .handle(&self, user_keys::claim);
+            .handle(&self, user_keys::claim)
+            .handle(&self, user_keys::devices);
     }
 }
 

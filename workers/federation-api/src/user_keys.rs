@@ -9,6 +9,7 @@ use myelin_federation::user_keys::{
 };
 use myelin_http::{MatrixError, RequestContext};
 use myelin_store::KeyClaim;
+use ruma::api::federation::device::get_devices;
 use ruma::api::federation::keys::{claim_keys, get_keys};
 
 use crate::FederationApi;
@@ -57,4 +58,45 @@ pub(crate) async fn claim(
         .collect();
     let claimed = claim_user_keys(api.store.as_ref(), &claims).await?;
     Ok(claim_keys::v1::Response::new(claimed))
+}
+
+/// `GET /user/devices/{userId}`: a local user's devices with their keys,
+/// for another server tracking that user's device list.
+pub(crate) async fn devices(
+    api: Arc<FederationApi>,
+    _: RequestContext,
+    request: get_devices::v1::Request,
+) -> Result<get_devices::v1::Response, MatrixError> {
+    if !api.is_local(&request.user_id) {
+        return Err(MatrixError::invalid_param(
+            "The user is not hosted on this server",
+        ));
+    }
+    let asked = BTreeMap::from([(request.user_id.clone(), Vec::new())]);
+    let mut keys = user_keys(api.store.as_ref(), &asked, None).await?;
+    // The device-list stream's position: it grows with every change.
+    let stream_id = api.store.max_device_list_position().await?;
+    let mut response = get_devices::v1::Response::new(
+        request.user_id.clone(),
+        ruma::UInt::try_from(stream_id.0.max(0)).unwrap_or_default(),
+    );
+    response.devices = keys
+        .device_keys
+        .remove(&request.user_id)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(device_id, device_keys)| {
+            let name = device_keys
+                .get_field::<serde_json::Value>("unsigned")
+                .ok()
+                .flatten()
+                .and_then(|unsigned| unsigned["device_display_name"].as_str().map(str::to_owned));
+            let mut device = get_devices::v1::UserDevice::new(device_id, device_keys);
+            device.device_display_name = name;
+            device
+        })
+        .collect();
+    response.master_key = keys.master_keys.remove(&request.user_id);
+    response.self_signing_key = keys.self_signing_keys.remove(&request.user_id);
+    Ok(response)
 }
