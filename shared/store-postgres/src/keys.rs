@@ -218,6 +218,13 @@ impl KeyStore for PostgresStore {
 
 #[async_trait]
 impl DeviceListStore for PostgresStore {
+    async fn note_remote_device_list_change(&self, user_id: &str) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        note_device_list_change(&tx, user_id).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
     async fn device_list_changes(
         &self,
         after: StreamPosition,

@@ -250,6 +250,12 @@ impl KeyStore for SqliteStore {
 
 #[async_trait]
 impl DeviceListStore for SqliteStore {
+    async fn note_remote_device_list_change(&self, user_id: &str) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        self.write(move |tx| note_device_list_change(tx, &user_id))
+            .await
+    }
+
     async fn device_list_changes(
         &self,
         after: StreamPosition,

@@ -105,6 +105,10 @@ pub trait DeviceListStore: Send + Sync {
 
     /// The highest position below which every change has committed.
     async fn max_device_list_position(&self) -> StoreResult<StreamPosition>;
+
+    /// Notes that another server's user's devices or keys changed (it said
+    /// so), so local users sharing a room learn to ask again.
+    async fn note_remote_device_list_change(&self, user_id: &str) -> StoreResult<()>;
 }
 
 /// A signature uploaded for someone's key: `target_key_id` is a device ID

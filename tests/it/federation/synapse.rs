@@ -287,6 +287,26 @@ async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
     assert!(receipt_seen, "receipt\n{}", myelin.logs());
     assert!(to_device_seen, "to-device\n{}", synapse.log_tail());
 
+    // Sam uploads keys: Synapse tells Myelin (`m.device_list_update`), and
+    // Alice's sync lists Sam among the users whose devices changed.
+    let since = alice.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+    let uploaded = sam
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": crate::keys::device_keys(&sam, &signing)}),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    assert!(
+        wait_for_device_change(&alice, &since, &sam.user_id).await,
+        "{}",
+        myelin.logs()
+    );
+
     // Alice's answer reaches Synapse from Myelin's federation sender.
     alice.send_text(&room_id, "hello from Myelin").await;
     assert!(
@@ -706,4 +726,24 @@ async fn myelin_catches_up_on_a_synapse_room_after_being_down() {
         .filter(|body| body.contains("is down"))
         .collect();
     assert_eq!(seen_missed, missed.iter().collect::<Vec<_>>(), "{seen:?}");
+}
+
+/// Syncs `reader` from `since` until `user_id` shows in
+/// `device_lists.changed`, within 30 s.
+async fn wait_for_device_change(reader: &Client, since: &str, user_id: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut since = since.to_owned();
+    while Instant::now() < deadline {
+        let synced = reader.sync(Some(&since), 1000).await;
+        if synced["device_lists"]["changed"]
+            .as_array()
+            .is_some_and(|users| users.iter().any(|user| user == user_id))
+        {
+            return true;
+        }
+        if let Some(next) = synced["next_batch"].as_str() {
+            since = next.to_owned();
+        }
+    }
+    false
 }

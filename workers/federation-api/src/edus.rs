@@ -40,6 +40,12 @@ fn parse<T: serde::de::DeserializeOwned>(content: &RawValue) -> Result<T, String
     serde_json::from_str(content.get()).map_err(|error| format!("unreadable EDU content: {error}"))
 }
 
+/// The user an `m.device_list_update` or `m.signing_key_update` is about.
+#[derive(Deserialize)]
+struct DeviceListNotice {
+    user_id: OwnedUserId,
+}
+
 /// `m.presence`, read leniently: servers leave out `last_active_ago`.
 #[derive(Deserialize)]
 struct RemotePresence {
@@ -76,7 +82,9 @@ impl FederationApi {
             "m.receipt" => self.receipt_edu(origin, parse(content)?).await,
             "m.presence" => self.presence_edu(origin, parse(content)?).await,
             "m.direct_to_device" => self.to_device_edu(origin, parse(content)?).await,
-            // Device-list and cross-signing updates are not tracked yet.
+            "m.device_list_update" | "m.signing_key_update" => {
+                self.device_list_edu(origin, parse(content)?).await
+            }
             _ => Ok(()),
         }
     }
@@ -210,6 +218,30 @@ impl FederationApi {
             }
         }
         Ok(())
+    }
+
+    /// A user of the origin changed devices or keys: local users sharing
+    /// a room with them see it in their sync's `device_lists.changed` and
+    /// ask for the keys again (over federation).
+    async fn device_list_edu(
+        &self,
+        origin: &ServerName,
+        update: DeviceListNotice,
+    ) -> Result<(), String> {
+        if update.user_id.server_name() != origin {
+            return Err("a device list update for a user not of the origin".to_owned());
+        }
+        self.store
+            .note_remote_device_list_change(update.user_id.as_str())
+            .await
+            .map_err(|error| error.to_string())?;
+        let change = topics::DeviceListChanged {
+            user_id: update.user_id.to_string(),
+        };
+        topics::DEVICE_LISTS
+            .announce(self.bus.as_ref(), &change)
+            .await
+            .map_err(|error| error.to_string())
     }
 
     async fn to_device_edu(
