@@ -12,6 +12,24 @@ use super::{
 use crate::harness::{TempDir, free_port};
 use crate::split::{Split, settings};
 
+/// The environment file that makes a split server federate on loopback:
+/// the settings of [`LOOPBACK_FEDERATION`] and quick retries.
+fn federation_env() -> (TempDir, std::path::PathBuf) {
+    let env_dir = TempDir::new("split-federation-env");
+    let env_file = env_dir.path().join("myelin.env");
+    let env: String = LOOPBACK_FEDERATION
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(key, value)| format!("MYELIN_{}={value}\n", key.to_ascii_uppercase()))
+        .chain([
+            "MYELIN_FEDERATION__DESTINATION_MIN_RETRY_INTERVAL=500\n".to_owned(),
+            "MYELIN_FEDERATION__DESTINATION_MAX_RETRY_INTERVAL=2000\n".to_owned(),
+        ])
+        .collect();
+    std::fs::write(&env_file, env).expect("write the env file");
+    (env_dir, env_file)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(
     not(all(myelin_test_postgres, myelin_test_nats)),
@@ -26,18 +44,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     let certificates = Certificates::new();
     let federation_port = free_port();
     let server_name = format!("127.0.0.1:{federation_port}");
-    let env_dir = TempDir::new("split-federation-env");
-    let env_file = env_dir.path().join("myelin.env");
-    let env: String = LOOPBACK_FEDERATION
-        .lines()
-        .filter_map(|line| line.split_once(": "))
-        .map(|(key, value)| format!("MYELIN_{}={value}\n", key.to_ascii_uppercase()))
-        .chain([
-            "MYELIN_FEDERATION__DESTINATION_MIN_RETRY_INTERVAL=500\n".to_owned(),
-            "MYELIN_FEDERATION__DESTINATION_MAX_RETRY_INTERVAL=2000\n".to_owned(),
-        ])
-        .collect();
-    std::fs::write(&env_file, env).expect("write the env file");
+    let (_env_dir, env_file) = federation_env();
     let port = federation_port.to_string();
     let split = Split::up_with(
         &settings,
@@ -139,18 +146,7 @@ async fn split_federation_sender_killed_mid_stream_loses_nothing() {
     let certificates = Certificates::new();
     let federation_port = free_port();
     let server_name = format!("127.0.0.1:{federation_port}");
-    let env_dir = TempDir::new("split-sender-kill-env");
-    let env_file = env_dir.path().join("myelin.env");
-    let env: String = LOOPBACK_FEDERATION
-        .lines()
-        .filter_map(|line| line.split_once(": "))
-        .map(|(key, value)| format!("MYELIN_{}={value}\n", key.to_ascii_uppercase()))
-        .chain([
-            "MYELIN_FEDERATION__DESTINATION_MIN_RETRY_INTERVAL=500\n".to_owned(),
-            "MYELIN_FEDERATION__DESTINATION_MAX_RETRY_INTERVAL=2000\n".to_owned(),
-        ])
-        .collect();
-    std::fs::write(&env_file, env).expect("write the env file");
+    let (_env_dir, env_file) = federation_env();
     let port = federation_port.to_string();
     let split = Split::up_with(
         &settings,

@@ -139,17 +139,48 @@ impl Synapse {
     }
 }
 
+/// A Myelin and a Synapse federating, with a user on each: Alice on
+/// Myelin, Sam on Synapse.
+pub(crate) struct Peers {
+    /// Kept for the servers' lifetime (their TLS files).
+    pub(crate) _certificates: Certificates,
+    pub(crate) myelin: crate::harness::Server,
+    pub(crate) synapse: Synapse,
+    pub(crate) alice: Client,
+    pub(crate) sam: Client,
+}
+
+impl Peers {
+    pub(crate) async fn start() -> Peers {
+        let certificates = Certificates::new();
+        let myelin = federating_myelin(&certificates).await;
+        let synapse = Synapse::start(&certificates).await;
+        let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
+        let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+        Peers {
+            _certificates: certificates,
+            myelin,
+            synapse,
+            alice,
+            sam,
+        }
+    }
+}
+
 #[tokio::test]
 #[cfg_attr(
     any(myelin_skip_interop, not(myelin_python3)),
     ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn synapse_and_myelin_read_each_others_profiles() {
-    let certificates = Certificates::new();
-    let myelin = federating_myelin(&certificates).await;
-    let synapse = Synapse::start(&certificates).await;
-    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
-    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let Peers {
+        // Kept running to the end, though not asked directly.
+        myelin: _myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
     assert!(sam.user_id.ends_with(&synapse.server_name));
 
     // Myelin asks Synapse: Synapse checks Myelin's signature with the key
@@ -218,11 +249,13 @@ pub(crate) async fn joined_members(reader: &Client, room_id: &str) -> Vec<String
     ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
-    let certificates = Certificates::new();
-    let myelin = federating_myelin(&certificates).await;
-    let synapse = Synapse::start(&certificates).await;
-    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
-    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
     let room_id = alice
         .create_room(&json!({"preset": "public_chat", "room_alias_name": "meet", "name": "Meet"}))
         .await;
@@ -371,11 +404,13 @@ pub(crate) async fn bodies_in_order(reader: &Client, room_id: &str, limit: u32) 
     ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn synapse_catches_up_on_every_message_sent_while_it_was_down() {
-    let certificates = Certificates::new();
-    let myelin = federating_myelin(&certificates).await;
-    let mut synapse = Synapse::start(&certificates).await;
-    let alice = user_with_name(&myelin.url(), "alice", "Alice").await;
-    let sam = user_with_name(&synapse.client_url, "sam", "Sam").await;
+    let Peers {
+        myelin,
+        mut synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
     let room_id = room_joined_over_federation(&alice, myelin.server_name(), "catchup", &sam).await;
     alice.send_text(&room_id, "while up").await;
     assert!(
@@ -414,11 +449,13 @@ async fn synapse_catches_up_on_every_message_sent_while_it_was_down() {
     ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
-    let certificates = Certificates::new();
-    let myelin = federating_myelin(&certificates).await;
-    let synapse = Synapse::start(&certificates).await;
-    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
-    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
     let room_id = room_joined_over_federation(&sam, &synapse.server_name, "lounge", &alice).await;
 
     // Myelin holds the room's state from the join.
@@ -495,11 +532,13 @@ async fn wait_for_invite(user: &Client, room_id: &str) -> bool {
     ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn a_myelin_user_invites_a_synapse_user_who_joins() {
-    let certificates = Certificates::new();
-    let myelin = federating_myelin(&certificates).await;
-    let synapse = Synapse::start(&certificates).await;
-    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
-    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
     let room_id = alice
         .create_room(&json!({"preset": "private_chat", "name": "Invite only"}))
         .await;
@@ -556,11 +595,13 @@ async fn a_myelin_user_invites_a_synapse_user_who_joins() {
     ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn a_synapse_user_invites_a_myelin_user_who_joins() {
-    let certificates = Certificates::new();
-    let myelin = federating_myelin(&certificates).await;
-    let synapse = Synapse::start(&certificates).await;
-    let alice = user_with_name(&myelin.url(), "alice", "Alice on Myelin").await;
-    let sam = user_with_name(&synapse.client_url, "sam", "Sam on Synapse").await;
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
     let room_id = sam
         .create_room(&json!({"preset": "private_chat", "name": "Sam's room"}))
         .await;
@@ -694,11 +735,13 @@ async fn send_edus(sender: &Client, room_id: &str, event_id: &str, recipient: &C
     ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn myelin_catches_up_on_a_synapse_room_after_being_down() {
-    let certificates = Certificates::new();
-    let mut myelin = federating_myelin(&certificates).await;
-    let synapse = Synapse::start(&certificates).await;
-    let alice = user_with_name(&myelin.url(), "alice", "Alice").await;
-    let sam = user_with_name(&synapse.client_url, "sam", "Sam").await;
+    let Peers {
+        mut myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
     let room_id = room_joined_over_federation(&sam, &synapse.server_name, "gap", &alice).await;
     sam.send_text(&room_id, "while Myelin is up").await;
     assert!(wait_for_message(&alice, &room_id, "while Myelin is up").await);

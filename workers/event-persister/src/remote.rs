@@ -46,6 +46,36 @@ struct StateBefore {
 }
 
 impl EventPersister {
+    /// Whether the event is stored already (a retry, or the same event
+    /// from another server).
+    async fn already_stored(&self, event_id: &str) -> Result<bool, RoomInputRefused> {
+        Ok(self
+            .event_store
+            .event(event_id)
+            .await
+            .map_err(unavailable)?
+            .is_some())
+    }
+
+    /// Writes an event and tells readers; `None` when it was there already.
+    async fn persist_and_announce(
+        &self,
+        record: PersistEvent,
+    ) -> Result<Option<myelin_types::StreamPosition>, RoomInputRefused> {
+        match self
+            .event_store
+            .persist_event(record.clone())
+            .await
+            .map_err(unavailable)?
+        {
+            PersistOutcome::Persisted(position) => {
+                self.announce(&record, position).await;
+                Ok(Some(position))
+            }
+            PersistOutcome::DuplicateTxn { .. } => Ok(None),
+        }
+    }
+
     pub(crate) async fn accept_remote(
         &self,
         remote: RemoteEvent,
@@ -79,13 +109,7 @@ impl EventPersister {
             position,
         };
         // A retry, or the same event from another server: nothing to do.
-        if self
-            .event_store
-            .event(&remote.event_id)
-            .await
-            .map_err(unavailable)?
-            .is_some()
-        {
+        if self.already_stored(&remote.event_id).await? {
             return Ok(done(None));
         }
         let pdu = Pdu::from_json(&remote.event_id, &remote.pdu_json).map_err(bad_event)?;
@@ -197,14 +221,8 @@ impl EventPersister {
             snapshots: Some(event_snapshots),
             resolved_state,
         };
-        let position = match self
-            .event_store
-            .persist_event(record.clone())
-            .await
-            .map_err(unavailable)?
-        {
-            PersistOutcome::Persisted(position) => position,
-            PersistOutcome::DuplicateTxn { .. } => return Ok(done(None)),
+        let Some(position) = self.persist_and_announce(record).await? else {
+            return Ok(done(None));
         };
         let prevs: BTreeSet<&str> = pdu.prev_events.iter().map(|id| id.as_str()).collect();
         head.extremities
@@ -214,7 +232,6 @@ impl EventPersister {
         head.max_depth = head.max_depth.max(pdu.depth);
         head.snapshot = before.extends_head.then_some(snapshot_after);
         head.state = current;
-        self.announce(&record, position).await;
         Ok(done(Some(position)))
     }
 
@@ -432,13 +449,7 @@ impl EventPersister {
             event_id: join.event_id.clone(),
             position,
         };
-        if self
-            .event_store
-            .event(&join.event_id)
-            .await
-            .map_err(unavailable)?
-            .is_some()
-        {
+        if self.already_stored(&join.event_id).await? {
             return Ok(done(None));
         }
         let version = myelin_room::RoomVersion::stable(&join.room_version).ok_or_else(|| {
@@ -521,17 +532,8 @@ impl EventPersister {
             snapshots: Some(event_snapshots),
             resolved_state: Some(changes(&current, &state_after)),
         };
-        let position = match self
-            .event_store
-            .persist_event(record.clone())
-            .await
-            .map_err(unavailable)?
-        {
-            PersistOutcome::Persisted(position) => position,
-            PersistOutcome::DuplicateTxn { .. } => return Ok(done(None)),
-        };
-        self.announce(&record, position).await;
-        Ok(done(Some(position)))
+        let position = self.persist_and_announce(record).await?;
+        Ok(done(position))
     }
 }
 
@@ -570,13 +572,7 @@ impl EventPersister {
             event_id: invite.event_id.clone(),
             position,
         };
-        if self
-            .event_store
-            .event(&invite.event_id)
-            .await
-            .map_err(unavailable)?
-            .is_some()
-        {
+        if self.already_stored(&invite.event_id).await? {
             return Ok(done(None));
         }
         let pdu = Pdu::from_json(&invite.event_id, &invite.pdu_json).map_err(bad_event)?;
@@ -614,16 +610,7 @@ impl EventPersister {
                 membership: Some("invite".to_owned()),
             }]),
         };
-        let position = match self
-            .event_store
-            .persist_event(record.clone())
-            .await
-            .map_err(unavailable)?
-        {
-            PersistOutcome::Persisted(position) => position,
-            PersistOutcome::DuplicateTxn { .. } => return Ok(done(None)),
-        };
-        self.announce(&record, position).await;
-        Ok(done(Some(position)))
+        let position = self.persist_and_announce(record).await?;
+        Ok(done(position))
     }
 }
