@@ -16,6 +16,10 @@ use crate::KeyRing;
 
 /// Matrix's limit on a whole PDU.
 pub const MAX_PDU_BYTES: usize = 65_536;
+/// The most events one PDU may cite, as Synapse allows: more would make
+/// each check load that many states.
+const MAX_PREV_EVENTS: usize = 20;
+const MAX_AUTH_EVENTS: usize = 10;
 
 /// A PDU that passed the checks.
 #[derive(Debug, Clone)]
@@ -82,6 +86,16 @@ pub async fn check_pdu(
     object: CanonicalJsonObject,
 ) -> Result<CheckedPdu, PduRejected> {
     let event_id = event_id_of(version, &object)?;
+    for (key, most) in [
+        ("prev_events", MAX_PREV_EVENTS),
+        ("auth_events", MAX_AUTH_EVENTS),
+    ] {
+        if let Some(CanonicalJsonValue::Array(cited)) = object.get(key)
+            && cited.len() > most
+        {
+            return Err(rejected(format!("the event cites more than {most} {key}")));
+        }
+    }
     let servers = ruma::signatures::required_server_signatures_to_verify_event(
         &object,
         &version.rules.signatures,

@@ -10,6 +10,15 @@ use crate::{Pdu, RoomVersion, ServerKey};
 /// Matrix's limit on a whole PDU, signatures included.
 const MAX_PDU_BYTES: usize = 65_536;
 
+/// The largest depth canonical JSON can carry; a room whose graph reached
+/// it (another server may claim any depth) goes on at it.
+pub const MAX_DEPTH: i64 = (1 << 53) - 1;
+
+/// The depth of an event on top of events as deep as `max_depth`.
+pub fn next_depth(max_depth: i64) -> i64 {
+    max_depth.saturating_add(1).min(MAX_DEPTH)
+}
+
 /// Matrix's limit on a PDU's `sender`, `room_id`, `type` and `state_key`.
 pub const MAX_KEY_BYTES: usize = 255;
 

@@ -81,7 +81,7 @@ fn pdu_input<'a>(
         redacts: new.redacts,
         prev_events: head.extremities,
         auth_events,
-        depth: head.max_depth + 1,
+        depth: crate::next_depth(head.max_depth),
         origin_server_ts: new.origin_server_ts,
     }
 }

@@ -106,49 +106,64 @@ impl OutboxStore for PostgresStore {
         pdu_limit: usize,
         edu_limit: usize,
     ) -> StoreResult<OutboxBatch> {
-        let pending: Option<(Option<String>, Option<i64>, Option<i64>)> = self
+        let pending: Option<(Option<String>, Option<i64>)> = self
             .query_opt(
-                "SELECT txn_id, txn_upto, txn_edu_upto FROM federation_destinations
-                 WHERE destination = $1",
+                "SELECT txn_id, txn_upto FROM federation_destinations WHERE destination = $1",
                 &[&destination],
-                |row| Ok((get(row, 0)?, get(row, 1)?, get(row, 2)?)),
+                |row| Ok((get(row, 0)?, get(row, 1)?)),
             )
             .await?;
-        let (txn_id, pdu_bound, edu_bound) = match pending {
-            Some((Some(txn_id), pdu_upto, edu_upto)) => (
-                Some(txn_id),
-                (pdu_upto.unwrap_or(-1), i64::MAX),
-                (edu_upto.unwrap_or(-1), i64::MAX),
-            ),
-            _ => (
-                None,
-                (i64::MAX, pdu_limit as i64),
-                (i64::MAX, edu_limit as i64),
-            ),
+        let edu_from_row = |row: &tokio_postgres::Row| -> StoreResult<OutboxEdu> {
+            Ok(OutboxEdu {
+                seq: get(row, 0)?,
+                edu_json: get(row, 1)?,
+            })
         };
+        if let Some((Some(txn_id), pdu_upto)) = pending {
+            let entries = match pdu_upto {
+                Some(upto) => {
+                    self.query(
+                        "SELECT seq, event_id FROM federation_outbox
+                         WHERE destination = $1 AND seq <= $2 ORDER BY seq",
+                        &[&destination, &upto],
+                        entry_from_row,
+                    )
+                    .await?
+                }
+                None => Vec::new(),
+            };
+            let edus = self
+                .query(
+                    "SELECT seq, edu_json FROM federation_edu_outbox
+                     WHERE destination = $1 AND txn_id = $2 ORDER BY seq",
+                    &[&destination, &txn_id],
+                    edu_from_row,
+                )
+                .await?;
+            return Ok(OutboxBatch {
+                txn_id: Some(txn_id),
+                entries,
+                edus,
+            });
+        }
         let entries = self
             .query(
                 "SELECT seq, event_id FROM federation_outbox
-                 WHERE destination = $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-                &[&destination, &pdu_bound.0, &pdu_bound.1],
+                 WHERE destination = $1 ORDER BY seq LIMIT $2",
+                &[&destination, &(pdu_limit as i64)],
                 entry_from_row,
             )
             .await?;
         let edus = self
             .query(
                 "SELECT seq, edu_json FROM federation_edu_outbox
-                 WHERE destination = $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-                &[&destination, &edu_bound.0, &edu_bound.1],
-                |row| {
-                    Ok(OutboxEdu {
-                        seq: get(row, 0)?,
-                        edu_json: get(row, 1)?,
-                    })
-                },
+                 WHERE destination = $1 AND txn_id IS NULL ORDER BY seq LIMIT $2",
+                &[&destination, &(edu_limit as i64)],
+                edu_from_row,
             )
             .await?;
         Ok(OutboxBatch {
-            txn_id,
+            txn_id: None,
             entries,
             edus,
         })
@@ -159,18 +174,29 @@ impl OutboxStore for PostgresStore {
         destination: &str,
         txn_id: &str,
         pdu_upto: Option<i64>,
-        edu_upto: Option<i64>,
+        edu_seqs: &[i64],
     ) -> StoreResult<()> {
-        self.execute(
-            "INSERT INTO federation_destinations (destination, txn_id, txn_upto, txn_edu_upto)
-             VALUES ($1, $2, $3, $4)
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        tx_execute(
+            &tx,
+            "INSERT INTO federation_destinations (destination, txn_id, txn_upto)
+             VALUES ($1, $2, $3)
              ON CONFLICT (destination) DO UPDATE
-                 SET txn_id = excluded.txn_id, txn_upto = excluded.txn_upto,
-                     txn_edu_upto = excluded.txn_edu_upto",
-            &[&destination, &txn_id, &pdu_upto, &edu_upto],
+                 SET txn_id = excluded.txn_id, txn_upto = excluded.txn_upto",
+            &[&destination, &txn_id, &pdu_upto],
         )
-        .await
-        .map(|_| ())
+        .await?;
+        // The very rows the transaction carries: others may be queued at
+        // once with lower sequence numbers that commit later.
+        tx_execute(
+            &tx,
+            "UPDATE federation_edu_outbox SET txn_id = $2
+             WHERE seq = ANY($1) AND txn_id IS NULL",
+            &[&edu_seqs, &txn_id],
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
     }
 
     async fn end_transaction(&self, destination: &str, txn_id: &str) -> StoreResult<()> {
@@ -186,16 +212,14 @@ impl OutboxStore for PostgresStore {
         .await?;
         tx_execute(
             &tx,
-            "DELETE FROM federation_edu_outbox WHERE destination = $1 AND seq <=
-                 (SELECT txn_edu_upto FROM federation_destinations
-                  WHERE destination = $1 AND txn_id = $2)",
+            "DELETE FROM federation_edu_outbox WHERE destination = $1 AND txn_id = $2",
             &[&destination, &txn_id],
         )
         .await?;
         tx_execute(
             &tx,
             "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL,
-                 txn_edu_upto = NULL, failures = 0, retry_at = NULL
+                 failures = 0, retry_at = NULL
              WHERE destination = $1 AND txn_id = $2",
             &[&destination, &txn_id],
         )

@@ -41,17 +41,18 @@ fn entries(
     .collect()
 }
 
+/// A destination's EDUs marked for `txn_id`, or those not marked yet.
 fn edus(
     conn: &rusqlite::Connection,
     destination: &str,
-    upto: Option<i64>,
+    txn_id: Option<&str>,
     limit: usize,
 ) -> rusqlite::Result<Vec<OutboxEdu>> {
     conn.prepare_cached(
         "SELECT seq, edu_json FROM federation_edu_outbox
-         WHERE destination = ?1 AND (?2 IS NULL OR seq <= ?2) ORDER BY seq LIMIT ?3",
+         WHERE destination = ?1 AND txn_id IS ?2 ORDER BY seq LIMIT ?3",
     )?
-    .query_map(params![destination, upto, limit as i64], |row| {
+    .query_map(params![destination, txn_id, limit as i64], |row| {
         Ok(OutboxEdu {
             seq: row.get(0)?,
             edu_json: row.get(1)?,
@@ -144,26 +145,20 @@ impl OutboxStore for SqliteStore {
     ) -> StoreResult<OutboxBatch> {
         let destination = destination.to_owned();
         self.read(move |conn| {
-            let pending: Option<(Option<String>, Option<i64>, Option<i64>)> = conn
+            let pending: Option<(Option<String>, Option<i64>)> = conn
                 .prepare_cached(
-                    "SELECT txn_id, txn_upto, txn_edu_upto FROM federation_destinations
-                     WHERE destination = ?1",
+                    "SELECT txn_id, txn_upto FROM federation_destinations WHERE destination = ?1",
                 )?
-                .query_row([&destination], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })
+                .query_row([&destination], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
             match pending {
-                Some((Some(txn_id), pdu_upto, edu_upto)) => Ok(OutboxBatch {
-                    txn_id: Some(txn_id),
+                Some((Some(txn_id), pdu_upto)) => Ok(OutboxBatch {
                     entries: match pdu_upto {
                         Some(upto) => entries(conn, &destination, Some(upto), usize::MAX >> 1)?,
                         None => Vec::new(),
                     },
-                    edus: match edu_upto {
-                        Some(upto) => edus(conn, &destination, Some(upto), usize::MAX >> 1)?,
-                        None => Vec::new(),
-                    },
+                    edus: edus(conn, &destination, Some(&txn_id), usize::MAX >> 1)?,
+                    txn_id: Some(txn_id),
                 }),
                 _ => Ok(OutboxBatch {
                     txn_id: None,
@@ -180,20 +175,27 @@ impl OutboxStore for SqliteStore {
         destination: &str,
         txn_id: &str,
         pdu_upto: Option<i64>,
-        edu_upto: Option<i64>,
+        edu_seqs: &[i64],
     ) -> StoreResult<()> {
         let (destination, txn_id) = (destination.to_owned(), txn_id.to_owned());
+        let edu_seqs = edu_seqs.to_vec();
         self.write(move |tx| {
             tx.prepare_cached(
-                "INSERT INTO federation_destinations (destination, txn_id, txn_upto, txn_edu_upto)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO federation_destinations (destination, txn_id, txn_upto)
+                 VALUES (?1, ?2, ?3)
                  ON CONFLICT (destination) DO UPDATE SET txn_id = excluded.txn_id,
-                     txn_upto = excluded.txn_upto, txn_edu_upto = excluded.txn_edu_upto",
+                     txn_upto = excluded.txn_upto",
             )
-            .and_then(|mut statement| {
-                statement.execute(params![destination, txn_id, pdu_upto, edu_upto])
-            })
+            .and_then(|mut statement| statement.execute(params![destination, txn_id, pdu_upto]))
             .map_err(map_error)?;
+            let mut mark = tx
+                .prepare_cached(
+                    "UPDATE federation_edu_outbox SET txn_id = ?2 WHERE seq = ?1 AND txn_id IS NULL",
+                )
+                .map_err(map_error)?;
+            for seq in &edu_seqs {
+                mark.execute(params![seq, txn_id]).map_err(map_error)?;
+            }
             Ok(())
         })
         .await
@@ -210,15 +212,13 @@ impl OutboxStore for SqliteStore {
             .and_then(|mut statement| statement.execute([&destination, &txn_id]))
             .map_err(map_error)?;
             tx.prepare_cached(
-                "DELETE FROM federation_edu_outbox WHERE destination = ?1 AND seq <=
-                     (SELECT txn_edu_upto FROM federation_destinations
-                      WHERE destination = ?1 AND txn_id = ?2)",
+                "DELETE FROM federation_edu_outbox WHERE destination = ?1 AND txn_id = ?2",
             )
             .and_then(|mut statement| statement.execute([&destination, &txn_id]))
             .map_err(map_error)?;
             tx.prepare_cached(
                 "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL,
-                     txn_edu_upto = NULL, failures = 0, retry_at = NULL
+                     failures = 0, retry_at = NULL
                  WHERE destination = ?1 AND txn_id = ?2",
             )
             .and_then(|mut statement| statement.execute([&destination, &txn_id]))

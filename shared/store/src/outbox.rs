@@ -87,14 +87,14 @@ pub trait OutboxStore: Send + Sync {
         edu_limit: usize,
     ) -> StoreResult<OutboxBatch>;
 
-    /// Records that the entries up to `pdu_upto` and the EDUs up to
-    /// `edu_upto` (each by seq; `None` for none) go out as `txn_id`.
+    /// Records that the entries up to `pdu_upto` (by seq; `None` for none)
+    /// and the EDUs `edu_seqs` go out as `txn_id`.
     async fn begin_transaction(
         &self,
         destination: &str,
         txn_id: &str,
         pdu_upto: Option<i64>,
-        edu_upto: Option<i64>,
+        edu_seqs: &[i64],
     ) -> StoreResult<()>;
 
     /// The destination accepted transaction `txn_id`: its entries leave

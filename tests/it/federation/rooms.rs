@@ -457,6 +457,32 @@ pub(crate) async fn check_room_traffic(
             .contains(&"still flowing".to_owned())
     );
 
+    // An event citing another room's event as its prev: that room's state
+    // must not stand in for this one's.
+    let elsewhere = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let elsewhere_event = alice.send_text(&elsewhere, "in another room").await;
+    let (crossed_id, crossed) = peer.sign(
+        &rules,
+        event(
+            "m.room.message",
+            None,
+            text("crossed rooms"),
+            &elsewhere_event,
+            5,
+        ),
+    );
+    let (status, answer) = peer.send("txn-crossed", &[crossed]).await;
+    assert_eq!(status, 200, "{answer}");
+    let why = answer["pdus"][&crossed_id]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("another room"), "{answer}");
+    assert!(
+        !bodies(alice, &room_id)
+            .await
+            .contains(&"crossed rooms".to_owned())
+    );
+
     // Device lists: Alice's (no keys uploaded, so no devices listed), and
     // never another server's user.
     let (status, body) = peer

@@ -102,10 +102,10 @@ pub(crate) async fn load_head(
         extremities.push(event_ref(&version, &event_id, &json));
         max_depth = max_depth.max(depth);
     }
-    let snapshot = match extremities.as_slice() {
-        [only] => head_snapshot(event_store, &only.event_id).await?,
-        _ => None,
-    };
+    // The snapshot after the last event need not be the current state (a
+    // merge resolves past it): a head read from the store starts without
+    // one, and its next event writes a complete snapshot of the state read.
+    let snapshot = None;
     Ok(CachedHead {
         version,
         room_id: room_id.to_owned(),
@@ -114,25 +114,4 @@ pub(crate) async fn load_head(
         max_depth,
         snapshot,
     })
-}
-
-/// The snapshot after a room's one extremity, which holds the current
-/// state, if the extremity has one.
-async fn head_snapshot(
-    event_store: &dyn Store,
-    event_id: &str,
-) -> Result<Option<HeadSnapshot>, RoomInputRefused> {
-    let Some(id) = event_store
-        .event_state_ids(event_id)
-        .await
-        .map_err(unavailable)?
-        .and_then(|ids| ids.after)
-    else {
-        return Ok(None);
-    };
-    let snapshot = event_store.snapshot(&id).await.map_err(unavailable)?;
-    Ok(snapshot.map(|snapshot| HeadSnapshot {
-        id,
-        chain_length: snapshot.chain_length,
-    }))
 }

@@ -148,7 +148,7 @@ impl EventPersister {
                 .then(|| head.version.id.as_str().to_owned()),
             event_type: template.event_type,
             state_key: template.state_key,
-            depth: head.max_depth + 1,
+            depth: myelin_room::next_depth(head.max_depth),
             origin_server_ts: built.pdu.origin_server_ts.get().into(),
             pdu_json: built.json,
             prev_events: head
@@ -228,7 +228,7 @@ impl EventPersister {
 pub(crate) fn advance(head: &mut CachedHead, composed: &ComposedEvent) {
     let record = &composed.record;
     head.room_id = record.room_id.clone();
-    head.max_depth += 1;
+    head.max_depth = myelin_room::next_depth(head.max_depth);
     head.extremities = vec![event_ref(&head.version, &record.event_id, &record.pdu_json)];
     head.snapshot = Some(composed.snapshot_after.clone());
     if let Some(state_key) = &record.state_key {

@@ -258,6 +258,17 @@ impl EventPersister {
                 extends_head: true,
             });
         }
+        // Every prev must be an event of this room: another room's state
+        // must never stand in for this one's.
+        let prev_ids: Vec<String> = prevs.iter().map(|prev| (*prev).to_owned()).collect();
+        let known = self
+            .store
+            .events_by_id(&prev_ids)
+            .await
+            .map_err(unavailable)?;
+        if known.iter().any(|event| event.room_id != head.room_id) {
+            return Err(bad_event("a prev_event belongs to another room"));
+        }
         let mut forks = Vec::with_capacity(prevs.len());
         let mut only_snapshot = None;
         for prev in &prevs {
@@ -496,10 +507,16 @@ impl EventPersister {
             .await
             .map_err(unavailable)?
             .is_some();
-        let current = if known_room {
-            load_head(self.store.as_ref(), &join.room_id).await?.state
+        let (current, stale_extremities) = if known_room {
+            let head = load_head(self.store.as_ref(), &join.room_id).await?;
+            let stale: Vec<String> = head
+                .extremities
+                .into_iter()
+                .map(|extremity| extremity.event_id)
+                .collect();
+            (head.state, stale)
         } else {
-            RoomState::new()
+            (RoomState::new(), Vec::new())
         };
         let mut state_after = state_before.clone();
         let state_key = pdu.state_key.clone().unwrap_or_default();
@@ -522,7 +539,14 @@ impl EventPersister {
             depth: pdu.depth,
             origin_server_ts: pdu.origin_server_ts.get().into(),
             pdu_json: join.pdu_json.clone(),
-            prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
+            // What this server held of the room before (an invite) is no
+            // extremity of the graph it now joins.
+            prev_events: pdu
+                .prev_events
+                .iter()
+                .map(ToString::to_string)
+                .chain(stale_extremities)
+                .collect(),
             membership: membership_of(&pdu),
             txn: None,
             redaction: None,

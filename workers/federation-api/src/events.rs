@@ -8,6 +8,7 @@ use ruma::api::federation::event::{get_event, get_room_state, get_room_state_ids
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId};
 
 use crate::FederationApi;
+use crate::history::visible_to;
 use crate::rooms::{auth_chain, raw_pdu, require_server_in_room, state_before};
 
 pub(crate) async fn event(
@@ -21,6 +22,12 @@ pub(crate) async fn event(
         .await?
         .ok_or_else(|| MatrixError::not_found("This server does not know that event"))?;
     require_server_in_room(store, &event.room_id, ctx.origin.as_deref()).await?;
+    let origin = ctx.origin()?;
+    if !visible_to(store, origin, &event, &mut Default::default()).await? {
+        return Err(MatrixError::forbidden(
+            "The requesting server may not see that event",
+        ));
+    }
     Ok(get_event::v1::Response::new(
         api.server_keys_owner().to_owned(),
         MilliSecondsSinceUnixEpoch::now(),

@@ -27,7 +27,7 @@ fn prev_events(event: &StoredEvent) -> Vec<String> {
 }
 
 /// Whether `server` may see `event`, by the state before it.
-async fn visible_to(
+pub(crate) async fn visible_to(
     store: &dyn Store,
     server: &ServerName,
     event: &StoredEvent,
@@ -45,11 +45,12 @@ async fn visible_to(
     }
     let state = match &before {
         Some(snapshot_id) => {
-            let entries = store
-                .snapshot(snapshot_id)
-                .await?
-                .map(|snapshot| snapshot.entries)
-                .unwrap_or_default();
+            let Some(snapshot) = store.snapshot(snapshot_id).await? else {
+                // Nothing known of the state there: shown to nobody.
+                cache.insert(key, false);
+                return Ok(false);
+            };
+            let entries = snapshot.entries;
             let suffix = format!(":{server}");
             let wanted: Vec<String> = entries
                 .into_iter()
@@ -115,7 +116,10 @@ async fn walk_back(
     let mut frontier = store.events_by_id(&start).await?;
     let mut found = Vec::new();
     let mut cache = HashMap::new();
-    while found.len() < limit {
+    // Events the server may not see still cost a visit: bounded too.
+    let mut visits = 0;
+    while found.len() < limit && visits < limit.saturating_mul(10) {
+        visits += 1;
         frontier.retain(|event| event.room_id == room_id && event.depth >= min_depth);
         frontier.sort_by_key(|event| std::cmp::Reverse(event.depth));
         let Some(event) = frontier.first().cloned() else {
@@ -134,18 +138,12 @@ async fn walk_back(
     Ok(found)
 }
 
-fn origin(ctx: &RequestContext) -> Result<&ServerName, MatrixError> {
-    ctx.origin
-        .as_deref()
-        .ok_or_else(|| MatrixError::unauthorized("Only servers may call this endpoint"))
-}
-
 pub(crate) async fn backfill(
     api: Arc<FederationApi>,
     ctx: RequestContext,
     request: get_backfill::v1::Request,
 ) -> Result<get_backfill::v1::Response, MatrixError> {
-    let server = origin(&ctx)?;
+    let server = &**ctx.origin()?;
     let store = api.store.as_ref();
     let room_id = request.room_id.as_str();
     require_server_in_room(store, room_id, Some(server)).await?;
@@ -180,7 +178,7 @@ pub(crate) async fn missing_events(
     ctx: RequestContext,
     request: get_missing_events::v1::Request,
 ) -> Result<get_missing_events::v1::Response, MatrixError> {
-    let server = origin(&ctx)?;
+    let server = &**ctx.origin()?;
     let store = api.store.as_ref();
     let room_id = request.room_id.as_str();
     require_server_in_room(store, room_id, Some(server)).await?;

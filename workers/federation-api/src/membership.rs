@@ -14,18 +14,12 @@ use ruma::api::federation::membership::{
     RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
     prepare_leave_event,
 };
-use ruma::{OwnedEventId, RoomVersionId, ServerName, UserId};
+use ruma::{OwnedEventId, RoomVersionId, UserId};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::FederationApi;
 use crate::rooms::{self, auth_chain, current_head, raw_pdu, state_before};
-
-fn origin(ctx: &RequestContext) -> Result<&ServerName, MatrixError> {
-    ctx.origin
-        .as_deref()
-        .ok_or_else(|| MatrixError::unauthorized("Only servers may call this endpoint"))
-}
 
 fn template_refusal(error: ComposeError) -> MatrixError {
     match error {
@@ -44,7 +38,7 @@ impl FederationApi {
         membership: &str,
         supported: Option<&[RoomVersionId]>,
     ) -> Result<(RoomVersionId, Box<RawValue>), MatrixError> {
-        let origin = origin(ctx)?;
+        let origin = &**ctx.origin()?;
         if user_id.server_name() != origin {
             return Err(MatrixError::forbidden(
                 "The user is not a user of the requesting server",
@@ -104,7 +98,7 @@ impl FederationApi {
         pdu: &RawValue,
         kind: RemoteEventKind,
     ) -> Result<(), MatrixError> {
-        let origin = origin(ctx)?;
+        let origin = &**ctx.origin()?;
         let version = rooms::room_version(self.store.as_ref(), room_id).await?;
         require_acl(self.store.as_ref(), room_id, origin.as_str()).await?;
         let object = parse_pdu(pdu).map_err(|why| MatrixError::bad_json(why.0))?;
@@ -223,7 +217,7 @@ pub(crate) async fn invite(
     ctx: RequestContext,
     request: create_invite::v2::Request,
 ) -> Result<create_invite::v2::Response, MatrixError> {
-    let origin = origin(&ctx)?;
+    let origin = &**ctx.origin()?;
     let room_id = request.room_id.as_str();
     require_acl(api.store.as_ref(), room_id, origin.as_str()).await?;
     let version =
@@ -301,9 +295,6 @@ pub(crate) async fn invite(
         })
         .take(MAX_INVITE_STATE)
         .collect();
-    api.store
-        .set_invite_state(room_id, &invitee, &Value::Array(stripped).to_string())
-        .await?;
     myelin_process::request_room_input(
         api.bus.as_ref(),
         Partition::of_room(room_id),
@@ -316,6 +307,11 @@ pub(crate) async fn invite(
         }),
     )
     .await?;
+    // Kept once the room's writer took the invite: what the invitee's
+    // client is shown of a room this server does not hold.
+    api.store
+        .set_invite_state(room_id, &invitee, &Value::Array(stripped).to_string())
+        .await?;
     let raw = RawValue::from_string(signed_json)
         .map_err(|error| MatrixError::internal(error.to_string()))?;
     Ok(create_invite::v2::Response::new(raw))

@@ -184,7 +184,7 @@ impl FederationSender {
                         destination,
                         &txn_id,
                         batch.entries.last().map(|entry| entry.seq),
-                        batch.edus.last().map(|edu| edu.seq),
+                        &batch.edus.iter().map(|edu| edu.seq).collect::<Vec<_>>(),
                     )
                     .await
                     .map_err(store_error)?;

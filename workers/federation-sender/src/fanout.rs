@@ -118,21 +118,13 @@ fn destinations(event: &StoredEvent, mut servers: BTreeSet<String>, own: &str) -
     if event.event_type == "m.room.member"
         && let Some(target) = event.state_key.as_deref().and_then(server_of)
     {
-        let membership = myelin_room_membership(&event.pdu_json);
+        let membership = myelin_room::content_text(&event.pdu_json, "membership");
         if matches!(membership.as_deref(), Some("leave" | "ban")) {
             servers.insert(target.to_owned());
         }
     }
     servers.remove(own);
     servers
-}
-
-fn myelin_room_membership(pdu_json: &str) -> Option<String> {
-    let pdu: serde_json::Value = serde_json::from_str(pdu_json).ok()?;
-    pdu.get("content")?
-        .get("membership")?
-        .as_str()
-        .map(str::to_owned)
 }
 
 #[cfg(test)]

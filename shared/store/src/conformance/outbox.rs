@@ -60,7 +60,7 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
     assert_eq!(first.txn_id, None);
     assert_eq!(ids(&first), vec!["$1", "$2"]);
     store
-        .begin_transaction("a.test", "txn-1", Some(first.entries[1].seq), None)
+        .begin_transaction("a.test", "txn-1", Some(first.entries[1].seq), &[])
         .await
         .expect("begin");
     store
@@ -167,7 +167,7 @@ pub(super) async fn edus_go_out_with_the_next_transaction(store: &dyn Store) {
     assert!(first.entries.is_empty());
     assert_eq!(jsons(&first), vec![edu(1).edu_json]);
     store
-        .begin_transaction("edus.test", "edu-txn", None, Some(first.edus[0].seq))
+        .begin_transaction("edus.test", "edu-txn", None, &[first.edus[0].seq])
         .await
         .expect("begin");
     store.enqueue_edus(vec![edu(3)]).await.expect("enqueue");
@@ -187,7 +187,12 @@ pub(super) async fn edus_go_out_with_the_next_transaction(store: &dyn Store) {
         .expect("batch");
     assert_eq!(jsons(&next), vec![edu(2).edu_json, edu(3).edu_json]);
     store
-        .begin_transaction("edus.test", "edu-txn-2", None, Some(next.edus[1].seq))
+        .begin_transaction(
+            "edus.test",
+            "edu-txn-2",
+            None,
+            &[next.edus[0].seq, next.edus[1].seq],
+        )
         .await
         .expect("begin");
     store
@@ -201,4 +206,28 @@ pub(super) async fn edus_go_out_with_the_next_transaction(store: &dyn Store) {
             .expect("destinations")
             .contains(&"edus.test".to_owned())
     );
+    // A transaction ends with the very rows it carried: an EDU queued
+    // before them but not taken stays.
+    store
+        .enqueue_edus(vec![edu(4), edu(5)])
+        .await
+        .expect("enqueue");
+    let last = store
+        .outbox_batch("edus.test", 50, 100)
+        .await
+        .expect("batch");
+    assert_eq!(jsons(&last), vec![edu(4).edu_json, edu(5).edu_json]);
+    store
+        .begin_transaction("edus.test", "edu-txn-3", None, &[last.edus[1].seq])
+        .await
+        .expect("begin");
+    store
+        .end_transaction("edus.test", "edu-txn-3")
+        .await
+        .expect("end");
+    let left = store
+        .outbox_batch("edus.test", 50, 100)
+        .await
+        .expect("batch");
+    assert_eq!(jsons(&left), vec![edu(4).edu_json]);
 }
