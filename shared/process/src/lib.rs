@@ -13,6 +13,7 @@ pub mod partitions;
 mod role;
 mod room_input;
 mod serve;
+mod to_device;
 mod worker;
 
 pub use allocator::tune_allocator;
@@ -21,4 +22,5 @@ pub use observability::{init_tracing, labelled_counter};
 pub use role::{Role, Shutdown};
 pub use room_input::request_room_input;
 pub use serve::run_roles;
+pub use to_device::queue_to_device;
 pub use worker::{build_runtime, worker_main};

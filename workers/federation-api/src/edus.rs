@@ -3,9 +3,7 @@
 //! as a local one would go. An EDU that does not check out is dropped
 //! alone; the rest of the transaction goes on.
 
-use std::collections::BTreeSet;
-
-use myelin_bus::topics::{self, PresenceChanged, ReceiptChanged, ToDeviceQueued, TypingChanged};
+use myelin_bus::topics::{self, PresenceChanged, ReceiptChanged, TypingChanged};
 use myelin_store::{NewReceipt, NewToDevice, PresenceUpdate, ToDeviceSend};
 use myelin_types::now_millis;
 use ruma::api::federation::transactions::edu::{
@@ -253,7 +251,6 @@ impl FederationApi {
             return Err("to-device messages from a user not of the origin".to_owned());
         }
         let mut messages = Vec::new();
-        let mut recipients = BTreeSet::new();
         for (user_id, by_device) in &content.messages {
             if !self.is_local(user_id) {
                 continue;
@@ -284,7 +281,6 @@ impl FederationApi {
                         device_id: device_id.clone(),
                         content: json.to_owned(),
                     });
-                    recipients.insert(user_id.to_string());
                 }
             }
             if messages.len() > MAX_TO_DEVICE_MESSAGES {
@@ -293,26 +289,20 @@ impl FederationApi {
         }
         // The store takes each sender's message ID once: a repeated EDU
         // (a retried transaction) queues nothing.
-        let queued = self
-            .store
-            .send_to_device(ToDeviceSend {
+        myelin_process::queue_to_device(
+            self.store.as_ref(),
+            self.bus.as_ref(),
+            ToDeviceSend {
                 sender: content.sender.to_string(),
                 sender_device: format!("federation:{origin}"),
                 txn_id: content.message_id.to_string(),
                 event_type: content.ev_type.to_string(),
                 messages,
                 ts: now_millis(),
-            })
-            .await
-            .map_err(|error| error.to_string())?;
-        if let Some(position) = queued {
-            for user_id in recipients {
-                let queued = ToDeviceQueued { user_id, position };
-                if let Err(error) = topics::TO_DEVICE.announce(self.bus.as_ref(), &queued).await {
-                    tracing::warn!(%error, "cannot announce to-device messages");
-                }
-            }
-        }
+            },
+        )
+        .await
+        .map_err(|error| error.to_string())?;
         Ok(())
     }
 }

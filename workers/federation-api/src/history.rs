@@ -19,6 +19,13 @@ use crate::rooms::{raw_pdu, require_server_in_room};
 /// The most events one answer holds.
 const MAX_EVENTS: usize = 100;
 
+/// The asked number of events, at most [`MAX_EVENTS`].
+fn answer_limit(asked: ruma::UInt) -> usize {
+    usize::try_from(u64::from(asked))
+        .unwrap_or(MAX_EVENTS)
+        .min(MAX_EVENTS)
+}
+
 /// The prev_events of a stored PDU.
 fn prev_events(event: &StoredEvent) -> Vec<String> {
     myelin_room::Pdu::from_json(&event.event_id, &event.pdu_json)
@@ -147,9 +154,7 @@ pub(crate) async fn backfill(
     let store = api.store.as_ref();
     let room_id = request.room_id.as_str();
     require_server_in_room(store, room_id, Some(server)).await?;
-    let limit = usize::try_from(u64::from(request.limit))
-        .unwrap_or(MAX_EVENTS)
-        .min(MAX_EVENTS);
+    let limit = answer_limit(request.limit);
     let start: Vec<String> = request
         .v
         .iter()
@@ -182,9 +187,7 @@ pub(crate) async fn missing_events(
     let store = api.store.as_ref();
     let room_id = request.room_id.as_str();
     require_server_in_room(store, room_id, Some(server)).await?;
-    let limit = usize::try_from(u64::from(request.limit))
-        .unwrap_or(MAX_EVENTS)
-        .min(MAX_EVENTS);
+    let limit = answer_limit(request.limit);
     let stop: BTreeSet<String> = request
         .earliest_events
         .iter()

@@ -2,10 +2,10 @@
 //! queued in each device's inbox for its next sync, or for other servers'
 //! users in the federation queue, one EDU per server.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use myelin_bus::topics::{self, ToDeviceQueued};
+use myelin_bus::topics;
 use myelin_http::{MatrixError, RequestContext};
 use myelin_store::{NewToDevice, QueuedEdu, ToDeviceSend};
 use myelin_types::{Partition, now_millis};
@@ -31,7 +31,6 @@ pub(crate) async fn send(
     check_event_key("The event type", &event_type)?;
     check_txn_id(request.txn_id.as_str())?;
     let mut messages = Vec::new();
-    let mut recipients = BTreeSet::new();
     // Other servers' users: one EDU per server, queued for the sender.
     let mut remote: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     for (user_id, by_device) in &request.messages {
@@ -92,7 +91,6 @@ pub(crate) async fn send(
                     device_id: device_id.clone(),
                     content: content.to_owned(),
                 });
-                recipients.insert(user_id.to_string());
             }
             if messages.len() > MAX_MESSAGES {
                 return Err(MatrixError::too_large(format!(
@@ -101,25 +99,19 @@ pub(crate) async fn send(
             }
         }
     }
-    let queued = api
-        .store
-        .send_to_device(ToDeviceSend {
+    myelin_process::queue_to_device(
+        api.store.as_ref(),
+        api.bus.as_ref(),
+        ToDeviceSend {
             sender: user.user_id.clone(),
             sender_device: user.device_id.clone(),
             txn_id: request.txn_id.to_string(),
             event_type,
             messages,
             ts: now_millis(),
-        })
-        .await?;
-    if let Some(position) = queued {
-        for user_id in recipients {
-            let queued = ToDeviceQueued { user_id, position };
-            if let Err(error) = topics::TO_DEVICE.announce(api.bus.as_ref(), &queued).await {
-                tracing::warn!(%error, "cannot announce to-device messages");
-            }
-        }
-    }
+        },
+    )
+    .await?;
     if !remote.is_empty() {
         // The message ID names this send, so a retry is recognised remotely.
         let message_id = format!("{}:{}", user.device_id, request.txn_id);
