@@ -356,7 +356,11 @@ class Server:
 
     def start(self) -> None:
         self.prepare()
-        log = open(self.log_path, "wb")
+        self.launch()
+
+    def launch(self) -> None:
+        """Starts the prepared server (again, after stop(): same files and database)."""
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.command(), cwd=self.dir, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,

@@ -9,7 +9,12 @@ import { SharedArray } from 'k6/data';
 import { Counter, Trend } from 'k6/metrics';
 
 export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8008').replace(/\/$/, '');
-const CS = `${BASE_URL}/_matrix/client/v3`;
+
+// The Client-Server API of a user's server: BASE_URL, unless the fixture
+// gives the user its own (users on two federating servers).
+function cs(user) {
+    return `${(user.base_url || BASE_URL).replace(/\/$/, '')}/_matrix/client/v3`;
+}
 
 export const DURATION = __ENV.DURATION || '20s';
 // Long-poll timeout; the graceful stop must outlast it so the last polls end cleanly.
@@ -64,7 +69,7 @@ let txnCounter = 0;
 export function sendMessage(user, roomId, stamp) {
     txnCounter += 1;
     const txn = `lt${__VU}.${txnCounter}.${Date.now()}`;
-    const url = `${CS}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${txn}`;
+    const url = `${cs(user)}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${txn}`;
     const content = { msgtype: 'm.text', body: `load test message ${txnCounter}` };
     const started = Date.now();
     if (stamp) {
@@ -87,7 +92,7 @@ export function sendMessage(user, roomId, stamp) {
 export function syncOnce(user, since, timeoutMs) {
     const params = auth(user, 'sync');
     params.timeout = `${timeoutMs + 30000}ms`;
-    let url = `${CS}/sync?timeout=${timeoutMs}&filter=${encodeURIComponent(SYNC_FILTER)}`;
+    let url = `${cs(user)}/sync?timeout=${timeoutMs}&filter=${encodeURIComponent(SYNC_FILTER)}`;
     if (since) {
         url += `&since=${encodeURIComponent(since)}`;
     }
@@ -133,7 +138,7 @@ export function claimKeys(user, devices) {
         wanted[device.user_id] = wanted[device.user_id] || {};
         wanted[device.user_id][device.device_id] = 'signed_curve25519';
     }
-    const res = http.post(`${CS}/keys/claim`, JSON.stringify({ one_time_keys: wanted }), auth(user, 'claim'));
+    const res = http.post(`${cs(user)}/keys/claim`, JSON.stringify({ one_time_keys: wanted }), auth(user, 'claim'));
     if (!check(res, { 'claim 200': (r) => r.status === 200 })) {
         failed(res, 'claim');
         return;
@@ -163,7 +168,7 @@ export function sendToDevices(user, devices) {
             lt_sent_ms: started,
         };
     }
-    const url = `${CS}/sendToDevice/m.room.encrypted/${txn}`;
+    const url = `${cs(user)}/sendToDevice/m.room.encrypted/${txn}`;
     const res = http.put(url, JSON.stringify({ messages }), auth(user, 'send_to_device'));
     if (!check(res, { 'sendToDevice 200': (r) => r.status === 200 })) {
         failed(res, 'send_to_device');
@@ -175,7 +180,7 @@ export function sendToDevices(user, devices) {
 
 // Backward pagination from the live end of a room, as a client opening a room does.
 export function recentMessages(user, roomId, limit) {
-    const url = `${CS}/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=${limit}`;
+    const url = `${cs(user)}/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=${limit}`;
     const res = http.get(url, auth(user, 'messages'));
     if (check(res, { 'messages 200': (r) => r.status === 200 })) {
         messagesLatency.add(res.timings.duration);
