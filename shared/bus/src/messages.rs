@@ -94,10 +94,12 @@ pub struct JoinRemoteRoom {
     pub state_ids: Vec<String>,
 }
 
-/// Another server invites a user of this server (`PUT /v2/invite`): the
-/// invite, checked and countersigned here.
+/// A membership of a local user in a room this server may not be in:
+/// another server's invite (`PUT /v2/invite`, checked and countersigned
+/// here), or the user's rejection of it (signed here and accepted by a
+/// resident server through `make_leave`/`send_leave`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RemoteInvite {
+pub struct RemoteMembership {
     pub room_id: String,
     pub room_version: String,
     pub event_id: String,
@@ -111,7 +113,7 @@ pub enum RoomInput {
     CreateRoom(CreateRoom),
     Remote(RemoteEvent),
     JoinRemote(JoinRemoteRoom),
-    RemoteInvite(RemoteInvite),
+    RemoteMembership(RemoteMembership),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -489,12 +489,47 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
     // Alice's typing, read receipt and a to-device message reach Sam as
     // EDUs of Myelin's transactions.
     send_edus(&alice, &room_id, &sam_message, &sam).await;
-    let (typing, receipt, to_device, _) =
+    let (typing, receipt, to_device, presence) =
         wait_for_edus(&sam, &room_id, &alice.user_id, &sam_message).await;
     assert!(
-        typing && receipt && to_device,
-        "typing {typing}, receipt {receipt}, to-device {to_device}\n{}",
+        typing && receipt && to_device && presence,
+        "typing {typing}, receipt {receipt}, to-device {to_device}, presence {presence}\n{}",
         myelin.logs()
+    );
+
+    // Alice uploads keys: Myelin tells Synapse (`m.device_list_update`),
+    // Synapse fetches her devices again, Sam's sync lists her among the
+    // users whose devices changed and his key query shows the new key.
+    let since = sam.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let keys = crate::keys::device_keys(&alice, &signing);
+    let uploaded = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": keys}),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    assert!(
+        wait_for_device_change(&sam, &since, &alice.user_id).await,
+        "{}\n{}",
+        myelin.logs(),
+        synapse.log_tail()
+    );
+    let queried = sam
+        .post(
+            "/_matrix/client/v3/keys/query",
+            &json!({"device_keys": {&alice.user_id: []}}),
+        )
+        .await;
+    let device_id = keys["device_id"].as_str().expect("device_id");
+    assert_eq!(
+        queried.body["device_keys"][&alice.user_id][device_id]["keys"], keys["keys"],
+        "{}",
+        queried.text
     );
 
     // A room of Synapse's that needs an invite: Synapse refuses Alice.
@@ -634,6 +669,66 @@ async fn a_synapse_user_invites_a_myelin_user_who_joins() {
     );
 }
 
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn a_myelin_user_rejects_a_synapse_users_invite() {
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
+    let room_id = sam
+        .create_room(&json!({"preset": "private_chat", "name": "Declined"}))
+        .await;
+    let invited = sam.invite(&room_id, &alice.user_id).await;
+    assert_eq!(invited.status, 200, "{}\n{}", invited.text, myelin.logs());
+    assert!(wait_for_invite(&alice, &room_id).await, "{}", myelin.logs());
+
+    // Myelin is not in the room: the leave goes through Synapse
+    // (make_leave, signed here, send_leave).
+    let left = alice.leave(&room_id).await;
+    assert_eq!(
+        left.status,
+        200,
+        "{}\n{}\n{}",
+        left.text,
+        myelin.logs(),
+        synapse.log_tail()
+    );
+    let member_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+        crate::client::encode(&room_id),
+        crate::client::encode(&alice.user_id)
+    );
+    let seen_by_sam = sam.get(&member_path).await;
+    assert_eq!(
+        seen_by_sam.body["membership"], "leave",
+        "{}",
+        seen_by_sam.text
+    );
+    let synced = alice.sync(None, 0).await;
+    assert!(
+        synced["rooms"]["invite"].get(&room_id).is_none(),
+        "the declined invite is still offered: {}",
+        synced["rooms"]
+    );
+
+    // A second invite still reaches her, and she can take that one.
+    let again = sam.invite(&room_id, &alice.user_id).await;
+    assert_eq!(again.status, 200, "{}\n{}", again.text, synapse.log_tail());
+    assert!(wait_for_invite(&alice, &room_id).await, "{}", myelin.logs());
+    let joined = alice.join(&room_id).await;
+    assert_eq!(joined.status, 200, "{}\n{}", joined.text, myelin.logs());
+    let mut both = vec![alice.user_id.clone(), sam.user_id.clone()];
+    both.sort();
+    assert_eq!(joined_members(&sam, &room_id).await, both);
+}
+
 /// Syncs `reader` until `from`'s typing notice and read receipt for
 /// `event_id` show in the room, a to-device `org.example.note` arrived and
 /// `from`'s presence is known; which of the four did, within 30 s.
@@ -687,8 +782,9 @@ async fn wait_for_edus(
     (typing, receipt, to_device, presence)
 }
 
-/// `sender` starts typing in the room, marks `event_id` read and sends
-/// `recipient`'s device an `org.example.note` to-device message.
+/// `sender` starts typing in the room, marks `event_id` read, sends
+/// `recipient`'s device an `org.example.note` to-device message and sets
+/// a status message.
 async fn send_edus(sender: &Client, room_id: &str, event_id: &str, recipient: &Client) {
     let room = crate::client::encode(room_id);
     let typing = sender
@@ -727,6 +823,16 @@ async fn send_edus(sender: &Client, room_id: &str, event_id: &str, recipient: &C
         )
         .await;
     assert_eq!(sent.status, 200, "{}", sent.text);
+    let presence = sender
+        .put(
+            &format!(
+                "/_matrix/client/v3/presence/{}/status",
+                crate::client::encode(&sender.user_id)
+            ),
+            &json!({"presence": "online", "status_msg": "federating"}),
+        )
+        .await;
+    assert_eq!(presence.status, 200, "{}", presence.text);
 }
 
 #[tokio::test]

@@ -47,7 +47,9 @@ impl EventPersister {
                 RoomInput::CreateRoom(create) => self.create_room(create, fence).await,
                 RoomInput::Remote(remote) => self.accept_remote(remote, fence).await,
                 RoomInput::JoinRemote(join) => self.join_remote_room(join, fence).await,
-                RoomInput::RemoteInvite(invite) => self.accept_remote_invite(invite, fence).await,
+                RoomInput::RemoteMembership(membership) => {
+                    self.accept_remote_membership(membership, fence).await
+                }
             },
             Err(error) => Err(refused(
                 400,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use myelin_bus::messages::{
-    JoinRemoteRoom, RemoteEvent, RemoteEventKind, RemoteInvite, RoomInputDone, RoomInputRefused,
+    JoinRemoteRoom, RemoteEvent, RemoteEventKind, RemoteMembership, RoomInputDone, RoomInputRefused,
 };
 use myelin_room::{EventPool, Pdu, RoomState, authorize_citing, event_ref, resolve_state};
 use myelin_store::{CurrentStateChange, Fence, PersistEvent, PersistOutcome, StateEntry};
@@ -562,66 +562,88 @@ impl EventPersister {
 }
 
 impl EventPersister {
-    /// An invite of a local user from another server. In a room this
-    /// server is in, it is judged like any event of that room; otherwise it
-    /// is kept as the invitee's membership alone, until they join.
-    pub(crate) async fn accept_remote_invite(
+    /// A local user's membership from outside the room: another server's
+    /// invite, or the user's rejection of one. In a room this server is in,
+    /// it is judged like any event of that room; otherwise it is kept as the
+    /// user's membership alone (until they join).
+    pub(crate) async fn accept_remote_membership(
         &self,
-        invite: RemoteInvite,
+        event: RemoteMembership,
         fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
         let own_suffix = format!(":{}", self.server_key.server_name);
-        let resident = self
+        let members = self
             .event_store
-            .room_memberships(&invite.room_id)
+            .room_memberships(&event.room_id)
             .await
-            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        let resident = members
             .iter()
             .any(|member| member.membership == "join" && member.user_id.ends_with(&own_suffix));
         if resident {
             let remote = RemoteEvent {
-                room_id: invite.room_id,
-                event_id: invite.event_id,
-                pdu_json: invite.pdu_json,
-                origin: invite.origin,
+                room_id: event.room_id,
+                event_id: event.event_id,
+                pdu_json: event.pdu_json,
+                origin: event.origin,
                 kind: RemoteEventKind::Transaction,
             };
             return self.accept_remote(remote, fence).await;
         }
-        let slot = self.heads.slot(&invite.room_id);
+        let slot = self.heads.slot(&event.room_id);
         let mut guard = slot.lock().await;
         *guard = None;
         let done = |position| RoomInputDone {
-            room_id: invite.room_id.clone(),
-            event_id: invite.event_id.clone(),
+            room_id: event.room_id.clone(),
+            event_id: event.event_id.clone(),
             position,
         };
-        if self.already_stored(&invite.event_id).await? {
+        if self.already_stored(&event.event_id).await? {
             return Ok(done(None));
         }
-        let pdu = Pdu::from_json(&invite.event_id, &invite.pdu_json).map_err(bad_event)?;
+        let pdu = Pdu::from_json(&event.event_id, &event.pdu_json).map_err(bad_event)?;
+        let state_key = pdu.state_key.clone().unwrap_or_default();
+        let membership = membership_of(&pdu);
+        match membership.as_deref() {
+            Some("invite") => {}
+            // Only one's own rejection of an invite or a knock this server holds.
+            Some("leave") => {
+                let current = members
+                    .iter()
+                    .find(|member| member.user_id == state_key)
+                    .map(|member| member.membership.as_str());
+                if pdu.sender.as_str() != state_key || !matches!(current, Some("invite" | "knock"))
+                {
+                    return Err(refused(
+                        403,
+                        "M_FORBIDDEN",
+                        "Only an invited user's own leave is taken without the room",
+                    ));
+                }
+            }
+            _ => return Err(bad_event("not an invite or a leave")),
+        }
         let known_room = self
             .event_store
-            .room(&invite.room_id)
+            .room(&event.room_id)
             .await
             .map_err(unavailable)?
             .is_some();
-        let state_key = pdu.state_key.clone().unwrap_or_default();
         let record = PersistEvent {
-            event_id: invite.event_id.clone(),
-            room_id: invite.room_id.clone(),
+            event_id: event.event_id.clone(),
+            room_id: event.room_id.clone(),
             sender: pdu.sender.to_string(),
             event_type: "m.room.member".to_owned(),
             state_key: Some(state_key.clone()),
             depth: pdu.depth,
             origin_server_ts: pdu.origin_server_ts.get().into(),
-            pdu_json: invite.pdu_json.clone(),
+            pdu_json: event.pdu_json.clone(),
             // The room's graph is not held here: nothing it cites is.
             prev_events: Vec::new(),
-            membership: Some("invite".to_owned()),
+            membership: membership.clone(),
             txn: None,
             redaction: None,
-            new_room_version: (!known_room).then(|| invite.room_version.clone()),
+            new_room_version: (!known_room).then(|| event.room_version.clone()),
             push_actions: Vec::new(),
             fence: Some(fence),
             snapshots: None,
@@ -629,9 +651,9 @@ impl EventPersister {
                 entry: StateEntry {
                     event_type: "m.room.member".to_owned(),
                     state_key,
-                    event_id: invite.event_id.clone(),
+                    event_id: event.event_id.clone(),
                 },
-                membership: Some("invite".to_owned()),
+                membership,
             }]),
         };
         let position = self.persist_and_announce(record).await?;

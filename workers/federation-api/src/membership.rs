@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RemoteInvite, RoomInput};
+use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RemoteMembership, RoomInput};
 use myelin_federation::server_acl::require_acl;
 use myelin_federation::{check_pdu, parse_pdu};
 use myelin_http::{MatrixError, RequestContext};
@@ -298,7 +298,7 @@ pub(crate) async fn invite(
     myelin_process::request_room_input(
         api.bus.as_ref(),
         Partition::of_room(room_id),
-        RoomInput::RemoteInvite(RemoteInvite {
+        RoomInput::RemoteMembership(RemoteMembership {
             room_id: room_id.to_owned(),
             room_version: version.id.as_str().to_owned(),
             event_id: checked.event_id,

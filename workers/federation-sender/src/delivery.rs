@@ -36,6 +36,8 @@ impl FederationSender {
         let mut seen = topics::SERVER_SEEN.subscribe(self.bus.as_ref()).await?;
         let mut typing = topics::TYPING.subscribe(self.bus.as_ref()).await?;
         let mut receipts = topics::RECEIPTS.subscribe(self.bus.as_ref()).await?;
+        let mut device_lists = topics::DEVICE_LISTS.subscribe(self.bus.as_ref()).await?;
+        let mut presence = topics::PRESENCE.subscribe(self.bus.as_ref()).await?;
         let mut queued = topics::FEDERATION_QUEUED
             .subscribe(self.bus.as_ref())
             .await?;
@@ -49,6 +51,14 @@ impl FederationSender {
                     change = receipts.next() => {
                         let Some(change) = change else { break };
                         self.queue_receipt(change).await;
+                    }
+                    change = device_lists.next() => {
+                        let Some(change) = change else { break };
+                        self.queue_device_list_update(change).await;
+                    }
+                    change = presence.next() => {
+                        let Some(change) = change else { break };
+                        self.queue_presence(change).await;
                     }
                     message = queued.next() => {
                         if message.is_none() { break; }

@@ -1,9 +1,12 @@
-//! EDUs of this server's users: typing notices and read receipts, rung on
-//! the bus, are queued for the other servers in the room (each replica for
-//! the destinations it holds). To-device messages are queued by the client
-//! API directly.
+//! EDUs of this server's users: typing notices, read receipts, presence
+//! and device-list changes, rung on the bus, are queued for the other servers
+//! in the room, or in any room the user is in (each replica for the
+//! destinations it holds). To-device messages are queued by the client API
+//! directly.
 
-use myelin_bus::topics::{ReceiptChanged, TypingChanged};
+use std::collections::BTreeSet;
+
+use myelin_bus::topics::{DeviceListChanged, PresenceChanged, ReceiptChanged, TypingChanged};
 use myelin_store::QueuedEdu;
 use myelin_types::{Partition, StreamPosition};
 use serde_json::{Value, json};
@@ -19,13 +22,14 @@ impl FederationSender {
 
     /// Queues `edu` for every other server in the room this replica holds.
     async fn queue_for_room(&self, room_id: &str, edu: Value) {
-        let servers = match self.servers_in_room(room_id).await {
-            Ok(servers) => servers,
-            Err(error) => {
-                tracing::warn!(%error, %room_id, "cannot find the servers of a room");
-                return;
-            }
-        };
+        match self.servers_in_room(room_id).await {
+            Ok(servers) => self.queue_for_servers(servers, edu).await,
+            Err(error) => tracing::warn!(%error, %room_id, "cannot find the servers of a room"),
+        }
+    }
+
+    /// Queues `edu` for those of `servers` whose partition this replica holds.
+    async fn queue_for_servers(&self, servers: BTreeSet<String>, edu: Value) {
         let held = self.held().keys().copied().collect::<Vec<u16>>();
         let edu_json = edu.to_string();
         let edus: Vec<QueuedEdu> = servers
@@ -107,5 +111,95 @@ impl FederationSender {
             });
             self.queue_for_room(&receipt.room_id, edu).await;
         }
+    }
+
+    /// A local user's devices or keys changed: every server sharing a room
+    /// with them is told (`m.device_list_update`). The update cites no
+    /// earlier one (`prev_id` is empty), which asks the receiver to fetch
+    /// the whole list again (`/user/devices`), so it comes out right
+    /// whatever changed: new keys, a deleted device, cross-signing keys.
+    pub(crate) async fn queue_device_list_update(&self, change: DeviceListChanged) {
+        if !self.is_local(&change.user_id) {
+            return;
+        }
+        let user_id = change.user_id;
+        let found = async {
+            let servers = self.servers_sharing_a_room(&user_id).await?;
+            let devices = self.store.devices(&user_id).await?;
+            let stream_id = self.store.max_device_list_position().await?;
+            Ok::<_, myelin_store::StoreError>((servers, devices, stream_id))
+        };
+        let (servers, devices, stream_id) = match found.await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, %user_id, "cannot prepare a device-list update");
+                return;
+            }
+        };
+        // The update must name a device; with none left there is nothing
+        // a receiver could fetch either.
+        let Some(device) = devices.into_iter().next() else {
+            return;
+        };
+        let mut content = json!({
+            "user_id": user_id,
+            "device_id": device.device_id,
+            "stream_id": stream_id.0.max(0),
+            "prev_id": [],
+            "deleted": false,
+        });
+        if let Some(name) = device.display_name {
+            content["device_display_name"] = Value::String(name);
+        }
+        let edu = json!({"edu_type": "m.device_list_update", "content": content});
+        self.queue_for_servers(servers, edu).await;
+    }
+
+    /// A local user's presence changed: every server sharing a room with
+    /// them gets it (`m.presence`).
+    pub(crate) async fn queue_presence(&self, change: PresenceChanged) {
+        if !self.is_local(&change.user_id) {
+            return;
+        }
+        let user_id = change.user_id;
+        let found = async {
+            let record = self.store.presence(&user_id).await?;
+            let servers = self.servers_sharing_a_room(&user_id).await?;
+            Ok::<_, myelin_store::StoreError>((record, servers))
+        };
+        let (record, servers) = match found.await {
+            Ok((Some(record), servers)) => (record, servers),
+            Ok((None, _)) => return,
+            Err(error) => {
+                tracing::warn!(%error, %user_id, "cannot prepare a presence update");
+                return;
+            }
+        };
+        let mut entry = json!({
+            "user_id": user_id,
+            "presence": record.state,
+            "last_active_ago": (myelin_types::now_millis() - record.last_active_ts).max(0),
+            "currently_active": record.state == "online",
+        });
+        if let Some(status) = record.status_msg {
+            entry["status_msg"] = Value::String(status);
+        }
+        let edu = json!({"edu_type": "m.presence", "content": {"push": [entry]}});
+        self.queue_for_servers(servers, edu).await;
+    }
+
+    /// The other servers with a user in a room `user_id` is joined to.
+    async fn servers_sharing_a_room(
+        &self,
+        user_id: &str,
+    ) -> myelin_store::StoreResult<BTreeSet<String>> {
+        let mut servers = BTreeSet::new();
+        for membership in self.store.memberships_of_user(user_id).await? {
+            if membership.membership == "join" {
+                servers.extend(self.servers_in_room(&membership.room_id).await?);
+            }
+        }
+        servers.remove(&self.config.server_name);
+        Ok(servers)
     }
 }

@@ -96,7 +96,12 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         let api = Arc::clone(&a);
         async move {
             let user = context.user()?;
-            api.require_room(request.room_id.as_str()).await?;
+            let room_id = request.room_id.as_str();
+            api.require_room(room_id).await?;
+            if let Some(servers) = api.remote_leave_servers(room_id, &user.user_id).await? {
+                api.leave_remote(&user.user_id, room_id, &servers).await?;
+                return Ok(json!({}));
+            }
             api.set_membership(
                 request.room_id.as_str(),
                 &user.user_id,
@@ -316,20 +321,7 @@ impl ClientApi {
                 .iter()
                 .any(|member| member.membership == "join" && self.is_local_name(&member.user_id));
             // Invited to a room this server is not in: join through the inviter's server.
-            let inviter_server = members
-                .iter()
-                .find(|member| member.user_id == user_id && member.membership == "invite")
-                .map(|member| member.event_id.clone());
-            let inviter_server = match inviter_server {
-                Some(event_id) => self
-                    .store
-                    .event(&event_id)
-                    .await?
-                    .and_then(|event| ruma::OwnedUserId::try_from(event.sender).ok())
-                    .map(|sender| sender.server_name().to_owned())
-                    .filter(|server| server.as_str() != self.server_name),
-                None => None,
-            };
+            let inviter_server = self.inviter_server(&members, user_id).await?;
             if resident || (servers.is_empty() && inviter_server.is_none()) {
                 return self.join(user_id, room_id, reason).await;
             }
@@ -343,6 +335,58 @@ impl ClientApi {
         }
         self.join_remote(user_id, room_id, &servers).await?;
         Ok(json!({"room_id": room_id}))
+    }
+
+    /// The other server whose user invited `user_id`, if it is invited.
+    async fn inviter_server(
+        &self,
+        members: &[myelin_store::Membership],
+        user_id: &str,
+    ) -> Result<Option<ruma::OwnedServerName>, MatrixError> {
+        let invite = members
+            .iter()
+            .find(|member| member.user_id == user_id && member.membership == "invite");
+        let Some(invite) = invite else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .event(&invite.event_id)
+            .await?
+            .and_then(|event| ruma::OwnedUserId::try_from(event.sender).ok())
+            .map(|sender| sender.server_name().to_owned())
+            .filter(|server| server.as_str() != self.server_name))
+    }
+
+    /// Where to leave a room this server is not in, when the user is
+    /// invited to it or knocked on it: the inviter's server, then the room
+    /// ID's. `None` when this server is in the room (the leave is written here).
+    async fn remote_leave_servers(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Vec<ruma::OwnedServerName>>, MatrixError> {
+        let members = self.store.room_memberships(room_id).await?;
+        let resident = members
+            .iter()
+            .any(|member| member.membership == "join" && self.is_local_name(&member.user_id));
+        let pending = members.iter().any(|member| {
+            member.user_id == user_id && matches!(member.membership.as_str(), "invite" | "knock")
+        });
+        if resident || !pending {
+            return Ok(None);
+        }
+        let mut servers: Vec<_> = self
+            .inviter_server(&members, user_id)
+            .await?
+            .into_iter()
+            .collect();
+        if let Ok(room) = ruma::OwnedRoomId::try_from(room_id)
+            && let Some(server) = room.server_name()
+        {
+            servers.push(server.to_owned());
+        }
+        Ok(Some(servers))
     }
 
     /// Whether an alias or ID names this server.

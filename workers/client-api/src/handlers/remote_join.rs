@@ -1,15 +1,19 @@
-//! Joining a room this server does not have: ask a resident server for a
-//! template (`make_join`), sign it as this server, send it back
+//! Memberships in rooms this server does not have. Joining: ask a resident
+//! server for a template (`make_join`), sign it as this server, send it back
 //! (`send_join`), check every event of the state and auth chain it returns,
-//! keep them, and hand the join to the room's writer.
+//! keep them, and hand the join to the room's writer. Rejecting an invite
+//! goes the same way through `make_leave`/`send_leave`; inviting another
+//! server's user through `/v2/invite`.
 
-use myelin_bus::messages::{JoinRemoteRoom, RoomInput};
+use myelin_bus::messages::{JoinRemoteRoom, RemoteMembership, RoomInput};
 use myelin_federation::{FederationError, check_pdu, parse_pdu};
 use myelin_http::MatrixError;
 use myelin_room::RoomVersion;
 use myelin_store::OutlierEvent;
 use myelin_types::Partition;
-use ruma::api::federation::membership::{create_invite, create_join_event, prepare_join_event};
+use ruma::api::federation::membership::{
+    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+};
 use ruma::api::federation::query::get_room_information;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedRoomAliasId, OwnedRoomId, OwnedServerName,
@@ -57,13 +61,7 @@ impl ClientApi {
         servers: &[OwnedServerName],
     ) -> Result<(), MatrixError> {
         let mut last_error = MatrixError::not_found("No server to join this room through is known");
-        let own = self.federation.server_name();
-        let mut seen = std::collections::HashSet::new();
-        let candidates = servers
-            .iter()
-            .filter(|server| server.as_str() != own.as_str() && seen.insert(server.as_str()))
-            .take(MAX_JOIN_SERVERS);
-        for server in candidates {
+        for server in self.other_servers(servers) {
             match self.join_through(user_id, room_id, server).await {
                 Ok(()) => return Ok(()),
                 // The room's rules refused: another server will say the same.
@@ -75,6 +73,92 @@ impl ClientApi {
             }
         }
         Err(last_error)
+    }
+
+    /// The first few of `servers`, without repeats or this server.
+    fn other_servers<'a>(&self, servers: &'a [OwnedServerName]) -> Vec<&'a OwnedServerName> {
+        let own = self.federation.server_name();
+        let mut seen = std::collections::HashSet::new();
+        servers
+            .iter()
+            .filter(|server| server.as_str() != own.as_str() && seen.insert(server.as_str()))
+            .take(MAX_JOIN_SERVERS)
+            .collect()
+    }
+
+    /// Rejects an invite (or withdraws a knock) for a room this server is
+    /// not in, through the first of `servers` that takes the leave.
+    pub(crate) async fn leave_remote(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        servers: &[OwnedServerName],
+    ) -> Result<(), MatrixError> {
+        let mut last_error =
+            MatrixError::not_found("No server to leave this room through is known");
+        for server in self.other_servers(servers) {
+            match self.leave_through(user_id, room_id, server).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::info!(%server, %room_id, error = %error.error, "a remote leave failed");
+                    last_error = error;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// `make_leave` from a resident server, signed here, `send_leave` back,
+    /// then kept as the user's membership by the room's writer.
+    async fn leave_through(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        server: &OwnedServerName,
+    ) -> Result<(), MatrixError> {
+        let room = OwnedRoomId::try_from(room_id)
+            .map_err(|error| MatrixError::invalid_param(format!("Bad room ID: {error}")))?;
+        let user = OwnedUserId::try_from(user_id)
+            .map_err(|error| MatrixError::invalid_param(error.to_string()))?;
+        let made = self
+            .federation
+            .send(
+                server,
+                prepare_leave_event::v1::Request::new(room.clone(), user),
+            )
+            .await
+            .map_err(FederationError::into_matrix_error)?;
+        let (version, event_id, raw) = self.sign_template(
+            server,
+            made.room_version,
+            &made.event,
+            user_id,
+            room_id,
+            "leave",
+        )?;
+        let event = ruma::OwnedEventId::try_from(event_id.as_str())
+            .map_err(|error| bad_answer(server, error))?;
+        self.federation
+            .send(
+                server,
+                create_leave_event::v2::Request::new(room, event, raw.clone()),
+            )
+            .await
+            .map_err(FederationError::into_matrix_error)?;
+        let leave = RemoteMembership {
+            room_id: room_id.to_owned(),
+            room_version: version.id.as_str().to_owned(),
+            event_id,
+            pdu_json: raw.get().to_owned(),
+            origin: self.server_name.clone(),
+        };
+        myelin_process::request_room_input(
+            self.bus.as_ref(),
+            Partition::of_room(room_id),
+            RoomInput::RemoteMembership(leave),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn join_through(
@@ -97,27 +181,14 @@ impl ClientApi {
             .send(server, request)
             .await
             .map_err(FederationError::into_matrix_error)?;
-        let version_id = made.room_version.unwrap_or(RoomVersionId::V1);
-        let version = RoomVersion::stable(version_id.as_str()).ok_or_else(|| {
-            MatrixError::new(
-                http::StatusCode::BAD_REQUEST,
-                "M_UNSUPPORTED_ROOM_VERSION",
-                format!("The room's version {version_id} is not supported"),
-            )
-        })?;
-        if version.rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
-            return Err(MatrixError::new(
-                http::StatusCode::BAD_REQUEST,
-                "M_UNSUPPORTED_ROOM_VERSION",
-                "Joining rooms of versions 1 and 2 over federation is not supported",
-            ));
-        }
-        let (event_id, pdu) =
-            self.sign_template(server, &version, &made.event, user_id, room_id)?;
-        let raw = RawValue::from_string(
-            serde_json::to_string(&pdu).map_err(|error| bad_answer(server, error))?,
-        )
-        .map_err(|error| bad_answer(server, error))?;
+        let (version, event_id, raw) = self.sign_template(
+            server,
+            made.room_version,
+            &made.event,
+            user_id,
+            room_id,
+            "join",
+        )?;
         let event = ruma::OwnedEventId::try_from(event_id.as_str())
             .map_err(|error| bad_answer(server, error))?;
         let joined = self
@@ -176,16 +247,34 @@ impl ClientApi {
         Ok(())
     }
 
-    /// The template, checked to be the user's own join to that room, with
-    /// this server's hashes and signature; returns its event ID.
+    /// A resident server's template (`make_join`, `make_leave`), checked to
+    /// be the user's own `membership` of that room in a version this server
+    /// can join over federation, with this server's hashes and signature;
+    /// returns the room version, the event ID and the signed event.
     fn sign_template(
         &self,
         server: &OwnedServerName,
-        version: &RoomVersion,
+        version_id: Option<RoomVersionId>,
         template: &RawValue,
         user_id: &str,
         room_id: &str,
-    ) -> Result<(String, CanonicalJsonObject), MatrixError> {
+        wanted: &str,
+    ) -> Result<(RoomVersion, String, Box<RawValue>), MatrixError> {
+        let version_id = version_id.unwrap_or(RoomVersionId::V1);
+        let version = RoomVersion::stable(version_id.as_str()).ok_or_else(|| {
+            MatrixError::new(
+                http::StatusCode::BAD_REQUEST,
+                "M_UNSUPPORTED_ROOM_VERSION",
+                format!("The room's version {version_id} is not supported"),
+            )
+        })?;
+        if version.rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
+            return Err(MatrixError::new(
+                http::StatusCode::BAD_REQUEST,
+                "M_UNSUPPORTED_ROOM_VERSION",
+                "Rooms of versions 1 and 2 are not supported over federation",
+            ));
+        }
         let mut object: CanonicalJsonObject =
             serde_json::from_str(template.get()).map_err(|error| bad_answer(server, error))?;
         let text = |key: &str| match object.get(key) {
@@ -203,9 +292,12 @@ impl ClientApi {
             || text("sender").as_deref() != Some(user_id)
             || text("state_key").as_deref() != Some(user_id)
             || text("room_id").as_deref() != Some(room_id)
-            || membership.as_deref() != Some("join")
+            || membership.as_deref() != Some(wanted)
         {
-            return Err(bad_answer(server, "the template is not this user's join"));
+            return Err(bad_answer(
+                server,
+                format!("the template is not this user's {wanted}"),
+            ));
         }
         object.insert(
             "origin_server_ts".to_owned(),
@@ -213,8 +305,12 @@ impl ClientApi {
                 ruma::Int::new(myelin_types::now_millis()).unwrap_or_default(),
             ),
         );
-        let event_id = self.sign_event(version, &mut object)?;
-        Ok((event_id, object))
+        let event_id = self.sign_event(&version, &mut object)?;
+        let raw = RawValue::from_string(
+            serde_json::to_string(&object).map_err(|error| bad_answer(server, error))?,
+        )
+        .map_err(|error| bad_answer(server, error))?;
+        Ok((version, event_id, raw))
     }
 
     /// Adds this server's hashes and signature to an event built here for
