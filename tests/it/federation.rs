@@ -52,8 +52,16 @@ pub(crate) const FAST_RETRIES: &str = "federation:\n  destination_min_retry_inte
      destination_max_retry_interval: 2000\n";
 
 /// A Myelin named `127.0.0.1:<port>` with federation on that port (TLS)
-/// and its client listener elsewhere.
+/// and its client listener elsewhere, sharing its room directory.
 pub(crate) async fn federating_myelin(certificates: &Certificates) -> Server {
+    federating_myelin_with(certificates, SHARED_DIRECTORY).await
+}
+
+/// Lets other servers read a server's room directory (Synapse reads the same key).
+pub(crate) const SHARED_DIRECTORY: &str = "allow_public_rooms_over_federation: true\n";
+
+/// [`federating_myelin`] with `settings` (YAML) instead of a shared directory.
+pub(crate) async fn federating_myelin_with(certificates: &Certificates, settings: &str) -> Server {
     let port = free_port();
     let federation_listener = format!(
         "listeners:\n  - port: {port}\n    tls: true\n    type: http\n    \
@@ -65,7 +73,7 @@ pub(crate) async fn federating_myelin(certificates: &Certificates) -> Server {
         .edit_config("listeners:\n", &federation_listener)
         .edit_config(
             "trusted_key_servers:\n  - server_name: \"matrix.org\"\n",
-            &format!("{LOOPBACK_FEDERATION}{FAST_RETRIES}"),
+            &format!("{LOOPBACK_FEDERATION}{FAST_RETRIES}{settings}"),
         )
         .env("MYELIN_TLS_CERTIFICATE_PATH", &certificates.certificate)
         .env("MYELIN_TLS_PRIVATE_KEY_PATH", &certificates.key)

@@ -65,6 +65,9 @@ pub struct Config {
     /// `GET`/`POST /publicRooms` answer without an access token (off by
     /// default, as in Synapse).
     pub allow_public_rooms_without_auth: bool,
+    /// Other servers may read the room directory (`/federation/v1/publicRooms`;
+    /// off by default, as in Synapse).
+    pub allow_public_rooms_over_federation: bool,
     /// Address ranges previews may not fetch from; when unset, the
     /// private, loopback, link-local and reserved ranges.
     pub url_preview_ip_range_blacklist: Option<Vec<String>>,
@@ -138,6 +141,7 @@ impl Default for Config {
             user_directory: UserDirectoryConfig::default(),
             url_preview_enabled: false,
             allow_public_rooms_without_auth: false,
+            allow_public_rooms_over_federation: false,
             url_preview_ip_range_blacklist: None,
             url_preview_ip_range_whitelist: Vec::new(),
             max_spider_size: None,
@@ -673,6 +677,7 @@ const KNOWN_KEYS: &[&str] = &[
     "user_directory",
     "url_preview_enabled",
     "allow_public_rooms_without_auth",
+    "allow_public_rooms_over_federation",
     "url_preview_ip_range_blacklist",
     "url_preview_ip_range_whitelist",
     "max_spider_size",

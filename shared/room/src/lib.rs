@@ -11,6 +11,7 @@ mod auth;
 mod build;
 mod client_format;
 mod compose;
+pub mod directory;
 mod filter;
 mod keys;
 mod pdu;

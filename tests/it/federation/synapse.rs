@@ -8,8 +8,8 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use super::{
-    Certificates, FAST_RETRIES, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen,
-    federating_myelin, user_with_name,
+    Certificates, FAST_RETRIES, LOOPBACK_FEDERATION, SHARED_DIRECTORY, check_remote_keys,
+    displayname_seen, federating_myelin, federating_myelin_with, user_with_name,
 };
 use crate::client::{Client, message_bodies};
 use crate::harness::{TempDir, free_port};
@@ -75,7 +75,9 @@ impl Synapse {
              - port: {client_port}\n    tls: false\n    type: http\n    \
              bind_addresses: ['127.0.0.1']\n    resources: [{{names: [client], compress: false}}]\n\
              tls_certificate_path: \"{certificate}\"\ntls_private_key_path: \"{key}\"\n\
-             {LOOPBACK_FEDERATION}{FAST_RETRIES}ip_range_blacklist: []\nsuppress_key_server_warning: true\n\
+             {LOOPBACK_FEDERATION}{FAST_RETRIES}{SHARED_DIRECTORY}ip_range_blacklist: []\n\
+             suppress_key_server_warning: true\n\
+             room_list_publication_rules: [{{action: allow}}]\n\
              enable_registration: true\nenable_registration_without_verification: true\n\
              rc_registration: {{per_second: 1000, burst_count: 1000}}\n\
              rc_message: {{per_second: 1000, burst_count: 1000}}\n\
@@ -727,6 +729,98 @@ async fn a_myelin_user_rejects_a_synapse_users_invite() {
     let mut both = vec![alice.user_id.clone(), sam.user_id.clone()];
     both.sort();
     assert_eq!(joined_members(&sam, &room_id).await, both);
+}
+
+/// The names of the rooms `asker`'s server lists for `server` (`POST
+/// /publicRooms?server=`), searched for `term`; the answer when it fails.
+async fn listed_names(asker: &Client, server: &str, term: &str) -> Result<Vec<String>, String> {
+    let listed = asker
+        .post(
+            &format!(
+                "/_matrix/client/v3/publicRooms?server={}",
+                crate::client::encode(server)
+            ),
+            &json!({"filter": {"generic_search_term": term}, "limit": 10}),
+        )
+        .await;
+    if listed.status != 200 {
+        return Err(format!("{} {}", listed.status, listed.text));
+    }
+    Ok(listed.body["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|room| room["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn room_directories_are_read_across_servers() {
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: certificates,
+    } = Peers::start().await;
+    alice
+        .create_room(
+            &json!({"preset": "public_chat", "visibility": "public", "name": "Myelin lobby"}),
+        )
+        .await;
+    sam.create_room(
+        &json!({"preset": "public_chat", "visibility": "public", "name": "Synapse lounge"}),
+    )
+    .await;
+
+    // Synapse's client reads Myelin's directory, searched; and the other way.
+    let from_synapse = listed_names(&sam, myelin.server_name(), "lobby").await;
+    assert_eq!(
+        from_synapse,
+        Ok(vec!["Myelin lobby".to_owned()]),
+        "{}",
+        synapse.log_tail()
+    );
+    assert_eq!(
+        listed_names(&sam, myelin.server_name(), "nothing like it").await,
+        Ok(vec![])
+    );
+    // Synapse lists a new room once its room statistics caught up (and
+    // only because its test settings let users publish rooms).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut from_myelin = listed_names(&alice, &synapse.server_name, "lounge").await;
+    while from_myelin == Ok(vec![]) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        from_myelin = listed_names(&alice, &synapse.server_name, "lounge").await;
+    }
+    assert_eq!(
+        from_myelin,
+        Ok(vec!["Synapse lounge".to_owned()]),
+        "{}",
+        synapse.log_tail()
+    );
+
+    // A server that keeps its directory to itself refuses other servers.
+    let private = federating_myelin_with(&certificates, "").await;
+    let quiet = user_with_name(&private.url(), "quiet", "Quiet").await;
+    quiet
+        .create_room(&json!({"preset": "public_chat", "visibility": "public", "name": "Hidden"}))
+        .await;
+    let refused = listed_names(&alice, private.server_name(), "").await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|answer| answer.starts_with("403")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        listed_names(&quiet, private.server_name(), "").await,
+        Ok(vec!["Hidden".to_owned()])
+    );
 }
 
 /// Syncs `reader` until `from`'s typing notice and read receipt for

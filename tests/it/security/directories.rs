@@ -95,8 +95,14 @@ async fn room_directory_refuses_strangers_and_bad_input() {
         )
         .await
         .assert_error(400, "M_INVALID_PARAM");
+    // Another server's directory is asked over federation: one that cannot
+    // be reached is a 502, a name that is no server name a 400.
     owner
         .get("/_matrix/client/v3/publicRooms?server=elsewhere.test")
+        .await
+        .assert_error(502, "M_UNKNOWN");
+    owner
+        .get("/_matrix/client/v3/publicRooms?server=not%20a%20server")
         .await
         .assert_error(400, "M_INVALID_PARAM");
     owner

@@ -64,6 +64,8 @@ impl Role for FederationApi {
             .handle(&self, query::version)
             .handle(&self, query::profile)
             .handle(&self, query::directory)
+            .handle(&self, query::public_rooms)
+            .handle(&self, query::public_rooms_filtered)
             .handle(&self, membership::make_join)
             .handle(&self, membership::send_join)
             .handle(&self, membership::make_leave)

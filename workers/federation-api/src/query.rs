@@ -1,11 +1,14 @@
-//! `/version` and the profile query.
+//! `/version`, the profile and alias queries and the room directory.
 
 use std::sync::Arc;
 
 use myelin_http::{MatrixError, RequestContext};
+use myelin_room::directory::{DirectoryError, DirectoryPage, DirectoryQuery, list_public_rooms};
 use ruma::OwnedRoomId;
+use ruma::api::federation::directory::{get_public_rooms, get_public_rooms_filtered};
 use ruma::api::federation::discovery::get_server_version;
 use ruma::api::federation::query::{get_profile_information, get_room_information};
+use ruma::directory::{Filter, RoomNetwork};
 use ruma::profile::ProfileFieldName;
 
 use crate::FederationApi;
@@ -88,4 +91,75 @@ pub(crate) async fn directory(
         }
     }
     Ok(get_room_information::v1::Response::new(room_id, servers))
+}
+
+/// `GET /publicRooms`: this server's room directory, for another server's
+/// client, when the operator allows it.
+pub(crate) async fn public_rooms(
+    api: Arc<FederationApi>,
+    _: RequestContext,
+    request: get_public_rooms::v1::Request,
+) -> Result<get_public_rooms::v1::Response, MatrixError> {
+    let since = request.since.as_deref();
+    let page = directory_page(
+        &api,
+        request.limit,
+        since,
+        &Filter::new(),
+        &request.room_network,
+    )
+    .await?;
+    let mut response = get_public_rooms::v1::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.total_room_count_estimate = page.total;
+    Ok(response)
+}
+
+/// `POST /publicRooms`: the same, searched.
+pub(crate) async fn public_rooms_filtered(
+    api: Arc<FederationApi>,
+    _: RequestContext,
+    request: get_public_rooms_filtered::v1::Request,
+) -> Result<get_public_rooms_filtered::v1::Response, MatrixError> {
+    let since = request.since.as_deref();
+    let page = directory_page(
+        &api,
+        request.limit,
+        since,
+        &request.filter,
+        &request.room_network,
+    )
+    .await?;
+    let mut response = get_public_rooms_filtered::v1::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.total_room_count_estimate = page.total;
+    Ok(response)
+}
+
+async fn directory_page(
+    api: &FederationApi,
+    limit: Option<ruma::UInt>,
+    since: Option<&str>,
+    filter: &Filter,
+    network: &RoomNetwork,
+) -> Result<DirectoryPage, MatrixError> {
+    if !api.config.allow_public_rooms_over_federation {
+        return Err(MatrixError::forbidden(
+            "This server does not share its room directory with other servers",
+        ));
+    }
+    let query = DirectoryQuery {
+        limit,
+        since,
+        filter,
+        network,
+    };
+    list_public_rooms(api.store.as_ref(), query)
+        .await
+        .map_err(|error| match error {
+            DirectoryError::Invalid(why) => MatrixError::invalid_param(why.0),
+            DirectoryError::Store(error) => error.into(),
+        })
 }

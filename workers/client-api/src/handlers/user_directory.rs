@@ -10,7 +10,7 @@ use ruma::api::client::user_directory::search_users;
 use ruma::{OwnedMxcUri, OwnedUserId};
 
 use crate::ClientApi;
-use crate::handlers::directory::MAX_SEARCH_TERM_CHARS;
+use myelin_room::directory::MAX_SEARCH_TERM_CHARS;
 
 /// The most results one search returns, whatever the client asks.
 const MAX_LIMIT: usize = 50;
