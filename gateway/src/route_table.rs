@@ -25,7 +25,10 @@ pub fn role_for(path: &str) -> Option<RouteRole> {
     if path.starts_with("/_matrix/static") || path.starts_with("/.well-known/matrix/") {
         return Some(RouteRole::Edge);
     }
-    if path.starts_with("/_matrix/media/") || path.starts_with("/_matrix/client/v1/media/") {
+    if path.starts_with("/_matrix/media/")
+        || path.starts_with("/_matrix/client/v1/media/")
+        || path.starts_with("/_matrix/federation/v1/media/")
+    {
         return Some(RouteRole::Media);
     }
     if path.starts_with("/_matrix/federation/") || path.starts_with("/_matrix/key/") {
@@ -71,6 +74,10 @@ mod tests {
             Some(RouteRole::ClientApi)
         );
         assert_eq!(role_for("/_matrix/media/v3/upload"), Some(RouteRole::Media));
+        assert_eq!(
+            role_for("/_matrix/federation/v1/media/download/abc"),
+            Some(RouteRole::Media)
+        );
         assert_eq!(
             role_for("/_matrix/client/v1/media/config"),
             Some(RouteRole::Media)

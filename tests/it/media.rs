@@ -67,10 +67,10 @@ impl MediaServer {
 }
 
 /// One answer with its body as bytes.
-struct Bytes {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Bytes {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Bytes {
@@ -82,7 +82,7 @@ impl Bytes {
     }
 
     #[track_caller]
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|_| {
             panic!(
                 "{} answered {}",
@@ -103,7 +103,7 @@ impl Bytes {
     }
 }
 
-async fn send(
+pub(crate) async fn send(
     client: &Client,
     method: reqwest::Method,
     path: &str,
@@ -154,7 +154,7 @@ async fn upload(client: &Client, query: &str, content_type: &str, body: &[u8]) -
         .to_owned()
 }
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let pixels = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 200])
     });
@@ -165,7 +165,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-fn dimensions(bytes: &[u8]) -> (u32, u32) {
+pub(crate) fn dimensions(bytes: &[u8]) -> (u32, u32) {
     let image = image::load_from_memory(bytes).expect("the thumbnail decodes");
     (image.width(), image.height())
 }

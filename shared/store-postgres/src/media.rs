@@ -244,11 +244,59 @@ impl MediaStore for PostgresStore {
         let in_use = self
             .query_opt(
                 "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = $1) \
-                 OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = $1)",
+                 OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = $1) \
+                 OR EXISTS (SELECT 1 FROM remote_media WHERE sha256 = $1)",
                 &[&sha256],
                 |row| get::<bool>(row, 0),
             )
             .await?;
         Ok(in_use.unwrap_or(false))
+    }
+
+    async fn remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+    ) -> StoreResult<Option<MediaContent>> {
+        self.query_opt(
+            "SELECT content_type, upload_name, size, sha256 FROM remote_media \
+             WHERE origin = $1 AND media_id = $2",
+            &[&origin, &media_id],
+            |row| {
+                Ok(MediaContent {
+                    content_type: get(row, 0)?,
+                    upload_name: get(row, 1)?,
+                    size: get::<i64>(row, 2)?.max(0) as u64,
+                    sha256: get(row, 3)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn put_remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        content: &MediaContent,
+        fetched_ts: i64,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO remote_media \
+             (origin, media_id, content_type, upload_name, size, sha256, fetched_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (origin, media_id) DO NOTHING",
+            &[
+                &origin,
+                &media_id,
+                &content.content_type,
+                &content.upload_name,
+                &(content.size as i64),
+                &content.sha256,
+                &fetched_ts,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -111,6 +111,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         26,
         include_str!("../../../migrations/postgres/0026_federation_edu_outbox.sql"),
     ),
+    (
+        27,
+        include_str!("../../../migrations/postgres/0027_remote_media.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -270,9 +270,68 @@ impl MediaStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = ?1) \
-                 OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = ?1)",
+                 OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = ?1) \
+                 OR EXISTS (SELECT 1 FROM remote_media WHERE sha256 = ?1)",
             )?
             .query_row([sha256], |row| row.get(0))
+        })
+        .await
+    }
+
+    async fn remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+    ) -> StoreResult<Option<MediaContent>> {
+        let (origin, media_id) = (origin.to_owned(), media_id.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT content_type, upload_name, size, sha256 FROM remote_media \
+                 WHERE origin = ?1 AND media_id = ?2",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![origin, media_id], |row| {
+                    Ok(MediaContent {
+                        content_type: row.get(0)?,
+                        upload_name: row.get(1)?,
+                        size: row.get::<_, i64>(2)?.max(0) as u64,
+                        sha256: row.get(3)?,
+                    })
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn put_remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        content: &MediaContent,
+        fetched_ts: i64,
+    ) -> StoreResult<()> {
+        let (origin, media_id, content) = (origin.to_owned(), media_id.to_owned(), content.clone());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO remote_media \
+                 (origin, media_id, content_type, upload_name, size, sha256, fetched_ts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (origin, media_id) DO NOTHING",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    origin,
+                    media_id,
+                    content.content_type,
+                    content.upload_name,
+                    content.size as i64,
+                    content.sha256,
+                    fetched_ts,
+                ])
+            })
+            .map_err(map_error)?;
+            Ok(())
         })
         .await
     }

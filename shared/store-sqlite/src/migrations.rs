@@ -108,6 +108,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         26,
         include_str!("../../../migrations/sqlite/0026_federation_edu_outbox.sql"),
     ),
+    (
+        27,
+        include_str!("../../../migrations/sqlite/0027_remote_media.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

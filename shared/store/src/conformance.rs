@@ -63,6 +63,7 @@ pub async fn run_all(store: &dyn Store) {
     media::reservations_stop_at_the_limit_even_in_parallel(store).await;
     media::expired_reservations_cannot_be_filled_and_are_purged(store).await;
     media::thumbnails_are_kept_per_size_and_method(store).await;
+    media::remote_media_is_kept_per_origin(store).await;
     streams::account_data_changes_read_by_position(store).await;
     streams::receipts_replace_per_type_user_and_thread(store).await;
     streams::typing_notices_run_until_they_end(store).await;

@@ -120,6 +120,21 @@ pub trait MediaStore: Send + Sync {
     /// Every thumbnail of a media ID, by width, height and method.
     async fn thumbnails(&self, media_id: &str) -> StoreResult<Vec<ThumbnailRecord>>;
 
-    /// Whether any media or thumbnail row names the file with this hash.
+    /// Whether any media, remote media or thumbnail row names the file
+    /// with this hash.
     async fn blob_in_use(&self, sha256: &str) -> StoreResult<bool>;
+
+    /// Another server's media as fetched and kept here.
+    async fn remote_media(&self, origin: &str, media_id: &str)
+    -> StoreResult<Option<MediaContent>>;
+
+    /// Records another server's media once fetched; a row already there
+    /// wins (two replicas fetching the same media at once both succeed).
+    async fn put_remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        content: &MediaContent,
+        fetched_ts: i64,
+    ) -> StoreResult<()>;
 }

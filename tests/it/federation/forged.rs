@@ -316,3 +316,81 @@ pub(crate) async fn check_forged_requests(
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn federation_media_needs_a_signature_and_good_input() {
+    let certificates = Certificates::new();
+    let first = federating_myelin(&certificates).await;
+    let second = federating_myelin(&certificates).await;
+    let alice = user_with_name(&first.url(), "alice", "Alice").await;
+    let picture = crate::media::png(64, 48);
+    let mxc = super::synapse::upload_media(&alice, "image/png", &picture).await;
+    let media_id = mxc.rsplit_once('/').expect("a media ID").1.to_owned();
+    let key = KeyFile::read(&super::signing_key_path(second.config_path()));
+    let http = reqwest_insecure();
+    let get = |uri: String, signed: bool| {
+        let mut request = http.get(format!("{}{uri}", federation_url(&first)));
+        if signed {
+            request = request.header(
+                "authorization",
+                key.authorization("GET", &uri, second.server_name(), first.server_name()),
+            );
+        }
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (
+                status,
+                content_type,
+                response.bytes().await.expect("a body"),
+            )
+        }
+    };
+    let download = format!("/_matrix/federation/v1/media/download/{media_id}");
+
+    // Signed: the bytes, inside a multipart answer.
+    let (status, content_type, body) = get(download.clone(), true).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        content_type.starts_with("multipart/mixed"),
+        "{content_type}"
+    );
+    assert!(
+        body.windows(picture.len())
+            .any(|window| window == picture.as_slice()),
+        "the picture is not in the answer"
+    );
+
+    // Unsigned, unknown, or a thumbnail of no size.
+    let (status, _, _) = get(download.clone(), false).await;
+    assert_eq!(status, 401);
+    let (status, _, body) = get(
+        "/_matrix/federation/v1/media/download/NoSuchMediaHere".to_owned(),
+        true,
+    )
+    .await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = get(
+        format!("/_matrix/federation/v1/media/thumbnail/{media_id}?width=0&height=10"),
+        true,
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+
+    // A client naming no server at all in a media path is refused too.
+    let bad = crate::media::send(
+        &alice,
+        reqwest::Method::GET,
+        "/_matrix/client/v1/media/download/not%20a%20server/abc",
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", String::from_utf8_lossy(&bad.body));
+}

@@ -4,7 +4,10 @@
 //! are a single-process Myelin and Synapse.
 
 use super::forged::check_forged_requests;
-use super::synapse::{Synapse, bodies_in_order, room_joined_over_federation, wait_for_message};
+use super::synapse::{
+    Synapse, bodies_in_order, fetch_media, room_joined_over_federation, upload_media,
+    wait_for_message,
+};
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
     signing_key_path, user_with_name,
@@ -108,6 +111,26 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         wait_for_message(&sam, &room_id, "from the split to Synapse").await,
         "{}",
         synapse.log_tail()
+    );
+
+    // Media both ways: the gateway passes `/federation/v1/media` to the
+    // media replicas, and they fetch Synapse's.
+    let picture = crate::media::png(120, 90);
+    let alices = upload_media(&alice, "image/png", &picture).await;
+    let sams = upload_media(&sam, "image/png", &picture).await;
+    let seen_by_sam = fetch_media(&sam, "download", &alices, "").await;
+    assert_eq!(seen_by_sam.status, 200, "{}", synapse.log_tail());
+    assert!(seen_by_sam.body == picture, "Synapse served other bytes");
+    let seen_by_alice = fetch_media(&alice, "download", &sams, "").await;
+    assert_eq!(
+        seen_by_alice.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&seen_by_alice.body)
+    );
+    assert!(
+        seen_by_alice.body == picture,
+        "the split served other bytes"
     );
 
     // Room traffic from the single server, good and bad, through traefik,

@@ -823,6 +823,140 @@ async fn room_directories_are_read_across_servers() {
     );
 }
 
+/// Uploads `body` through `client`'s server; the `mxc://` URI.
+pub(crate) async fn upload_media(client: &Client, content_type: &str, body: &[u8]) -> String {
+    let answer = crate::media::send(
+        client,
+        reqwest::Method::POST,
+        "/_matrix/media/v3/upload?filename=picture.png",
+        Some(content_type),
+        body.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    answer.json()["content_uri"]
+        .as_str()
+        .expect("a content_uri")
+        .to_owned()
+}
+
+/// `GET /_matrix/client/v1/media/{kind}/{server}/{id}{query}` as `client`.
+pub(crate) async fn fetch_media(
+    client: &Client,
+    kind: &str,
+    mxc: &str,
+    query: &str,
+) -> crate::media::Bytes {
+    let path = mxc.strip_prefix("mxc://").expect("an mxc URI");
+    crate::media::send(
+        client,
+        reqwest::Method::GET,
+        &format!("/_matrix/client/v1/media/{kind}/{path}{query}"),
+        None,
+        Vec::new(),
+    )
+    .await
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn media_crosses_servers_byte_for_byte() {
+    let Peers {
+        myelin,
+        mut synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
+    let alices_picture = crate::media::png(640, 480);
+    let sams_picture = crate::media::png(300, 200);
+    let alices_mxc = upload_media(&alice, "image/png", &alices_picture).await;
+    let sams_mxc = upload_media(&sam, "image/png", &sams_picture).await;
+
+    // Synapse fetches Alice's picture from Myelin (`/federation/v1/media/download`).
+    let seen_by_sam = fetch_media(&sam, "download", &alices_mxc, "").await;
+    assert_eq!(seen_by_sam.status, 200, "{}", synapse.log_tail());
+    assert!(
+        seen_by_sam.body == alices_picture,
+        "Synapse served other bytes"
+    );
+    let thumbnail = fetch_media(
+        &sam,
+        "thumbnail",
+        &alices_mxc,
+        "?width=64&height=64&method=scale",
+    )
+    .await;
+    assert_eq!(thumbnail.status, 200, "{}", synapse.log_tail());
+    let (width, height) = crate::media::dimensions(&thumbnail.body);
+    assert!(
+        width <= 640 && height <= 480 && width < 640,
+        "{width}x{height}"
+    );
+
+    // Myelin fetches Sam's picture from Synapse, keeps it, and thumbnails
+    // come from Synapse.
+    let seen_by_alice = fetch_media(&alice, "download", &sams_mxc, "").await;
+    assert_eq!(seen_by_alice.status, 200, "{}", myelin.logs());
+    assert!(
+        seen_by_alice.body == sams_picture,
+        "Myelin served other bytes"
+    );
+    let thumbnail = fetch_media(
+        &alice,
+        "thumbnail",
+        &sams_mxc,
+        "?width=32&height=32&method=crop",
+    )
+    .await;
+    assert_eq!(
+        thumbnail.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&thumbnail.body)
+    );
+    crate::media::dimensions(&thumbnail.body);
+    let (_, unknown_id) = sams_mxc.rsplit_once('/').expect("a media ID");
+    let unknown = sams_mxc.replace(unknown_id, "NoSuchMediaHere");
+    let missing = fetch_media(&alice, "download", &unknown, "").await;
+    assert_eq!(
+        missing.status,
+        404,
+        "{}",
+        String::from_utf8_lossy(&missing.body)
+    );
+    let missing = fetch_media(
+        &sam,
+        "download",
+        &alices_mxc.replace(
+            alices_mxc.rsplit_once('/').expect("id").1,
+            "NoSuchMediaHere",
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(
+        missing.status,
+        404,
+        "{}",
+        String::from_utf8_lossy(&missing.body)
+    );
+
+    // With Synapse gone, the kept copy still serves.
+    synapse.kill().await;
+    let kept = fetch_media(&alice, "download", &sams_mxc, "").await;
+    assert_eq!(kept.status, 200, "{}", myelin.logs());
+    assert!(kept.body == sams_picture, "the kept copy differs");
+}
+
 /// Syncs `reader` until `from`'s typing notice and read receipt for
 /// `event_id` show in the room, a to-device `org.example.note` arrived and
 /// `from`'s presence is known; which of the four did, within 30 s.

@@ -17,7 +17,7 @@ use crate::{Media, media_ids};
 /// say (`timeout_ms`; the spec's default).
 const DEFAULT_UPLOAD_WAIT: Duration = Duration::from_secs(20);
 /// The longest a client may make a download wait for an upload.
-const MAX_UPLOAD_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const MAX_UPLOAD_WAIT: Duration = Duration::from_secs(60);
 /// Between looks at the store while waiting, doubling from the first to
 /// the last: the upload may reach any replica, and the store is what they
 /// share.
@@ -120,8 +120,7 @@ impl Media {
         media_id: &str,
         fetch: Fetch,
     ) -> Result<(MediaRecord, MediaContent), MatrixError> {
-        // Media of other servers needs federation, which comes later; until
-        // then it is simply not here.
+        // Media of other servers is fetched (`remote_content`), not here.
         if server_name != self.server_name || !media_ids::is_valid(media_id) {
             return Err(MatrixError::not_found("Media not found"));
         }

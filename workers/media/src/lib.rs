@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod content;
+mod federation;
 mod files;
 mod handlers;
 mod headers;
@@ -33,6 +34,11 @@ const SWEEP_GRACE: Duration = Duration::from_secs(60 * 60);
 
 pub struct Media {
     media_store: Arc<dyn MediaStore>,
+    /// Fetches other servers' media.
+    federation: Arc<myelin_federation::FederationClient>,
+    /// Checks other servers' signatures on the federation media routes.
+    server_keys: Arc<myelin_federation::KeyRing>,
+    config: Arc<myelin_config::Config>,
     files: MediaFiles,
     server_name: String,
     max_upload_bytes: u64,
@@ -52,6 +58,9 @@ pub fn role(deps: &Deps) -> Arc<Media> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_MEDIA_STORE));
     Arc::new(Media {
         media_store: deps.store.clone(),
+        federation: Arc::clone(&deps.federation),
+        server_keys: Arc::clone(&deps.server_keys),
+        config: Arc::clone(&deps.config),
         files: MediaFiles::new(root),
         server_name: deps.config.server_name.clone(),
         max_upload_bytes: deps.config.max_upload_bytes(),
@@ -71,6 +80,14 @@ impl Role for Media {
 
     fn routes(self: Arc<Self>, router: &mut Router) {
         handlers::routes(&self, router);
+        router.set_server_verifier(Arc::new(myelin_federation::XMatrixVerifier::new(
+            self.server_keys.server_name(),
+            Arc::clone(&self.config),
+            Arc::clone(&self.server_keys),
+        )));
+        router
+            .handle(&self, federation::download)
+            .handle(&self, federation::thumbnail);
     }
 
     async fn run(self: Arc<Self>, mut shutdown: Shutdown) -> anyhow::Result<()> {

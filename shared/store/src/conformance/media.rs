@@ -317,3 +317,45 @@ pub(super) async fn thumbnails_are_kept_per_size_and_method(store: &dyn Store) {
         vec![crop, scale]
     );
 }
+
+pub(super) async fn remote_media_is_kept_per_origin(store: &dyn Store) {
+    let first = content(&"9a".repeat(32), 321);
+    assert_eq!(
+        store
+            .remote_media("remote.test", "conformanceRemote")
+            .await
+            .expect("read"),
+        None
+    );
+    store
+        .put_remote_media("remote.test", "conformanceRemote", &first, 5_000)
+        .await
+        .expect("put");
+    store
+        .put_remote_media(
+            "remote.test",
+            "conformanceRemote",
+            &content(&"9b".repeat(32), 1),
+            6_000,
+        )
+        .await
+        .expect("a second put of the same media succeeds");
+    assert_eq!(
+        store
+            .remote_media("remote.test", "conformanceRemote")
+            .await
+            .expect("read"),
+        Some(first),
+        "the first put wins"
+    );
+    assert_eq!(
+        store
+            .remote_media("other.test", "conformanceRemote")
+            .await
+            .expect("read"),
+        None,
+        "the same media ID of another server is another media"
+    );
+    assert!(store.blob_in_use(&"9a".repeat(32)).await.expect("in use?"));
+    assert!(!store.blob_in_use(&"9b".repeat(32)).await.expect("in use?"));
+}

@@ -50,7 +50,11 @@ async fn download(
 ) -> Result<http::Response<ResponseBody>, MatrixError> {
     let (server_name, media_id) = (arg(&args, 0)?, arg(&args, 1)?);
     let fetch = Fetch::of(&request, &query_params(request.uri()))?;
-    let (_, content) = media.local_content(server_name, media_id, fetch).await?;
+    let content = if server_name == media.server_name {
+        media.local_content(server_name, media_id, fetch).await?.1
+    } else {
+        media.remote_content(server_name, media_id, fetch).await?
+    };
     let (file, length) = media.open_blob(&content.sha256).await?;
     let content_type = content
         .content_type

@@ -56,12 +56,23 @@ fn parse_request(params: &BTreeMap<String, String>) -> Result<ThumbnailRequest, 
         Some(text) => thumbnailer::Method::parse(text)
             .ok_or_else(|| MatrixError::invalid_param("method must be crop or scale"))?,
     };
-    let (width, height) = snap_box(dimension("width")?, dimension("height")?, method);
-    Ok(ThumbnailRequest {
-        width,
-        height,
+    Ok(ThumbnailRequest::snapped(
+        dimension("width")?,
+        dimension("height")?,
         method,
-    })
+    ))
+}
+
+impl ThumbnailRequest {
+    /// The size made and kept for a request of `width` by `height`.
+    fn snapped(width: u32, height: u32, method: thumbnailer::Method) -> ThumbnailRequest {
+        let (width, height) = snap_box(width, height, method);
+        ThumbnailRequest {
+            width,
+            height,
+            method,
+        }
+    }
 }
 
 /// A scale box grows side by side (the result only has to cover it); a
@@ -136,56 +147,74 @@ async fn thumbnail(
     let params = query_params(request.uri());
     let wanted = parse_request(&params)?;
     let fetch = Fetch::of(&request, &params)?;
-    let (_, original) = media.local_content(server_name, media_id, fetch).await?;
-    let content_type = original.content_type.clone().unwrap_or_default();
-    if !thumbnailer::can_thumbnail(&content_type) {
-        return Err(cannot_thumbnail());
-    }
-    if let Some(cached) = media
-        .media_store
-        .thumbnail(
-            media_id,
-            wanted.width,
-            wanted.height,
-            wanted.method.as_str(),
-        )
-        .await?
-        && let Some(bytes) = media
-            .files
-            .read(&cached.sha256)
-            .await
-            .map_err(content::files_unavailable)?
-    {
-        return thumbnail_response(bytes, &cached.content_type);
-    }
-    let made = media.make_thumbnail(&original, &wanted).await?;
-    match made {
-        Thumbnail::Original => {
-            let bytes = media.blob(&original.sha256).await?;
-            thumbnail_response(bytes, &content_type)
+    let wanted = (wanted.width, wanted.height, wanted.method);
+    let (bytes, content_type) = if server_name == media.server_name {
+        media.local_thumbnail(media_id, wanted, fetch).await?
+    } else {
+        media
+            .remote_thumbnail(server_name, media_id, wanted, fetch)
+            .await?
+    };
+    thumbnail_response(bytes, &content_type)
+}
+
+impl Media {
+    /// A thumbnail of this server's media: kept from an earlier request
+    /// for the same (snapped) size and method, else made now and kept.
+    pub(crate) async fn local_thumbnail(
+        &self,
+        media_id: &str,
+        (width, height, method): (u32, u32, thumbnailer::Method),
+        fetch: Fetch,
+    ) -> Result<(Bytes, String), MatrixError> {
+        let wanted = ThumbnailRequest::snapped(width, height, method);
+        let own = self.server_name.clone();
+        let (_, original) = self.local_content(&own, media_id, fetch).await?;
+        let content_type = original.content_type.clone().unwrap_or_default();
+        if !thumbnailer::can_thumbnail(&content_type) {
+            return Err(cannot_thumbnail());
         }
-        Thumbnail::Made {
-            bytes,
-            content_type,
-        } => {
-            let stored = media
+        if let Some(cached) = self
+            .media_store
+            .thumbnail(
+                media_id,
+                wanted.width,
+                wanted.height,
+                wanted.method.as_str(),
+            )
+            .await?
+            && let Some(bytes) = self
                 .files
-                .store(Bytes::from(bytes.clone()))
+                .read(&cached.sha256)
                 .await
-                .map_err(content::files_unavailable)?;
-            media
-                .media_store
-                .put_thumbnail(&ThumbnailRecord {
-                    media_id: media_id.to_owned(),
-                    width: wanted.width,
-                    height: wanted.height,
-                    method: wanted.method.as_str().to_owned(),
-                    content_type: content_type.to_owned(),
-                    size: stored.size,
-                    sha256: stored.sha256,
-                })
-                .await?;
-            thumbnail_response(Bytes::from(bytes), content_type)
+                .map_err(content::files_unavailable)?
+        {
+            return Ok((bytes, cached.content_type));
+        }
+        match self.make_thumbnail(&original, &wanted).await? {
+            Thumbnail::Original => Ok((self.blob(&original.sha256).await?, content_type)),
+            Thumbnail::Made {
+                bytes,
+                content_type,
+            } => {
+                let stored = self
+                    .files
+                    .store(Bytes::from(bytes.clone()))
+                    .await
+                    .map_err(content::files_unavailable)?;
+                self.media_store
+                    .put_thumbnail(&ThumbnailRecord {
+                        media_id: media_id.to_owned(),
+                        width: wanted.width,
+                        height: wanted.height,
+                        method: wanted.method.as_str().to_owned(),
+                        content_type: content_type.to_owned(),
+                        size: stored.size,
+                        sha256: stored.sha256,
+                    })
+                    .await?;
+                Ok((Bytes::from(bytes), content_type.to_owned()))
+            }
         }
     }
 }

@@ -1,0 +1,201 @@
+//! Media across servers. Served: this server's media to other servers
+//! (`/_matrix/federation/v1/media/download` and `/thumbnail`, signed with
+//! `X-Matrix`, answered as `multipart/mixed`). Fetched: another server's
+//! media for a local client, once, then kept beside local media; a remote
+//! thumbnail is asked of its server and passed on.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use myelin_federation::FederationError;
+use myelin_http::{MatrixError, RequestContext};
+use myelin_store::MediaContent;
+use ruma::api::federation::authenticated_media::{
+    Content, ContentMetadata, FileOrLocation, get_content, get_content_thumbnail,
+};
+use ruma::http_headers::{ContentDisposition, ContentDispositionType};
+use ruma::{OwnedServerName, UInt};
+
+use crate::content::{self, Fetch, MAX_UPLOAD_WAIT};
+use crate::headers::FALLBACK_CONTENT_TYPE;
+use crate::thumbnailer;
+use crate::{Media, media_ids};
+
+/// The most a remote thumbnail may weigh.
+const MAX_REMOTE_THUMBNAIL_BYTES: usize = 10 * 1024 * 1024;
+/// Room for the multipart framing around a file of the largest size.
+const MULTIPART_SLACK_BYTES: u64 = 64 * 1024;
+
+fn bad_answer(server: &str, why: &str) -> MatrixError {
+    MatrixError::new(
+        http::StatusCode::BAD_GATEWAY,
+        "M_UNKNOWN",
+        format!("{server} gave no usable media: {why}"),
+    )
+}
+
+fn remote_server(origin: &str, media_id: &str) -> Result<OwnedServerName, MatrixError> {
+    if !media_ids::is_valid(media_id) {
+        return Err(MatrixError::not_found("Media not found"));
+    }
+    OwnedServerName::try_from(origin)
+        .map_err(|_| MatrixError::invalid_param("The media's server name is not valid"))
+}
+
+/// The disposition other servers get: the uploader's name, if any.
+fn disposition(content: &MediaContent) -> ContentDisposition {
+    ContentDisposition::new(ContentDispositionType::Attachment)
+        .with_filename(content.upload_name.clone())
+}
+
+impl Media {
+    /// Another server's media: kept here from an earlier fetch, else
+    /// fetched over federation now and kept. Requests without a token (the
+    /// old unauthenticated routes) get what is kept but fetch nothing new.
+    pub(crate) async fn remote_content(
+        &self,
+        origin: &str,
+        media_id: &str,
+        fetch: Fetch,
+    ) -> Result<MediaContent, MatrixError> {
+        let server = remote_server(origin, media_id)?;
+        if let Some(kept) = self.media_store.remote_media(origin, media_id).await? {
+            return Ok(kept);
+        }
+        if fetch.without_token && self.authenticated_media {
+            return Err(MatrixError::not_found("Media not found"));
+        }
+        let mut request = get_content::v1::Request::new(media_id.to_owned());
+        request.timeout_ms = fetch.wait;
+        let limit =
+            usize::try_from(self.max_upload_bytes + MULTIPART_SLACK_BYTES).unwrap_or(usize::MAX);
+        let answer = self
+            .federation
+            .send_limited(&server, request, limit)
+            .await
+            .map_err(FederationError::into_matrix_error)?;
+        let FileOrLocation::File(file) = answer.content else {
+            return Err(bad_answer(origin, "a redirect, which is not followed"));
+        };
+        let upload_name = file
+            .content_disposition
+            .as_ref()
+            .and_then(|disposition| disposition.filename.clone());
+        let stored = self
+            .files
+            .store(Bytes::from(file.file))
+            .await
+            .map_err(content::files_unavailable)?;
+        let kept = MediaContent {
+            content_type: file.content_type,
+            upload_name,
+            size: stored.size,
+            sha256: stored.sha256,
+        };
+        self.media_store
+            .put_remote_media(origin, media_id, &kept, content::now_ms())
+            .await?;
+        // Of two fetches at once the first row wins: serve what is kept.
+        Ok(self
+            .media_store
+            .remote_media(origin, media_id)
+            .await?
+            .unwrap_or(kept))
+    }
+
+    /// A thumbnail of another server's media, asked of that server.
+    pub(crate) async fn remote_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        wanted: (u32, u32, thumbnailer::Method),
+        fetch: Fetch,
+    ) -> Result<(Bytes, String), MatrixError> {
+        let server = remote_server(origin, media_id)?;
+        if fetch.without_token && self.authenticated_media {
+            return Err(MatrixError::not_found("Media not found"));
+        }
+        let (width, height, method) = wanted;
+        let mut request = get_content_thumbnail::v1::Request::new(
+            media_id.to_owned(),
+            UInt::from(width),
+            UInt::from(height),
+        );
+        request.method = Some(match method {
+            thumbnailer::Method::Scale => ruma::media::Method::Scale,
+            thumbnailer::Method::Crop => ruma::media::Method::Crop,
+        });
+        request.timeout_ms = fetch.wait;
+        let answer = self
+            .federation
+            .send_limited(&server, request, MAX_REMOTE_THUMBNAIL_BYTES)
+            .await
+            .map_err(FederationError::into_matrix_error)?;
+        let FileOrLocation::File(file) = answer.content else {
+            return Err(bad_answer(origin, "a redirect, which is not followed"));
+        };
+        let content_type = file
+            .content_type
+            .unwrap_or_else(|| FALLBACK_CONTENT_TYPE.to_owned());
+        Ok((Bytes::from(file.file), content_type))
+    }
+}
+
+fn federation_fetch(timeout: std::time::Duration) -> Fetch {
+    Fetch {
+        wait: timeout.min(MAX_UPLOAD_WAIT),
+        without_token: false,
+    }
+}
+
+/// `GET /_matrix/federation/v1/media/download/{mediaId}`.
+pub(crate) async fn download(
+    media: Arc<Media>,
+    _: RequestContext,
+    request: get_content::v1::Request,
+) -> Result<get_content::v1::Response, MatrixError> {
+    let fetch = federation_fetch(request.timeout_ms);
+    let own = media.server_name.clone();
+    let (_, content) = media.local_content(&own, &request.media_id, fetch).await?;
+    let bytes = media.blob(&content.sha256).await?;
+    let content_type = content
+        .content_type
+        .clone()
+        .unwrap_or_else(|| FALLBACK_CONTENT_TYPE.to_owned());
+    let file = Content::new(bytes.to_vec(), content_type, disposition(&content));
+    Ok(get_content::v1::Response::new(
+        ContentMetadata::new(),
+        FileOrLocation::File(file),
+    ))
+}
+
+/// `GET /_matrix/federation/v1/media/thumbnail/{mediaId}`.
+pub(crate) async fn thumbnail(
+    media: Arc<Media>,
+    _: RequestContext,
+    request: get_content_thumbnail::v1::Request,
+) -> Result<get_content_thumbnail::v1::Response, MatrixError> {
+    let fetch = federation_fetch(request.timeout_ms);
+    let side = |value: UInt| {
+        u32::try_from(u64::from(value))
+            .ok()
+            .filter(|side| *side > 0)
+            .ok_or_else(|| MatrixError::invalid_param("width and height must be positive"))
+    };
+    let method = match request.method {
+        None | Some(ruma::media::Method::Scale) => thumbnailer::Method::Scale,
+        Some(ruma::media::Method::Crop) => thumbnailer::Method::Crop,
+        Some(_) => return Err(MatrixError::invalid_param("method must be crop or scale")),
+    };
+    let wanted = (side(request.width)?, side(request.height)?, method);
+    let (bytes, content_type) = media
+        .local_thumbnail(&request.media_id, wanted, fetch)
+        .await?;
+    let name = ContentDisposition::new(ContentDispositionType::Inline)
+        .with_filename(Some("thumbnail".to_owned()));
+    let file = Content::new(bytes.to_vec(), content_type, name);
+    Ok(get_content_thumbnail::v1::Response::new(
+        ContentMetadata::new(),
+        FileOrLocation::File(file),
+    ))
+}
