@@ -131,6 +131,19 @@ async fn get(client: &Client, path: &str) -> Bytes {
 
 /// Uploads and returns the media ID of the `mxc://` URI.
 async fn upload(client: &Client, query: &str, content_type: &str, body: &[u8]) -> String {
+    let uri = upload_mxc(client, query, content_type, body).await;
+    uri.strip_prefix("mxc://it.test/")
+        .unwrap_or_else(|| panic!("{uri} is not an mxc URI of it.test"))
+        .to_owned()
+}
+
+/// Uploads through `client`'s server and returns the `mxc://` URI.
+pub(crate) async fn upload_mxc(
+    client: &Client,
+    query: &str,
+    content_type: &str,
+    body: &[u8],
+) -> String {
     let answer = send(
         client,
         reqwest::Method::POST,
@@ -145,12 +158,9 @@ async fn upload(client: &Client, query: &str, content_type: &str, body: &[u8]) -
         "{}",
         String::from_utf8_lossy(&answer.body)
     );
-    let uri = answer.json()["content_uri"]
+    answer.json()["content_uri"]
         .as_str()
         .expect("a content_uri")
-        .to_owned();
-    uri.strip_prefix("mxc://it.test/")
-        .unwrap_or_else(|| panic!("{uri} is not an mxc URI of it.test"))
         .to_owned()
 }
 

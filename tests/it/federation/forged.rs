@@ -324,7 +324,7 @@ async fn federation_media_needs_a_signature_and_good_input() {
     let second = federating_myelin(&certificates).await;
     let alice = user_with_name(&first.url(), "alice", "Alice").await;
     let picture = crate::media::png(64, 48);
-    let mxc = super::synapse::upload_media(&alice, "image/png", &picture).await;
+    let mxc = crate::media::upload_mxc(&alice, "", "image/png", &picture).await;
     let media_id = mxc.rsplit_once('/').expect("a media ID").1.to_owned();
     let key = KeyFile::read(&super::signing_key_path(second.config_path()));
     let http = reqwest_insecure();

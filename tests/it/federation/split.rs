@@ -5,8 +5,7 @@
 
 use super::forged::check_forged_requests;
 use super::synapse::{
-    Synapse, bodies_in_order, fetch_media, room_joined_over_federation, upload_media,
-    wait_for_message,
+    Synapse, bodies_in_order, fetch_media, room_joined_over_federation, wait_for_message,
 };
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
@@ -116,8 +115,8 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     // Media both ways: the gateway passes `/federation/v1/media` to the
     // media replicas, and they fetch Synapse's.
     let picture = crate::media::png(120, 90);
-    let alices = upload_media(&alice, "image/png", &picture).await;
-    let sams = upload_media(&sam, "image/png", &picture).await;
+    let alices = crate::media::upload_mxc(&alice, "", "image/png", &picture).await;
+    let sams = crate::media::upload_mxc(&sam, "", "image/png", &picture).await;
     let seen_by_sam = fetch_media(&sam, "download", &alices, "").await;
     assert_eq!(seen_by_sam.status, 200, "{}", synapse.log_tail());
     assert!(seen_by_sam.body == picture, "Synapse served other bytes");

@@ -626,6 +626,23 @@ async fn a_myelin_user_invites_a_synapse_user_who_joins() {
     );
 }
 
+/// A private room of Sam's named `name`, to which he invites Alice;
+/// returns once her sync shows the invite.
+async fn sam_invites_alice(
+    sam: &Client,
+    alice: &Client,
+    myelin: &crate::harness::Server,
+    name: &str,
+) -> String {
+    let room_id = sam
+        .create_room(&json!({"preset": "private_chat", "name": name}))
+        .await;
+    let invited = sam.invite(&room_id, &alice.user_id).await;
+    assert_eq!(invited.status, 200, "{}\n{}", invited.text, myelin.logs());
+    assert!(wait_for_invite(alice, &room_id).await, "{}", myelin.logs());
+    room_id
+}
+
 #[tokio::test]
 #[cfg_attr(
     any(myelin_skip_interop, not(myelin_python3)),
@@ -639,15 +656,9 @@ async fn a_synapse_user_invites_a_myelin_user_who_joins() {
         sam,
         _certificates: _keep,
     } = Peers::start().await;
-    let room_id = sam
-        .create_room(&json!({"preset": "private_chat", "name": "Sam's room"}))
-        .await;
-
     // Synapse sends the invite (`/v2/invite`); Alice's sync shows it with
     // the room's name from the stripped state.
-    let invited = sam.invite(&room_id, &alice.user_id).await;
-    assert_eq!(invited.status, 200, "{}\n{}", invited.text, myelin.logs());
-    assert!(wait_for_invite(&alice, &room_id).await, "{}", myelin.logs());
+    let room_id = sam_invites_alice(&sam, &alice, &myelin, "Sam's room").await;
     let synced = alice.sync(None, 0).await;
     let invite_state = &synced["rooms"]["invite"][&room_id]["invite_state"]["events"];
     let name = invite_state
@@ -684,12 +695,7 @@ async fn a_myelin_user_rejects_a_synapse_users_invite() {
         sam,
         _certificates: _keep,
     } = Peers::start().await;
-    let room_id = sam
-        .create_room(&json!({"preset": "private_chat", "name": "Declined"}))
-        .await;
-    let invited = sam.invite(&room_id, &alice.user_id).await;
-    assert_eq!(invited.status, 200, "{}\n{}", invited.text, myelin.logs());
-    assert!(wait_for_invite(&alice, &room_id).await, "{}", myelin.logs());
+    let room_id = sam_invites_alice(&sam, &alice, &myelin, "Declined").await;
 
     // Myelin is not in the room: the leave goes through Synapse
     // (make_leave, signed here, send_leave).
@@ -823,28 +829,6 @@ async fn room_directories_are_read_across_servers() {
     );
 }
 
-/// Uploads `body` through `client`'s server; the `mxc://` URI.
-pub(crate) async fn upload_media(client: &Client, content_type: &str, body: &[u8]) -> String {
-    let answer = crate::media::send(
-        client,
-        reqwest::Method::POST,
-        "/_matrix/media/v3/upload?filename=picture.png",
-        Some(content_type),
-        body.to_vec(),
-    )
-    .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    answer.json()["content_uri"]
-        .as_str()
-        .expect("a content_uri")
-        .to_owned()
-}
-
 /// `GET /_matrix/client/v1/media/{kind}/{server}/{id}{query}` as `client`.
 pub(crate) async fn fetch_media(
     client: &Client,
@@ -878,8 +862,15 @@ async fn media_crosses_servers_byte_for_byte() {
     } = Peers::start().await;
     let alices_picture = crate::media::png(640, 480);
     let sams_picture = crate::media::png(300, 200);
-    let alices_mxc = upload_media(&alice, "image/png", &alices_picture).await;
-    let sams_mxc = upload_media(&sam, "image/png", &sams_picture).await;
+    let alices_mxc = crate::media::upload_mxc(
+        &alice,
+        "?filename=picture.png",
+        "image/png",
+        &alices_picture,
+    )
+    .await;
+    let sams_mxc =
+        crate::media::upload_mxc(&sam, "?filename=picture.png", "image/png", &sams_picture).await;
 
     // Synapse fetches Alice's picture from Myelin (`/federation/v1/media/download`).
     let seen_by_sam = fetch_media(&sam, "download", &alices_mxc, "").await;

@@ -26,6 +26,14 @@ use crate::ClientApi;
 /// The most servers a join tries, one after the other.
 const MAX_JOIN_SERVERS: usize = 5;
 
+fn room_and_user(room_id: &str, user_id: &str) -> Result<(OwnedRoomId, OwnedUserId), MatrixError> {
+    let room = OwnedRoomId::try_from(room_id)
+        .map_err(|error| MatrixError::invalid_param(format!("Bad room ID: {error}")))?;
+    let user = OwnedUserId::try_from(user_id)
+        .map_err(|error| MatrixError::invalid_param(error.to_string()))?;
+    Ok((room, user))
+}
+
 fn bad_answer(server: &OwnedServerName, why: impl std::fmt::Display) -> MatrixError {
     MatrixError::new(
         http::StatusCode::BAD_GATEWAY,
@@ -116,10 +124,7 @@ impl ClientApi {
         room_id: &str,
         server: &OwnedServerName,
     ) -> Result<(), MatrixError> {
-        let room = OwnedRoomId::try_from(room_id)
-            .map_err(|error| MatrixError::invalid_param(format!("Bad room ID: {error}")))?;
-        let user = OwnedUserId::try_from(user_id)
-            .map_err(|error| MatrixError::invalid_param(error.to_string()))?;
+        let (room, user) = room_and_user(room_id, user_id)?;
         let made = self
             .federation
             .send(
@@ -167,10 +172,7 @@ impl ClientApi {
         room_id: &str,
         server: &OwnedServerName,
     ) -> Result<(), MatrixError> {
-        let room = OwnedRoomId::try_from(room_id)
-            .map_err(|error| MatrixError::invalid_param(format!("Bad room ID: {error}")))?;
-        let user = OwnedUserId::try_from(user_id)
-            .map_err(|error| MatrixError::invalid_param(error.to_string()))?;
+        let (room, user) = room_and_user(room_id, user_id)?;
         let mut request = prepare_join_event::v1::Request::new(room.clone(), user);
         request.ver = myelin_room::STABLE_ROOM_VERSIONS
             .iter()
