@@ -829,6 +829,191 @@ async fn room_directories_are_read_across_servers() {
     );
 }
 
+/// `reader`'s view of `user_id`'s membership of the room, waiting up to
+/// 30 s for it to become `want`; what it was last.
+async fn wait_for_membership(reader: &Client, room_id: &str, user_id: &str, want: &str) -> String {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+        crate::client::encode(room_id),
+        crate::client::encode(user_id)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = reader.get(&path).await;
+        let seen = reply.body["membership"]
+            .as_str()
+            .map_or_else(|| format!("none: {}", reply.text), str::to_owned);
+        if seen == want || Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Whether `user`'s sync lists the room among those left with a ban of
+/// them in its timeline (a banned user may read nothing else of it).
+async fn wait_for_own_ban(user: &Client, room_id: &str) -> bool {
+    // Incremental syncs: Synapse answers a repeated initial sync from a cache.
+    let filter = crate::client::encode(r#"{"room":{"include_leave":true}}"#);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut since = String::new();
+    while Instant::now() < deadline {
+        let mut path = format!("/_matrix/client/v3/sync?timeout=1000&filter={filter}");
+        if !since.is_empty() {
+            path.push_str(&format!("&since={}", crate::client::encode(&since)));
+        }
+        let synced = user.get(&path).await.body;
+        let events = synced["rooms"]["leave"][room_id]["timeline"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if events.iter().any(|event| {
+            event["type"] == "m.room.member"
+                && event["state_key"] == user.user_id.as_str()
+                && event["content"]["membership"] == "ban"
+        }) {
+            return true;
+        }
+        if let Some(next) = synced["next_batch"].as_str() {
+            since = next.to_owned();
+        }
+    }
+    false
+}
+
+/// `joiner` joins `room_id` through `server` (Synapse asks for one).
+async fn join_via(joiner: &Client, room_id: &str, server: &str) -> crate::client::Reply {
+    joiner
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                crate::client::encode(room_id),
+                crate::client::encode(server)
+            ),
+            &json!({}),
+        )
+        .await
+}
+
+/// `actor` kicks, bans or unbans `target` (`action`).
+async fn moderate(actor: &Client, action: &str, room_id: &str, target: &str) {
+    let done = actor
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/{action}",
+                crate::client::encode(room_id)
+            ),
+            &json!({"user_id": target, "reason": "testing"}),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{action}: {}", done.text);
+}
+
+/// `actor` sets the room's power levels to give `user_id` `level`.
+async fn set_power(actor: &Client, room_id: &str, user_id: &str, level: i64) {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
+        crate::client::encode(room_id)
+    );
+    let mut levels = actor.get(&path).await.ok();
+    levels["users"][user_id] = json!(level);
+    let set = actor.put(&path, &levels).await;
+    assert_eq!(set.status, 200, "{}", set.text);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn power_levels_kicks_bans_and_rejoins_agree_on_both_sides() {
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
+    let logs = || format!("{}\n{}", myelin.logs(), synapse.log_tail());
+
+    // In Alice's room: Sam gets power and uses it; Myelin accepts it.
+    let room_id = room_joined_over_federation(&alice, myelin.server_name(), "court", &sam).await;
+    set_power(&alice, &room_id, &sam.user_id, 50).await;
+    let topic_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.topic/",
+        crate::client::encode(&room_id)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut topic = sam.put(&topic_path, &json!({"topic": "set by Sam"})).await;
+    while topic.status == 403 && Instant::now() < deadline {
+        // Synapse has not seen the new power levels yet.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        topic = sam.put(&topic_path, &json!({"topic": "set by Sam"})).await;
+    }
+    assert_eq!(topic.status, 200, "{}\n{}", topic.text, logs());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alice.get(&topic_path).await.body["topic"] != "set by Sam" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        alice.get(&topic_path).await.body["topic"],
+        "set by Sam",
+        "{}",
+        logs()
+    );
+
+    // Alice kicks Sam; both servers agree; he may come back.
+    moderate(&alice, "kick", &room_id, &sam.user_id).await;
+    assert_eq!(
+        wait_for_membership(&sam, &room_id, &sam.user_id, "leave").await,
+        "leave",
+        "{}",
+        logs()
+    );
+    let rejoined = join_via(&sam, &room_id, myelin.server_name()).await;
+    assert_eq!(rejoined.status, 200, "{}\n{}", rejoined.text, logs());
+    assert_eq!(
+        wait_for_membership(&alice, &room_id, &sam.user_id, "join").await,
+        "join"
+    );
+
+    // Alice bans Sam: he may not come back until unbanned.
+    moderate(&alice, "ban", &room_id, &sam.user_id).await;
+    assert!(wait_for_own_ban(&sam, &room_id).await, "{}", logs());
+    let refused = join_via(&sam, &room_id, myelin.server_name()).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    moderate(&alice, "unban", &room_id, &sam.user_id).await;
+    let rejoined = join_via(&sam, &room_id, myelin.server_name()).await;
+    assert_eq!(rejoined.status, 200, "{}\n{}", rejoined.text, logs());
+    assert_eq!(
+        wait_for_membership(&alice, &room_id, &sam.user_id, "join").await,
+        "join"
+    );
+
+    // In Sam's room: Sam kicks Alice, and Myelin rejoins through Synapse.
+    let sams_room = room_joined_over_federation(&sam, &synapse.server_name, "hall", &alice).await;
+    moderate(&sam, "kick", &sams_room, &alice.user_id).await;
+    assert_eq!(
+        wait_for_membership(&alice, &sams_room, &alice.user_id, "leave").await,
+        "leave",
+        "{}",
+        logs()
+    );
+    assert!(!alice.joined_rooms().await.contains(&sams_room));
+    let rejoined = alice.join(&sams_room).await;
+    assert_eq!(rejoined.status, 200, "{}\n{}", rejoined.text, logs());
+    assert_eq!(
+        wait_for_membership(&sam, &sams_room, &alice.user_id, "join").await,
+        "join"
+    );
+
+    // Sam bans Alice: Myelin's join through Synapse is refused.
+    moderate(&sam, "ban", &sams_room, &alice.user_id).await;
+    assert!(wait_for_own_ban(&alice, &sams_room).await, "{}", logs());
+    let refused = alice.join(&sams_room).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+}
+
 /// `GET /_matrix/client/v1/media/{kind}/{server}/{id}{query}` as `client`.
 pub(crate) async fn fetch_media(
     client: &Client,

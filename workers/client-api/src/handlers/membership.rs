@@ -320,12 +320,20 @@ impl ClientApi {
             let resident = members
                 .iter()
                 .any(|member| member.membership == "join" && self.is_local_name(&member.user_id));
-            // Invited to a room this server is not in: join through the inviter's server.
-            let inviter_server = self.inviter_server(&members, user_id).await?;
-            if resident || (servers.is_empty() && inviter_server.is_none()) {
+            // Not in the room (invited, or once in it): join through the
+            // inviter's server, or those of the members last known here.
+            servers.extend(self.inviter_server(&members, user_id).await?);
+            servers.extend(
+                members
+                    .iter()
+                    .filter(|member| member.membership == "join")
+                    .filter_map(|member| ruma::OwnedUserId::try_from(member.user_id.as_str()).ok())
+                    .map(|member| member.server_name().to_owned())
+                    .filter(|server| server.as_str() != self.server_name),
+            );
+            if resident || servers.is_empty() {
                 return self.join(user_id, room_id, reason).await;
             }
-            servers.extend(inviter_server);
         }
         self.limits.joins.check(user_id)?;
         if let Ok(room) = ruma::OwnedRoomId::try_from(room_id)
