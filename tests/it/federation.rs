@@ -7,7 +7,7 @@
 mod forged;
 mod rooms;
 mod split;
-mod synapse;
+pub(crate) mod synapse;
 
 use std::path::{Path, PathBuf};
 

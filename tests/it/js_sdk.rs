@@ -95,6 +95,41 @@ async fn run_e2ee(base_url: &str, anonymous: &Client) {
     .await;
 }
 
+/// The encrypted conversation between a Myelin user and a Synapse user:
+/// every step crosses federation (invite, keys, room keys, device lists).
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_node), not(myelin_python3)),
+    ignore = "needs node, npm and python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn matrix_js_sdk_encrypts_between_myelin_and_synapse() {
+    let peers = crate::federation::synapse::Peers::start().await;
+    run_e2ee_across(
+        &peers.myelin.url(),
+        &peers.alice,
+        &peers.synapse.client_url,
+        &peers.sam,
+    )
+    .await;
+}
+
+/// The encrypted conversation of `alice` on the server at `alice_url` (her
+/// password is the federation tests') with `bob` on another server.
+pub(crate) async fn run_e2ee_across(alice_url: &str, alice: &Client, bob_url: &str, bob: &Client) {
+    run_script(
+        "e2ee.mjs",
+        E2EE_STEPS,
+        &[
+            alice_url,
+            &session(alice),
+            &session(bob),
+            crate::federation::PASSWORD,
+            bob_url,
+        ],
+    )
+    .await;
+}
+
 /// Runs one of the scripts with `args`; every step must be reported.
 async fn run_script(script: &str, steps: &[&str], args: &[&str]) {
     let dir = node_dir().await;

@@ -5,8 +5,11 @@
 // login restores the room keys from the backup and decrypts an older
 // message.
 //
-// Usage: node e2ee.mjs <homeserver URL> <alice session> <bob session> <alice's password>
-// where a session is {"user_id", "device_id", "access_token"}.
+// Usage: node e2ee.mjs <homeserver URL> <alice session> <bob session> <alice's password> [bob's homeserver URL]
+// where a session is {"user_id", "device_id", "access_token"}. With bob on
+// another homeserver, everything between them crosses federation: the
+// invite, key queries and claims, room keys as to-device messages, and
+// alice's new device as a device-list update.
 // Prints one "ok <step>" line per step; exits non-zero on the first failure.
 
 import * as sdk from "matrix-js-sdk";
@@ -15,7 +18,7 @@ import { logger } from "matrix-js-sdk/lib/logger.js";
 logger.setLevel("error");
 
 const STEP_TIMEOUT_MS = 60_000;
-const [baseUrl, aliceSession, bobSession, alicePassword] = process.argv.slice(2);
+const [baseUrl, aliceSession, bobSession, alicePassword, bobBaseUrl] = process.argv.slice(2);
 if (!baseUrl || !aliceSession || !bobSession || !alicePassword) {
     console.error("usage: node e2ee.mjs <homeserver URL> <alice session> <bob session> <password>");
     process.exit(2);
@@ -33,9 +36,9 @@ const cryptoCallbacks = {
     },
 };
 
-function client(session) {
+function client(session, homeserver = baseUrl) {
     return sdk.createClient({
-        baseUrl,
+        baseUrl: homeserver,
         userId: session.user_id,
         deviceId: session.device_id,
         accessToken: session.access_token,
@@ -124,7 +127,7 @@ function decrypts(matrixClient, roomId, body, who) {
 }
 
 const alice = client(JSON.parse(aliceSession));
-const bob = client(JSON.parse(bobSession));
+const bob = client(JSON.parse(bobSession), bobBaseUrl || baseUrl);
 const aliceId = alice.getUserId();
 const bobId = bob.getUserId();
 const started = [alice, bob];

@@ -38,8 +38,8 @@ fn federation_env() -> (TempDir, std::path::PathBuf) {
     ignore = "set MYELIN_TEST_POSTGRES_URL and MYELIN_TEST_NATS_URL to run"
 )]
 #[cfg_attr(
-    any(myelin_skip_interop, not(myelin_python3)),
-    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+    any(myelin_skip_interop, not(myelin_python3), not(myelin_node)),
+    ignore = "needs python3, node and npm (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn split_myelin_federates_with_myelin_and_synapse() {
     let Some(settings) = settings() else { return };
@@ -131,6 +131,9 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         seen_by_alice.body == picture,
         "the split served other bytes"
     );
+
+    // An encrypted conversation with matrix-js-sdk, Alice on the split server.
+    crate::js_sdk::run_e2ee_across(&anonymous.url(""), &alice, &synapse.client_url, &sam).await;
 
     // Room traffic from the single server, good and bad, through traefik,
     // the gateway, the federation-api replicas and the room's writer.
