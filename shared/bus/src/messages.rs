@@ -67,6 +67,8 @@ pub enum RemoteEventKind {
     Join,
     /// The leave a `send_leave` completes.
     Leave,
+    /// The knock a `send_knock` completes.
+    Knock,
 }
 
 /// An event from another server, already checked for format, signatures
@@ -96,8 +98,9 @@ pub struct JoinRemoteRoom {
 
 /// A membership of a local user in a room this server may not be in:
 /// another server's invite (`PUT /v2/invite`, checked and countersigned
-/// here), or the user's rejection of it (signed here and accepted by a
-/// resident server through `make_leave`/`send_leave`).
+/// here), or the user's rejection of it or knock (signed here and accepted
+/// by a resident server through `make_leave`/`send_leave` or
+/// `make_knock`/`send_knock`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoteMembership {
     pub room_id: String,

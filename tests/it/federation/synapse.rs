@@ -553,12 +553,15 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
 /// Polls `/sync` until `room_id` is among the user's invites.
 async fn wait_for_invite(user: &Client, room_id: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Incremental after the first: Synapse answers a repeated initial sync
+    // from a cache.
+    let mut since: Option<String> = None;
     while Instant::now() < deadline {
-        let synced = user.sync(None, 0).await;
+        let synced = user.sync(since.as_deref(), 1000).await;
         if synced["rooms"]["invite"].get(room_id).is_some() {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        since = synced["next_batch"].as_str().map(str::to_owned).or(since);
     }
     false
 }
@@ -1011,6 +1014,119 @@ async fn power_levels_kicks_bans_and_rejoins_agree_on_both_sides() {
     moderate(&sam, "ban", &sams_room, &alice.user_id).await;
     assert!(wait_for_own_ban(&alice, &sams_room).await, "{}", logs());
     let refused = alice.join(&sams_room).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+}
+
+/// A room of `owner`'s that asks to be knocked on, named `name`.
+async fn knock_room(owner: &Client, name: &str) -> String {
+    owner
+        .create_room(&json!({
+            "preset": "private_chat",
+            "room_version": "10",
+            "name": name,
+            "initial_state": [{
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {"join_rule": "knock"},
+            }],
+        }))
+        .await
+}
+
+/// `knocker` knocks on `room_id` through `server`.
+async fn knock_via(knocker: &Client, room_id: &str, server: &str) -> crate::client::Reply {
+    knocker
+        .post(
+            &format!(
+                "/_matrix/client/v3/knock/{}?via={server}&server_name={server}",
+                crate::client::encode(room_id),
+                server = crate::client::encode(server)
+            ),
+            &json!({"reason": "may I come in?"}),
+        )
+        .await
+}
+
+/// The room's name as `user`'s sync shows it among their knocks.
+async fn knocked_room_name(user: &Client, room_id: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let synced = user.sync(None, 0).await;
+        let name = synced["rooms"]["knock"][room_id]["knock_state"]["events"]
+            .as_array()
+            .and_then(|events| events.iter().find(|event| event["type"] == "m.room.name"))
+            .and_then(|event| event["content"]["name"].as_str().map(str::to_owned));
+        if name.is_some() {
+            return name;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    None
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn knocks_cross_servers_and_end_in_a_join() {
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
+    let logs = || format!("{}\n{}", myelin.logs(), synapse.log_tail());
+    let mut both = vec![alice.user_id.clone(), sam.user_id.clone()];
+    both.sort();
+
+    // Alice knocks on Sam's room (make_knock/send_knock to Synapse).
+    let sams_room = knock_room(&sam, "Sam's door").await;
+    let knocked = knock_via(&alice, &sams_room, &synapse.server_name).await;
+    assert_eq!(knocked.status, 200, "{}\n{}", knocked.text, logs());
+    assert_eq!(
+        wait_for_membership(&sam, &sams_room, &alice.user_id, "knock").await,
+        "knock"
+    );
+    assert_eq!(
+        knocked_room_name(&alice, &sams_room).await.as_deref(),
+        Some("Sam's door")
+    );
+    let invited = sam.invite(&sams_room, &alice.user_id).await;
+    assert_eq!(invited.status, 200, "{}", invited.text);
+    assert!(wait_for_invite(&alice, &sams_room).await, "{}", logs());
+    let joined = alice.join(&sams_room).await;
+    assert_eq!(joined.status, 200, "{}\n{}", joined.text, logs());
+    assert_eq!(joined_members(&sam, &sams_room).await, both);
+
+    // Sam knocks on Alice's room (Synapse asks Myelin).
+    let alices_room = knock_room(&alice, "Alice's door").await;
+    let knocked = knock_via(&sam, &alices_room, myelin.server_name()).await;
+    assert_eq!(knocked.status, 200, "{}\n{}", knocked.text, logs());
+    assert_eq!(
+        wait_for_membership(&alice, &alices_room, &sam.user_id, "knock").await,
+        "knock"
+    );
+    assert_eq!(
+        knocked_room_name(&sam, &alices_room).await.as_deref(),
+        Some("Alice's door"),
+        "{}",
+        logs()
+    );
+    let invited = alice.invite(&alices_room, &sam.user_id).await;
+    assert_eq!(invited.status, 200, "{}", invited.text);
+    assert!(wait_for_invite(&sam, &alices_room).await, "{}", logs());
+    let joined = join_via(&sam, &alices_room, myelin.server_name()).await;
+    assert_eq!(joined.status, 200, "{}\n{}", joined.text, logs());
+    assert_eq!(joined_members(&alice, &alices_room).await, both);
+
+    // A room that is not for knocking refuses, on both sides.
+    let closed = sam.create_room(&json!({"preset": "private_chat"})).await;
+    let refused = knock_via(&alice, &closed, &synapse.server_name).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    let closed = alice.create_room(&json!({"preset": "private_chat"})).await;
+    let refused = knock_via(&sam, &closed, myelin.server_name()).await;
     assert_eq!(refused.status, 403, "{}", refused.text);
 }
 

@@ -397,6 +397,7 @@ fn check_kind(pdu: &Pdu, remote: &RemoteEvent) -> Result<(), RoomInputRefused> {
         RemoteEventKind::Transaction => return Ok(()),
         RemoteEventKind::Join => "join",
         RemoteEventKind::Leave => "leave",
+        RemoteEventKind::Knock => "knock",
     };
     let own_membership = pdu.event_type.to_string() == "m.room.member"
         && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
@@ -563,7 +564,7 @@ impl EventPersister {
 
 impl EventPersister {
     /// A local user's membership from outside the room: another server's
-    /// invite, or the user's rejection of one. In a room this server is in,
+    /// invite, the user's rejection of one, or the user's knock. In a room this server is in,
     /// it is judged like any event of that room; otherwise it is kept as the
     /// user's membership alone (until they join).
     pub(crate) async fn accept_remote_membership(
@@ -604,8 +605,13 @@ impl EventPersister {
         let pdu = Pdu::from_json(&event.event_id, &event.pdu_json).map_err(bad_event)?;
         let state_key = pdu.state_key.clone().unwrap_or_default();
         let membership = membership_of(&pdu);
+        let own_users_own = event.origin == self.server_key.server_name
+            && pdu.sender.as_str() == state_key
+            && pdu.sender.server_name().as_str() == self.server_key.server_name;
         match membership.as_deref() {
             Some("invite") => {}
+            // A local user's knock, taken by a resident server (`send_knock`).
+            Some("knock") if own_users_own => {}
             // Only one's own rejection of an invite or a knock this server holds.
             Some("leave") => {
                 let current = members

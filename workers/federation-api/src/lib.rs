@@ -69,6 +69,8 @@ impl Role for FederationApi {
             .handle(&self, membership::make_join)
             .handle(&self, membership::send_join)
             .handle(&self, membership::make_leave)
+            .handle(&self, membership::make_knock)
+            .handle(&self, membership::send_knock)
             .handle(&self, membership::send_leave)
             .handle(&self, membership::invite)
             .handle(&self, transactions::send)

@@ -11,8 +11,8 @@ use myelin_http::{MatrixError, RequestContext};
 use myelin_room::{ComposeError, NewEvent, RoomHead, event_template};
 use myelin_types::Partition;
 use ruma::api::federation::membership::{
-    RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
-    prepare_leave_event,
+    RawStrippedState, create_invite, create_join_event, create_knock_event, create_leave_event,
+    prepare_join_event, prepare_knock_event, prepare_leave_event,
 };
 use ruma::{OwnedEventId, RoomVersionId, UserId};
 use serde_json::value::RawValue;
@@ -207,6 +207,51 @@ pub(crate) async fn send_leave(
     )
     .await?;
     Ok(create_leave_event::v2::Response::new())
+}
+
+pub(crate) async fn make_knock(
+    api: Arc<FederationApi>,
+    ctx: RequestContext,
+    request: prepare_knock_event::v1::Request,
+) -> Result<prepare_knock_event::v1::Response, MatrixError> {
+    let (version, event) = api
+        .membership_template(
+            &ctx,
+            request.room_id.as_str(),
+            &request.user_id,
+            "knock",
+            Some(&request.ver),
+        )
+        .await?;
+    Ok(prepare_knock_event::v1::Response::new(version, event))
+}
+
+/// The knock is written (the room's rules decide), and the knocker's server
+/// gets the room's stripped state to show its user.
+pub(crate) async fn send_knock(
+    api: Arc<FederationApi>,
+    ctx: RequestContext,
+    request: create_knock_event::v1::Request,
+) -> Result<create_knock_event::v1::Response, MatrixError> {
+    let room_id = request.room_id.as_str();
+    api.accept_membership(
+        &ctx,
+        room_id,
+        &request.event_id,
+        &request.pdu,
+        RemoteEventKind::Knock,
+    )
+    .await?;
+    let stripped = api
+        .store
+        .current_state(room_id)
+        .await?
+        .into_iter()
+        .filter(|event| myelin_room::INVITE_STATE_TYPES.contains(&event.event_type.as_str()))
+        .filter_map(|event| RawValue::from_string(event.pdu_json).ok())
+        .map(RawStrippedState::Pdu)
+        .collect();
+    Ok(create_knock_event::v1::Response::new(stripped))
 }
 
 /// Another server invites a user of this one: the invite is checked,

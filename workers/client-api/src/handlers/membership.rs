@@ -317,18 +317,12 @@ impl ClientApi {
     ) -> Result<Value, MatrixError> {
         if self.store.room(room_id).await?.is_some() {
             let members = self.store.room_memberships(room_id).await?;
-            let resident = members
-                .iter()
-                .any(|member| member.membership == "join" && self.is_local_name(&member.user_id));
+            let resident = self.has_local_member(&members);
             // Not in the room (invited, or once in it): join through the
             // inviter's server, or those of the members last known here.
             servers.extend(self.inviter_server(&members, user_id).await?);
             servers.extend(
-                members
-                    .iter()
-                    .filter(|member| member.membership == "join")
-                    .filter_map(|member| ruma::OwnedUserId::try_from(member.user_id.as_str()).ok())
-                    .map(|member| member.server_name().to_owned())
+                self.member_servers(&members)
                     .filter(|server| server.as_str() != self.server_name),
             );
             if resident || servers.is_empty() {
@@ -375,9 +369,7 @@ impl ClientApi {
         user_id: &str,
     ) -> Result<Option<Vec<ruma::OwnedServerName>>, MatrixError> {
         let members = self.store.room_memberships(room_id).await?;
-        let resident = members
-            .iter()
-            .any(|member| member.membership == "join" && self.is_local_name(&member.user_id));
+        let resident = self.has_local_member(&members);
         let pending = members.iter().any(|member| {
             member.user_id == user_id && matches!(member.membership.as_str(), "invite" | "knock")
         });
@@ -395,6 +387,26 @@ impl ClientApi {
             servers.push(server.to_owned());
         }
         Ok(Some(servers))
+    }
+
+    /// The servers of the joined members among `members`, with repeats.
+    pub(crate) fn member_servers<'a>(
+        &self,
+        members: &'a [myelin_store::Membership],
+    ) -> impl Iterator<Item = ruma::OwnedServerName> + 'a {
+        members
+            .iter()
+            .filter(|member| member.membership == "join")
+            .filter_map(|member| ruma::OwnedUserId::try_from(member.user_id.as_str()).ok())
+            .map(|member| member.server_name().to_owned())
+    }
+
+    /// Whether a user of this server is joined: the room's events reach
+    /// this server, and its membership events are written here.
+    pub(crate) fn has_local_member(&self, members: &[myelin_store::Membership]) -> bool {
+        members
+            .iter()
+            .any(|member| member.membership == "join" && self.is_local_name(&member.user_id))
     }
 
     /// Whether an alias or ID names this server.

@@ -12,7 +12,8 @@ use myelin_room::RoomVersion;
 use myelin_store::OutlierEvent;
 use myelin_types::Partition;
 use ruma::api::federation::membership::{
-    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+    prepare_knock_event, prepare_leave_event,
 };
 use ruma::api::federation::query::get_room_information;
 use ruma::{
@@ -25,6 +26,17 @@ use crate::ClientApi;
 
 /// The most servers a join tries, one after the other.
 const MAX_JOIN_SERVERS: usize = 5;
+
+/// The most stripped state events kept with one knock.
+const MAX_STRIPPED_STATE: usize = 50;
+
+/// The room versions this server can join, for `make_join`/`make_knock`.
+fn supported_versions() -> Vec<RoomVersionId> {
+    myelin_room::STABLE_ROOM_VERSIONS
+        .iter()
+        .filter_map(|version| RoomVersionId::try_from(*version).ok())
+        .collect()
+}
 
 fn room_and_user(room_id: &str, user_id: &str) -> Result<(OwnedRoomId, OwnedUserId), MatrixError> {
     let room = OwnedRoomId::try_from(room_id)
@@ -116,6 +128,113 @@ impl ClientApi {
         Err(last_error)
     }
 
+    /// Knocks on a room this server is not in, through the first of
+    /// `servers` that takes the knock.
+    pub(crate) async fn knock_remote(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        servers: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<(), MatrixError> {
+        let mut last_error = MatrixError::not_found("No server to knock through is known");
+        for server in self.other_servers(servers) {
+            match self.knock_through(user_id, room_id, server, reason).await {
+                Ok(()) => return Ok(()),
+                // The room's rules refused: another server will say the same.
+                Err(error) if error.status == http::StatusCode::FORBIDDEN => return Err(error),
+                Err(error) => {
+                    tracing::info!(%server, %room_id, error = %error.error, "a remote knock failed");
+                    last_error = error;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// `make_knock`, signed here, `send_knock`; the knock is kept as the
+    /// user's membership with the room's stripped state from the answer.
+    async fn knock_through(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        server: &OwnedServerName,
+        reason: Option<&str>,
+    ) -> Result<(), MatrixError> {
+        let (room, user) = room_and_user(room_id, user_id)?;
+        let mut request = prepare_knock_event::v1::Request::new(room.clone(), user);
+        request.ver = supported_versions();
+        let made = self
+            .federation
+            .send(server, request)
+            .await
+            .map_err(FederationError::into_matrix_error)?;
+        let mut template: serde_json::Value =
+            serde_json::from_str(made.event.get()).map_err(|error| bad_answer(server, error))?;
+        if let Some(reason) = reason {
+            template["content"]["reason"] = serde_json::Value::String(reason.to_owned());
+        }
+        let template = serde_json::value::to_raw_value(&template)
+            .map_err(|error| bad_answer(server, error))?;
+        let (version, event_id, raw) = self.sign_template(
+            server,
+            Some(made.room_version),
+            &template,
+            user_id,
+            room_id,
+            "knock",
+        )?;
+        let event = ruma::OwnedEventId::try_from(event_id.as_str())
+            .map_err(|error| bad_answer(server, error))?;
+        let answer = self
+            .federation
+            .send(
+                server,
+                create_knock_event::v1::Request::new(room, event, raw.clone()),
+            )
+            .await
+            .map_err(FederationError::into_matrix_error)?;
+        let knock = RemoteMembership {
+            room_id: room_id.to_owned(),
+            room_version: version.id.as_str().to_owned(),
+            event_id,
+            pdu_json: raw.get().to_owned(),
+            origin: self.server_name.clone(),
+        };
+        myelin_process::request_room_input(
+            self.bus.as_ref(),
+            Partition::of_room(room_id),
+            RoomInput::RemoteMembership(knock),
+        )
+        .await?;
+        // What the user's client is shown of the room while it waits.
+        let stripped: Vec<serde_json::Value> = answer
+            .knock_room_state
+            .iter()
+            .filter_map(|state| match state {
+                ruma::api::federation::membership::RawStrippedState::Pdu(pdu) => {
+                    Some(pdu.get().to_owned())
+                }
+                #[allow(deprecated)]
+                ruma::api::federation::membership::RawStrippedState::Stripped(raw) => {
+                    Some(raw.json().get().to_owned())
+                }
+                _ => None,
+            })
+            .map(|json| myelin_room::stripped_state_event(&json))
+            .filter(|value| value.get("type").is_some())
+            .take(MAX_STRIPPED_STATE)
+            .collect();
+        self.store
+            .set_invite_state(
+                room_id,
+                user_id,
+                &serde_json::Value::Array(stripped).to_string(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// `make_leave` from a resident server, signed here, `send_leave` back,
     /// then kept as the user's membership by the room's writer.
     async fn leave_through(
@@ -174,10 +293,7 @@ impl ClientApi {
     ) -> Result<(), MatrixError> {
         let (room, user) = room_and_user(room_id, user_id)?;
         let mut request = prepare_join_event::v1::Request::new(room.clone(), user);
-        request.ver = myelin_room::STABLE_ROOM_VERSIONS
-            .iter()
-            .filter_map(|version| RoomVersionId::try_from(*version).ok())
-            .collect();
+        request.ver = supported_versions();
         let made = self
             .federation
             .send(server, request)

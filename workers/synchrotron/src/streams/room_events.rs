@@ -325,8 +325,9 @@ async fn stripped_state_with<T>(
 ) -> Result<Vec<Raw<T>>, MatrixError> {
     let state = sync.store.current_state(&membership.room_id).await?;
     let mut stripped = Vec::new();
-    // Another server's room: the stripped state that came with the invite.
-    if membership.membership == "invite"
+    // Another server's room: the stripped state that came with the invite
+    // or the knock's answer.
+    if matches!(membership.membership.as_str(), "invite" | "knock")
         && let Some(sent) = sync
             .store
             .invite_state(&membership.room_id, &membership.user_id)
