@@ -291,7 +291,8 @@ impl FederationSender {
             .contains_key(&myelin_types::Partition::of_server(destination).0)
     }
 
-    fn waiting_until(&self, destination: &str) -> Option<i64> {
+    /// Until when (ms) sends to `destination` wait after failures.
+    pub(crate) fn waiting_until(&self, destination: &str) -> Option<i64> {
         self.waiting().get(destination).copied()
     }
 

@@ -13,6 +13,24 @@ use serde_json::{Value, json};
 
 use crate::FederationSender;
 
+/// Whether an EDU still means something after an outage. A typing notice
+/// or a presence update is old news by then, so a destination being
+/// retried does not get them queued; receipts and device-list updates
+/// wait for it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum EduKind {
+    Passing,
+    Lasting,
+}
+
+impl EduKind {
+    /// Whether to queue it for a destination that waits to be retried
+    /// until `waiting_until` (ms), if at all, at `now`.
+    fn worth_queueing(self, waiting_until: Option<i64>, now: i64) -> bool {
+        self == EduKind::Lasting || waiting_until.is_none_or(|until| until <= now)
+    }
+}
+
 impl FederationSender {
     fn is_local(&self, user_id: &str) -> bool {
         user_id
@@ -21,15 +39,21 @@ impl FederationSender {
     }
 
     /// Queues `edu` for every other server in the room this replica holds.
-    async fn queue_for_room(&self, room_id: &str, edu: Value) {
+    async fn queue_for_room(&self, room_id: &str, edu: Value, kind: EduKind) {
         match self.servers_in_room(room_id).await {
-            Ok(servers) => self.queue_for_servers(servers, edu).await,
+            Ok(servers) => self.queue_for_servers(servers, edu, kind).await,
             Err(error) => tracing::warn!(%error, %room_id, "cannot find the servers of a room"),
         }
     }
 
-    /// Queues `edu` for those of `servers` whose partition this replica holds.
-    async fn queue_for_servers(&self, servers: BTreeSet<String>, edu: Value) {
+    /// Queues `edu` for those of `servers` whose partition this replica
+    /// holds; a passing one skips the servers it is waiting to retry.
+    async fn queue_for_servers(&self, servers: BTreeSet<String>, edu: Value, kind: EduKind) {
+        let now = myelin_types::now_millis();
+        let servers: Vec<String> = servers
+            .into_iter()
+            .filter(|server| kind.worth_queueing(self.waiting_until(server), now))
+            .collect();
         let held = self.held().keys().copied().collect::<Vec<u16>>();
         let edu_json = edu.to_string();
         let edus: Vec<QueuedEdu> = servers
@@ -65,7 +89,8 @@ impl FederationSender {
                 "typing": change.until_ms.is_some(),
             },
         });
-        self.queue_for_room(&change.room_id, edu).await;
+        self.queue_for_room(&change.room_id, edu, EduKind::Passing)
+            .await;
     }
 
     pub(crate) async fn queue_receipt(&self, change: ReceiptChanged) {
@@ -109,7 +134,8 @@ impl FederationSender {
                     }
                 },
             });
-            self.queue_for_room(&receipt.room_id, edu).await;
+            self.queue_for_room(&receipt.room_id, edu, EduKind::Lasting)
+                .await;
         }
     }
 
@@ -152,7 +178,7 @@ impl FederationSender {
             content["device_display_name"] = Value::String(name);
         }
         let edu = json!({"edu_type": "m.device_list_update", "content": content});
-        self.queue_for_servers(servers, edu).await;
+        self.queue_for_servers(servers, edu, EduKind::Lasting).await;
     }
 
     /// A local user's presence changed: every server sharing a room with
@@ -185,7 +211,7 @@ impl FederationSender {
             entry["status_msg"] = Value::String(status);
         }
         let edu = json!({"edu_type": "m.presence", "content": {"push": [entry]}});
-        self.queue_for_servers(servers, edu).await;
+        self.queue_for_servers(servers, edu, EduKind::Passing).await;
     }
 
     /// The other servers with a user in a room `user_id` is joined to.
@@ -201,5 +227,20 @@ impl FederationSender {
         }
         servers.remove(&self.config.server_name);
         Ok(servers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EduKind;
+
+    #[test]
+    fn passing_edus_skip_destinations_being_retried() {
+        let now = 1_000;
+        for waiting in [None, Some(0), Some(now)] {
+            assert!(EduKind::Passing.worth_queueing(waiting, now), "{waiting:?}");
+        }
+        assert!(!EduKind::Passing.worth_queueing(Some(now + 1), now));
+        assert!(EduKind::Lasting.worth_queueing(Some(now + 60_000), now));
     }
 }
