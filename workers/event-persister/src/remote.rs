@@ -573,6 +573,10 @@ impl EventPersister {
         fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
         let own_suffix = format!(":{}", self.server_key.server_name);
+        // The members are read under the room's lock, so a join written
+        // meanwhile cannot be overwritten by a membership from outside.
+        let slot = self.heads.slot(&event.room_id);
+        let mut guard = slot.lock().await;
         let members = self
             .event_store
             .room_memberships(&event.room_id)
@@ -582,6 +586,7 @@ impl EventPersister {
             .iter()
             .any(|member| member.membership == "join" && member.user_id.ends_with(&own_suffix));
         if resident {
+            drop(guard);
             let remote = RemoteEvent {
                 room_id: event.room_id,
                 event_id: event.event_id,
@@ -591,8 +596,6 @@ impl EventPersister {
             };
             return self.accept_remote(remote, fence).await;
         }
-        let slot = self.heads.slot(&event.room_id);
-        let mut guard = slot.lock().await;
         *guard = None;
         let done = |position| RoomInputDone {
             room_id: event.room_id.clone(),
@@ -608,12 +611,14 @@ impl EventPersister {
         let own_users_own = event.origin == self.server_key.server_name
             && pdu.sender.as_str() == state_key
             && pdu.sender.server_name().as_str() == self.server_key.server_name;
+        let invites_a_local_user =
+            state_key.ends_with(&own_suffix) && pdu.sender.server_name().as_str() == event.origin;
         match membership.as_deref() {
-            Some("invite") => {}
+            Some("invite") if invites_a_local_user => {}
             // A local user's knock, taken by a resident server (`send_knock`).
             Some("knock") if own_users_own => {}
             // Only one's own rejection of an invite or a knock this server holds.
-            Some("leave") => {
+            Some("leave") if own_users_own => {
                 let current = members
                     .iter()
                     .find(|member| member.user_id == state_key)
@@ -627,7 +632,13 @@ impl EventPersister {
                     ));
                 }
             }
-            _ => return Err(bad_event("not an invite or a leave")),
+            _ => {
+                return Err(refused(
+                    403,
+                    "M_FORBIDDEN",
+                    "Not a membership taken from outside the room",
+                ));
+            }
         }
         let known_room = self
             .event_store

@@ -65,6 +65,15 @@ impl Media {
         if fetch.without_token && self.authenticated_media {
             return Err(MatrixError::not_found("Media not found"));
         }
+        let _turn = self
+            .remote_fetches
+            .acquire()
+            .await
+            .map_err(|_| MatrixError::unavailable("The media service is stopping"))?;
+        // Another request may have fetched it while this one waited.
+        if let Some(kept) = self.media_store.remote_media(origin, media_id).await? {
+            return Ok(kept);
+        }
         let mut request = get_content::v1::Request::new(media_id.to_owned());
         request.timeout_ms = fetch.wait;
         let limit =
@@ -116,6 +125,11 @@ impl Media {
             return Err(MatrixError::not_found("Media not found"));
         }
         let (width, height, method) = wanted;
+        let _turn = self
+            .remote_fetches
+            .acquire()
+            .await
+            .map_err(|_| MatrixError::unavailable("The media service is stopping"))?;
         let mut request = get_content_thumbnail::v1::Request::new(
             media_id.to_owned(),
             UInt::from(width),

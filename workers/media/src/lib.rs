@@ -24,6 +24,8 @@ use crate::files::MediaFiles;
 /// Synapse's default when `media_store_path` is not set: beside the
 /// working directory, as the SQLite database is.
 const DEFAULT_MEDIA_STORE: &str = "media_store";
+/// Fetches of other servers' media at once, per process.
+const REMOTE_FETCHES: usize = 4;
 /// How often reservations from `/create` that were never used are forgotten.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// How often the media directory is swept for files no row names.
@@ -48,6 +50,9 @@ pub struct Media {
     previews: Option<preview::Previews>,
     /// Permits for thumbnail decoding, one per core.
     thumbnailing: tokio::sync::Semaphore,
+    /// Permits for fetching other servers' media: each may hold a file of
+    /// up to `max_upload_size` in memory.
+    remote_fetches: tokio::sync::Semaphore,
 }
 
 pub fn role(deps: &Deps) -> Arc<Media> {
@@ -69,6 +74,7 @@ pub fn role(deps: &Deps) -> Arc<Media> {
         thumbnailing: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, usize::from),
         ),
+        remote_fetches: tokio::sync::Semaphore::new(REMOTE_FETCHES),
     })
 }
 

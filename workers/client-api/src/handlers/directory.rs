@@ -22,7 +22,12 @@ pub(crate) async fn get_public_rooms(
     context: RequestContext,
     request: get_public_rooms::v3::Request,
 ) -> Result<get_public_rooms::v3::Response, MatrixError> {
-    if !api.config.allow_public_rooms_without_auth {
+    let elsewhere = request
+        .server
+        .as_deref()
+        .is_some_and(|server| server.as_str() != api.server_name);
+    // Asking another server signs a request as this one: only for users.
+    if !api.config.allow_public_rooms_without_auth || elsewhere {
         context.user()?;
     }
     let page = api
@@ -167,10 +172,12 @@ impl ClientApi {
             .unwrap_or(usize::MAX)
             .min(directory::MAX_LIMIT);
         let mut chunk = answer.chunk;
+        // A page cut short here cannot be continued from the other's token.
+        let cut = chunk.len() > limit;
         chunk.truncate(limit);
         Ok(DirectoryPage {
             chunk,
-            next_batch: answer.next_batch,
+            next_batch: answer.next_batch.filter(|_| !cut),
             total: answer.total_room_count_estimate,
         })
     }

@@ -99,7 +99,12 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             let room_id = request.room_id.as_str();
             api.require_room(room_id).await?;
             if let Some(servers) = api.remote_leave_servers(room_id, &user.user_id).await? {
-                api.leave_remote(&user.user_id, room_id, &servers).await?;
+                if let Err(error) = api.leave_remote(&user.user_id, room_id, &servers).await {
+                    // No server in the room took it: the invite is dropped
+                    // here all the same, so it can always be dismissed.
+                    tracing::info!(%room_id, error = %error.error, "declining an invite here only");
+                    api.leave_here_only(&user.user_id, room_id).await?;
+                }
                 return Ok(json!({}));
             }
             api.set_membership(
@@ -315,26 +320,23 @@ impl ClientApi {
         mut servers: Vec<ruma::OwnedServerName>,
         reason: Option<&str>,
     ) -> Result<Value, MatrixError> {
-        if self.store.room(room_id).await?.is_some() {
-            let members = self.store.room_memberships(room_id).await?;
-            let resident = self.has_local_member(&members);
-            // Not in the room (invited, or once in it): join through the
-            // inviter's server, or those of the members last known here.
-            servers.extend(self.inviter_server(&members, user_id).await?);
-            servers.extend(
-                self.member_servers(&members)
-                    .filter(|server| server.as_str() != self.server_name),
-            );
-            if resident || servers.is_empty() {
-                return self.join(user_id, room_id, reason).await;
-            }
-        }
-        self.limits.joins.check(user_id)?;
         if let Ok(room) = ruma::OwnedRoomId::try_from(room_id)
             && let Some(server) = room.server_name()
         {
             servers.push(server.to_owned());
         }
+        if self.store.room(room_id).await?.is_some() {
+            let members = self.store.room_memberships(room_id).await?;
+            // Not in the room (invited, or once in it): join through the
+            // inviter's server, or those of the members last known here.
+            servers.extend(self.inviter_server(&members, user_id).await?);
+            servers.extend(self.member_servers(&members));
+            servers.retain(|server| server.as_str() != self.server_name);
+            if self.has_local_member(&members) || servers.is_empty() {
+                return self.join(user_id, room_id, reason).await;
+            }
+        }
+        self.limits.joins.check(user_id)?;
         self.join_remote(user_id, room_id, &servers).await?;
         Ok(json!({"room_id": room_id}))
     }
@@ -386,6 +388,7 @@ impl ClientApi {
         {
             servers.push(server.to_owned());
         }
+        servers.extend(self.member_servers(&members));
         Ok(Some(servers))
     }
 

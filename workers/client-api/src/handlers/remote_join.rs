@@ -27,6 +27,11 @@ use crate::ClientApi;
 /// The most servers a join tries, one after the other.
 const MAX_JOIN_SERVERS: usize = 5;
 
+/// The content keys of a membership template that are signed here: the
+/// membership, the authorising user of a restricted join, and the reason
+/// this server itself puts in a knock.
+const TEMPLATE_CONTENT: &[&str] = &["membership", "join_authorised_via_users_server", "reason"];
+
 /// The most stripped state events kept with one knock.
 const MAX_STRIPPED_STATE: usize = 50;
 
@@ -235,6 +240,68 @@ impl ClientApi {
         Ok(())
     }
 
+    /// A leave signed here that no other server has seen, citing the
+    /// user's invite or knock: what ends an invite whose room no server
+    /// answers for. The room's writer keeps it as the user's membership.
+    pub(crate) async fn leave_here_only(
+        &self,
+        user_id: &str,
+        room_id: &str,
+    ) -> Result<(), MatrixError> {
+        let room =
+            self.store.room(room_id).await?.ok_or_else(|| {
+                MatrixError::not_found("No known room with that ID on this server")
+            })?;
+        let version = RoomVersion::stable(&room.room_version)
+            .ok_or_else(|| MatrixError::internal("The room's version is not supported"))?;
+        let membership = self
+            .store
+            .room_memberships(room_id)
+            .await?
+            .into_iter()
+            .find(|member| member.user_id == user_id)
+            .ok_or_else(|| MatrixError::forbidden("You are not invited to this room"))?;
+        let pending = self
+            .store
+            .event(&membership.event_id)
+            .await?
+            .ok_or_else(|| MatrixError::internal("The invite is missing"))?;
+        let mut object: CanonicalJsonObject = ruma::canonical_json::try_from_json_map(
+            serde_json::json!({
+                "type": "m.room.member",
+                "room_id": room_id,
+                "sender": user_id,
+                "state_key": user_id,
+                "content": {"membership": "leave"},
+                "origin_server_ts": myelin_types::now_millis(),
+                "depth": pending.depth.saturating_add(1),
+                "prev_events": [membership.event_id],
+                "auth_events": [membership.event_id],
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        )
+        .map_err(|error| MatrixError::internal(error.to_string()))?;
+        let event_id = self.sign_event(&version, &mut object)?;
+        let pdu_json = serde_json::to_string(&object)
+            .map_err(|error| MatrixError::internal(error.to_string()))?;
+        let leave = RemoteMembership {
+            room_id: room_id.to_owned(),
+            room_version: version.id.as_str().to_owned(),
+            event_id,
+            pdu_json,
+            origin: self.server_name.clone(),
+        };
+        myelin_process::request_room_input(
+            self.bus.as_ref(),
+            Partition::of_room(room_id),
+            RoomInput::RemoteMembership(leave),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `make_leave` from a resident server, signed here, `send_leave` back,
     /// then kept as the user's membership by the room's writer.
     async fn leave_through(
@@ -416,6 +483,11 @@ impl ClientApi {
                 server,
                 format!("the template is not this user's {wanted}"),
             ));
+        }
+        // Only what this server means the user to say is signed: the
+        // resident server may not put words (a display name, say) in it.
+        if let Some(CanonicalJsonValue::Object(content)) = object.get_mut("content") {
+            content.retain(|key, _| TEMPLATE_CONTENT.contains(&key.as_str()));
         }
         object.insert(
             "origin_server_ts".to_owned(),
