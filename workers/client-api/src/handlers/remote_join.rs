@@ -199,19 +199,8 @@ impl ClientApi {
             )
             .await
             .map_err(FederationError::into_matrix_error)?;
-        let knock = RemoteMembership {
-            room_id: room_id.to_owned(),
-            room_version: version.id.as_str().to_owned(),
-            event_id,
-            pdu_json: raw.get().to_owned(),
-            origin: self.server_name.clone(),
-        };
-        myelin_process::request_room_input(
-            self.bus.as_ref(),
-            Partition::of_room(room_id),
-            RoomInput::RemoteMembership(knock),
-        )
-        .await?;
+        self.keep_membership(room_id, &version, event_id, raw.get().to_owned())
+            .await?;
         // What the user's client is shown of the room while it waits.
         let stripped: Vec<serde_json::Value> = answer
             .knock_room_state
@@ -286,7 +275,21 @@ impl ClientApi {
         let event_id = self.sign_event(&version, &mut object)?;
         let pdu_json = serde_json::to_string(&object)
             .map_err(|error| MatrixError::internal(error.to_string()))?;
-        let leave = RemoteMembership {
+        self.keep_membership(room_id, &version, event_id, pdu_json)
+            .await
+    }
+
+    /// Hands a local user's membership signed here (a leave or knock a
+    /// resident server took, or a leave no server saw) to the room's writer,
+    /// which keeps it without holding the room.
+    async fn keep_membership(
+        &self,
+        room_id: &str,
+        version: &RoomVersion,
+        event_id: String,
+        pdu_json: String,
+    ) -> Result<(), MatrixError> {
+        let membership = RemoteMembership {
             room_id: room_id.to_owned(),
             room_version: version.id.as_str().to_owned(),
             event_id,
@@ -296,7 +299,7 @@ impl ClientApi {
         myelin_process::request_room_input(
             self.bus.as_ref(),
             Partition::of_room(room_id),
-            RoomInput::RemoteMembership(leave),
+            RoomInput::RemoteMembership(membership),
         )
         .await?;
         Ok(())
@@ -336,20 +339,8 @@ impl ClientApi {
             )
             .await
             .map_err(FederationError::into_matrix_error)?;
-        let leave = RemoteMembership {
-            room_id: room_id.to_owned(),
-            room_version: version.id.as_str().to_owned(),
-            event_id,
-            pdu_json: raw.get().to_owned(),
-            origin: self.server_name.clone(),
-        };
-        myelin_process::request_room_input(
-            self.bus.as_ref(),
-            Partition::of_room(room_id),
-            RoomInput::RemoteMembership(leave),
-        )
-        .await?;
-        Ok(())
+        self.keep_membership(room_id, &version, event_id, raw.get().to_owned())
+            .await
     }
 
     async fn join_through(
