@@ -32,6 +32,30 @@ fn federation_env() -> (TempDir, std::path::PathBuf) {
     (env_dir, env_file)
 }
 
+/// A split server named `127.0.0.1:<port>` with federation on that port
+/// over TLS, with `counts` of each role; its name, and the folder of its
+/// environment file (kept while it runs).
+async fn federating_split(
+    settings: &(String, String),
+    certificates: &Certificates,
+    counts: &[(&str, &str)],
+) -> (Split, String, TempDir) {
+    let federation_port = free_port();
+    let server_name = format!("127.0.0.1:{federation_port}");
+    let (env_dir, env_file) = federation_env();
+    let port = federation_port.to_string();
+    let mut options: Vec<(&str, &str)> = counts.to_vec();
+    options.extend([
+        ("SPLIT_SERVER_NAME", server_name.as_str()),
+        ("SPLIT_FEDERATION_PORT", port.as_str()),
+        ("SPLIT_TLS_CERTIFICATE", certificates.certificate.as_str()),
+        ("SPLIT_TLS_KEY", certificates.key.as_str()),
+        ("SPLIT_ENV_FILE", env_file.to_str().expect("UTF-8 path")),
+    ]);
+    let split = Split::up_with(settings, &options).await;
+    (split, server_name, env_dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(
     not(all(myelin_test_postgres, myelin_test_nats)),
@@ -44,23 +68,15 @@ fn federation_env() -> (TempDir, std::path::PathBuf) {
 async fn split_myelin_federates_with_myelin_and_synapse() {
     let Some(settings) = settings() else { return };
     let certificates = Certificates::new();
-    let federation_port = free_port();
-    let server_name = format!("127.0.0.1:{federation_port}");
-    let (_env_dir, env_file) = federation_env();
-    let port = federation_port.to_string();
-    let split = Split::up_with(
+    let (split, server_name, _env_dir) = federating_split(
         &settings,
+        &certificates,
         &[
             ("CLIENT_APIS", "2"),
             ("SYNCHROTRONS", "1"),
             ("PERSISTERS", "1"),
             ("GATEWAYS", "1"),
             ("FEDERATION_APIS", "2"),
-            ("SPLIT_SERVER_NAME", &server_name),
-            ("SPLIT_FEDERATION_PORT", &port),
-            ("SPLIT_TLS_CERTIFICATE", &certificates.certificate),
-            ("SPLIT_TLS_KEY", &certificates.key),
-            ("SPLIT_ENV_FILE", env_file.to_str().expect("UTF-8 path")),
         ],
     )
     .await;
@@ -169,12 +185,9 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
 async fn split_federation_sender_killed_mid_stream_loses_nothing() {
     let Some(settings) = settings() else { return };
     let certificates = Certificates::new();
-    let federation_port = free_port();
-    let server_name = format!("127.0.0.1:{federation_port}");
-    let (_env_dir, env_file) = federation_env();
-    let port = federation_port.to_string();
-    let split = Split::up_with(
+    let (split, server_name, _env_dir) = federating_split(
         &settings,
+        &certificates,
         &[
             ("CLIENT_APIS", "1"),
             ("SYNCHROTRONS", "1"),
@@ -182,11 +195,6 @@ async fn split_federation_sender_killed_mid_stream_loses_nothing() {
             ("GATEWAYS", "1"),
             ("FEDERATION_APIS", "1"),
             ("FEDERATION_SENDERS", "2"),
-            ("SPLIT_SERVER_NAME", &server_name),
-            ("SPLIT_FEDERATION_PORT", &port),
-            ("SPLIT_TLS_CERTIFICATE", &certificates.certificate),
-            ("SPLIT_TLS_KEY", &certificates.key),
-            ("SPLIT_ENV_FILE", env_file.to_str().expect("UTF-8 path")),
         ],
     )
     .await;
