@@ -3,9 +3,12 @@
 //! replicas, and client-api replicas send requests of their own; the peers
 //! are a single-process Myelin and Synapse.
 
+use serde_json::json;
+
 use super::forged::check_forged_requests;
 use super::synapse::{
-    Synapse, bodies_in_order, fetch_media, room_joined_over_federation, wait_for_message,
+    Synapse, bodies_in_order, fetch_media, knock_room, knock_via, room_joined_over_federation,
+    wait_for_invite, wait_for_membership, wait_for_message,
 };
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
@@ -146,6 +149,27 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     assert!(
         seen_by_alice.body == picture,
         "the split served other bytes"
+    );
+
+    // Declining Sam's invite goes through Synapse; a knock on Sam's room too.
+    let invited_to = sam
+        .create_room(&json!({"preset": "private_chat", "name": "Declined by the split"}))
+        .await;
+    let invited = sam.invite(&invited_to, &alice.user_id).await;
+    assert_eq!(invited.status, 200, "{}", invited.text);
+    assert!(wait_for_invite(&alice, &invited_to).await);
+    let declined = alice.leave(&invited_to).await;
+    assert_eq!(declined.status, 200, "{}", declined.text);
+    assert_eq!(
+        wait_for_membership(&sam, &invited_to, &alice.user_id, "leave").await,
+        "leave"
+    );
+    let door = knock_room(&sam, "Knocked on by the split").await;
+    let knocked = knock_via(&alice, &door, &synapse.server_name).await;
+    assert_eq!(knocked.status, 200, "{}", knocked.text);
+    assert_eq!(
+        wait_for_membership(&sam, &door, &alice.user_id, "knock").await,
+        "knock"
     );
 
     // An encrypted conversation with matrix-js-sdk, Alice on the split server.

@@ -552,7 +552,7 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
 }
 
 /// Polls `/sync` until `room_id` is among the user's invites.
-async fn wait_for_invite(user: &Client, room_id: &str) -> bool {
+pub(crate) async fn wait_for_invite(user: &Client, room_id: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     // Incremental after the first: Synapse answers a repeated initial sync
     // from a cache.
@@ -848,7 +848,12 @@ async fn room_directories_are_read_across_servers() {
 
 /// `reader`'s view of `user_id`'s membership of the room, waiting up to
 /// 30 s for it to become `want`; what it was last.
-async fn wait_for_membership(reader: &Client, room_id: &str, user_id: &str, want: &str) -> String {
+pub(crate) async fn wait_for_membership(
+    reader: &Client,
+    room_id: &str,
+    user_id: &str,
+    want: &str,
+) -> String {
     let path = format!(
         "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
         crate::client::encode(room_id),
@@ -1032,7 +1037,7 @@ async fn power_levels_kicks_bans_and_rejoins_agree_on_both_sides() {
 }
 
 /// A room of `owner`'s that asks to be knocked on, named `name`.
-async fn knock_room(owner: &Client, name: &str) -> String {
+pub(crate) async fn knock_room(owner: &Client, name: &str) -> String {
     owner
         .create_room(&json!({
             "preset": "private_chat",
@@ -1048,7 +1053,11 @@ async fn knock_room(owner: &Client, name: &str) -> String {
 }
 
 /// `knocker` knocks on `room_id` through `server`.
-async fn knock_via(knocker: &Client, room_id: &str, server: &str) -> crate::client::Reply {
+pub(crate) async fn knock_via(
+    knocker: &Client,
+    room_id: &str,
+    server: &str,
+) -> crate::client::Reply {
     knocker
         .post(
             &format!(
