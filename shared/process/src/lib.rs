@@ -22,5 +22,5 @@ pub use observability::{init_tracing, labelled_counter};
 pub use role::{Role, Shutdown};
 pub use room_input::request_room_input;
 pub use serve::run_roles;
-pub use to_device::queue_to_device;
+pub use to_device::{addressed_messages, queue_to_device};
 pub use worker::{build_runtime, worker_main};

@@ -5,7 +5,26 @@ use std::collections::BTreeSet;
 
 use myelin_bus::Bus;
 use myelin_bus::topics::{self, ToDeviceQueued};
-use myelin_store::{Store, StoreResult, ToDeviceSend};
+use myelin_store::{NewToDevice, Store, StoreResult, ToDeviceSend};
+
+/// The inbox entries of one message to `user_id`: one for each of their
+/// known `devices` it is addressed to, every one (`device` `None`, `*`)
+/// or the one named (none when that device is unknown).
+pub fn addressed_messages<'a>(
+    user_id: &'a str,
+    device: Option<&'a str>,
+    devices: &'a [String],
+    content: &'a str,
+) -> impl Iterator<Item = NewToDevice> + 'a {
+    devices
+        .iter()
+        .filter(move |known| device.is_none_or(|wanted| wanted == known.as_str()))
+        .map(move |device_id| NewToDevice {
+            user_id: user_id.to_owned(),
+            device_id: device_id.clone(),
+            content: content.to_owned(),
+        })
+}
 
 /// Queues `send` (once per sending device and transaction ID, as the store
 /// keeps it) and tells the recipients' synchrotrons.
@@ -30,4 +49,22 @@ pub async fn queue_to_device(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::addressed_messages;
+
+    #[test]
+    fn messages_go_to_every_known_device_or_the_one_named() {
+        let devices = vec!["A".to_owned(), "B".to_owned()];
+        let to = |device| {
+            addressed_messages("@u:hs", device, &devices, "{}")
+                .map(|message| message.device_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(to(None), ["A", "B"]);
+        assert_eq!(to(Some("B")), ["B"]);
+        assert!(to(Some("C")).is_empty(), "an unknown device gets nothing");
+    }
 }

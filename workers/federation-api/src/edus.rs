@@ -4,7 +4,7 @@
 //! alone; the rest of the transaction goes on.
 
 use myelin_bus::topics::{self, PresenceChanged, ReceiptChanged, TypingChanged};
-use myelin_store::{NewReceipt, NewToDevice, PresenceUpdate, ToDeviceSend};
+use myelin_store::{NewReceipt, PresenceUpdate, ToDeviceSend};
 use myelin_types::now_millis;
 use ruma::api::federation::transactions::edu::{
     DirectDeviceContent, Edu, ReceiptContent, TypingContent,
@@ -268,20 +268,16 @@ impl FederationApi {
                 if json.len() > MAX_TO_DEVICE_BYTES || !json.trim_start().starts_with('{') {
                     continue;
                 }
-                let targets: Vec<&String> = match target {
-                    DeviceIdOrAllDevices::AllDevices => devices.iter().collect(),
-                    DeviceIdOrAllDevices::DeviceId(device_id) => devices
-                        .iter()
-                        .filter(|known| known.as_str() == device_id.as_str())
-                        .collect(),
+                let device = match target {
+                    DeviceIdOrAllDevices::DeviceId(device_id) => Some(device_id.as_str()),
+                    DeviceIdOrAllDevices::AllDevices => None,
                 };
-                for device_id in targets {
-                    messages.push(NewToDevice {
-                        user_id: user_id.to_string(),
-                        device_id: device_id.clone(),
-                        content: json.to_owned(),
-                    });
-                }
+                messages.extend(myelin_process::addressed_messages(
+                    user_id.as_str(),
+                    device,
+                    &devices,
+                    json,
+                ));
             }
             if messages.len() > MAX_TO_DEVICE_MESSAGES {
                 return Err("a to-device EDU reaching too many devices".to_owned());

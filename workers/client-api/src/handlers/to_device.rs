@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use myelin_bus::topics;
 use myelin_http::{MatrixError, RequestContext};
-use myelin_store::{NewToDevice, QueuedEdu, ToDeviceSend};
+use myelin_store::{QueuedEdu, ToDeviceSend};
 use myelin_types::{Partition, now_millis};
 use ruma::api::client::to_device::send_event_to_device;
 use ruma::to_device::DeviceIdOrAllDevices;
@@ -78,20 +78,16 @@ pub(crate) async fn send(
                     "A to-device message's content must be an object",
                 ));
             }
-            let targets: Vec<&String> = match target {
-                DeviceIdOrAllDevices::AllDevices => devices.iter().collect(),
-                DeviceIdOrAllDevices::DeviceId(device_id) => devices
-                    .iter()
-                    .filter(|known| known.as_str() == device_id.as_str())
-                    .collect(),
+            let device = match target {
+                DeviceIdOrAllDevices::DeviceId(device_id) => Some(device_id.as_str()),
+                DeviceIdOrAllDevices::AllDevices => None,
             };
-            for device_id in targets {
-                messages.push(NewToDevice {
-                    user_id: user_id.to_string(),
-                    device_id: device_id.clone(),
-                    content: content.to_owned(),
-                });
-            }
+            messages.extend(myelin_process::addressed_messages(
+                user_id.as_str(),
+                device,
+                &devices,
+                content,
+            ));
             if messages.len() > MAX_MESSAGES {
                 return Err(MatrixError::too_large(format!(
                     "One send reaches at most {MAX_MESSAGES} devices"
