@@ -191,9 +191,17 @@ try {
     });
     const defaultKey = await alice.secretStorage.getDefaultKeyId();
     secretStorageKey.keyId = defaultKey;
-    if (!(await crypto.isCrossSigningReady()) || !(await crypto.isSecretStorageReady())) {
-        throw new Error("cross-signing or secret storage is not ready");
-    }
+    // Ready once the client has read its own new keys back (a key query
+    // of its own, which may still be on its way).
+    await waitFor(
+        alice,
+        sdk.ClientEvent.Sync,
+        async () =>
+            (await crypto.isCrossSigningReady()) && (await crypto.isSecretStorageReady())
+                ? true
+                : undefined,
+        "cross-signing and secret storage to be ready",
+    );
     const backupVersion = await waitFor(
         alice,
         sdk.ClientEvent.Sync,
