@@ -117,6 +117,25 @@ pub enum RoomInput {
     Remote(RemoteEvent),
     JoinRemote(JoinRemoteRoom),
     RemoteMembership(RemoteMembership),
+    Backfill(BackfilledEvents),
+}
+
+/// A room's history fetched from another server (`/backfill`), already
+/// checked and stored as outliers: the room's writer moves those its rules
+/// allow into the timeline, below every event there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfilledEvents {
+    pub room_id: String,
+    /// Oldest first.
+    pub events: Vec<BackfilledEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfilledEvent {
+    pub event_id: String,
+    /// The state before the event (`/state_ids`), stored as outliers, when
+    /// its prev_events are not known here.
+    pub state_ids: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 
 mod client;
 pub mod discovery;
+pub mod history;
 pub mod key_document;
 mod keyring;
 pub mod pdu_check;

@@ -36,7 +36,10 @@ pub async fn request_room_input(
     // are resent only when surely not processed.
     let idempotent = match &request.input {
         RoomInput::Send(send) => send.txn.is_some(),
-        RoomInput::Remote(_) | RoomInput::JoinRemote(_) | RoomInput::RemoteMembership(_) => true,
+        RoomInput::Remote(_)
+        | RoomInput::JoinRemote(_)
+        | RoomInput::RemoteMembership(_)
+        | RoomInput::Backfill(_) => true,
         RoomInput::CreateRoom(_) => false,
     };
     let subject = subjects::room_input(partition);

@@ -29,6 +29,9 @@ pub struct HistoryView {
     user_id: String,
     memberships: Vec<(StreamPosition, MembershipState)>,
     visibilities: Vec<(StreamPosition, HistoryVisibility)>,
+    /// The setting in force below the oldest change read: the one before
+    /// the oldest history fetched from another server, else `shared`.
+    visibility_below: HistoryVisibility,
 }
 
 impl HistoryView {
@@ -51,7 +54,15 @@ impl HistoryView {
             .iter()
             .map(|event| (event.position, visibility_in(&event.pdu_json)))
             .collect();
-        Ok(HistoryView::new(user_id, memberships, visibilities))
+        let mut view = HistoryView::new(user_id, memberships, visibilities);
+        if let Some(below) = store
+            .room(room_id)
+            .await?
+            .and_then(|room| room.visibility_below)
+        {
+            view.visibility_below = visibility_named(Some(&below));
+        }
+        Ok(view)
     }
 
     pub fn new(
@@ -63,6 +74,7 @@ impl HistoryView {
             user_id: user_id.to_owned(),
             memberships,
             visibilities,
+            visibility_below: HistoryVisibility::Shared,
         }
     }
 
@@ -108,7 +120,8 @@ impl HistoryView {
             .collect();
         changes.sort_unstable();
         changes.dedup();
-        let starts = std::iter::once(StreamPosition::ZERO).chain(changes.iter().copied());
+        // History fetched from other servers sits below zero.
+        let starts = std::iter::once(StreamPosition(i64::MIN)).chain(changes.iter().copied());
         let mut ranges: Vec<(StreamPosition, Option<StreamPosition>)> = Vec::new();
         for (index, start) in starts.enumerate() {
             // Between two changes nothing the rule looks at moves.
@@ -140,11 +153,12 @@ impl HistoryView {
             .is_some_and(|(_, visibility)| *visibility == HistoryVisibility::WorldReadable)
     }
 
-    /// The setting in force after position `at`; `shared` when never set.
+    /// The setting in force after position `at`; below every change read,
+    /// the one before the oldest fetched history (`shared` when none).
     fn visibility_at(&self, at: StreamPosition) -> HistoryVisibility {
         latest_at(&self.visibilities, at)
             .cloned()
-            .unwrap_or(HistoryVisibility::Shared)
+            .unwrap_or_else(|| self.visibility_below.clone())
     }
 
     /// The user's membership after position `at`; `leave` before any.
@@ -214,9 +228,13 @@ fn membership_in(pdu_json: &str) -> MembershipState {
 /// `content.history_visibility`; an unknown or missing value counts as
 /// `joined`, the most private.
 fn visibility_in(pdu_json: &str) -> HistoryVisibility {
-    match content_text(pdu_json, "history_visibility")
-        .map(|value| HistoryVisibility::from(value.as_str()))
-    {
+    visibility_named(content_text(pdu_json, "history_visibility").as_deref())
+}
+
+/// A setting by name; a name the spec does not know is read as the
+/// strictest.
+fn visibility_named(name: Option<&str>) -> HistoryVisibility {
+    match name.map(HistoryVisibility::from) {
         Some(
             known @ (HistoryVisibility::WorldReadable
             | HistoryVisibility::Shared
@@ -269,6 +287,27 @@ mod tests {
                 .map(|(at, v)| (StreamPosition(*at), v.clone()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn fetched_history_is_judged_by_the_setting_below_it() {
+        // Joined at 20 on a `shared` setting; history fetched later sits
+        // below zero, with a change to `shared` at -5 and `joined` before.
+        let mut me = view(
+            &[(20, MembershipState::Join)],
+            &[
+                (-5, HistoryVisibility::Shared),
+                (15, HistoryVisibility::Shared),
+            ],
+        );
+        me.visibility_below = visibility_named(Some("joined"));
+        assert!(!me.may_see(&message(-8)), "before the change to shared");
+        assert!(me.may_see(&message(-3)), "after it");
+        let ranges = me.visible_ranges();
+        assert_eq!(
+            ranges.first().map(|range| range.0),
+            Some(StreamPosition(-5))
+        );
     }
 
     #[test]
@@ -436,7 +475,7 @@ mod tests {
         assert_eq!(
             me.visible_ranges(),
             vec![
-                (StreamPosition::ZERO, Some(StreamPosition(1))),
+                (StreamPosition(i64::MIN), Some(StreamPosition(1))),
                 (StreamPosition(10), Some(StreamPosition(20)))
             ]
         );

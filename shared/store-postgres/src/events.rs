@@ -274,13 +274,14 @@ impl EventStore for PostgresStore {
 
     async fn room(&self, room_id: &str) -> StoreResult<Option<RoomRecord>> {
         self.query_opt(
-            "SELECT room_id, room_version, creator FROM rooms WHERE room_id = $1",
+            "SELECT room_id, room_version, creator, visibility_below FROM rooms WHERE room_id = $1",
             &[&room_id],
             |row| {
                 Ok(RoomRecord {
                     room_id: get(row, 0)?,
                     room_version: get(row, 1)?,
                     creator: get(row, 2)?,
+                    visibility_below: get(row, 3)?,
                 })
             },
         )

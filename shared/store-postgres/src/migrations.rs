@@ -115,6 +115,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         27,
         include_str!("../../../migrations/postgres/0027_remote_media.sql"),
     ),
+    (
+        28,
+        include_str!("../../../migrations/postgres/0028_backfilled_history.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

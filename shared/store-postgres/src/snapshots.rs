@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use myelin_store::{
-    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, Snapshot, SnapshotStore,
-    StateEntry, StoreResult, StoredEvent, fold_chain,
+    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent, Snapshot,
+    SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
 };
 
 use crate::events::{EVENT_COLUMNS, event_from_row};
@@ -184,6 +184,61 @@ impl SnapshotStore for PostgresStore {
             |row| get(row, 0),
         )
         .await
+    }
+
+    async fn timeline_ids(&self, event_ids: &[String]) -> StoreResult<Vec<String>> {
+        self.query(
+            "SELECT event_id FROM events WHERE event_id = ANY($1) AND NOT outlier",
+            &[&event_ids],
+            |row| get(row, 0),
+        )
+        .await
+    }
+
+    async fn promote_outliers(
+        &self,
+        room_id: &str,
+        events: Vec<PromotedEvent>,
+        visibility_below: &str,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        // The row lock on the counter is held to commit: one batch at a time.
+        let lowest: i64 = tx_query_opt(
+            &tx,
+            "UPDATE backfill_position SET position = position - $1 RETURNING position",
+            &[&count],
+            |row| get(row, 0),
+        )
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("backfill_position has no row".to_owned()))?;
+        let mut next = lowest;
+        for event in &events {
+            write_snapshots(&tx, room_id, &event.snapshots.new).await?;
+            let moved = tx_execute(
+                &tx,
+                "UPDATE events SET position = $1, outlier = FALSE, state_before = $2,
+                     state_after = $3
+                 WHERE event_id = $4 AND room_id = $5 AND outlier",
+                &[
+                    &next,
+                    &event.snapshots.before,
+                    &event.snapshots.after,
+                    &event.event_id,
+                    &room_id,
+                ],
+            )
+            .await?;
+            next += i64::try_from(moved).unwrap_or(0);
+        }
+        tx_execute(
+            &tx,
+            "UPDATE rooms SET visibility_below = $2 WHERE room_id = $1",
+            &[&room_id, &visibility_below],
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
     }
 
     async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {

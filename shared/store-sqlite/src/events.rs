@@ -216,7 +216,7 @@ impl EventStore for SqliteStore {
         let room_id = room_id.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT room_id, room_version, creator FROM rooms WHERE room_id = ?1",
+                "SELECT room_id, room_version, creator, visibility_below FROM rooms WHERE room_id = ?1",
             )
             .and_then(|mut statement| {
                 statement.query_row([room_id], |row| {
@@ -224,6 +224,7 @@ impl EventStore for SqliteStore {
                         room_id: row.get(0)?,
                         room_version: row.get(1)?,
                         creator: row.get(2)?,
+                        visibility_below: row.get(3)?,
                     })
                 })
             })

@@ -112,6 +112,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         27,
         include_str!("../../../migrations/sqlite/0027_remote_media.sql"),
     ),
+    (
+        28,
+        include_str!("../../../migrations/sqlite/0028_backfilled_history.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, Snapshot, SnapshotStore,
-    StateEntry, StoreResult, StoredEvent, fold_chain,
+    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent, Snapshot,
+    SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -180,6 +180,64 @@ impl SnapshotStore for SqliteStore {
             )?
             .query_row([room_id, user_id], |row| row.get(0))
             .optional()
+        })
+        .await
+    }
+
+    async fn timeline_ids(&self, event_ids: &[String]) -> StoreResult<Vec<String>> {
+        let event_ids = event_ids.to_vec();
+        self.read_in_pool(move |conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1 AND NOT outlier")?;
+            let mut found = Vec::new();
+            for event_id in event_ids {
+                if statement.exists([&event_id])? {
+                    found.push(event_id);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn promote_outliers(
+        &self,
+        room_id: &str,
+        events: Vec<PromotedEvent>,
+        visibility_below: &str,
+    ) -> StoreResult<()> {
+        let (room_id, visibility_below) = (room_id.to_owned(), visibility_below.to_owned());
+        self.write(move |tx| {
+            // One writer at a time: the lowest position so far is stable here.
+            let lowest: i64 = tx
+                .prepare_cached("SELECT COALESCE(MIN(position), 0) FROM events")
+                .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+                .map_err(map_error)?;
+            let mut next = lowest.min(0) - i64::try_from(events.len()).unwrap_or(i64::MAX);
+            for event in &events {
+                crate::snapshots::write_snapshots(tx, &room_id, &event.snapshots.new)?;
+                let moved = tx
+                    .prepare_cached(
+                        "UPDATE events SET position = ?1, outlier = 0, state_before = ?2,
+                             state_after = ?3
+                         WHERE event_id = ?4 AND room_id = ?5 AND outlier",
+                    )
+                    .and_then(|mut statement| {
+                        statement.execute(params![
+                            next,
+                            event.snapshots.before,
+                            event.snapshots.after,
+                            event.event_id,
+                            room_id
+                        ])
+                    })
+                    .map_err(map_error)?;
+                next += i64::try_from(moved).unwrap_or(0);
+            }
+            tx.prepare_cached("UPDATE rooms SET visibility_below = ?2 WHERE room_id = ?1")
+                .and_then(|mut statement| statement.execute([&room_id, &visibility_below]))
+                .map_err(map_error)?;
+            Ok(())
         })
         .await
     }

@@ -87,6 +87,10 @@ pub struct RoomRecord {
     pub room_id: String,
     pub room_version: String,
     pub creator: String,
+    /// The room's history visibility just before the oldest event fetched
+    /// from another server (see [`crate::SnapshotStore::promote_outliers`]);
+    /// `None` when nothing was fetched.
+    pub visibility_below: Option<String>,
 }
 
 /// A user's current membership in a room.

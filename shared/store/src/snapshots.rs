@@ -87,6 +87,30 @@ pub trait SnapshotStore: Send + Sync {
     ) -> StoreResult<()>;
 
     async fn invite_state(&self, room_id: &str, user_id: &str) -> StoreResult<Option<String>>;
+
+    /// The IDs among `event_ids` of events in a room's timeline (stored and
+    /// not outliers).
+    async fn timeline_ids(&self, event_ids: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Moves outliers of `room_id` into its timeline below every event
+    /// there: history fetched from another server. `events` come oldest
+    /// first, each with its snapshots, and take positions below zero in
+    /// that order; the room's visibility below them becomes
+    /// `visibility_below`. IDs that are not outliers of this room are
+    /// left as they are. The current state and extremities do not change.
+    async fn promote_outliers(
+        &self,
+        room_id: &str,
+        events: Vec<PromotedEvent>,
+        visibility_below: &str,
+    ) -> StoreResult<()>;
+}
+
+/// An outlier moved into its room's timeline, with the state around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromotedEvent {
+    pub event_id: String,
+    pub snapshots: EventSnapshots,
 }
 
 /// An event known only as state or auth chain (see

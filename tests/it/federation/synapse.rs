@@ -551,6 +551,88 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
     assert!(!alice.joined_rooms().await.contains(&private));
 }
 
+/// Every message body `reader` can page back to, oldest first, following
+/// `end` tokens (at most `pages` pages of `limit`).
+pub(crate) async fn page_back_all(
+    reader: &Client,
+    room_id: &str,
+    limit: u32,
+    pages: usize,
+) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..pages {
+        let from_part = from
+            .as_deref()
+            .map(|token| format!("&from={}", crate::client::encode(token)))
+            .unwrap_or_default();
+        let page = reader
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}{from_part}",
+                crate::client::encode(room_id)
+            ))
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        bodies.extend(message_bodies(&page.body["chunk"]));
+        match page.body["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    bodies.reverse();
+    bodies
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_join() {
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
+    let room_id = sam
+        .create_room(&json!({"preset": "public_chat", "room_alias_name": "archive"}))
+        .await;
+    let early: Vec<String> = (0..25).map(|n| format!("early {n}")).collect();
+    for body in &early {
+        sam.send_text(&room_id, body).await;
+    }
+    // Then only members from now on may read: the rest stays Sam's.
+    let hidden = sam
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.history_visibility/",
+                crate::client::encode(&room_id)
+            ),
+            &json!({"history_visibility": "joined"}),
+        )
+        .await;
+    assert_eq!(hidden.status, 200, "{}", hidden.text);
+    for n in 0..3 {
+        sam.send_text(&room_id, &format!("members only {n}")).await;
+    }
+    let joined = alice
+        .join(&format!("#archive:{}", synapse.server_name))
+        .await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+
+    // Paging back from the join fetches the history from Synapse, page by
+    // page, in order, and shows what was open to everyone.
+    let seen = page_back_all(&alice, &room_id, 10, 20).await;
+    assert_eq!(seen, early, "{}\n{}", myelin.logs(), synapse.log_tail());
+    // Paging again reads what is kept here now.
+    assert_eq!(page_back_all(&alice, &room_id, 50, 5).await, early);
+    // Messages after the join still come live.
+    sam.send_text(&room_id, "after the join").await;
+    assert!(wait_for_message(&alice, &room_id, "after the join").await);
+}
+
 /// Polls `/sync` until `room_id` is among the user's invites.
 pub(crate) async fn wait_for_invite(user: &Client, room_id: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);

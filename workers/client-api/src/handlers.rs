@@ -4,6 +4,7 @@ pub(crate) mod account;
 pub(crate) mod account_data;
 pub mod admin;
 pub(crate) mod alias;
+pub(crate) mod backfill;
 pub(crate) mod cross_signing;
 pub(crate) mod device;
 pub(crate) mod directory;

@@ -36,6 +36,8 @@ pub struct ClientApi {
     limits: Limits,
     /// When each user's activity last counted for their presence.
     activity: handlers::presence::ActivityGate,
+    /// When each room's history was last asked of other servers.
+    backfills: handlers::backfill::BackfillAttempts,
 }
 
 /// The `rc_*` buckets this role enforces.
@@ -61,6 +63,7 @@ pub fn role(deps: &Deps) -> Arc<ClientApi> {
         server_keys: Arc::clone(&deps.server_keys),
         server_key: Arc::clone(&deps.server_key),
         activity: Default::default(),
+        backfills: Default::default(),
         limits: Limits {
             message: bucket(&rc.rc_message),
             registration: bucket(&rc.rc_registration),

@@ -50,6 +50,7 @@ impl EventPersister {
                 RoomInput::RemoteMembership(membership) => {
                     self.accept_remote_membership(membership, fence).await
                 }
+                RoomInput::Backfill(batch) => self.accept_backfill(batch).await,
             },
             Err(error) => Err(refused(
                 400,

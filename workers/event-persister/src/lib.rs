@@ -4,6 +4,7 @@
 //! in progress at a time, so the room DAG stays linear and the cached head is
 //! the stored head.
 
+mod backfill;
 mod head;
 mod input;
 mod partition;

@@ -117,43 +117,9 @@ impl EventPersister {
         let version = head.version.clone();
 
         let before = self.state_before(head, &pdu).await?;
-        let mut cited = self.events_of(&version, &pdu.auth_events).await?;
-        // From version 12 the create event is cited by the room ID alone.
-        if let Some(create) = head.state.get(&("m.room.create".to_owned(), String::new())) {
-            cited.insert(create.event_id.clone(), Arc::clone(create));
-        }
-        let cited_state: RoomState = cited
-            .values()
-            .filter_map(|event| {
-                let key = event.state_key.clone()?;
-                Some(((event.event_type.to_string(), key), Arc::clone(event)))
-            })
-            .collect();
-        let lookup = |state: &RoomState| {
-            let by_id: BTreeMap<OwnedEventId, Arc<Pdu>> = state
-                .values()
-                .chain(cited.values())
-                .map(|event| (event.event_id.clone(), Arc::clone(event)))
-                .collect();
-            move |event_id: &EventId| by_id.get(event_id).cloned()
-        };
-        // The spec's order: the event's own auth events, then the state before it.
-        authorize_citing(&version, &pdu, &cited_state, lookup(&cited_state)).map_err(|why| {
-            refused(
-                403,
-                "M_FORBIDDEN",
-                &format!("rejected by its auth events: {why}"),
-            )
-        })?;
-        authorize_citing(&version, &pdu, &before.state, lookup(&before.state)).map_err(|why| {
-            refused(
-                403,
-                "M_FORBIDDEN",
-                &format!("rejected by the state before it: {why}"),
-            )
-        })?;
+        let cited = self.authorize_remote(head, &pdu, &before.state).await?;
         if !before.extends_head
-            && let Err(why) = authorize_citing(&version, &pdu, &head.state, lookup(&head.state))
+            && let Err(why) = authorize_against(&version, &pdu, &cited, &head.state)
         {
             if remote.kind != RemoteEventKind::Transaction {
                 // A handshake is answered at once: the joiner asks again.
@@ -270,21 +236,10 @@ impl EventPersister {
             return Err(bad_event("a prev_event belongs to another room"));
         }
         let mut forks = Vec::with_capacity(prevs.len());
-        let mut only_snapshot = None;
         for prev in &prevs {
-            let snapshot_id = self
-                .store
-                .event_state_ids(prev)
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(|| {
-                    refused(
-                        400,
-                        "M_MISSING_PREV_EVENTS",
-                        &format!("{prev} is not known to this server"),
-                    )
-                })?
-                .after
+            let known = self
+                .state_after(&head.version, prev)
+                .await?
                 .ok_or_else(|| {
                     refused(
                         400,
@@ -292,34 +247,103 @@ impl EventPersister {
                         &format!("the state at {prev} is not known to this server"),
                     )
                 })?;
-            let snapshot = self
-                .store
-                .snapshot(&snapshot_id)
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(|| damaged(format!("snapshot {snapshot_id} is missing")))?;
-            forks.push(self.state_of(&head.version, &snapshot.entries).await?);
-            only_snapshot = Some(HeadSnapshot {
-                id: snapshot_id,
-                chain_length: snapshot.chain_length,
-            });
+            forks.push(known);
         }
-        if forks.len() == 1 {
-            return Ok(StateBefore {
-                state: forks.remove(0),
-                snapshot: only_snapshot,
-                extends_head: false,
-            });
-        }
+        let (state, snapshot) = self.merge_forks(&head.version, forks).await?;
         Ok(StateBefore {
-            state: self.resolve(&head.version, &forks).await?,
-            snapshot: None,
+            state,
+            snapshot,
             extends_head: false,
         })
     }
 
+    /// The state after a stored event and its snapshot; `None` when the
+    /// event or the state at it is not known here.
+    pub(crate) async fn state_after(
+        &self,
+        version: &myelin_room::RoomVersion,
+        event_id: &str,
+    ) -> Result<Option<(RoomState, HeadSnapshot)>, RoomInputRefused> {
+        let Some(snapshot_id) = self
+            .store
+            .event_state_ids(event_id)
+            .await
+            .map_err(unavailable)?
+            .and_then(|ids| ids.after)
+        else {
+            return Ok(None);
+        };
+        let snapshot = self
+            .store
+            .snapshot(&snapshot_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| damaged(format!("snapshot {snapshot_id} is missing")))?;
+        let state = self.state_of(version, &snapshot.entries).await?;
+        Ok(Some((
+            state,
+            HeadSnapshot {
+                id: snapshot_id,
+                chain_length: snapshot.chain_length,
+            },
+        )))
+    }
+
+    /// The state where branches meet: a single branch's own, with its
+    /// snapshot; several resolved (v2), with none.
+    pub(crate) async fn merge_forks(
+        &self,
+        version: &myelin_room::RoomVersion,
+        mut forks: Vec<(RoomState, HeadSnapshot)>,
+    ) -> Result<(RoomState, Option<HeadSnapshot>), RoomInputRefused> {
+        if forks.len() == 1 {
+            let (state, snapshot) = forks.remove(0);
+            return Ok((state, Some(snapshot)));
+        }
+        let states: Vec<RoomState> = forks.into_iter().map(|(state, _)| state).collect();
+        Ok((self.resolve(version, &states).await?, None))
+    }
+
+    /// Authorizes another server's event in the spec's order: by the auth
+    /// events it cites, then by the state before it. Returns the cited
+    /// events, for checks against other states.
+    pub(crate) async fn authorize_remote(
+        &self,
+        head: &CachedHead,
+        pdu: &Pdu,
+        state_before: &RoomState,
+    ) -> Result<EventPool, RoomInputRefused> {
+        let mut cited = self.events_of(&head.version, &pdu.auth_events).await?;
+        // From version 12 the create event is cited by the room ID alone.
+        if let Some(create) = head.state.get(&("m.room.create".to_owned(), String::new())) {
+            cited.insert(create.event_id.clone(), Arc::clone(create));
+        }
+        let cited_state: RoomState = cited
+            .values()
+            .filter_map(|event| {
+                let key = event.state_key.clone()?;
+                Some(((event.event_type.to_string(), key), Arc::clone(event)))
+            })
+            .collect();
+        authorize_against(&head.version, pdu, &cited, &cited_state).map_err(|why| {
+            refused(
+                403,
+                "M_FORBIDDEN",
+                &format!("rejected by its auth events: {why}"),
+            )
+        })?;
+        authorize_against(&head.version, pdu, &cited, state_before).map_err(|why| {
+            refused(
+                403,
+                "M_FORBIDDEN",
+                &format!("rejected by the state before it: {why}"),
+            )
+        })?;
+        Ok(cited)
+    }
+
     /// Resolves branch states (v2), reading the auth chains it needs.
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         version: &myelin_room::RoomVersion,
         forks: &[RoomState],
@@ -351,7 +375,7 @@ impl EventPersister {
     }
 
     /// The state a snapshot's entries name, read from the store.
-    async fn state_of(
+    pub(crate) async fn state_of(
         &self,
         version: &myelin_room::RoomVersion,
         entries: &[StateEntry],
@@ -371,7 +395,7 @@ impl EventPersister {
     }
 
     /// The stored events among `event_ids`, by ID.
-    async fn events_of(
+    pub(crate) async fn events_of(
         &self,
         version: &myelin_room::RoomVersion,
         event_ids: &[OwnedEventId],
@@ -388,6 +412,24 @@ impl EventPersister {
             })
             .collect()
     }
+}
+
+/// Authorizes `pdu` against `state`, its auth events found in the state or
+/// among those it cites.
+fn authorize_against(
+    version: &myelin_room::RoomVersion,
+    pdu: &Pdu,
+    cited: &EventPool,
+    state: &RoomState,
+) -> Result<(), myelin_room::AuthError> {
+    let by_id: BTreeMap<OwnedEventId, Arc<Pdu>> = state
+        .values()
+        .chain(cited.values())
+        .map(|event| (event.event_id.clone(), Arc::clone(event)))
+        .collect();
+    authorize_citing(version, pdu, state, |event_id: &EventId| {
+        by_id.get(event_id).cloned()
+    })
 }
 
 /// A `send_join` or `send_leave` must carry that very membership, of a user

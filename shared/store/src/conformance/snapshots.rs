@@ -346,6 +346,114 @@ pub(super) async fn outliers_are_citable_but_never_in_a_timeline(store: &dyn Sto
     assert!(store.current_state(room).await.expect("read").is_empty());
 }
 
+/// Fetched history moves from outliers into the timeline below every event
+/// there, oldest lowest, batch after batch; the room's current state,
+/// extremities and live log do not change.
+pub(super) async fn promoted_outliers_sit_below_the_timeline_in_order(store: &dyn Store) {
+    let room = "!promoted:test";
+    let mut live = event(room, 100, Some(("m.room.member", "@me:test")), &[]);
+    live.new_room_version = Some("12".to_owned());
+    let live_id = live.event_id.clone();
+    persist(store, live).await;
+    let extremities = store.forward_extremities(room).await.expect("read");
+    let state = store.current_state(room).await.expect("read");
+    let outlier = |n: i64| crate::OutlierEvent {
+        event_id: format!("$old-{n}"),
+        room_id: room.to_owned(),
+        sender: "@far:remote.test".to_owned(),
+        event_type: if n == 1 {
+            "m.room.topic"
+        } else {
+            "m.room.message"
+        }
+        .to_owned(),
+        state_key: (n == 1).then(String::new),
+        depth: n,
+        origin_server_ts: 1000 + n,
+        pdu_json: format!(r#"{{"n":{n}}}"#),
+    };
+    store
+        .store_outliers((1..=5).map(outlier).collect())
+        .await
+        .expect("store");
+    let complete = |snapshot_id: &str| EventSnapshots {
+        before: snapshot_id.to_owned(),
+        after: snapshot_id.to_owned(),
+        new: vec![NewSnapshot {
+            snapshot_id: snapshot_id.to_owned(),
+            base_id: None,
+            chain_length: 0,
+            entries: vec![entry("m.room.topic", "", "$old-1")],
+        }],
+    };
+    let promoted = |n: i64| crate::PromotedEvent {
+        event_id: format!("$old-{n}"),
+        snapshots: complete(&format!("$old-{n}")),
+    };
+    let tip = store.max_position().await.expect("position");
+    // The newer batch first, as paging back fetches it; a live event and an
+    // unknown ID in it are left alone.
+    store
+        .promote_outliers(
+            room,
+            vec![
+                promoted(4),
+                promoted(5),
+                crate::PromotedEvent {
+                    event_id: live_id.clone(),
+                    snapshots: complete("^live"),
+                },
+            ],
+            "joined",
+        )
+        .await
+        .expect("promote");
+    store
+        .promote_outliers(room, vec![promoted(2), promoted(3)], "shared")
+        .await
+        .expect("promote older");
+    let timeline = store
+        .room_events(room, tip, None, crate::Direction::Backward, 10)
+        .await
+        .expect("timeline");
+    let ids: Vec<&str> = timeline
+        .iter()
+        .map(|event| event.event_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [live_id.as_str(), "$old-5", "$old-4", "$old-3", "$old-2"]
+    );
+    assert!(timeline[1..].iter().all(|event| event.position.0 < 0));
+    let moved = store.event("$old-5").await.expect("read").expect("stored");
+    assert_eq!(moved.pdu_json, r#"{"n":5}"#);
+    let ids = store
+        .event_state_ids("$old-3")
+        .await
+        .expect("read")
+        .expect("ids");
+    assert_eq!(ids.after.as_deref(), Some("$old-3"));
+    assert_eq!(
+        store
+            .timeline_ids(&["$old-1".to_owned(), "$old-2".to_owned()])
+            .await
+            .expect("read"),
+        ["$old-2".to_owned()]
+    );
+    let record = store.room(room).await.expect("read").expect("room");
+    assert_eq!(record.visibility_below.as_deref(), Some("shared"));
+    assert_eq!(
+        store.forward_extremities(room).await.expect("read"),
+        extremities
+    );
+    assert_eq!(store.current_state(room).await.expect("read"), state);
+    let log = store
+        .events_after(tip, store.max_position().await.expect("position"), 100)
+        .await
+        .expect("log");
+    assert!(log.iter().all(|event| event.room_id != room), "{log:?}");
+}
+
 /// The stripped state of another server's invite is kept per invitee and
 /// replaced by a later one.
 pub(super) async fn invite_states_are_kept_per_invitee(store: &dyn Store) {

@@ -200,11 +200,23 @@ impl ClientApi {
         } else {
             Direction::Forward
         };
-        let events = self
+        let mut events = self
             .store
             .room_events(room_id, from, to, direction, limit)
             .await?;
-        let end = match (events.last(), events.len() == limit) {
+        // Paging back past the oldest event held here: ask the servers in
+        // the room for what came before, and let the client ask for more.
+        let backfilled = backward
+            && to.is_none()
+            && events.len() < limit
+            && self.backfill(room_id, limit - events.len()).await?;
+        if backfilled {
+            events = self
+                .store
+                .room_events(room_id, from, to, direction, limit)
+                .await?;
+        }
+        let end = match (events.last(), events.len() == limit || backfilled) {
             (Some(last), true) => Some(if backward {
                 last.position.before()
             } else {

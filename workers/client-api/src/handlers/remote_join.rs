@@ -9,7 +9,6 @@ use myelin_bus::messages::{JoinRemoteRoom, RemoteMembership, RoomInput};
 use myelin_federation::{FederationError, check_pdu, parse_pdu};
 use myelin_http::MatrixError;
 use myelin_room::RoomVersion;
-use myelin_store::OutlierEvent;
 use myelin_types::Partition;
 use ruma::api::federation::membership::{
     create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
@@ -394,17 +393,7 @@ impl ClientApi {
             if in_state {
                 state_ids.push(checked.event_id.clone());
             }
-            let pdu = &checked.pdu;
-            outliers.push(OutlierEvent {
-                event_id: checked.event_id.clone(),
-                room_id: room_id.to_owned(),
-                sender: pdu.sender.to_string(),
-                event_type: pdu.event_type.to_string(),
-                state_key: pdu.state_key.clone(),
-                depth: pdu.depth,
-                origin_server_ts: pdu.origin_server_ts.get().into(),
-                pdu_json: checked.json,
-            });
+            outliers.push(checked.outlier());
         }
         self.store.store_outliers(outliers).await?;
         let join = JoinRemoteRoom {

@@ -1,0 +1,147 @@
+//! Reading a room's past from another server: events by ID (`/event`) and
+//! the state before an event (`/state_ids`). Every event is checked before
+//! it is kept, as an outlier: citable, never in a timeline by itself.
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+use myelin_room::RoomVersion;
+use myelin_store::{OutlierEvent, SnapshotStore, StoreResult};
+use ruma::api::federation::event::{get_event, get_room_state_ids};
+use ruma::{OwnedEventId, OwnedRoomId, ServerName};
+
+use crate::{CheckedPdu, FederationClient, FederationError, KeyRing, check_pdu, parse_pdu};
+
+/// The most events fetched one by one for one purpose.
+pub const MAX_FETCHED: usize = 500;
+/// Fetches running at once.
+const PARALLEL_FETCHES: usize = 8;
+
+impl CheckedPdu {
+    /// The event as an outlier to keep.
+    pub fn outlier(&self) -> OutlierEvent {
+        OutlierEvent {
+            event_id: self.event_id.clone(),
+            room_id: self.room_id.clone(),
+            sender: self.pdu.sender.to_string(),
+            event_type: self.pdu.event_type.to_string(),
+            state_key: self.pdu.state_key.clone(),
+            depth: self.pdu.depth,
+            origin_server_ts: self.pdu.origin_server_ts.get().into(),
+            pdu_json: self.json.clone(),
+        }
+    }
+}
+
+/// Where another server's events are read from and checked against.
+pub struct RemoteRoom<'a> {
+    pub client: &'a FederationClient,
+    pub keys: &'a KeyRing,
+    pub server: &'a ServerName,
+    pub room_id: &'a str,
+    pub version: &'a RoomVersion,
+}
+
+impl RemoteRoom<'_> {
+    /// Checks a PDU the server handed over as an event of this room.
+    pub async fn check(&self, raw: &serde_json::value::RawValue) -> Option<CheckedPdu> {
+        let object = parse_pdu(raw).ok()?;
+        let checked = check_pdu(self.keys, self.version, object).await.ok()?;
+        (checked.room_id == self.room_id).then_some(checked)
+    }
+
+    /// The events among `event_ids`, fetched and checked, at most
+    /// [`MAX_FETCHED`]; those that cannot be had are left out.
+    pub async fn fetch_events(&self, event_ids: &[String]) -> Vec<CheckedPdu> {
+        let wanted: Vec<OwnedEventId> = event_ids
+            .iter()
+            .take(MAX_FETCHED)
+            .filter_map(|event_id| OwnedEventId::try_from(event_id.as_str()).ok())
+            .collect();
+        let fetched: Vec<Option<CheckedPdu>> = futures::stream::iter(wanted)
+            .map(|event_id| self.fetch_event(event_id))
+            .buffer_unordered(PARALLEL_FETCHES)
+            .collect()
+            .await;
+        fetched.into_iter().flatten().collect()
+    }
+
+    async fn fetch_event(&self, event_id: OwnedEventId) -> Option<CheckedPdu> {
+        let answer = self
+            .client
+            .send(self.server, get_event::v1::Request::new(event_id.clone()))
+            .await
+            .ok()?;
+        let checked = self.check(&answer.pdu).await?;
+        (checked.event_id == event_id.as_str()).then_some(checked)
+    }
+
+    /// The state before `event_id` as the server holds it (`/state_ids`),
+    /// as event IDs; the events of it and of its auth chain that are not
+    /// stored here are fetched, checked and kept as outliers. `None` when
+    /// some of the state could not be had.
+    pub async fn state_before(
+        &self,
+        store: &dyn SnapshotStore,
+        event_id: &str,
+    ) -> Result<Option<Vec<String>>, FederationError> {
+        let (Ok(room), Ok(event)) = (
+            OwnedRoomId::try_from(self.room_id),
+            OwnedEventId::try_from(event_id),
+        ) else {
+            return Ok(None);
+        };
+        let answer = self
+            .client
+            .send(
+                self.server,
+                get_room_state_ids::v1::Request::new(event, room),
+            )
+            .await?;
+        let state: Vec<String> = answer.pdu_ids.iter().map(ToString::to_string).collect();
+        // The state first: the auth chain only helps to resolve forks.
+        let wanted: Vec<String> = state
+            .iter()
+            .cloned()
+            .chain(answer.auth_chain_ids.iter().map(ToString::to_string))
+            .collect();
+        let Ok(stored) = self.keep_missing(store, &wanted).await else {
+            return Ok(None);
+        };
+        Ok(state
+            .iter()
+            .all(|event_id| stored.contains(event_id))
+            .then_some(state))
+    }
+
+    /// Fetches and keeps those of `wanted` not stored here; returns the IDs
+    /// among `wanted` stored now.
+    async fn keep_missing(
+        &self,
+        store: &dyn SnapshotStore,
+        wanted: &[String],
+    ) -> StoreResult<HashSet<String>> {
+        let mut stored: HashSet<String> = store
+            .events_by_id(wanted)
+            .await?
+            .into_iter()
+            .filter(|event| event.room_id == self.room_id)
+            .map(|event| event.event_id)
+            .collect();
+        let mut seen = HashSet::new();
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|event_id| !stored.contains(*event_id) && seen.insert(event_id.as_str()))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(stored);
+        }
+        let fetched = self.fetch_events(&missing).await;
+        store
+            .store_outliers(fetched.iter().map(CheckedPdu::outlier).collect())
+            .await?;
+        stored.extend(fetched.into_iter().map(|checked| checked.event_id));
+        Ok(stored)
+    }
+}

@@ -1,0 +1,174 @@
+//! History fetched from other servers. The client API asked another server
+//! for the events before the oldest this server holds (`/backfill`),
+//! checked them and stored them as outliers; here each is authorized
+//! against the state before it and moved into the timeline below every
+//! event there, with its snapshots. The room's current state and forward
+//! extremities stay as they are: this is the past.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use myelin_bus::messages::{BackfilledEvents, RoomInputDone, RoomInputRefused};
+use myelin_room::{Pdu, RoomState};
+use myelin_store::PromotedEvent;
+
+use crate::EventPersister;
+use crate::head::load_head;
+use crate::input::{refused, unavailable};
+use crate::snapshots::{self, HeadSnapshot};
+
+impl EventPersister {
+    pub(crate) async fn accept_backfill(
+        &self,
+        batch: BackfilledEvents,
+    ) -> Result<RoomInputDone, RoomInputRefused> {
+        let slot = self.heads.slot(&batch.room_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            *guard = Some(load_head(self.store.as_ref(), &batch.room_id).await?);
+        }
+        let Some(head) = guard.as_ref() else {
+            return Err(refused(500, "M_UNKNOWN", "room head missing"));
+        };
+        let ids: Vec<String> = batch
+            .events
+            .iter()
+            .map(|event| event.event_id.clone())
+            .collect();
+        let in_timeline = self.store.timeline_ids(&ids).await.map_err(unavailable)?;
+        let stored: HashMap<String, myelin_store::StoredEvent> = self
+            .store
+            .events_by_id(&ids)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .filter(|event| event.room_id == head.room_id)
+            .map(|event| (event.event_id.clone(), event))
+            .collect();
+        // The state after each event taken from this batch, for the next.
+        let mut taken: HashMap<String, (RoomState, HeadSnapshot)> = HashMap::new();
+        let mut promoted = Vec::new();
+        let mut visibility_below = None;
+        for event in &batch.events {
+            if in_timeline.contains(&event.event_id) {
+                continue;
+            }
+            let Some(record) = stored.get(&event.event_id) else {
+                // Not stored, or an event of another room.
+                continue;
+            };
+            let Ok(pdu) = Pdu::from_json(&record.event_id, &record.pdu_json) else {
+                continue;
+            };
+            let before = match &event.state_ids {
+                Some(state_ids) => self.stated(&head.room_id, &head.version, state_ids).await?,
+                None => self.after_prevs(&head.version, &pdu, &taken).await?,
+            };
+            let Some((state_before, snapshot_before)) = before else {
+                tracing::info!(event_id = %event.event_id, "fetched history whose state is not known was left out");
+                continue;
+            };
+            if let Err(refusal) = self.authorize_remote(head, &pdu, &state_before).await {
+                tracing::info!(event_id = %event.event_id, why = %refusal.error, "fetched history was rejected");
+                continue;
+            }
+            let state_key = pdu.state_key.clone();
+            let event_type = pdu.event_type.to_string();
+            let (event_snapshots, snapshot_after) = snapshots::around_event(
+                snapshot_before.as_ref(),
+                &state_before,
+                &event.event_id,
+                state_key.as_deref().map(|key| (event_type.as_str(), key)),
+            );
+            if visibility_below.is_none() {
+                visibility_below = Some(
+                    state_before
+                        .get(&("m.room.history_visibility".to_owned(), String::new()))
+                        .and_then(|setting| {
+                            serde_json::from_str::<serde_json::Value>(setting.content.get())
+                                .ok()?
+                                .get("history_visibility")?
+                                .as_str()
+                                .map(str::to_owned)
+                        })
+                        .unwrap_or_else(|| "shared".to_owned()),
+                );
+            }
+            let mut state_after = state_before;
+            if let Some(key) = state_key {
+                state_after.insert((event_type, key), Arc::new(pdu));
+            }
+            taken.insert(event.event_id.clone(), (state_after, snapshot_after));
+            promoted.push(PromotedEvent {
+                event_id: event.event_id.clone(),
+                snapshots: event_snapshots,
+            });
+        }
+        let last = promoted.last().map(|event| event.event_id.clone());
+        if let Some(visibility_below) = visibility_below {
+            self.store
+                .promote_outliers(&batch.room_id, promoted, &visibility_below)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(RoomInputDone {
+            room_id: batch.room_id,
+            event_id: last.unwrap_or_default(),
+            position: None,
+        })
+    }
+
+    /// The state a list of stored event IDs names, with no snapshot yet;
+    /// `None` when one is missing.
+    async fn stated(
+        &self,
+        room_id: &str,
+        version: &myelin_room::RoomVersion,
+        state_ids: &[String],
+    ) -> Result<Option<(RoomState, Option<HeadSnapshot>)>, RoomInputRefused> {
+        let stored = self
+            .store
+            .events_by_id(state_ids)
+            .await
+            .map_err(unavailable)?;
+        // Another room's state must never stand in for this one's.
+        if stored.len() != state_ids.len() || stored.iter().any(|event| event.room_id != room_id) {
+            return Ok(None);
+        }
+        let Ok(state) = myelin_room::state_from_pdus(
+            version,
+            stored
+                .iter()
+                .map(|event| (event.event_id.as_str(), event.pdu_json.as_str())),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some((state, None)))
+    }
+
+    /// The state after the event's prev_events, each taken from this batch
+    /// or the store; `None` when one is known in neither.
+    async fn after_prevs(
+        &self,
+        version: &myelin_room::RoomVersion,
+        pdu: &Pdu,
+        taken: &HashMap<String, (RoomState, HeadSnapshot)>,
+    ) -> Result<Option<(RoomState, Option<HeadSnapshot>)>, RoomInputRefused> {
+        if pdu.prev_events.is_empty() {
+            // The create event: nothing before it.
+            return Ok(Some((RoomState::new(), None)));
+        }
+        let mut forks = Vec::with_capacity(pdu.prev_events.len());
+        for prev in &pdu.prev_events {
+            let known = match taken.get(prev.as_str()) {
+                Some(known) => Some(known.clone()),
+                None => self.state_after(version, prev.as_str()).await?,
+            };
+            let Some(known) = known else {
+                return Ok(None);
+            };
+            forks.push(known);
+        }
+        self.merge_forks(version, forks).await.map(Some)
+    }
+}
