@@ -82,6 +82,10 @@ pub struct RemoteEvent {
     /// The server that sent it.
     pub origin: String,
     pub kind: RemoteEventKind,
+    /// The state before the event (`/state_ids`), stored as outliers, for
+    /// an event whose prev_events could not be fetched.
+    #[serde(default)]
+    pub state_ids: Option<Vec<String>>,
 }
 
 /// A user of this server joins another server's room: the join, signed by

@@ -120,7 +120,7 @@ impl EventPersister {
 
     /// The state a list of stored event IDs names, with no snapshot yet;
     /// `None` when one is missing.
-    async fn stated(
+    pub(crate) async fn stated(
         &self,
         room_id: &str,
         version: &myelin_room::RoomVersion,

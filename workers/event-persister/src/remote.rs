@@ -12,7 +12,9 @@ use myelin_bus::messages::{
     JoinRemoteRoom, RemoteEvent, RemoteEventKind, RemoteMembership, RoomInputDone, RoomInputRefused,
 };
 use myelin_room::{EventPool, Pdu, RoomState, authorize_citing, event_ref, resolve_state};
-use myelin_store::{CurrentStateChange, Fence, PersistEvent, PersistOutcome, StateEntry};
+use myelin_store::{
+    CurrentStateChange, Fence, OutlierEvent, PersistEvent, PersistOutcome, StateEntry,
+};
 use ruma::{EventId, OwnedEventId};
 use serde_json::Value;
 
@@ -116,7 +118,9 @@ impl EventPersister {
         check_kind(&pdu, &remote)?;
         let version = head.version.clone();
 
-        let before = self.state_before(head, &pdu).await?;
+        let before = self
+            .state_before(head, &pdu, remote.state_ids.as_deref())
+            .await?;
         let cited = self.authorize_remote(head, &pdu, &before.state).await?;
         if !before.extends_head
             && let Err(why) = authorize_against(&version, &pdu, &cited, &head.state)
@@ -130,8 +134,22 @@ impl EventPersister {
                 ));
             }
             // Soft-failed: valid where it was sent, but the room has moved
-            // on; it is neither shown nor built upon.
+            // on; it is kept hidden (an outlier), neither shown nor built
+            // upon, and known when it comes again or is cited.
             tracing::info!(event_id = %remote.event_id, %why, "soft-failed an event from another server");
+            self.store
+                .store_outliers(vec![OutlierEvent {
+                    event_id: remote.event_id.clone(),
+                    room_id: remote.room_id.clone(),
+                    sender: pdu.sender.to_string(),
+                    event_type: pdu.event_type.to_string(),
+                    state_key: pdu.state_key.clone(),
+                    depth: pdu.depth,
+                    origin_server_ts: pdu.origin_server_ts.get().into(),
+                    pdu_json: remote.pdu_json.clone(),
+                }])
+                .await
+                .map_err(unavailable)?;
             return Ok(done(None));
         }
 
@@ -207,6 +225,7 @@ impl EventPersister {
         &self,
         head: &CachedHead,
         pdu: &Pdu,
+        given: Option<&[String]>,
     ) -> Result<StateBefore, RoomInputRefused> {
         if pdu.prev_events.is_empty() {
             return Err(bad_event("only a room's create event has no prev_events"));
@@ -237,17 +256,28 @@ impl EventPersister {
         }
         let mut forks = Vec::with_capacity(prevs.len());
         for prev in &prevs {
-            let known = self
-                .state_after(&head.version, prev)
-                .await?
-                .ok_or_else(|| {
-                    refused(
+            match self.state_after(&head.version, prev).await? {
+                Some(known) => forks.push(known),
+                // A gap that could not be filled: the state the sender's
+                // server gave for the event stands in for its prevs'.
+                None => {
+                    if let Some(given) = given
+                        && let Some((state, _)) =
+                            self.stated(&head.room_id, &head.version, given).await?
+                    {
+                        return Ok(StateBefore {
+                            state,
+                            snapshot: None,
+                            extends_head: false,
+                        });
+                    }
+                    return Err(refused(
                         400,
                         "M_MISSING_PREV_EVENTS",
                         &format!("the state at {prev} is not known to this server"),
-                    )
-                })?;
-            forks.push(known);
+                    ));
+                }
+            }
         }
         let (state, snapshot) = self.merge_forks(&head.version, forks).await?;
         Ok(StateBefore {
@@ -635,6 +665,7 @@ impl EventPersister {
                 pdu_json: event.pdu_json,
                 origin: event.origin,
                 kind: RemoteEventKind::Transaction,
+                state_ids: None,
             };
             return self.accept_remote(remote, fence).await;
         }

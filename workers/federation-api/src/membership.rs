@@ -119,6 +119,7 @@ impl FederationApi {
             pdu_json: checked.json,
             origin: origin.to_string(),
             kind,
+            state_ids: None,
         };
         myelin_process::request_room_input(
             self.bus.as_ref(),

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RoomInput};
+use myelin_federation::history::RemoteRoom;
 use myelin_federation::{check_pdu, parse_pdu};
 use myelin_http::{MatrixError, RequestContext};
 use myelin_types::Partition;
@@ -23,7 +24,7 @@ use crate::rooms;
 /// The refusal of an event whose prev_events are not known here.
 const MISSING_PREV_EVENTS: &str = "M_MISSING_PREV_EVENTS";
 /// The most events fetched to close one gap.
-const GAP_LIMIT: u16 = 20;
+const GAP_LIMIT: u16 = 50;
 
 /// The spec's limits on one transaction.
 pub(crate) const MAX_PDUS: usize = 50;
@@ -172,21 +173,80 @@ impl FederationApi {
         }
         let outcome = match check_pdu(&self.server_keys, &version, object).await {
             Err(why) => Err(why.0),
-            Ok(checked) => {
-                let depth = checked.pdu.depth;
-                match self.hand_over(origin, &room_id, &checked).await {
-                    Err(error) if error.errcode == MISSING_PREV_EVENTS => {
-                        // A gap: fetch what lies between and try once more.
-                        self.fill_gap(origin, &room_id, &version, &checked.event_id, depth)
-                            .await;
-                        self.hand_over(origin, &room_id, &checked).await
-                    }
-                    other => other,
-                }
-                .map_err(|error| format!("{}: {}", error.errcode, error.error))
-            }
+            Ok(checked) => self
+                .hand_over_across_gaps(origin, &room_id, &version, &checked)
+                .await
+                .map_err(|error| format!("{}: {}", error.errcode, error.error)),
         };
         Some((event_id, outcome))
+    }
+
+    /// Hands a checked PDU to its room's writer; when its prev_events are
+    /// not known here, first fetches what lies between (`/get_missing_events`)
+    /// and, if a gap remains, the state before the event as its sender holds
+    /// it (`/state_ids`), which then stands in for its prevs'.
+    async fn hand_over_across_gaps(
+        &self,
+        origin: &OwnedServerName,
+        room_id: &str,
+        version: &myelin_room::RoomVersion,
+        checked: &myelin_federation::CheckedPdu,
+    ) -> Result<(), MatrixError> {
+        let first = self.hand_over(origin, room_id, checked, None).await;
+        if !matches!(&first, Err(error) if error.errcode == MISSING_PREV_EVENTS) {
+            return first;
+        }
+        self.fill_gap(
+            origin,
+            room_id,
+            version,
+            &checked.event_id,
+            checked.pdu.depth,
+        )
+        .await;
+        let second = self.hand_over(origin, room_id, checked, None).await;
+        let Err(error) = &second else {
+            return second;
+        };
+        if error.errcode != MISSING_PREV_EVENTS {
+            return second;
+        }
+        self.hand_over_with_state(origin, room_id, version, checked)
+            .await
+            .unwrap_or(second)
+    }
+
+    /// Hands over an event whose prev_events cannot be had with the state
+    /// before it as `origin` holds it (`/state_ids`); `None` when that state
+    /// cannot be had either.
+    async fn hand_over_with_state(
+        &self,
+        origin: &OwnedServerName,
+        room_id: &str,
+        version: &myelin_room::RoomVersion,
+        checked: &myelin_federation::CheckedPdu,
+    ) -> Option<Result<(), MatrixError>> {
+        let remote = RemoteRoom {
+            client: &self.federation,
+            keys: &self.server_keys,
+            server: origin,
+            room_id,
+            version,
+        };
+        match remote
+            .state_before(self.store.as_ref(), &checked.event_id)
+            .await
+        {
+            Ok(Some(state_ids)) => Some(
+                self.hand_over(origin, room_id, checked, Some(state_ids))
+                    .await,
+            ),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::info!(%origin, %room_id, %error, "could not fetch the state before an event");
+                None
+            }
+        }
     }
 
     /// Hands a checked PDU to its room's writer.
@@ -195,6 +255,7 @@ impl FederationApi {
         origin: &OwnedServerName,
         room_id: &str,
         checked: &myelin_federation::CheckedPdu,
+        state_ids: Option<Vec<String>>,
     ) -> Result<(), MatrixError> {
         let remote = RemoteEvent {
             room_id: room_id.to_owned(),
@@ -202,6 +263,7 @@ impl FederationApi {
             pdu_json: checked.json.clone(),
             origin: origin.to_string(),
             kind: RemoteEventKind::Transaction,
+            state_ids,
         };
         myelin_process::request_room_input(
             self.bus.as_ref(),
@@ -259,8 +321,23 @@ impl FederationApi {
             }
         }
         checked_events.sort_by_key(|checked| checked.pdu.depth);
+        // The oldest fetched may still miss its own prevs (a longer gap):
+        // its state is asked for once, and the rest build on it.
+        let mut state_asked = false;
         for checked in &checked_events {
-            if let Err(error) = self.hand_over(origin, room_id, checked).await {
+            let mut outcome = self.hand_over(origin, room_id, checked, None).await;
+            if matches!(&outcome, Err(error) if error.errcode == MISSING_PREV_EVENTS)
+                && !state_asked
+            {
+                state_asked = true;
+                if let Some(with_state) = self
+                    .hand_over_with_state(origin, room_id, version, checked)
+                    .await
+                {
+                    outcome = with_state;
+                }
+            }
+            if let Err(error) = outcome {
                 tracing::info!(event_id = %checked.event_id, error = %error.error, "a missing event was not taken");
             }
         }

@@ -601,6 +601,7 @@ impl ClientApi {
             pdu_json: checked.json,
             origin: self.server_name.clone(),
             kind: myelin_bus::messages::RemoteEventKind::Transaction,
+            state_ids: None,
         };
         myelin_process::request_room_input(
             self.bus.as_ref(),
