@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::forged::check_forged_requests;
 use super::synapse::{
-    Synapse, bodies_in_order, fetch_media, knock_room, knock_via, room_joined_over_federation,
-    wait_for_invite, wait_for_membership, wait_for_message,
+    Synapse, bodies_in_order, fetch_media, knock_room, knock_via, page_back_all,
+    room_joined_over_federation, wait_for_invite, wait_for_membership, wait_for_message,
 };
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
@@ -171,6 +171,29 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         wait_for_membership(&sam, &door, &alice.user_id, "knock").await,
         "knock"
     );
+
+    // History from before Alice joined a room of Synapse's and of the
+    // single server is fetched when she pages back (`/backfill`), in order.
+    for (owner, owner_server, alias) in [
+        (&sam, synapse.server_name.as_str(), "splitpast"),
+        (&bob, single.server_name(), "singlepast"),
+    ] {
+        let past_room = owner
+            .create_room(&json!({"preset": "public_chat", "room_alias_name": alias}))
+            .await;
+        let past: Vec<String> = (0..12).map(|n| format!("{alias} {n}")).collect();
+        for body in &past {
+            owner.send_text(&past_room, body).await;
+        }
+        let joined = alice.join(&format!("#{alias}:{owner_server}")).await;
+        assert_eq!(joined.status, 200, "{}", joined.text);
+        assert_eq!(
+            page_back_all(&alice, &past_room, 5, 20).await,
+            past,
+            "{}",
+            synapse.log_tail()
+        );
+    }
 
     // An encrypted conversation with matrix-js-sdk, Alice on the split server.
     crate::js_sdk::run_e2ee_across(&anonymous.url(""), &alice, &synapse.client_url, &sam).await;
