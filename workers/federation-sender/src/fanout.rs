@@ -2,6 +2,7 @@
 //! queues this server's events for the destinations it holds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use myelin_store::{QueuedPdu, StoreError, StoreResult, StoredEvent};
@@ -9,6 +10,9 @@ use myelin_types::Partition;
 
 use crate::FederationSender;
 
+/// The most snapshots whose servers are remembered; all are forgotten when
+/// it fills.
+const MAX_SNAPSHOTS_CACHED: usize = 1000;
 /// Events read from the log in one pass.
 const LOG_BATCH: usize = 500;
 /// A partition with nothing to queue writes its cursor this often, so a new
@@ -34,21 +38,13 @@ impl FederationSender {
             _ => upto,
         };
         let own_suffix = format!(":{}", self.config.server_name);
-        let mut servers_of_room: HashMap<String, BTreeSet<String>> = HashMap::new();
         let mut queued: BTreeMap<u16, Vec<QueuedPdu>> = BTreeMap::new();
         for event in events
             .iter()
             .filter(|event| event.sender.ends_with(&own_suffix))
         {
-            let servers = match servers_of_room.get(&event.room_id) {
-                Some(servers) => servers.clone(),
-                None => {
-                    let servers = self.servers_in_room(&event.room_id).await?;
-                    servers_of_room.insert(event.room_id.clone(), servers.clone());
-                    servers
-                }
-            };
-            for destination in destinations(event, servers, &self.config.server_name) {
+            let servers = self.servers_at_event(event).await?;
+            for destination in destinations(event, &servers, &self.config.server_name) {
                 let partition = Partition::of_server(&destination).0;
                 let Some(state) = held.get(&partition) else {
                     continue;
@@ -95,6 +91,56 @@ impl FederationSender {
         Ok(more)
     }
 
+    /// The servers with a user joined to the room in the state after the
+    /// event; the room's servers now for an event written before snapshots
+    /// were kept.
+    async fn servers_at_event(&self, event: &StoredEvent) -> StoreResult<Arc<BTreeSet<String>>> {
+        let Some(snapshot_id) = self
+            .store
+            .event_state_ids(&event.event_id)
+            .await?
+            .and_then(|ids| ids.after)
+        else {
+            return Ok(Arc::new(self.servers_in_room(&event.room_id).await?));
+        };
+        if let Some(known) = self.servers_at_lock().get(&snapshot_id) {
+            return Ok(Arc::clone(known));
+        }
+        let Some(snapshot) = self.store.snapshot(&snapshot_id).await? else {
+            return Ok(Arc::new(self.servers_in_room(&event.room_id).await?));
+        };
+        let member_ids: Vec<String> = snapshot
+            .entries
+            .into_iter()
+            .filter(|entry| entry.event_type == "m.room.member")
+            .map(|entry| entry.event_id)
+            .collect();
+        let servers: BTreeSet<String> = self
+            .store
+            .events_by_id(&member_ids)
+            .await?
+            .iter()
+            .filter(|member| {
+                myelin_room::content_text(&member.pdu_json, "membership").as_deref() == Some("join")
+            })
+            .filter_map(|member| member.state_key.as_deref().and_then(server_of))
+            .map(str::to_owned)
+            .collect();
+        let servers = Arc::new(servers);
+        let mut cache = self.servers_at_lock();
+        if cache.len() >= MAX_SNAPSHOTS_CACHED {
+            cache.clear();
+        }
+        cache.insert(snapshot_id, Arc::clone(&servers));
+        Ok(servers)
+    }
+
+    fn servers_at_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<BTreeSet<String>>>> {
+        self.servers_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The servers with a user joined to the room now.
     pub(crate) async fn servers_in_room(&self, room_id: &str) -> StoreResult<BTreeSet<String>> {
         Ok(self
@@ -114,7 +160,8 @@ fn server_of(user_id: &str) -> Option<&str> {
 
 /// Where an event goes: every other server in the room, and the server of
 /// a user it removes (a kick or ban must reach them).
-fn destinations(event: &StoredEvent, mut servers: BTreeSet<String>, own: &str) -> BTreeSet<String> {
+fn destinations(event: &StoredEvent, servers: &BTreeSet<String>, own: &str) -> BTreeSet<String> {
+    let mut servers = servers.clone();
     if event.event_type == "m.room.member"
         && let Some(target) = event.state_key.as_deref().and_then(server_of)
     {
@@ -157,15 +204,15 @@ mod tests {
     fn every_other_server_in_the_room_and_a_removed_users_server() {
         let servers = set(&["a.test", "b.test"]);
         assert_eq!(
-            destinations(&member("@x:c.test", "join"), servers.clone(), "a.test"),
+            destinations(&member("@x:c.test", "join"), &servers, "a.test"),
             set(&["b.test"])
         );
         assert_eq!(
-            destinations(&member("@x:c.test", "ban"), servers.clone(), "a.test"),
+            destinations(&member("@x:c.test", "ban"), &servers, "a.test"),
             set(&["b.test", "c.test"])
         );
         assert_eq!(
-            destinations(&member("@x:c.test", "leave"), servers, "a.test"),
+            destinations(&member("@x:c.test", "leave"), &servers, "a.test"),
             set(&["b.test", "c.test"])
         );
     }

@@ -9,7 +9,7 @@ mod delivery;
 mod edus;
 mod fanout;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -41,6 +41,9 @@ pub struct FederationSender {
     sending: Mutex<HashSet<String>>,
     /// Destinations waiting after failures, until when (ms).
     waiting: Mutex<HashMap<String, i64>>,
+    /// The servers joined in each state snapshot read lately (a snapshot
+    /// never changes, so neither does its answer).
+    servers_at: Mutex<HashMap<String, Arc<BTreeSet<String>>>>,
     transactions: prometheus::IntCounterVec,
 }
 
@@ -67,6 +70,7 @@ pub fn role(deps: &Deps) -> Arc<FederationSender> {
         wake: Notify::new(),
         sending: Mutex::new(HashSet::new()),
         waiting: Mutex::new(HashMap::new()),
+        servers_at: Mutex::new(HashMap::new()),
         transactions: myelin_process::labelled_counter(
             &deps.registry,
             "myelin_federation_transactions_total",
