@@ -86,6 +86,58 @@ pub fn authorize_citing(
     .map_err(AuthError::Forbidden)
 }
 
+/// Checks events handed over together (a join's state and auth chain)
+/// each by the auth events it cites, oldest first, and returns the IDs of
+/// those that pass. An event citing one that failed or is not among them
+/// fails too; the create event, which a version 12 event cites by its room
+/// ID alone, is found by its ID.
+pub fn authorized_by_auth_events(
+    version: &RoomVersion,
+    events: &[Arc<Pdu>],
+) -> std::collections::BTreeSet<ruma::OwnedEventId> {
+    let mut ordered: Vec<&Arc<Pdu>> = events.iter().collect();
+    ordered.sort_by(|a, b| (a.depth, &a.event_id).cmp(&(b.depth, &b.event_id)));
+    let mut passed: BTreeMap<ruma::OwnedEventId, Arc<Pdu>> = BTreeMap::new();
+    let mut create: Option<Arc<Pdu>> = None;
+    for pdu in ordered {
+        if passed.contains_key(&pdu.event_id) {
+            continue;
+        }
+        let mut cited = RoomState::new();
+        let mut complete = true;
+        for auth_event in &pdu.auth_events {
+            match passed.get(auth_event) {
+                Some(event) => {
+                    if let Some(key) = &event.state_key {
+                        cited.insert(
+                            (event.event_type.to_string(), key.clone()),
+                            Arc::clone(event),
+                        );
+                    }
+                }
+                None => complete = false,
+            }
+        }
+        if !complete {
+            continue;
+        }
+        if let Some(create) = &create {
+            cited
+                .entry(("m.room.create".to_owned(), String::new()))
+                .or_insert_with(|| Arc::clone(create));
+        }
+        let lookup = |event_id: &EventId| passed.get(event_id).cloned();
+        if authorize_citing(version, pdu, &cited, lookup).is_err() {
+            continue;
+        }
+        if pdu.event_type.to_string() == "m.room.create" && pdu.state_key.as_deref() == Some("") {
+            create.get_or_insert_with(|| Arc::clone(pdu));
+        }
+        passed.insert(pdu.event_id.clone(), Arc::clone(pdu));
+    }
+    passed.into_keys().collect()
+}
+
 /// The state a stored list of state events makes: `(event ID, PDU JSON)`
 /// pairs, each keyed by its own type and state key.
 pub fn state_from_pdus<'a>(

@@ -24,7 +24,8 @@ mod visibility;
 
 pub use aggregations::{MAX_BUNDLED_REFERENCES, Viewer, bundle_aggregations};
 pub use auth::{
-    AuthError, RoomState, auth_event_ids, authorize, authorize_citing, state_from_pdus,
+    AuthError, RoomState, auth_event_ids, authorize, authorize_citing, authorized_by_auth_events,
+    state_from_pdus,
 };
 pub use build::{
     BuildError, BuiltPdu, EventRef, MAX_DEPTH, MAX_KEY_BYTES, PduInput, build_pdu, next_depth,

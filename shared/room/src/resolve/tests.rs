@@ -180,3 +180,66 @@ fn version_one_is_refused() {
     let version = RoomVersion::stable("1").expect("v1");
     assert!(resolve_state(&version, &[], &EventPool::new()).is_err());
 }
+
+/// A join's state and auth chain: an event its own auth events do not
+/// allow is dropped, and so is one that cites it; the rest pass.
+#[test]
+fn events_handed_over_together_pass_only_by_their_auth_events() {
+    for id in ["10", "12"] {
+        let version = RoomVersion::stable(id).expect("version");
+        let room_id = (!version.room_id_from_create_event()).then(|| "!chain:hs.test".to_owned());
+        let mut graph = Graph {
+            version: version.clone(),
+            room_id,
+            pool: EventPool::new(),
+        };
+        let mut base = Branch {
+            state: RoomState::new(),
+            head: Vec::new(),
+            depth: 0,
+        };
+        let alice = "@alice:hs.test";
+        let create = if version.rules.authorization.use_room_create_sender {
+            json!({"room_version": id})
+        } else {
+            json!({"creator": alice, "room_version": id})
+        };
+        graph.apply(&mut base, alice, "m.room.create", "", create, 1);
+        graph.apply(
+            &mut base,
+            alice,
+            "m.room.member",
+            alice,
+            json!({"membership": "join"}),
+            2,
+        );
+        graph.apply(
+            &mut base,
+            alice,
+            "m.room.topic",
+            "",
+            json!({"topic": "a"}),
+            3,
+        );
+        let events: Vec<Arc<Pdu>> = graph.pool.values().cloned().collect();
+        let passed = crate::authorized_by_auth_events(&version, &events);
+        assert_eq!(passed.len(), 3, "{id}: a valid chain passes whole");
+
+        // The topic claimed by someone who never joined, and a name that
+        // cites that forged topic among its auth events.
+        let topic = &base.state[&("m.room.topic".to_owned(), String::new())];
+        let mut forged = (**topic).clone();
+        forged.sender = ruma::OwnedUserId::try_from("@mallory:hs.test").expect("user");
+        forged.event_id = ruma::OwnedEventId::try_from("$forged").expect("id");
+        let mut citing = (**topic).clone();
+        citing.event_id = ruma::OwnedEventId::try_from("$citing").expect("id");
+        citing.depth += 1;
+        citing.auth_events.push(forged.event_id.clone());
+        let mut with_forgeries = events.clone();
+        with_forgeries.push(Arc::new(forged));
+        with_forgeries.push(Arc::new(citing));
+        let passed = crate::authorized_by_auth_events(&version, &with_forgeries);
+        assert_eq!(passed.len(), 3, "{id}: {passed:?}");
+        assert!(events.iter().all(|event| passed.contains(&event.event_id)));
+    }
+}

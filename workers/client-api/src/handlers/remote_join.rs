@@ -375,7 +375,7 @@ impl ClientApi {
             .await
             .map_err(FederationError::into_matrix_error)?;
         let state = joined.room_state;
-        let mut outliers = Vec::with_capacity(state.state.len() + state.auth_chain.len());
+        let mut checked_events = Vec::with_capacity(state.state.len() + state.auth_chain.len());
         let mut state_ids = Vec::with_capacity(state.state.len());
         for (raw, in_state) in state
             .auth_chain
@@ -393,9 +393,32 @@ impl ClientApi {
             if in_state {
                 state_ids.push(checked.event_id.clone());
             }
-            outliers.push(checked.outlier());
+            checked_events.push(checked);
         }
-        self.store.store_outliers(outliers).await?;
+        // Each event of the state and auth chain must be allowed by the
+        // auth events it cites; what is not is neither kept nor state.
+        let pdus: Vec<std::sync::Arc<myelin_room::Pdu>> = checked_events
+            .iter()
+            .map(|checked| std::sync::Arc::new(checked.pdu.clone()))
+            .collect();
+        let allowed = myelin_room::authorized_by_auth_events(&version, &pdus);
+        let allowed = |event_id: &str| {
+            ruma::OwnedEventId::try_from(event_id).is_ok_and(|id| allowed.contains(&id))
+        };
+        let refused = state_ids.iter().filter(|id| !allowed(id)).count();
+        if refused > 0 {
+            tracing::info!(%server, %room_id, refused, "state events of a join the auth rules do not allow were left out");
+        }
+        state_ids.retain(|event_id| allowed(event_id));
+        self.store
+            .store_outliers(
+                checked_events
+                    .iter()
+                    .filter(|checked| allowed(&checked.event_id))
+                    .map(myelin_federation::CheckedPdu::outlier)
+                    .collect(),
+            )
+            .await?;
         let join = JoinRemoteRoom {
             room_id: room_id.to_owned(),
             room_version: version.id.as_str().to_owned(),
