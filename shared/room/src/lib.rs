@@ -19,6 +19,7 @@ pub mod presence;
 pub mod push;
 mod redact;
 mod resolve;
+pub mod space;
 mod versions;
 mod visibility;
 

@@ -188,6 +188,26 @@ pub(crate) async fn check_room_traffic(
         .request("POST", &missing_uri, Some(&missing_body))
         .await;
     assert_eq!(status, 403);
+    // A space walk sees the public room, a private one not at all, and
+    // an unknown one is not found; a room ID that is none is refused.
+    let private = alice.create_room(&json!({"preset": "private_chat"})).await;
+    let hierarchy = |room: &str| format!("/_matrix/federation/v1/hierarchy/{}", encode(room));
+    let (status, body) = peer.request("GET", &hierarchy(&room_id), None).await;
+    assert_eq!(
+        (status, body["room"]["room_id"].as_str()),
+        (200, Some(room_id.as_str())),
+        "{body}"
+    );
+    for hidden in [private.as_str(), "!unknown:elsewhere.example"] {
+        let (status, body) = peer.request("GET", &hierarchy(hidden), None).await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (404, Some("M_NOT_FOUND")),
+            "{body}"
+        );
+    }
+    let (status, _) = peer.request("GET", &hierarchy("not-a-room"), None).await;
+    assert_eq!(status, 400);
     // Someone else's leave, or an invite that is not for this server.
     let make_leave = format!(
         "/_matrix/federation/v1/make_leave/{room}/{}",

@@ -633,6 +633,115 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
     assert!(wait_for_message(&alice, &room_id, "after the join").await);
 }
 
+/// A public space with `alias` holding a public room named `child_name` and
+/// an invite-only one, both reached through `server`; returns the space's
+/// ID.
+async fn space_with_children(
+    owner: &Client,
+    alias: &str,
+    child_name: &str,
+    server: &str,
+) -> String {
+    let space = owner
+        .create_room(&json!({
+            "preset": "public_chat",
+            "room_alias_name": alias,
+            "creation_content": {"type": "m.space"},
+        }))
+        .await;
+    let open = owner
+        .create_room(&json!({"preset": "public_chat", "name": child_name}))
+        .await;
+    let closed = owner
+        .create_room(&json!({"preset": "private_chat", "name": "Closed child"}))
+        .await;
+    for child in [&open, &closed] {
+        let added = owner
+            .put(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/state/m.space.child/{}",
+                    crate::client::encode(&space),
+                    crate::client::encode(child)
+                ),
+                &json!({"via": [server]}),
+            )
+            .await;
+        assert_eq!(added.status, 200, "{}", added.text);
+    }
+    space
+}
+
+/// The names of the rooms `reader` sees walking the space, after waiting
+/// (up to 30 s) for `wanted` among them.
+async fn hierarchy_names(reader: &Client, space: &str, wanted: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let walked = reader
+            .get(&format!(
+                "/_matrix/client/v1/rooms/{}/hierarchy",
+                crate::client::encode(space)
+            ))
+            .await;
+        let names: Vec<String> = walked.body["rooms"]
+            .as_array()
+            .map(|rooms| {
+                rooms
+                    .iter()
+                    .filter_map(|room| room["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.iter().any(|name| name == wanted) || Instant::now() > deadline {
+            return names;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn spaces_are_walked_across_servers() {
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
+    // Sam's space on Synapse: Myelin is in the space, not in its children,
+    // and asks Synapse for them.
+    let sams = space_with_children(&sam, "sams-space", "Synapse child", &synapse.server_name).await;
+    let joined = alice
+        .join(&format!("#sams-space:{}", synapse.server_name))
+        .await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+    let names = hierarchy_names(&alice, &sams, "Synapse child").await;
+    assert!(
+        names.contains(&"Synapse child".to_owned()),
+        "{names:?}\n{}",
+        myelin.logs()
+    );
+    assert!(!names.contains(&"Closed child".to_owned()), "{names:?}");
+
+    // Alice's space on Myelin, walked by Sam: Synapse asks Myelin.
+    let alices =
+        space_with_children(&alice, "alices-space", "Myelin child", myelin.server_name()).await;
+    let joined = sam
+        .join(&format!("#alices-space:{}", myelin.server_name()))
+        .await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+    let names = hierarchy_names(&sam, &alices, "Myelin child").await;
+    assert!(
+        names.contains(&"Myelin child".to_owned()),
+        "{names:?}\n{}",
+        synapse.log_tail()
+    );
+    assert!(!names.contains(&"Closed child".to_owned()), "{names:?}");
+}
+
 /// Polls `/sync` until `room_id` is among the user's invites.
 pub(crate) async fn wait_for_invite(user: &Client, room_id: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -7,6 +7,7 @@ mod keys;
 mod membership;
 mod query;
 mod rooms;
+mod space;
 mod transactions;
 mod user_keys;
 
@@ -79,6 +80,7 @@ impl Role for FederationApi {
             .handle(&self, events::state)
             .handle(&self, history::backfill)
             .handle(&self, history::missing_events)
+            .handle(&self, space::hierarchy)
             .handle(&self, user_keys::query)
             .handle(&self, user_keys::claim)
             .handle(&self, user_keys::devices);

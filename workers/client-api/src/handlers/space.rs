@@ -1,14 +1,16 @@
 //! `GET /rooms/{roomId}/hierarchy`: a local space's rooms, breadth first
 //! along `m.space.child` state, showing only rooms the user may see, peek
-//! into or join.
+//! into or join. A child this server does not have is asked of the servers
+//! its parent names (`/federation/v1/hierarchy`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use myelin_http::{MatrixError, RequestContext};
-use myelin_store::StoredEvent;
+use myelin_room::space::{MAX_CHILDREN, open_to, space_children, via_of};
 use ruma::api::client::space::{SpaceHierarchyRoomsChunk, get_hierarchy};
-use ruma::room::JoinRuleSummary;
+use ruma::api::federation::space::get_hierarchy as federation_hierarchy;
+use ruma::room::{JoinRuleSummary, RoomSummary, RoomType};
 use ruma::serde::Raw;
 use serde_json::Value;
 
@@ -21,8 +23,10 @@ const MAX_LIMIT: usize = 100;
 const MAX_DEPTH: usize = 10;
 /// Rooms one walk looks at before it stops.
 const MAX_VISITED: usize = 1000;
-/// `m.space.child` events of one room taken into account.
-const MAX_CHILDREN: usize = 200;
+/// Rooms of other servers one walk asks about, and the servers asked for
+/// each, one after the other.
+const MAX_REMOTE_ASKS: usize = 20;
+const MAX_VIA: usize = 3;
 
 /// The `from` token: how many rooms earlier pages returned.
 fn parse_from(from: Option<&str>) -> Result<usize, MatrixError> {
@@ -34,51 +38,6 @@ fn parse_from(from: Option<&str>) -> Result<usize, MatrixError> {
             .filter(|skip| *skip <= MAX_VISITED)
             .ok_or_else(|| MatrixError::invalid_param("Unknown pagination token")),
     }
-}
-
-/// A room's `m.space.child` events with a `via` list, in the spec's order:
-/// by `order` (when a valid one), then by when they were sent, then by room ID.
-fn space_children(state: Vec<StoredEvent>, suggested_only: bool) -> Vec<(String, Value)> {
-    let mut children: Vec<(Option<String>, i64, String, Value)> = state
-        .into_iter()
-        .filter(|event| event.event_type == "m.space.child")
-        .filter_map(|event| {
-            let child = event.state_key.clone()?;
-            let pdu: Value = serde_json::from_str(&event.pdu_json).ok()?;
-            let content = pdu.get("content")?.clone();
-            let has_via = content
-                .get("via")
-                .and_then(Value::as_array)
-                .is_some_and(|via| !via.is_empty());
-            let suggested = content.get("suggested") == Some(&Value::Bool(true));
-            if !has_via || (suggested_only && !suggested) {
-                return None;
-            }
-            let order = content
-                .get("order")
-                .and_then(Value::as_str)
-                .filter(|order| {
-                    order.len() <= 50 && order.chars().all(|c| ('\x20'..='\x7e').contains(&c))
-                })
-                .map(str::to_owned);
-            let stripped = serde_json::json!({
-                "type": event.event_type,
-                "state_key": child,
-                "content": content,
-                "sender": event.sender,
-                "origin_server_ts": event.origin_server_ts,
-            });
-            Some((order, event.origin_server_ts, child, stripped))
-        })
-        .collect();
-    // Children with an order come first.
-    children
-        .sort_by(|a, b| (a.0.is_none(), &a.0, a.1, &a.2).cmp(&(b.0.is_none(), &b.0, b.1, &b.2)));
-    children.truncate(MAX_CHILDREN);
-    children
-        .into_iter()
-        .map(|(_, _, child, stripped)| (child, stripped))
-        .collect()
 }
 
 pub(crate) async fn get(
@@ -108,30 +67,64 @@ pub(crate) async fn get(
         .min(MAX_DEPTH);
     let skip = parse_from(request.from.as_deref())?;
 
-    let mut queue = VecDeque::from([(root.to_owned(), 0usize)]);
+    let mut queue = VecDeque::from([(root.to_owned(), 0usize, Vec::new())]);
     let mut visited = BTreeSet::new();
+    // Rooms other servers told of as children of a room they answered for.
+    let mut told: HashMap<String, RoomSummary> = HashMap::new();
+    let mut remote_asks = 0;
     let mut rooms = Vec::new();
-    while let Some((room_id, depth)) = queue.pop_front() {
+    while let Some((room_id, depth, via)) = queue.pop_front() {
         if visited.len() >= MAX_VISITED || rooms.len() > skip + limit {
             break;
         }
         if !visited.insert(room_id.clone()) {
             continue;
         }
-        if room_id != root && !api.may_preview(&room_id, &user.user_id).await? {
-            continue;
-        }
-        let Some(summary) = api.summary_of(&room_id).await? else {
+        let room = match api.summary_of(&room_id).await? {
+            Some(summary) => {
+                if room_id != root && !api.may_preview(&room_id, &user.user_id).await? {
+                    continue;
+                }
+                let children = space_children(
+                    api.store.current_state(&room_id).await?,
+                    request.suggested_only,
+                );
+                Some((summary, children))
+            }
+            // A room this server does not have: asked of the servers its
+            // parent names, unless one of them told of it already (a room
+            // that is no space has no children to show).
+            None => {
+                let known = told
+                    .get(&room_id)
+                    .filter(|summary| summary.room_type != Some(RoomType::Space))
+                    .map(|summary| (summary.clone(), Vec::new()));
+                let known = match known {
+                    Some(known) => Some(known),
+                    None if remote_asks < MAX_REMOTE_ASKS => {
+                        remote_asks += 1;
+                        api.remote_hierarchy(&room_id, &via, request.suggested_only, &mut told)
+                            .await
+                    }
+                    None => None,
+                };
+                match known {
+                    Some((summary, children))
+                        if api.may_preview_summary(&summary, &user.user_id).await? =>
+                    {
+                        Some((summary, children))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let Some((summary, children)) = room else {
             continue;
         };
-        let children = space_children(
-            api.store.current_state(&room_id).await?,
-            request.suggested_only,
-        );
         if depth < max_depth {
-            for (child, _) in &children {
+            for (child, stripped) in &children {
                 if !visited.contains(child) {
-                    queue.push_back((child.clone(), depth + 1));
+                    queue.push_back((child.clone(), depth + 1, via_of(stripped)));
                 }
             }
         }
@@ -154,40 +147,90 @@ pub(crate) async fn get(
 }
 
 impl ClientApi {
-    /// Whether the user may see the room in a hierarchy: they are in it or
-    /// invited, anyone may read or join it (or knock), or its restricted
-    /// join rule lets members of a room they are in join.
-    async fn may_preview(&self, room_id: &str, user_id: &str) -> Result<bool, MatrixError> {
-        let membership = self.current_membership(room_id, user_id).await?;
-        if matches!(membership.as_deref(), Some("join" | "invite")) {
-            return Ok(true);
-        }
-        if membership.as_deref() == Some("ban") {
-            return Ok(false);
-        }
-        let Some(summary) = self.summary_of(room_id).await? else {
-            return Ok(false);
-        };
-        if summary.world_readable {
-            return Ok(true);
-        }
-        match &summary.join_rule {
-            JoinRuleSummary::Public | JoinRuleSummary::Knock => Ok(true),
-            JoinRuleSummary::Restricted(allowed) | JoinRuleSummary::KnockRestricted(allowed) => {
-                if matches!(summary.join_rule, JoinRuleSummary::KnockRestricted(_)) {
-                    return Ok(true);
-                }
-                for allowed_room in &allowed.allowed_room_ids {
-                    let member = self
-                        .current_membership(allowed_room.as_str(), user_id)
-                        .await?;
-                    if member.as_deref() == Some("join") {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
+    /// Asks the servers a parent names (`via`) for a room this server does
+    /// not have (`/federation/v1/hierarchy`); the children they tell of are
+    /// remembered in `told`. `None` when none of them answers.
+    async fn remote_hierarchy(
+        &self,
+        room_id: &str,
+        via: &[String],
+        suggested_only: bool,
+        told: &mut HashMap<String, RoomSummary>,
+    ) -> Option<(RoomSummary, Vec<(String, Value)>)> {
+        let room = ruma::OwnedRoomId::try_from(room_id).ok()?;
+        for server in via.iter().take(MAX_VIA) {
+            let Ok(server) = ruma::OwnedServerName::try_from(server.as_str()) else {
+                continue;
+            };
+            if server.as_str() == self.server_name {
+                continue;
             }
-            _ => Ok(false),
+            let mut request = federation_hierarchy::v1::Request::new(room.clone());
+            request.suggested_only = suggested_only;
+            let answer = match self.federation.send(&server, request).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::info!(%server, %room_id, %error, "could not read a space of another server");
+                    continue;
+                }
+            };
+            if answer.room.summary.room_id != room {
+                continue;
+            }
+            for child in answer.children.into_iter().take(MAX_CHILDREN) {
+                told.insert(child.room_id.to_string(), child);
+            }
+            let children = answer
+                .room
+                .children_state
+                .iter()
+                .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
+                .filter(|child| {
+                    child["type"] == "m.space.child"
+                        && !via_of(child).is_empty()
+                        && (!suggested_only || child["content"]["suggested"] == true)
+                })
+                .filter_map(|child| Some((child["state_key"].as_str()?.to_owned(), child)))
+                .take(MAX_CHILDREN)
+                .collect();
+            return Some((answer.room.summary, children));
+        }
+        None
+    }
+
+    /// Whether the user may see a room in a hierarchy: they are in it or
+    /// invited, not banned, and anyone may read or join it (or knock), or
+    /// its restricted join rule lets members of a room they are in join.
+    async fn may_preview_summary(
+        &self,
+        summary: &RoomSummary,
+        user_id: &str,
+    ) -> Result<bool, MatrixError> {
+        let room_id = summary.room_id.as_str();
+        match self.current_membership(room_id, user_id).await?.as_deref() {
+            Some("join" | "invite") => return Ok(true),
+            Some("ban") => return Ok(false),
+            _ => {}
+        }
+        let mut joined = BTreeSet::new();
+        if let JoinRuleSummary::Restricted(allowed) = &summary.join_rule {
+            for allowed_room in &allowed.allowed_room_ids {
+                let member = self
+                    .current_membership(allowed_room.as_str(), user_id)
+                    .await?;
+                if member.as_deref() == Some("join") {
+                    joined.insert(allowed_room.to_string());
+                }
+            }
+        }
+        Ok(open_to(summary, |room_id| joined.contains(room_id)))
+    }
+
+    /// [`Self::may_preview_summary`] for a room this server has.
+    async fn may_preview(&self, room_id: &str, user_id: &str) -> Result<bool, MatrixError> {
+        match self.summary_of(room_id).await? {
+            Some(summary) => self.may_preview_summary(&summary, user_id).await,
+            None => Ok(false),
         }
     }
 }
@@ -195,57 +238,6 @@ impl ClientApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use myelin_types::StreamPosition;
-
-    fn child(room: &str, ts: i64, content: &str) -> StoredEvent {
-        StoredEvent {
-            position: StreamPosition(ts),
-            event_id: format!("${room}"),
-            room_id: "!space:hs".to_owned(),
-            sender: "@a:hs".to_owned(),
-            event_type: "m.space.child".to_owned(),
-            state_key: Some(room.to_owned()),
-            depth: 1,
-            origin_server_ts: ts,
-            pdu_json: format!(r#"{{"content":{content}}}"#),
-            txn: None,
-            redacted_by: None,
-            redaction_pdu_json: None,
-        }
-    }
-
-    #[test]
-    fn children_need_via_and_follow_the_spec_order() {
-        let state = vec![
-            child("!late:hs", 30, r#"{"via":["hs"]}"#),
-            child("!early:hs", 10, r#"{"via":["hs"]}"#),
-            child("!ordered:hs", 40, r#"{"via":["hs"],"order":"a"}"#),
-            child("!removed:hs", 5, "{}"),
-            child("!empty:hs", 6, r#"{"via":[]}"#),
-            child("!suggested:hs", 50, r#"{"via":["hs"],"suggested":true}"#),
-            child("!badorder:hs", 20, r#"{"via":["hs"],"order":"\n"}"#),
-        ];
-        let order: Vec<String> = space_children(state.clone(), false)
-            .into_iter()
-            .map(|(room, _)| room)
-            .collect();
-        assert_eq!(
-            order,
-            [
-                "!ordered:hs",
-                "!early:hs",
-                "!badorder:hs",
-                "!late:hs",
-                "!suggested:hs"
-            ]
-        );
-        let suggested: Vec<String> = space_children(state, true)
-            .into_iter()
-            .map(|(room, _)| room)
-            .collect();
-        assert_eq!(suggested, ["!suggested:hs"]);
-    }
-
     #[test]
     fn from_tokens_are_counts() {
         assert_eq!(parse_from(None).expect("none"), 0);
