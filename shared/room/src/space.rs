@@ -54,6 +54,18 @@ pub fn space_children(state: Vec<StoredEvent>, suggested_only: bool) -> Vec<(Str
         .collect()
 }
 
+/// Child events as a hierarchy answer carries them.
+pub fn children_state<T>(children: Vec<(String, Value)>) -> Vec<ruma::serde::Raw<T>> {
+    children
+        .into_iter()
+        .filter_map(|(_, stripped)| {
+            serde_json::value::to_raw_value(&stripped)
+                .ok()
+                .map(ruma::serde::Raw::from_json)
+        })
+        .collect()
+}
+
 /// Whether a room may be shown in a hierarchy to someone who is not in it:
 /// anyone may read it, join it or knock on it, or it lets members of one
 /// of its allowed rooms in and `is_member_of` says they are one.

@@ -711,35 +711,36 @@ async fn spaces_are_walked_across_servers() {
         sam,
         _certificates: _keep,
     } = Peers::start().await;
-    // Sam's space on Synapse: Myelin is in the space, not in its children,
-    // and asks Synapse for them.
-    let sams = space_with_children(&sam, "sams-space", "Synapse child", &synapse.server_name).await;
-    let joined = alice
-        .join(&format!("#sams-space:{}", synapse.server_name))
-        .await;
-    assert_eq!(joined.status, 200, "{}", joined.text);
-    let names = hierarchy_names(&alice, &sams, "Synapse child").await;
-    assert!(
-        names.contains(&"Synapse child".to_owned()),
-        "{names:?}\n{}",
-        myelin.logs()
-    );
-    assert!(!names.contains(&"Closed child".to_owned()), "{names:?}");
-
-    // Alice's space on Myelin, walked by Sam: Synapse asks Myelin.
-    let alices =
-        space_with_children(&alice, "alices-space", "Myelin child", myelin.server_name()).await;
-    let joined = sam
-        .join(&format!("#alices-space:{}", myelin.server_name()))
-        .await;
-    assert_eq!(joined.status, 200, "{}", joined.text);
-    let names = hierarchy_names(&sam, &alices, "Myelin child").await;
-    assert!(
-        names.contains(&"Myelin child".to_owned()),
-        "{names:?}\n{}",
-        synapse.log_tail()
-    );
-    assert!(!names.contains(&"Closed child".to_owned()), "{names:?}");
+    // Sam's space on Synapse, walked by Alice: Myelin is in the space, not
+    // in its children, and asks Synapse for them; then the other way.
+    for (owner, walker, owner_server, alias, child) in [
+        (
+            &sam,
+            &alice,
+            synapse.server_name.as_str(),
+            "sams-space",
+            "Synapse child",
+        ),
+        (
+            &alice,
+            &sam,
+            myelin.server_name(),
+            "alices-space",
+            "Myelin child",
+        ),
+    ] {
+        let space = space_with_children(owner, alias, child, owner_server).await;
+        let joined = walker.join(&format!("#{alias}:{owner_server}")).await;
+        assert_eq!(joined.status, 200, "{}", joined.text);
+        let names = hierarchy_names(walker, &space, child).await;
+        assert!(
+            names.contains(&child.to_owned()),
+            "{names:?}\n{}\n{}",
+            myelin.logs(),
+            synapse.log_tail()
+        );
+        assert!(!names.contains(&"Closed child".to_owned()), "{names:?}");
+    }
 }
 
 /// Polls `/sync` until `room_id` is among the user's invites.

@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::directory::room_summary;
-use myelin_room::space::{open_to, space_children};
+use myelin_room::space::{children_state, open_to, space_children};
 use myelin_store::Store;
 use ruma::api::federation::space::{SpaceHierarchyParentSummary, get_hierarchy};
 use ruma::room::RoomSummary;
-use ruma::serde::Raw;
 use ruma::{OwnedRoomId, ServerName};
 
 use crate::FederationApi;
@@ -44,14 +43,7 @@ pub(crate) async fn hierarchy(
             inaccessible.push(child);
         }
     }
-    let children_state = children
-        .into_iter()
-        .filter_map(|(_, stripped)| {
-            serde_json::value::to_raw_value(&stripped)
-                .ok()
-                .map(Raw::from_json)
-        })
-        .collect();
+    let children_state = children_state(children);
     let mut response =
         get_hierarchy::v1::Response::new(SpaceHierarchyParentSummary::new(summary, children_state));
     response.children = shown;

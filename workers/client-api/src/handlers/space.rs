@@ -7,11 +7,10 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use myelin_http::{MatrixError, RequestContext};
-use myelin_room::space::{MAX_CHILDREN, open_to, space_children, via_of};
+use myelin_room::space::{MAX_CHILDREN, children_state, open_to, space_children, via_of};
 use ruma::api::client::space::{SpaceHierarchyRoomsChunk, get_hierarchy};
 use ruma::api::federation::space::get_hierarchy as federation_hierarchy;
 use ruma::room::{JoinRuleSummary, RoomSummary, RoomType};
-use ruma::serde::Raw;
 use serde_json::Value;
 
 use crate::ClientApi;
@@ -128,14 +127,7 @@ pub(crate) async fn get(
                 }
             }
         }
-        let children_state = children
-            .into_iter()
-            .filter_map(|(_, stripped)| {
-                serde_json::value::to_raw_value(&stripped)
-                    .ok()
-                    .map(Raw::from_json)
-            })
-            .collect();
+        let children_state = children_state(children);
         rooms.push(SpaceHierarchyRoomsChunk::new(summary, children_state));
     }
     let more = rooms.len() > skip + limit;
