@@ -7,8 +7,9 @@ use serde_json::json;
 
 use super::forged::check_forged_requests;
 use super::synapse::{
-    Synapse, bodies_in_order, fetch_media, knock_room, knock_via, page_back_all,
-    room_joined_over_federation, wait_for_invite, wait_for_membership, wait_for_message,
+    Synapse, bodies_in_order, check_directories, check_moderation, fetch_media, knock_room,
+    knock_via, page_back_all, room_joined_over_federation, wait_for_invite, wait_for_membership,
+    wait_for_message,
 };
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
@@ -18,7 +19,8 @@ use crate::harness::{TempDir, free_port};
 use crate::split::{Split, settings};
 
 /// The environment file that makes a split server federate on loopback:
-/// the settings of [`LOOPBACK_FEDERATION`] and quick retries.
+/// the settings of [`LOOPBACK_FEDERATION`], quick retries and a room
+/// directory shared with other servers.
 fn federation_env() -> (TempDir, std::path::PathBuf) {
     let env_dir = TempDir::new("split-federation-env");
     let env_file = env_dir.path().join("myelin.env");
@@ -29,6 +31,7 @@ fn federation_env() -> (TempDir, std::path::PathBuf) {
         .chain([
             "MYELIN_FEDERATION__DESTINATION_MIN_RETRY_INTERVAL=500\n".to_owned(),
             "MYELIN_FEDERATION__DESTINATION_MAX_RETRY_INTERVAL=2000\n".to_owned(),
+            "MYELIN_ALLOW_PUBLIC_ROOMS_OVER_FEDERATION=true\n".to_owned(),
         ])
         .collect();
     std::fs::write(&env_file, env).expect("write the env file");
@@ -194,6 +197,12 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
             synapse.log_tail()
         );
     }
+
+    // Room directories both ways, and power levels, kicks, bans and
+    // rejoins in a room of each server.
+    check_directories(&alice, &server_name, &sam, &synapse).await;
+    let logs = || synapse.log_tail();
+    check_moderation(&alice, &server_name, &sam, &synapse.server_name, &logs).await;
 
     // An encrypted conversation with matrix-js-sdk, Alice on the split server.
     crate::js_sdk::run_e2ee_across(&anonymous.url(""), &alice, &synapse.client_url, &sam).await;

@@ -969,6 +969,45 @@ async fn listed_names(asker: &Client, server: &str, term: &str) -> Result<Vec<St
         .collect())
 }
 
+/// Alice's server and Synapse each read the other's room directory,
+/// searched.
+pub(crate) async fn check_directories(
+    alice: &Client,
+    myelin_name: &str,
+    sam: &Client,
+    synapse: &Synapse,
+) {
+    let lobby = format!("Myelin lobby of {}", alice.user_id);
+    alice
+        .create_room(&json!({"preset": "public_chat", "visibility": "public", "name": lobby}))
+        .await;
+    sam.create_room(
+        &json!({"preset": "public_chat", "visibility": "public", "name": "Synapse lounge"}),
+    )
+    .await;
+
+    let from_synapse = listed_names(sam, myelin_name, "lobby").await;
+    assert_eq!(from_synapse, Ok(vec![lobby]), "{}", synapse.log_tail());
+    assert_eq!(
+        listed_names(sam, myelin_name, "nothing like it").await,
+        Ok(vec![])
+    );
+    // Synapse lists a new room once its room statistics caught up (and
+    // only because its test settings let users publish rooms).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut from_myelin = listed_names(alice, &synapse.server_name, "lounge").await;
+    while from_myelin == Ok(vec![]) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        from_myelin = listed_names(alice, &synapse.server_name, "lounge").await;
+    }
+    assert_eq!(
+        from_myelin,
+        Ok(vec!["Synapse lounge".to_owned()]),
+        "{}",
+        synapse.log_tail()
+    );
+}
+
 #[tokio::test]
 #[cfg_attr(
     any(myelin_skip_interop, not(myelin_python3)),
@@ -982,42 +1021,7 @@ async fn room_directories_are_read_across_servers() {
         sam,
         _certificates: certificates,
     } = Peers::start().await;
-    alice
-        .create_room(
-            &json!({"preset": "public_chat", "visibility": "public", "name": "Myelin lobby"}),
-        )
-        .await;
-    sam.create_room(
-        &json!({"preset": "public_chat", "visibility": "public", "name": "Synapse lounge"}),
-    )
-    .await;
-
-    // Synapse's client reads Myelin's directory, searched; and the other way.
-    let from_synapse = listed_names(&sam, myelin.server_name(), "lobby").await;
-    assert_eq!(
-        from_synapse,
-        Ok(vec!["Myelin lobby".to_owned()]),
-        "{}",
-        synapse.log_tail()
-    );
-    assert_eq!(
-        listed_names(&sam, myelin.server_name(), "nothing like it").await,
-        Ok(vec![])
-    );
-    // Synapse lists a new room once its room statistics caught up (and
-    // only because its test settings let users publish rooms).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut from_myelin = listed_names(&alice, &synapse.server_name, "lounge").await;
-    while from_myelin == Ok(vec![]) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        from_myelin = listed_names(&alice, &synapse.server_name, "lounge").await;
-    }
-    assert_eq!(
-        from_myelin,
-        Ok(vec!["Synapse lounge".to_owned()]),
-        "{}",
-        synapse.log_tail()
-    );
+    check_directories(&alice, myelin.server_name(), &sam, &synapse).await;
 
     // A server that keeps its directory to itself refuses other servers.
     let private = federating_myelin_with(&certificates, "").await;
@@ -1149,10 +1153,28 @@ async fn power_levels_kicks_bans_and_rejoins_agree_on_both_sides() {
         _certificates: _keep,
     } = Peers::start().await;
     let logs = || format!("{}\n{}", myelin.logs(), synapse.log_tail());
+    check_moderation(
+        &alice,
+        myelin.server_name(),
+        &sam,
+        &synapse.server_name,
+        &logs,
+    )
+    .await;
+}
 
+/// Power levels, kicks, bans and rejoins between Alice's server and
+/// Synapse, in a room of each; both sides agree at each step.
+pub(crate) async fn check_moderation(
+    alice: &Client,
+    myelin_name: &str,
+    sam: &Client,
+    synapse_name: &str,
+    logs: &dyn Fn() -> String,
+) {
     // In Alice's room: Sam gets power and uses it; Myelin accepts it.
-    let room_id = room_joined_over_federation(&alice, myelin.server_name(), "court", &sam).await;
-    set_power(&alice, &room_id, &sam.user_id, 50).await;
+    let room_id = room_joined_over_federation(alice, myelin_name, "court", sam).await;
+    set_power(alice, &room_id, &sam.user_id, 50).await;
     let topic_path = format!(
         "/_matrix/client/v3/rooms/{}/state/m.room.topic/",
         crate::client::encode(&room_id)
@@ -1177,38 +1199,38 @@ async fn power_levels_kicks_bans_and_rejoins_agree_on_both_sides() {
     );
 
     // Alice kicks Sam; both servers agree; he may come back.
-    moderate(&alice, "kick", &room_id, &sam.user_id).await;
+    moderate(alice, "kick", &room_id, &sam.user_id).await;
     assert_eq!(
-        wait_for_membership(&sam, &room_id, &sam.user_id, "leave").await,
+        wait_for_membership(sam, &room_id, &sam.user_id, "leave").await,
         "leave",
         "{}",
         logs()
     );
-    let rejoined = join_via(&sam, &room_id, myelin.server_name()).await;
+    let rejoined = join_via(sam, &room_id, myelin_name).await;
     assert_eq!(rejoined.status, 200, "{}\n{}", rejoined.text, logs());
     assert_eq!(
-        wait_for_membership(&alice, &room_id, &sam.user_id, "join").await,
+        wait_for_membership(alice, &room_id, &sam.user_id, "join").await,
         "join"
     );
 
     // Alice bans Sam: he may not come back until unbanned.
-    moderate(&alice, "ban", &room_id, &sam.user_id).await;
-    assert!(wait_for_own_ban(&sam, &room_id).await, "{}", logs());
-    let refused = join_via(&sam, &room_id, myelin.server_name()).await;
+    moderate(alice, "ban", &room_id, &sam.user_id).await;
+    assert!(wait_for_own_ban(sam, &room_id).await, "{}", logs());
+    let refused = join_via(sam, &room_id, myelin_name).await;
     assert_eq!(refused.status, 403, "{}", refused.text);
-    moderate(&alice, "unban", &room_id, &sam.user_id).await;
-    let rejoined = join_via(&sam, &room_id, myelin.server_name()).await;
+    moderate(alice, "unban", &room_id, &sam.user_id).await;
+    let rejoined = join_via(sam, &room_id, myelin_name).await;
     assert_eq!(rejoined.status, 200, "{}\n{}", rejoined.text, logs());
     assert_eq!(
-        wait_for_membership(&alice, &room_id, &sam.user_id, "join").await,
+        wait_for_membership(alice, &room_id, &sam.user_id, "join").await,
         "join"
     );
 
     // In Sam's room: Sam kicks Alice, and Myelin rejoins through Synapse.
-    let sams_room = room_joined_over_federation(&sam, &synapse.server_name, "hall", &alice).await;
-    moderate(&sam, "kick", &sams_room, &alice.user_id).await;
+    let sams_room = room_joined_over_federation(sam, synapse_name, "hall", alice).await;
+    moderate(sam, "kick", &sams_room, &alice.user_id).await;
     assert_eq!(
-        wait_for_membership(&alice, &sams_room, &alice.user_id, "leave").await,
+        wait_for_membership(alice, &sams_room, &alice.user_id, "leave").await,
         "leave",
         "{}",
         logs()
@@ -1217,13 +1239,13 @@ async fn power_levels_kicks_bans_and_rejoins_agree_on_both_sides() {
     let rejoined = alice.join(&sams_room).await;
     assert_eq!(rejoined.status, 200, "{}\n{}", rejoined.text, logs());
     assert_eq!(
-        wait_for_membership(&sam, &sams_room, &alice.user_id, "join").await,
+        wait_for_membership(sam, &sams_room, &alice.user_id, "join").await,
         "join"
     );
 
     // Sam bans Alice: Myelin's join through Synapse is refused.
-    moderate(&sam, "ban", &sams_room, &alice.user_id).await;
-    assert!(wait_for_own_ban(&alice, &sams_room).await, "{}", logs());
+    moderate(sam, "ban", &sams_room, &alice.user_id).await;
+    assert!(wait_for_own_ban(alice, &sams_room).await, "{}", logs());
     let refused = alice.join(&sams_room).await;
     assert_eq!(refused.status, 403, "{}", refused.text);
 }
