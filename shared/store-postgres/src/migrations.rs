@@ -119,6 +119,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         28,
         include_str!("../../../migrations/postgres/0028_backfilled_history.sql"),
     ),
+    (
+        29,
+        include_str!("../../../migrations/postgres/0029_inbound_turns.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

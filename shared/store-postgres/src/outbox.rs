@@ -258,4 +258,32 @@ impl OutboxStore for PostgresStore {
         )
         .await
     }
+
+    async fn claim_inbound_turn(
+        &self,
+        origin: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<bool> {
+        let taken = self
+            .execute(
+                "INSERT INTO inbound_turns (origin, holder, expires_at) VALUES ($1, $2, $4)
+                 ON CONFLICT (origin) DO UPDATE SET holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE inbound_turns.expires_at <= $3",
+                &[&origin, &holder, &now, &expires_at],
+            )
+            .await?;
+        Ok(taken == 1)
+    }
+
+    async fn release_inbound_turn(&self, origin: &str, holder: &str) -> StoreResult<()> {
+        self.execute(
+            "DELETE FROM inbound_turns WHERE origin = $1 AND holder = $2",
+            &[&origin, &holder],
+        )
+        .await?;
+        Ok(())
+    }
 }

@@ -116,6 +116,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         28,
         include_str!("../../../migrations/sqlite/0028_backfilled_history.sql"),
     ),
+    (
+        29,
+        include_str!("../../../migrations/sqlite/0029_inbound_turns.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

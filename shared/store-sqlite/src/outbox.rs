@@ -264,4 +264,40 @@ impl OutboxStore for SqliteStore {
         })
         .await
     }
+
+    async fn claim_inbound_turn(
+        &self,
+        origin: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<bool> {
+        let (origin, holder) = (origin.to_owned(), holder.to_owned());
+        self.write(move |tx| {
+            let taken = tx
+                .prepare_cached(
+                    "INSERT INTO inbound_turns (origin, holder, expires_at) VALUES (?1, ?2, ?4)
+                     ON CONFLICT (origin) DO UPDATE SET holder = excluded.holder,
+                         expires_at = excluded.expires_at
+                     WHERE inbound_turns.expires_at <= ?3",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![origin, holder, now, expires_at])
+                })
+                .map_err(map_error)?;
+            Ok(taken == 1)
+        })
+        .await
+    }
+
+    async fn release_inbound_turn(&self, origin: &str, holder: &str) -> StoreResult<()> {
+        let (origin, holder) = (origin.to_owned(), holder.to_owned());
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM inbound_turns WHERE origin = ?1 AND holder = ?2")
+                .and_then(|mut statement| statement.execute([&origin, &holder]))
+                .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
 }

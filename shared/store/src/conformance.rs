@@ -56,6 +56,7 @@ pub async fn run_all(store: &dyn Store) {
     snapshots::promoted_outliers_sit_below_the_timeline_in_order(store).await;
     outbox::outbox_sends_in_order_and_keeps_transactions(store).await;
     outbox::edus_go_out_with_the_next_transaction(store).await;
+    outbox::inbound_turns_are_one_at_a_time(store).await;
     batches::a_batch_lands_whole_in_order(store).await;
     batches::a_batch_failing_part_way_writes_nothing(store).await;
     batches::content_with_an_escaped_nul_round_trips(store).await;

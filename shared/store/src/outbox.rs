@@ -111,4 +111,18 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<()>;
 
     async fn destination_retry(&self, destination: &str) -> StoreResult<Option<DestinationRetry>>;
+
+    /// Gives `holder` the turn to process `origin`'s inbound transactions
+    /// until `expires_at` (ms): `false` when another holder has it and it
+    /// has not lapsed by `now`.
+    async fn claim_inbound_turn(
+        &self,
+        origin: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<bool>;
+
+    /// Gives the turn back, if `holder` still has it.
+    async fn release_inbound_turn(&self, origin: &str, holder: &str) -> StoreResult<()>;
 }

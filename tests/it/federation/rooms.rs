@@ -15,7 +15,7 @@ use super::{Certificates, federating_myelin, federation_url, reqwest_insecure, u
 use crate::client::{Client, encode, message_bodies};
 
 /// Another server as the target sees it: its name, and its real key.
-struct Peer {
+pub(crate) struct Peer {
     name: String,
     key_file: KeyFile,
     key: myelin_room::ServerKey,
@@ -25,7 +25,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(target_url: &str, target_name: &str, origin: &str, key_path: &Path) -> Peer {
+    pub(crate) fn new(target_url: &str, target_name: &str, origin: &str, key_path: &Path) -> Peer {
         let file = myelin_config::read_signing_key(key_path).expect("the origin's key");
         Peer {
             name: origin.to_owned(),
@@ -71,7 +71,7 @@ impl Peer {
     }
 
     /// A transaction of `pdus` under `txn_id`.
-    async fn send(&self, txn_id: &str, pdus: &[Value]) -> (u16, Value) {
+    pub(crate) async fn send(&self, txn_id: &str, pdus: &[Value]) -> (u16, Value) {
         let body = json!({
             "origin": self.name,
             "origin_server_ts": 1,

@@ -218,6 +218,42 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     )
     .await;
 
+    // While another replica has the single server's turn at its
+    // transactions, every replica answers it 429; once given back, 200.
+    let database = split.database().await;
+    let origin = single.server_name().to_owned();
+    let in_a_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+        + 60_000;
+    database
+        .execute(
+            "INSERT INTO inbound_turns (origin, holder, expires_at) VALUES ($1, 'elsewhere', $2)",
+            &[&origin, &in_a_minute],
+        )
+        .await
+        .expect("hold a turn");
+    let peer = super::rooms::Peer::new(
+        &format!("https://{server_name}"),
+        &server_name,
+        single.server_name(),
+        &signing_key_path(single.config_path()),
+    );
+    for n in 0..4 {
+        let (status, body) = peer.send(&format!("while-busy-{n}"), &[]).await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (429, Some("M_LIMIT_EXCEEDED")),
+            "{body}"
+        );
+    }
+    database
+        .execute("DELETE FROM inbound_turns WHERE origin = $1", &[&origin])
+        .await
+        .expect("give the turn back");
+    let (status, body) = peer.send("after-the-turn", &[]).await;
+    assert_eq!(status, 200, "{body}");
+
     // Forged and broken requests through traefik and the gateway.
     check_forged_requests(
         &format!("https://{server_name}"),

@@ -27,6 +27,8 @@ pub struct FederationApi {
     federation: Arc<myelin_federation::FederationClient>,
     /// Origins whose transaction this replica is processing.
     in_flight: transactions::InFlight,
+    /// This process among the replicas, for the inbound turns it holds.
+    instance_id: String,
     /// When each origin was last announced as seen.
     seen_at: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     store: Arc<dyn Store>,
@@ -40,6 +42,7 @@ pub fn role(deps: &Deps) -> Arc<FederationApi> {
         bus: Arc::clone(&deps.bus),
         federation: Arc::clone(&deps.federation),
         in_flight: Default::default(),
+        instance_id: ruma::TransactionId::new().to_string(),
         seen_at: Default::default(),
         store: Arc::clone(&deps.store),
         server_key: Arc::clone(&deps.server_key),

@@ -2,8 +2,9 @@
 //!
 //! Each PDU is checked (format, signatures, content hash) and handed to its
 //! room's writer, which authorizes and stores it before the answer goes
-//! out. One transaction per origin at a time on each replica; a retry is
-//! safe because the writer knows events by their ID.
+//! out. One transaction per origin at a time, across every replica (a turn
+//! kept in the store); a retry is safe because the writer knows events by
+//! their ID.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -82,11 +83,24 @@ pub(crate) async fn send(
             "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"
         )));
     }
-    let Some(_turn) = api.in_flight.enter(&origin) else {
+    let busy = || {
         let mut busy = MatrixError::limit_exceeded(1000);
         busy.error = "A transaction from this server is already being processed".to_owned();
-        return Err(busy);
+        busy
     };
+    // Here first, then across every replica.
+    let Some(_turn) = api.in_flight.enter(&origin) else {
+        return Err(busy());
+    };
+    let holder = format!("{}/{}", api.instance_id, request.transaction_id);
+    let now = myelin_types::now_millis();
+    if !api
+        .store
+        .claim_inbound_turn(origin.as_str(), &holder, now, now + TURN_LAPSES_MS)
+        .await?
+    {
+        return Err(busy());
+    }
     api.note_server_seen(&origin);
     let mut results = BTreeMap::new();
     for raw in &request.pdus {
@@ -95,8 +109,20 @@ pub(crate) async fn send(
         }
     }
     api.accept_edus(&origin, &request.edus).await;
+    if let Err(error) = api
+        .store
+        .release_inbound_turn(origin.as_str(), &holder)
+        .await
+    {
+        // It lapses by itself.
+        tracing::warn!(%origin, %error, "could not give back an inbound turn");
+    }
     Ok(send_transaction_message::v1::Response::new(results))
 }
+
+/// How long a replica's turn at an origin's transactions lasts if it is
+/// never given back (the replica died while processing).
+const TURN_LAPSES_MS: i64 = 120_000;
 
 /// A server is announced as seen at most this often per replica.
 const SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);

@@ -231,3 +231,35 @@ pub(super) async fn edus_go_out_with_the_next_transaction(store: &dyn Store) {
         .expect("batch");
     assert_eq!(jsons(&left), vec![edu(4).edu_json]);
 }
+
+/// One holder at a time has an origin's inbound turn; it lapses at its
+/// expiry, and only its holder gives it back.
+pub(super) async fn inbound_turns_are_one_at_a_time(store: &dyn Store) {
+    let origin = "turns.example";
+    let claim = |holder: &'static str, now: i64| async move {
+        store
+            .claim_inbound_turn(origin, holder, now, now + 100)
+            .await
+            .expect("claim")
+    };
+    assert!(claim("a", 1000).await);
+    assert!(!claim("b", 1050).await, "held by a");
+    store
+        .release_inbound_turn(origin, "b")
+        .await
+        .expect("release");
+    assert!(!claim("b", 1060).await, "b could not give back a's turn");
+    assert!(claim("b", 1100).await, "a's turn lapsed");
+    store
+        .release_inbound_turn(origin, "b")
+        .await
+        .expect("release");
+    assert!(claim("a", 1110).await, "given back");
+    assert!(
+        store
+            .claim_inbound_turn("other.example", "b", 1110, 1210)
+            .await
+            .expect("claim"),
+        "origins are apart"
+    );
+}
