@@ -1432,7 +1432,7 @@ async fn media_crosses_servers_byte_for_byte() {
     );
 
     // Myelin fetches Sam's picture from Synapse, keeps it, and thumbnails
-    // come from Synapse.
+    // come from Synapse and are kept too.
     let seen_by_alice = fetch_media(&alice, "download", &sams_mxc, "").await;
     assert_eq!(seen_by_alice.status, 200, "{}", myelin.logs());
     assert!(
@@ -1479,11 +1479,23 @@ async fn media_crosses_servers_byte_for_byte() {
         String::from_utf8_lossy(&missing.body)
     );
 
-    // With Synapse gone, the kept copy still serves.
+    // With Synapse gone, the kept copies still serve.
     synapse.kill().await;
     let kept = fetch_media(&alice, "download", &sams_mxc, "").await;
     assert_eq!(kept.status, 200, "{}", myelin.logs());
     assert!(kept.body == sams_picture, "the kept copy differs");
+    let kept_thumbnail = fetch_media(
+        &alice,
+        "thumbnail",
+        &sams_mxc,
+        "?width=32&height=32&method=crop",
+    )
+    .await;
+    assert_eq!(kept_thumbnail.status, 200, "{}", myelin.logs());
+    assert!(
+        kept_thumbnail.body == thumbnail.body,
+        "the kept thumbnail differs"
+    );
 }
 
 /// Syncs `reader` until `from`'s typing notice and read receipt for

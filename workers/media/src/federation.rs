@@ -2,7 +2,7 @@
 //! (`/_matrix/federation/v1/media/download` and `/thumbnail`, signed with
 //! `X-Matrix`, answered as `multipart/mixed`). Fetched: another server's
 //! media for a local client, once, then kept beside local media; a remote
-//! thumbnail is asked of its server and passed on.
+//! thumbnail of each size likewise.
 
 use std::sync::Arc;
 
@@ -112,7 +112,8 @@ impl Media {
             .unwrap_or(kept))
     }
 
-    /// A thumbnail of another server's media, asked of that server.
+    /// A thumbnail of another server's media (of a snapped size): kept here
+    /// from an earlier fetch, else asked of that server now and kept.
     pub(crate) async fn remote_thumbnail(
         &self,
         origin: &str,
@@ -121,15 +122,23 @@ impl Media {
         fetch: Fetch,
     ) -> Result<(Bytes, String), MatrixError> {
         let server = remote_server(origin, media_id)?;
+        let (width, height, method) = wanted;
+        // Kept beside the remote media, under an ID no media can have.
+        let kept_id = format!("{media_id}/{width}x{height}/{}", method.as_str());
+        if let Some(kept) = self.kept_thumbnail(origin, &kept_id).await? {
+            return Ok(kept);
+        }
         if fetch.without_token && self.authenticated_media {
             return Err(MatrixError::not_found("Media not found"));
         }
-        let (width, height, method) = wanted;
         let _turn = self
             .remote_fetches
             .acquire()
             .await
             .map_err(|_| MatrixError::unavailable("The media service is stopping"))?;
+        if let Some(kept) = self.kept_thumbnail(origin, &kept_id).await? {
+            return Ok(kept);
+        }
         let mut request = get_content_thumbnail::v1::Request::new(
             media_id.to_owned(),
             UInt::from(width),
@@ -151,7 +160,44 @@ impl Media {
         let content_type = file
             .content_type
             .unwrap_or_else(|| FALLBACK_CONTENT_TYPE.to_owned());
-        Ok((Bytes::from(file.file), content_type))
+        let bytes = Bytes::from(file.file);
+        let stored = self
+            .files
+            .store(bytes.clone())
+            .await
+            .map_err(content::files_unavailable)?;
+        let kept = MediaContent {
+            content_type: Some(content_type.clone()),
+            upload_name: None,
+            size: stored.size,
+            sha256: stored.sha256,
+        };
+        self.media_store
+            .put_remote_media(origin, &kept_id, &kept, content::now_ms())
+            .await?;
+        Ok((bytes, content_type))
+    }
+
+    /// A remote thumbnail kept here, with its content type.
+    async fn kept_thumbnail(
+        &self,
+        origin: &str,
+        kept_id: &str,
+    ) -> Result<Option<(Bytes, String)>, MatrixError> {
+        let Some(kept) = self.media_store.remote_media(origin, kept_id).await? else {
+            return Ok(None);
+        };
+        let bytes = self
+            .files
+            .read(&kept.sha256)
+            .await
+            .map_err(content::files_unavailable)?;
+        Ok(bytes.map(|bytes| {
+            let content_type = kept
+                .content_type
+                .unwrap_or_else(|| FALLBACK_CONTENT_TYPE.to_owned());
+            (bytes, content_type)
+        }))
     }
 }
 
