@@ -549,6 +549,34 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
         .await;
     assert_eq!(refused.status, 403, "{}", refused.text);
     assert!(!alice.joined_rooms().await.contains(&private));
+
+    // Alice logs out her only device: Myelin tells Synapse it was deleted,
+    // and Sam's key query stops showing it.
+    let logged_out = alice.post("/_matrix/client/v3/logout", &json!({})).await;
+    assert_eq!(logged_out.status, 200, "{}", logged_out.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let queried = sam
+            .post(
+                "/_matrix/client/v3/keys/query",
+                &json!({"device_keys": {&alice.user_id: []}}),
+            )
+            .await;
+        if queried.body["device_keys"][&alice.user_id]
+            .get(device_id)
+            .is_none()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}\n{}",
+            queried.text,
+            myelin.logs(),
+            synapse.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Every message body `reader` can page back to, oldest first, following

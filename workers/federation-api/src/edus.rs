@@ -235,6 +235,7 @@ impl FederationApi {
             .map_err(|error| error.to_string())?;
         let change = topics::DeviceListChanged {
             user_id: update.user_id.to_string(),
+            deleted_devices: Vec::new(),
         };
         topics::DEVICE_LISTS
             .announce(self.bus.as_ref(), &change)

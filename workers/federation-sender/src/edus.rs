@@ -162,20 +162,26 @@ impl FederationSender {
                 return;
             }
         };
-        // The update must name a device; with none left there is nothing
-        // a receiver could fetch either.
-        let Some(device) = devices.into_iter().next() else {
-            return;
-        };
+        // The update must name a device: one the user has, else the one
+        // just deleted, as deleted.
         let mut content = json!({
             "user_id": user_id,
-            "device_id": device.device_id,
             "stream_id": stream_id.0.max(0),
             "prev_id": [],
-            "deleted": false,
         });
-        if let Some(name) = device.display_name {
-            content["device_display_name"] = Value::String(name);
+        match (devices.into_iter().next(), change.deleted_devices.first()) {
+            (Some(device), _) => {
+                content["device_id"] = Value::String(device.device_id);
+                content["deleted"] = Value::Bool(false);
+                if let Some(name) = device.display_name {
+                    content["device_display_name"] = Value::String(name);
+                }
+            }
+            (None, Some(deleted)) => {
+                content["device_id"] = Value::String(deleted.clone());
+                content["deleted"] = Value::Bool(true);
+            }
+            (None, None) => return,
         }
         let edu = json!({"edu_type": "m.device_list_update", "content": content});
         self.queue_for_servers(servers, edu, EduKind::Lasting).await;

@@ -101,7 +101,7 @@ pub(crate) async fn wake_on_changes(
                 sync.waiters.wake(&user_id);
             }
             change = device_lists.next() => {
-                let Some(DeviceListChanged { user_id }) = change else {
+                let Some(DeviceListChanged { user_id, .. }) = change else {
                     anyhow::bail!("the bus closed the device-list subscription");
                 };
                 sync.positions.changed();

@@ -28,10 +28,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         let api = Arc::clone(&logout_api);
         async move {
             let user = context.user()?;
-            api.store
-                .delete_devices(&user.user_id, std::slice::from_ref(&user.device_id))
-                .await?;
-            api.device_list_changed(&user.user_id).await;
+            let deleted = std::slice::from_ref(&user.device_id);
+            api.store.delete_devices(&user.user_id, deleted).await?;
+            api.devices_deleted(&user.user_id, deleted).await;
             Ok(json!({}))
         }
     });
@@ -40,8 +39,15 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         let api = Arc::clone(&logout_all_api);
         async move {
             let user = context.user()?;
+            let deleted: Vec<String> = api
+                .store
+                .devices(&user.user_id)
+                .await?
+                .into_iter()
+                .map(|device| device.device_id)
+                .collect();
             api.store.delete_other_devices(&user.user_id, None).await?;
-            api.device_list_changed(&user.user_id).await;
+            api.devices_deleted(&user.user_id, &deleted).await;
             Ok(json!({}))
         }
     });
