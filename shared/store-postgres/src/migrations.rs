@@ -123,6 +123,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         29,
         include_str!("../../../migrations/postgres/0029_inbound_turns.sql"),
     ),
+    (
+        30,
+        include_str!("../../../migrations/postgres/0030_device_list_cursors.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

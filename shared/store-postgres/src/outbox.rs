@@ -39,17 +39,7 @@ impl OutboxStore for PostgresStore {
     ) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        // FOR SHARE until commit: a new holder's epoch bump waits for this.
-        let epoch: Option<i64> = tx_query_opt(
-            &tx,
-            "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
-            &[&fence.key],
-            |row| get(row, 0),
-        )
-        .await?;
-        if epoch != Some(fence.epoch) {
-            return Err(StoreError::Fenced);
-        }
+        check_fence(&tx, fence).await?;
         let destinations: Vec<&str> = pdus.iter().map(|pdu| pdu.destination.as_str()).collect();
         let events: Vec<&str> = pdus.iter().map(|pdu| pdu.event_id.as_str()).collect();
         // WITH ORDINALITY keeps the queue in the order given.
@@ -259,6 +249,36 @@ impl OutboxStore for PostgresStore {
         .await
     }
 
+    async fn device_list_cursor(&self, partition: u16) -> StoreResult<StreamPosition> {
+        let position: Option<i64> = self
+            .query_opt(
+                "SELECT device_list_position FROM federation_cursors WHERE partition = $1",
+                &[&i64::from(partition)],
+                |row| get(row, 0),
+            )
+            .await?;
+        Ok(StreamPosition(position.unwrap_or(0)))
+    }
+
+    async fn advance_device_list_cursor(
+        &self,
+        partition: u16,
+        fence: Fence,
+        upto: StreamPosition,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        check_fence(&tx, fence).await?;
+        tx_execute(
+            &tx,
+            "UPDATE federation_cursors
+             SET device_list_position = GREATEST(device_list_position, $2) WHERE partition = $1",
+            &[&i64::from(partition), &upto.0],
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
     async fn claim_inbound_turn(
         &self,
         origin: &str,
@@ -286,4 +306,20 @@ impl OutboxStore for PostgresStore {
         .await?;
         Ok(())
     }
+}
+
+/// Refuses a write under a fence whose lease moved on. The row stays
+/// locked (FOR SHARE) until commit: a new holder's epoch bump waits for it.
+async fn check_fence(tx: &deadpool_postgres::Transaction<'_>, fence: Fence) -> StoreResult<()> {
+    let epoch: Option<i64> = tx_query_opt(
+        tx,
+        "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
+        &[&fence.key],
+        |row| get(row, 0),
+    )
+    .await?;
+    if epoch != Some(fence.epoch) {
+        return Err(StoreError::Fenced);
+    }
+    Ok(())
 }

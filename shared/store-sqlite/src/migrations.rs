@@ -120,6 +120,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         29,
         include_str!("../../../migrations/sqlite/0029_inbound_turns.sql"),
     ),
+    (
+        30,
+        include_str!("../../../migrations/sqlite/0030_device_list_cursors.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

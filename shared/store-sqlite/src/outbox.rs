@@ -265,6 +265,37 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
+    async fn device_list_cursor(&self, partition: u16) -> StoreResult<StreamPosition> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT device_list_position FROM federation_cursors WHERE partition = ?1",
+            )?
+            .query_row([i64::from(partition)], |row| row.get(0))
+            .optional()
+            .map(|position| StreamPosition(position.unwrap_or(0)))
+        })
+        .await
+    }
+
+    async fn advance_device_list_cursor(
+        &self,
+        partition: u16,
+        fence: Fence,
+        upto: StreamPosition,
+    ) -> StoreResult<()> {
+        self.write(move |tx| {
+            check_fence(tx, fence)?;
+            tx.prepare_cached(
+                "UPDATE federation_cursors
+                 SET device_list_position = MAX(device_list_position, ?2) WHERE partition = ?1",
+            )
+            .and_then(|mut statement| statement.execute(params![i64::from(partition), upto.0]))
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn claim_inbound_turn(
         &self,
         origin: &str,

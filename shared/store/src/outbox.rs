@@ -112,6 +112,18 @@ pub trait OutboxStore: Send + Sync {
 
     async fn destination_retry(&self, destination: &str) -> StoreResult<Option<DestinationRetry>>;
 
+    /// The device-list position a partition has told other servers of.
+    async fn device_list_cursor(&self, partition: u16) -> StoreResult<StreamPosition>;
+
+    /// Moves a partition's device-list cursor up to `upto`, refused with
+    /// `StoreError::Fenced` once the partition's lease moved on.
+    async fn advance_device_list_cursor(
+        &self,
+        partition: u16,
+        fence: Fence,
+        upto: StreamPosition,
+    ) -> StoreResult<()>;
+
     /// Gives `holder` the turn to process `origin`'s inbound transactions
     /// until `expires_at` (ms): `false` when another holder has it and it
     /// has not lapsed by `now`.

@@ -8,8 +8,8 @@ use serde_json::json;
 use super::forged::check_forged_requests;
 use super::synapse::{
     Synapse, bodies_in_order, check_directories, check_moderation, fetch_media, knock_room,
-    knock_via, page_back_all, room_joined_over_federation, wait_for_invite, wait_for_membership,
-    wait_for_message,
+    knock_via, page_back_all, room_joined_over_federation, wait_for_device_change, wait_for_invite,
+    wait_for_membership, wait_for_message,
 };
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
@@ -74,7 +74,7 @@ async fn federating_split(
 async fn split_myelin_federates_with_myelin_and_synapse() {
     let Some(settings) = settings() else { return };
     let certificates = Certificates::new();
-    let (split, server_name, _env_dir) = federating_split(
+    let (mut split, server_name, _env_dir) = federating_split(
         &settings,
         &certificates,
         &[
@@ -203,6 +203,31 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     check_directories(&alice, &server_name, &sam, &synapse).await;
     let logs = || synapse.log_tail();
     check_moderation(&alice, &server_name, &sam, &synapse.server_name, &logs).await;
+
+    // A device-list change made while no federation sender runs reaches
+    // Synapse once one runs again: senders read the store's stream.
+    let since = sam.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    for (name, _, pid) in split.processes("FEDERATION_SENDER") {
+        split.kill9(&name, pid).await;
+    }
+    let second = anonymous.login("alice", super::PASSWORD).await;
+    let keys = crate::keys::device_keys(&second, &ed25519_dalek::SigningKey::from_bytes(&[11; 32]));
+    let uploaded = second
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": keys}),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    split.add("federation-sender").await;
+    assert!(
+        wait_for_device_change(&sam, &since, &alice.user_id).await,
+        "{}",
+        synapse.log_tail()
+    );
 
     // An encrypted conversation with matrix-js-sdk, Alice on the split server.
     crate::js_sdk::run_e2ee_across(&anonymous.url(""), &alice, &synapse.client_url, &sam).await;

@@ -1709,7 +1709,7 @@ async fn myelin_catches_up_on_a_synapse_room_after_being_down() {
 
 /// Syncs `reader` from `since` until `user_id` shows in
 /// `device_lists.changed`, within 30 s.
-async fn wait_for_device_change(reader: &Client, since: &str, user_id: &str) -> bool {
+pub(crate) async fn wait_for_device_change(reader: &Client, since: &str, user_id: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut since = since.to_owned();
     while Instant::now() < deadline {

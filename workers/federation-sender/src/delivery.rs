@@ -54,7 +54,7 @@ impl FederationSender {
                     }
                     change = device_lists.next() => {
                         let Some(change) = change else { break };
-                        self.queue_device_list_update(change).await;
+                        self.note_device_list_change(change);
                     }
                     change = presence.next() => {
                         let Some(change) = change else { break };
@@ -98,6 +98,9 @@ impl FederationSender {
                         break;
                     }
                 }
+            }
+            if let Err(error) = self.queue_device_list_changes().await {
+                tracing::warn!(%error, "could not queue device-list changes for other servers");
             }
             if let Err(error) = Arc::clone(&self).start_due_destinations().await {
                 tracing::warn!(%error, "could not read the federation queues");

@@ -1,10 +1,11 @@
-//! EDUs of this server's users: typing notices, read receipts, presence
-//! and device-list changes, rung on the bus, are queued for the other servers
-//! in the room, or in any room the user is in (each replica for the
-//! destinations it holds). To-device messages are queued by the client API
-//! directly.
+//! EDUs of this server's users: typing notices, read receipts and presence,
+//! rung on the bus, are queued for the other servers in the room, or in any
+//! room the user is in (each replica for the destinations it holds).
+//! Device-list changes are read from the store's device-list stream from
+//! each partition's cursor, so none is lost while no sender runs.
+//! To-device messages are queued by the client API directly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use myelin_bus::topics::{DeviceListChanged, PresenceChanged, ReceiptChanged, TypingChanged};
 use myelin_store::QueuedEdu;
@@ -12,6 +13,11 @@ use myelin_types::{Partition, StreamPosition};
 use serde_json::{Value, json};
 
 use crate::FederationSender;
+
+/// Users whose deleted devices are remembered; all are forgotten when full.
+const MAX_DELETED_REMEMBERED: usize = 10_000;
+/// Users read from the device-list stream in one pass.
+const MAX_DEVICE_LIST_USERS: usize = 10_000;
 
 /// Whether an EDU still means something after an outage. A typing notice
 /// or a presence update is old news by then, so a destination being
@@ -139,16 +145,80 @@ impl FederationSender {
         }
     }
 
+    /// A device-list bell: devices it says were deleted are remembered (an
+    /// update must name one when none is left), and a pass tells other
+    /// servers of what the store's device-list stream holds.
+    pub(crate) fn note_device_list_change(&self, change: DeviceListChanged) {
+        if !change.deleted_devices.is_empty() && self.is_local(&change.user_id) {
+            let mut deleted = self.deleted_lock();
+            if deleted.len() >= MAX_DELETED_REMEMBERED {
+                deleted.clear();
+            }
+            deleted.insert(change.user_id, change.deleted_devices);
+        }
+        self.wake.notify_one();
+    }
+
+    fn deleted_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.deleted_devices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Tells other servers of local users' device-list changes since the
+    /// held partitions' cursors (the store's device-list stream), so one
+    /// made while no sender ran goes out too; then moves the cursors.
+    pub(crate) async fn queue_device_list_changes(&self) -> myelin_store::StoreResult<()> {
+        let held = self.held().clone();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let upto = self.store.max_device_list_position().await?;
+        let mut behind = Vec::new();
+        for (partition, state) in &held {
+            let cursor = self.store.device_list_cursor(*partition).await?;
+            if cursor < upto {
+                behind.push((*partition, state.fence, cursor));
+            }
+        }
+        let Some(from) = behind.iter().map(|(_, _, cursor)| *cursor).min() else {
+            return Ok(());
+        };
+        let users = self
+            .store
+            .device_list_changes(from, upto, MAX_DEVICE_LIST_USERS)
+            .await?;
+        for user_id in users {
+            // A partition further on than `from` may hear of a change twice:
+            // an update that asks for the whole list is harmless twice.
+            self.queue_device_list_update(user_id).await;
+        }
+        for (partition, fence, _) in behind {
+            match self
+                .store
+                .advance_device_list_cursor(partition, fence, upto)
+                .await
+            {
+                Ok(()) => {}
+                Err(myelin_store::StoreError::Fenced) => {
+                    self.leases.review_now();
+                    self.held().remove(&partition);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
     /// A local user's devices or keys changed: every server sharing a room
     /// with them is told (`m.device_list_update`). The update cites no
     /// earlier one (`prev_id` is empty), which asks the receiver to fetch
     /// the whole list again (`/user/devices`), so it comes out right
     /// whatever changed: new keys, a deleted device, cross-signing keys.
-    pub(crate) async fn queue_device_list_update(&self, change: DeviceListChanged) {
-        if !self.is_local(&change.user_id) {
+    async fn queue_device_list_update(&self, user_id: String) {
+        if !self.is_local(&user_id) {
             return;
         }
-        let user_id = change.user_id;
         let found = async {
             let servers = self.servers_sharing_a_room(&user_id).await?;
             let devices = self.store.devices(&user_id).await?;
@@ -169,7 +239,12 @@ impl FederationSender {
             "stream_id": stream_id.0.max(0),
             "prev_id": [],
         });
-        match (devices.into_iter().next(), change.deleted_devices.first()) {
+        let deleted = self
+            .deleted_lock()
+            .get(&user_id)
+            .cloned()
+            .unwrap_or_default();
+        match (devices.into_iter().next(), deleted.first()) {
             (Some(device), _) => {
                 content["device_id"] = Value::String(device.device_id);
                 content["deleted"] = Value::Bool(false);

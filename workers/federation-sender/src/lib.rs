@@ -44,6 +44,8 @@ pub struct FederationSender {
     /// The servers joined in each state snapshot read lately (a snapshot
     /// never changes, so neither does its answer).
     servers_at: Mutex<HashMap<String, Arc<BTreeSet<String>>>>,
+    /// Devices each local user deleted lately, as the bus told.
+    deleted_devices: Mutex<HashMap<String, Vec<String>>>,
     transactions: prometheus::IntCounterVec,
 }
 
@@ -71,6 +73,7 @@ pub fn role(deps: &Deps) -> Arc<FederationSender> {
         sending: Mutex::new(HashSet::new()),
         waiting: Mutex::new(HashMap::new()),
         servers_at: Mutex::new(HashMap::new()),
+        deleted_devices: Mutex::new(HashMap::new()),
         transactions: myelin_process::labelled_counter(
             &deps.registry,
             "myelin_federation_transactions_total",

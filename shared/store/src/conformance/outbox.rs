@@ -112,6 +112,21 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
             .is_none()
     );
 
+    // The device-list cursor only moves up, under the partition's fence.
+    let told = store.device_list_cursor(partition).await.expect("cursor");
+    store
+        .advance_device_list_cursor(partition, fence, StreamPosition(told.0 + 5))
+        .await
+        .expect("advance");
+    store
+        .advance_device_list_cursor(partition, fence, StreamPosition(told.0 + 2))
+        .await
+        .expect("advance less");
+    assert_eq!(
+        store.device_list_cursor(partition).await.expect("cursor"),
+        StreamPosition(told.0 + 5)
+    );
+
     // The lease moves on: the old holder's queueing is refused, whole.
     holder.release(key).await.expect("release");
     let other = store.lease_session().await.expect("session");
@@ -132,6 +147,17 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
         Err(StoreError::Fenced) => {}
         other => panic!("queueing under a superseded fence gave {other:?}"),
     }
+    match store
+        .advance_device_list_cursor(partition, fence, StreamPosition(told.0 + 9))
+        .await
+    {
+        Err(StoreError::Fenced) => {}
+        other => panic!("a device-list cursor under a superseded fence gave {other:?}"),
+    }
+    assert_eq!(
+        store.device_list_cursor(partition).await.expect("cursor"),
+        StreamPosition(told.0 + 5)
+    );
     assert_eq!(
         store.outbox_cursor(partition).await.expect("cursor"),
         StreamPosition(start.0 + 11)
