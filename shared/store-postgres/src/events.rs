@@ -60,20 +60,7 @@ fn membership_from_row(row: &Row) -> StoreResult<Membership> {
 /// An early return leaves the transaction to be dropped, which rolls it back.
 async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<PersistOutcome> {
     if let Some(fence) = event.fence {
-        // FOR SHARE until commit: a new holder's epoch bump waits for
-        // this write, and a write after the bump sees the new epoch.
-        // (Not FOR KEY SHARE: that does not conflict with an update of
-        // a non-key column, so the bump would not wait.)
-        let epoch: Option<i64> = tx_query_opt(
-            tx,
-            "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
-            &[&fence.key],
-            |row| get(row, 0),
-        )
-        .await?;
-        if epoch != Some(fence.epoch) {
-            return Err(StoreError::Fenced);
-        }
+        crate::leases::check_fence(tx, fence).await?;
     }
     if let Some(txn) = &event.txn {
         // DO NOTHING waits for a concurrent writer of the same key and

@@ -161,3 +161,25 @@ impl LeaseStore for PostgresStore {
         .map(|_| ())
     }
 }
+
+/// Refuses a write under a fence whose lease moved on. FOR SHARE until
+/// commit: a new holder's epoch bump waits for this write, and a write
+/// after the bump sees the new epoch. (Not FOR KEY SHARE: that does not
+/// conflict with an update of a non-key column, so the bump would not
+/// wait.)
+pub(crate) async fn check_fence(
+    tx: &deadpool_postgres::Transaction<'_>,
+    fence: myelin_store::Fence,
+) -> myelin_store::StoreResult<()> {
+    let epoch: Option<i64> = crate::tx_query_opt(
+        tx,
+        "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
+        &[&fence.key],
+        |row| crate::get(row, 0),
+    )
+    .await?;
+    if epoch != Some(fence.epoch) {
+        return Err(myelin_store::StoreError::Fenced);
+    }
+    Ok(())
+}

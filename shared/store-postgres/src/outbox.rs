@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use myelin_store::{
     DestinationRetry, Fence, OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu,
-    QueuedPdu, StoreError, StoreResult,
+    QueuedPdu, StoreResult,
 };
 use myelin_types::StreamPosition;
 use tokio_postgres::Row;
 
-use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
+use crate::{PostgresStore, get, map_error, tx_execute};
 
 fn entry_from_row(row: &Row) -> StoreResult<OutboxEntry> {
     Ok(OutboxEntry {
@@ -39,7 +39,7 @@ impl OutboxStore for PostgresStore {
     ) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        check_fence(&tx, fence).await?;
+        crate::leases::check_fence(&tx, fence).await?;
         let destinations: Vec<&str> = pdus.iter().map(|pdu| pdu.destination.as_str()).collect();
         let events: Vec<&str> = pdus.iter().map(|pdu| pdu.event_id.as_str()).collect();
         // WITH ORDINALITY keeps the queue in the order given.
@@ -268,7 +268,7 @@ impl OutboxStore for PostgresStore {
     ) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        check_fence(&tx, fence).await?;
+        crate::leases::check_fence(&tx, fence).await?;
         tx_execute(
             &tx,
             "UPDATE federation_cursors
@@ -306,20 +306,4 @@ impl OutboxStore for PostgresStore {
         .await?;
         Ok(())
     }
-}
-
-/// Refuses a write under a fence whose lease moved on. The row stays
-/// locked (FOR SHARE) until commit: a new holder's epoch bump waits for it.
-async fn check_fence(tx: &deadpool_postgres::Transaction<'_>, fence: Fence) -> StoreResult<()> {
-    let epoch: Option<i64> = tx_query_opt(
-        tx,
-        "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
-        &[&fence.key],
-        |row| get(row, 0),
-    )
-    .await?;
-    if epoch != Some(fence.epoch) {
-        return Err(StoreError::Fenced);
-    }
-    Ok(())
 }
