@@ -1386,6 +1386,32 @@ async fn knocks_cross_servers_and_end_in_a_join() {
     assert_eq!(joined.status, 200, "{}\n{}", joined.text, logs());
     assert_eq!(joined_members(&alice, &alices_room).await, both);
 
+    // A knock on a version 12 room (its ID names no server) is withdrawn
+    // through a server of the room's state the knock brought back.
+    let v12_door = sam
+        .create_room(&json!({
+            "preset": "private_chat",
+            "room_version": "12",
+            "initial_state": [{
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {"join_rule": "knock"},
+            }],
+        }))
+        .await;
+    let knocked = knock_via(&alice, &v12_door, &synapse.server_name).await;
+    assert_eq!(knocked.status, 200, "{}\n{}", knocked.text, logs());
+    assert_eq!(
+        wait_for_membership(&sam, &v12_door, &alice.user_id, "knock").await,
+        "knock"
+    );
+    let withdrawn = alice.leave(&v12_door).await;
+    assert_eq!(withdrawn.status, 200, "{}\n{}", withdrawn.text, logs());
+    assert_eq!(
+        wait_for_membership(&sam, &v12_door, &alice.user_id, "leave").await,
+        "leave"
+    );
+
     // A room that is not for knocking refuses, on both sides.
     let closed = sam.create_room(&json!({"preset": "private_chat"})).await;
     let refused = knock_via(&alice, &closed, &synapse.server_name).await;

@@ -389,7 +389,29 @@ impl ClientApi {
             servers.push(server.to_owned());
         }
         servers.extend(self.member_servers(&members));
+        // The senders of the room's state the invite or knock came with
+        // are in the room: a version 12 room ID names no server.
+        servers.extend(self.stripped_state_servers(room_id, user_id).await?);
         Ok(Some(servers))
+    }
+
+    /// The servers of the senders of the stripped state kept with the
+    /// user's invite or knock.
+    async fn stripped_state_servers(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<ruma::OwnedServerName>, MatrixError> {
+        let Some(stripped) = self.store.invite_state(room_id, user_id).await? else {
+            return Ok(Vec::new());
+        };
+        let events: Vec<serde_json::Value> = serde_json::from_str(&stripped).unwrap_or_default();
+        Ok(events
+            .iter()
+            .filter_map(|event| event["sender"].as_str())
+            .filter_map(|sender| ruma::OwnedUserId::try_from(sender).ok())
+            .map(|sender| sender.server_name().to_owned())
+            .collect())
     }
 
     /// The servers of the joined members among `members`, with repeats.
