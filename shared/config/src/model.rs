@@ -77,6 +77,7 @@ pub struct Config {
     pub max_spider_size: Option<String>,
     pub url_preview_accept_language: Vec<String>,
     pub presence: PresenceConfig,
+    pub media_retention: MediaRetention,
     pub push: PushConfig,
     /// Address ranges this server sends nothing to on a user's behalf (push
     /// gateways); when unset, the private, loopback, link-local and
@@ -147,6 +148,7 @@ impl Default for Config {
             max_spider_size: None,
             url_preview_accept_language: Vec::new(),
             presence: PresenceConfig::default(),
+            media_retention: MediaRetention::default(),
             push: PushConfig::default(),
             ip_range_blacklist: None,
             ip_range_whitelist: Vec::new(),
@@ -282,6 +284,16 @@ impl Default for UserDirectoryConfig {
             search_all_users: false,
         }
     }
+}
+
+/// Synapse's `media_retention`: how long media is kept. Only other
+/// servers' media expires here (`remote_media_lifetime`, a duration like
+/// `90d`); unset, it is kept for good.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MediaRetention {
+    #[serde(deserialize_with = "string_or_number")]
+    pub remote_media_lifetime: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -683,6 +695,7 @@ const KNOWN_KEYS: &[&str] = &[
     "max_spider_size",
     "url_preview_accept_language",
     "presence",
+    "media_retention",
     "push",
     "ip_range_blacklist",
     "ip_range_whitelist",
@@ -847,6 +860,14 @@ impl Config {
     }
 
     /// `max_upload_size` in bytes (Synapse's default is 50M).
+    /// `media_retention.remote_media_lifetime` in milliseconds, if set.
+    pub fn remote_media_lifetime_ms(&self) -> Option<u64> {
+        self.media_retention
+            .remote_media_lifetime
+            .as_deref()
+            .and_then(parse_duration_ms)
+    }
+
     pub fn max_upload_bytes(&self) -> u64 {
         self.max_upload_size
             .as_deref()

@@ -274,6 +274,14 @@ impl MediaStore for PostgresStore {
         .await
     }
 
+    async fn forget_remote_media(&self, fetched_before: i64) -> StoreResult<u64> {
+        self.execute(
+            "DELETE FROM remote_media WHERE fetched_ts < $1",
+            &[&fetched_before],
+        )
+        .await
+    }
+
     async fn put_remote_media(
         &self,
         origin: &str,

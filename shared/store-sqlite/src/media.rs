@@ -304,6 +304,17 @@ impl MediaStore for SqliteStore {
         .await
     }
 
+    async fn forget_remote_media(&self, fetched_before: i64) -> StoreResult<u64> {
+        self.write(move |tx| {
+            let forgotten = tx
+                .prepare_cached("DELETE FROM remote_media WHERE fetched_ts < ?1")
+                .and_then(|mut statement| statement.execute([fetched_before]))
+                .map_err(map_error)?;
+            Ok(forgotten as u64)
+        })
+        .await
+    }
+
     async fn put_remote_media(
         &self,
         origin: &str,

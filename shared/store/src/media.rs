@@ -128,6 +128,11 @@ pub trait MediaStore: Send + Sync {
     async fn remote_media(&self, origin: &str, media_id: &str)
     -> StoreResult<Option<MediaContent>>;
 
+    /// Forgets other servers' media (and their thumbnails) fetched before
+    /// `fetched_before` (ms); their files go with the next sweep. Returns
+    /// how many were forgotten.
+    async fn forget_remote_media(&self, fetched_before: i64) -> StoreResult<u64>;
+
     /// Records another server's media once fetched; a row already there
     /// wins (two replicas fetching the same media at once both succeed).
     async fn put_remote_media(

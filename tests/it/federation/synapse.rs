@@ -1552,6 +1552,48 @@ async fn media_crosses_servers_byte_for_byte() {
     );
 }
 
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn other_servers_media_expires_after_its_lifetime() {
+    let Peers {
+        mut synapse,
+        sam,
+        _certificates: certificates,
+        ..
+    } = Peers::start().await;
+    let mut keeper_server = federating_myelin_with(
+        &certificates,
+        "media_retention:\n  remote_media_lifetime: 1s\n",
+    )
+    .await;
+    let keeper = user_with_name(&keeper_server.url(), "keeper", "Keeper").await;
+    let picture = crate::media::png(40, 30);
+    let mxc = crate::media::upload_mxc(&sam, "", "image/png", &picture).await;
+    let fetched = fetch_media(&keeper, "download", &mxc, "").await;
+    assert_eq!(fetched.status, 200, "{}", keeper_server.logs());
+    assert!(fetched.body == picture);
+
+    // Past its lifetime the copy is forgotten (the media role expires
+    // media as it starts, then every ten minutes): with Synapse gone,
+    // nothing serves it any more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    keeper_server.kill();
+    keeper_server.start_again().await;
+    synapse.kill().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let gone = fetch_media(&keeper, "download", &mxc, "").await;
+        if gone.status != 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", keeper_server.logs());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// Syncs `reader` until `from`'s typing notice and read receipt for
 /// `event_id` show in the room, a to-device `org.example.note` arrived and
 /// `from`'s presence is known; which of the four did, within 30 s.

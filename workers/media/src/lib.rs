@@ -44,6 +44,8 @@ pub struct Media {
     files: MediaFiles,
     server_name: String,
     max_upload_bytes: u64,
+    /// `media_retention.remote_media_lifetime`, in ms.
+    remote_media_lifetime_ms: Option<u64>,
     /// Whether new media is marked to be served only with an access token.
     authenticated_media: bool,
     /// URL previews, when the config turns them on.
@@ -69,6 +71,7 @@ pub fn role(deps: &Deps) -> Arc<Media> {
         files: MediaFiles::new(root),
         server_name: deps.config.server_name.clone(),
         max_upload_bytes: deps.config.max_upload_bytes(),
+        remote_media_lifetime_ms: deps.config.remote_media_lifetime_ms(),
         authenticated_media: deps.config.enable_authenticated_media,
         previews: preview::Previews::from_config(&deps.config),
         thumbnailing: tokio::sync::Semaphore::new(
@@ -115,6 +118,7 @@ impl Role for Media {
                 Ok(purged) => tracing::info!(purged, "forgot unused media IDs from /create"),
                 Err(error) => tracing::warn!(%error, "cannot purge unused media IDs"),
             }
+            self.expire_remote_media().await;
             tokio::select! {
                 () = shutdown.wait() => return Ok(()),
                 () = tokio::time::sleep(PURGE_INTERVAL) => {}
@@ -133,6 +137,22 @@ impl Role for Media {
 }
 
 impl Media {
+    /// Forgets other servers' media kept longer than
+    /// `media_retention.remote_media_lifetime`; the sweep removes the files.
+    async fn expire_remote_media(&self) {
+        let Some(lifetime) = self.remote_media_lifetime_ms else {
+            return;
+        };
+        let cutoff = content::now_ms().saturating_sub(i64::try_from(lifetime).unwrap_or(i64::MAX));
+        match self.media_store.forget_remote_media(cutoff).await {
+            Ok(0) => {}
+            Ok(forgotten) => {
+                tracing::info!(forgotten, "forgot other servers' media past its lifetime");
+            }
+            Err(error) => tracing::warn!(%error, "cannot expire other servers' media"),
+        }
+    }
+
     async fn sweep_unnamed_files(&self) {
         let store = Arc::clone(&self.media_store);
         let swept = self

@@ -358,4 +358,28 @@ pub(super) async fn remote_media_is_kept_per_origin(store: &dyn Store) {
     );
     assert!(store.blob_in_use(&"9a".repeat(32)).await.expect("in use?"));
     assert!(!store.blob_in_use(&"9b".repeat(32)).await.expect("in use?"));
+
+    // Past its lifetime it is forgotten, and its file is no longer in use;
+    // what was fetched later stays.
+    let later = content(&"9c".repeat(32), 123);
+    store
+        .put_remote_media("remote.test", "conformanceLater", &later, 9_000)
+        .await
+        .expect("put");
+    assert_eq!(store.forget_remote_media(5_001).await.expect("forget"), 1);
+    assert_eq!(
+        store
+            .remote_media("remote.test", "conformanceRemote")
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(!store.blob_in_use(&"9a".repeat(32)).await.expect("in use?"));
+    assert!(
+        store
+            .remote_media("remote.test", "conformanceLater")
+            .await
+            .expect("read")
+            .is_some()
+    );
 }
