@@ -281,3 +281,86 @@ async fn two_myelins_share_a_room_both_ways() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// The scenarios run against Synapse, between two Myelins: history from
+/// before a join by backfill, power levels, kicks, bans and rejoins, an
+/// invite, a knock, media and spaces, each way.
+#[tokio::test]
+async fn two_myelins_run_the_scenarios_both_ways() {
+    let certificates = Certificates::new();
+    let first = federating_myelin(&certificates).await;
+    let second = federating_myelin(&certificates).await;
+    let alice = user_with_name(&first.url(), "alice", "Alice").await;
+    let bob = user_with_name(&second.url(), "bob", "Bob").await;
+    let logs = || format!("{}\n{}", first.logs(), second.logs());
+
+    for (owner, joiner, owner_server, alias) in [
+        (&alice, &bob, first.server_name(), "first-past"),
+        (&bob, &alice, second.server_name(), "second-past"),
+    ] {
+        // History from before the join arrives by backfill, in order.
+        let room_id = owner
+            .create_room(&json!({"preset": "public_chat", "room_alias_name": alias}))
+            .await;
+        let past: Vec<String> = (0..12).map(|n| format!("{alias} {n}")).collect();
+        for body in &past {
+            owner.send_text(&room_id, body).await;
+        }
+        let joined = joiner.join(&format!("#{alias}:{owner_server}")).await;
+        assert_eq!(joined.status, 200, "{}", joined.text);
+        assert_eq!(
+            synapse::page_back_all(joiner, &room_id, 5, 20).await,
+            past,
+            "{}",
+            logs()
+        );
+
+        // An invite to a private room, taken.
+        let private = owner.create_room(&json!({"preset": "private_chat"})).await;
+        let invited = owner.invite(&private, &joiner.user_id).await;
+        assert_eq!(invited.status, 200, "{}", invited.text);
+        assert!(
+            synapse::wait_for_invite(joiner, &private).await,
+            "{}",
+            logs()
+        );
+        let joined = joiner.join(&private).await;
+        assert_eq!(joined.status, 200, "{}\n{}", joined.text, logs());
+
+        // A knock, let in.
+        let door = synapse::knock_room(owner, &format!("{alias} door")).await;
+        let knocked = synapse::knock_via(joiner, &door, owner_server).await;
+        assert_eq!(knocked.status, 200, "{}\n{}", knocked.text, logs());
+        assert_eq!(
+            synapse::wait_for_membership(owner, &door, &joiner.user_id, "knock").await,
+            "knock"
+        );
+
+        // Media, byte for byte.
+        let picture = crate::media::png(50, 40);
+        let mxc = crate::media::upload_mxc(owner, "", "image/png", &picture).await;
+        let fetched = synapse::fetch_media(joiner, "download", &mxc, "").await;
+        assert_eq!(fetched.status, 200, "{}", logs());
+        assert!(fetched.body == picture, "other bytes");
+
+        // A space whose child room the joiner's server is not in.
+        let space_alias = format!("{alias}-space");
+        let child = format!("{alias} child");
+        let space = synapse::space_with_children(owner, &space_alias, &child, owner_server).await;
+        let joined = joiner.join(&format!("#{space_alias}:{owner_server}")).await;
+        assert_eq!(joined.status, 200, "{}", joined.text);
+        let names = synapse::hierarchy_names(joiner, &space, &child).await;
+        assert!(names.contains(&child), "{names:?}\n{}", logs());
+        assert!(!names.contains(&"Closed child".to_owned()), "{names:?}");
+    }
+
+    // Power levels, kicks, bans and rejoins in a room of each.
+    synapse::check_moderation(
+        &alice,
+        first.server_name(),
+        &bob,
+        second.server_name(),
+        &logs,
+    )
+    .await;
+}

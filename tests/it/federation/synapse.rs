@@ -664,7 +664,7 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
 /// A public space with `alias` holding a public room named `child_name` and
 /// an invite-only one, both reached through `server`; returns the space's
 /// ID.
-async fn space_with_children(
+pub(crate) async fn space_with_children(
     owner: &Client,
     alias: &str,
     child_name: &str,
@@ -701,7 +701,7 @@ async fn space_with_children(
 
 /// The names of the rooms `reader` sees walking the space, after waiting
 /// (up to 30 s) for `wanted` among them.
-async fn hierarchy_names(reader: &Client, space: &str, wanted: &str) -> Vec<String> {
+pub(crate) async fn hierarchy_names(reader: &Client, space: &str, wanted: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let walked = reader
