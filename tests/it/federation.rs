@@ -354,6 +354,41 @@ async fn two_myelins_run_the_scenarios_both_ways() {
         assert!(!names.contains(&"Closed child".to_owned()), "{names:?}");
     }
 
+    // A new device with keys: the other server's user's sync lists the
+    // change, and their key query shows the device.
+    let since = bob.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let second_device = Client::new(&first.url()).login("alice", PASSWORD).await;
+    let keys = crate::keys::device_keys(
+        &second_device,
+        &ed25519_dalek::SigningKey::from_bytes(&[12; 32]),
+    );
+    let uploaded = second_device
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": keys}),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    assert!(
+        synapse::wait_for_device_change(&bob, &since, &alice.user_id).await,
+        "{}",
+        logs()
+    );
+    let queried = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            &json!({"device_keys": {&alice.user_id: []}}),
+        )
+        .await;
+    assert_eq!(
+        queried.body["device_keys"][&alice.user_id][&second_device.device_id]["keys"], keys["keys"],
+        "{}",
+        queried.text
+    );
+
     // Power levels, kicks, bans and rejoins in a room of each.
     synapse::check_moderation(
         &alice,
