@@ -350,7 +350,7 @@ impl EventStore for PostgresStore {
         self.query(
             &format!(
                 "SELECT {EVENT_COLUMNS} FROM events AS e
-                 WHERE room_id = $1 AND event_type = $2 AND state_key = $3
+                 WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND NOT e.outlier
                  ORDER BY position"
             ),
             &[&room_id, &event_type, &state_key],

@@ -151,8 +151,10 @@ pub trait EventStore: Send + Sync {
     /// they left, or the state at an event).
     async fn state_at(&self, room_id: &str, at: StreamPosition) -> StoreResult<Vec<StoredEvent>>;
 
-    /// Every state event of one type and key, oldest first: how a user's
-    /// membership or the room's history visibility changed over time.
+    /// Every state event of one type and key in the room's timeline, oldest
+    /// first: how a user's membership or the room's history visibility
+    /// changed over time. Outliers (another server's state this server only
+    /// holds, or events it did not take) are no change.
     async fn state_history(
         &self,
         room_id: &str,

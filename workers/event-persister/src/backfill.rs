@@ -62,7 +62,10 @@ impl EventPersister {
             };
             let before = match &event.state_ids {
                 Some(state_ids) => self.stated(&head.room_id, &head.version, state_ids).await?,
-                None => self.after_prevs(&head.version, &pdu, &taken).await?,
+                None => {
+                    self.after_prevs(&head.room_id, &head.version, &pdu, &taken)
+                        .await?
+                }
             };
             let Some((state_before, snapshot_before)) = before else {
                 tracing::info!(event_id = %event.event_id, "fetched history whose state is not known was left out");
@@ -150,6 +153,7 @@ impl EventPersister {
     /// or the store; `None` when one is known in neither.
     async fn after_prevs(
         &self,
+        room_id: &str,
         version: &myelin_room::RoomVersion,
         pdu: &Pdu,
         taken: &HashMap<String, (RoomState, HeadSnapshot)>,
@@ -157,6 +161,21 @@ impl EventPersister {
         if pdu.prev_events.is_empty() {
             // The create event: nothing before it.
             return Ok(Some((RoomState::new(), None)));
+        }
+        // Another room's state must never stand in for this one's.
+        let stored: Vec<String> = pdu
+            .prev_events
+            .iter()
+            .filter(|prev| !taken.contains_key(prev.as_str()))
+            .map(ToString::to_string)
+            .collect();
+        let found = self
+            .store
+            .events_by_id(&stored)
+            .await
+            .map_err(unavailable)?;
+        if found.len() != stored.len() || found.iter().any(|event| event.room_id != room_id) {
+            return Ok(None);
         }
         let mut forks = Vec::with_capacity(pdu.prev_events.len());
         for prev in &pdu.prev_events {

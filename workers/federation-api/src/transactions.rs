@@ -101,6 +101,13 @@ pub(crate) async fn send(
     {
         return Err(busy());
     }
+    // Given back when done, or when dropped if the sender hangs up first.
+    let store_turn = StoreTurn {
+        store: Arc::clone(&api.store),
+        origin: origin.to_string(),
+        holder,
+        given_back: false,
+    };
     api.note_server_seen(&origin);
     let mut results = BTreeMap::new();
     for raw in &request.pdus {
@@ -109,15 +116,50 @@ pub(crate) async fn send(
         }
     }
     api.accept_edus(&origin, &request.edus).await;
-    if let Err(error) = api
-        .store
-        .release_inbound_turn(origin.as_str(), &holder)
-        .await
-    {
-        // It lapses by itself.
-        tracing::warn!(%origin, %error, "could not give back an inbound turn");
-    }
+    store_turn.give_back().await;
     Ok(send_transaction_message::v1::Response::new(results))
+}
+
+/// An origin's turn held in the store: given back before the answer goes
+/// out, or when dropped unanswered.
+struct StoreTurn {
+    store: Arc<dyn myelin_store::Store>,
+    origin: String,
+    holder: String,
+    given_back: bool,
+}
+
+impl StoreTurn {
+    async fn give_back(mut self) {
+        self.given_back = true;
+        if let Err(error) = self
+            .store
+            .release_inbound_turn(&self.origin, &self.holder)
+            .await
+        {
+            // It lapses by itself.
+            tracing::warn!(origin = %self.origin, %error, "could not give back an inbound turn");
+        }
+    }
+}
+
+impl Drop for StoreTurn {
+    fn drop(&mut self) {
+        if self.given_back {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let (origin, holder) = (
+            std::mem::take(&mut self.origin),
+            std::mem::take(&mut self.holder),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = store.release_inbound_turn(&origin, &holder).await {
+                // It lapses by itself.
+                tracing::warn!(%origin, %error, "could not give back an inbound turn");
+            }
+        });
+    }
 }
 
 /// How long a replica's turn at an origin's transactions lasts if it is

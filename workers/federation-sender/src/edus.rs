@@ -47,14 +47,22 @@ impl FederationSender {
     /// Queues `edu` for every other server in the room this replica holds.
     async fn queue_for_room(&self, room_id: &str, edu: Value, kind: EduKind) {
         match self.servers_in_room(room_id).await {
-            Ok(servers) => self.queue_for_servers(servers, edu, kind).await,
+            Ok(servers) => {
+                self.queue_for_servers(servers, edu, kind).await;
+            }
             Err(error) => tracing::warn!(%error, %room_id, "cannot find the servers of a room"),
         }
     }
 
     /// Queues `edu` for those of `servers` whose partition this replica
     /// holds; a passing one skips the servers it is waiting to retry.
-    async fn queue_for_servers(&self, servers: BTreeSet<String>, edu: Value, kind: EduKind) {
+    /// `false` when the store could not take it.
+    async fn queue_for_servers(
+        &self,
+        servers: BTreeSet<String>,
+        edu: Value,
+        kind: EduKind,
+    ) -> bool {
         let now = myelin_types::now_millis();
         let servers: Vec<String> = servers
             .into_iter()
@@ -75,11 +83,17 @@ impl FederationSender {
             })
             .collect();
         if edus.is_empty() {
-            return;
+            return true;
         }
         match self.store.enqueue_edus(edus).await {
-            Ok(()) => self.wake.notify_one(),
-            Err(error) => tracing::warn!(%error, "cannot queue an EDU"),
+            Ok(()) => {
+                self.wake.notify_one();
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot queue an EDU");
+                false
+            }
         }
     }
 
@@ -188,10 +202,15 @@ impl FederationSender {
             .store
             .device_list_changes(from, upto, MAX_DEVICE_LIST_USERS)
             .await?;
+        let mut all_queued = true;
         for user_id in users {
             // A partition further on than `from` may hear of a change twice:
             // an update that asks for the whole list is harmless twice.
-            self.queue_device_list_update(user_id).await;
+            all_queued &= self.queue_device_list_update(user_id).await;
+        }
+        if !all_queued {
+            // The cursors stay: the next pass tries again.
+            return Ok(());
         }
         for (partition, fence, _) in behind {
             match self
@@ -215,9 +234,10 @@ impl FederationSender {
     /// earlier one (`prev_id` is empty), which asks the receiver to fetch
     /// the whole list again (`/user/devices`), so it comes out right
     /// whatever changed: new keys, a deleted device, cross-signing keys.
-    async fn queue_device_list_update(&self, user_id: String) {
+    /// `false` when it could not be queued (to be tried again).
+    async fn queue_device_list_update(&self, user_id: String) -> bool {
         if !self.is_local(&user_id) {
-            return;
+            return true;
         }
         let found = async {
             let servers = self.servers_sharing_a_room(&user_id).await?;
@@ -229,7 +249,7 @@ impl FederationSender {
             Ok(found) => found,
             Err(error) => {
                 tracing::warn!(%error, %user_id, "cannot prepare a device-list update");
-                return;
+                return false;
             }
         };
         // The update must name a device: one the user has, else the one
@@ -256,10 +276,10 @@ impl FederationSender {
                 content["device_id"] = Value::String(deleted.clone());
                 content["deleted"] = Value::Bool(true);
             }
-            (None, None) => return,
+            (None, None) => return true,
         }
         let edu = json!({"edu_type": "m.device_list_update", "content": content});
-        self.queue_for_servers(servers, edu, EduKind::Lasting).await;
+        self.queue_for_servers(servers, edu, EduKind::Lasting).await
     }
 
     /// A local user's presence changed: every server sharing a room with

@@ -178,7 +178,7 @@ impl ClientApi {
     ) -> Result<Value, MatrixError> {
         let user = context.user()?;
         let room_id = request.room_id.as_str();
-        let reader = self.room_reader(room_id, &user.user_id).await?;
+        let mut reader = self.room_reader(room_id, &user.user_id).await?;
         let filter =
             EventFilter::from_json(&serde_json::to_value(&request.filter).unwrap_or_default());
         let limit = (u64::from(request.limit) as usize).clamp(1, MAX_PAGE);
@@ -186,7 +186,8 @@ impl ClientApi {
         let from = match &request.from {
             Some(token) => parse_token(token)?,
             None if backward => self.store.max_position().await?,
-            None => StreamPosition::ZERO,
+            // History fetched from other servers sits below zero.
+            None => StreamPosition(i64::MIN),
         };
         let to = request.to.as_deref().map(parse_token).transpose()?;
         // A former member reads nothing after the end of their membership.
@@ -215,6 +216,8 @@ impl ClientApi {
                 .store
                 .room_events(room_id, from, to, direction, limit)
                 .await?;
+            // What was fetched changed the room's history: judge it anew.
+            reader = self.room_reader(room_id, &user.user_id).await?;
         }
         let end = match (events.last(), events.len() == limit || backfilled) {
             (Some(last), true) => Some(if backward {
