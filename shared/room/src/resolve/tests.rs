@@ -64,39 +64,47 @@ impl Graph {
     }
 }
 
+const ALICE: &str = "@alice:hs.test";
+
+/// A room of version `id` (named `room_id` where the version does not
+/// derive it) that `creator` created and joined: its graph and its branch.
+fn created_by(id: &str, room_id: &str, creator: &str) -> (RoomVersion, Graph, Branch) {
+    let version = RoomVersion::stable(id).expect("version");
+    let mut graph = Graph {
+        version: version.clone(),
+        room_id: (!version.room_id_from_create_event()).then(|| room_id.to_owned()),
+        pool: EventPool::new(),
+    };
+    let mut base = Branch {
+        state: RoomState::new(),
+        head: Vec::new(),
+        depth: 0,
+    };
+    let create = if version.rules.authorization.use_room_create_sender {
+        json!({"room_version": id})
+    } else {
+        json!({"creator": creator, "room_version": id})
+    };
+    graph.apply(&mut base, creator, "m.room.create", "", create, 1);
+    graph.apply(
+        &mut base,
+        creator,
+        "m.room.member",
+        creator,
+        json!({"membership": "join"}),
+        2,
+    );
+    (version, graph, base)
+}
+
 /// Two branches change the topic after a ban on one of them: the banned
 /// user's topic change must lose, whatever order the forks come in.
 #[test]
 fn resolution_prefers_the_branch_that_is_authorized() {
     for id in ["2", "10", "12"] {
-        let version = RoomVersion::stable(id).expect("version");
-        let room_id = (!version.room_id_from_create_event()).then(|| "!res:hs.test".to_owned());
-        let mut graph = Graph {
-            version: version.clone(),
-            room_id,
-            pool: EventPool::new(),
-        };
-        let mut base = Branch {
-            state: RoomState::new(),
-            head: Vec::new(),
-            depth: 0,
-        };
-        let alice = "@alice:hs.test";
+        let (version, mut graph, mut base) = created_by(id, "!res:hs.test", ALICE);
+        let alice = ALICE;
         let bob = "@bob:hs.test";
-        let create = if version.rules.authorization.use_room_create_sender {
-            json!({"room_version": id})
-        } else {
-            json!({"creator": alice, "room_version": id})
-        };
-        graph.apply(&mut base, alice, "m.room.create", "", create, 1);
-        graph.apply(
-            &mut base,
-            alice,
-            "m.room.member",
-            alice,
-            json!({"membership": "join"}),
-            2,
-        );
         let users = if version.privileges_creators() {
             json!({bob: 50})
         } else {
@@ -186,33 +194,8 @@ fn version_one_is_refused() {
 #[test]
 fn events_handed_over_together_pass_only_by_their_auth_events() {
     for id in ["10", "12"] {
-        let version = RoomVersion::stable(id).expect("version");
-        let room_id = (!version.room_id_from_create_event()).then(|| "!chain:hs.test".to_owned());
-        let mut graph = Graph {
-            version: version.clone(),
-            room_id,
-            pool: EventPool::new(),
-        };
-        let mut base = Branch {
-            state: RoomState::new(),
-            head: Vec::new(),
-            depth: 0,
-        };
-        let alice = "@alice:hs.test";
-        let create = if version.rules.authorization.use_room_create_sender {
-            json!({"room_version": id})
-        } else {
-            json!({"creator": alice, "room_version": id})
-        };
-        graph.apply(&mut base, alice, "m.room.create", "", create, 1);
-        graph.apply(
-            &mut base,
-            alice,
-            "m.room.member",
-            alice,
-            json!({"membership": "join"}),
-            2,
-        );
+        let (version, mut graph, mut base) = created_by(id, "!chain:hs.test", ALICE);
+        let alice = ALICE;
         graph.apply(
             &mut base,
             alice,
