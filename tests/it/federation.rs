@@ -282,6 +282,37 @@ async fn two_myelins_share_a_room_both_ways() {
     }
 }
 
+/// A user who joined a room on another server by invite hears of the
+/// inviter's new device: the join over federation brings the room's
+/// members, which the invite alone did not name.
+#[tokio::test]
+async fn an_invited_user_hears_of_the_inviters_new_device() {
+    let certificates = Certificates::new();
+    let first = federating_myelin(&certificates).await;
+    let second = federating_myelin(&certificates).await;
+    let alice = user_with_name(&first.url(), "alice", "Alice").await;
+    let bob = user_with_name(&second.url(), "bob", "Bob").await;
+    let logs = || format!("{}\n{}", first.logs(), second.logs());
+
+    let room_id = alice
+        .create_room(&json!({"preset": "private_chat", "invite": [bob.user_id]}))
+        .await;
+    assert!(synapse::wait_for_invite(&bob, &room_id).await, "{}", logs());
+    let joined = bob.join(&room_id).await;
+    assert_eq!(joined.status, 200, "{}\n{}", joined.text, logs());
+    let since = bob.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let second_device = Client::new(&first.url()).login("alice", PASSWORD).await;
+    crate::keys::upload_device_keys(&second_device, 13).await;
+    assert!(
+        synapse::wait_for_device_change(&bob, &since, &alice.user_id).await,
+        "{}",
+        logs()
+    );
+}
+
 /// The scenarios run against Synapse, between two Myelins: history from
 /// before a join by backfill, power levels, kicks, bans and rejoins, an
 /// invite, a knock, media and spaces, each way.
@@ -361,17 +392,7 @@ async fn two_myelins_run_the_scenarios_both_ways() {
         .expect("next_batch")
         .to_owned();
     let second_device = Client::new(&first.url()).login("alice", PASSWORD).await;
-    let keys = crate::keys::device_keys(
-        &second_device,
-        &ed25519_dalek::SigningKey::from_bytes(&[12; 32]),
-    );
-    let uploaded = second_device
-        .post(
-            "/_matrix/client/v3/keys/upload",
-            &json!({"device_keys": keys}),
-        )
-        .await;
-    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    let keys = crate::keys::upload_device_keys(&second_device, 12).await;
     assert!(
         synapse::wait_for_device_change(&bob, &since, &alice.user_id).await,
         "{}",

@@ -113,6 +113,22 @@ async fn matrix_js_sdk_encrypts_between_myelin_and_synapse() {
     .await;
 }
 
+/// The same conversation between users of two Myelins.
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_node)),
+    ignore = "needs node and npm (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn matrix_js_sdk_encrypts_between_two_myelins() {
+    use crate::federation::{Certificates, federating_myelin, user_with_name};
+    let certificates = Certificates::new();
+    let first = federating_myelin(&certificates).await;
+    let second = federating_myelin(&certificates).await;
+    let alice = user_with_name(&first.url(), "alice", "Alice").await;
+    let bob = user_with_name(&second.url(), "bob", "Bob").await;
+    run_e2ee_across(&first.url(), &alice, &second.url(), &bob).await;
+}
+
 /// The encrypted conversation of `alice` on the server at `alice_url` (her
 /// password is the federation tests') with `bob` on another server.
 pub(crate) async fn run_e2ee_across(alice_url: &str, alice: &Client, bob_url: &str, bob: &Client) {

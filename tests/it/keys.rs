@@ -60,6 +60,20 @@ pub(crate) fn device_keys(client: &Client, key: &SigningKey) -> Value {
     keys
 }
 
+/// Uploads device keys for `client`'s device, signed by a key made from
+/// `seed`, and returns them.
+pub(crate) async fn upload_device_keys(client: &Client, seed: u8) -> Value {
+    let keys = device_keys(client, &SigningKey::from_bytes(&[seed; 32]));
+    let uploaded = client
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &json!({"device_keys": keys}),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    keys
+}
+
 pub(crate) fn one_time_keys(names: &[&str]) -> Value {
     let mut keys = serde_json::Map::new();
     for name in names {

@@ -21,6 +21,11 @@ pub struct PersistedEvent {
     pub event_type: String,
     pub state_key: Option<String>,
     pub membership: Option<String>,
+    /// The room's current state was rebuilt with this event (a join over
+    /// federation, or branches resolved), not only changed by it: who is
+    /// in the room may differ by more than this event says.
+    #[serde(default)]
+    pub state_rebuilt: bool,
 }
 
 /// What a client asks to be written into a room.
@@ -198,8 +203,17 @@ mod tests {
             event_type: "m.room.member".into(),
             state_key: Some("@a:hs".into()),
             membership: Some("join".into()),
+            state_rebuilt: true,
         };
         assert_eq!(decode::<PersistedEvent>(&encode(&event)), Ok(event));
         assert!(decode::<PersistedEvent>(b"{").is_err());
+    }
+
+    #[test]
+    fn an_announcement_without_the_rebuilt_flag_reads_as_not_rebuilt() {
+        let older = br#"{"v":1,"room_id":"!r:hs","event_id":"$e","position":3,"sender":"@a:hs",
+            "event_type":"m.room.message","state_key":null,"membership":null}"#;
+        let event = decode::<PersistedEvent>(older).expect("an older announcement decodes");
+        assert!(!event.state_rebuilt);
     }
 }

@@ -214,14 +214,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         split.kill9(&name, pid).await;
     }
     let second = anonymous.login("alice", super::PASSWORD).await;
-    let keys = crate::keys::device_keys(&second, &ed25519_dalek::SigningKey::from_bytes(&[11; 32]));
-    let uploaded = second
-        .post(
-            "/_matrix/client/v3/keys/upload",
-            &json!({"device_keys": keys}),
-        )
-        .await;
-    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    crate::keys::upload_device_keys(&second, 11).await;
     split.add("federation-sender").await;
     assert!(
         wait_for_device_change(&sam, &since, &alice.user_id).await,

@@ -329,14 +329,7 @@ async fn a_synapse_user_joins_a_myelin_room_by_alias_and_talks_in_it() {
         .as_str()
         .expect("next_batch")
         .to_owned();
-    let signing = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
-    let uploaded = sam
-        .post(
-            "/_matrix/client/v3/keys/upload",
-            &json!({"device_keys": crate::keys::device_keys(&sam, &signing)}),
-        )
-        .await;
-    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    crate::keys::upload_device_keys(&sam, 6).await;
     assert!(
         wait_for_device_change(&alice, &since, &sam.user_id).await,
         "{}",
@@ -507,15 +500,7 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
         .as_str()
         .expect("next_batch")
         .to_owned();
-    let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let keys = crate::keys::device_keys(&alice, &signing);
-    let uploaded = alice
-        .post(
-            "/_matrix/client/v3/keys/upload",
-            &json!({"device_keys": keys}),
-        )
-        .await;
-    assert_eq!(uploaded.status, 200, "{}", uploaded.text);
+    let keys = crate::keys::upload_device_keys(&alice, 7).await;
     assert!(
         wait_for_device_change(&sam, &since, &alice.user_id).await,
         "{}\n{}",

@@ -182,6 +182,7 @@ impl EventPersister {
             event_type: record.event_type.clone(),
             state_key: record.state_key.clone(),
             membership: record.membership.clone(),
+            state_rebuilt: record.resolved_state.is_some(),
         };
         let subject = subjects::persisted_event(Partition::of_room(&record.room_id));
         if let Err(error) = self

@@ -122,6 +122,9 @@ pub(crate) async fn wake_on_changes(
 impl Synchrotron {
     async fn on_persisted(&self, event: &PersistedEvent) {
         self.positions.changed();
+        if event.state_rebuilt {
+            self.members.forget(&event.room_id);
+        }
         if let (Some(target), Some(membership)) = (&event.state_key, &event.membership) {
             self.members.apply(&event.room_id, target, membership);
             self.waiters.wake(target);

@@ -44,6 +44,11 @@ impl RoomMembers {
         }
     }
 
+    /// Forgets one room; the store is asked again on its next use.
+    pub(crate) fn forget(&self, room_id: &str) {
+        self.lock().remove(room_id);
+    }
+
     /// Forgets everything; the store is asked again on next use.
     pub(crate) fn clear(&self) {
         self.lock().clear();
