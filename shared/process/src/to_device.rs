@@ -6,19 +6,23 @@ use std::collections::BTreeSet;
 use myelin_bus::Bus;
 use myelin_bus::topics::{self, ToDeviceQueued};
 use myelin_store::{NewToDevice, Store, StoreResult, ToDeviceSend};
+use ruma::to_device::DeviceIdOrAllDevices;
 
 /// The inbox entries of one message to `user_id`: one for each of their
-/// known `devices` it is addressed to, every one (`device` `None`, `*`)
-/// or the one named (none when that device is unknown).
+/// known `devices` it is addressed to: every one (`*`) or the one named
+/// (none when that device is unknown).
 pub fn addressed_messages<'a>(
     user_id: &'a str,
-    device: Option<&'a str>,
+    target: &'a DeviceIdOrAllDevices,
     devices: &'a [String],
     content: &'a str,
 ) -> impl Iterator<Item = NewToDevice> + 'a {
     devices
         .iter()
-        .filter(move |known| device.is_none_or(|wanted| wanted == known.as_str()))
+        .filter(move |known| match target {
+            DeviceIdOrAllDevices::AllDevices => true,
+            DeviceIdOrAllDevices::DeviceId(wanted) => wanted.as_str() == known.as_str(),
+        })
         .map(move |device_id| NewToDevice {
             user_id: user_id.to_owned(),
             device_id: device_id.clone(),
@@ -53,18 +57,19 @@ pub async fn queue_to_device(
 
 #[cfg(test)]
 mod tests {
-    use super::addressed_messages;
+    use super::*;
 
     #[test]
     fn messages_go_to_every_known_device_or_the_one_named() {
         let devices = vec!["A".to_owned(), "B".to_owned()];
-        let to = |device| {
-            addressed_messages("@u:hs", device, &devices, "{}")
+        let to = |target: DeviceIdOrAllDevices| {
+            addressed_messages("@u:hs", &target, &devices, "{}")
                 .map(|message| message.device_id)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(to(None), ["A", "B"]);
-        assert_eq!(to(Some("B")), ["B"]);
-        assert!(to(Some("C")).is_empty(), "an unknown device gets nothing");
+        let one = |device: &str| DeviceIdOrAllDevices::DeviceId(device.into());
+        assert_eq!(to(DeviceIdOrAllDevices::AllDevices), ["A", "B"]);
+        assert_eq!(to(one("B")), ["B"]);
+        assert!(to(one("C")).is_empty(), "an unknown device gets nothing");
     }
 }

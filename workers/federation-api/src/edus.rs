@@ -11,7 +11,6 @@ use ruma::api::federation::transactions::edu::{
 };
 use ruma::events::receipt::ReceiptThread;
 use ruma::serde::Raw;
-use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{OwnedUserId, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -269,13 +268,9 @@ impl FederationApi {
                 if json.len() > MAX_TO_DEVICE_BYTES || !json.trim_start().starts_with('{') {
                     continue;
                 }
-                let device = match target {
-                    DeviceIdOrAllDevices::DeviceId(device_id) => Some(device_id.as_str()),
-                    DeviceIdOrAllDevices::AllDevices => None,
-                };
                 messages.extend(myelin_process::addressed_messages(
                     user_id.as_str(),
-                    device,
+                    target,
                     &devices,
                     json,
                 ));

@@ -10,7 +10,6 @@ use myelin_http::{MatrixError, RequestContext};
 use myelin_store::{QueuedEdu, ToDeviceSend};
 use myelin_types::{Partition, now_millis};
 use ruma::api::client::to_device::send_event_to_device;
-use ruma::to_device::DeviceIdOrAllDevices;
 use serde_json::{Value, json};
 
 use crate::ClientApi;
@@ -78,13 +77,9 @@ pub(crate) async fn send(
                     "A to-device message's content must be an object",
                 ));
             }
-            let device = match target {
-                DeviceIdOrAllDevices::DeviceId(device_id) => Some(device_id.as_str()),
-                DeviceIdOrAllDevices::AllDevices => None,
-            };
             messages.extend(myelin_process::addressed_messages(
                 user_id.as_str(),
-                device,
+                target,
                 &devices,
                 content,
             ));
