@@ -3,9 +3,10 @@
 //! it is kept, as an outlier: citable, never in a timeline by itself.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use futures::StreamExt;
-use myelin_room::RoomVersion;
+use myelin_room::{Pdu, RoomVersion};
 use myelin_store::{OutlierEvent, SnapshotStore, StoreResult};
 use ruma::api::federation::event::{get_event, get_room_state_ids};
 use ruma::{OwnedEventId, OwnedRoomId, ServerName};
@@ -78,8 +79,10 @@ impl RemoteRoom<'_> {
 
     /// The state before `event_id` as the server holds it (`/state_ids`),
     /// as event IDs; the events of it and of its auth chain that are not
-    /// stored here are fetched, checked and kept as outliers. `None` when
-    /// some of the state could not be had.
+    /// stored here are fetched, checked and kept as outliers. Each must
+    /// also be allowed by the auth events it cites (the auth rules), as a
+    /// join's state must. `None` when some of the state could not be had
+    /// or is not allowed.
     pub async fn state_before(
         &self,
         store: &dyn SnapshotStore,
@@ -105,43 +108,61 @@ impl RemoteRoom<'_> {
             .cloned()
             .chain(answer.auth_chain_ids.iter().map(ToString::to_string))
             .collect();
-        let Ok(stored) = self.keep_missing(store, &wanted).await else {
+        let Ok(allowed) = self.keep_allowed(store, &wanted).await else {
             return Ok(None);
         };
-        Ok(state
-            .iter()
-            .all(|event_id| stored.contains(event_id))
-            .then_some(state))
+        let refused = state.iter().filter(|id| !allowed.contains(*id)).count();
+        if refused > 0 {
+            tracing::info!(server = %self.server, room_id = self.room_id, refused,
+                "state from another server that could not be had or the auth rules do not allow");
+            return Ok(None);
+        }
+        Ok(Some(state))
     }
 
-    /// Fetches and keeps those of `wanted` not stored here; returns the IDs
-    /// among `wanted` stored now.
-    async fn keep_missing(
+    /// Fetches those of `wanted` not stored here, and keeps those that the
+    /// auth rules allow, judged with the stored ones by the auth events
+    /// each cites; returns the IDs among `wanted` that are stored and
+    /// allowed.
+    async fn keep_allowed(
         &self,
         store: &dyn SnapshotStore,
         wanted: &[String],
     ) -> StoreResult<HashSet<String>> {
-        let mut stored: HashSet<String> = store
+        let stored: Vec<Arc<Pdu>> = store
             .events_by_id(wanted)
             .await?
             .into_iter()
             .filter(|event| event.room_id == self.room_id)
-            .map(|event| event.event_id)
+            .filter_map(|event| Pdu::from_json(&event.event_id, &event.pdu_json).ok())
+            .map(Arc::new)
             .collect();
+        let known: HashSet<&str> = stored.iter().map(|pdu| pdu.event_id.as_str()).collect();
         let mut seen = HashSet::new();
         let missing: Vec<String> = wanted
             .iter()
-            .filter(|event_id| !stored.contains(*event_id) && seen.insert(event_id.as_str()))
+            .filter(|event_id| !known.contains(event_id.as_str()) && seen.insert(event_id.as_str()))
             .cloned()
             .collect();
-        if missing.is_empty() {
-            return Ok(stored);
-        }
         let fetched = self.fetch_events(&missing).await;
+        let every: Vec<Arc<Pdu>> = stored
+            .iter()
+            .cloned()
+            .chain(fetched.iter().map(|checked| Arc::new(checked.pdu.clone())))
+            .collect();
+        let allowed: HashSet<String> = myelin_room::authorized_by_auth_events(self.version, &every)
+            .into_iter()
+            .map(|event_id| event_id.to_string())
+            .collect();
         store
-            .store_outliers(fetched.iter().map(CheckedPdu::outlier).collect())
+            .store_outliers(
+                fetched
+                    .iter()
+                    .filter(|checked| allowed.contains(&checked.event_id))
+                    .map(CheckedPdu::outlier)
+                    .collect(),
+            )
             .await?;
-        stored.extend(fetched.into_iter().map(|checked| checked.event_id));
-        Ok(stored)
+        Ok(allowed)
     }
 }
