@@ -331,7 +331,7 @@ impl EventStore for PostgresStore {
                 "SELECT {EVENT_COLUMNS} FROM (
                      SELECT DISTINCT ON (event_type, state_key) *
                      FROM events
-                     WHERE room_id = $1 AND state_key IS NOT NULL AND position <= $2
+                     WHERE room_id = $1 AND state_key IS NOT NULL AND position <= $2 AND NOT outlier
                      ORDER BY event_type, state_key, position DESC
                  ) AS e ORDER BY position"
             ),

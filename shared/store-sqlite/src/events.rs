@@ -306,7 +306,7 @@ impl EventStore for SqliteStore {
                  WHERE e.room_id = ?1 AND e.state_key IS NOT NULL AND e.position = (
                      SELECT MAX(position) FROM events
                      WHERE room_id = e.room_id AND event_type = e.event_type
-                       AND state_key = e.state_key AND position <= ?2)
+                       AND state_key = e.state_key AND position <= ?2 AND NOT outlier)
                  ORDER BY e.position"
             ))?;
             let rows = statement.query_map(params![room_id, at.0], event_from_row)?;

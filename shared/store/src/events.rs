@@ -146,9 +146,10 @@ pub trait EventStore: Send + Sync {
         at: StreamPosition,
     ) -> StoreResult<Option<StoredEvent>>;
 
-    /// The room's state as of position `at`: for each type and key, the
-    /// latest state event at or below it (what a former member saw when
-    /// they left, or the state at an event).
+    /// The room's state as of position `at` in a linear room: for each
+    /// type and key, the latest state event of the timeline at or below it
+    /// (outliers never count). Exact for rooms from before snapshots; see
+    /// [`crate::state_at_position`] for any room.
     async fn state_at(&self, room_id: &str, at: StreamPosition) -> StoreResult<Vec<StoredEvent>>;
 
     /// Every state event of one type and key in the room's timeline, oldest

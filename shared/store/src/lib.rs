@@ -70,7 +70,8 @@ pub use reports::{NewReport, ReportRecord, ReportStore};
 pub use server_keys::{ServerKeyDocument, ServerKeyStore, ServerVerifyKey};
 pub use snapshots::{
     CurrentStateChange, EventSnapshots, EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot,
-    OutlierEvent, PromotedEvent, Snapshot, SnapshotStore, StateEntry, fold_chain,
+    OutlierEvent, PromotedEvent, Snapshot, SnapshotStore, StateEntry, fold_chain, snapshot_events,
+    state_at_position,
 };
 pub use to_device::{NewToDevice, ToDeviceAck, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
 pub use typing::{TypingNotice, TypingStore};

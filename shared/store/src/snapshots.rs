@@ -106,6 +106,50 @@ pub trait SnapshotStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
+/// The events a snapshot names; `None` when the snapshot is unknown or
+/// names an event that is not stored.
+pub async fn snapshot_events(
+    store: &dyn crate::Store,
+    snapshot_id: &str,
+) -> StoreResult<Option<Vec<crate::StoredEvent>>> {
+    let Some(snapshot) = store.snapshot(snapshot_id).await? else {
+        return Ok(None);
+    };
+    let wanted: Vec<String> = snapshot
+        .entries
+        .into_iter()
+        .map(|entry| entry.event_id)
+        .collect();
+    let found = store.events_by_id(&wanted).await?;
+    Ok((found.len() == wanted.len()).then_some(found))
+}
+
+/// The room's state as of position `at`: the state after the newest event
+/// of its timeline at or below it, as written with that event. Events only
+/// held as state or refused (outliers) never count, though they have
+/// positions. Rooms from before snapshots were linear: there the latest
+/// state event per key at or below `at` is exact.
+pub async fn state_at_position(
+    store: &dyn crate::Store,
+    room_id: &str,
+    at: myelin_types::StreamPosition,
+) -> StoreResult<Vec<crate::StoredEvent>> {
+    let newest = store
+        .room_events(room_id, at, None, crate::Direction::Backward, 1)
+        .await?;
+    if let Some(event) = newest.first()
+        && let Some(after) = store
+            .event_state_ids(&event.event_id)
+            .await?
+            .and_then(|ids| ids.after)
+    {
+        return snapshot_events(store, &after)
+            .await?
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("snapshot {after} is incomplete")));
+    }
+    store.state_at(room_id, at).await
+}
+
 /// An outlier moved into its room's timeline, with the state around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromotedEvent {

@@ -124,7 +124,9 @@ impl ClientApi {
     ) -> Result<Vec<StoredEvent>, MatrixError> {
         Ok(match access.limit() {
             None => self.store.current_state(room_id).await?,
-            Some(limit) => self.store.state_at(room_id, limit).await?,
+            Some(limit) => {
+                myelin_store::state_at_position(self.store.as_ref(), room_id, limit).await?
+            }
         })
     }
 

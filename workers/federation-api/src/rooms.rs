@@ -61,20 +61,9 @@ pub(crate) async fn state_before(
         let position = myelin_types::StreamPosition(event.position.0 - 1);
         return Ok(store.state_at(room_id, position).await?);
     };
-    let snapshot = store
-        .snapshot(&snapshot_id)
+    myelin_store::snapshot_events(store, &snapshot_id)
         .await?
-        .ok_or_else(|| damaged(format!("snapshot {snapshot_id} is missing")))?;
-    let wanted: Vec<String> = snapshot
-        .entries
-        .into_iter()
-        .map(|entry| entry.event_id)
-        .collect();
-    let found = store.events_by_id(&wanted).await?;
-    if found.len() != wanted.len() {
-        return Err(damaged("a snapshot names an event that is not stored"));
-    }
-    Ok(found)
+        .ok_or_else(|| damaged(format!("snapshot {snapshot_id} is missing or incomplete")))
 }
 
 /// Every event reachable from `start` through `auth_events`, `start`

@@ -162,6 +162,58 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
         ]
     );
     assert!(store.snapshot("$unknown").await.expect("read").is_none());
+
+    // The state at a position is the snapshot after the newest timeline
+    // event there: the topic's branch, without the rename on the other
+    // branch, though the rename has a lower position.
+    let state_ids = |events: Vec<crate::StoredEvent>| {
+        let mut ids: Vec<String> = events.into_iter().map(|event| event.event_id).collect();
+        ids.sort();
+        ids
+    };
+    let mut topical_ids = vec![create_id.clone(), join_id.clone(), topic_id.clone()];
+    topical_ids.sort();
+    let topic_position = store
+        .event(&topic_id)
+        .await
+        .expect("read")
+        .expect("stored")
+        .position;
+    let at_topic = crate::state_at_position(store, room, topic_position)
+        .await
+        .expect("state");
+    assert_eq!(state_ids(at_topic), topical_ids);
+    // An outlier has a position but is never state, by snapshot or not.
+    store
+        .store_outliers(vec![crate::OutlierEvent {
+            event_id: "$outlier-name".to_owned(),
+            room_id: room.to_owned(),
+            sender: "@far:remote.test".to_owned(),
+            event_type: "m.room.name".to_owned(),
+            state_key: Some(String::new()),
+            depth: 6,
+            origin_server_ts: 1000,
+            pdu_json: "{}".to_owned(),
+        }])
+        .await
+        .expect("outlier");
+    let newest = store.max_position().await.expect("position");
+    let linear = store.state_at(room, newest).await.expect("state");
+    assert!(
+        linear.iter().all(|event| event.event_type != "m.room.name"),
+        "{linear:?}"
+    );
+    let mut later = event(room, 6, None, std::slice::from_ref(&unrecorded_id));
+    later.snapshots = Some(EventSnapshots {
+        before: topic_id.clone(),
+        after: topic_id.clone(),
+        new: Vec::new(),
+    });
+    let later_position = persist(store, later).await;
+    let at_later = crate::state_at_position(store, room, later_position)
+        .await
+        .expect("state");
+    assert_eq!(state_ids(at_later), topical_ids);
 }
 
 /// A snapshot written again under its name keeps its first content, and a

@@ -234,7 +234,9 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             };
             let member_events: Vec<_> = match at {
                 None => api.store.current_state(room_id).await?,
-                Some(at) => api.store.state_at(room_id, at).await?,
+                Some(at) => {
+                    myelin_store::state_at_position(api.store.as_ref(), room_id, at).await?
+                }
             }
             .into_iter()
             .filter(|event| event.event_type == "m.room.member")

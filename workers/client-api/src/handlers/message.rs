@@ -291,9 +291,7 @@ impl ClientApi {
         };
         // The state at the last event returned, which for a former member
         // is never past their leave.
-        let state: Vec<Value> = self
-            .store
-            .state_at(room_id, end)
+        let state: Vec<Value> = myelin_store::state_at_position(self.store.as_ref(), room_id, end)
             .await?
             .iter()
             .map(|state| stored_client_event(state, viewer))
