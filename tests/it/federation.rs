@@ -313,6 +313,81 @@ async fn an_invited_user_hears_of_the_inviters_new_device() {
     );
 }
 
+/// Media of a server that predates federation media comes by the client
+/// API's unauthenticated routes, and a federation answer that names a
+/// location is followed; a file the peer does not have stays not found.
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn media_of_older_servers_and_by_location_is_fetched() {
+    use tokio::io::AsyncBufReadExt;
+    let certificates = Certificates::new();
+    let mut peer = tokio::process::Command::new("python3")
+        .arg(crate::interop::interop_dir().join("older_media_peer.py"))
+        .args([&certificates.certificate, &certificates.key])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start older_media_peer.py");
+    let mut lines = tokio::io::BufReader::new(peer.stdout.take().expect("its stdout")).lines();
+    let port = lines
+        .next_line()
+        .await
+        .expect("read the peer's port")
+        .expect("the peer printed its port");
+    let peer_name = format!("127.0.0.1:{}", port.trim());
+    let server = federating_myelin(&certificates).await;
+    let alice = user_with_name(&server.url(), "alice", "Alice").await;
+
+    let old = synapse::fetch_media(&alice, "download", &format!("mxc://{peer_name}/old"), "").await;
+    assert_eq!(old.status, 200, "{}", server.logs());
+    assert_eq!(
+        old.body,
+        b"bytes from a server that predates federation media"
+    );
+    let disposition = old
+        .headers
+        .get("content-disposition")
+        .map(|value| value.to_str().unwrap_or_default());
+    assert!(
+        disposition.is_some_and(|value| value.contains("old.txt")),
+        "{disposition:?}"
+    );
+    let thumbnail = synapse::fetch_media(
+        &alice,
+        "thumbnail",
+        &format!("mxc://{peer_name}/old"),
+        "?width=32&height=32&method=scale",
+    )
+    .await;
+    assert_eq!(thumbnail.status, 200, "{}", server.logs());
+    assert_eq!(
+        thumbnail.body,
+        b"a thumbnail from the unauthenticated route"
+    );
+
+    let moved =
+        synapse::fetch_media(&alice, "download", &format!("mxc://{peer_name}/moved"), "").await;
+    assert_eq!(moved.status, 200, "{}", server.logs());
+    assert_eq!(moved.body, b"bytes handed out by location");
+
+    // A location on a private address is not followed.
+    let inside =
+        synapse::fetch_media(&alice, "download", &format!("mxc://{peer_name}/inside"), "").await;
+    assert_eq!(
+        inside.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&inside.body)
+    );
+
+    let gone =
+        synapse::fetch_media(&alice, "download", &format!("mxc://{peer_name}/gone"), "").await;
+    assert_eq!(gone.status, 404, "{}", server.logs());
+}
+
 /// The scenarios run against Synapse, between two Myelins: history from
 /// before a join by backfill, power levels, kicks, bans and rejoins, an
 /// invite, a knock, media and spaces, each way.

@@ -252,6 +252,53 @@ impl FederationClient {
             .map_err(|error| FederationError::BadResponse(error.to_string()))
     }
 
+    /// `GET` of a path on `destination` without signing, for endpoints of
+    /// the client API other servers serve (legacy media); the answer is
+    /// read up to `limit` bytes.
+    pub async fn get_unsigned(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+        limit: usize,
+    ) -> Result<http::Response<Bytes>, FederationError> {
+        self.check_allowed(destination)?;
+        let target = self.destination(destination).await?;
+        let request = http::Request::get(format!("{}{path_and_query}", target.base_url))
+            .body(Vec::new())
+            .map_err(|error| FederationError::BadResponse(format!("cannot build: {error}")))?;
+        self.execute(destination, &target, request, limit).await
+    }
+
+    /// `GET` of a URL another server's answer pointed to (a media
+    /// `Location`), with the same address rules and certificate checks
+    /// as a request to that host, following no further redirect; the
+    /// answer is read up to `limit` bytes.
+    pub async fn get_location(
+        &self,
+        url: &str,
+        limit: usize,
+    ) -> Result<http::Response<Bytes>, FederationError> {
+        let url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "https" | "http"))
+            .ok_or_else(|| {
+                FederationError::BadResponse("a location that is no web address".to_owned())
+            })?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        if !self.policy.permits_url(&url) {
+            return Err(FederationError::NotAllowed(format!(
+                "{host} is at an address this server may not send to"
+            )));
+        }
+        let response = self
+            .client_for(&host, false)
+            .get(url)
+            .send()
+            .await
+            .map_err(|error| FederationError::Unreachable(error_chain(&error)))?;
+        read_response(response, limit).await
+    }
+
     fn check_allowed(&self, destination: &ServerName) -> Result<(), FederationError> {
         if destination == self.server_name {
             return Err(FederationError::NotAllowed(
@@ -429,10 +476,13 @@ async fn read_response(
     }
     let mut answer = http::Response::new(Bytes::from(body));
     *answer.status_mut() = status;
-    if let Some(content_type) = response.headers().get(http::header::CONTENT_TYPE) {
-        answer
-            .headers_mut()
-            .insert(http::header::CONTENT_TYPE, content_type.clone());
+    for header in [
+        http::header::CONTENT_TYPE,
+        http::header::CONTENT_DISPOSITION,
+    ] {
+        if let Some(value) = response.headers().get(&header) {
+            answer.headers_mut().insert(header, value.clone());
+        }
     }
     Ok(answer)
 }

@@ -26,14 +26,6 @@ const MAX_REMOTE_THUMBNAIL_BYTES: usize = 10 * 1024 * 1024;
 /// Room for the multipart framing around a file of the largest size.
 const MULTIPART_SLACK_BYTES: u64 = 64 * 1024;
 
-fn bad_answer(server: &str, why: &str) -> MatrixError {
-    MatrixError::new(
-        http::StatusCode::BAD_GATEWAY,
-        "M_UNKNOWN",
-        format!("{server} gave no usable media: {why}"),
-    )
-}
-
 fn remote_server(origin: &str, media_id: &str) -> Result<OwnedServerName, MatrixError> {
     if !media_ids::is_valid(media_id) {
         return Err(MatrixError::not_found("Media not found"));
@@ -78,26 +70,19 @@ impl Media {
         request.timeout_ms = fetch.wait;
         let limit =
             usize::try_from(self.max_upload_bytes + MULTIPART_SLACK_BYTES).unwrap_or(usize::MAX);
-        let answer = self
-            .federation
-            .send_limited(&server, request, limit)
-            .await
-            .map_err(FederationError::into_matrix_error)?;
-        let FileOrLocation::File(file) = answer.content else {
-            return Err(bad_answer(origin, "a redirect, which is not followed"));
-        };
-        let upload_name = file
-            .content_disposition
-            .as_ref()
-            .and_then(|disposition| disposition.filename.clone());
+        let legacy = format!("/_matrix/media/v3/download/{origin}/{media_id}?allow_remote=false");
+        let answer = self.federation.send_limited(&server, request, limit).await;
+        let file = self
+            .file_of(answer.map(|answer| answer.content), &server, &legacy, limit)
+            .await?;
         let stored = self
             .files
-            .store(Bytes::from(file.file))
+            .store(file.bytes)
             .await
             .map_err(content::files_unavailable)?;
         let kept = MediaContent {
             content_type: file.content_type,
-            upload_name,
+            upload_name: file.upload_name,
             size: stored.size,
             sha256: stored.sha256,
         };
@@ -149,18 +134,20 @@ impl Media {
             thumbnailer::Method::Crop => ruma::media::Method::Crop,
         });
         request.timeout_ms = fetch.wait;
-        let answer = self
-            .federation
-            .send_limited(&server, request, MAX_REMOTE_THUMBNAIL_BYTES)
-            .await
-            .map_err(FederationError::into_matrix_error)?;
-        let FileOrLocation::File(file) = answer.content else {
-            return Err(bad_answer(origin, "a redirect, which is not followed"));
-        };
+        let limit = MAX_REMOTE_THUMBNAIL_BYTES;
+        let legacy = format!(
+            "/_matrix/media/v3/thumbnail/{origin}/{media_id}?width={width}&height={height}\
+             &method={}&allow_remote=false",
+            method.as_str()
+        );
+        let answer = self.federation.send_limited(&server, request, limit).await;
+        let file = self
+            .file_of(answer.map(|answer| answer.content), &server, &legacy, limit)
+            .await?;
         let content_type = file
             .content_type
             .unwrap_or_else(|| FALLBACK_CONTENT_TYPE.to_owned());
-        let bytes = Bytes::from(file.file);
+        let bytes = file.bytes;
         let stored = self
             .files
             .store(bytes.clone())
@@ -176,6 +163,43 @@ impl Media {
             .put_remote_media(origin, &kept_id, &kept, content::now_ms())
             .await?;
         Ok((bytes, content_type))
+    }
+
+    /// The file a federation media answer holds, or the one at the
+    /// location it names (fetched now); from a server that predates
+    /// federation media, the file at `legacy_path` (the client API's
+    /// unauthenticated route, as servers served it before).
+    async fn file_of(
+        &self,
+        answer: Result<FileOrLocation, FederationError>,
+        server: &ruma::ServerName,
+        legacy_path: &str,
+        limit: usize,
+    ) -> Result<RemoteFile, MatrixError> {
+        match answer {
+            Ok(FileOrLocation::File(file)) => Ok(RemoteFile {
+                bytes: Bytes::from(file.file),
+                content_type: file.content_type,
+                upload_name: file
+                    .content_disposition
+                    .and_then(|disposition| disposition.filename),
+            }),
+            Ok(FileOrLocation::Location(url)) => self
+                .federation
+                .get_location(&url, limit)
+                .await
+                .map(RemoteFile::from_answer),
+            Ok(_) => Err(FederationError::BadResponse(
+                "media in a form this server does not know".to_owned(),
+            )),
+            Err(error) if predates_federation_media(&error) => self
+                .federation
+                .get_unsigned(server, legacy_path, limit)
+                .await
+                .map(RemoteFile::from_answer),
+            Err(error) => Err(error),
+        }
+        .map_err(FederationError::into_matrix_error)
     }
 
     /// A remote thumbnail kept here, with its content type.
@@ -199,6 +223,46 @@ impl Media {
             (bytes, content_type)
         }))
     }
+}
+
+/// Another server's file, as fetched.
+struct RemoteFile {
+    bytes: Bytes,
+    content_type: Option<String>,
+    upload_name: Option<String>,
+}
+
+impl RemoteFile {
+    /// The file of a plain HTTP answer: its body, with the type and name
+    /// its headers give.
+    fn from_answer(answer: http::Response<Bytes>) -> RemoteFile {
+        let header = |name| {
+            answer
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header(http::header::CONTENT_TYPE);
+        let upload_name = header(http::header::CONTENT_DISPOSITION)
+            .and_then(|value| value.parse::<ContentDisposition>().ok())
+            .and_then(|disposition| disposition.filename);
+        RemoteFile {
+            bytes: answer.into_body(),
+            content_type,
+            upload_name,
+        }
+    }
+}
+
+/// Whether the answer says the server has no federation media endpoints
+/// (it predates them): it does not know the route, or the method.
+fn predates_federation_media(error: &FederationError) -> bool {
+    matches!(
+        error,
+        FederationError::Remote { status, errcode, .. }
+            if errcode == "M_UNRECOGNIZED" || *status == 405
+    )
 }
 
 fn federation_fetch(timeout: std::time::Duration) -> Fetch {
@@ -258,4 +322,25 @@ pub(crate) async fn thumbnail(
         ContentMetadata::new(),
         FileOrLocation::File(file),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unknown_route_or_method_means_a_server_predates_federation_media() {
+        let remote = |status, errcode: &str| FederationError::Remote {
+            status,
+            errcode: errcode.to_owned(),
+            error: String::new(),
+        };
+        assert!(predates_federation_media(&remote(404, "M_UNRECOGNIZED")));
+        assert!(predates_federation_media(&remote(405, "M_UNKNOWN")));
+        assert!(!predates_federation_media(&remote(404, "M_NOT_FOUND")));
+        assert!(!predates_federation_media(&remote(403, "M_FORBIDDEN")));
+        assert!(!predates_federation_media(&FederationError::Unreachable(
+            "down".to_owned()
+        )));
+    }
 }
