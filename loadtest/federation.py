@@ -45,7 +45,7 @@ from pathlib import Path
 
 import run  # noqa: E402  (re-execs under the venv's Python when PyYAML is missing)
 from run import (
-    MyelinServer, ProcessGroupSampler, SynapseServer, count, free_port, pin_myelin, run_k6, trend,
+    MyelinServer, MyelinSplitServer, ProcessGroupSampler, SynapseServer, count, free_port, pin_myelin, run_k6, trend,
     versions, wait_for_quiet,
 )
 import provision  # noqa: E402
@@ -125,7 +125,33 @@ class FederatingSynapse(Federating, SynapseServer):
         self.federation_settings(config)
 
 
-PAIRS = {"myelin": FederatingMyelin, "synapse": FederatingSynapse}
+class FederatingMyelinSplit(Federating, MyelinSplitServer):
+    """scripts/split-up.sh with one replica of each role, federation-api and
+    federation-sender included, the gateway serving federation over TLS."""
+
+    kind = "myelin-split"
+    counts = dict(MyelinSplitServer.counts, FEDERATION_APIS="1", FEDERATION_SENDERS="1")
+
+    def extra_env(self) -> dict:
+        env_file = self.dir / "federation.env"
+        env_file.write_text(
+            "MYELIN_TRUSTED_KEY_SERVERS=[]\n"
+            "MYELIN_FEDERATION_VERIFY_CERTIFICATES=false\n"
+            "MYELIN_IP_RANGE_WHITELIST=['127.0.0.1/32']\n")
+        return {
+            "SPLIT_SERVER_NAME": self.server_name,
+            "SPLIT_FEDERATION_PORT": str(self.federation_port),
+            "SPLIT_TLS_CERTIFICATE": self.certificate[0],
+            "SPLIT_TLS_KEY": self.certificate[1],
+            "SPLIT_ENV_FILE": str(env_file),
+        }
+
+
+PAIRS = {"myelin": FederatingMyelin, "synapse": FederatingSynapse,
+         "myelin-split": FederatingMyelinSplit}
+# Kinds whose B cannot stop and start again as it was (split-down.sh drops
+# the database): no catch-up phase; a killed sender's catch-up is in tests.
+NO_CATCH_UP = {"myelin-split"}
 
 
 def start_pair(args, kind: str, workdir: Path, certificate) -> tuple:
@@ -234,6 +260,8 @@ def measure_delivery(args, a, b, fixture: dict, workdir: Path, result: dict) -> 
         "receiver_cpu_s_per_1k": round(b_cpu / delivered * 1000, 2) if delivered else None,
         "delivery_peak_rss_a_mib": mib(samplers[0].peak_rss_kib),
         "delivery_peak_rss_b_mib": mib(samplers[1].peak_rss_kib),
+        "delivery_peak_rss_a_by_program_mib": samplers[0].peak_rss_mib_by_program(),
+        "delivery_peak_rss_b_by_program_mib": samplers[1].peak_rss_mib_by_program(),
         "k6_cpu_s": round(k6_cpu, 2),
         "errors": count(summary, "request_errors"),
     })
@@ -324,6 +352,7 @@ def measure_inbound(args, b, fixture: dict, certificate, result: dict) -> None:
             # /event and /get_missing_events B asked of the generator: fetched, not pushed.
             "inbound_requests_back": peer.requests_in,
             "inbound_peak_rss_b_mib": mib(sampler.peak_rss_kib),
+            "inbound_peak_rss_b_by_program_mib": sampler.peak_rss_mib_by_program(),
         })
     finally:
         peer.shutdown()
@@ -341,7 +370,8 @@ def one_round(args, kind: str, round_no: int, scratch: Path) -> dict:
         fixture = provision_pairs(a, b, args.pairs)
         result["provision_s"] = round(time.monotonic() - t0, 1)
         measure_delivery(args, a, b, fixture, workdir, result)
-        measure_catch_up(args, a, b, fixture, result)
+        if kind not in NO_CATCH_UP:
+            measure_catch_up(args, a, b, fixture, result)
         measure_inbound(args, b, fixture, certificate, result)
         result["ok"] = result["k6_exit"] == 0 and a.alive() and b.alive()
     except Exception as err:  # one failed round must not lose the others
@@ -413,6 +443,11 @@ def main() -> None:
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--myelin-bin", default=str(Path(os.environ.get(
         "CARGO_TARGET_DIR", run.REPO / "target")) / "release/myelin"))
+    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222",
+                        help="for myelin-split")
+    parser.add_argument("--pg-host", default="127.0.0.1", help="for myelin-split")
+    parser.add_argument("--pg-port", type=int, default=5432)
+    parser.add_argument("--pg-user", default="postgres")
     parser.add_argument("--out", default="federation-results.json")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -422,6 +457,10 @@ def main() -> None:
             sys.exit(f"unknown kind {kind}: one of {', '.join(PAIRS)}")
     scratch = Path(tempfile.mkdtemp(prefix="federation-bench-"))
     info = {"versions": versions(), "args": vars(args).copy()}
+    if "myelin-split" in kinds:
+        # The worker binaries sit beside the myelin binary of the build.
+        args.split_bin_dir = str(Path(args.myelin_bin).parent)
+        run.pin_split_binaries(args, scratch)
     if "myelin" in kinds:
         info.update(pin_myelin(args, scratch))
 

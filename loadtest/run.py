@@ -147,6 +147,8 @@ class ProcessGroupSampler:
         self.names: dict = {}
         self.peak_rss_kib = 0
         self.peak_own_rss_kib = 0
+        # program name -> the largest RSS one process of it reached, KiB.
+        self.peak_rss_by_program: dict = {}
         self._stop = threading.Event()
         self._thread = None
 
@@ -195,6 +197,8 @@ class ProcessGroupSampler:
                 kib = 0
             rss += kib
             own_rss += kib if kind == OWN else 0
+            name = self.names.get((pid, start), "?")
+            self.peak_rss_by_program[name] = max(self.peak_rss_by_program.get(name, 0), kib)
         return cpu, kind_of, rss, own_rss
 
     def rss_kib(self) -> tuple[int, int]:
@@ -229,6 +233,11 @@ class ProcessGroupSampler:
         self.used = {k: v - self.baseline.get(k, 0) for k, v in self.last.items()}
         own = sum(v for k, v in self.used.items() if self.kinds.get(k) == OWN)
         return sum(self.used.values()) / CLK_TCK, own / CLK_TCK
+
+    def peak_rss_mib_by_program(self) -> dict:
+        """The largest RSS one process of each program reached while sampled, MiB."""
+        return {name: round(kib / 1024, 1) for name, kib in
+                sorted(self.peak_rss_by_program.items(), key=lambda item: -item[1])}
 
     def cpu_by_program(self) -> dict:
         """CPU seconds since start() per program name (after stop()), largest first."""
@@ -746,6 +755,7 @@ class MyelinSplitServer(Server):
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MYELIN_", "SYNAPSE_"))}
         env.update(self.counts)
+        env.update(self.extra_env())
         env.update({
             # split-up.sh creates (and split-down.sh drops) a database of its own.
             "MYELIN_POSTGRES_URL": postgres_url(self.args, "postgres"),
@@ -770,6 +780,10 @@ class MyelinSplitServer(Server):
         self.database = self.topology.get("DATABASE", "")
         config = yaml.safe_load(Path(self.topology["CONFIG"]).read_text())
         self.shared_secret = config["registration_shared_secret"]
+
+    def extra_env(self) -> dict:
+        """More of split-up.sh's settings, for kinds built on this one."""
+        return {}
 
     def read_topology(self) -> dict:
         path = self.split_dir / "topology.env"
@@ -1112,7 +1126,8 @@ def pin_myelin(args, scratch: Path) -> dict:
 
 
 SPLIT_BINARIES = ("myelin", "myelin-gateway", "myelin-client-api", "myelin-synchrotron",
-                  "myelin-event-persister", "myelin-media", "myelin-pusher")
+                  "myelin-event-persister", "myelin-media", "myelin-pusher",
+                  "myelin-federation-api", "myelin-federation-sender")
 
 
 def pin_split_binaries(args, scratch: Path) -> None:
