@@ -187,17 +187,26 @@ impl FederationSender {
         if held.is_empty() {
             return Ok(());
         }
-        let upto = self.store.max_device_list_position().await?;
-        let mut behind = Vec::new();
+        let newest = self.store.max_device_list_position().await?;
+        let mut cursors = Vec::new();
         for (partition, state) in &held {
             let cursor = self.store.device_list_cursor(*partition).await?;
-            if cursor < upto {
-                behind.push((*partition, state.fence, cursor));
+            if cursor < newest {
+                cursors.push((*partition, state.fence, cursor));
             }
         }
-        let Some(from) = behind.iter().map(|(_, _, cursor)| *cursor).min() else {
+        let Some(from) = cursors.iter().map(|(_, _, cursor)| *cursor).min() else {
             return Ok(());
         };
+        // Each change takes a position of its own, so a window of as many
+        // positions as users read names every user in it: the cursors
+        // move to its end exactly, and the next pass takes the rest.
+        let window = i64::try_from(MAX_DEVICE_LIST_USERS).unwrap_or(i64::MAX);
+        let upto = StreamPosition(newest.0.min(from.0.saturating_add(window)));
+        let behind: Vec<_> = cursors
+            .into_iter()
+            .filter(|(_, _, cursor)| *cursor < upto)
+            .collect();
         let users = self
             .store
             .device_list_changes(from, upto, MAX_DEVICE_LIST_USERS)
@@ -225,6 +234,10 @@ impl FederationSender {
                 }
                 Err(error) => return Err(error),
             }
+        }
+        if upto < newest {
+            // More than one window behind: another pass at once.
+            self.wake.notify_one();
         }
         Ok(())
     }
