@@ -291,7 +291,7 @@ impl OutboxStore for PostgresStore {
                 "INSERT INTO inbound_turns (origin, holder, expires_at) VALUES ($1, $2, $4)
                  ON CONFLICT (origin) DO UPDATE SET holder = excluded.holder,
                      expires_at = excluded.expires_at
-                 WHERE inbound_turns.expires_at <= $3",
+                 WHERE inbound_turns.expires_at <= $3 OR inbound_turns.holder = EXCLUDED.holder",
                 &[&origin, &holder, &now, &expires_at],
             )
             .await?;

@@ -126,7 +126,7 @@ pub trait OutboxStore: Send + Sync {
 
     /// Gives `holder` the turn to process `origin`'s inbound transactions
     /// until `expires_at` (ms): `false` when another holder has it and it
-    /// has not lapsed by `now`.
+    /// has not lapsed by `now`. The holder claiming again renews it.
     async fn claim_inbound_turn(
         &self,
         origin: &str,

@@ -110,12 +110,19 @@ pub(crate) async fn send(
     };
     api.note_server_seen(&origin);
     let mut results = BTreeMap::new();
-    for raw in &request.pdus {
-        if let Some((event_id, outcome)) = api.accept_pdu(&origin, raw).await {
-            results.insert(event_id, outcome);
+    let processing = async {
+        for raw in &request.pdus {
+            if let Some((event_id, outcome)) = api.accept_pdu(&origin, raw).await {
+                results.insert(event_id, outcome);
+            }
         }
+        api.accept_edus(&origin, &request.edus).await;
+    };
+    // Filling gaps may take longer than a turn lasts: it is renewed meanwhile.
+    tokio::select! {
+        () = processing => {}
+        () = store_turn.keep() => {}
     }
-    api.accept_edus(&origin, &request.edus).await;
     store_turn.give_back().await;
     Ok(send_transaction_message::v1::Response::new(results))
 }
@@ -130,6 +137,29 @@ struct StoreTurn {
 }
 
 impl StoreTurn {
+    /// Renews the turn while the transaction runs; never ends by itself.
+    async fn keep(&self) {
+        loop {
+            tokio::time::sleep(TURN_RENEWED_EVERY).await;
+            let now = myelin_types::now_millis();
+            match self
+                .store
+                .claim_inbound_turn(&self.origin, &self.holder, now, now + TURN_LAPSES_MS)
+                .await
+            {
+                Ok(true) => {}
+                // The writer dedupes events: another replica taking the
+                // origin's next transaction stores nothing twice.
+                Ok(false) => {
+                    tracing::warn!(origin = %self.origin, "an inbound turn lapsed while its transaction ran");
+                }
+                Err(error) => {
+                    tracing::warn!(origin = %self.origin, %error, "could not renew an inbound turn");
+                }
+            }
+        }
+    }
+
     async fn give_back(mut self) {
         self.given_back = true;
         if let Err(error) = self
@@ -165,6 +195,8 @@ impl Drop for StoreTurn {
 /// How long a replica's turn at an origin's transactions lasts if it is
 /// never given back (the replica died while processing).
 const TURN_LAPSES_MS: i64 = 120_000;
+/// How often a turn is renewed while its transaction runs.
+const TURN_RENEWED_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A server is announced as seen at most this often per replica.
 const SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);

@@ -270,20 +270,22 @@ pub(super) async fn inbound_turns_are_one_at_a_time(store: &dyn Store) {
     };
     assert!(claim("a", 1000).await);
     assert!(!claim("b", 1050).await, "held by a");
+    assert!(claim("a", 1080).await, "renewed by its holder");
+    assert!(!claim("b", 1150).await, "held by a until 1180");
     store
         .release_inbound_turn(origin, "b")
         .await
         .expect("release");
-    assert!(!claim("b", 1060).await, "b could not give back a's turn");
-    assert!(claim("b", 1100).await, "a's turn lapsed");
+    assert!(!claim("b", 1160).await, "b could not give back a's turn");
+    assert!(claim("b", 1180).await, "a's turn lapsed");
     store
         .release_inbound_turn(origin, "b")
         .await
         .expect("release");
-    assert!(claim("a", 1110).await, "given back");
+    assert!(claim("a", 1190).await, "given back");
     assert!(
         store
-            .claim_inbound_turn("other.example", "b", 1110, 1210)
+            .claim_inbound_turn("other.example", "b", 1190, 1290)
             .await
             .expect("claim"),
         "origins are apart"
