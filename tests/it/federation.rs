@@ -97,6 +97,33 @@ pub(crate) fn signing_key_path(config_path: &Path) -> PathBuf {
     PathBuf::from(line.trim().trim_matches('"'))
 }
 
+/// Two Myelins federating on loopback, with Alice on the first and Bob on
+/// the second.
+pub(crate) struct TwoMyelins {
+    pub(crate) _certificates: Certificates,
+    pub(crate) first: Server,
+    pub(crate) second: Server,
+    pub(crate) alice: Client,
+    pub(crate) bob: Client,
+}
+
+impl TwoMyelins {
+    pub(crate) async fn start() -> TwoMyelins {
+        let certificates = Certificates::new();
+        let first = federating_myelin(&certificates).await;
+        let second = federating_myelin(&certificates).await;
+        let alice = user_with_name(&first.url(), "alice", "Alice").await;
+        let bob = user_with_name(&second.url(), "bob", "Bob").await;
+        TwoMyelins {
+            _certificates: certificates,
+            first,
+            second,
+            alice,
+            bob,
+        }
+    }
+}
+
 /// Registers `name` and gives it a display name.
 pub(crate) async fn user_with_name(base_url: &str, name: &str, displayname: &str) -> Client {
     let user = Client::new(base_url).register(name, PASSWORD).await;
@@ -247,11 +274,13 @@ async fn keys_of_users_on_another_myelin_are_queried_and_claimed() {
 
 #[tokio::test]
 async fn two_myelins_share_a_room_both_ways() {
-    let certificates = Certificates::new();
-    let first = federating_myelin(&certificates).await;
-    let second = federating_myelin(&certificates).await;
-    let alice = user_with_name(&first.url(), "alice", "Alice").await;
-    let bob = user_with_name(&second.url(), "bob", "Bob").await;
+    let TwoMyelins {
+        first,
+        second,
+        alice,
+        bob,
+        _certificates,
+    } = TwoMyelins::start().await;
     let room_id =
         synapse::room_joined_over_federation(&alice, first.server_name(), "shared", &bob).await;
     let mut both = vec![alice.user_id.clone(), bob.user_id.clone()];
@@ -287,11 +316,13 @@ async fn two_myelins_share_a_room_both_ways() {
 /// members, which the invite alone did not name.
 #[tokio::test]
 async fn an_invited_user_hears_of_the_inviters_new_device() {
-    let certificates = Certificates::new();
-    let first = federating_myelin(&certificates).await;
-    let second = federating_myelin(&certificates).await;
-    let alice = user_with_name(&first.url(), "alice", "Alice").await;
-    let bob = user_with_name(&second.url(), "bob", "Bob").await;
+    let TwoMyelins {
+        first,
+        second,
+        alice,
+        bob,
+        _certificates,
+    } = TwoMyelins::start().await;
     let logs = || format!("{}\n{}", first.logs(), second.logs());
 
     let room_id = alice
@@ -393,11 +424,13 @@ async fn media_of_older_servers_and_by_location_is_fetched() {
 /// invite, a knock, media and spaces, each way.
 #[tokio::test]
 async fn two_myelins_run_the_scenarios_both_ways() {
-    let certificates = Certificates::new();
-    let first = federating_myelin(&certificates).await;
-    let second = federating_myelin(&certificates).await;
-    let alice = user_with_name(&first.url(), "alice", "Alice").await;
-    let bob = user_with_name(&second.url(), "bob", "Bob").await;
+    let TwoMyelins {
+        first,
+        second,
+        alice,
+        bob,
+        _certificates,
+    } = TwoMyelins::start().await;
     let logs = || format!("{}\n{}", first.logs(), second.logs());
 
     for (owner, joiner, owner_server, alias) in [

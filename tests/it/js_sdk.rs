@@ -120,13 +120,8 @@ async fn matrix_js_sdk_encrypts_between_myelin_and_synapse() {
     ignore = "needs node and npm (and not MYELIN_SKIP_INTEROP=1)"
 )]
 async fn matrix_js_sdk_encrypts_between_two_myelins() {
-    use crate::federation::{Certificates, federating_myelin, user_with_name};
-    let certificates = Certificates::new();
-    let first = federating_myelin(&certificates).await;
-    let second = federating_myelin(&certificates).await;
-    let alice = user_with_name(&first.url(), "alice", "Alice").await;
-    let bob = user_with_name(&second.url(), "bob", "Bob").await;
-    run_e2ee_across(&first.url(), &alice, &second.url(), &bob).await;
+    let two = crate::federation::TwoMyelins::start().await;
+    run_e2ee_across(&two.first.url(), &two.alice, &two.second.url(), &two.bob).await;
 }
 
 /// The encrypted conversation of `alice` on the server at `alice_url` (her
