@@ -122,6 +122,11 @@ impl TwoMyelins {
             bob,
         }
     }
+
+    /// Both servers' logs.
+    pub(crate) fn logs(&self) -> String {
+        format!("{}\n{}", self.first.logs(), self.second.logs())
+    }
 }
 
 /// Registers `name` and gives it a display name.
@@ -316,19 +321,14 @@ async fn two_myelins_share_a_room_both_ways() {
 /// members, which the invite alone did not name.
 #[tokio::test]
 async fn an_invited_user_hears_of_the_inviters_new_device() {
-    let TwoMyelins {
-        first,
-        second,
-        alice,
-        bob,
-        _certificates,
-    } = TwoMyelins::start().await;
-    let logs = || format!("{}\n{}", first.logs(), second.logs());
+    let two = TwoMyelins::start().await;
+    let (first, _second, alice, bob) = (&two.first, &two.second, &two.alice, &two.bob);
+    let logs = || two.logs();
 
     let room_id = alice
         .create_room(&json!({"preset": "private_chat", "invite": [bob.user_id]}))
         .await;
-    assert!(synapse::wait_for_invite(&bob, &room_id).await, "{}", logs());
+    assert!(synapse::wait_for_invite(bob, &room_id).await, "{}", logs());
     let joined = bob.join(&room_id).await;
     assert_eq!(joined.status, 200, "{}\n{}", joined.text, logs());
     let since = bob.sync(None, 0).await["next_batch"]
@@ -338,7 +338,7 @@ async fn an_invited_user_hears_of_the_inviters_new_device() {
     let second_device = Client::new(&first.url()).login("alice", PASSWORD).await;
     crate::keys::upload_device_keys(&second_device, 13).await;
     assert!(
-        synapse::wait_for_device_change(&bob, &since, &alice.user_id).await,
+        synapse::wait_for_device_change(bob, &since, &alice.user_id).await,
         "{}",
         logs()
     );
@@ -424,14 +424,9 @@ async fn media_of_older_servers_and_by_location_is_fetched() {
 /// invite, a knock, media and spaces, each way.
 #[tokio::test]
 async fn two_myelins_run_the_scenarios_both_ways() {
-    let TwoMyelins {
-        first,
-        second,
-        alice,
-        bob,
-        _certificates,
-    } = TwoMyelins::start().await;
-    let logs = || format!("{}\n{}", first.logs(), second.logs());
+    let two = TwoMyelins::start().await;
+    let (first, second, alice, bob) = (&two.first, &two.second, &two.alice, &two.bob);
+    let logs = || two.logs();
 
     for (owner, joiner, owner_server, alias) in [
         (&alice, &bob, first.server_name(), "first-past"),
@@ -502,7 +497,7 @@ async fn two_myelins_run_the_scenarios_both_ways() {
     let second_device = Client::new(&first.url()).login("alice", PASSWORD).await;
     let keys = crate::keys::upload_device_keys(&second_device, 12).await;
     assert!(
-        synapse::wait_for_device_change(&bob, &since, &alice.user_id).await,
+        synapse::wait_for_device_change(bob, &since, &alice.user_id).await,
         "{}",
         logs()
     );
@@ -519,12 +514,5 @@ async fn two_myelins_run_the_scenarios_both_ways() {
     );
 
     // Power levels, kicks, bans and rejoins in a room of each.
-    synapse::check_moderation(
-        &alice,
-        first.server_name(),
-        &bob,
-        second.server_name(),
-        &logs,
-    )
-    .await;
+    synapse::check_moderation(alice, first.server_name(), bob, second.server_name(), &logs).await;
 }
