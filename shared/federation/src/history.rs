@@ -154,15 +154,14 @@ impl RemoteRoom<'_> {
             .into_iter()
             .map(|event_id| event_id.to_string())
             .collect();
-        store
-            .store_outliers(
-                fetched
-                    .iter()
-                    .filter(|checked| allowed.contains(&checked.event_id))
-                    .map(CheckedPdu::outlier)
-                    .collect(),
-            )
-            .await?;
+        let kept: Vec<OutlierEvent> = fetched
+            .iter()
+            .filter(|checked| allowed.contains(&checked.event_id))
+            .map(CheckedPdu::outlier)
+            .collect();
+        if !kept.is_empty() {
+            store.store_outliers(kept).await?;
+        }
         Ok(allowed)
     }
 }
