@@ -432,22 +432,7 @@ async fn two_myelins_run_the_scenarios_both_ways() {
         (&alice, &bob, first.server_name(), "first-past"),
         (&bob, &alice, second.server_name(), "second-past"),
     ] {
-        // History from before the join arrives by backfill, in order.
-        let room_id = owner
-            .create_room(&json!({"preset": "public_chat", "room_alias_name": alias}))
-            .await;
-        let past: Vec<String> = (0..12).map(|n| format!("{alias} {n}")).collect();
-        for body in &past {
-            owner.send_text(&room_id, body).await;
-        }
-        let joined = joiner.join(&format!("#{alias}:{owner_server}")).await;
-        assert_eq!(joined.status, 200, "{}", joined.text);
-        assert_eq!(
-            synapse::page_back_all(joiner, &room_id, 5, 20).await,
-            past,
-            "{}",
-            logs()
-        );
+        synapse::check_backfill(owner, owner_server, alias, joiner, &logs).await;
 
         // An invite to a private room, taken.
         let private = owner.create_room(&json!({"preset": "private_chat"})).await;

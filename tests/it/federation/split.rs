@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::forged::check_forged_requests;
 use super::synapse::{
-    Synapse, bodies_in_order, check_directories, check_moderation, fetch_media, knock_room,
-    knock_via, page_back_all, room_joined_over_federation, wait_for_device_change, wait_for_invite,
+    Synapse, bodies_in_order, check_backfill, check_directories, check_moderation, fetch_media,
+    knock_room, knock_via, room_joined_over_federation, wait_for_device_change, wait_for_invite,
     wait_for_membership, wait_for_message,
 };
 use super::{
@@ -181,21 +181,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         (&sam, synapse.server_name.as_str(), "splitpast"),
         (&bob, single.server_name(), "singlepast"),
     ] {
-        let past_room = owner
-            .create_room(&json!({"preset": "public_chat", "room_alias_name": alias}))
-            .await;
-        let past: Vec<String> = (0..12).map(|n| format!("{alias} {n}")).collect();
-        for body in &past {
-            owner.send_text(&past_room, body).await;
-        }
-        let joined = alice.join(&format!("#{alias}:{owner_server}")).await;
-        assert_eq!(joined.status, 200, "{}", joined.text);
-        assert_eq!(
-            page_back_all(&alice, &past_room, 5, 20).await,
-            past,
-            "{}",
-            synapse.log_tail()
-        );
+        check_backfill(owner, owner_server, alias, &alice, &|| synapse.log_tail()).await;
     }
 
     // Room directories both ways, and power levels, kicks, bans and

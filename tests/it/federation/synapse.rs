@@ -564,6 +564,33 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
     }
 }
 
+/// History from before a join arrives by backfill: `owner` sends 12
+/// messages in a new public room named by `alias`, then `joiner` joins by
+/// the alias and pages back through all of them, in order.
+pub(crate) async fn check_backfill(
+    owner: &Client,
+    owner_server: &str,
+    alias: &str,
+    joiner: &Client,
+    logs: &dyn Fn() -> String,
+) {
+    let room_id = owner
+        .create_room(&json!({"preset": "public_chat", "room_alias_name": alias}))
+        .await;
+    let past: Vec<String> = (0..12).map(|n| format!("{alias} {n}")).collect();
+    for body in &past {
+        owner.send_text(&room_id, body).await;
+    }
+    let joined = joiner.join(&format!("#{alias}:{owner_server}")).await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+    assert_eq!(
+        page_back_all(joiner, &room_id, 5, 20).await,
+        past,
+        "{}",
+        logs()
+    );
+}
+
 /// Every message body `reader` can page back to, oldest first, following
 /// `end` tokens (at most `pages` pages of `limit`).
 pub(crate) async fn page_back_all(
