@@ -16,9 +16,8 @@ use crate::KeyRing;
 
 /// Matrix's limit on a whole PDU.
 pub const MAX_PDU_BYTES: usize = 65_536;
-/// The most events one PDU may cite, as Synapse allows: more would make
-/// each check load that many states.
-const MAX_PREV_EVENTS: usize = 20;
+/// The most auth events one PDU may cite, as Synapse allows; the most
+/// `prev_events` is the room crate's, which the sending side keeps to.
 const MAX_AUTH_EVENTS: usize = 10;
 
 /// A PDU that passed the checks.
@@ -87,7 +86,7 @@ pub async fn check_pdu(
 ) -> Result<CheckedPdu, PduRejected> {
     let event_id = event_id_of(version, &object)?;
     for (key, most) in [
-        ("prev_events", MAX_PREV_EVENTS),
+        ("prev_events", myelin_room::MAX_PREV_EVENTS),
         ("auth_events", MAX_AUTH_EVENTS),
     ] {
         if let Some(CanonicalJsonValue::Array(cited)) = object.get(key)

@@ -48,9 +48,15 @@ pub async fn current_head(store: &dyn Store, room_id: &str) -> Result<CurrentHea
     let heads = store.forward_extremities(room_id).await?;
     let ids: Vec<String> = heads.iter().map(|(event_id, _)| event_id.clone()).collect();
     for event in store.events_by_id(&ids).await? {
-        extremities.push(event_ref(&version, &event.event_id, &event.pdu_json));
+        extremities.push((
+            event_ref(&version, &event.event_id, &event.pdu_json),
+            event.depth,
+        ));
         max_depth = max_depth.max(event.depth);
     }
+    // A template cites no more than an event may; the writer judges the
+    // signed event by the state its cited events resolve to.
+    let (extremities, _) = myelin_room::cite_deepest(extremities);
     Ok(CurrentHead {
         version,
         state,

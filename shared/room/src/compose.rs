@@ -113,6 +113,30 @@ pub fn event_template(
     Ok(object)
 }
 
+/// The most `prev_events` one event may cite; servers refuse more.
+pub const MAX_PREV_EVENTS: usize = 20;
+
+/// Splits a room's forward extremities, each with its depth, into those the
+/// next event cites (the deepest [`MAX_PREV_EVENTS`]; ties by ID, so every
+/// writer picks the same) and those left for a later event.
+pub fn cite_deepest(mut extremities: Vec<(EventRef, i64)>) -> (Vec<EventRef>, Vec<EventRef>) {
+    extremities.sort_by(|(a, a_depth), (b, b_depth)| {
+        b_depth
+            .cmp(a_depth)
+            .then_with(|| a.event_id.cmp(&b.event_id))
+    });
+    let uncited = extremities
+        .split_off(extremities.len().min(MAX_PREV_EVENTS))
+        .into_iter()
+        .map(|(extremity, _)| extremity)
+        .collect();
+    let cited = extremities
+        .into_iter()
+        .map(|(extremity, _)| extremity)
+        .collect();
+    (cited, uncited)
+}
+
 /// The reference to an event for later `prev_events`/`auth_events`.
 pub fn event_ref(version: &RoomVersion, event_id: &str, pdu_json: &str) -> EventRef {
     let needs_hash = version.rules.events_reference_format

@@ -35,7 +35,10 @@ pub use build::{
 pub use client_format::{
     INVITE_STATE_TYPES, client_event, stored_client_event, stripped_state_event,
 };
-pub use compose::{ComposeError, NewEvent, RoomHead, compose_event, event_ref, event_template};
+pub use compose::{
+    ComposeError, MAX_PREV_EVENTS, NewEvent, RoomHead, cite_deepest, compose_event, event_ref,
+    event_template,
+};
 pub use filter::{EventFilter, SyncFilter};
 pub use keys::ServerKey;
 pub use pdu::{Pdu, PduParseError, content_text};

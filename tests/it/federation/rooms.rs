@@ -4,6 +4,7 @@
 //! state reads by a server outside and inside the room. Nothing forged
 //! appears in the room, and real traffic keeps flowing.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use ruma::CanonicalJsonObject;
@@ -86,6 +87,74 @@ impl Peer {
     }
 }
 
+/// A user of the peer's server, joined to a room of the target.
+pub(crate) struct Joined {
+    rules: RoomVersionRules,
+    join_id: String,
+    depth: i64,
+    /// The room's state at the join, as `send_join` returned it.
+    state: Value,
+}
+
+impl Peer {
+    /// The template `make_join` gives `user_id` for `room_id` (versions 10 to 12).
+    async fn make_join(&self, room_id: &str, user_id: &str) -> (RoomVersionRules, Value) {
+        let uri = format!(
+            "/_matrix/federation/v1/make_join/{}/{}?ver=10&ver=11&ver=12",
+            encode(room_id),
+            encode(user_id)
+        );
+        let (status, made) = self.request("GET", &uri, None).await;
+        assert_eq!(status, 200, "{made}");
+        let version: ruma::RoomVersionId = made["room_version"]
+            .as_str()
+            .expect("room_version")
+            .try_into()
+            .expect("a version");
+        (version.rules().expect("known rules"), made["event"].clone())
+    }
+
+    /// Signs and sends a join; returns `send_join`'s answer.
+    async fn send_join(&self, room_id: &str, event_id: &str, join: &Value) -> (u16, Value) {
+        let uri = format!(
+            "/_matrix/federation/v2/send_join/{}/{}",
+            encode(room_id),
+            encode(event_id)
+        );
+        self.request("PUT", &uri, Some(join)).await
+    }
+
+    /// Joins `user_id` to `room_id` through `make_join` and `send_join`.
+    async fn join(&self, room_id: &str, user_id: &str) -> Joined {
+        let (rules, template) = self.make_join(room_id, user_id).await;
+        let (join_id, join) = self.sign(&rules, template.clone());
+        let (status, joined) = self.send_join(room_id, &join_id, &join).await;
+        assert_eq!(status, 200, "{joined}");
+        Joined {
+            rules,
+            join_id,
+            depth: template["depth"].as_i64().expect("depth"),
+            state: joined["state"].clone(),
+        }
+    }
+}
+
+impl Peer {
+    /// [`Peer::send`], waiting its turn while the peer's real server has a
+    /// transaction of its own in progress (`429`), as a server would.
+    pub(crate) async fn send_in_turn(&self, txn_id: &str, pdus: &[Value]) -> (u16, Value) {
+        for _ in 0..30 {
+            let (status, body) = self.send(txn_id, pdus).await;
+            if status != 429 {
+                return (status, body);
+            }
+            let wait = body["retry_after_ms"].as_u64().unwrap_or(200).min(2_000);
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        }
+        panic!("the target never gave this server its turn");
+    }
+}
+
 fn sign_with(
     server: &str,
     key_pair: &ruma::signatures::Ed25519KeyPair,
@@ -144,6 +213,121 @@ async fn room_traffic_from_another_server_is_checked_before_it_lands() {
         &super::signing_key_path(origin.config_path()),
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_room_with_many_branches_is_cited_twenty_at_a_time() {
+    let certificates = Certificates::new();
+    let target = federating_myelin(&certificates).await;
+    let origin = federating_myelin(&certificates).await;
+    let alice = user_with_name(&target.url(), "alice", "Alice").await;
+    check_wide_branches(
+        &federation_url(&target),
+        target.server_name(),
+        &alice,
+        origin.server_name(),
+        &super::signing_key_path(origin.config_path()),
+    )
+    .await;
+}
+
+/// The `prev_events` of an event of `room_id`, as another server reads it.
+async fn prev_events_of(peer: &Peer, event_id: &str) -> BTreeSet<String> {
+    let uri = format!("/_matrix/federation/v1/event/{}", encode(event_id));
+    let (status, body) = peer.request("GET", &uri, None).await;
+    assert_eq!(status, 200, "{body}");
+    body["pdus"][0]["prev_events"]
+        .as_array()
+        .expect("prev_events")
+        .iter()
+        .map(|prev| prev.as_str().expect("an event ID").to_owned())
+        .collect()
+}
+
+/// A user of `origin` joins a public room of `alice` and sends 25 events
+/// side by side, each citing only the join: the room has 25 forward
+/// extremities. Alice's next event cites the deepest 20, the one after it
+/// the rest, and the state on the branches left waiting still counts.
+pub(crate) async fn check_wide_branches(
+    target_url: &str,
+    target_name: &str,
+    alice: &Client,
+    origin: &str,
+    key_path: &Path,
+) {
+    let peer = Peer::new(target_url, target_name, origin, key_path);
+    let room_id = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let mallory = format!("@mallory:{origin}");
+    let joined = peer.join(&room_id, &mallory).await;
+    let power_levels = state_id(&joined.rules, &joined.state, "m.room.power_levels");
+    let join_rules = state_id(&joined.rules, &joined.state, "m.room.join_rules");
+    // The shallowest branch renames Mallory; the others are messages.
+    // Each is newer than the join, so resolution keeps the rename.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    let branches: Vec<(String, Value)> = (1..=25)
+        .map(|n: i64| {
+            let mut pdu = json!({
+                "type": "m.room.message",
+                "room_id": room_id,
+                "sender": mallory,
+                "content": {"msgtype": "m.text", "body": format!("branch {n}")},
+                "origin_server_ts": now + n,
+                "depth": joined.depth + n,
+                "prev_events": [joined.join_id],
+                "auth_events": [power_levels, joined.join_id],
+            });
+            if n == 1 {
+                pdu["type"] = json!("m.room.member");
+                pdu["state_key"] = json!(mallory);
+                pdu["content"] = json!({"membership": "join", "displayname": "Branchy"});
+                pdu["auth_events"] = json!([power_levels, joined.join_id, join_rules]);
+            }
+            peer.sign(&joined.rules, pdu)
+        })
+        .collect();
+    let pdus: Vec<Value> = branches.iter().map(|(_, pdu)| pdu.clone()).collect();
+    let (status, answer) = peer.send_in_turn("side-by-side", &pdus).await;
+    assert_eq!(status, 200, "{answer}");
+    for (event_id, _) in &branches {
+        assert_eq!(answer["pdus"][event_id], json!({}), "{answer}");
+    }
+    let branch_ids: Vec<String> = branches.into_iter().map(|(id, _)| id).collect();
+
+    let first = alice.send_text(&room_id, "after the branches").await;
+    let cited_first = prev_events_of(&peer, &first).await;
+    let deepest: BTreeSet<String> = branch_ids[5..].iter().cloned().collect();
+    assert_eq!(cited_first, deepest, "the deepest twenty");
+    let second = alice.send_text(&room_id, "and the rest").await;
+    let mut rest: BTreeSet<String> = branch_ids[..5].iter().cloned().collect();
+    rest.insert(first.clone());
+    assert_eq!(prev_events_of(&peer, &second).await, rest);
+    let third = alice.send_text(&room_id, "one branch again").await;
+    assert_eq!(
+        prev_events_of(&peer, &third).await,
+        BTreeSet::from([second])
+    );
+
+    // The rename sat on a branch the first event did not cite; it holds.
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            encode(&room_id),
+            encode(&mallory)
+        ))
+        .await
+        .ok();
+    assert_eq!(member["displayname"], "Branchy", "{member}");
+    let seen = bodies(alice, &room_id).await;
+    for body in [
+        "branch 2",
+        "branch 25",
+        "after the branches",
+        "one branch again",
+    ] {
+        assert!(seen.iter().any(|seen| seen == body), "{body}: {seen:?}");
+    }
 }
 
 /// Joins a public room of `alice` (on the server at `target_url`) as a
@@ -241,17 +425,8 @@ pub(crate) async fn check_room_traffic(
         (400, Some("M_INCOMPATIBLE_ROOM_VERSION")),
         "{body}"
     );
-    let (status, made) = peer
-        .request("GET", &make_join(&mallory, "?ver=10&ver=11&ver=12"), None)
-        .await;
-    assert_eq!(status, 200, "{made}");
-    let version: ruma::RoomVersionId = made["room_version"]
-        .as_str()
-        .expect("room_version")
-        .try_into()
-        .expect("a version");
-    let rules = version.rules().expect("known rules");
-    let (join_id, join) = peer.sign(&rules, made["event"].clone());
+    let (rules, template) = peer.make_join(&room_id, &mallory).await;
+    let (join_id, join) = peer.sign(&rules, template.clone());
 
     // A join signed by another key, or sent under another event ID.
     let impostor = myelin_room::ServerKey::from_file(
@@ -266,27 +441,17 @@ pub(crate) async fn check_room_traffic(
         },
     )
     .expect("a key");
-    let (forged_join_id, forged_join) = sign_with(
-        &peer.name,
-        impostor.key_pair(),
-        &rules,
-        made["event"].clone(),
-    );
-    let send_join = |event_id: &str| {
-        format!(
-            "/_matrix/federation/v2/send_join/{room}/{}",
-            encode(event_id)
-        )
-    };
+    let (forged_join_id, forged_join) =
+        sign_with(&peer.name, impostor.key_pair(), &rules, template.clone());
     let (status, body) = peer
-        .request("PUT", &send_join(&forged_join_id), Some(&forged_join))
+        .send_join(&room_id, &forged_join_id, &forged_join)
         .await;
     assert_eq!(
         (status, body["errcode"].as_str()),
         (403, Some("M_FORBIDDEN")),
         "{body}"
     );
-    let (status, body) = peer.request("PUT", &send_join(&before), Some(&join)).await;
+    let (status, body) = peer.send_join(&room_id, &before, &join).await;
     assert_eq!(
         (status, body["errcode"].as_str()),
         (400, Some("M_BAD_JSON")),
@@ -298,7 +463,7 @@ pub(crate) async fn check_room_traffic(
     );
 
     // The real join: the state before it and its auth chain come back.
-    let (status, joined) = peer.request("PUT", &send_join(&join_id), Some(&join)).await;
+    let (status, joined) = peer.send_join(&room_id, &join_id, &join).await;
     assert_eq!(status, 200, "{joined}");
     let state = &joined["state"];
     let power_levels = state_id(&rules, state, "m.room.power_levels");
@@ -337,7 +502,7 @@ pub(crate) async fn check_room_traffic(
     // Transactions: a good message, one forged, one tampered with after
     // signing, one the rules refuse (Mallory making herself admin), and one
     // from a user who never joined.
-    let depth = made["event"]["depth"].as_i64().expect("depth");
+    let depth = template["depth"].as_i64().expect("depth");
     let event = |event_type: &str, state_key: Option<&str>, content: Value, prev: &str, n: i64| {
         let mut pdu = json!({
             "type": event_type,

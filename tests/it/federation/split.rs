@@ -222,6 +222,17 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     )
     .await;
 
+    // Events side by side from the single server: the split writer cites
+    // at most twenty of them per event.
+    super::rooms::check_wide_branches(
+        &format!("https://{server_name}"),
+        &server_name,
+        &alice,
+        single.server_name(),
+        &signing_key_path(single.config_path()),
+    )
+    .await;
+
     // While another replica has the single server's turn at its
     // transactions, every replica answers it 429; once given back, 200.
     let database = split.database().await;

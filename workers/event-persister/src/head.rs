@@ -11,6 +11,7 @@ use myelin_store::Store;
 use crate::input::{refused, unavailable};
 use crate::snapshots::HeadSnapshot;
 
+#[derive(Clone)]
 pub struct CachedHead {
     pub version: RoomVersion,
     pub room_id: String,

@@ -1,8 +1,7 @@
 #![doc = include_str!("../README.md")]
 //!
 //! Invariant: only this role writes events, and only one request per room is
-//! in progress at a time, so the room DAG stays linear and the cached head is
-//! the stored head.
+//! in progress at a time, so the cached head is the stored head.
 
 mod backfill;
 mod head;
@@ -13,6 +12,7 @@ mod push;
 mod remote;
 mod snapshots;
 mod sweep;
+mod wide;
 
 use std::sync::Arc;
 

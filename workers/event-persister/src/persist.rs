@@ -62,7 +62,20 @@ impl EventPersister {
         txn: Option<TxnKey>,
         fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
-        let composed = self.compose(head, sender, template, txn, fence).await?;
+        let narrow = self.narrow_head(head).await?;
+        let composed_on = narrow.as_ref().map_or(&*head, |narrow| &narrow.cited);
+        let mut composed = self
+            .compose(composed_on, sender, template, txn, fence)
+            .await?;
+        let next_head = match &narrow {
+            Some(narrow) => {
+                let next = self.head_beside_uncited(narrow, &composed).await?;
+                composed.record.resolved_state =
+                    Some(crate::remote::changes(&head.state, &next.state));
+                Some(next)
+            }
+            None => None,
+        };
         let outcome = self
             .event_store
             .persist_event(composed.record.clone())
@@ -78,7 +91,10 @@ impl EventPersister {
                 });
             }
         };
-        advance(head, &composed);
+        match next_head {
+            Some(next) => *head = next,
+            None => advance(head, &composed),
+        }
         self.announce(&composed.record, position).await;
         Ok(composed.done(Some(position)))
     }

@@ -498,7 +498,7 @@ fn membership_of(pdu: &Pdu) -> Option<String> {
 }
 
 /// The keys whose event differs between `old` and `new`.
-fn changes(old: &RoomState, new: &RoomState) -> Vec<CurrentStateChange> {
+pub(crate) fn changes(old: &RoomState, new: &RoomState) -> Vec<CurrentStateChange> {
     new.iter()
         .filter(|(key, event)| {
             old.get(*key)

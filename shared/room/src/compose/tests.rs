@@ -242,3 +242,27 @@ fn keys_over_255_bytes_are_refused() {
         );
     }
 }
+
+#[test]
+fn the_deepest_twenty_extremities_are_cited_and_the_rest_wait() {
+    let extremity = |n: i64| {
+        (
+            EventRef {
+                event_id: format!("$e{n:02}"),
+                reference_hash: None,
+            },
+            n % 7,
+        )
+    };
+    let few: Vec<_> = (0..3).map(extremity).collect();
+    let (cited, uncited) = cite_deepest(few);
+    assert_eq!((cited.len(), uncited.len()), (3, 0));
+
+    let (cited, uncited) = cite_deepest((0..25).map(extremity).collect());
+    assert_eq!((cited.len(), uncited.len()), (MAX_PREV_EVENTS, 5));
+    // Depths are n % 7: the five left are the shallowest, ties by ID.
+    let left: Vec<&str> = uncited.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(left, ["$e22", "$e00", "$e07", "$e14", "$e21"]);
+    let (again, _) = cite_deepest((0..25).rev().map(extremity).collect());
+    assert_eq!(again, cited, "the same choice whatever the order");
+}
