@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use myelin_bus::messages::{self, PersistedEvent};
 use myelin_bus::subjects;
 use myelin_bus::topics::{self, ServerSeen};
 use myelin_process::Shutdown;
@@ -65,8 +66,13 @@ impl FederationSender {
                         self.wake.notify_one();
                     }
                     message = persisted.next() => {
-                        if message.is_none() { break; }
-                        self.wake.notify_one();
+                        let Some(message) = message else { break };
+                        // Only this server's events go out: another's are
+                        // passed over by the next pass that has work, or
+                        // the backstop's.
+                        if self.rings_for_own_event(&message.payload) {
+                            self.wake.notify_one();
+                        }
                     }
                     server = seen.next() => {
                         let Some(ServerSeen { server_name }) = server else { break };
@@ -79,6 +85,13 @@ impl FederationSender {
                 }
             }
         })
+    }
+
+    /// Whether a persisted-event bell is for an event of this server's
+    /// users; an unreadable one is taken to be.
+    fn rings_for_own_event(&self, payload: &[u8]) -> bool {
+        messages::decode::<PersistedEvent>(payload)
+            .map_or(true, |event| self.is_local(&event.sender))
     }
 
     pub(crate) async fn send_loop(self: Arc<Self>, mut shutdown: Shutdown) {

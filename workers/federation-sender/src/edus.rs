@@ -38,7 +38,7 @@ impl EduKind {
 }
 
 impl FederationSender {
-    fn is_local(&self, user_id: &str) -> bool {
+    pub(crate) fn is_local(&self, user_id: &str) -> bool {
         user_id
             .split_once(':')
             .is_some_and(|(_, server)| server == self.config.server_name)
@@ -188,13 +188,11 @@ impl FederationSender {
             return Ok(());
         }
         let newest = self.store.max_device_list_position().await?;
-        let mut cursors = Vec::new();
-        for (partition, state) in &held {
-            let cursor = self.store.device_list_cursor(*partition).await?;
-            if cursor < newest {
-                cursors.push((*partition, state.fence, cursor));
-            }
-        }
+        let cursors: Vec<_> = held
+            .iter()
+            .filter(|(_, state)| state.device_list_cursor < newest)
+            .map(|(partition, state)| (*partition, state.fence, state.device_list_cursor))
+            .collect();
         let Some(from) = cursors.iter().map(|(_, _, cursor)| *cursor).min() else {
             return Ok(());
         };
@@ -227,7 +225,11 @@ impl FederationSender {
                 .advance_device_list_cursor(partition, fence, upto)
                 .await
             {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some(state) = self.held().get_mut(&partition) {
+                        state.device_list_cursor = upto;
+                    }
+                }
                 Err(myelin_store::StoreError::Fenced) => {
                     self.leases.review_now();
                     self.held().remove(&partition);

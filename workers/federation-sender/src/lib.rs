@@ -56,6 +56,9 @@ struct HeldPartition {
     /// The cursor as last written to the store.
     stored: StreamPosition,
     stored_at: std::time::Instant,
+    /// How far the device-list stream was told to this partition's
+    /// destinations (as the store holds it: this process moves it).
+    device_list_cursor: StreamPosition,
 }
 
 pub fn role(deps: &Deps) -> Arc<FederationSender> {
@@ -97,6 +100,7 @@ impl PartitionWork for FederationSender {
 
     async fn start(self: Arc<Self>, partition: u16, fence: Fence) -> anyhow::Result<()> {
         let cursor = self.store.outbox_cursor(partition).await?;
+        let device_list_cursor = self.store.device_list_cursor(partition).await?;
         self.held().insert(
             partition,
             HeldPartition {
@@ -104,6 +108,7 @@ impl PartitionWork for FederationSender {
                 cursor,
                 stored: cursor,
                 stored_at: std::time::Instant::now(),
+                device_list_cursor,
             },
         );
         // What the last holder left queued goes out now.
