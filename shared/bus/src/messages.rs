@@ -119,11 +119,37 @@ pub struct RemoteMembership {
     pub origin: String,
 }
 
+/// Another server's events of one room, in the order its transaction
+/// carried them. The writer stores those that extend the room's head one
+/// after another in one store transaction, and answers for each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteEvents {
+    pub room_id: String,
+    pub events: Vec<RemoteEvent>,
+}
+
+/// What became of one event of [`RemoteEvents`]: `None`, stored (or known
+/// already, or soft-failed); else why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteEventOutcome {
+    pub event_id: String,
+    pub refused: Option<RoomInputRefused>,
+}
+
+/// The answer to [`RemoteEvents`]: each event's outcome, in order, or a
+/// refusal of the whole batch (nothing of it written that is not known).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteEventsReply {
+    pub v: u16,
+    pub outcome: Result<Vec<RemoteEventOutcome>, RoomInputRefused>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RoomInput {
     Send(SendEvent),
     CreateRoom(CreateRoom),
     Remote(RemoteEvent),
+    RemoteBatch(RemoteEvents),
     JoinRemote(JoinRemoteRoom),
     RemoteMembership(RemoteMembership),
     Backfill(BackfilledEvents),

@@ -20,7 +20,7 @@ pub use allocator::tune_allocator;
 pub use deps::{Deps, open_bus, open_store};
 pub use observability::{init_tracing, labelled_counter};
 pub use role::{Role, Shutdown};
-pub use room_input::request_room_input;
+pub use room_input::{matrix_error, request_remote_events, request_room_input};
 pub use serve::run_roles;
 pub use to_device::{addressed_messages, queue_to_device};
 pub use worker::{build_runtime, worker_main};

@@ -309,6 +309,42 @@ pub(crate) async fn check_wide_branches(
         BTreeSet::from([second])
     );
 
+    // A message and its redaction in one transaction: the redaction finds
+    // the message it follows, written just before it.
+    let later = |n: i64, pdu: Value| {
+        let mut pdu = pdu;
+        pdu["room_id"] = json!(room_id);
+        pdu["sender"] = json!(mallory);
+        pdu["origin_server_ts"] = json!(now + 100 + n);
+        pdu["depth"] = json!(joined.depth + 100 + n);
+        pdu["auth_events"] = json!([power_levels, branch_ids[0]]);
+        peer.sign(&joined.rules, pdu)
+    };
+    let (doomed_id, doomed) = later(
+        1,
+        json!({
+            "type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": "soon redacted"},
+            "prev_events": [third],
+        }),
+    );
+    let (redaction_id, redaction) = later(
+        2,
+        json!({
+            "type": "m.room.redaction",
+            "redacts": doomed_id,
+            "content": {"redacts": doomed_id},
+            "prev_events": [doomed_id],
+        }),
+    );
+    let (status, answer) = peer
+        .send_in_turn("message-and-redaction", &[doomed, redaction])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    for event_id in [&doomed_id, &redaction_id] {
+        assert_eq!(answer["pdus"][event_id], json!({}), "{answer}");
+    }
+
     // The rename sat on a branch the first event did not cite; it holds.
     let member = alice
         .get(&format!(
@@ -328,6 +364,7 @@ pub(crate) async fn check_wide_branches(
     ] {
         assert!(seen.iter().any(|seen| seen == body), "{body}: {seen:?}");
     }
+    assert!(!seen.iter().any(|body| body == "soon redacted"), "{seen:?}");
 }
 
 /// Joins a public room of `alice` (on the server at `target_url`) as a

@@ -57,6 +57,26 @@ impl RoomHeads {
     }
 }
 
+impl crate::EventPersister {
+    /// The room's head, locked for one request and read from the store when
+    /// not cached: the guard always holds one.
+    pub(crate) async fn locked_head(
+        &self,
+        room_id: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Option<CachedHead>>, RoomInputRefused> {
+        let mut guard = self.heads.slot(room_id).lock_owned().await;
+        if guard.is_none() {
+            *guard = Some(load_head(self.store.as_ref(), room_id).await?);
+        }
+        Ok(guard)
+    }
+}
+
+/// The answer when a locked head is missing, which [`crate::EventPersister::locked_head`] rules out.
+pub(crate) fn head_missing() -> RoomInputRefused {
+    refused(500, "M_UNKNOWN", "room head missing")
+}
+
 /// Reads a room's head from the store.
 pub(crate) async fn load_head(
     event_store: &dyn Store,

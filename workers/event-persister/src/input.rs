@@ -2,14 +2,14 @@
 
 use myelin_bus::Request;
 use myelin_bus::messages::{
-    self, CreateRoom, RoomInput, RoomInputDone, RoomInputRefused, RoomInputReply, RoomInputRequest,
-    SendEvent, WIRE_VERSION,
+    self, CreateRoom, RemoteEventsReply, RoomInput, RoomInputDone, RoomInputRefused,
+    RoomInputReply, RoomInputRequest, SendEvent, WIRE_VERSION,
 };
 use myelin_room::RoomVersion;
 use myelin_store::{Fence, StoreError, TxnKey};
 
 use crate::EventPersister;
-use crate::head::{CachedHead, load_head};
+use crate::head::CachedHead;
 use crate::persist::advance;
 
 pub(crate) fn refused(status: u16, errcode: &str, error: &str) -> RoomInputRefused {
@@ -39,9 +39,30 @@ pub(crate) fn unavailable(error: StoreError) -> RoomInputRefused {
     )
 }
 
+async fn respond(request: Request, reply: &impl serde::Serialize) {
+    if let Err(error) = request.respond(messages::encode(reply)).await {
+        tracing::warn!(%error, "could not answer a room input request");
+    }
+}
+
 impl EventPersister {
     pub(crate) async fn answer(&self, request: Request, fence: Fence) {
-        let outcome = match messages::decode::<RoomInputRequest>(&request.message.payload) {
+        let decoded = messages::decode::<RoomInputRequest>(&request.message.payload);
+        if let Ok(RoomInputRequest {
+            input: RoomInput::RemoteBatch(batch),
+            ..
+        }) = decoded
+        {
+            let outcome = self.accept_remote_events(batch, fence).await;
+            self.review_if_fenced(outcome.as_ref().err());
+            let reply = RemoteEventsReply {
+                v: WIRE_VERSION,
+                outcome,
+            };
+            respond(request, &reply).await;
+            return;
+        }
+        let outcome = match decoded {
             Ok(input) => match input.input {
                 RoomInput::Send(send) => self.send(send, fence).await,
                 RoomInput::CreateRoom(create) => self.create_room(create, fence).await,
@@ -51,6 +72,12 @@ impl EventPersister {
                     self.accept_remote_membership(membership, fence).await
                 }
                 RoomInput::Backfill(batch) => self.accept_backfill(batch).await,
+                // Taken above: its answer has a shape of its own.
+                RoomInput::RemoteBatch(_) => Err(refused(
+                    400,
+                    "M_BAD_JSON",
+                    "a batch of events is answered apart",
+                )),
             },
             Err(error) => Err(refused(
                 400,
@@ -58,16 +85,19 @@ impl EventPersister {
                 &format!("unreadable room input: {error}"),
             )),
         };
-        if matches!(&outcome, Err(refusal) if refusal.errcode == messages::RESEND) {
-            // Check the session at once and let go of what was lost.
-            self.leases.review_now();
-        }
+        self.review_if_fenced(outcome.as_ref().err());
         let reply = RoomInputReply {
             v: WIRE_VERSION,
             outcome,
         };
-        if let Err(error) = request.respond(messages::encode(&reply)).await {
-            tracing::warn!(%error, "could not answer a room input request");
+        respond(request, &reply).await;
+    }
+
+    /// A write fenced off: the session is checked at once and what was
+    /// lost let go.
+    fn review_if_fenced(&self, refusal: Option<&RoomInputRefused>) {
+        if refusal.is_some_and(|refusal| refusal.errcode == messages::RESEND) {
+            self.leases.review_now();
         }
     }
 
@@ -78,13 +108,9 @@ impl EventPersister {
             txn_id: txn.txn_id,
         });
         // A repeated transaction ID is caught by the store, atomically with the write.
-        let slot = self.heads.slot(&send.room_id);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(load_head(self.store.as_ref(), &send.room_id).await?);
-        }
+        let mut guard = self.locked_head(&send.room_id).await?;
         let Some(head) = guard.as_mut() else {
-            return Err(refused(500, "M_UNKNOWN", "room head missing"));
+            return Err(crate::head::head_missing());
         };
         let result = self
             .write_event(head, &send.sender, send.template, txn, fence)

@@ -4,6 +4,7 @@
 //! in progress at a time, so the cached head is the stored head.
 
 mod backfill;
+mod batch;
 mod head;
 mod input;
 mod partition;

@@ -38,6 +38,14 @@ fn damaged(why: impl std::fmt::Display) -> RoomInputRefused {
     )
 }
 
+/// What checking another server's event against the head comes to.
+pub(crate) enum RemoteStep {
+    /// Nothing to write: known already, or soft-failed (kept as an outlier).
+    Nothing,
+    /// The event's record; the head already stands after it.
+    Write(Box<PersistEvent>),
+}
+
 /// The state a remote event is judged against, and its snapshot when one
 /// existing snapshot holds it.
 struct StateBefore {
@@ -83,13 +91,9 @@ impl EventPersister {
         remote: RemoteEvent,
         fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
-        let slot = self.heads.slot(&remote.room_id);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(load_head(self.store.as_ref(), &remote.room_id).await?);
-        }
+        let mut guard = self.locked_head(&remote.room_id).await?;
         let Some(head) = guard.as_mut() else {
-            return Err(refused(500, "M_UNKNOWN", "room head missing"));
+            return Err(crate::head::head_missing());
         };
         let result = self.write_remote(head, remote, fence).await;
         if matches!(&result, Err(refusal) if refusal.status >= 500) {
@@ -110,12 +114,27 @@ impl EventPersister {
             event_id: remote.event_id.clone(),
             position,
         };
+        match self.compose_remote(head, &remote, fence).await? {
+            RemoteStep::Nothing => Ok(done(None)),
+            RemoteStep::Write(record) => Ok(done(self.persist_and_announce(*record).await?)),
+        }
+    }
+
+    /// Checks another server's event against `head` and, when it is to be
+    /// written, moves `head` past it and returns its record: the caller
+    /// writes it, or drops `head` if it cannot.
+    pub(crate) async fn compose_remote(
+        &self,
+        head: &mut CachedHead,
+        remote: &RemoteEvent,
+        fence: Fence,
+    ) -> Result<RemoteStep, RoomInputRefused> {
         // A retry, or the same event from another server: nothing to do.
         if self.already_stored(&remote.event_id).await? {
-            return Ok(done(None));
+            return Ok(RemoteStep::Nothing);
         }
         let pdu = Pdu::from_json(&remote.event_id, &remote.pdu_json).map_err(bad_event)?;
-        check_kind(&pdu, &remote)?;
+        check_kind(&pdu, remote)?;
         let version = head.version.clone();
 
         let before = self
@@ -150,7 +169,7 @@ impl EventPersister {
                 }])
                 .await
                 .map_err(unavailable)?;
-            return Ok(done(None));
+            return Ok(RemoteStep::Nothing);
         }
 
         let state_key = pdu.state_key.clone();
@@ -205,9 +224,6 @@ impl EventPersister {
             snapshots: Some(event_snapshots),
             resolved_state,
         };
-        let Some(position) = self.persist_and_announce(record).await? else {
-            return Ok(done(None));
-        };
         let prevs: BTreeSet<&str> = pdu.prev_events.iter().map(|id| id.as_str()).collect();
         head.extremities
             .retain(|extremity| !prevs.contains(extremity.event_id.as_str()));
@@ -216,7 +232,7 @@ impl EventPersister {
         head.max_depth = head.max_depth.max(pdu.depth);
         head.snapshot = before.extends_head.then_some(snapshot_after);
         head.state = current;
-        Ok(done(Some(position)))
+        Ok(RemoteStep::Write(Box::new(record)))
     }
 
     /// The state before `pdu`: the head's when it extends the head, else
@@ -343,7 +359,7 @@ impl EventPersister {
         pdu: &Pdu,
         state_before: &RoomState,
     ) -> Result<EventPool, RoomInputRefused> {
-        let mut cited = self.events_of(&head.version, &pdu.auth_events).await?;
+        let mut cited = self.cited_events(head, pdu).await?;
         // From version 12 the create event is cited by the room ID alone.
         if let Some(create) = head.state.get(&("m.room.create".to_owned(), String::new())) {
             cited.insert(create.event_id.clone(), Arc::clone(create));
@@ -425,6 +441,47 @@ impl EventPersister {
     }
 
     /// The stored events among `event_ids`, by ID.
+    /// The auth events `pdu` cites: from the head's state where they are
+    /// there (a message on the current state cites only such), the rest
+    /// from the store.
+    async fn cited_events(
+        &self,
+        head: &CachedHead,
+        pdu: &Pdu,
+    ) -> Result<EventPool, RoomInputRefused> {
+        let mut keys = vec![
+            ("m.room.create", ""),
+            ("m.room.power_levels", ""),
+            ("m.room.join_rules", ""),
+            ("m.room.member", pdu.sender.as_str()),
+        ];
+        if let Some(state_key) = pdu.state_key.as_deref()
+            && pdu.event_type.to_string() == "m.room.member"
+        {
+            keys.push(("m.room.member", state_key));
+        }
+        let mut cited = EventPool::new();
+        for (event_type, state_key) in keys {
+            if let Some(event) = head
+                .state
+                .get(&(event_type.to_owned(), state_key.to_owned()))
+                .filter(|event| pdu.auth_events.contains(&event.event_id))
+            {
+                cited.insert(event.event_id.clone(), Arc::clone(event));
+            }
+        }
+        let missing: Vec<OwnedEventId> = pdu
+            .auth_events
+            .iter()
+            .filter(|event_id| !cited.contains_key(*event_id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            cited.extend(self.events_of(&head.version, &missing).await?);
+        }
+        Ok(cited)
+    }
+
     pub(crate) async fn events_of(
         &self,
         version: &myelin_room::RoomVersion,

@@ -6,10 +6,10 @@
 //! kept in the store); a retry is safe because the writer knows events by
 //! their ID.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RoomInput};
+use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RemoteEvents, RoomInput};
 use myelin_federation::history::RemoteRoom;
 use myelin_federation::{check_pdu, parse_pdu};
 use myelin_http::{MatrixError, RequestContext};
@@ -111,11 +111,39 @@ pub(crate) async fn send(
     api.note_server_seen(&origin);
     let mut results = BTreeMap::new();
     let processing = async {
+        let mut rooms = RoomsSeen::default();
+        // Consecutive PDUs of one room go to its writer together.
+        let mut run: Vec<(OwnedEventId, ForWriter)> = Vec::new();
         for raw in &request.pdus {
-            if let Some((event_id, outcome)) = api.accept_pdu(&origin, raw).await {
-                results.insert(event_id, outcome);
+            let Some((event_id, checked)) =
+                api.check_transaction_pdu(&origin, raw, &mut rooms).await
+            else {
+                continue;
+            };
+            let pdu = match checked {
+                Ok(pdu) => pdu,
+                Err(why) => {
+                    results.insert(event_id, Err(why));
+                    continue;
+                }
+            };
+            if run
+                .first()
+                .is_some_and(|(_, first)| first.room_id != pdu.room_id)
+            {
+                api.hand_over_run(&origin, std::mem::take(&mut run), &mut results)
+                    .await;
+            }
+            let acl_changed_in = pdu.changes_acl.then(|| pdu.room_id.clone());
+            run.push((event_id, pdu));
+            if let Some(room_id) = acl_changed_in {
+                // The PDUs after it are judged by the ACL it sets.
+                api.hand_over_run(&origin, std::mem::take(&mut run), &mut results)
+                    .await;
+                rooms.forget(&room_id);
             }
         }
+        api.hand_over_run(&origin, run, &mut results).await;
         api.accept_edus(&origin, &request.edus).await;
     };
     // Filling gaps may take longer than a turn lasts: it is renewed meanwhile.
@@ -192,6 +220,66 @@ impl Drop for StoreTurn {
     }
 }
 
+/// A PDU of a transaction that passed the checks, for its room's writer.
+struct ForWriter {
+    room_id: String,
+    version: myelin_room::RoomVersion,
+    checked: myelin_federation::CheckedPdu,
+    /// It sets the room's server ACL.
+    changes_acl: bool,
+}
+
+fn described(error: &MatrixError) -> String {
+    format!("{}: {}", error.errcode, error.error)
+}
+
+/// What one transaction has read of each room its PDUs name: the room's
+/// version (`None`: not a room of this server) and whether the origin
+/// passes the room's server ACL. A PDU that changes the ACL has the room
+/// read again for the PDUs after it.
+#[derive(Default)]
+struct RoomsSeen(HashMap<String, Option<SeenRoom>>);
+
+#[derive(Clone)]
+struct SeenRoom {
+    version: myelin_room::RoomVersion,
+    acl: Result<(), String>,
+}
+
+impl RoomsSeen {
+    async fn read(
+        &mut self,
+        store: &dyn myelin_store::Store,
+        room_id: &str,
+        origin: &OwnedServerName,
+    ) -> Option<SeenRoom> {
+        if let Some(seen) = self.0.get(room_id) {
+            return seen.clone();
+        }
+        let seen = match rooms::room_version(store, room_id).await {
+            Ok(version) => {
+                let acl =
+                    myelin_federation::server_acl::require_acl(store, room_id, origin.as_str())
+                        .await
+                        .map_err(|refused| refused.error);
+                Some(SeenRoom { version, acl })
+            }
+            Err(error) => {
+                tracing::info!(%origin, %room_id, ?error, "dropped a PDU of a room this server is not in");
+                None
+            }
+        };
+        if self.0.len() < MAX_PDUS {
+            self.0.insert(room_id.to_owned(), seen.clone());
+        }
+        seen
+    }
+
+    fn forget(&mut self, room_id: &str) {
+        self.0.remove(room_id);
+    }
+}
+
 /// How long a replica's turn at an origin's transactions lasts if it is
 /// never given back (the replica died while processing).
 const TURN_LAPSES_MS: i64 = 120_000;
@@ -235,13 +323,14 @@ impl FederationApi {
         });
     }
 
-    /// Checks one PDU and hands it to its room's writer. `None` when the PDU
-    /// cannot even name an event, which the answer then leaves out.
-    async fn accept_pdu(
+    /// Checks one PDU of a transaction for its room's writer. `None` when
+    /// the PDU cannot even name an event, which the answer then leaves out.
+    async fn check_transaction_pdu(
         &self,
         origin: &OwnedServerName,
         raw: &RawValue,
-    ) -> Option<(OwnedEventId, Result<(), String>)> {
+        rooms: &mut RoomsSeen,
+    ) -> Option<(OwnedEventId, Result<ForWriter, String>)> {
         let object = match parse_pdu(raw) {
             Ok(object) => object,
             Err(why) => {
@@ -253,32 +342,79 @@ impl FederationApi {
             Some(CanonicalJsonValue::String(room_id)) => room_id.clone(),
             _ => return None,
         };
-        let version = match rooms::room_version(self.store.as_ref(), &room_id).await {
-            Ok(version) => version,
-            Err(error) => {
-                tracing::info!(%origin, %room_id, ?error, "dropped a PDU of a room this server is not in");
-                return None;
-            }
-        };
+        let changes_acl = matches!(
+            object.get("type"),
+            Some(CanonicalJsonValue::String(event_type)) if event_type == "m.room.server_acl"
+        );
+        let SeenRoom { version, acl } = rooms.read(self.store.as_ref(), &room_id, origin).await?;
         let event_id = myelin_federation::pdu_check::event_id_of(&version, &object).ok()?;
         let event_id = OwnedEventId::try_from(event_id).ok()?;
-        if let Err(refused) = myelin_federation::server_acl::require_acl(
-            self.store.as_ref(),
-            &room_id,
-            origin.as_str(),
-        )
-        .await
-        {
-            return Some((event_id, Err(refused.error)));
+        if let Err(refused) = acl {
+            return Some((event_id, Err(refused)));
         }
-        let outcome = match check_pdu(&self.server_keys, &version, object).await {
+        let checked = match check_pdu(&self.server_keys, &version, object).await {
             Err(why) => Err(why.0),
-            Ok(checked) => self
-                .hand_over_across_gaps(origin, &room_id, &version, &checked)
-                .await
-                .map_err(|error| format!("{}: {}", error.errcode, error.error)),
+            Ok(checked) => Ok(ForWriter {
+                room_id,
+                version,
+                checked,
+                changes_acl,
+            }),
         };
-        Some((event_id, outcome))
+        Some((event_id, checked))
+    }
+
+    /// Hands a run of checked PDUs of one room to its writer in one
+    /// request; a PDU refused for unknown prev_events is then handed over
+    /// alone, across the gap.
+    async fn hand_over_run(
+        &self,
+        origin: &OwnedServerName,
+        run: Vec<(OwnedEventId, ForWriter)>,
+        results: &mut BTreeMap<OwnedEventId, Result<(), String>>,
+    ) {
+        let Some((_, first)) = run.first() else {
+            return;
+        };
+        let room_id = first.room_id.clone();
+        let events = run
+            .iter()
+            .map(|(_, pdu)| RemoteEvent {
+                room_id: room_id.clone(),
+                event_id: pdu.checked.event_id.clone(),
+                pdu_json: pdu.checked.json.clone(),
+                origin: origin.to_string(),
+                kind: RemoteEventKind::Transaction,
+                state_ids: None,
+            })
+            .collect();
+        let answered = myelin_process::request_remote_events(
+            self.bus.as_ref(),
+            Partition::of_room(&room_id),
+            RemoteEvents { room_id, events },
+        )
+        .await;
+        let mut outcomes = match answered {
+            Ok(outcomes) => outcomes.into_iter(),
+            Err(error) => {
+                for (event_id, _) in run {
+                    results.insert(event_id, Err(described(&error)));
+                }
+                return;
+            }
+        };
+        for (event_id, pdu) in run {
+            let result = match outcomes.next().map(|outcome| outcome.refused) {
+                Some(None) => Ok(()),
+                Some(Some(refused)) if refused.errcode == MISSING_PREV_EVENTS => self
+                    .hand_over_across_gaps(origin, &pdu.room_id, &pdu.version, &pdu.checked)
+                    .await
+                    .map_err(|error| described(&error)),
+                Some(Some(refused)) => Err(format!("{}: {}", refused.errcode, refused.error)),
+                None => Err("M_UNKNOWN: the room's writer did not answer for it".to_owned()),
+            };
+            results.insert(event_id, result);
+        }
     }
 
     /// Hands a checked PDU to its room's writer; when its prev_events are
