@@ -12,8 +12,9 @@ on both sides) and the client API on another port, and measures:
    (B's user joined over federation); k6's sync_wake scenario with the
    senders talking to A and the receivers long-polling B. Delivery is the
    time B's /sync returned the message minus the sender's send start.
-2. catch-up: B is stopped, A's first sender sends `--catchup` messages, B
-   starts again and its user sends one message into the room (an inbound
+2. catch-up: B is stopped (a split B: its gateways only), A's first sender
+   sends `--catchup` messages, B starts again and its user sends one
+   message into the room (an inbound
    transaction tells A that B is back: both servers wake the destination's
    queue on it). Timed from that message until B's user can read every
    missed message (/sync, then /messages back to the first: Synapse sends
@@ -68,6 +69,14 @@ def make_certificate(directory: Path) -> tuple[str, str]:
 
 class Federating:
     """Mixed into a run.py server: named after its TLS federation port."""
+
+    def go_offline(self) -> None:
+        """Unreachable for other servers, keeping what it stores."""
+        self.stop()
+
+    def come_back(self) -> None:
+        self.launch()
+        self.wait_ready()
 
     def setup_federation(self, certificate: tuple[str, str]) -> None:
         self.federation_port = free_port()
@@ -127,10 +136,55 @@ class FederatingSynapse(Federating, SynapseServer):
 
 class FederatingMyelinSplit(Federating, MyelinSplitServer):
     """scripts/split-up.sh with one replica of each role, federation-api and
-    federation-sender included, the gateway serving federation over TLS."""
+    federation-sender included, the gateway serving federation over TLS.
+
+    Offline means its gateways stopped (connections refused, as for a stopped
+    server); the workers, database and stream stay, since split-down.sh would
+    drop them. Back means each gateway started again as it was: the same
+    command, environment and ports."""
 
     kind = "myelin-split"
     counts = dict(MyelinSplitServer.counts, FEDERATION_APIS="1", FEDERATION_SENDERS="1")
+
+    def go_offline(self) -> None:
+        self.stopped_gateways = []
+        for key, pid in self.topology.items():
+            if not (key.startswith("GATEWAY_") and key.endswith("_PID")):
+                continue
+            proc = Path(f"/proc/{pid}")
+            argv = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            env = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0")
+                       if b"=" in item)
+            name = self.topology.get(key.replace("_PID", "_NAME"), key)
+            # Started on port 0; back on the port it got.
+            port = self.topology[key.replace("_PID", "_URL")].rsplit(":", 1)[1]
+            env[b"MYELIN_LISTENERS__0__PORT"] = port.encode()
+            self.stopped_gateways.append((key, name, argv, env, os.readlink(proc / "cwd")))
+            os.kill(int(pid), signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while proc.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if proc.exists():
+                os.kill(int(pid), signal.SIGKILL)
+
+    def come_back(self) -> None:
+        for key, name, argv, env, cwd in self.stopped_gateways:
+            with open(self.split_dir / "logs" / f"{name}.log", "ab") as log:
+                child = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            start = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+            # split-down.sh stops what the pids file lists.
+            with open(self.split_dir / "pids", "a") as pids:
+                pids.write(f"{child.pid} {start} gateway {name}\n")
+            self.topology[key] = str(child.pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                provision.Client(self.base_url, "", "").request("GET", "/_matrix/client/versions")
+                return
+            except Exception:  # noqa: BLE001 - not listening yet
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.kind}: the gateways did not come back")
 
     def extra_env(self) -> dict:
         env_file = self.dir / "federation.env"
@@ -149,9 +203,6 @@ class FederatingMyelinSplit(Federating, MyelinSplitServer):
 
 PAIRS = {"myelin": FederatingMyelin, "synapse": FederatingSynapse,
          "myelin-split": FederatingMyelinSplit}
-# Kinds whose B cannot stop and start again as it was (split-down.sh drops
-# the database): no catch-up phase; a killed sender's catch-up is in tests.
-NO_CATCH_UP = {"myelin-split"}
 
 
 def start_pair(args, kind: str, workdir: Path, certificate) -> tuple:
@@ -262,6 +313,8 @@ def measure_delivery(args, a, b, fixture: dict, workdir: Path, result: dict) -> 
         "delivery_peak_rss_b_mib": mib(samplers[1].peak_rss_kib),
         "delivery_peak_rss_a_by_program_mib": samplers[0].peak_rss_mib_by_program(),
         "delivery_peak_rss_b_by_program_mib": samplers[1].peak_rss_mib_by_program(),
+        "delivery_cpu_s_a_by_program": samplers[0].cpu_by_program(),
+        "delivery_cpu_s_b_by_program": samplers[1].cpu_by_program(),
         "k6_cpu_s": round(k6_cpu, 2),
         "errors": count(summary, "request_errors"),
     })
@@ -272,13 +325,12 @@ def measure_catch_up(args, a, b, fixture: dict, result: dict) -> None:
     room_id = first["room_id"]
     sender = provision.Client(a.base_url, first["sender"]["token"], first["sender"]["user_id"])
     receiver = provision.Client(b.base_url, first["receiver"]["token"], first["receiver"]["user_id"])
-    b.stop()
+    b.go_offline()
     started = time.monotonic()
     for n in range(args.catchup):
         sender.send_text(room_id, f"missed {n:05d}")
     result["catchup_send_s"] = round(time.monotonic() - started, 1)
-    b.launch()
-    b.wait_ready()
+    b.come_back()
     samplers = sample(a), sample(b)
     started = time.monotonic()
     receiver.send_text(room_id, "back again")
@@ -353,6 +405,7 @@ def measure_inbound(args, b, fixture: dict, certificate, result: dict) -> None:
             "inbound_requests_back": peer.requests_in,
             "inbound_peak_rss_b_mib": mib(sampler.peak_rss_kib),
             "inbound_peak_rss_b_by_program_mib": sampler.peak_rss_mib_by_program(),
+            "inbound_cpu_s_b_by_program": sampler.cpu_by_program(),
         })
     finally:
         peer.shutdown()
@@ -370,8 +423,7 @@ def one_round(args, kind: str, round_no: int, scratch: Path) -> dict:
         fixture = provision_pairs(a, b, args.pairs)
         result["provision_s"] = round(time.monotonic() - t0, 1)
         measure_delivery(args, a, b, fixture, workdir, result)
-        if kind not in NO_CATCH_UP:
-            measure_catch_up(args, a, b, fixture, result)
+        measure_catch_up(args, a, b, fixture, result)
         measure_inbound(args, b, fixture, certificate, result)
         result["ok"] = result["k6_exit"] == 0 and a.alive() and b.alive()
     except Exception as err:  # one failed round must not lose the others
