@@ -4,8 +4,6 @@
 //! announced; an event that needs the store to see what is pending (a
 //! branch, a redaction) has the pending ones written first.
 
-use std::collections::BTreeSet;
-
 use myelin_bus::messages::{RemoteEvent, RemoteEventOutcome, RemoteEvents, RoomInputRefused};
 use myelin_store::{Fence, PersistEvent};
 use serde::Deserialize;
@@ -123,14 +121,10 @@ fn extends_head_alone(head: &CachedHead, remote: &RemoteEvent) -> bool {
     if links.event_type == "m.room.redaction" {
         return false;
     }
-    let prevs: BTreeSet<&str> = links
-        .prev_events
-        .iter()
-        .filter_map(|prev| prev.as_str().or_else(|| prev.get(0)?.as_str()))
-        .collect();
-    prevs.len() == head.extremities.len()
-        && head
-            .extremities
+    head.is_extended_by(
+        links
+            .prev_events
             .iter()
-            .all(|extremity| prevs.contains(extremity.event_id.as_str()))
+            .filter_map(|prev| prev.as_str().or_else(|| prev.get(0)?.as_str())),
+    )
 }

@@ -1,7 +1,7 @@
 //! The cached head of each room this writer has touched: version, current
 //! state, forward extremities and depth.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use myelin_bus::messages::RoomInputRefused;
@@ -21,6 +21,23 @@ pub struct CachedHead {
     /// The snapshot holding `state`; `None` until one is written (a room
     /// from before snapshots, or a new room).
     pub snapshot: Option<HeadSnapshot>,
+}
+
+impl CachedHead {
+    /// Whether an event citing `prev_events` extends this head: it cites
+    /// exactly the forward extremities.
+    pub(crate) fn is_extended_by<'a>(
+        &self,
+        prev_events: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        let prevs: BTreeSet<&str> = prev_events.into_iter().collect();
+        let extremities: BTreeSet<&str> = self
+            .extremities
+            .iter()
+            .map(|extremity| extremity.event_id.as_str())
+            .collect();
+        prevs == extremities
+    }
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<CachedHead>>>;

@@ -247,12 +247,7 @@ impl EventPersister {
             return Err(bad_event("only a room's create event has no prev_events"));
         }
         let prevs: BTreeSet<&str> = pdu.prev_events.iter().map(|id| id.as_str()).collect();
-        let extremities: BTreeSet<&str> = head
-            .extremities
-            .iter()
-            .map(|extremity| extremity.event_id.as_str())
-            .collect();
-        if prevs == extremities {
+        if head.is_extended_by(prevs.iter().copied()) {
             return Ok(StateBefore {
                 state: head.state.clone(),
                 snapshot: head.snapshot.clone(),
