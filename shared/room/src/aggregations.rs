@@ -103,7 +103,7 @@ pub async fn bundle_aggregations(
                 event_id: event_id.to_owned(),
                 rel_type: Some(REFERENCE.to_owned()),
                 event_type: None,
-                from: StreamPosition::ZERO,
+                from: StreamPosition::BEFORE_ALL,
                 to: viewer.upto,
                 direction: Direction::Forward,
                 limit: MAX_BUNDLED_REFERENCES,

@@ -120,8 +120,7 @@ impl HistoryView {
             .collect();
         changes.sort_unstable();
         changes.dedup();
-        // History fetched from other servers sits below zero.
-        let starts = std::iter::once(StreamPosition(i64::MIN)).chain(changes.iter().copied());
+        let starts = std::iter::once(StreamPosition::BEFORE_ALL).chain(changes.iter().copied());
         let mut ranges: Vec<(StreamPosition, Option<StreamPosition>)> = Vec::new();
         for (index, start) in starts.enumerate() {
             // Between two changes nothing the rule looks at moves.

@@ -139,7 +139,7 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
         ],
     )
     .await?;
-    crate::relations::index_event(tx, event, position).await?;
+    crate::relations::index_event(tx, &event.into(), position).await?;
     if let Some(changes) = &event.resolved_state {
         for change in changes {
             // Each key takes the position of the event that holds it.

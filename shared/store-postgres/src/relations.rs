@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use myelin_store::{
-    Direction, MAX_RELATION_DEPTH, PersistEvent, RelationQuery, RelationStore, SearchHit,
+    Direction, IndexedEvent, MAX_RELATION_DEPTH, RelationQuery, RelationStore, SearchHit,
     SearchOrder, SearchPage, SearchQuery, StoreResult, StoredEvent, THREAD, ThreadRoot,
-    ThreadSummary, index_of,
+    ThreadSummary,
 };
 use myelin_types::StreamPosition;
 
@@ -27,14 +27,10 @@ fn upto(position: Option<StreamPosition>) -> i64 {
 /// Indexes the event just written at `position`.
 pub(crate) async fn index_event(
     tx: &Transaction<'_>,
-    event: &PersistEvent,
+    event: &IndexedEvent<'_>,
     position: i64,
 ) -> StoreResult<()> {
-    let index = index_of(
-        &event.event_type,
-        event.state_key.as_deref(),
-        &event.pdu_json,
-    );
+    let index = event.index();
     if let Some(relation) = index.relation {
         tx_execute(
             tx,

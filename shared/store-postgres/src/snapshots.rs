@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use myelin_store::{
-    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent, Snapshot,
-    SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
+    EventStateIds, IndexedEvent, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent,
+    Snapshot, SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
 };
 
 use crate::events::{EVENT_COLUMNS, event_from_row};
@@ -216,21 +216,9 @@ impl SnapshotStore for PostgresStore {
         let mut next = lowest;
         for event in &events {
             write_snapshots(&tx, room_id, &event.snapshots.new).await?;
-            let moved = tx_execute(
-                &tx,
-                "UPDATE events SET position = $1, outlier = FALSE, state_before = $2,
-                     state_after = $3
-                 WHERE event_id = $4 AND room_id = $5 AND outlier",
-                &[
-                    &next,
-                    &event.snapshots.before,
-                    &event.snapshots.after,
-                    &event.event_id,
-                    &room_id,
-                ],
-            )
-            .await?;
-            next += i64::try_from(moved).unwrap_or(0);
+            if promote_one(&tx, room_id, event, next).await? {
+                next += 1;
+            }
         }
         tx_execute(
             &tx,
@@ -254,4 +242,49 @@ impl SnapshotStore for PostgresStore {
         )
         .await
     }
+}
+
+/// Moves one outlier of the room to `position` in the timeline and indexes
+/// it as a new event would be; false when it was no outlier of the room.
+async fn promote_one(
+    tx: &Transaction<'_>,
+    room_id: &str,
+    event: &PromotedEvent,
+    position: i64,
+) -> StoreResult<bool> {
+    let row = tx
+        .query_opt(
+            "UPDATE events SET position = $1, outlier = FALSE, state_before = $2, state_after = $3
+             WHERE event_id = $4 AND room_id = $5 AND outlier
+             RETURNING sender, event_type, state_key, origin_server_ts, pdu_json,
+                       redacted_by IS NOT NULL",
+            &[
+                &position,
+                &event.snapshots.before,
+                &event.snapshots.after,
+                &event.event_id,
+                &room_id,
+            ],
+        )
+        .await
+        .map_err(map_error)?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let (sender, event_type, state_key, pdu_json): (String, String, Option<String>, String) =
+        (get(&row, 0)?, get(&row, 1)?, get(&row, 2)?, get(&row, 4)?);
+    let redacted: bool = get(&row, 5)?;
+    if !redacted {
+        let indexed = IndexedEvent {
+            event_id: &event.event_id,
+            room_id,
+            sender: &sender,
+            event_type: &event_type,
+            state_key: state_key.as_deref(),
+            origin_server_ts: get(&row, 3)?,
+            pdu_json: &pdu_json,
+        };
+        crate::relations::index_event(tx, &indexed, position).await?;
+    }
+    Ok(true)
 }

@@ -114,7 +114,7 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
         ],))
     .map_err(map_error)?;
     let position = tx.last_insert_rowid();
-    crate::relations::index_event(tx, event, position)?;
+    crate::relations::index_event(tx, &event.into(), position)?;
     if let Some(changes) = &event.resolved_state {
         for change in changes {
             // Each key takes the position of the event that holds it.

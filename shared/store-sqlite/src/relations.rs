@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    Direction, MAX_RELATION_DEPTH, PersistEvent, RelationQuery, RelationStore, SearchHit,
+    Direction, IndexedEvent, MAX_RELATION_DEPTH, RelationQuery, RelationStore, SearchHit,
     SearchOrder, SearchPage, SearchQuery, StoreResult, StoredEvent, THREAD, ThreadRoot,
     ThreadSummary, index_of,
 };
@@ -32,15 +32,10 @@ fn json_list(items: impl IntoIterator<Item = impl serde::Serialize>) -> String {
 /// aggregations need it at once. Its text waits for the next search batch.
 pub(crate) fn index_event(
     tx: &rusqlite::Transaction<'_>,
-    event: &PersistEvent,
+    event: &IndexedEvent<'_>,
     position: i64,
 ) -> StoreResult<()> {
-    let index = index_of(
-        &event.event_type,
-        event.state_key.as_deref(),
-        &event.pdu_json,
-    );
-    if let Some(relation) = index.relation {
+    if let Some(relation) = event.index().relation {
         tx.prepare_cached(
             "INSERT OR IGNORE INTO event_relations (event_id, room_id, parent_id, rel_type,
                  event_type, sender, origin_server_ts, position)
@@ -63,13 +58,33 @@ pub(crate) fn index_event(
     Ok(())
 }
 
+/// Adds the event at `position` to the full-text index, if it has text.
+pub(crate) fn index_search_text(
+    tx: &rusqlite::Transaction<'_>,
+    position: i64,
+    event_type: &str,
+    state_key: Option<&str>,
+    pdu_json: &str,
+) -> StoreResult<()> {
+    if let Some(search) = index_of(event_type, state_key, pdu_json).search {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO event_search (rowid, text, key) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut statement| statement.execute(params![position, search.text, search.key]))
+        .map_err(map_error)?;
+    }
+    Ok(())
+}
+
 /// Events read into the full-text index per transaction.
 pub(crate) const SEARCH_BATCH: usize = 500;
 
 /// Adds the text of the events stored since the last batch to the
 /// full-text index, at most [`SEARCH_BATCH`] of them, and returns how many
 /// it read. One FTS5 segment per batch rather than per event is what keeps
-/// indexing off the cost of a send.
+/// indexing off the cost of a send. Outliers are not in the timeline and
+/// so not searched; fetched history is indexed as it is promoted, below
+/// zero where these batches never reach.
 pub(crate) fn index_search_batch(tx: &rusqlite::Transaction<'_>) -> StoreResult<usize> {
     let from: i64 = tx
         .prepare_cached("SELECT position FROM search_progress WHERE id = 1")
@@ -77,7 +92,8 @@ pub(crate) fn index_search_batch(tx: &rusqlite::Transaction<'_>) -> StoreResult<
         .map_err(map_error)?;
     let events: Vec<(i64, String, Option<String>, String, bool)> = tx
         .prepare_cached(
-            "SELECT position, event_type, state_key, pdu_json, redacted_by IS NOT NULL
+            "SELECT position, event_type, state_key, pdu_json,
+                    redacted_by IS NOT NULL OR outlier
              FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
         )
         .and_then(|mut statement| {
@@ -96,16 +112,9 @@ pub(crate) fn index_search_batch(tx: &rusqlite::Transaction<'_>) -> StoreResult<
     let Some(last) = events.last().map(|event| event.0) else {
         return Ok(0);
     };
-    for (position, event_type, state_key, pdu_json, redacted) in &events {
-        if *redacted {
-            continue;
-        }
-        if let Some(search) = index_of(event_type, state_key.as_deref(), pdu_json).search {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO event_search (rowid, text, key) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut statement| statement.execute(params![position, search.text, search.key]))
-            .map_err(map_error)?;
+    for (position, event_type, state_key, pdu_json, skipped) in &events {
+        if !*skipped {
+            index_search_text(tx, *position, event_type, state_key.as_deref(), pdu_json)?;
         }
     }
     tx.prepare_cached("UPDATE search_progress SET position = ?1 WHERE id = 1")
@@ -354,7 +363,7 @@ impl RelationStore for SqliteStore {
                    ON events.room_id = json_extract(allowed.value, '$[0]')
                   AND events.position > json_extract(allowed.value, '$[1]')
                   AND events.position <= json_extract(allowed.value, '$[2]')
-                 WHERE event_search MATCH ?1
+                 WHERE event_search MATCH ?1 AND NOT events.outlier
                    AND (json_array_length(?3) = 0 OR event_search.key IN (SELECT value FROM json_each(?3)))
                    AND (json_array_length(?4) = 0 OR events.event_type IN (SELECT value FROM json_each(?4)))
                    AND events.event_type NOT IN (SELECT value FROM json_each(?5))

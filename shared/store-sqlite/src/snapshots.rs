@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    EventStateIds, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent, Snapshot,
-    SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
+    EventStateIds, IndexedEvent, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent,
+    Snapshot, SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -216,23 +216,9 @@ impl SnapshotStore for SqliteStore {
             let mut next = lowest.min(0) - i64::try_from(events.len()).unwrap_or(i64::MAX);
             for event in &events {
                 crate::snapshots::write_snapshots(tx, &room_id, &event.snapshots.new)?;
-                let moved = tx
-                    .prepare_cached(
-                        "UPDATE events SET position = ?1, outlier = 0, state_before = ?2,
-                             state_after = ?3
-                         WHERE event_id = ?4 AND room_id = ?5 AND outlier",
-                    )
-                    .and_then(|mut statement| {
-                        statement.execute(params![
-                            next,
-                            event.snapshots.before,
-                            event.snapshots.after,
-                            event.event_id,
-                            room_id
-                        ])
-                    })
-                    .map_err(map_error)?;
-                next += i64::try_from(moved).unwrap_or(0);
+                if promote_one(tx, &room_id, event, next)? {
+                    next += 1;
+                }
             }
             tx.prepare_cached("UPDATE rooms SET visibility_below = ?2 WHERE room_id = ?1")
                 .and_then(|mut statement| statement.execute([&room_id, &visibility_below]))
@@ -256,4 +242,79 @@ impl SnapshotStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Moves one outlier of the room to `position` in the timeline and indexes
+/// it as a new event would be; false when it was no outlier of the room.
+fn promote_one(
+    tx: &rusqlite::Transaction<'_>,
+    room_id: &str,
+    event: &PromotedEvent,
+    position: i64,
+) -> StoreResult<bool> {
+    type Row = (i64, String, String, Option<String>, i64, String, bool);
+    let row: Option<Row> = tx
+        .prepare_cached(
+            "SELECT position, sender, event_type, state_key, origin_server_ts, pdu_json,
+                    redacted_by IS NOT NULL
+             FROM events WHERE event_id = ?1 AND room_id = ?2 AND outlier",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row([&event.event_id, room_id], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                    ))
+                })
+                .optional()
+        })
+        .map_err(map_error)?;
+    let Some((old_position, sender, event_type, state_key, origin_server_ts, pdu_json, redacted)) =
+        row
+    else {
+        return Ok(false);
+    };
+    tx.prepare_cached(
+        "UPDATE events SET position = ?1, outlier = 0, state_before = ?2, state_after = ?3
+         WHERE event_id = ?4",
+    )
+    .and_then(|mut statement| {
+        statement.execute(params![
+            position,
+            event.snapshots.before,
+            event.snapshots.after,
+            event.event_id
+        ])
+    })
+    .map_err(map_error)?;
+    // Text an earlier build indexed at the outlier's position goes with it.
+    tx.prepare_cached("DELETE FROM event_search WHERE rowid = ?1")
+        .and_then(|mut statement| statement.execute([old_position]))
+        .map_err(map_error)?;
+    if !redacted {
+        let indexed = IndexedEvent {
+            event_id: &event.event_id,
+            room_id,
+            sender: &sender,
+            event_type: &event_type,
+            state_key: state_key.as_deref(),
+            origin_server_ts,
+            pdu_json: &pdu_json,
+        };
+        crate::relations::index_event(tx, &indexed, position)?;
+        crate::relations::index_search_text(
+            tx,
+            position,
+            &event_type,
+            state_key.as_deref(),
+            &pdu_json,
+        )?;
+    }
+    Ok(true)
 }

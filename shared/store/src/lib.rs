@@ -62,9 +62,9 @@ pub use presence::{
 pub use pushers::{PushDue, Pusher, PusherProgress, PusherStore};
 pub use receipts::{NewReceipt, Receipt, ReceiptStore};
 pub use relations::{
-    EventIndex, MAX_RELATION_DEPTH, MAX_RELATION_KEY_BYTES, MAX_SEARCH_WORDS, RelationQuery,
-    RelationRef, RelationStore, SearchHit, SearchOrder, SearchPage, SearchQuery, SearchRoom,
-    SearchText, THREAD, ThreadRoot, ThreadSummary, index_of, search_words,
+    EventIndex, IndexedEvent, MAX_RELATION_DEPTH, MAX_RELATION_KEY_BYTES, MAX_SEARCH_WORDS,
+    RelationQuery, RelationRef, RelationStore, SearchHit, SearchOrder, SearchPage, SearchQuery,
+    SearchRoom, SearchText, THREAD, ThreadRoot, ThreadSummary, index_of, search_words,
 };
 pub use reports::{NewReport, ReportRecord, ReportStore};
 pub use server_keys::{ServerKeyDocument, ServerKeyStore, ServerVerifyKey};

@@ -1,7 +1,8 @@
 //! Relations between events (`m.relates_to`), threads, and full-text
 //! search over room events. Both indexes are written by `persist_event(s)`
-//! in the event's own transaction, from what [`index_of`] reads out of the
-//! PDU, and a redaction removes its target from both.
+//! in the event's own transaction, and for fetched history by
+//! `promote_outliers`, from what [`index_of`] reads out of the PDU; a
+//! redaction removes its target from both.
 
 use async_trait::async_trait;
 use myelin_types::StreamPosition;
@@ -45,6 +46,40 @@ pub struct SearchText {
 pub struct EventIndex {
     pub relation: Option<RelationRef>,
     pub search: Option<SearchText>,
+}
+
+/// The fields of one event the relation and search indexes read: a new
+/// event's as it is persisted, or fetched history's as it is promoted.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexedEvent<'a> {
+    pub event_id: &'a str,
+    pub room_id: &'a str,
+    pub sender: &'a str,
+    pub event_type: &'a str,
+    pub state_key: Option<&'a str>,
+    pub origin_server_ts: i64,
+    pub pdu_json: &'a str,
+}
+
+impl IndexedEvent<'_> {
+    /// What the indexes keep of this event.
+    pub fn index(&self) -> EventIndex {
+        index_of(self.event_type, self.state_key, self.pdu_json)
+    }
+}
+
+impl<'a> From<&'a crate::PersistEvent> for IndexedEvent<'a> {
+    fn from(event: &'a crate::PersistEvent) -> Self {
+        IndexedEvent {
+            event_id: &event.event_id,
+            room_id: &event.room_id,
+            sender: &event.sender,
+            event_type: &event.event_type,
+            state_key: event.state_key.as_deref(),
+            origin_server_ts: event.origin_server_ts,
+            pdu_json: &event.pdu_json,
+        }
+    }
 }
 
 /// Reads an event's relation and searchable text from its PDU. State

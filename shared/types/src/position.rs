@@ -19,6 +19,10 @@ pub struct StreamPosition(pub i64);
 impl StreamPosition {
     pub const ZERO: StreamPosition = StreamPosition(0);
 
+    /// Before every event of every room, history fetched from other
+    /// servers included: that sits below zero.
+    pub const BEFORE_ALL: StreamPosition = StreamPosition(i64::MIN);
+
     /// The point just before this event.
     pub fn before(self) -> StreamPosition {
         StreamPosition(self.0 - 1)

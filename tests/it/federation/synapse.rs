@@ -639,10 +639,29 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
     let room_id = sam
         .create_room(&json!({"preset": "public_chat", "room_alias_name": "archive"}))
         .await;
-    let early: Vec<String> = (0..25).map(|n| format!("early {n}")).collect();
+    let mut early: Vec<String> = (0..25).map(|n| format!("early {n}")).collect();
+    let mut first_id = String::new();
     for body in &early {
-        sam.send_text(&room_id, body).await;
+        let event_id = sam.send_text(&room_id, body).await;
+        if first_id.is_empty() {
+            first_id = event_id;
+        }
     }
+    // A thread on the first message, in the history fetched later.
+    let reply = sam
+        .send_reply(
+            &room_id,
+            "m.room.message",
+            "thread-reply",
+            &json!({
+                "msgtype": "m.text",
+                "body": "early reply in a thread",
+                "m.relates_to": {"rel_type": "m.thread", "event_id": first_id},
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    early.push("early reply in a thread".to_owned());
     // Then only members from now on may read: the rest stays Sam's.
     let hidden = sam
         .put(
@@ -668,6 +687,56 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
     assert_eq!(seen, early, "{}\n{}", myelin.logs(), synapse.log_tail());
     // Paging again reads what is kept here now.
     assert_eq!(page_back_all(&alice, &room_id, 50, 5).await, early);
+    // The fetched history is indexed as live events are: search finds the
+    // messages open to everyone (not the members-only ones), and the
+    // thread's reply is found through its root.
+    let search = |term: &'static str| {
+        let alice = &alice;
+        async move {
+            let found = alice
+                .post(
+                    "/_matrix/client/v3/search",
+                    &json!({"search_categories": {"room_events": {"search_term": term}}}),
+                )
+                .await;
+            assert_eq!(found.status, 200, "{}", found.text);
+            found.body["search_categories"]["room_events"].clone()
+        }
+    };
+    let threaded = search("early thread").await;
+    assert_eq!(threaded["count"], 1, "{threaded}");
+    assert_eq!(
+        threaded["results"][0]["result"]["content"]["body"],
+        "early reply in a thread"
+    );
+    assert_eq!(search("early").await["count"], early.len());
+    assert_eq!(search("members").await["count"], 0);
+    let thread = alice
+        .get(&format!(
+            "/_matrix/client/v1/rooms/{}/relations/{}/m.thread",
+            crate::client::encode(&room_id),
+            crate::client::encode(&first_id)
+        ))
+        .await;
+    assert_eq!(thread.status, 200, "{}", thread.text);
+    assert_eq!(
+        message_bodies(&thread.body["chunk"]),
+        ["early reply in a thread"],
+        "{}",
+        thread.text
+    );
+    let root = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            crate::client::encode(&room_id),
+            crate::client::encode(&first_id)
+        ))
+        .await;
+    assert_eq!(
+        root.body["unsigned"]["m.relations"]["m.thread"]["count"], 1,
+        "{}",
+        root.text
+    );
     // Messages after the join still come live.
     sam.send_text(&room_id, "after the join").await;
     assert!(wait_for_message(&alice, &room_id, "after the join").await);

@@ -331,7 +331,7 @@ pub(super) async fn threads_list_by_latest_reply(store: &dyn Store) {
     assert!(early < middle);
 }
 
-fn search_query(words: &str, rooms: &[(&str, Option<StreamPosition>)]) -> SearchQuery {
+pub(super) fn search_query(words: &str, rooms: &[(&str, Option<StreamPosition>)]) -> SearchQuery {
     SearchQuery {
         words: search_words(words),
         keys: Vec::new(),
@@ -339,7 +339,7 @@ fn search_query(words: &str, rooms: &[(&str, Option<StreamPosition>)]) -> Search
             .iter()
             .map(|(room_id, upto)| SearchRoom {
                 room_id: (*room_id).to_owned(),
-                after: StreamPosition::ZERO,
+                after: StreamPosition::BEFORE_ALL,
                 upto: *upto,
             })
             .collect(),

@@ -506,6 +506,121 @@ pub(super) async fn promoted_outliers_sit_below_the_timeline_in_order(store: &dy
     assert!(log.iter().all(|event| event.room_id != room), "{log:?}");
 }
 
+/// Fetched history, once promoted, is found by relations, thread summaries
+/// and search as a live event is; an outlier never left is found by none.
+pub(super) async fn promoted_history_is_related_and_searchable(store: &dyn Store) {
+    use crate::{Direction, RelationQuery};
+    use myelin_types::StreamPosition;
+
+    let room = "!indexed-history:test";
+    let mut live = event(room, 100, Some(("m.room.member", "@me:test")), &[]);
+    live.new_room_version = Some("12".to_owned());
+    persist(store, live).await;
+    let outlier =
+        |id: &str, event_type: &str, state_key: Option<&str>, content: &str| crate::OutlierEvent {
+            event_id: id.to_owned(),
+            room_id: room.to_owned(),
+            sender: "@far:remote.test".to_owned(),
+            event_type: event_type.to_owned(),
+            state_key: state_key.map(str::to_owned),
+            depth: 1,
+            origin_server_ts: 1000,
+            pdu_json: format!(r#"{{"content":{content}}}"#),
+        };
+    store
+        .store_outliers(vec![
+            outlier(
+                "$lighthouse",
+                "m.room.message",
+                None,
+                r#"{"body":"the old lighthouse"}"#,
+            ),
+            outlier(
+                "$keeper",
+                "m.room.message",
+                None,
+                r#"{"body":"its keeper","m.relates_to":{"rel_type":"m.thread","event_id":"$lighthouse"}}"#,
+            ),
+            outlier(
+                "$auth-only",
+                "m.room.topic",
+                Some(""),
+                r#"{"topic":"a lighthouse topic"}"#,
+            ),
+        ])
+        .await
+        .expect("store");
+    let query = super::relations::search_query("lighthouse", &[(room, None)]);
+    let found = |page: crate::SearchPage| -> Vec<String> {
+        page.hits
+            .into_iter()
+            .map(|hit| hit.event.event_id)
+            .collect()
+    };
+    // Outliers are in no timeline: nothing of them is searched.
+    assert!(found(store.search(&query).await.expect("search")).is_empty());
+
+    let promoted = |id: &str| crate::PromotedEvent {
+        event_id: id.to_owned(),
+        snapshots: EventSnapshots {
+            before: format!("^{id}"),
+            after: format!("^{id}"),
+            new: vec![NewSnapshot {
+                snapshot_id: format!("^{id}"),
+                base_id: None,
+                chain_length: 0,
+                entries: Vec::new(),
+            }],
+        },
+    };
+    store
+        .promote_outliers(
+            room,
+            vec![promoted("$lighthouse"), promoted("$keeper")],
+            "shared",
+        )
+        .await
+        .expect("promote");
+
+    assert_eq!(
+        found(store.search(&query).await.expect("search")),
+        ["$lighthouse"]
+    );
+    let replies = store
+        .relations(&RelationQuery {
+            room_id: room.to_owned(),
+            event_id: "$lighthouse".to_owned(),
+            rel_type: None,
+            event_type: None,
+            from: StreamPosition::BEFORE_ALL,
+            to: None,
+            direction: Direction::Forward,
+            limit: 10,
+            recurse: false,
+        })
+        .await
+        .expect("relations");
+    let ids: Vec<&str> = replies
+        .iter()
+        .map(|reply| reply.event_id.as_str())
+        .collect();
+    assert_eq!(ids, ["$keeper"]);
+    assert!(replies[0].position.0 < 0);
+    let summary = store
+        .thread_summary(
+            room,
+            "$lighthouse",
+            "@far:remote.test",
+            &[(StreamPosition::BEFORE_ALL, None)],
+        )
+        .await
+        .expect("summary")
+        .expect("a thread");
+    assert_eq!(summary.count, 1);
+    assert!(summary.user_replied);
+    assert_eq!(summary.latest.event_id, "$keeper");
+}
+
 /// The stripped state of another server's invite is kept per invitee and
 /// replaced by a later one.
 pub(super) async fn invite_states_are_kept_per_invitee(store: &dyn Store) {

@@ -80,7 +80,7 @@ impl ClientApi {
         let from = match &request.from {
             Some(token) => parse_token(token)?,
             None if backward => self.store.max_position().await?,
-            None => StreamPosition::ZERO,
+            None => StreamPosition::BEFORE_ALL,
         };
         let to = request.to.as_deref().map(parse_token).transpose()?;
         let (from, to) = match (reader.limit(), backward) {
