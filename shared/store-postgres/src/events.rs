@@ -203,19 +203,39 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
     .await?;
     crate::notifications::insert_push_actions(tx, event, position).await?;
     if let Some(redaction) = &event.redaction {
-        tx_execute(
+        apply_redaction(
             tx,
-            "UPDATE events SET pdu_json = $2, redacted_by = $3 WHERE event_id = $1",
-            &[
-                &redaction.target_event_id,
-                &redaction.pruned_pdu_json,
-                &event.event_id,
-            ],
+            &event.event_id,
+            &redaction.target_event_id,
+            &redaction.pruned_pdu_json,
         )
         .await?;
-        crate::relations::unindex_event(tx, &redaction.target_event_id).await?;
     }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
+}
+
+/// Replaces the target's PDU by its pruned form and drops it from both
+/// indexes; a redaction waiting for it is done.
+pub(crate) async fn apply_redaction(
+    tx: &Transaction<'_>,
+    redaction_event_id: &str,
+    target_event_id: &str,
+    pruned_pdu_json: &str,
+) -> StoreResult<()> {
+    tx_execute(
+        tx,
+        "UPDATE events SET pdu_json = $2, redacted_by = $3 WHERE event_id = $1",
+        &[&target_event_id, &pruned_pdu_json, &redaction_event_id],
+    )
+    .await?;
+    crate::relations::unindex_event(tx, target_event_id).await?;
+    tx_execute(
+        tx,
+        "DELETE FROM waiting_redactions WHERE target_event_id = $1",
+        &[&target_event_id],
+    )
+    .await?;
+    Ok(())
 }
 
 #[async_trait]

@@ -127,6 +127,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         30,
         include_str!("../../../migrations/postgres/0030_device_list_cursors.sql"),
     ),
+    (
+        31,
+        include_str!("../../../migrations/postgres/0031_waiting_redactions.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

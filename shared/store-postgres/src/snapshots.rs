@@ -218,6 +218,15 @@ impl SnapshotStore for PostgresStore {
             write_snapshots(&tx, room_id, &event.snapshots.new).await?;
             if promote_one(&tx, room_id, event, next).await? {
                 next += 1;
+                for redaction in &event.redactions {
+                    crate::events::apply_redaction(
+                        &tx,
+                        &redaction.redaction_event_id,
+                        &redaction.target_event_id,
+                        &redaction.pruned_pdu_json,
+                    )
+                    .await?;
+                }
             }
         }
         tx_execute(
@@ -227,6 +236,41 @@ impl SnapshotStore for PostgresStore {
         )
         .await?;
         tx.commit().await.map_err(map_error)
+    }
+
+    async fn remember_redaction(
+        &self,
+        room_id: &str,
+        target_event_id: &str,
+        redaction_event_id: &str,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO waiting_redactions (target_event_id, room_id, redaction_event_id)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&target_event_id, &room_id, &redaction_event_id],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn waiting_redactions(
+        &self,
+        room_id: &str,
+        target_event_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        if target_event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.query(
+            "SELECT w.target_event_id, w.redaction_event_id FROM waiting_redactions AS w
+             JOIN events AS r ON r.event_id = w.redaction_event_id
+             WHERE w.target_event_id = ANY($1) AND w.room_id = $2 AND r.room_id = $2
+               AND NOT r.outlier
+             ORDER BY r.position",
+            &[&target_event_ids, &room_id],
+            |row| Ok((get(row, 0)?, get(row, 1)?)),
+        )
+        .await
     }
 
     async fn event_state_ids(&self, event_id: &str) -> StoreResult<Option<EventStateIds>> {

@@ -164,18 +164,34 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
     .map_err(map_error)?;
     crate::notifications::insert_push_actions(tx, event, position)?;
     if let Some(redaction) = &event.redaction {
-        tx.prepare_cached("UPDATE events SET pdu_json = ?2, redacted_by = ?3 WHERE event_id = ?1")
-            .and_then(|mut statement| {
-                statement.execute([
-                    &redaction.target_event_id,
-                    &redaction.pruned_pdu_json,
-                    &event.event_id,
-                ])
-            })
-            .map_err(map_error)?;
-        crate::relations::unindex_event(tx, &redaction.target_event_id)?;
+        apply_redaction(
+            tx,
+            &event.event_id,
+            &redaction.target_event_id,
+            &redaction.pruned_pdu_json,
+        )?;
     }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
+}
+
+/// Replaces the target's PDU by its pruned form and drops it from both
+/// indexes; a redaction waiting for it is done.
+pub(crate) fn apply_redaction(
+    tx: &rusqlite::Transaction<'_>,
+    redaction_event_id: &str,
+    target_event_id: &str,
+    pruned_pdu_json: &str,
+) -> StoreResult<()> {
+    tx.prepare_cached("UPDATE events SET pdu_json = ?2, redacted_by = ?3 WHERE event_id = ?1")
+        .and_then(|mut statement| {
+            statement.execute([target_event_id, pruned_pdu_json, redaction_event_id])
+        })
+        .map_err(map_error)?;
+    crate::relations::unindex_event(tx, target_event_id)?;
+    tx.prepare_cached("DELETE FROM waiting_redactions WHERE target_event_id = ?1")
+        .and_then(|mut statement| statement.execute([target_event_id]))
+        .map_err(map_error)?;
+    Ok(())
 }
 
 #[async_trait]

@@ -124,6 +124,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         30,
         include_str!("../../../migrations/sqlite/0030_device_list_cursors.sql"),
     ),
+    (
+        31,
+        include_str!("../../../migrations/sqlite/0031_waiting_redactions.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

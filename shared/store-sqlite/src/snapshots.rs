@@ -218,12 +218,69 @@ impl SnapshotStore for SqliteStore {
                 crate::snapshots::write_snapshots(tx, &room_id, &event.snapshots.new)?;
                 if promote_one(tx, &room_id, event, next)? {
                     next += 1;
+                    for redaction in &event.redactions {
+                        crate::events::apply_redaction(
+                            tx,
+                            &redaction.redaction_event_id,
+                            &redaction.target_event_id,
+                            &redaction.pruned_pdu_json,
+                        )?;
+                    }
                 }
             }
             tx.prepare_cached("UPDATE rooms SET visibility_below = ?2 WHERE room_id = ?1")
                 .and_then(|mut statement| statement.execute([&room_id, &visibility_below]))
                 .map_err(map_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn remember_redaction(
+        &self,
+        room_id: &str,
+        target_event_id: &str,
+        redaction_event_id: &str,
+    ) -> StoreResult<()> {
+        let ids = [
+            target_event_id.to_owned(),
+            room_id.to_owned(),
+            redaction_event_id.to_owned(),
+        ];
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO waiting_redactions
+                     (target_event_id, room_id, redaction_event_id) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut statement| statement.execute(ids))
+            .map_err(map_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn waiting_redactions(
+        &self,
+        room_id: &str,
+        target_event_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        if target_event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let room_id = room_id.to_owned();
+        let targets = serde_json::to_string(target_event_ids).unwrap_or_else(|_| "[]".into());
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT w.target_event_id, w.redaction_event_id FROM waiting_redactions AS w
+                 JOIN events AS r ON r.event_id = w.redaction_event_id
+                 WHERE w.target_event_id IN (SELECT value FROM json_each(?1))
+                   AND w.room_id = ?2 AND r.room_id = ?2 AND NOT r.outlier
+                 ORDER BY r.position",
+            )?;
+            let rows = statement.query_map(params![targets, room_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            rows.collect()
         })
         .await
     }

@@ -55,6 +55,7 @@ pub async fn run_all(store: &dyn Store) {
     snapshots::invite_states_are_kept_per_invitee(store).await;
     snapshots::promoted_outliers_sit_below_the_timeline_in_order(store).await;
     snapshots::promoted_history_is_related_and_searchable(store).await;
+    snapshots::waiting_redactions_apply_when_their_target_arrives(store).await;
     outbox::outbox_sends_in_order_and_keeps_transactions(store).await;
     outbox::edus_go_out_with_the_next_transaction(store).await;
     outbox::inbound_turns_are_one_at_a_time(store).await;

@@ -104,6 +104,25 @@ pub trait SnapshotStore: Send + Sync {
         events: Vec<PromotedEvent>,
         visibility_below: &str,
     ) -> StoreResult<()>;
+
+    /// Remembers that `redaction_event_id` redacts an event of the room
+    /// this server does not hold yet. Written before the redaction itself,
+    /// so nothing is lost between the two; [`Self::waiting_redactions`]
+    /// tells only of redactions that reached the timeline.
+    async fn remember_redaction(
+        &self,
+        room_id: &str,
+        target_event_id: &str,
+        redaction_event_id: &str,
+    ) -> StoreResult<()>;
+
+    /// `(target, redaction)` pairs remembered for targets among
+    /// `target_event_ids` of the room whose redaction is in its timeline.
+    async fn waiting_redactions(
+        &self,
+        room_id: &str,
+        target_event_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>>;
 }
 
 /// The events a snapshot names; `None` when the snapshot is unknown or
@@ -155,6 +174,18 @@ pub async fn state_at_position(
 pub struct PromotedEvent {
     pub event_id: String,
     pub snapshots: EventSnapshots,
+    /// Applied once the event is in the timeline: its own redaction of a
+    /// stored event, or a timeline redaction that waited for it.
+    pub redactions: Vec<AppliedRedaction>,
+}
+
+/// A redaction applied to its target: the target's PDU is replaced by its
+/// pruned form and both indexes lose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRedaction {
+    pub redaction_event_id: String,
+    pub target_event_id: String,
+    pub pruned_pdu_json: String,
 }
 
 /// An event known only as state or auth chain (see

@@ -641,12 +641,27 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
         .await;
     let mut early: Vec<String> = (0..25).map(|n| format!("early {n}")).collect();
     let mut first_id = String::new();
+    let mut secret_id = String::new();
     for body in &early {
         let event_id = sam.send_text(&room_id, body).await;
         if first_id.is_empty() {
             first_id = event_id;
+            secret_id = sam.send_text(&room_id, "a secret taken back").await;
         }
     }
+    // Redacted a page of history later: paging back fetches the redaction
+    // before its target.
+    let redacted = sam
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/take-back",
+                crate::client::encode(&room_id),
+                crate::client::encode(&secret_id)
+            ),
+            &json!({"reason": "oops"}),
+        )
+        .await;
+    assert_eq!(redacted.status, 200, "{}", redacted.text);
     // A thread on the first message, in the history fetched later.
     let reply = sam
         .send_reply(
@@ -711,6 +726,21 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
     );
     assert_eq!(search("early").await["count"], early.len());
     assert_eq!(search("members").await["count"], 0);
+    assert_eq!(search("secret").await["count"], 0);
+    let secret = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            crate::client::encode(&room_id),
+            crate::client::encode(&secret_id)
+        ))
+        .await;
+    assert_eq!(secret.status, 200, "{}", secret.text);
+    assert_eq!(secret.body["content"], json!({}), "{}", secret.text);
+    assert_eq!(
+        secret.body["unsigned"]["redacted_because"]["content"]["reason"], "oops",
+        "{}",
+        secret.text
+    );
     let thread = alice
         .get(&format!(
             "/_matrix/client/v1/rooms/{}/relations/{}/m.thread",

@@ -4,16 +4,19 @@
 //! against the state before it and moved into the timeline below every
 //! event there, with its snapshots. The room's current state and forward
 //! extremities stay as they are: this is the past.
+//!
+//! History arrives newest first, so a redaction often comes before its
+//! target: it is remembered, and applied when the target is promoted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use myelin_bus::messages::{BackfilledEvents, RoomInputDone, RoomInputRefused};
 use myelin_room::{Pdu, RoomState};
-use myelin_store::PromotedEvent;
+use myelin_store::{AppliedRedaction, PromotedEvent};
 
 use crate::EventPersister;
-use crate::head::load_head;
+use crate::head::{CachedHead, load_head};
 use crate::input::{refused, unavailable};
 use crate::snapshots::{self, HeadSnapshot};
 
@@ -45,6 +48,8 @@ impl EventPersister {
             .filter(|event| event.room_id == head.room_id)
             .map(|event| (event.event_id.clone(), event))
             .collect();
+        // Redactions already in the timeline that wait for events of this batch.
+        let mut waiting = self.waiting_redactions(head, &ids).await?;
         // The state after each event taken from this batch, for the next.
         let mut taken: HashMap<String, (RoomState, HeadSnapshot)> = HashMap::new();
         let mut promoted = Vec::new();
@@ -77,6 +82,18 @@ impl EventPersister {
             }
             let state_key = pdu.state_key.clone();
             let event_type = pdu.event_type.to_string();
+            let is_redaction = event_type == "m.room.redaction";
+            let mut redactions = waiting.remove(&event.event_id).unwrap_or_default();
+            if let Some(target) = pdu.redacts.as_ref().filter(|_| is_redaction) {
+                let applies = self
+                    .remote_redaction(head, &event.event_id, pdu.sender.as_str(), target.as_str())
+                    .await?;
+                redactions.extend(applies.map(|redaction| AppliedRedaction {
+                    redaction_event_id: event.event_id.clone(),
+                    target_event_id: redaction.target_event_id,
+                    pruned_pdu_json: redaction.pruned_pdu_json,
+                }));
+            }
             let (event_snapshots, snapshot_after) = snapshots::around_event(
                 snapshot_before.as_ref(),
                 &state_before,
@@ -105,6 +122,7 @@ impl EventPersister {
             promoted.push(PromotedEvent {
                 event_id: event.event_id.clone(),
                 snapshots: event_snapshots,
+                redactions,
             });
         }
         let last = promoted.last().map(|event| event.event_id.clone());
@@ -119,6 +137,44 @@ impl EventPersister {
             event_id: last.unwrap_or_default(),
             position: None,
         })
+    }
+
+    /// The redactions in the timeline that wait for events among
+    /// `event_ids`, each checked and pruned as it would have been had its
+    /// target been here first; keyed by target.
+    async fn waiting_redactions(
+        &self,
+        head: &CachedHead,
+        event_ids: &[String],
+    ) -> Result<HashMap<String, Vec<AppliedRedaction>>, RoomInputRefused> {
+        let waiting = self
+            .store
+            .waiting_redactions(&head.room_id, event_ids)
+            .await
+            .map_err(unavailable)?;
+        let redaction_ids: Vec<String> = waiting.iter().map(|(_, id)| id.clone()).collect();
+        let senders: HashMap<String, String> = self
+            .store
+            .events_by_id(&redaction_ids)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|event| (event.event_id, event.sender))
+            .collect();
+        let mut applied: HashMap<String, Vec<AppliedRedaction>> = HashMap::new();
+        for (target, redaction_id) in waiting {
+            let Some(sender) = senders.get(&redaction_id) else {
+                continue;
+            };
+            if let Ok(redaction) = self.redaction_of(head, sender, &target).await {
+                applied.entry(target).or_default().push(AppliedRedaction {
+                    redaction_event_id: redaction_id,
+                    target_event_id: redaction.target_event_id,
+                    pruned_pdu_json: redaction.pruned_pdu_json,
+                });
+            }
+        }
+        Ok(applied)
     }
 
     /// The state a list of stored event IDs names, with no snapshot yet;

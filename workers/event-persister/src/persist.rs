@@ -211,6 +211,29 @@ impl EventPersister {
         }
     }
 
+    /// What another server's redaction `redaction_id` applies now. One whose
+    /// target is not here yet is remembered, to be applied when the target
+    /// arrives; one the sender may not make applies nothing.
+    pub(crate) async fn remote_redaction(
+        &self,
+        head: &CachedHead,
+        redaction_id: &str,
+        sender: &str,
+        target: &str,
+    ) -> Result<Option<Redaction>, RoomInputRefused> {
+        match self.redaction_of(head, sender, target).await {
+            Ok(redaction) => Ok(Some(redaction)),
+            Err(refusal) if refusal.status == 404 => {
+                self.store
+                    .remember_redaction(&head.room_id, target, redaction_id)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(None)
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Checks that `sender` may redact `target` and prunes the target.
     pub(crate) async fn redaction_of(
         &self,

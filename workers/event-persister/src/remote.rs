@@ -199,10 +199,10 @@ impl EventPersister {
             .await
             .map_err(unavailable)?;
         let redaction = match &pdu.redacts {
-            Some(target) if event_type == "m.room.redaction" => self
-                .redaction_of(head, pdu.sender.as_str(), target.as_str())
-                .await
-                .ok(),
+            Some(target) if event_type == "m.room.redaction" => {
+                self.remote_redaction(head, &remote.event_id, pdu.sender.as_str(), target.as_str())
+                    .await?
+            }
             _ => None,
         };
         let record = PersistEvent {

@@ -441,6 +441,7 @@ pub(super) async fn promoted_outliers_sit_below_the_timeline_in_order(store: &dy
     let promoted = |n: i64| crate::PromotedEvent {
         event_id: format!("$old-{n}"),
         snapshots: complete(&format!("$old-{n}")),
+        redactions: Vec::new(),
     };
     let tip = store.max_position().await.expect("position");
     // The newer batch first, as paging back fetches it; a live event and an
@@ -454,6 +455,7 @@ pub(super) async fn promoted_outliers_sit_below_the_timeline_in_order(store: &dy
                 crate::PromotedEvent {
                     event_id: live_id.clone(),
                     snapshots: complete("^live"),
+                    redactions: Vec::new(),
                 },
             ],
             "joined",
@@ -560,19 +562,7 @@ pub(super) async fn promoted_history_is_related_and_searchable(store: &dyn Store
     // Outliers are in no timeline: nothing of them is searched.
     assert!(found(store.search(&query).await.expect("search")).is_empty());
 
-    let promoted = |id: &str| crate::PromotedEvent {
-        event_id: id.to_owned(),
-        snapshots: EventSnapshots {
-            before: format!("^{id}"),
-            after: format!("^{id}"),
-            new: vec![NewSnapshot {
-                snapshot_id: format!("^{id}"),
-                base_id: None,
-                chain_length: 0,
-                entries: Vec::new(),
-            }],
-        },
-    };
+    let promoted = |id: &str| promoted_with(id, Vec::new());
     store
         .promote_outliers(
             room,
@@ -619,6 +609,119 @@ pub(super) async fn promoted_history_is_related_and_searchable(store: &dyn Store
     assert_eq!(summary.count, 1);
     assert!(summary.user_replied);
     assert_eq!(summary.latest.event_id, "$keeper");
+}
+
+/// An outlier promoted with what its promotion applies.
+fn promoted_with(id: &str, redactions: Vec<crate::AppliedRedaction>) -> crate::PromotedEvent {
+    crate::PromotedEvent {
+        event_id: id.to_owned(),
+        snapshots: EventSnapshots {
+            before: format!("^{id}"),
+            after: format!("^{id}"),
+            new: vec![NewSnapshot {
+                snapshot_id: format!("^{id}"),
+                base_id: None,
+                chain_length: 0,
+                entries: Vec::new(),
+            }],
+        },
+        redactions,
+    }
+}
+
+/// A redaction fetched before its target waits for it: it is told of only
+/// once the redaction is in the timeline, and applying it as the target is
+/// promoted prunes the target, drops it from search and ends the wait.
+pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &dyn Store) {
+    let room = "!redacted-history:test";
+    let mut live = event(room, 100, Some(("m.room.member", "@me:test")), &[]);
+    live.new_room_version = Some("12".to_owned());
+    persist(store, live).await;
+    let outlier = |id: &str, event_type: &str, content: &str| crate::OutlierEvent {
+        event_id: id.to_owned(),
+        room_id: room.to_owned(),
+        sender: "@far:remote.test".to_owned(),
+        event_type: event_type.to_owned(),
+        state_key: None,
+        depth: 1,
+        origin_server_ts: 1000,
+        pdu_json: format!(r#"{{"content":{content}}}"#),
+    };
+    store
+        .store_outliers(vec![outlier(
+            "$strike",
+            "m.room.redaction",
+            r#"{"redacts":"$secret"}"#,
+        )])
+        .await
+        .expect("store");
+    let target = ["$secret".to_owned()];
+    let waiting_in = |room: &'static str| {
+        let target = &target;
+        async move {
+            store
+                .waiting_redactions(room, target)
+                .await
+                .expect("read waiting redactions")
+        }
+    };
+    store
+        .remember_redaction(room, "$secret", "$strike")
+        .await
+        .expect("remember");
+    store
+        .remember_redaction(room, "$secret", "$strike")
+        .await
+        .expect("remembered twice");
+    // The redaction is no more than an outlier yet.
+    assert!(waiting_in(room).await.is_empty());
+    store
+        .promote_outliers(room, vec![promoted_with("$strike", Vec::new())], "shared")
+        .await
+        .expect("promote the redaction");
+    assert_eq!(
+        waiting_in(room).await,
+        [("$secret".to_owned(), "$strike".to_owned())]
+    );
+    assert!(waiting_in("!elsewhere:test").await.is_empty());
+
+    store
+        .store_outliers(vec![outlier(
+            "$secret",
+            "m.room.message",
+            r#"{"body":"a classified rendezvous"}"#,
+        )])
+        .await
+        .expect("store the target");
+    let pruned = r#"{"content":{}}"#;
+    store
+        .promote_outliers(
+            room,
+            vec![promoted_with(
+                "$secret",
+                vec![crate::AppliedRedaction {
+                    redaction_event_id: "$strike".to_owned(),
+                    target_event_id: "$secret".to_owned(),
+                    pruned_pdu_json: pruned.to_owned(),
+                }],
+            )],
+            "shared",
+        )
+        .await
+        .expect("promote the target");
+    let secret = store.event("$secret").await.expect("read").expect("stored");
+    assert_eq!(secret.pdu_json, pruned);
+    assert_eq!(secret.redacted_by.as_deref(), Some("$strike"));
+    assert!(secret.position.0 < 0);
+    assert!(waiting_in(room).await.is_empty());
+    let search = store
+        .search(&super::relations::search_query(
+            "classified",
+            &[(room, None)],
+        ))
+        .await
+        .expect("search");
+    assert_eq!(search.count, 0, "{search:?}");
 }
 
 /// The stripped state of another server's invite is kept per invitee and
