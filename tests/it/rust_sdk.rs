@@ -1,7 +1,8 @@
 //! The `matrix-sdk` crate, the engine of Element X, as the judge: password
 //! login, sync (it asks for `state_after`), the room list, invite and join,
 //! messages both ways, typing, read receipts and the server's unread
-//! counts, on the single process and through the split topology.
+//! counts, on the single process and through the split topology; and
+//! encrypted rooms, on one server and across federation with Synapse.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +40,10 @@ struct Judge {
 
 impl Judge {
     async fn log_in(base_url: &str, localpart: &str) -> Judge {
+        Judge::log_in_with(base_url, localpart, PASSWORD).await
+    }
+
+    async fn log_in_with(base_url: &str, localpart: &str, password: &str) -> Judge {
         let store = TempDir::new("rust-sdk-store");
         let client = SdkClient::builder()
             .homeserver_url(base_url)
@@ -48,7 +53,7 @@ impl Judge {
             .expect("an SDK client");
         client
             .matrix_auth()
-            .login_username(localpart, PASSWORD)
+            .login_username(localpart, password)
             .initial_device_display_name("matrix-sdk judge")
             .send()
             .await
@@ -252,15 +257,28 @@ async fn run_flow(base_url: &str, anonymous: &Client) {
         .await;
 }
 
-/// Two users in an encrypted room: each decrypts what the other sent,
-/// which takes device keys, one-time key claims, to-device room keys and
-/// their delivery by sync.
+/// Two users of one server in an encrypted room (see
+/// [`run_encrypted_conversation`]).
 async fn run_encrypted_flow(base_url: &str, anonymous: &Client, names: &str) {
     let (alice_name, bob_name) = (format!("{names}e2ealice"), format!("{names}e2ebob"));
     anonymous.register(&alice_name, PASSWORD).await;
     anonymous.register(&bob_name, PASSWORD).await;
-    let alice = Judge::log_in(base_url, &alice_name).await;
-    let bob = Judge::log_in(base_url, &bob_name).await;
+    run_encrypted_conversation((base_url, &alice_name), (base_url, &bob_name), PASSWORD).await;
+}
+
+/// Alice and Bob, each a `(homeserver URL, localpart)` registered with
+/// `password`, in an encrypted room Alice creates: each decrypts what the
+/// other sent, which takes device keys, one-time key claims, to-device room
+/// keys and their delivery by sync (over federation when their servers
+/// differ); then Bob sees Alice's device signed by her new cross-signing
+/// keys.
+pub(crate) async fn run_encrypted_conversation(
+    (alice_url, alice_name): (&str, &str),
+    (bob_url, bob_name): (&str, &str),
+    password: &str,
+) {
+    let alice = Judge::log_in_with(alice_url, alice_name, password).await;
+    let bob = Judge::log_in_with(bob_url, bob_name, password).await;
     alice.sync().await;
     bob.sync().await;
 
@@ -355,6 +373,35 @@ async fn run_encrypted_flow(base_url: &str, anonymous: &Client, names: &str) {
 async fn matrix_rust_sdk_users_talk_in_an_encrypted_room() {
     let server = Server::builder().open_registration().start().await;
     run_encrypted_flow(&server.url(), &server.client(), "").await;
+}
+
+/// A Myelin user and a Synapse user, each with the SDK, in an encrypted
+/// room of Myelin's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn matrix_rust_sdk_encrypts_between_myelin_and_synapse() {
+    let peers = crate::federation::synapse::Peers::start().await;
+    run_encrypted_conversation(
+        (&peers.myelin.url(), "alice"),
+        (&peers.synapse.client_url, "sam"),
+        crate::federation::PASSWORD,
+    )
+    .await;
+}
+
+/// The same between users of two Myelins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_rust_sdk_encrypts_between_two_myelins() {
+    let two = crate::federation::TwoMyelins::start().await;
+    run_encrypted_conversation(
+        (&two.first.url(), "alice"),
+        (&two.second.url(), "bob"),
+        crate::federation::PASSWORD,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
