@@ -4,8 +4,8 @@
 //! Synapse as the peer. Every request between them is signed with
 //! `X-Matrix` and checked with keys fetched from the other server.
 
-mod forged;
-mod rooms;
+pub(crate) mod rooms;
+pub(crate) mod signing;
 mod split;
 pub(crate) mod synapse;
 

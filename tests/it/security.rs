@@ -7,6 +7,7 @@ mod admin;
 mod directories;
 mod edge;
 mod endpoints;
+pub(crate) mod federation;
 mod integrity;
 mod keys;
 mod per_user;

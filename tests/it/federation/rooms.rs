@@ -11,7 +11,7 @@ use ruma::CanonicalJsonObject;
 use ruma::room_version_rules::RoomVersionRules;
 use serde_json::{Value, json};
 
-use super::forged::KeyFile;
+use super::signing::KeyFile;
 use super::{Certificates, federating_myelin, federation_url, reqwest_insecure, user_with_name};
 use crate::client::{Client, encode, message_bodies};
 
@@ -197,22 +197,6 @@ async fn bodies(reader: &Client, room_id: &str) -> Vec<String> {
         ))
         .await;
     message_bodies(&page.body["chunk"])
-}
-
-#[tokio::test]
-async fn room_traffic_from_another_server_is_checked_before_it_lands() {
-    let certificates = Certificates::new();
-    let target = federating_myelin(&certificates).await;
-    let origin = federating_myelin(&certificates).await;
-    let alice = user_with_name(&target.url(), "alice", "Alice").await;
-    check_room_traffic(
-        &federation_url(&target),
-        target.server_name(),
-        &alice,
-        origin.server_name(),
-        &super::signing_key_path(origin.config_path()),
-    )
-    .await;
 }
 
 #[tokio::test]

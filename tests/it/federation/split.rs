@@ -5,7 +5,6 @@
 
 use serde_json::json;
 
-use super::forged::check_forged_requests;
 use super::synapse::{
     Synapse, bodies_in_order, check_backfill, check_directories, check_moderation, fetch_media,
     knock_room, knock_via, room_joined_over_federation, wait_for_device_change, wait_for_invite,
@@ -279,7 +278,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     assert_eq!(status, 200, "{body}");
 
     // Forged and broken requests through traefik and the gateway.
-    check_forged_requests(
+    crate::security::federation::check_forged_requests(
         &format!("https://{server_name}"),
         &server_name,
         &alice,

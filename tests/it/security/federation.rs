@@ -3,71 +3,19 @@
 //! flowing. Requests are signed here with the second server's real key, so
 //! the first checks them against the key it fetches from the second.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
-use ed25519_dalek::{Signer, SigningKey};
-use serde_json::Value;
-
 use std::path::Path;
 
-use super::{Certificates, federating_myelin, federation_url, reqwest_insecure, user_with_name};
+use ed25519_dalek::SigningKey;
+use serde_json::Value;
+
 use crate::client::Client;
+use crate::federation::rooms::check_room_traffic;
+use crate::federation::signing::KeyFile;
+use crate::federation::{
+    Certificates, federating_myelin, federation_url, reqwest_insecure, signing_key_path,
+    user_with_name,
+};
 use crate::harness::free_port;
-
-/// A server's signing key as `myelin generate` wrote it.
-pub(super) struct KeyFile {
-    pub(super) key_id: String,
-    pub(super) key: SigningKey,
-}
-
-impl KeyFile {
-    pub(super) fn read(path: &std::path::Path) -> KeyFile {
-        let text = std::fs::read_to_string(path).expect("read the signing key");
-        let parts: Vec<&str> = text.split_whitespace().collect();
-        assert_eq!(parts.len(), 3, "`ed25519 <version> <seed>`: {text}");
-        let seed = STANDARD_NO_PAD
-            .decode(parts[2].trim_end_matches('='))
-            .expect("base64 seed");
-        let seed: [u8; 32] = seed.try_into().expect("32-byte seed");
-        KeyFile {
-            key_id: format!("ed25519:{}", parts[1]),
-            key: SigningKey::from_bytes(&seed),
-        }
-    }
-
-    /// `X-Matrix` for a request without a body, as the spec builds it: the
-    /// canonical JSON of method, URI, origin and destination, signed.
-    fn authorization(&self, method: &str, uri: &str, origin: &str, destination: &str) -> String {
-        self.authorization_with(method, uri, origin, destination, None)
-    }
-
-    /// The same for a request whose body is `content`, given in canonical
-    /// form (keys sorted, no spaces).
-    pub(super) fn authorization_with(
-        &self,
-        method: &str,
-        uri: &str,
-        origin: &str,
-        destination: &str,
-        content: Option<&str>,
-    ) -> String {
-        let content = content
-            .map(|content| format!(r#""content":{content},"#))
-            .unwrap_or_default();
-        let object = format!(
-            r#"{{{content}"destination":{},"method":{},"origin":{},"uri":{}}}"#,
-            Value::from(destination),
-            Value::from(method),
-            Value::from(origin),
-            Value::from(uri)
-        );
-        let signature = STANDARD_NO_PAD.encode(self.key.sign(object.as_bytes()).to_bytes());
-        format!(
-            r#"X-Matrix origin="{origin}",destination="{destination}",key="{}",sig="{signature}""#,
-            self.key_id
-        )
-    }
-}
 
 #[tokio::test]
 async fn forged_and_broken_federation_requests_are_refused() {
@@ -80,7 +28,26 @@ async fn forged_and_broken_federation_requests_are_refused() {
         first.server_name(),
         &alice,
         second.server_name(),
-        &super::signing_key_path(second.config_path()),
+        &signing_key_path(second.config_path()),
+    )
+    .await;
+}
+
+/// Events another server sends into a room are checked before they land:
+/// bad signatures and hashes, failed auth, strangers, other rooms' events,
+/// server ACLs (see [`check_room_traffic`]).
+#[tokio::test]
+async fn room_traffic_from_another_server_is_checked_before_it_lands() {
+    let certificates = Certificates::new();
+    let target = federating_myelin(&certificates).await;
+    let origin = federating_myelin(&certificates).await;
+    let alice = user_with_name(&target.url(), "alice", "Alice").await;
+    check_room_traffic(
+        &federation_url(&target),
+        target.server_name(),
+        &alice,
+        origin.server_name(),
+        &signing_key_path(origin.config_path()),
     )
     .await;
 }
@@ -326,7 +293,7 @@ async fn federation_media_needs_a_signature_and_good_input() {
     let picture = crate::media::png(64, 48);
     let mxc = crate::media::upload_mxc(&alice, "", "image/png", &picture).await;
     let media_id = mxc.rsplit_once('/').expect("a media ID").1.to_owned();
-    let key = KeyFile::read(&super::signing_key_path(second.config_path()));
+    let key = KeyFile::read(&signing_key_path(second.config_path()));
     let http = reqwest_insecure();
     let get = |uri: String, signed: bool| {
         let mut request = http.get(format!("{}{uri}", federation_url(&first)));
