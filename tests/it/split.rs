@@ -315,6 +315,15 @@ impl Split {
         }
     }
 
+    /// SIGKILLs every process of `role` still running.
+    pub(crate) async fn kill9_role(&self, role: &str) {
+        for (name, _, pid) in self.processes(role) {
+            if !process_gone(pid) {
+                self.kill9(&name, pid).await;
+            }
+        }
+    }
+
     /// SIGTERM, then waits until the process has exited.
     async fn terminate(&self, name: &str, pid: u32) {
         signal(name, pid, "TERM");

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::synapse::{
     Synapse, bodies_in_order, check_backfill, check_directories, check_moderation, fetch_media,
-    knock_room, knock_via, room_joined_over_federation, wait_for_device_change, wait_for_invite,
-    wait_for_membership, wait_for_message,
+    knock_room, knock_via, page_back_all, room_joined_over_federation, wait_for_device_change,
+    wait_for_invite, wait_for_membership, wait_for_message,
 };
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
@@ -85,7 +85,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         ],
     )
     .await;
-    let single = federating_myelin(&certificates).await;
+    let mut single = federating_myelin(&certificates).await;
     let synapse = Synapse::start(&certificates).await;
 
     let anonymous = split.client();
@@ -195,9 +195,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         .as_str()
         .expect("next_batch")
         .to_owned();
-    for (name, _, pid) in split.processes("FEDERATION_SENDER") {
-        split.kill9(&name, pid).await;
-    }
+    split.kill9_role("FEDERATION_SENDER").await;
     let second = anonymous.login("alice", super::PASSWORD).await;
     crate::keys::upload_device_keys(&second, 11).await;
     split.add("federation-sender").await;
@@ -206,6 +204,76 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         "{}",
         synapse.log_tail()
     );
+
+    // A gap longer than one `/get_missing_events` answer: while the single
+    // server is down, Alice sends 120 messages, and the split server's
+    // queue for it keeps only the newest (as Synapse's catch-up sends only
+    // a room's newest event). The single server walks back round after
+    // round until the gap closes: Bob reads every message, in order, after
+    // the one before the gap (history fetched later would sit below it).
+    let database = split.database().await;
+    let gap_room = room_joined_over_federation(&alice, &server_name, "gaproom", &bob).await;
+    alice.send_text(&gap_room, "before the split gap").await;
+    assert!(wait_for_message(&bob, &gap_room, "before the split gap").await);
+    single.kill();
+    let gap: Vec<String> = (0..120).map(|n| format!("split gap {n}")).collect();
+    for body in &gap {
+        alice.send_text(&gap_room, body).await;
+    }
+    let destination = single.server_name().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let queued: i64 = database
+            .query_one(
+                "SELECT COUNT(*) FROM federation_outbox WHERE destination = $1",
+                &[&destination],
+            )
+            .await
+            .expect("count the queue")
+            .get(0);
+        if queued >= 120 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {queued} queued for {destination}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    split.kill9_role("FEDERATION_SENDER").await;
+    database
+        .execute(
+            "DELETE FROM federation_outbox WHERE destination = $1
+               AND seq < (SELECT MAX(seq) FROM federation_outbox WHERE destination = $1)",
+            &[&destination],
+        )
+        .await
+        .expect("drop all but the newest");
+    database
+        .execute(
+            "UPDATE federation_destinations
+             SET txn_id = NULL, txn_upto = NULL, failures = 0, retry_at = NULL
+             WHERE destination = $1",
+            &[&destination],
+        )
+        .await
+        .expect("forget the transaction in flight");
+    single.start_again().await;
+    split.add("federation-sender").await;
+    assert!(
+        wait_for_message(&bob, &gap_room, "split gap 119").await,
+        "{}",
+        single.logs()
+    );
+    let seen: Vec<String> = page_back_all(&bob, &gap_room, 50, 10)
+        .await
+        .into_iter()
+        .filter(|body| body.contains("split gap"))
+        .collect();
+    let expected: Vec<String> = std::iter::once("before the split gap".to_owned())
+        .chain(gap)
+        .collect();
+    assert_eq!(seen, expected, "{}", single.logs());
 
     // An encrypted conversation with matrix-js-sdk, Alice on the split server.
     crate::js_sdk::run_e2ee_across(&anonymous.url(""), &alice, &synapse.client_url, &sam).await;
@@ -243,7 +311,6 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
 
     // While another replica has the single server's turn at its
     // transactions, every replica answers it 429; once given back, 200.
-    let database = split.database().await;
     let origin = single.server_name().to_owned();
     let in_a_minute = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -6,7 +6,7 @@
 //! kept in the store); a retry is safe because the writer knows events by
 //! their ID.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RemoteEvents, RoomInput};
@@ -24,8 +24,14 @@ use crate::rooms;
 
 /// The refusal of an event whose prev_events are not known here.
 const MISSING_PREV_EVENTS: &str = "M_MISSING_PREV_EVENTS";
-/// The most events fetched to close one gap.
-const GAP_LIMIT: u16 = 50;
+/// The most events fetched to close one gap; a longer one is closed by
+/// the state before the oldest fetched (`/state_ids`), leaving the older
+/// part of the gap out.
+const GAP_LIMIT: usize = 500;
+/// Events asked for per `/get_missing_events` round, and the most events
+/// a round walks back from.
+const GAP_ROUND: u16 = 50;
+const GAP_ROUND_FROM: usize = 20;
 
 /// The spec's limits on one transaction.
 pub(crate) const MAX_PDUS: usize = 50;
@@ -510,9 +516,38 @@ impl FederationApi {
         .map(|_| ())
     }
 
+    /// The fetched events whose prev_events are neither fetched nor in the
+    /// room's timeline: where the next round walks back from.
+    async fn still_missing(
+        &self,
+        fetched: &BTreeMap<String, myelin_federation::CheckedPdu>,
+    ) -> Result<Vec<OwnedEventId>, myelin_store::StoreError> {
+        let prevs: BTreeSet<String> = fetched
+            .values()
+            .flat_map(|checked| checked.pdu.prev_events.iter().map(ToString::to_string))
+            .filter(|prev| !fetched.contains_key(prev))
+            .collect();
+        let prevs: Vec<String> = prevs.into_iter().collect();
+        let here: HashSet<String> = self.store.timeline_ids(&prevs).await?.into_iter().collect();
+        Ok(fetched
+            .values()
+            .filter(|checked| {
+                checked.pdu.prev_events.iter().any(|prev| {
+                    let prev = prev.as_str();
+                    !fetched.contains_key(prev) && !here.contains(prev)
+                })
+            })
+            .filter_map(|checked| OwnedEventId::try_from(checked.event_id.as_str()).ok())
+            .take(GAP_ROUND_FROM)
+            .collect())
+    }
+
     /// Asks `origin` for the events between the room's forward extremities
-    /// and `event_id` (`/get_missing_events`) and hands them over, oldest
-    /// first; what cannot be used is left out.
+    /// and `event_id` (`/get_missing_events`), round after round back from
+    /// the oldest fetched, until they join what is here or [`GAP_LIMIT`] are
+    /// fetched, and hands them over, oldest first; what cannot be used is
+    /// left out. A gap filled here is in the timeline in order, with no
+    /// hole for paging back to fall through.
     async fn fill_gap(
         &self,
         origin: &OwnedServerName,
@@ -524,7 +559,7 @@ impl FederationApi {
         let Ok(room) = ruma::OwnedRoomId::try_from(room_id) else {
             return;
         };
-        let earliest = match self.store.forward_extremities(room_id).await {
+        let earliest: Vec<OwnedEventId> = match self.store.forward_extremities(room_id).await {
             Ok(extremities) => extremities
                 .into_iter()
                 .filter_map(|(id, _)| OwnedEventId::try_from(id).ok())
@@ -537,25 +572,45 @@ impl FederationApi {
         let Ok(latest) = OwnedEventId::try_from(event_id) else {
             return;
         };
-        let mut request = get_missing_events::v1::Request::new(room, earliest, vec![latest]);
-        request.limit = ruma::UInt::from(GAP_LIMIT);
-        request.min_depth = ruma::UInt::try_from(depth.saturating_sub(i64::from(GAP_LIMIT)).max(0))
-            .unwrap_or_default();
-        let missing = match self.federation.send(origin, request).await {
-            Ok(answer) => answer.events,
-            Err(error) => {
-                tracing::info!(%origin, %room_id, %error, "could not fetch missing events");
-                return;
+        let min_depth =
+            ruma::UInt::try_from(depth.saturating_sub(GAP_LIMIT as i64).max(0)).unwrap_or_default();
+        let mut fetched: BTreeMap<String, myelin_federation::CheckedPdu> = BTreeMap::new();
+        let mut from = vec![latest];
+        while !from.is_empty() && fetched.len() < GAP_LIMIT {
+            let mut request =
+                get_missing_events::v1::Request::new(room.clone(), earliest.clone(), from);
+            request.limit = ruma::UInt::from(GAP_ROUND);
+            request.min_depth = min_depth;
+            let missing = match self.federation.send(origin, request).await {
+                Ok(answer) => answer.events,
+                Err(error) => {
+                    tracing::info!(%origin, %room_id, %error, "could not fetch missing events");
+                    break;
+                }
+            };
+            let before = fetched.len();
+            for raw in missing.iter().take(usize::from(GAP_ROUND)) {
+                let Ok(object) = parse_pdu(raw) else { continue };
+                match check_pdu(&self.server_keys, version, object).await {
+                    Ok(checked) if checked.room_id == room_id => {
+                        fetched.insert(checked.event_id.clone(), checked);
+                    }
+                    _ => {}
+                }
             }
-        };
-        let mut checked_events = Vec::new();
-        for raw in missing.iter().take(usize::from(GAP_LIMIT)) {
-            let Ok(object) = parse_pdu(raw) else { continue };
-            match check_pdu(&self.server_keys, version, object).await {
-                Ok(checked) if checked.room_id == room_id => checked_events.push(checked),
-                _ => {}
+            if fetched.len() == before {
+                break;
             }
+            from = match self.still_missing(&fetched).await {
+                Ok(from) => from,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read which events are here");
+                    break;
+                }
+            };
         }
+        let mut checked_events: Vec<myelin_federation::CheckedPdu> =
+            fetched.into_values().collect();
         checked_events.sort_by_key(|checked| checked.pdu.depth);
         // The oldest fetched may still miss its own prevs (a longer gap):
         // its state is asked for once, and the rest build on it.
