@@ -114,31 +114,41 @@ impl SnapshotStore for PostgresStore {
     }
 
     async fn store_outliers(&self, events: Vec<OutlierEvent>) -> StoreResult<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_error)?;
         let ids: Vec<&str> = events.iter().map(|event| event.event_id.as_str()).collect();
-        let rows = tx
+        let known: std::collections::HashSet<String> = self
             .query(
                 "SELECT event_id FROM events WHERE event_id = ANY($1)",
                 &[&ids],
+                |row| get(row, 0),
             )
-            .await
-            .map_err(map_error)?;
-        let known: std::collections::HashSet<String> =
-            rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
-        for event in events
+            .await?
+            .into_iter()
+            .collect();
+        let new: Vec<&OutlierEvent> = events
             .iter()
             .filter(|event| !known.contains(&event.event_id))
-        {
-            // Positions come from the same counter as every event's.
-            let position: i64 = tx_query_opt(
-                &tx,
-                "UPDATE stream_position SET position = position + 1 RETURNING position",
-                &[],
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        // Positions come from the same counter as every event's, taken in a
+        // statement of their own: a join's thousands of state events must
+        // not hold the counter's row lock, which every send waits for, while
+        // they are written. Outliers are in no stream, so readers that see
+        // the counter past them before they commit miss nothing.
+        let count = i64::try_from(new.len()).unwrap_or(i64::MAX);
+        let top: i64 = self
+            .query_opt(
+                "UPDATE stream_position SET position = position + $1 RETURNING position",
+                &[&count],
                 |row| get(row, 0),
             )
             .await?
             .ok_or_else(|| StoreError::Corrupt("stream_position has no row".to_owned()))?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        for (position, event) in (top - count + 1..).zip(new) {
+            // One stored meanwhile by another writer keeps its own position.
             tx_execute(
                 &tx,
                 "INSERT INTO events (position, event_id, room_id, sender, event_type, state_key,
