@@ -210,9 +210,13 @@ impl SnapshotStore for PostgresStore {
         room_id: &str,
         events: Vec<PromotedEvent>,
         visibility_below: &str,
+        fence: Option<myelin_store::Fence>,
     ) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
+        if let Some(fence) = fence {
+            crate::leases::check_fence(&tx, fence).await?;
+        }
         let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
         // The row lock on the counter is held to commit: one batch at a time.
         let lowest: i64 = tx_query_opt(

@@ -98,11 +98,13 @@ pub trait SnapshotStore: Send + Sync {
     /// that order; the room's visibility below them becomes
     /// `visibility_below`. IDs that are not outliers of this room are
     /// left as they are. The current state and extremities do not change.
+    /// Refused with `StoreError::Fenced` under a fence whose lease moved on.
     async fn promote_outliers(
         &self,
         room_id: &str,
         events: Vec<PromotedEvent>,
         visibility_below: &str,
+        fence: Option<crate::Fence>,
     ) -> StoreResult<()>;
 
     /// Remembers that `redaction_event_id` redacts an event of the room

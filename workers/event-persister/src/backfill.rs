@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use myelin_bus::messages::{BackfilledEvents, RoomInputDone, RoomInputRefused};
 use myelin_room::{Pdu, RoomState};
-use myelin_store::{AppliedRedaction, PromotedEvent};
+use myelin_store::{AppliedRedaction, Fence, PromotedEvent};
 
 use crate::EventPersister;
 use crate::head::{CachedHead, load_head};
@@ -24,6 +24,7 @@ impl EventPersister {
     pub(crate) async fn accept_backfill(
         &self,
         batch: BackfilledEvents,
+        fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
         let slot = self.heads.slot(&batch.room_id);
         let mut guard = slot.lock().await;
@@ -128,7 +129,7 @@ impl EventPersister {
         let last = promoted.last().map(|event| event.event_id.clone());
         if let Some(visibility_below) = visibility_below {
             self.store
-                .promote_outliers(&batch.room_id, promoted, &visibility_below)
+                .promote_outliers(&batch.room_id, promoted, &visibility_below, Some(fence))
                 .await
                 .map_err(unavailable)?;
         }

@@ -71,7 +71,7 @@ impl EventPersister {
                 RoomInput::RemoteMembership(membership) => {
                     self.accept_remote_membership(membership, fence).await
                 }
-                RoomInput::Backfill(batch) => self.accept_backfill(batch).await,
+                RoomInput::Backfill(batch) => self.accept_backfill(batch, fence).await,
                 // Taken above: its answer has a shape of its own.
                 RoomInput::RemoteBatch(_) => Err(refused(
                     400,

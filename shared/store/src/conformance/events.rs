@@ -353,6 +353,47 @@ pub async fn writes_under_a_superseded_fence_are_refused(store: &dyn Store) {
     }
     assert_eq!(store.event(&stale_id).await.expect("read"), None);
 
+    // Fetched history is promoted under the fence too.
+    let fetched = || {
+        vec![crate::PromotedEvent {
+            event_id: "$fetched-under-a-fence".to_owned(),
+            snapshots: crate::EventSnapshots {
+                before: "^fetched-under-a-fence".to_owned(),
+                after: "^fetched-under-a-fence".to_owned(),
+                new: Vec::new(),
+            },
+            redactions: Vec::new(),
+        }]
+    };
+    store
+        .store_outliers(vec![crate::OutlierEvent {
+            event_id: "$fetched-under-a-fence".to_owned(),
+            room_id: room_id.to_owned(),
+            sender: "@far:remote.test".to_owned(),
+            event_type: "m.room.message".to_owned(),
+            state_key: None,
+            depth: 1,
+            origin_server_ts: 1,
+            pdu_json: r#"{"content":{"body":"old"}}"#.to_owned(),
+        }])
+        .await
+        .expect("store an outlier");
+    match store
+        .promote_outliers(room_id, fetched(), "shared", Some(old_fence))
+        .await
+    {
+        Err(crate::StoreError::Fenced) => {}
+        other => panic!("a promotion under a superseded fence gave {other:?}"),
+    }
+    let fetched_id = ["$fetched-under-a-fence".to_owned()];
+    let in_timeline = || store.timeline_ids(&fetched_id);
+    assert!(in_timeline().await.expect("read").is_empty());
+    store
+        .promote_outliers(room_id, fetched(), "shared", Some(new_fence))
+        .await
+        .expect("promote under the current fence");
+    assert_eq!(in_timeline().await.expect("read").len(), 1);
+
     let mut current = event(room_id, 2, None, std::slice::from_ref(&create_id));
     current.fence = Some(new_fence);
     persist(store, current).await;

@@ -459,11 +459,12 @@ pub(super) async fn promoted_outliers_sit_below_the_timeline_in_order(store: &dy
                 },
             ],
             "joined",
+            None,
         )
         .await
         .expect("promote");
     store
-        .promote_outliers(room, vec![promoted(2), promoted(3)], "shared")
+        .promote_outliers(room, vec![promoted(2), promoted(3)], "shared", None)
         .await
         .expect("promote older");
     let timeline = store
@@ -568,6 +569,7 @@ pub(super) async fn promoted_history_is_related_and_searchable(store: &dyn Store
             room,
             vec![promoted("$lighthouse"), promoted("$keeper")],
             "shared",
+            None,
         )
         .await
         .expect("promote");
@@ -676,7 +678,12 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
     // The redaction is no more than an outlier yet.
     assert!(waiting_in(room).await.is_empty());
     store
-        .promote_outliers(room, vec![promoted_with("$strike", Vec::new())], "shared")
+        .promote_outliers(
+            room,
+            vec![promoted_with("$strike", Vec::new())],
+            "shared",
+            None,
+        )
         .await
         .expect("promote the redaction");
     assert_eq!(
@@ -706,6 +713,7 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
                 }],
             )],
             "shared",
+            None,
         )
         .await
         .expect("promote the target");
