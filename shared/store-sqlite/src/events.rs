@@ -55,28 +55,10 @@ fn membership_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Membership> 
     })
 }
 
-/// Refuses a write under a fence whose lease moved on. The one writer
-/// serialises this check with every epoch bump.
-pub(crate) fn check_fence(
-    tx: &rusqlite::Transaction<'_>,
-    fence: Option<myelin_store::Fence>,
-) -> StoreResult<()> {
-    let Some(fence) = fence else {
-        return Ok(());
-    };
-    let epoch: Option<i64> = tx
-        .prepare_cached("SELECT epoch FROM lease_fences WHERE lease_key = ?1")
-        .and_then(|mut statement| statement.query_row([fence.key], |row| row.get(0)))
-        .optional()
-        .map_err(map_error)?;
-    if epoch != Some(fence.epoch) {
-        return Err(StoreError::Fenced);
-    }
-    Ok(())
-}
-
 fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<PersistOutcome> {
-    check_fence(tx, event.fence)?;
+    if let Some(fence) = event.fence {
+        crate::leases::check_fence(tx, fence)?;
+    }
     if let Some(txn) = &event.txn {
         let existing: Option<String> = tx.prepare_cached("SELECT event_id FROM txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3").and_then(|mut statement| statement.query_row([&txn.user_id, &txn.device_id, &txn.txn_id],
                 |row| row.get(0),))

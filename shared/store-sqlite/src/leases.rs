@@ -142,3 +142,21 @@ impl LeaseStore for SqliteStore {
         .await
     }
 }
+
+/// Refuses a write under a fence whose lease moved on. The one writer
+/// serialises this check with every epoch bump.
+pub(crate) fn check_fence(
+    tx: &rusqlite::Transaction<'_>,
+    fence: myelin_store::Fence,
+) -> myelin_store::StoreResult<()> {
+    use rusqlite::OptionalExtension;
+    let epoch: Option<i64> = tx
+        .prepare_cached("SELECT epoch FROM lease_fences WHERE lease_key = ?1")
+        .and_then(|mut statement| statement.query_row([fence.key], |row| row.get(0)))
+        .optional()
+        .map_err(crate::map_error)?;
+    if epoch != Some(fence.epoch) {
+        return Err(myelin_store::StoreError::Fenced);
+    }
+    Ok(())
+}

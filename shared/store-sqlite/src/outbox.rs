@@ -3,24 +3,12 @@
 use async_trait::async_trait;
 use myelin_store::{
     DestinationRetry, Fence, OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu,
-    QueuedPdu, StoreError, StoreResult,
+    QueuedPdu, StoreResult,
 };
 use myelin_types::StreamPosition;
 use rusqlite::{OptionalExtension, params};
 
 use crate::{SqliteStore, map_error};
-
-fn check_fence(tx: &rusqlite::Transaction<'_>, fence: Fence) -> StoreResult<()> {
-    let epoch: Option<i64> = tx
-        .prepare_cached("SELECT epoch FROM lease_fences WHERE lease_key = ?1")
-        .and_then(|mut statement| statement.query_row([fence.key], |row| row.get(0)))
-        .optional()
-        .map_err(map_error)?;
-    if epoch != Some(fence.epoch) {
-        return Err(StoreError::Fenced);
-    }
-    Ok(())
-}
 
 fn entries(
     conn: &rusqlite::Connection,
@@ -81,7 +69,7 @@ impl OutboxStore for SqliteStore {
         pdus: Vec<QueuedPdu>,
     ) -> StoreResult<()> {
         self.write(move |tx| {
-            check_fence(tx, fence)?;
+            crate::leases::check_fence(tx, fence)?;
             for pdu in &pdus {
                 tx.prepare_cached(
                     "INSERT INTO federation_outbox (destination, partition, event_id) VALUES (?1, ?2, ?3)",
@@ -284,7 +272,7 @@ impl OutboxStore for SqliteStore {
         upto: StreamPosition,
     ) -> StoreResult<()> {
         self.write(move |tx| {
-            check_fence(tx, fence)?;
+            crate::leases::check_fence(tx, fence)?;
             tx.prepare_cached(
                 "UPDATE federation_cursors
                  SET device_list_position = MAX(device_list_position, ?2) WHERE partition = ?1",

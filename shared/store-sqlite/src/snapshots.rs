@@ -209,7 +209,9 @@ impl SnapshotStore for SqliteStore {
     ) -> StoreResult<()> {
         let (room_id, visibility_below) = (room_id.to_owned(), visibility_below.to_owned());
         self.write(move |tx| {
-            crate::events::check_fence(tx, fence)?;
+            if let Some(fence) = fence {
+                crate::leases::check_fence(tx, fence)?;
+            }
             // One writer at a time: the lowest position so far is stable here.
             let lowest: i64 = tx
                 .prepare_cached("SELECT COALESCE(MIN(position), 0) FROM events")

@@ -16,8 +16,8 @@ use myelin_room::{Pdu, RoomState};
 use myelin_store::{AppliedRedaction, Fence, PromotedEvent};
 
 use crate::EventPersister;
-use crate::head::{CachedHead, load_head};
-use crate::input::{refused, unavailable};
+use crate::head::{CachedHead, head_missing};
+use crate::input::unavailable;
 use crate::snapshots::{self, HeadSnapshot};
 
 impl EventPersister {
@@ -26,13 +26,9 @@ impl EventPersister {
         batch: BackfilledEvents,
         fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
-        let slot = self.heads.slot(&batch.room_id);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(load_head(self.store.as_ref(), &batch.room_id).await?);
-        }
+        let guard = self.locked_head(&batch.room_id).await?;
         let Some(head) = guard.as_ref() else {
-            return Err(refused(500, "M_UNKNOWN", "room head missing"));
+            return Err(head_missing());
         };
         let ids: Vec<String> = batch
             .events
