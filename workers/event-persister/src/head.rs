@@ -21,6 +21,8 @@ pub struct CachedHead {
     /// The snapshot holding `state`; `None` until one is written (a room
     /// from before snapshots, or a new room).
     pub snapshot: Option<HeadSnapshot>,
+    /// `state`'s joined members as push rules last read them.
+    pub joined: crate::push::JoinedMembers,
 }
 
 impl CachedHead {
@@ -151,5 +153,6 @@ pub(crate) async fn load_head(
         extremities,
         max_depth,
         snapshot,
+        joined: Default::default(),
     })
 }

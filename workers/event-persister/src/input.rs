@@ -186,6 +186,7 @@ impl EventPersister {
             extremities: Vec::new(),
             max_depth: 0,
             snapshot: None,
+            joined: Default::default(),
         };
         // Every event is composed and authorized before any is written, and
         // all are written in one transaction: a refusal or a crash part-way

@@ -49,16 +49,70 @@ fn content(pdu: &Pdu) -> Value {
     serde_json::from_str(pdu.content.get()).unwrap_or_default()
 }
 
-/// Joined members (before the event) and how many there are.
-fn joined_members(state: &RoomState) -> Vec<(&str, Value)> {
-    state
-        .range(("m.room.member".to_owned(), String::new())..)
-        .take_while(|((event_type, _), _)| event_type == "m.room.member")
-        .filter_map(|((_, user_id), pdu)| {
-            let content = content(pdu);
-            (content["membership"] == "join").then_some((user_id.as_str(), content))
-        })
-        .collect()
+/// The joined members of a head's state, with the member events they were
+/// read from. Reused while the state holds the very same events (a pointer
+/// comparison each), so a message in a big room does not parse every
+/// member event again; any change of membership reads them afresh.
+#[derive(Default)]
+pub struct JoinedMembers(Mutex<Option<Arc<Joined>>>);
+
+impl Clone for JoinedMembers {
+    fn clone(&self) -> Self {
+        JoinedMembers(Mutex::new(self.lock().clone()))
+    }
+}
+
+impl JoinedMembers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Joined>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The joined members of `state` (before the event being judged).
+    fn of(&self, state: &RoomState) -> Arc<Joined> {
+        let events: Vec<&Arc<Pdu>> = state
+            .range(("m.room.member".to_owned(), String::new())..)
+            .take_while(|((event_type, _), _)| event_type == "m.room.member")
+            .map(|(_, pdu)| pdu)
+            .collect();
+        let mut memo = self.lock();
+        if let Some(joined) = memo.as_ref()
+            && joined.events.len() == events.len()
+            && joined
+                .events
+                .iter()
+                .zip(&events)
+                .all(|(known, now)| Arc::ptr_eq(known, now))
+        {
+            return Arc::clone(joined);
+        }
+        let members = events
+            .iter()
+            .filter_map(|pdu| {
+                let content = content(pdu);
+                if content["membership"] != "join" {
+                    return None;
+                }
+                let display_name = content["displayname"].as_str().unwrap_or_default();
+                Some((pdu.state_key.clone()?, display_name.to_owned()))
+            })
+            .collect();
+        let joined = Arc::new(Joined {
+            events: events.into_iter().cloned().collect(),
+            members,
+        });
+        *memo = Some(Arc::clone(&joined));
+        joined
+    }
+}
+
+/// Joined members read from a state's member events.
+struct Joined {
+    /// Every member event of the state, in key order.
+    events: Vec<Arc<Pdu>>,
+    /// User ID and display name of each joined member.
+    members: Vec<(String, String)>,
 }
 
 /// The thread root of an event in a thread.
@@ -95,17 +149,15 @@ impl EventPersister {
         pdu_json: &str,
     ) -> StoreResult<Vec<PushAction>> {
         let local = format!(":{}", self.server_key.server_name);
-        let members = joined_members(&head.state);
-        let mut recipients: Vec<Recipient> = members
+        let joined = head.joined.of(&head.state);
+        let mut recipients: Vec<Recipient> = joined
+            .members
             .iter()
-            .filter(|(user_id, _)| *user_id != sender && user_id.ends_with(&local))
-            .filter_map(|(user_id, content)| {
+            .filter(|(user_id, _)| user_id != sender && user_id.ends_with(&local))
+            .filter_map(|(user_id, display_name)| {
                 Some(Recipient {
-                    user_id: UserId::parse(*user_id).ok()?,
-                    display_name: content["displayname"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
+                    user_id: UserId::parse(user_id.as_str()).ok()?,
+                    display_name: display_name.clone(),
                 })
             })
             .collect();
@@ -131,7 +183,7 @@ impl EventPersister {
             return Ok(Vec::new());
         };
         let raw: Raw<AnySyncTimelineEvent> = Raw::from_json(raw);
-        let room = self.push_room(head, members.len());
+        let room = self.push_room(head, joined.members.len());
         let thread_id = thread_of(&event);
         let mut actions = Vec::new();
         for recipient in recipients {
@@ -201,5 +253,54 @@ mod tests {
         assert_eq!(thread_of(&in_thread).as_deref(), Some("$root"));
         let reply = json!({"content": {"m.relates_to": {"m.in_reply_to": {"event_id": "$x"}}}});
         assert_eq!(thread_of(&reply), None);
+    }
+
+    fn member(n: u32, user: &str, membership: &str, name: &str) -> Arc<Pdu> {
+        let json = json!({
+            "type": "m.room.member",
+            "state_key": user,
+            "sender": user,
+            "origin_server_ts": 1,
+            "content": {"membership": membership, "displayname": name},
+            "prev_events": [],
+            "auth_events": [],
+        });
+        Arc::new(Pdu::from_json(&format!("$member-{n}"), &json.to_string()).expect("a PDU"))
+    }
+
+    fn set(state: &mut RoomState, pdu: Arc<Pdu>) {
+        let key = pdu.state_key.clone().unwrap_or_default();
+        state.insert(("m.room.member".to_owned(), key), pdu);
+    }
+
+    #[test]
+    fn joined_members_are_read_again_only_when_a_member_event_changes() {
+        let mut state = RoomState::new();
+        set(&mut state, member(1, "@a:here", "join", "Ann"));
+        set(&mut state, member(2, "@b:here", "invite", "Bo"));
+        let memo = JoinedMembers::default();
+        let first = memo.of(&state);
+        assert_eq!(first.members, [("@a:here".to_owned(), "Ann".to_owned())]);
+        // The same events: the same reading, not a new one.
+        assert!(Arc::ptr_eq(&first, &memo.of(&state)));
+        assert!(Arc::ptr_eq(&first, &memo.clone().of(&state)));
+
+        // Bo joins under a new name; Ann's event stays as it was.
+        set(&mut state, member(3, "@b:here", "join", "Bob"));
+        let second = memo.of(&state);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(
+            second.members,
+            [
+                ("@a:here".to_owned(), "Ann".to_owned()),
+                ("@b:here".to_owned(), "Bob".to_owned())
+            ]
+        );
+        // Ann leaves.
+        set(&mut state, member(4, "@a:here", "leave", "Ann"));
+        assert_eq!(
+            memo.of(&state).members,
+            [("@b:here".to_owned(), "Bob".to_owned())]
+        );
     }
 }

@@ -68,6 +68,7 @@ impl EventPersister {
                 // Deeper than every extremity, cited or not.
                 max_depth: head.max_depth,
                 snapshot,
+                joined: head.joined.clone(),
             },
             uncited,
         }))
