@@ -565,8 +565,10 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
 }
 
 /// History from before a join arrives by backfill: `owner` sends 12
-/// messages in a new public room named by `alias`, then `joiner` joins by
-/// the alias and pages back through all of them, in order.
+/// messages in a new public room named by `alias` (and one more it redacts
+/// after them), then `joiner` joins by the alias and pages back through all
+/// of them, in order. The fetched history is searchable, and the redaction,
+/// fetched before its target, is applied to it.
 pub(crate) async fn check_backfill(
     owner: &Client,
     owner_server: &str,
@@ -578,15 +580,63 @@ pub(crate) async fn check_backfill(
         .create_room(&json!({"preset": "public_chat", "room_alias_name": alias}))
         .await;
     let past: Vec<String> = (0..12).map(|n| format!("{alias} {n}")).collect();
+    let mut secret_id = String::new();
     for body in &past {
         owner.send_text(&room_id, body).await;
+        if secret_id.is_empty() {
+            secret_id = owner.send_text(&room_id, "a confidential remark").await;
+        }
     }
+    let redacted = owner
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/take-back",
+                crate::client::encode(&room_id),
+                crate::client::encode(&secret_id)
+            ),
+            &json!({"reason": "said too much"}),
+        )
+        .await;
+    assert_eq!(redacted.status, 200, "{}", redacted.text);
     let joined = joiner.join(&format!("#{alias}:{owner_server}")).await;
     assert_eq!(joined.status, 200, "{}", joined.text);
     assert_eq!(
         page_back_all(joiner, &room_id, 5, 20).await,
         past,
         "{}",
+        logs()
+    );
+
+    let room = room_id.as_str();
+    let search = |term: String| async move {
+        let found = joiner
+            .post(
+                "/_matrix/client/v3/search",
+                &json!({"search_categories": {"room_events": {
+                    "search_term": term,
+                    "filter": {"rooms": [room]},
+                }}}),
+            )
+            .await;
+        assert_eq!(found.status, 200, "{}", found.text);
+        found.body["search_categories"]["room_events"]["count"].clone()
+    };
+    assert_eq!(search(alias.to_owned()).await, past.len(), "{}", logs());
+    assert_eq!(search("confidential".to_owned()).await, 0, "{}", logs());
+    let secret = joiner
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            crate::client::encode(&room_id),
+            crate::client::encode(&secret_id)
+        ))
+        .await;
+    assert_eq!(secret.status, 200, "{}", secret.text);
+    assert_eq!(secret.body["content"], json!({}), "{}", secret.text);
+    assert_eq!(
+        secret.body["unsigned"]["redacted_because"]["content"]["reason"],
+        "said too much",
+        "{}\n{}",
+        secret.text,
         logs()
     );
 }
