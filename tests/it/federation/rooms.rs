@@ -295,15 +295,16 @@ pub(crate) async fn check_wide_branches(
 
     // A message and its redaction in one transaction: the redaction finds
     // the message it follows, written just before it.
-    let later = |n: i64, pdu: Value| {
+    let later_citing = |n: i64, pdu: Value, auth_events: Value| {
         let mut pdu = pdu;
         pdu["room_id"] = json!(room_id);
         pdu["sender"] = json!(mallory);
         pdu["origin_server_ts"] = json!(now + 100 + n);
         pdu["depth"] = json!(joined.depth + 100 + n);
-        pdu["auth_events"] = json!([power_levels, branch_ids[0]]);
+        pdu["auth_events"] = auth_events;
         peer.sign(&joined.rules, pdu)
     };
+    let later = |n: i64, pdu: Value| later_citing(n, pdu, json!([power_levels, branch_ids[0]]));
     let (doomed_id, doomed) = later(
         1,
         json!({
@@ -349,6 +350,48 @@ pub(crate) async fn check_wide_branches(
         assert!(seen.iter().any(|seen| seen == body), "{body}: {seen:?}");
     }
     assert!(!seen.iter().any(|body| body == "soon redacted"), "{seen:?}");
+
+    // A chain on a branch in one transaction (a server catching up while
+    // the room moved on here): each event is judged on the state after the
+    // one before it, written with it, a rename among them.
+    alice.send_text(&room_id, "the room moved on").await;
+    let message = |body: &str| json!({"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}});
+    let mut first = message("chain 1");
+    first["prev_events"] = json!([redaction_id]);
+    let (first_id, first) = later(3, first);
+    let (rename_id, rename) = later_citing(
+        4,
+        json!({
+            "type": "m.room.member",
+            "state_key": mallory,
+            "content": {"membership": "join", "displayname": "Chained"},
+            "prev_events": [first_id],
+        }),
+        json!([power_levels, branch_ids[0], join_rules]),
+    );
+    let mut last = message("chain 3");
+    last["prev_events"] = json!([rename_id]);
+    let (last_id, last) = later_citing(5, last, json!([power_levels, rename_id]));
+    let (status, answer) = peer
+        .send_in_turn("a-chain-on-a-branch", &[first, rename, last])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    for event_id in [&first_id, &rename_id, &last_id] {
+        assert_eq!(answer["pdus"][event_id], json!({}), "{answer}");
+    }
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            encode(&room_id),
+            encode(&mallory)
+        ))
+        .await
+        .ok();
+    assert_eq!(member["displayname"], "Chained", "{member}");
+    let seen = bodies(alice, &room_id).await;
+    for body in ["the room moved on", "chain 1", "chain 3"] {
+        assert!(seen.iter().any(|seen| seen == body), "{body}: {seen:?}");
+    }
 }
 
 /// Joins a public room of `alice` (on the server at `target_url`) as a

@@ -1,8 +1,10 @@
 //! Another server's transaction, one room's events at a time. Events that
-//! extend the room's head one after another are checked against the head
-//! as it moves and written together, in one store transaction, then
-//! announced; an event that needs the store to see what is pending (a
-//! branch, a redaction) has the pending ones written first.
+//! extend the room's head one after another, or a branch of it (a server
+//! catching up on what it sent while the room moved on here), are checked
+//! against the state as it moves and written together, in one store
+//! transaction, then announced; an event that needs the store to see what
+//! is pending (a redaction, or one citing an event pending already cited)
+//! has the pending ones written first.
 
 use myelin_bus::messages::{RemoteEvent, RemoteEventOutcome, RemoteEvents, RoomInputRefused};
 use myelin_store::{Fence, PersistEvent};
@@ -12,6 +14,7 @@ use crate::EventPersister;
 use crate::head::CachedHead;
 use crate::input::{refused, unavailable};
 use crate::remote::RemoteStep;
+use crate::remote::Unwritten;
 
 impl EventPersister {
     pub(crate) async fn accept_remote_events(
@@ -39,6 +42,7 @@ impl EventPersister {
     ) -> Result<Vec<RemoteEventOutcome>, RoomInputRefused> {
         let mut outcomes = Vec::with_capacity(batch.events.len());
         let mut pending: Vec<PersistEvent> = Vec::new();
+        let mut unwritten = Unwritten::new();
         for remote in batch.events {
             let outcome = |refusal: Option<RoomInputRefused>| RemoteEventOutcome {
                 event_id: remote.event_id.clone(),
@@ -59,15 +63,20 @@ impl EventPersister {
                 outcomes.push(outcome(None));
                 continue;
             }
-            if !pending.is_empty() && !extends_head_alone(head, &remote) {
-                self.write_pending(&mut pending).await?;
+            if !pending.is_empty() && reads_its_target(&remote) {
+                self.write_pending(&mut pending, &mut unwritten).await?;
             }
-            let mut step = self.compose_remote(head, &remote, fence).await;
+            let mut step = self
+                .compose_remote(head, &remote, fence, &mut unwritten)
+                .await;
             if matches!(&step, Err(refusal) if refusal.status < 500) && !pending.is_empty() {
-                // It may cite what is pending (an auth event replaced since):
-                // judged again with the store holding it.
-                self.write_pending(&mut pending).await?;
-                step = self.compose_remote(head, &remote, fence).await;
+                // It may cite what is pending (an auth event replaced since,
+                // or a prev another event took): judged again with the
+                // store holding it.
+                self.write_pending(&mut pending, &mut unwritten).await?;
+                step = self
+                    .compose_remote(head, &remote, fence, &mut unwritten)
+                    .await;
             }
             match step {
                 Ok(RemoteStep::Nothing) => outcomes.push(outcome(None)),
@@ -79,13 +88,19 @@ impl EventPersister {
                 Err(refusal) => outcomes.push(outcome(Some(refusal))),
             }
         }
-        self.write_pending(&mut pending).await?;
+        self.write_pending(&mut pending, &mut unwritten).await?;
         Ok(outcomes)
     }
 
     /// Writes the pending events in one store transaction and announces
-    /// them; all or none.
-    async fn write_pending(&self, pending: &mut Vec<PersistEvent>) -> Result<(), RoomInputRefused> {
+    /// them; all or none. What was kept of them in memory is the store's
+    /// to tell from now on.
+    async fn write_pending(
+        &self,
+        pending: &mut Vec<PersistEvent>,
+        unwritten: &mut Unwritten,
+    ) -> Result<(), RoomInputRefused> {
+        unwritten.clear();
         if pending.is_empty() {
             return Ok(());
         }
@@ -102,29 +117,14 @@ impl EventPersister {
     }
 }
 
-/// The parts of a PDU that say what it needs of the store.
-#[derive(Deserialize)]
-struct Links {
-    #[serde(rename = "type")]
-    event_type: String,
-    /// IDs (v3 on) or `[id, hashes]` pairs (v1, v2).
-    prev_events: Vec<serde_json::Value>,
-}
-
-/// Whether `remote` is judged on the head alone: its prev_events are the
-/// head's extremities and it redacts nothing (a redaction reads its
-/// target from the store).
-fn extends_head_alone(head: &CachedHead, remote: &RemoteEvent) -> bool {
-    let Ok(links) = serde_json::from_str::<Links>(&remote.pdu_json) else {
-        return false;
-    };
-    if links.event_type == "m.room.redaction" {
-        return false;
+/// Whether `remote` is a redaction: it reads its target from the store,
+/// which must hold what is pending first.
+fn reads_its_target(remote: &RemoteEvent) -> bool {
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        event_type: String,
     }
-    head.is_extended_by(
-        links
-            .prev_events
-            .iter()
-            .filter_map(|prev| prev.as_str().or_else(|| prev.get(0)?.as_str())),
-    )
+    serde_json::from_str::<Kind>(&remote.pdu_json)
+        .map_or(true, |kind| kind.event_type == "m.room.redaction")
 }

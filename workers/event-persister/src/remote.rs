@@ -5,7 +5,7 @@
 //! Where it branches off the room's head, the branches' states are resolved
 //! (v2) into the new current state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use myelin_bus::messages::{
@@ -45,6 +45,13 @@ pub(crate) enum RemoteStep {
     /// The event's record; the head already stands after it.
     Write(Box<PersistEvent>),
 }
+
+/// The state after events composed on a branch of the room but not written
+/// yet, by event ID, with their snapshots: the next event of a batch on the
+/// same branch is judged on it without the store. Each is taken by the
+/// first event citing it; another citing it reads the store, once the
+/// pending events are written.
+pub(crate) type Unwritten = HashMap<String, (RoomState, HeadSnapshot)>;
 
 /// The state a remote event is judged against, and its snapshot when one
 /// existing snapshot holds it.
@@ -114,7 +121,10 @@ impl EventPersister {
             event_id: remote.event_id.clone(),
             position,
         };
-        match self.compose_remote(head, &remote, fence).await? {
+        match self
+            .compose_remote(head, &remote, fence, &mut Unwritten::new())
+            .await?
+        {
             RemoteStep::Nothing => Ok(done(None)),
             RemoteStep::Write(record) => Ok(done(self.persist_and_announce(*record).await?)),
         }
@@ -128,6 +138,7 @@ impl EventPersister {
         head: &mut CachedHead,
         remote: &RemoteEvent,
         fence: Fence,
+        unwritten: &mut Unwritten,
     ) -> Result<RemoteStep, RoomInputRefused> {
         // A retry, or the same event from another server: nothing to do.
         if self.already_stored(&remote.event_id).await? {
@@ -138,7 +149,7 @@ impl EventPersister {
         let version = head.version.clone();
 
         let before = self
-            .state_before(head, &pdu, remote.state_ids.as_deref())
+            .state_before(head, &pdu, remote.state_ids.as_deref(), unwritten)
             .await?;
         let cited = self.authorize_remote(head, &pdu, &before.state).await?;
         if !before.extends_head
@@ -194,6 +205,12 @@ impl EventPersister {
             state_key.as_deref().map(|key| (event_type.as_str(), key)),
         );
         let resolved_state = (!before.extends_head).then(|| changes(&head.state, &current));
+        if !before.extends_head {
+            unwritten.insert(
+                remote.event_id.clone(),
+                (state_after.clone(), snapshot_after.clone()),
+            );
+        }
         let push_actions = self
             .push_actions(head, pdu.sender.as_str(), &remote.pdu_json)
             .await
@@ -236,12 +253,14 @@ impl EventPersister {
     }
 
     /// The state before `pdu`: the head's when it extends the head, else
-    /// the state after each of its `prev_events`, resolved when several.
+    /// the state after each of its `prev_events` (composed in this batch,
+    /// or stored), resolved when several.
     async fn state_before(
         &self,
         head: &CachedHead,
         pdu: &Pdu,
         given: Option<&[String]>,
+        unwritten: &mut Unwritten,
     ) -> Result<StateBefore, RoomInputRefused> {
         if pdu.prev_events.is_empty() {
             return Err(bad_event("only a room's create event has no prev_events"));
@@ -256,7 +275,11 @@ impl EventPersister {
         }
         // Every prev must be an event of this room: another room's state
         // must never stand in for this one's.
-        let prev_ids: Vec<String> = prevs.iter().map(|prev| (*prev).to_owned()).collect();
+        let prev_ids: Vec<String> = prevs
+            .iter()
+            .filter(|prev| !unwritten.contains_key(**prev))
+            .map(|prev| (*prev).to_owned())
+            .collect();
         let known = self
             .store
             .events_by_id(&prev_ids)
@@ -267,7 +290,11 @@ impl EventPersister {
         }
         let mut forks = Vec::with_capacity(prevs.len());
         for prev in &prevs {
-            match self.state_after(&head.version, prev).await? {
+            let known = match unwritten.remove(*prev) {
+                Some(known) => Some(known),
+                None => self.state_after(&head.version, prev).await?,
+            };
+            match known {
                 Some(known) => forks.push(known),
                 // A gap that could not be filled: the state the sender's
                 // server gave for the event stands in for its prevs'.
