@@ -24,9 +24,9 @@ use crate::rooms;
 
 /// The refusal of an event whose prev_events are not known here.
 const MISSING_PREV_EVENTS: &str = "M_MISSING_PREV_EVENTS";
-/// The most events fetched to close one gap; a longer one is closed by
-/// the state before the oldest fetched (`/state_ids`), leaving the older
-/// part of the gap out.
+/// The most events fetched to close the gaps of one transaction; a longer
+/// gap is closed by the state before the oldest fetched (`/state_ids`),
+/// leaving the older part of it out.
 const GAP_LIMIT: usize = 500;
 /// Events asked for per `/get_missing_events` round, and the most events
 /// a round walks back from.
@@ -118,6 +118,8 @@ pub(crate) async fn send(
     let mut results = BTreeMap::new();
     let processing = async {
         let mut rooms = RoomsSeen::default();
+        // What one transaction may have fetched to close gaps, all told.
+        let mut gap_budget = GAP_LIMIT;
         // Consecutive PDUs of one room go to its writer together.
         let mut run: Vec<(OwnedEventId, ForWriter)> = Vec::new();
         for raw in &request.pdus {
@@ -137,19 +139,30 @@ pub(crate) async fn send(
                 .first()
                 .is_some_and(|(_, first)| first.room_id != pdu.room_id)
             {
-                api.hand_over_run(&origin, std::mem::take(&mut run), &mut results)
-                    .await;
+                api.hand_over_run(
+                    &origin,
+                    std::mem::take(&mut run),
+                    &mut results,
+                    &mut gap_budget,
+                )
+                .await;
             }
             let acl_changed_in = pdu.changes_acl.then(|| pdu.room_id.clone());
             run.push((event_id, pdu));
             if let Some(room_id) = acl_changed_in {
                 // The PDUs after it are judged by the ACL it sets.
-                api.hand_over_run(&origin, std::mem::take(&mut run), &mut results)
-                    .await;
+                api.hand_over_run(
+                    &origin,
+                    std::mem::take(&mut run),
+                    &mut results,
+                    &mut gap_budget,
+                )
+                .await;
                 rooms.forget(&room_id);
             }
         }
-        api.hand_over_run(&origin, run, &mut results).await;
+        api.hand_over_run(&origin, run, &mut results, &mut gap_budget)
+            .await;
         api.accept_edus(&origin, &request.edus).await;
     };
     // Filling gaps may take longer than a turn lasts: it is renewed meanwhile.
@@ -378,6 +391,7 @@ impl FederationApi {
         origin: &OwnedServerName,
         run: Vec<(OwnedEventId, ForWriter)>,
         results: &mut BTreeMap<OwnedEventId, Result<(), String>>,
+        gap_budget: &mut usize,
     ) {
         let Some((_, first)) = run.first() else {
             return;
@@ -413,7 +427,13 @@ impl FederationApi {
             let result = match outcomes.next().map(|outcome| outcome.refused) {
                 Some(None) => Ok(()),
                 Some(Some(refused)) if refused.errcode == MISSING_PREV_EVENTS => self
-                    .hand_over_across_gaps(origin, &pdu.room_id, &pdu.version, &pdu.checked)
+                    .hand_over_across_gaps(
+                        origin,
+                        &pdu.room_id,
+                        &pdu.version,
+                        &pdu.checked,
+                        gap_budget,
+                    )
                     .await
                     .map_err(|error| described(&error)),
                 Some(Some(refused)) => Err(format!("{}: {}", refused.errcode, refused.error)),
@@ -426,13 +446,15 @@ impl FederationApi {
     /// Hands a checked PDU to its room's writer; when its prev_events are
     /// not known here, first fetches what lies between (`/get_missing_events`)
     /// and, if a gap remains, the state before the event as its sender holds
-    /// it (`/state_ids`), which then stands in for its prevs'.
+    /// it (`/state_ids`), which then stands in for its prevs'. At most
+    /// `gap_budget` events are fetched, and taken from it.
     async fn hand_over_across_gaps(
         &self,
         origin: &OwnedServerName,
         room_id: &str,
         version: &myelin_room::RoomVersion,
         checked: &myelin_federation::CheckedPdu,
+        gap_budget: &mut usize,
     ) -> Result<(), MatrixError> {
         let first = self.hand_over(origin, room_id, checked, None).await;
         if !matches!(&first, Err(error) if error.errcode == MISSING_PREV_EVENTS) {
@@ -444,6 +466,7 @@ impl FederationApi {
             version,
             &checked.event_id,
             checked.pdu.depth,
+            gap_budget,
         )
         .await;
         let second = self.hand_over(origin, room_id, checked, None).await;
@@ -555,6 +578,7 @@ impl FederationApi {
         version: &myelin_room::RoomVersion,
         event_id: &str,
         depth: i64,
+        gap_budget: &mut usize,
     ) {
         let Ok(room) = ruma::OwnedRoomId::try_from(room_id) else {
             return;
@@ -576,7 +600,8 @@ impl FederationApi {
             ruma::UInt::try_from(depth.saturating_sub(GAP_LIMIT as i64).max(0)).unwrap_or_default();
         let mut fetched: BTreeMap<String, myelin_federation::CheckedPdu> = BTreeMap::new();
         let mut from = vec![latest];
-        while !from.is_empty() && fetched.len() < GAP_LIMIT {
+        let most = (*gap_budget).min(GAP_LIMIT);
+        while !from.is_empty() && fetched.len() < most {
             let mut request =
                 get_missing_events::v1::Request::new(room.clone(), earliest.clone(), from);
             request.limit = ruma::UInt::from(GAP_ROUND);
@@ -589,7 +614,8 @@ impl FederationApi {
                 }
             };
             let before = fetched.len();
-            for raw in missing.iter().take(usize::from(GAP_ROUND)) {
+            let room_left = usize::from(GAP_ROUND).min(most - before);
+            for raw in missing.iter().take(room_left) {
                 let Ok(object) = parse_pdu(raw) else { continue };
                 match check_pdu(&self.server_keys, version, object).await {
                     Ok(checked) if checked.room_id == room_id => {
@@ -609,6 +635,7 @@ impl FederationApi {
                 }
             };
         }
+        *gap_budget -= fetched.len().min(*gap_budget);
         let mut checked_events: Vec<myelin_federation::CheckedPdu> =
             fetched.into_values().collect();
         checked_events.sort_by_key(|checked| checked.pdu.depth);
