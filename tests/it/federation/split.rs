@@ -205,6 +205,18 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         synapse.log_tail()
     );
 
+    // An encrypted conversation with matrix-js-sdk, Alice on the split server.
+    crate::js_sdk::run_e2ee_across(&anonymous.url(""), &alice, &synapse.client_url, &sam).await;
+    // And with the matrix-sdk crate, between two new users.
+    user_with_name(&anonymous.url(""), "sdkalice", "Alice's SDK").await;
+    user_with_name(&synapse.client_url, "sdksam", "Sam's SDK").await;
+    crate::rust_sdk::run_encrypted_conversation(
+        (&anonymous.url(""), "sdkalice"),
+        (&synapse.client_url, "sdksam"),
+        super::PASSWORD,
+    )
+    .await;
+
     // A gap longer than one `/get_missing_events` answer: while the single
     // server is down, Alice sends 120 messages, and the split server's
     // queue for it keeps only the newest (as Synapse's catch-up sends only
@@ -274,18 +286,6 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         .chain(gap)
         .collect();
     assert_eq!(seen, expected, "{}", single.logs());
-
-    // An encrypted conversation with matrix-js-sdk, Alice on the split server.
-    crate::js_sdk::run_e2ee_across(&anonymous.url(""), &alice, &synapse.client_url, &sam).await;
-    // And with the matrix-sdk crate, between two new users.
-    user_with_name(&anonymous.url(""), "sdkalice", "Alice's SDK").await;
-    user_with_name(&synapse.client_url, "sdksam", "Sam's SDK").await;
-    crate::rust_sdk::run_encrypted_conversation(
-        (&anonymous.url(""), "sdkalice"),
-        (&synapse.client_url, "sdksam"),
-        super::PASSWORD,
-    )
-    .await;
 
     // Room traffic from the single server, good and bad, through traefik,
     // the gateway, the federation-api replicas and the room's writer.
