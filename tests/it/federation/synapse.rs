@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use super::{
@@ -564,6 +564,56 @@ async fn a_myelin_user_joins_a_synapse_room_by_alias_and_talks_in_it() {
     }
 }
 
+/// `owner` redacts `event_id` of `room_id` for `reason`.
+async fn redact(owner: &Client, room_id: &str, event_id: &str, reason: &str) {
+    let redacted = owner
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/take-back",
+                crate::client::encode(room_id),
+                crate::client::encode(event_id)
+            ),
+            &json!({ "reason": reason }),
+        )
+        .await;
+    assert_eq!(redacted.status, 200, "{}", redacted.text);
+}
+
+/// `reader` sees `event_id` of `room_id` pruned, with the redaction that
+/// gave `reason`.
+async fn assert_redacted(reader: &Client, room_id: &str, event_id: &str, reason: &str) {
+    let event = reader
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            crate::client::encode(room_id),
+            crate::client::encode(event_id)
+        ))
+        .await;
+    assert_eq!(event.status, 200, "{}", event.text);
+    assert_eq!(event.body["content"], json!({}), "{}", event.text);
+    assert_eq!(
+        event.body["unsigned"]["redacted_because"]["content"]["reason"], reason,
+        "{}",
+        event.text
+    );
+}
+
+/// What `reader`'s search for `term` finds in the rooms (all when `None`).
+async fn search_rooms(reader: &Client, term: &str, rooms: Option<&[&str]>) -> Value {
+    let mut criteria = json!({ "search_term": term });
+    if let Some(rooms) = rooms {
+        criteria["filter"] = json!({ "rooms": rooms });
+    }
+    let found = reader
+        .post(
+            "/_matrix/client/v3/search",
+            &json!({"search_categories": {"room_events": criteria}}),
+        )
+        .await;
+    assert_eq!(found.status, 200, "{}", found.text);
+    found.body["search_categories"]["room_events"].clone()
+}
+
 /// History from before a join arrives by backfill: `owner` sends 12
 /// messages in a new public room named by `alias` (and one more it redacts
 /// after them), then `joiner` joins by the alias and pages back through all
@@ -587,17 +637,7 @@ pub(crate) async fn check_backfill(
             secret_id = owner.send_text(&room_id, "a confidential remark").await;
         }
     }
-    let redacted = owner
-        .put(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/redact/{}/take-back",
-                crate::client::encode(&room_id),
-                crate::client::encode(&secret_id)
-            ),
-            &json!({"reason": "said too much"}),
-        )
-        .await;
-    assert_eq!(redacted.status, 200, "{}", redacted.text);
+    redact(owner, &room_id, &secret_id, "said too much").await;
     let joined = joiner.join(&format!("#{alias}:{owner_server}")).await;
     assert_eq!(joined.status, 200, "{}", joined.text);
     assert_eq!(
@@ -607,38 +647,12 @@ pub(crate) async fn check_backfill(
         logs()
     );
 
-    let room = room_id.as_str();
-    let search = |term: String| async move {
-        let found = joiner
-            .post(
-                "/_matrix/client/v3/search",
-                &json!({"search_categories": {"room_events": {
-                    "search_term": term,
-                    "filter": {"rooms": [room]},
-                }}}),
-            )
-            .await;
-        assert_eq!(found.status, 200, "{}", found.text);
-        found.body["search_categories"]["room_events"]["count"].clone()
-    };
-    assert_eq!(search(alias.to_owned()).await, past.len(), "{}", logs());
-    assert_eq!(search("confidential".to_owned()).await, 0, "{}", logs());
-    let secret = joiner
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{}/event/{}",
-            crate::client::encode(&room_id),
-            crate::client::encode(&secret_id)
-        ))
-        .await;
-    assert_eq!(secret.status, 200, "{}", secret.text);
-    assert_eq!(secret.body["content"], json!({}), "{}", secret.text);
-    assert_eq!(
-        secret.body["unsigned"]["redacted_because"]["content"]["reason"],
-        "said too much",
-        "{}\n{}",
-        secret.text,
-        logs()
-    );
+    let room = [room_id.as_str()];
+    let found = search_rooms(joiner, alias, Some(&room)).await;
+    assert_eq!(found["count"], past.len(), "{found}\n{}", logs());
+    let found = search_rooms(joiner, "confidential", Some(&room)).await;
+    assert_eq!(found["count"], 0, "{found}\n{}", logs());
+    assert_redacted(joiner, &room_id, &secret_id, "said too much").await;
 }
 
 /// Every message body `reader` can page back to, oldest first, following
@@ -701,17 +715,7 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
     }
     // Redacted a page of history later: paging back fetches the redaction
     // before its target.
-    let redacted = sam
-        .put(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/redact/{}/take-back",
-                crate::client::encode(&room_id),
-                crate::client::encode(&secret_id)
-            ),
-            &json!({"reason": "oops"}),
-        )
-        .await;
-    assert_eq!(redacted.status, 200, "{}", redacted.text);
+    redact(&sam, &room_id, &secret_id, "oops").await;
     // A thread on the first message, in the history fetched later.
     let reply = sam
         .send_reply(
@@ -755,42 +759,17 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
     // The fetched history is indexed as live events are: search finds the
     // messages open to everyone (not the members-only ones), and the
     // thread's reply is found through its root.
-    let search = |term: &'static str| {
-        let alice = &alice;
-        async move {
-            let found = alice
-                .post(
-                    "/_matrix/client/v3/search",
-                    &json!({"search_categories": {"room_events": {"search_term": term}}}),
-                )
-                .await;
-            assert_eq!(found.status, 200, "{}", found.text);
-            found.body["search_categories"]["room_events"].clone()
-        }
-    };
-    let threaded = search("early thread").await;
+    let threaded = search_rooms(&alice, "early thread", None).await;
     assert_eq!(threaded["count"], 1, "{threaded}");
     assert_eq!(
         threaded["results"][0]["result"]["content"]["body"],
         "early reply in a thread"
     );
-    assert_eq!(search("early").await["count"], early.len());
-    assert_eq!(search("members").await["count"], 0);
-    assert_eq!(search("secret").await["count"], 0);
-    let secret = alice
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{}/event/{}",
-            crate::client::encode(&room_id),
-            crate::client::encode(&secret_id)
-        ))
-        .await;
-    assert_eq!(secret.status, 200, "{}", secret.text);
-    assert_eq!(secret.body["content"], json!({}), "{}", secret.text);
-    assert_eq!(
-        secret.body["unsigned"]["redacted_because"]["content"]["reason"], "oops",
-        "{}",
-        secret.text
-    );
+    for (term, count) in [("early", early.len()), ("members", 0), ("secret", 0)] {
+        let found = search_rooms(&alice, term, None).await;
+        assert_eq!(found["count"], count, "{term}: {found}");
+    }
+    assert_redacted(&alice, &room_id, &secret_id, "oops").await;
     let thread = alice
         .get(&format!(
             "/_matrix/client/v1/rooms/{}/relations/{}/m.thread",
