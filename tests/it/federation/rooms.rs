@@ -215,6 +215,20 @@ async fn a_room_with_many_branches_is_cited_twenty_at_a_time() {
     .await;
 }
 
+/// The display name `user_id`'s member event in `room_id` holds, as
+/// `reader` sees it.
+async fn displayname_in(reader: &Client, room_id: &str, user_id: &str) -> Value {
+    let member = reader
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            encode(room_id),
+            encode(user_id)
+        ))
+        .await
+        .ok();
+    member["displayname"].clone()
+}
+
 /// The `prev_events` of an event of `room_id`, as another server reads it.
 async fn prev_events_of(peer: &Peer, event_id: &str) -> BTreeSet<String> {
     let uri = format!("/_matrix/federation/v1/event/{}", encode(event_id));
@@ -331,15 +345,7 @@ pub(crate) async fn check_wide_branches(
     }
 
     // The rename sat on a branch the first event did not cite; it holds.
-    let member = alice
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
-            encode(&room_id),
-            encode(&mallory)
-        ))
-        .await
-        .ok();
-    assert_eq!(member["displayname"], "Branchy", "{member}");
+    assert_eq!(displayname_in(alice, &room_id, &mallory).await, "Branchy");
     let seen = bodies(alice, &room_id).await;
     for body in [
         "branch 2",
@@ -379,15 +385,7 @@ pub(crate) async fn check_wide_branches(
     for event_id in [&first_id, &rename_id, &last_id] {
         assert_eq!(answer["pdus"][event_id], json!({}), "{answer}");
     }
-    let member = alice
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
-            encode(&room_id),
-            encode(&mallory)
-        ))
-        .await
-        .ok();
-    assert_eq!(member["displayname"], "Chained", "{member}");
+    assert_eq!(displayname_in(alice, &room_id, &mallory).await, "Chained");
     let seen = bodies(alice, &room_id).await;
     for body in ["the room moved on", "chain 1", "chain 3"] {
         assert!(seen.iter().any(|seen| seen == body), "{body}: {seen:?}");
