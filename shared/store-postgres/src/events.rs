@@ -211,6 +211,15 @@ async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<P
         )
         .await?;
     }
+    if let Some(redaction) = &event.redacted_on_arrival {
+        apply_redaction(
+            tx,
+            &redaction.redaction_event_id,
+            &event.event_id,
+            &redaction.pruned_pdu_json,
+        )
+        .await?;
+    }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
 }
 

@@ -131,6 +131,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         31,
         include_str!("../../../migrations/postgres/0031_waiting_redactions.sql"),
     ),
+    (
+        32,
+        include_str!("../../../migrations/postgres/0032_waiting_redactions_by_room.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

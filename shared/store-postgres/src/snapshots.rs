@@ -267,6 +267,16 @@ impl SnapshotStore for PostgresStore {
         .map(|_| ())
     }
 
+    async fn redactions_wait_in(&self, room_id: &str) -> StoreResult<bool> {
+        self.query_opt(
+            "SELECT 1 FROM waiting_redactions WHERE room_id = $1 LIMIT 1",
+            &[&room_id],
+            |_| Ok(()),
+        )
+        .await
+        .map(|found| found.is_some())
+    }
+
     async fn waiting_redactions(
         &self,
         room_id: &str,

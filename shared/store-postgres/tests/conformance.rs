@@ -113,6 +113,7 @@ fn message(room_id: &str, n: usize, txn: Option<TxnKey>) -> PersistEvent {
         membership: None,
         txn,
         redaction: None,
+        redacted_on_arrival: None,
         new_room_version: None,
         push_actions: Vec::new(),
         fence: None,

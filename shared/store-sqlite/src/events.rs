@@ -163,6 +163,14 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
             &redaction.pruned_pdu_json,
         )?;
     }
+    if let Some(redaction) = &event.redacted_on_arrival {
+        apply_redaction(
+            tx,
+            &redaction.redaction_event_id,
+            &event.event_id,
+            &redaction.pruned_pdu_json,
+        )?;
+    }
     Ok(PersistOutcome::Persisted(StreamPosition(position)))
 }
 

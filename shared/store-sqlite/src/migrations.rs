@@ -128,6 +128,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         31,
         include_str!("../../../migrations/sqlite/0031_waiting_redactions.sql"),
     ),
+    (
+        32,
+        include_str!("../../../migrations/sqlite/0032_waiting_redactions_by_room.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

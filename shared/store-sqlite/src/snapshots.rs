@@ -263,6 +263,17 @@ impl SnapshotStore for SqliteStore {
         .await
     }
 
+    async fn redactions_wait_in(&self, room_id: &str) -> StoreResult<bool> {
+        let room_id = room_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT 1 FROM waiting_redactions WHERE room_id = ?1 LIMIT 1")?
+                .query_row([room_id], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+        })
+        .await
+    }
+
     async fn waiting_redactions(
         &self,
         room_id: &str,

@@ -39,6 +39,9 @@ pub struct PersistEvent {
     pub membership: Option<String>,
     pub txn: Option<TxnKey>,
     pub redaction: Option<Redaction>,
+    /// Another server's redaction of this event that arrived before it:
+    /// the event is written redacted.
+    pub redacted_on_arrival: Option<crate::AppliedRedaction>,
     /// Set on `m.room.create`: registers the room with this version.
     pub new_room_version: Option<String>,
     /// The users this event notifies, written with it.

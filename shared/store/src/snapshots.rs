@@ -118,6 +118,9 @@ pub trait SnapshotStore: Send + Sync {
         redaction_event_id: &str,
     ) -> StoreResult<()>;
 
+    /// Whether any redaction of the room waits for its target.
+    async fn redactions_wait_in(&self, room_id: &str) -> StoreResult<bool>;
+
     /// `(target, redaction)` pairs remembered for targets among
     /// `target_event_ids` of the room whose redaction is in its timeline.
     async fn waiting_redactions(

@@ -12,8 +12,12 @@ use ruma::room_version_rules::RoomVersionRules;
 use serde_json::{Value, json};
 
 use super::signing::KeyFile;
-use super::{Certificates, federating_myelin, federation_url, reqwest_insecure, user_with_name};
+use super::{
+    Certificates, federating_myelin, federation_url, reqwest_insecure, signing_key_path,
+    user_with_name,
+};
 use crate::client::{Client, encode, message_bodies};
+use crate::harness::Server;
 
 /// Another server as the target sees it: its name, and its real key.
 pub(crate) struct Peer {
@@ -199,20 +203,32 @@ async fn bodies(reader: &Client, room_id: &str) -> Vec<String> {
     message_bodies(&page.body["chunk"])
 }
 
-#[tokio::test]
-async fn a_room_with_many_branches_is_cited_twenty_at_a_time() {
+/// A Myelin with `alice` on it, and another Myelin as a [`Peer`] of it;
+/// both run while the first value lives.
+pub(crate) async fn myelin_with_a_peer() -> ((Certificates, Server, Server), Client, Peer) {
     let certificates = Certificates::new();
     let target = federating_myelin(&certificates).await;
     let origin = federating_myelin(&certificates).await;
     let alice = user_with_name(&target.url(), "alice", "Alice").await;
-    check_wide_branches(
+    let peer = Peer::new(
         &federation_url(&target),
         target.server_name(),
-        &alice,
         origin.server_name(),
-        &super::signing_key_path(origin.config_path()),
-    )
-    .await;
+        &signing_key_path(origin.config_path()),
+    );
+    ((certificates, target, origin), alice, peer)
+}
+
+#[tokio::test]
+async fn a_room_with_many_branches_is_cited_twenty_at_a_time() {
+    let (_servers, alice, peer) = myelin_with_a_peer().await;
+    check_wide_branches(&peer, &alice).await;
+}
+
+#[tokio::test]
+async fn a_redaction_that_comes_before_its_target_applies_when_the_target_lands() {
+    let (_servers, alice, peer) = myelin_with_a_peer().await;
+    check_redactions_before_their_targets(&peer, &alice).await;
 }
 
 /// The display name `user_id`'s member event in `room_id` holds, as
@@ -246,16 +262,9 @@ async fn prev_events_of(peer: &Peer, event_id: &str) -> BTreeSet<String> {
 /// side by side, each citing only the join: the room has 25 forward
 /// extremities. Alice's next event cites the deepest 20, the one after it
 /// the rest, and the state on the branches left waiting still counts.
-pub(crate) async fn check_wide_branches(
-    target_url: &str,
-    target_name: &str,
-    alice: &Client,
-    origin: &str,
-    key_path: &Path,
-) {
-    let peer = Peer::new(target_url, target_name, origin, key_path);
+pub(crate) async fn check_wide_branches(peer: &Peer, alice: &Client) {
     let room_id = alice.create_room(&json!({"preset": "public_chat"})).await;
-    let mallory = format!("@mallory:{origin}");
+    let mallory = format!("@mallory:{}", peer.name);
     let joined = peer.join(&room_id, &mallory).await;
     let power_levels = state_id(&joined.rules, &joined.state, "m.room.power_levels");
     let join_rules = state_id(&joined.rules, &joined.state, "m.room.join_rules");
@@ -294,18 +303,15 @@ pub(crate) async fn check_wide_branches(
     let branch_ids: Vec<String> = branches.into_iter().map(|(id, _)| id).collect();
 
     let first = alice.send_text(&room_id, "after the branches").await;
-    let cited_first = prev_events_of(&peer, &first).await;
+    let cited_first = prev_events_of(peer, &first).await;
     let deepest: BTreeSet<String> = branch_ids[5..].iter().cloned().collect();
     assert_eq!(cited_first, deepest, "the deepest twenty");
     let second = alice.send_text(&room_id, "and the rest").await;
     let mut rest: BTreeSet<String> = branch_ids[..5].iter().cloned().collect();
     rest.insert(first.clone());
-    assert_eq!(prev_events_of(&peer, &second).await, rest);
+    assert_eq!(prev_events_of(peer, &second).await, rest);
     let third = alice.send_text(&room_id, "one branch again").await;
-    assert_eq!(
-        prev_events_of(&peer, &third).await,
-        BTreeSet::from([second])
-    );
+    assert_eq!(prev_events_of(peer, &third).await, BTreeSet::from([second]));
 
     // A message and its redaction in one transaction: the redaction finds
     // the message it follows, written just before it.
@@ -392,17 +398,92 @@ pub(crate) async fn check_wide_branches(
     }
 }
 
+/// Redactions that arrive before their targets, as when a transaction is
+/// lost and its events come again later: Mallory's own redaction applies
+/// when her message lands, Trudy's (who may not redact others' events)
+/// never does. Both are users of `origin`, in a new public room of `alice`.
+pub(crate) async fn check_redactions_before_their_targets(peer: &Peer, alice: &Client) {
+    let room_id = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let mallory = format!("@mallory:{}", peer.name);
+    let trudy = format!("@trudy:{}", peer.name);
+    let mallory_joined = peer.join(&room_id, &mallory).await;
+    let trudy_joined = peer.join(&room_id, &trudy).await;
+    let rules = &trudy_joined.rules;
+    let power_levels = state_id(rules, &trudy_joined.state, "m.room.power_levels");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    // Every event follows Trudy's join, side by side.
+    let after_joins = |n: i64, sender: &str, member: &str, pdu: Value| {
+        let mut pdu = pdu;
+        pdu["room_id"] = json!(room_id);
+        pdu["sender"] = json!(sender);
+        pdu["origin_server_ts"] = json!(now + n);
+        pdu["depth"] = json!(trudy_joined.depth + n);
+        pdu["prev_events"] = json!([trudy_joined.join_id]);
+        pdu["auth_events"] = json!([power_levels, member]);
+        peer.sign(rules, pdu)
+    };
+    let message = |body: &str| json!({"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}});
+    let redaction_of = |target: &str| {
+        json!({
+            "type": "m.room.redaction",
+            "redacts": target,
+            "content": {"redacts": target, "reason": "sent before its target"},
+        })
+    };
+    let mallory_says =
+        |n: i64, body: &str| after_joins(n, &mallory, &mallory_joined.join_id, message(body));
+    let (taken_back_id, taken_back) = mallory_says(1, "taken back before it arrived");
+    let (kept_id, kept) = mallory_says(2, "Trudy cannot take this back");
+    let (own_redaction_id, own_redaction) = after_joins(
+        3,
+        &mallory,
+        &mallory_joined.join_id,
+        redaction_of(&taken_back_id),
+    );
+    let (trudy_redaction_id, trudy_redaction) =
+        after_joins(4, &trudy, &trudy_joined.join_id, redaction_of(&kept_id));
+
+    let (status, answer) = peer
+        .send_in_turn("redactions-first", &[own_redaction, trudy_redaction])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    for event_id in [&own_redaction_id, &trudy_redaction_id] {
+        assert_eq!(answer["pdus"][event_id], json!({}), "{answer}");
+    }
+    let (status, answer) = peer
+        .send_in_turn("targets-later", &[taken_back, kept])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    for event_id in [&taken_back_id, &kept_id] {
+        assert_eq!(answer["pdus"][event_id], json!({}), "{answer}");
+    }
+
+    super::synapse::assert_redacted(alice, &room_id, &taken_back_id, "sent before its target")
+        .await;
+    let seen = bodies(alice, &room_id).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|body| body == "taken back before it arrived"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|body| body == "Trudy cannot take this back"),
+        "{seen:?}"
+    );
+    let found = super::synapse::search_rooms(alice, "arrived", Some(&[room_id.as_str()])).await;
+    assert_eq!(found["count"], 0, "{found}");
+    let found = super::synapse::search_rooms(alice, "Trudy", Some(&[room_id.as_str()])).await;
+    assert_eq!(found["count"], 1, "{found}");
+}
+
 /// Joins a public room of `alice` (on the server at `target_url`) as a
 /// user of `origin`, whose key is at `key_path`, and sends it transactions
 /// good and bad; checks what `alice` sees.
-pub(crate) async fn check_room_traffic(
-    target_url: &str,
-    target_name: &str,
-    alice: &Client,
-    origin: &str,
-    key_path: &Path,
-) {
-    let peer = Peer::new(target_url, target_name, origin, key_path);
+pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
     let room_id = alice.create_room(&json!({"preset": "public_chat"})).await;
     let before = alice.send_text(&room_id, "before anyone joined").await;
     let mallory = format!("@mallory:{}", peer.name);
@@ -543,7 +624,7 @@ pub(crate) async fn check_room_traffic(
     let (status, body) = peer.request("GET", &event_uri, None).await;
     assert_eq!(
         (status, body["origin"].as_str()),
-        (200, Some(target_name)),
+        (200, Some(peer.target_name.as_str())),
         "{body}"
     );
     // History from before the join: shared, so the joined server sees it.

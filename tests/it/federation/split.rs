@@ -289,25 +289,20 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
 
     // Room traffic from the single server, good and bad, through traefik,
     // the gateway, the federation-api replicas and the room's writer.
-    super::rooms::check_room_traffic(
+    let peer = super::rooms::Peer::new(
         &format!("https://{server_name}"),
         &server_name,
-        &alice,
         single.server_name(),
         &signing_key_path(single.config_path()),
-    )
-    .await;
+    );
+    super::rooms::check_room_traffic(&peer, &alice).await;
 
     // Events side by side from the single server: the split writer cites
     // at most twenty of them per event.
-    super::rooms::check_wide_branches(
-        &format!("https://{server_name}"),
-        &server_name,
-        &alice,
-        single.server_name(),
-        &signing_key_path(single.config_path()),
-    )
-    .await;
+    super::rooms::check_wide_branches(&peer, &alice).await;
+    // Redactions that come before their targets, applied (or not) by the
+    // split writer as the targets land.
+    super::rooms::check_redactions_before_their_targets(&peer, &alice).await;
 
     // While another replica has the single server's turn at its
     // transactions, every replica answers it 429; once given back, 200.
@@ -323,12 +318,6 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         )
         .await
         .expect("hold a turn");
-    let peer = super::rooms::Peer::new(
-        &format!("https://{server_name}"),
-        &server_name,
-        single.server_name(),
-        &signing_key_path(single.config_path()),
-    );
     for n in 0..4 {
         let (status, body) = peer.send(&format!("while-busy-{n}"), &[]).await;
         assert_eq!(

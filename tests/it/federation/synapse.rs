@@ -581,7 +581,7 @@ async fn redact(owner: &Client, room_id: &str, event_id: &str, reason: &str) {
 
 /// `reader` sees `event_id` of `room_id` pruned, with the redaction that
 /// gave `reason`.
-async fn assert_redacted(reader: &Client, room_id: &str, event_id: &str, reason: &str) {
+pub(crate) async fn assert_redacted(reader: &Client, room_id: &str, event_id: &str, reason: &str) {
     let event = reader
         .get(&format!(
             "/_matrix/client/v3/rooms/{}/event/{}",
@@ -599,7 +599,7 @@ async fn assert_redacted(reader: &Client, room_id: &str, event_id: &str, reason:
 }
 
 /// What `reader`'s search for `term` finds in the rooms (all when `None`).
-async fn search_rooms(reader: &Client, term: &str, rooms: Option<&[&str]>) -> Value {
+pub(crate) async fn search_rooms(reader: &Client, term: &str, rooms: Option<&[&str]>) -> Value {
     let mut criteria = json!({ "search_term": term });
     if let Some(rooms) = rooms {
         criteria["filter"] = json!({ "rooms": rooms });

@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
 use crate::client::Client;
-use crate::federation::rooms::check_room_traffic;
+use crate::federation::rooms::{check_room_traffic, myelin_with_a_peer};
 use crate::federation::signing::KeyFile;
 use crate::federation::{
     Certificates, federating_myelin, federation_url, reqwest_insecure, signing_key_path,
@@ -38,18 +38,8 @@ async fn forged_and_broken_federation_requests_are_refused() {
 /// server ACLs (see [`check_room_traffic`]).
 #[tokio::test]
 async fn room_traffic_from_another_server_is_checked_before_it_lands() {
-    let certificates = Certificates::new();
-    let target = federating_myelin(&certificates).await;
-    let origin = federating_myelin(&certificates).await;
-    let alice = user_with_name(&target.url(), "alice", "Alice").await;
-    check_room_traffic(
-        &federation_url(&target),
-        target.server_name(),
-        &alice,
-        origin.server_name(),
-        &signing_key_path(origin.config_path()),
-    )
-    .await;
+    let (_servers, alice, peer) = myelin_with_a_peer().await;
+    check_room_traffic(&peer, &alice).await;
 }
 
 /// Sends signed, forged and broken profile queries for `alice` (display

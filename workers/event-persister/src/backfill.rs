@@ -16,8 +16,9 @@ use myelin_room::{Pdu, RoomState};
 use myelin_store::{AppliedRedaction, Fence, PromotedEvent};
 
 use crate::EventPersister;
-use crate::head::{CachedHead, head_missing};
+use crate::head::head_missing;
 use crate::input::unavailable;
+use crate::redactions::Arriving;
 use crate::snapshots::{self, HeadSnapshot};
 
 impl EventPersister {
@@ -26,8 +27,8 @@ impl EventPersister {
         batch: BackfilledEvents,
         fence: Fence,
     ) -> Result<RoomInputDone, RoomInputRefused> {
-        let guard = self.locked_head(&batch.room_id).await?;
-        let Some(head) = guard.as_ref() else {
+        let mut guard = self.locked_head(&batch.room_id).await?;
+        let Some(head) = guard.as_mut() else {
             return Err(head_missing());
         };
         let ids: Vec<String> = batch
@@ -46,7 +47,15 @@ impl EventPersister {
             .map(|event| (event.event_id.clone(), event))
             .collect();
         // Redactions already in the timeline that wait for events of this batch.
-        let mut waiting = self.waiting_redactions(head, &ids).await?;
+        let arriving: Vec<Arriving<'_>> = stored
+            .values()
+            .map(|event| Arriving {
+                event_id: &event.event_id,
+                sender: &event.sender,
+                pdu_json: &event.pdu_json,
+            })
+            .collect();
+        let mut waiting = self.waiting_redactions(head, &arriving).await?;
         // The state after each event taken from this batch, for the next.
         let mut taken: HashMap<String, (RoomState, HeadSnapshot)> = HashMap::new();
         let mut promoted = Vec::new();
@@ -134,44 +143,6 @@ impl EventPersister {
             event_id: last.unwrap_or_default(),
             position: None,
         })
-    }
-
-    /// The redactions in the timeline that wait for events among
-    /// `event_ids`, each checked and pruned as it would have been had its
-    /// target been here first; keyed by target.
-    async fn waiting_redactions(
-        &self,
-        head: &CachedHead,
-        event_ids: &[String],
-    ) -> Result<HashMap<String, Vec<AppliedRedaction>>, RoomInputRefused> {
-        let waiting = self
-            .store
-            .waiting_redactions(&head.room_id, event_ids)
-            .await
-            .map_err(unavailable)?;
-        let redaction_ids: Vec<String> = waiting.iter().map(|(_, id)| id.clone()).collect();
-        let senders: HashMap<String, String> = self
-            .store
-            .events_by_id(&redaction_ids)
-            .await
-            .map_err(unavailable)?
-            .into_iter()
-            .map(|event| (event.event_id, event.sender))
-            .collect();
-        let mut applied: HashMap<String, Vec<AppliedRedaction>> = HashMap::new();
-        for (target, redaction_id) in waiting {
-            let Some(sender) = senders.get(&redaction_id) else {
-                continue;
-            };
-            if let Ok(redaction) = self.redaction_of(head, sender, &target).await {
-                applied.entry(target).or_default().push(AppliedRedaction {
-                    redaction_event_id: redaction_id,
-                    target_event_id: redaction.target_event_id,
-                    pruned_pdu_json: redaction.pruned_pdu_json,
-                });
-            }
-        }
-        Ok(applied)
     }
 
     /// The state a list of stored event IDs names, with no snapshot yet;

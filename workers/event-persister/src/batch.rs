@@ -3,8 +3,9 @@
 //! catching up on what it sent while the room moved on here), are checked
 //! against the state as it moves and written together, in one store
 //! transaction, then announced; an event that needs the store to see what
-//! is pending (a redaction, or one citing an event pending already cited)
-//! has the pending ones written first.
+//! is pending (a redaction, one a pending redaction may redact, or one
+//! citing an event pending already cited) has the pending ones written
+//! first.
 
 use myelin_bus::messages::{RemoteEvent, RemoteEventOutcome, RemoteEvents, RoomInputRefused};
 use myelin_store::{Fence, PersistEvent};
@@ -63,7 +64,13 @@ impl EventPersister {
                 outcomes.push(outcome(None));
                 continue;
             }
-            if !pending.is_empty() && reads_its_target(&remote) {
+            // A redaction reads its target from the store; an event a
+            // pending redaction may wait for is looked up there with it.
+            let redaction_pending = head.redactions_wait
+                && pending
+                    .iter()
+                    .any(|event| event.event_type == "m.room.redaction");
+            if !pending.is_empty() && (redaction_pending || reads_its_target(&remote)) {
                 self.write_pending(&mut pending, &mut unwritten).await?;
             }
             let mut step = self

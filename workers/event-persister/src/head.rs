@@ -23,6 +23,9 @@ pub struct CachedHead {
     pub snapshot: Option<HeadSnapshot>,
     /// `state`'s joined members as push rules last read them.
     pub joined: crate::push::JoinedMembers,
+    /// Whether a redaction of the room may wait for its target: only then
+    /// is each arriving event looked up.
+    pub redactions_wait: bool,
 }
 
 impl CachedHead {
@@ -142,6 +145,10 @@ pub(crate) async fn load_head(
         extremities.push(event_ref(&version, &event_id, &json));
         max_depth = max_depth.max(depth);
     }
+    let redactions_wait = event_store
+        .redactions_wait_in(room_id)
+        .await
+        .map_err(unavailable)?;
     // The snapshot after the last event need not be the current state (a
     // merge resolves past it): a head read from the store starts without
     // one, and its next event writes a complete snapshot of the state read.
@@ -154,5 +161,6 @@ pub(crate) async fn load_head(
         max_depth,
         snapshot,
         joined: Default::default(),
+        redactions_wait,
     })
 }

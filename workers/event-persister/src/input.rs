@@ -187,6 +187,7 @@ impl EventPersister {
             max_depth: 0,
             snapshot: None,
             joined: Default::default(),
+            redactions_wait: false,
         };
         // Every event is composed and authorized before any is written, and
         // all are written in one transaction: a refusal or a crash part-way

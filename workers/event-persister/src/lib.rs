@@ -10,6 +10,7 @@ mod input;
 mod partition;
 mod persist;
 mod push;
+mod redactions;
 mod remote;
 mod snapshots;
 mod sweep;

@@ -6,8 +6,8 @@ use myelin_bus::messages::{
     self, EventTemplate, PersistedEvent, RoomInputDone, RoomInputRefused, WIRE_VERSION,
 };
 use myelin_bus::subjects;
-use myelin_room::{ComposeError, NewEvent, Pdu, RoomHead, compose_event, event_ref, prune_pdu};
-use myelin_store::{Fence, PersistEvent, PersistOutcome, Redaction, TxnKey};
+use myelin_room::{ComposeError, NewEvent, Pdu, RoomHead, compose_event, event_ref};
+use myelin_store::{Fence, PersistEvent, PersistOutcome, TxnKey};
 use myelin_types::{Partition, StreamPosition};
 use serde_json::Value;
 
@@ -175,6 +175,7 @@ impl EventPersister {
             membership,
             txn,
             redaction,
+            redacted_on_arrival: None,
             fence: Some(fence),
             push_actions,
             snapshots: Some(event_snapshots),
@@ -210,58 +211,6 @@ impl EventPersister {
             tracing::warn!(%error, event_id = %record.event_id, "could not announce a persisted event");
         }
     }
-
-    /// What another server's redaction `redaction_id` applies now. One whose
-    /// target is not here yet is remembered, to be applied when the target
-    /// arrives; one the sender may not make applies nothing.
-    pub(crate) async fn remote_redaction(
-        &self,
-        head: &CachedHead,
-        redaction_id: &str,
-        sender: &str,
-        target: &str,
-    ) -> Result<Option<Redaction>, RoomInputRefused> {
-        match self.redaction_of(head, sender, target).await {
-            Ok(redaction) => Ok(Some(redaction)),
-            Err(refusal) if refusal.status == 404 => {
-                self.store
-                    .remember_redaction(&head.room_id, target, redaction_id)
-                    .await
-                    .map_err(unavailable)?;
-                Ok(None)
-            }
-            Err(_) => Ok(None),
-        }
-    }
-
-    /// Checks that `sender` may redact `target` and prunes the target.
-    pub(crate) async fn redaction_of(
-        &self,
-        head: &CachedHead,
-        sender: &str,
-        target: &str,
-    ) -> Result<Redaction, RoomInputRefused> {
-        let stored = self
-            .event_store
-            .event(target)
-            .await
-            .map_err(unavailable)?
-            .filter(|event| event.room_id == head.room_id)
-            .ok_or_else(|| refused(404, "M_NOT_FOUND", "Event to redact not found in this room"))?;
-        if stored.sender != sender && power_of(head, sender) < redact_level(head) {
-            return Err(refused(
-                403,
-                "M_FORBIDDEN",
-                "You may not redact other users' events",
-            ));
-        }
-        let pruned_pdu_json = prune_pdu(&head.version, &stored.pdu_json)
-            .map_err(|error| refused(500, "M_UNKNOWN", &format!("cannot redact: {error}")))?;
-        Ok(Redaction {
-            target_event_id: target.to_owned(),
-            pruned_pdu_json,
-        })
-    }
 }
 
 /// Moves `head` past an event composed on it.
@@ -279,40 +228,4 @@ pub(crate) fn advance(head: &mut CachedHead, composed: &ComposedEvent) {
             Arc::new(pdu),
         );
     }
-}
-
-fn power_levels(head: &CachedHead) -> Option<Value> {
-    let pdu = head
-        .state
-        .get(&("m.room.power_levels".to_owned(), String::new()))?;
-    serde_json::from_str(pdu.content.get()).ok()
-}
-
-fn as_level(value: Option<&Value>) -> Option<i64> {
-    value.and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-}
-
-/// The sender's power level; creators rank above everyone from v12.
-fn power_of(head: &CachedHead, sender: &str) -> i64 {
-    let creator = head
-        .state
-        .get(&("m.room.create".to_owned(), String::new()))
-        .map(|create| create.sender.as_str() == sender)
-        .unwrap_or(false);
-    if creator && head.version.privileges_creators() {
-        return i64::MAX;
-    }
-    match power_levels(head) {
-        Some(levels) => as_level(levels.get("users").and_then(|users| users.get(sender)))
-            .or_else(|| as_level(levels.get("users_default")))
-            .unwrap_or(0),
-        None if creator => 100,
-        None => 0,
-    }
-}
-
-fn redact_level(head: &CachedHead) -> i64 {
-    power_levels(head)
-        .and_then(|levels| as_level(levels.get("redact")))
-        .unwrap_or(50)
 }

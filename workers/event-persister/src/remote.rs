@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::EventPersister;
 use crate::head::{CachedHead, load_head};
 use crate::input::{refused, unavailable};
+use crate::redactions::Arriving;
 use crate::snapshots::{self, HeadSnapshot};
 
 /// The most events read to resolve one merge (state and auth chains).
@@ -211,10 +212,27 @@ impl EventPersister {
                 (state_after.clone(), snapshot_after.clone()),
             );
         }
-        let push_actions = self
-            .push_actions(head, pdu.sender.as_str(), &remote.pdu_json)
-            .await
-            .map_err(unavailable)?;
+        // A redaction that came first: the event is written redacted, and
+        // notifies no one.
+        let redacted_on_arrival = self
+            .waiting_redactions(
+                head,
+                &[Arriving {
+                    event_id: &remote.event_id,
+                    sender: pdu.sender.as_str(),
+                    pdu_json: &remote.pdu_json,
+                }],
+            )
+            .await?
+            .remove(&remote.event_id)
+            .and_then(|redactions| redactions.into_iter().next());
+        let push_actions = if redacted_on_arrival.is_some() {
+            Vec::new()
+        } else {
+            self.push_actions(head, pdu.sender.as_str(), &remote.pdu_json)
+                .await
+                .map_err(unavailable)?
+        };
         let redaction = match &pdu.redacts {
             Some(target) if event_type == "m.room.redaction" => {
                 self.remote_redaction(head, &remote.event_id, pdu.sender.as_str(), target.as_str())
@@ -235,6 +253,7 @@ impl EventPersister {
             membership: membership_of(&pdu),
             txn: None,
             redaction,
+            redacted_on_arrival,
             new_room_version: None,
             push_actions,
             fence: Some(fence),
@@ -702,6 +721,7 @@ impl EventPersister {
             membership: membership_of(&pdu),
             txn: None,
             redaction: None,
+            redacted_on_arrival: None,
             new_room_version: (!known_room).then(|| version.id.as_str().to_owned()),
             push_actions: Vec::new(),
             fence: Some(fence),
@@ -812,6 +832,7 @@ impl EventPersister {
             membership: membership.clone(),
             txn: None,
             redaction: None,
+            redacted_on_arrival: None,
             new_room_version: (!known_room).then(|| event.room_version.clone()),
             push_actions: Vec::new(),
             fence: Some(fence),

@@ -69,6 +69,7 @@ impl EventPersister {
                 max_depth: head.max_depth,
                 snapshot,
                 joined: head.joined.clone(),
+                redactions_wait: head.redactions_wait,
             },
             uncited,
         }))

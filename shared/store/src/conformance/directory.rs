@@ -75,6 +75,7 @@ fn state_event(
         membership,
         txn: None,
         redaction: None,
+        redacted_on_arrival: None,
         new_room_version: (n == 0).then(|| "12".to_owned()),
         push_actions: Vec::new(),
         fence: None,

@@ -26,6 +26,7 @@ pub(crate) fn event(
         membership: None,
         txn: None,
         redaction: None,
+        redacted_on_arrival: None,
         new_room_version: None,
         push_actions: Vec::new(),
         fence: None,

@@ -677,6 +677,13 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
         .expect("remembered twice");
     // The redaction is no more than an outlier yet.
     assert!(waiting_in(room).await.is_empty());
+    assert!(store.redactions_wait_in(room).await.expect("ask"));
+    assert!(
+        !store
+            .redactions_wait_in("!elsewhere:test")
+            .await
+            .expect("ask")
+    );
     store
         .promote_outliers(
             room,
@@ -727,6 +734,49 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
             "classified",
             &[(room, None)],
         ))
+        .await
+        .expect("search");
+    assert_eq!(search.count, 0, "{search:?}");
+
+    // A target that arrives live is written redacted by the redaction
+    // waiting for it, and the wait ends.
+    let mut strike = event(room, 101, None, &[]);
+    strike.event_type = "m.room.redaction".to_owned();
+    let strike_id = strike.event_id.clone();
+    persist(store, strike).await;
+    let mut late = event(room, 102, None, std::slice::from_ref(&strike_id));
+    late.pdu_json = r#"{"content":{"msgtype":"m.text","body":"a belated rendezvous"}}"#.to_owned();
+    store
+        .remember_redaction(room, &late.event_id, &strike_id)
+        .await
+        .expect("remember");
+    let late_target = [late.event_id.clone()];
+    assert_eq!(
+        store
+            .waiting_redactions(room, &late_target)
+            .await
+            .expect("read"),
+        [(late.event_id.clone(), strike_id.clone())]
+    );
+    late.redacted_on_arrival = Some(crate::AppliedRedaction {
+        redaction_event_id: strike_id.clone(),
+        target_event_id: late.event_id.clone(),
+        pruned_pdu_json: pruned.to_owned(),
+    });
+    let late_id = late.event_id.clone();
+    persist(store, late).await;
+    let late = store.event(&late_id).await.expect("read").expect("stored");
+    assert_eq!(late.pdu_json, pruned);
+    assert_eq!(late.redacted_by.as_deref(), Some(strike_id.as_str()));
+    assert!(
+        store
+            .waiting_redactions(room, &late_target)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let search = store
+        .search(&super::relations::search_query("belated", &[(room, None)]))
         .await
         .expect("search");
     assert_eq!(search.count, 0, "{search:?}");
