@@ -14,6 +14,7 @@ use myelin_process::Shutdown;
 use myelin_types::now_millis;
 
 use crate::Synchrotron;
+use crate::waiters::News;
 
 /// Waiters re-check the store this often even without a wake-up, so a lost
 /// bus message delays a change by at most this long.
@@ -53,7 +54,7 @@ pub(crate) async fn wake_on_changes(
             }
             _ = typing_tick.tick() => {
                 for room_id in sync.typing.expire(now_millis()) {
-                    sync.wake_room(&room_id).await;
+                    sync.wake_room(&room_id, News::Single).await;
                 }
                 sync.to_device_acks.flush(sync.store.as_ref()).await;
             }
@@ -72,7 +73,7 @@ pub(crate) async fn wake_on_changes(
                     anyhow::bail!("the bus closed the account-data subscription");
                 };
                 sync.positions.changed();
-                sync.waiters.wake(&user_id);
+                sync.waiters.wake(&user_id, News::Single);
             }
             change = receipts.next() => {
                 let Some(ReceiptChanged { room_id, user_id, private, .. }) = change else {
@@ -80,9 +81,9 @@ pub(crate) async fn wake_on_changes(
                 };
                 sync.positions.changed();
                 if private {
-                    sync.waiters.wake(&user_id);
+                    sync.waiters.wake(&user_id, News::Single);
                 } else {
-                    sync.wake_room(&room_id).await;
+                    sync.wake_room(&room_id, News::Single).await;
                 }
             }
             change = presence.next() => {
@@ -91,28 +92,28 @@ pub(crate) async fn wake_on_changes(
                 };
                 sync.activity.forget(&user_id);
                 sync.positions.changed();
-                sync.wake_sharing_a_room_with(&user_id).await;
+                sync.wake_sharing_a_room_with(&user_id, News::Single).await;
             }
             queued = to_device.next() => {
                 let Some(ToDeviceQueued { user_id, .. }) = queued else {
                     anyhow::bail!("the bus closed the to-device subscription");
                 };
                 sync.positions.changed();
-                sync.waiters.wake(&user_id);
+                sync.waiters.wake(&user_id, News::Burst);
             }
             change = device_lists.next() => {
                 let Some(DeviceListChanged { user_id, .. }) = change else {
                     anyhow::bail!("the bus closed the device-list subscription");
                 };
                 sync.positions.changed();
-                sync.wake_sharing_a_room_with(&user_id).await;
+                sync.wake_sharing_a_room_with(&user_id, News::Burst).await;
             }
             change = typing.next() => {
                 let Some(TypingChanged { room_id, user_id, until_ms }) = change else {
                     anyhow::bail!("the bus closed the typing subscription");
                 };
                 if sync.typing.apply(&room_id, &user_id, until_ms) {
-                    sync.wake_room(&room_id).await;
+                    sync.wake_room(&room_id, News::Single).await;
                 }
             }
         }
@@ -127,15 +128,17 @@ impl Synchrotron {
         }
         if let (Some(target), Some(membership)) = (&event.state_key, &event.membership) {
             self.members.apply(&event.room_id, target, membership);
-            self.waiters.wake(target);
+            self.waiters.wake(target, News::Single);
         }
-        self.wake_room(&event.room_id).await;
+        self.wake_room(&event.room_id, News::Single).await;
     }
 
     /// Wakes the room's joined and invited members.
-    async fn wake_room(&self, room_id: &str) {
+    async fn wake_room(&self, room_id: &str, news: News) {
         match self.members.of(self.store.as_ref(), room_id).await {
-            Ok(members) => members.iter().for_each(|user| self.waiters.wake(user)),
+            Ok(members) => members
+                .iter()
+                .for_each(|user| self.waiters.wake(user, news)),
             Err(error) => {
                 tracing::warn!(%error, "cannot read room members; waking everyone");
                 self.members.clear();
@@ -145,12 +148,12 @@ impl Synchrotron {
     }
 
     /// Wakes the user and everyone joined to a room with them.
-    async fn wake_sharing_a_room_with(&self, user_id: &str) {
-        self.waiters.wake(user_id);
+    async fn wake_sharing_a_room_with(&self, user_id: &str, news: News) {
+        self.waiters.wake(user_id, news);
         match self.store.memberships_of_user(user_id).await {
             Ok(memberships) => {
                 for membership in memberships.iter().filter(|m| m.membership == "join") {
-                    self.wake_room(&membership.room_id).await;
+                    self.wake_room(&membership.room_id, news).await;
                 }
             }
             Err(error) => {
