@@ -7,6 +7,7 @@ use myelin_store::{
 };
 use myelin_types::StreamPosition;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::{PostgresStore, get, map_error, tx_execute};
 
@@ -39,27 +40,32 @@ impl OutboxStore for PostgresStore {
     ) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        crate::leases::check_fence(&tx, fence).await?;
         let destinations: Vec<&str> = pdus.iter().map(|pdu| pdu.destination.as_str()).collect();
         let events: Vec<&str> = pdus.iter().map(|pdu| pdu.event_id.as_str()).collect();
-        // WITH ORDINALITY keeps the queue in the order given.
-        tx_execute(
-            &tx,
-            "INSERT INTO federation_outbox (destination, partition, event_id)
-             SELECT destination, $1, event_id
-             FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS q (destination, event_id, n)
-             ORDER BY n",
-            &[&i64::from(partition), &destinations, &events],
-        )
-        .await?;
-        tx_execute(
-            &tx,
-            "INSERT INTO federation_cursors (partition, position) VALUES ($1, $2)
-             ON CONFLICT (partition) DO UPDATE
-                 SET position = GREATEST(federation_cursors.position, excluded.position)",
-            &[&i64::from(partition), &upto.0],
-        )
-        .await?;
+        let partition = i64::from(partition);
+        let queue_params: [&(dyn ToSql + Sync); 3] = [&partition, &destinations, &events];
+        let cursor_params: [&(dyn ToSql + Sync); 2] = [&partition, &upto.0];
+        // Sent together: the connection runs them in order, and a refused
+        // fence drops the transaction with whatever followed it.
+        tokio::try_join!(
+            crate::leases::check_fence(&tx, fence),
+            // WITH ORDINALITY keeps the queue in the order given.
+            tx_execute(
+                &tx,
+                "INSERT INTO federation_outbox (destination, partition, event_id)
+                 SELECT destination, $1, event_id
+                 FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS q (destination, event_id, n)
+                 ORDER BY n",
+                &queue_params,
+            ),
+            tx_execute(
+                &tx,
+                "INSERT INTO federation_cursors (partition, position) VALUES ($1, $2)
+                 ON CONFLICT (partition) DO UPDATE
+                     SET position = GREATEST(federation_cursors.position, excluded.position)",
+                &cursor_params,
+            ),
+        )?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -136,22 +142,23 @@ impl OutboxStore for PostgresStore {
                 edus,
             });
         }
-        let entries = self
-            .query(
+        let pdu_params: [&(dyn ToSql + Sync); 2] = [&destination, &(pdu_limit as i64)];
+        let edu_limit = edu_limit as i64;
+        let edu_params: [&(dyn ToSql + Sync); 2] = [&destination, &edu_limit];
+        let (entries, edus) = tokio::try_join!(
+            self.query(
                 "SELECT seq, event_id FROM federation_outbox
                  WHERE destination = $1 ORDER BY seq LIMIT $2",
-                &[&destination, &(pdu_limit as i64)],
+                &pdu_params,
                 entry_from_row,
-            )
-            .await?;
-        let edus = self
-            .query(
+            ),
+            self.query(
                 "SELECT seq, edu_json FROM federation_edu_outbox
                  WHERE destination = $1 AND txn_id IS NULL ORDER BY seq LIMIT $2",
-                &[&destination, &(edu_limit as i64)],
+                &edu_params,
                 edu_from_row,
-            )
-            .await?;
+            ),
+        )?;
         Ok(OutboxBatch {
             txn_id: None,
             entries,
@@ -166,55 +173,44 @@ impl OutboxStore for PostgresStore {
         pdu_upto: Option<i64>,
         edu_seqs: &[i64],
     ) -> StoreResult<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_error)?;
-        tx_execute(
-            &tx,
-            "INSERT INTO federation_destinations (destination, txn_id, txn_upto)
+        // One statement, so one round trip and all or nothing. The EDUs
+        // taken are the very rows the transaction carries: others may be
+        // queued at once with lower sequence numbers that commit later.
+        self.execute(
+            "WITH taken AS (
+                 UPDATE federation_edu_outbox SET txn_id = $2
+                 WHERE seq = ANY($4) AND txn_id IS NULL
+             )
+             INSERT INTO federation_destinations (destination, txn_id, txn_upto)
              VALUES ($1, $2, $3)
              ON CONFLICT (destination) DO UPDATE
                  SET txn_id = excluded.txn_id, txn_upto = excluded.txn_upto",
-            &[&destination, &txn_id, &pdu_upto],
+            &[&destination, &txn_id, &pdu_upto, &edu_seqs],
         )
-        .await?;
-        // The very rows the transaction carries: others may be queued at
-        // once with lower sequence numbers that commit later.
-        tx_execute(
-            &tx,
-            "UPDATE federation_edu_outbox SET txn_id = $2
-             WHERE seq = ANY($1) AND txn_id IS NULL",
-            &[&edu_seqs, &txn_id],
-        )
-        .await?;
-        tx.commit().await.map_err(map_error)
+        .await
+        .map(|_| ())
     }
 
     async fn end_transaction(&self, destination: &str, txn_id: &str) -> StoreResult<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_error)?;
-        tx_execute(
-            &tx,
-            "DELETE FROM federation_outbox WHERE destination = $1 AND seq <=
-                 (SELECT txn_upto FROM federation_destinations
-                  WHERE destination = $1 AND txn_id = $2)",
-            &[&destination, &txn_id],
-        )
-        .await?;
-        tx_execute(
-            &tx,
-            "DELETE FROM federation_edu_outbox WHERE destination = $1 AND txn_id = $2",
-            &[&destination, &txn_id],
-        )
-        .await?;
-        tx_execute(
-            &tx,
-            "UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL,
+        // One statement: every part reads the destination's row as it was,
+        // so the PDUs the transaction carried are known as it ends.
+        self.execute(
+            "WITH sent AS (
+                 SELECT txn_upto FROM federation_destinations
+                 WHERE destination = $1 AND txn_id = $2
+             ), pdus AS (
+                 DELETE FROM federation_outbox
+                 WHERE destination = $1 AND seq <= (SELECT txn_upto FROM sent)
+             ), edus AS (
+                 DELETE FROM federation_edu_outbox WHERE destination = $1 AND txn_id = $2
+             )
+             UPDATE federation_destinations SET txn_id = NULL, txn_upto = NULL,
                  failures = 0, retry_at = NULL
              WHERE destination = $1 AND txn_id = $2",
             &[&destination, &txn_id],
         )
-        .await?;
-        tx.commit().await.map_err(map_error)
+        .await
+        .map(|_| ())
     }
 
     async fn set_destination_retry(

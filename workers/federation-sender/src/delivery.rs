@@ -139,15 +139,30 @@ impl FederationSender {
             }
             {
                 let mut sending = self.sending();
-                if sending.len() >= CONCURRENT_DESTINATIONS || !sending.insert(destination.clone())
-                {
+                if let Some(asked_again) = sending.get_mut(&destination) {
+                    // Its sender reads the queue once more before it stops:
+                    // what was queued as it found the queue empty goes now,
+                    // not with the next bell.
+                    *asked_again = true;
                     continue;
                 }
+                if sending.len() >= CONCURRENT_DESTINATIONS {
+                    continue;
+                }
+                sending.insert(destination.clone(), false);
             }
             let sender = Arc::clone(&self);
             tokio::spawn(async move {
-                sender.drain(&destination).await;
-                sender.sending().remove(&destination);
+                loop {
+                    sender.drain(&destination).await;
+                    let mut sending = sender.sending();
+                    if sending.get(&destination) == Some(&true) {
+                        sending.insert(destination.clone(), false);
+                        continue;
+                    }
+                    sending.remove(&destination);
+                    break;
+                }
             });
         }
         Ok(())
@@ -201,28 +216,33 @@ impl FederationSender {
         if batch.entries.is_empty() && batch.edus.is_empty() {
             return Ok(false);
         }
-        let txn_id = match batch.txn_id {
-            Some(txn_id) => txn_id,
-            None => {
-                let txn_id = new_transaction_id();
-                self.store
-                    .begin_transaction(
-                        destination,
-                        &txn_id,
-                        batch.entries.last().map(|entry| entry.seq),
-                        &batch.edus.iter().map(|edu| edu.seq).collect::<Vec<_>>(),
-                    )
-                    .await
-                    .map_err(store_error)?;
-                txn_id
-            }
-        };
         let ids: Vec<String> = batch
             .entries
             .iter()
             .map(|entry| entry.event_id.clone())
             .collect();
-        let stored = self.store.events_by_id(&ids).await.map_err(store_error)?;
+        // The events are read while the new transaction is recorded.
+        let (txn_id, stored) = match batch.txn_id {
+            Some(txn_id) => (
+                txn_id,
+                self.store.events_by_id(&ids).await.map_err(store_error)?,
+            ),
+            None => {
+                let txn_id = new_transaction_id();
+                let edu_seqs: Vec<i64> = batch.edus.iter().map(|edu| edu.seq).collect();
+                let ((), stored) = tokio::try_join!(
+                    self.store.begin_transaction(
+                        destination,
+                        &txn_id,
+                        batch.entries.last().map(|entry| entry.seq),
+                        &edu_seqs,
+                    ),
+                    self.store.events_by_id(&ids),
+                )
+                .map_err(store_error)?;
+                (txn_id, stored)
+            }
+        };
         // In queue order; an event no longer stored is left out.
         let mut pdus: Vec<Box<RawValue>> = Vec::with_capacity(ids.len());
         for event_id in &ids {
@@ -318,7 +338,9 @@ impl FederationSender {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn sending(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    /// The destinations being sent to, each with whether a pass found it
+    /// queued meanwhile.
+    fn sending(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, bool>> {
         self.sending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -9,7 +9,7 @@ mod delivery;
 mod edus;
 mod fanout;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -38,7 +38,7 @@ pub struct FederationSender {
     /// Something may be owed: an event was persisted, a partition taken.
     wake: Notify,
     /// Destinations with a transaction being sent by this process.
-    sending: Mutex<HashSet<String>>,
+    sending: Mutex<HashMap<String, bool>>,
     /// Destinations waiting after failures, until when (ms).
     waiting: Mutex<HashMap<String, i64>>,
     /// The servers joined in each state snapshot read lately (a snapshot
@@ -73,7 +73,7 @@ pub fn role(deps: &Deps) -> Arc<FederationSender> {
         held: Mutex::new(BTreeMap::new()),
         pass: RwLock::new(()),
         wake: Notify::new(),
-        sending: Mutex::new(HashSet::new()),
+        sending: Mutex::new(HashMap::new()),
         waiting: Mutex::new(HashMap::new()),
         servers_at: Mutex::new(HashMap::new()),
         deleted_devices: Mutex::new(HashMap::new()),
