@@ -269,7 +269,10 @@ impl SnapshotStore for PostgresStore {
 
     async fn redactions_wait_in(&self, room_id: &str) -> StoreResult<bool> {
         self.query_opt(
-            "SELECT 1 FROM waiting_redactions WHERE room_id = $1 LIMIT 1",
+            "SELECT 1 FROM waiting_redactions AS w WHERE w.room_id = $1
+               AND NOT EXISTS (SELECT 1 FROM events AS e
+                               WHERE e.event_id = w.target_event_id AND NOT e.outlier)
+             LIMIT 1",
             &[&room_id],
             |_| Ok(()),
         )

@@ -266,10 +266,15 @@ impl SnapshotStore for SqliteStore {
     async fn redactions_wait_in(&self, room_id: &str) -> StoreResult<bool> {
         let room_id = room_id.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached("SELECT 1 FROM waiting_redactions WHERE room_id = ?1 LIMIT 1")?
-                .query_row([room_id], |_| Ok(()))
-                .optional()
-                .map(|found| found.is_some())
+            conn.prepare_cached(
+                "SELECT 1 FROM waiting_redactions AS w WHERE w.room_id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM events AS e
+                               WHERE e.event_id = w.target_event_id AND NOT e.outlier)
+                 LIMIT 1",
+            )?
+            .query_row([room_id], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
         })
         .await
     }

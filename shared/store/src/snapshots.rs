@@ -118,7 +118,9 @@ pub trait SnapshotStore: Send + Sync {
         redaction_event_id: &str,
     ) -> StoreResult<()>;
 
-    /// Whether any redaction of the room waits for its target.
+    /// Whether any redaction of the room waits for a target not in its
+    /// timeline yet (one whose target came and was not redacted by it
+    /// waits no more).
     async fn redactions_wait_in(&self, room_id: &str) -> StoreResult<bool>;
 
     /// `(target, redaction)` pairs remembered for targets among

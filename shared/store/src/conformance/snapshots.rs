@@ -707,6 +707,8 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
         )])
         .await
         .expect("store the target");
+    // Held, but as an outlier: still waited for.
+    assert!(store.redactions_wait_in(room).await.expect("ask"));
     let pruned = r#"{"content":{}}"#;
     store
         .promote_outliers(
@@ -780,6 +782,17 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
         .await
         .expect("search");
     assert_eq!(search.count, 0, "{search:?}");
+
+    // A redaction its target's arrival did not apply (its sender may not
+    // make it) leaves no wait behind.
+    let kept = event(room, 103, None, std::slice::from_ref(&late_id));
+    store
+        .remember_redaction(room, &kept.event_id, &strike_id)
+        .await
+        .expect("remember");
+    assert!(store.redactions_wait_in(room).await.expect("ask"));
+    persist(store, kept).await;
+    assert!(!store.redactions_wait_in(room).await.expect("ask"));
 }
 
 /// The stripped state of another server's invite is kept per invitee and
