@@ -1,15 +1,15 @@
 //! Events, current state, extremities and transaction IDs.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use myelin_store::{
-    Direction, EventStore, Membership, PersistEvent, PersistOutcome, RoomRecord, StoreError,
+    Direction, EventStore, Fence, Membership, PersistEvent, PersistOutcome, RoomRecord, StoreError,
     StoreResult, StoredEvent, TxnKey,
 };
 use myelin_types::StreamPosition;
 use tokio_postgres::Row;
 
-use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
+use crate::pipeline::{Answers, Pipeline, Slot, params};
+use crate::{PostgresStore, get, map_error};
 
 /// Read from `events AS e`; the last column is the PDU of the redaction
 /// that pruned the event, if one did.
@@ -56,195 +56,160 @@ fn membership_from_row(row: &Row) -> StoreResult<Membership> {
     })
 }
 
-/// One event's writes inside the caller's transaction; the caller commits.
-/// An early return leaves the transaction to be dropped, which rolls it back.
-async fn persist_in(tx: &Transaction<'_>, event: &PersistEvent) -> StoreResult<PersistOutcome> {
-    if let Some(fence) = event.fence {
-        crate::leases::check_fence(tx, fence).await?;
-    }
-    if let Some(txn) = &event.txn {
-        // DO NOTHING waits for a concurrent writer of the same key and
-        // skips the row once that one commits, so a retry racing the
-        // first attempt is reported as a duplicate, not as a conflict.
-        let inserted = tx_execute(
-            tx,
-            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
-            &[&txn.user_id, &txn.device_id, &txn.txn_id, &event.event_id],
-        )
-        .await?;
-        if inserted == 0 {
-            // A new statement sees the row the other writer committed
-            // (read committed).
-            let existing = tx_query_opt(
-                tx,
-                "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
-                &[&txn.user_id, &txn.device_id, &txn.txn_id],
-                |row| get(row, 0),
-            )
-            .await?;
-            let event_id = existing.ok_or_else(|| {
-                StoreError::Corrupt("a transaction ID conflicted but has no row".to_owned())
-            })?;
-            return Ok(PersistOutcome::DuplicateTxn { event_id });
-        }
-    }
+/// What a batch reads back, in order: a fence's check, or an event's row.
+enum Queued {
+    Fence(Slot, Fence),
+    Event(Slot),
+}
+
+/// Queues claiming a transaction ID for the event; no row back means it
+/// was used before. DO NOTHING waits for a concurrent writer of the same
+/// key and skips the row once that one commits, so a retry racing the
+/// first attempt is reported as a duplicate, not as a conflict.
+fn queue_txn_id<'a>(pipeline: &mut Pipeline<'a>, txn: &'a TxnKey, event_id: &'a str) -> Slot {
+    pipeline.push(
+        "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, device_id, txn_id) DO NOTHING RETURNING 1",
+        params![&txn.user_id, &txn.device_id, &txn.txn_id, event_id],
+    )
+}
+
+/// Queues one event's writes. The position is taken by the events row
+/// itself, as late as the row allows: the row lock on stream_position is
+/// held until commit, so writers commit in position order and a reader
+/// who sees position p (max_position reads this row) also sees every event
+/// below p. A sequence would hand out positions in start order but let
+/// them commit in any order. Later rows find the position by event ID.
+fn queue_event<'a>(pipeline: &mut Pipeline<'a>, event: &'a PersistEvent) -> Slot {
     if let Some(room_version) = &event.new_room_version {
-        tx_execute(
-            tx,
+        pipeline.push(
             "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)",
-            &[&event.room_id, room_version, &event.sender],
-        )
-        .await?;
+            params![&event.room_id, room_version, &event.sender],
+        );
     }
     let snapshots = event.snapshots.as_ref();
     if let Some(snapshots) = snapshots {
-        crate::snapshots::write_snapshots(tx, &event.room_id, &snapshots.new).await?;
+        crate::snapshots::queue_snapshots(pipeline, &event.room_id, &snapshots.new);
     }
-    // The position is taken as late as the events row allows: the row
-    // lock on stream_position is held until commit, so writers commit in
-    // position order and a reader who sees position p (max_position reads
-    // this row) also sees every event below p. A sequence would hand out
-    // positions in start order but let them commit in any order.
-    let position: i64 = tx_query_opt(
-        tx,
-        "UPDATE stream_position SET position = position + 1 RETURNING position",
-        &[],
-        |row| get(row, 0),
-    )
-    .await?
-    .ok_or_else(|| StoreError::Corrupt("stream_position has no row".to_owned()))?;
-    let txn = event.txn.as_ref();
-    tx_execute(
-        tx,
-        "INSERT INTO events (position, event_id, room_id, sender, event_type, state_key, depth,
+    let txn_key = event.txn.as_ref();
+    let row = pipeline.push(
+        "WITH taken AS (UPDATE stream_position SET position = position + 1 RETURNING position)
+         INSERT INTO events (position, event_id, room_id, sender, event_type, state_key, depth,
                              origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id,
                              state_before, state_after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        &[
-            &position,
+         SELECT taken.position, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM taken
+         RETURNING position",
+        params![
             &event.event_id,
             &event.room_id,
             &event.sender,
             &event.event_type,
             &event.state_key,
-            &event.depth,
-            &event.origin_server_ts,
+            event.depth,
+            event.origin_server_ts,
             &event.pdu_json,
-            &txn.map(|t| &t.user_id),
-            &txn.map(|t| &t.device_id),
-            &txn.map(|t| &t.txn_id),
-            &snapshots.map(|s| &s.before),
-            &snapshots.map(|s| &s.after),
+            txn_key.map(|t| &t.user_id),
+            txn_key.map(|t| &t.device_id),
+            txn_key.map(|t| &t.txn_id),
+            snapshots.map(|s| &s.before),
+            snapshots.map(|s| &s.after),
         ],
-    )
-    .await?;
-    crate::relations::index_event(tx, &event.into(), position).await?;
+    );
+    crate::relations::queue_index(pipeline, &event.into());
+    // Each key takes the position of the event that holds it.
+    const CURRENT_STATE: &str =
+        "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
+         SELECT $1, $2, $3, $4, $5, position FROM events WHERE event_id = $4
+         ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
+             event_id = excluded.event_id, membership = excluded.membership,
+             position = excluded.position";
     if let Some(changes) = &event.resolved_state {
         for change in changes {
-            // Each key takes the position of the event that holds it.
-            tx_execute(
-                tx,
-                "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
-                 SELECT $1, $2, $3, $4, $5, position FROM events WHERE event_id = $4
-                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
-                     event_id = excluded.event_id, membership = excluded.membership,
-                     position = excluded.position",
-                &[
+            pipeline.push(
+                CURRENT_STATE,
+                params![
                     &event.room_id,
                     &change.entry.event_type,
                     &change.entry.state_key,
                     &change.entry.event_id,
                     &change.membership,
                 ],
-            )
-            .await?;
+            );
         }
     } else if let Some(state_key) = &event.state_key {
-        tx_execute(
-            tx,
-            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership, position)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET
-                 event_id = excluded.event_id, membership = excluded.membership,
-                 position = excluded.position",
-            &[
+        pipeline.push(
+            CURRENT_STATE,
+            params![
                 &event.room_id,
                 &event.event_type,
                 state_key,
                 &event.event_id,
                 &event.membership,
-                &position,
             ],
-        )
-        .await?;
+        );
     }
     if event.membership.as_deref() == Some("join")
         && let Some(user_id) = &event.state_key
     {
-        tx_execute(
-            tx,
+        pipeline.push(
             "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2",
-            &[user_id, &event.room_id],
-        )
-        .await?;
+            params![user_id, &event.room_id],
+        );
     }
-    tx_execute(
-        tx,
+    pipeline.push(
         "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
-        &[&event.room_id, &event.prev_events],
-    )
-    .await?;
-    tx_execute(
-        tx,
+        params![&event.room_id, &event.prev_events],
+    );
+    pipeline.push(
         "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)",
-        &[&event.room_id, &event.event_id, &event.depth],
-    )
-    .await?;
-    crate::notifications::insert_push_actions(tx, event, position).await?;
+        params![&event.room_id, &event.event_id, event.depth],
+    );
+    crate::notifications::queue_push_actions(pipeline, event);
     if let Some(redaction) = &event.redaction {
-        apply_redaction(
-            tx,
+        queue_redaction(
+            pipeline,
             &event.event_id,
             &redaction.target_event_id,
             &redaction.pruned_pdu_json,
-        )
-        .await?;
+        );
     }
     if let Some(redaction) = &event.redacted_on_arrival {
-        apply_redaction(
-            tx,
+        queue_redaction(
+            pipeline,
             &redaction.redaction_event_id,
             &event.event_id,
             &redaction.pruned_pdu_json,
-        )
-        .await?;
+        );
     }
-    Ok(PersistOutcome::Persisted(StreamPosition(position)))
+    row
+}
+
+/// The position the events row queued at `slot` took.
+fn position_of(answers: &Answers, slot: Slot) -> StoreResult<StreamPosition> {
+    let row = answers
+        .rows(slot)
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("stream_position has no row".to_owned()))?;
+    Ok(StreamPosition(get(row, 0)?))
 }
 
 /// Replaces the target's PDU by its pruned form and drops it from both
 /// indexes; a redaction waiting for it is done.
-pub(crate) async fn apply_redaction(
-    tx: &Transaction<'_>,
-    redaction_event_id: &str,
-    target_event_id: &str,
-    pruned_pdu_json: &str,
-) -> StoreResult<()> {
-    tx_execute(
-        tx,
+pub(crate) fn queue_redaction<'a>(
+    pipeline: &mut Pipeline<'a>,
+    redaction_event_id: &'a str,
+    target_event_id: &'a str,
+    pruned_pdu_json: &'a str,
+) {
+    pipeline.push(
         "UPDATE events SET pdu_json = $2, redacted_by = $3 WHERE event_id = $1",
-        &[&target_event_id, &pruned_pdu_json, &redaction_event_id],
-    )
-    .await?;
-    crate::relations::unindex_event(tx, target_event_id).await?;
-    tx_execute(
-        tx,
+        params![target_event_id, pruned_pdu_json, redaction_event_id],
+    );
+    crate::relations::queue_unindex(pipeline, target_event_id);
+    pipeline.push(
         "DELETE FROM waiting_redactions WHERE target_event_id = $1",
-        &[&target_event_id],
-    )
-    .await?;
-    Ok(())
+        params![target_event_id],
+    );
 }
 
 #[async_trait]
@@ -252,27 +217,76 @@ impl EventStore for PostgresStore {
     async fn persist_event(&self, event: PersistEvent) -> StoreResult<PersistOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        let outcome = persist_in(&tx, &event).await?;
-        match outcome {
-            PersistOutcome::Persisted(_) => tx.commit().await.map_err(map_error)?,
-            PersistOutcome::DuplicateTxn { .. } => tx.rollback().await.map_err(map_error)?,
+        let mut pipeline = Pipeline::default();
+        let fence = event.fence.map(|fence| {
+            (
+                crate::leases::queue_fence_check(&mut pipeline, fence),
+                fence,
+            )
+        });
+        // A transaction ID used before stops the write before anything
+        // else is sent: a retry may carry the event already written.
+        if let Some(txn) = &event.txn {
+            let claimed = queue_txn_id(&mut pipeline, txn, &event.event_id);
+            let answers = std::mem::take(&mut pipeline).run(&tx).await?;
+            if let Some((slot, fence)) = fence {
+                crate::leases::fence_holds(answers.rows(slot), fence)?;
+            }
+            if answers.rows(claimed).is_empty() {
+                tx.rollback().await.map_err(map_error)?;
+                // Back to the pool first: a burst of retries must not hold
+                // two connections each.
+                drop(client);
+                let event_id = self.txn_event_id(txn).await?.ok_or_else(|| {
+                    StoreError::Corrupt("a transaction ID conflicted but has no row".to_owned())
+                })?;
+                return Ok(PersistOutcome::DuplicateTxn { event_id });
+            }
         }
-        Ok(outcome)
+        let row = queue_event(&mut pipeline, &event);
+        let answers = pipeline.run(&tx).await?;
+        if let (None, Some((slot, fence))) = (&event.txn, fence) {
+            crate::leases::fence_holds(answers.rows(slot), fence)?;
+        }
+        let position = position_of(&answers, row)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(PersistOutcome::Persisted(position))
     }
 
     async fn persist_events(&self, events: Vec<PersistEvent>) -> StoreResult<Vec<StreamPosition>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        let mut positions = Vec::with_capacity(events.len());
+        let mut pipeline = Pipeline::default();
+        let mut queued = Vec::with_capacity(events.len());
+        let mut checked_fence = None;
+        let mut txns = Vec::new();
         for event in &events {
-            // An error drops the transaction uncommitted: nothing is written.
-            match persist_in(&tx, event).await? {
-                PersistOutcome::Persisted(position) => positions.push(position),
-                PersistOutcome::DuplicateTxn { .. } => {
-                    return Err(StoreError::Conflict(
-                        "a transaction ID in the batch was used before".to_owned(),
-                    ));
+            // One check per fence holds for the whole transaction.
+            let checked = event.fence.is_some() && event.fence == checked_fence;
+            if let Some(fence) = event.fence.filter(|_| !checked) {
+                checked_fence = Some(fence);
+                let slot = crate::leases::queue_fence_check(&mut pipeline, fence);
+                queued.push(Queued::Fence(slot, fence));
+            }
+            if let Some(txn) = &event.txn {
+                txns.push(queue_txn_id(&mut pipeline, txn, &event.event_id));
+            }
+            queued.push(Queued::Event(queue_event(&mut pipeline, event)));
+        }
+        // An error drops the transaction uncommitted: nothing is written.
+        let answers = pipeline.run(&tx).await?;
+        if txns.iter().any(|slot| answers.rows(*slot).is_empty()) {
+            return Err(StoreError::Conflict(
+                "a transaction ID in the batch was used before".to_owned(),
+            ));
+        }
+        let mut positions = Vec::with_capacity(events.len());
+        for queued in &queued {
+            match queued {
+                Queued::Fence(slot, fence) => {
+                    crate::leases::fence_holds(answers.rows(*slot), *fence)?;
                 }
+                Queued::Event(row) => positions.push(position_of(&answers, *row)?),
             }
         }
         tx.commit().await.map_err(map_error)?;

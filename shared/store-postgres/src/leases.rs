@@ -171,13 +171,29 @@ pub(crate) async fn check_fence(
     tx: &deadpool_postgres::Transaction<'_>,
     fence: myelin_store::Fence,
 ) -> myelin_store::StoreResult<()> {
-    let epoch: Option<i64> = crate::tx_query_opt(
-        tx,
-        "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE",
-        &[&fence.key],
-        |row| crate::get(row, 0),
-    )
-    .await?;
+    let statement = tx.prepare_cached(FENCE_EPOCH).await.map_err(map_error)?;
+    let rows = tx
+        .query(&statement, &[&fence.key])
+        .await
+        .map_err(map_error)?;
+    fence_holds(&rows, fence)
+}
+
+const FENCE_EPOCH: &str = "SELECT epoch FROM lease_fences WHERE lease_key = $1 FOR SHARE";
+
+/// Queues the check of [`check_fence`]; [`fence_holds`] reads its answer.
+pub(crate) fn queue_fence_check(
+    pipeline: &mut crate::pipeline::Pipeline<'_>,
+    fence: myelin_store::Fence,
+) -> crate::pipeline::Slot {
+    pipeline.push(FENCE_EPOCH, crate::pipeline::params![fence.key])
+}
+
+pub(crate) fn fence_holds(
+    rows: &[tokio_postgres::Row],
+    fence: myelin_store::Fence,
+) -> myelin_store::StoreResult<()> {
+    let epoch: Option<i64> = rows.first().map(|row| crate::get(row, 0)).transpose()?;
     if epoch != Some(fence.epoch) {
         return Err(myelin_store::StoreError::Fenced);
     }

@@ -20,6 +20,7 @@ mod media;
 mod migrations;
 mod notifications;
 mod outbox;
+mod pipeline;
 mod presence;
 mod pushers;
 mod receipts;

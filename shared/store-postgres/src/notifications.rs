@@ -8,7 +8,8 @@ use myelin_store::{
 use myelin_types::StreamPosition;
 
 use crate::events::{EVENT_COLUMNS, event_from_row};
-use crate::{PostgresStore, Transaction, get, tx_execute};
+use crate::pipeline::{Pipeline, params};
+use crate::{PostgresStore, get};
 
 /// The user's (the first parameter) latest read receipt, public or
 /// private, per room and thread ('' for unthreaded): read once per query
@@ -30,29 +31,23 @@ pub(crate) const READ_JOINS: &str = " LEFT JOIN read_upto main_read
 pub(crate) const UNREAD: &str = "a.position > COALESCE(main_read.position, 0)
      AND a.position > COALESCE(thread_read.position, 0)";
 
-pub(crate) async fn insert_push_actions(
-    tx: &Transaction<'_>,
-    event: &PersistEvent,
-    position: i64,
-) -> StoreResult<()> {
+/// Queues the push actions of an event written before it in the
+/// transaction; they take the event's position.
+pub(crate) fn queue_push_actions<'a>(pipeline: &mut Pipeline<'a>, event: &'a PersistEvent) {
     for action in &event.push_actions {
-        tx_execute(
-            tx,
+        pipeline.push(
             "INSERT INTO event_push_actions (user_id, room_id, position, event_id, thread_id, highlight, sound)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
+             SELECT $1, $2, position, $3, $4, $5, $6 FROM events WHERE event_id = $3",
+            params![
                 &action.user_id,
                 &event.room_id,
-                &position,
                 &event.event_id,
-                &action.thread_id.as_deref().unwrap_or(MAIN_THREAD),
-                &action.highlight,
+                action.thread_id.as_deref().unwrap_or(MAIN_THREAD),
+                action.highlight,
                 &action.sound,
             ],
-        )
-        .await?;
+        );
     }
-    Ok(())
 }
 
 #[async_trait]

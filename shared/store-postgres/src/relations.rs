@@ -2,7 +2,6 @@
 //! written with each event.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
 use myelin_store::{
     Direction, IndexedEvent, MAX_RELATION_DEPTH, RelationQuery, RelationStore, SearchHit,
     SearchOrder, SearchPage, SearchQuery, StoreResult, StoredEvent, THREAD, ThreadRoot,
@@ -11,7 +10,8 @@ use myelin_store::{
 use myelin_types::StreamPosition;
 
 use crate::events::event_from_row;
-use crate::{PostgresStore, get, tx_execute};
+use crate::pipeline::{Pipeline, params};
+use crate::{PostgresStore, get};
 
 /// The event columns of `events`, named through the table for joins.
 const COLUMNS: &str = "events.position, events.event_id, events.room_id, events.sender, \
@@ -24,59 +24,46 @@ fn upto(position: Option<StreamPosition>) -> i64 {
     position.map_or(i64::MAX, |position| position.0)
 }
 
-/// Indexes the event just written at `position`.
-pub(crate) async fn index_event(
-    tx: &Transaction<'_>,
-    event: &IndexedEvent<'_>,
-    position: i64,
-) -> StoreResult<()> {
+/// Queues the indexing of an event written before it in the transaction;
+/// the index rows take the event's position.
+pub(crate) fn queue_index(pipeline: &mut Pipeline<'_>, event: &IndexedEvent<'_>) {
     let index = event.index();
     if let Some(relation) = index.relation {
-        tx_execute(
-            tx,
+        pipeline.push(
             "INSERT INTO event_relations (event_id, room_id, parent_id, rel_type, event_type,
                  sender, origin_server_ts, position)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
-            &[
-                &event.event_id,
-                &event.room_id,
-                &relation.parent_id,
-                &relation.rel_type,
-                &event.event_type,
-                &event.sender,
-                &event.origin_server_ts,
-                &position,
+             SELECT $1, $2, $3, $4, $5, $6, $7, position FROM events WHERE event_id = $1
+             ON CONFLICT (event_id) DO NOTHING",
+            params![
+                event.event_id.to_owned(),
+                event.room_id.to_owned(),
+                relation.parent_id,
+                relation.rel_type,
+                event.event_type.to_owned(),
+                event.sender.to_owned(),
+                event.origin_server_ts,
             ],
-        )
-        .await?;
+        );
     }
     if let Some(search) = index.search {
-        tx_execute(
-            tx,
+        pipeline.push(
             "INSERT INTO event_search (position, key, vector)
-             VALUES ($1, $2, to_tsvector('simple', $3))",
-            &[&position, &search.key, &search.text],
-        )
-        .await?;
+             SELECT position, $2, to_tsvector('simple', $3) FROM events WHERE event_id = $1",
+            params![event.event_id.to_owned(), search.key, search.text],
+        );
     }
-    Ok(())
 }
 
-/// Drops a redacted event from both indexes.
-pub(crate) async fn unindex_event(tx: &Transaction<'_>, event_id: &str) -> StoreResult<()> {
-    tx_execute(
-        tx,
+/// Queues dropping a redacted event from both indexes.
+pub(crate) fn queue_unindex<'a>(pipeline: &mut Pipeline<'a>, event_id: &'a str) {
+    pipeline.push(
         "DELETE FROM event_relations WHERE event_id = $1",
-        &[&event_id],
-    )
-    .await?;
-    tx_execute(
-        tx,
+        params![event_id],
+    );
+    pipeline.push(
         "DELETE FROM event_search WHERE position = (SELECT position FROM events WHERE event_id = $1)",
-        &[&event_id],
-    )
-    .await?;
-    Ok(())
+        params![event_id],
+    );
 }
 
 /// The `to_tsquery` text for the words: each one quoted, all required.

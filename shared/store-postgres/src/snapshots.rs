@@ -8,57 +8,41 @@ use myelin_store::{
 };
 
 use crate::events::{EVENT_COLUMNS, event_from_row};
+use crate::pipeline::{Pipeline, params};
 use crate::{PostgresStore, get, map_error, tx_execute, tx_query_opt};
 use myelin_store::StoreError;
 
-/// Writes snapshots that do not exist yet; one that does is left as it is
-/// (a snapshot's name fixes its content).
-pub(crate) async fn write_snapshots(
-    tx: &Transaction<'_>,
-    room_id: &str,
-    snapshots: &[NewSnapshot],
-) -> StoreResult<()> {
+/// Queues the snapshots that do not exist yet; one that does is left as
+/// it is (a snapshot's name fixes its content). One statement each, for
+/// the whole state, which may be thousands of rows.
+pub(crate) fn queue_snapshots<'a>(
+    pipeline: &mut Pipeline<'a>,
+    room_id: &'a str,
+    snapshots: &'a [NewSnapshot],
+) {
     for snapshot in snapshots {
-        let inserted = tx_execute(
-            tx,
-            "INSERT INTO state_snapshots (snapshot_id, room_id, base_id, chain_length)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (snapshot_id) DO NOTHING",
-            &[
+        let column = |field: fn(&StateEntry) -> &str| -> Vec<&'a str> {
+            snapshot.entries.iter().map(field).collect()
+        };
+        pipeline.push(
+            "WITH new AS (
+                 INSERT INTO state_snapshots (snapshot_id, room_id, base_id, chain_length)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (snapshot_id) DO NOTHING
+                 RETURNING snapshot_id)
+             INSERT INTO state_snapshot_entries (snapshot_id, event_type, state_key, event_id)
+             SELECT new.snapshot_id, entry.* FROM new,
+                 unnest($5::text[], $6::text[], $7::text[]) AS entry",
+            params![
                 &snapshot.snapshot_id,
-                &room_id,
+                room_id,
                 &snapshot.base_id,
-                &snapshot.chain_length,
+                snapshot.chain_length,
+                column(|entry| &entry.event_type),
+                column(|entry| &entry.state_key),
+                column(|entry| &entry.event_id),
             ],
-        )
-        .await?;
-        if inserted == 0 {
-            continue;
-        }
-        // One statement for the whole state, which may be thousands of rows.
-        let types: Vec<&str> = snapshot
-            .entries
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect();
-        let keys: Vec<&str> = snapshot
-            .entries
-            .iter()
-            .map(|e| e.state_key.as_str())
-            .collect();
-        let ids: Vec<&str> = snapshot
-            .entries
-            .iter()
-            .map(|e| e.event_id.as_str())
-            .collect();
-        tx_execute(
-            tx,
-            "INSERT INTO state_snapshot_entries (snapshot_id, event_type, state_key, event_id)
-             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])",
-            &[&snapshot.snapshot_id, &types, &keys, &ids],
-        )
-        .await?;
+        );
     }
-    Ok(())
 }
 
 #[async_trait]
@@ -105,6 +89,10 @@ impl SnapshotStore for PostgresStore {
     }
 
     async fn events_by_id(&self, event_ids: &[String]) -> StoreResult<Vec<StoredEvent>> {
+        if event_ids.is_empty() {
+            // Callers often have nothing to look up: no round trip for it.
+            return Ok(Vec::new());
+        }
         self.query(
             &format!("SELECT {EVENT_COLUMNS} FROM events AS e WHERE e.event_id = ANY($1)"),
             &[&event_ids],
@@ -229,18 +217,11 @@ impl SnapshotStore for PostgresStore {
         .ok_or_else(|| StoreError::Corrupt("backfill_position has no row".to_owned()))?;
         let mut next = lowest;
         for event in &events {
-            write_snapshots(&tx, room_id, &event.snapshots.new).await?;
+            let mut snapshots = Pipeline::default();
+            queue_snapshots(&mut snapshots, room_id, &event.snapshots.new);
+            snapshots.run(&tx).await?;
             if promote_one(&tx, room_id, event, next).await? {
                 next += 1;
-                for redaction in &event.redactions {
-                    crate::events::apply_redaction(
-                        &tx,
-                        &redaction.redaction_event_id,
-                        &redaction.target_event_id,
-                        &redaction.pruned_pdu_json,
-                    )
-                    .await?;
-                }
             }
         }
         tx_execute(
@@ -345,6 +326,7 @@ async fn promote_one(
     let (sender, event_type, state_key, pdu_json): (String, String, Option<String>, String) =
         (get(&row, 0)?, get(&row, 1)?, get(&row, 2)?, get(&row, 4)?);
     let redacted: bool = get(&row, 5)?;
+    let mut pipeline = Pipeline::default();
     if !redacted {
         let indexed = IndexedEvent {
             event_id: &event.event_id,
@@ -355,7 +337,16 @@ async fn promote_one(
             origin_server_ts: get(&row, 3)?,
             pdu_json: &pdu_json,
         };
-        crate::relations::index_event(tx, &indexed, position).await?;
+        crate::relations::queue_index(&mut pipeline, &indexed);
     }
+    for redaction in &event.redactions {
+        crate::events::queue_redaction(
+            &mut pipeline,
+            &redaction.redaction_event_id,
+            &redaction.target_event_id,
+            &redaction.pruned_pdu_json,
+        );
+    }
+    pipeline.run(tx).await?;
     Ok(true)
 }
