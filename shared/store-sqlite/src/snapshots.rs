@@ -104,6 +104,10 @@ impl SnapshotStore for SqliteStore {
     }
 
     async fn events_by_id(&self, event_ids: &[String]) -> StoreResult<Vec<StoredEvent>> {
+        if event_ids.is_empty() {
+            // Callers often have nothing to look up: no trip to a reader.
+            return Ok(Vec::new());
+        }
         let event_ids = event_ids.to_vec();
         self.read_in_pool(move |conn| {
             let mut statement = conn.prepare_cached(&format!(

@@ -7,6 +7,8 @@
 //! citing an event pending already cited) has the pending ones written
 //! first.
 
+use std::collections::HashSet;
+
 use myelin_bus::messages::{RemoteEvent, RemoteEventOutcome, RemoteEvents, RoomInputRefused};
 use myelin_store::{Fence, PersistEvent};
 use serde::Deserialize;
@@ -44,6 +46,22 @@ impl EventPersister {
         let mut outcomes = Vec::with_capacity(batch.events.len());
         let mut pending: Vec<PersistEvent> = Vec::new();
         let mut unwritten = Unwritten::new();
+        // What the store holds already (retries, or the same events from
+        // another server) is looked up once for the batch; what this batch
+        // writes joins it as it goes.
+        let ids: Vec<String> = batch
+            .events
+            .iter()
+            .map(|event| event.event_id.clone())
+            .collect();
+        let mut stored: HashSet<String> = self
+            .store
+            .events_by_id(&ids)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|event| event.event_id)
+            .collect();
         for remote in batch.events {
             let outcome = |refusal: Option<RoomInputRefused>| RemoteEventOutcome {
                 event_id: remote.event_id.clone(),
@@ -57,10 +75,7 @@ impl EventPersister {
                 ))));
                 continue;
             }
-            if pending
-                .iter()
-                .any(|event| event.event_id == remote.event_id)
-            {
+            if stored.contains(&remote.event_id) {
                 outcomes.push(outcome(None));
                 continue;
             }
@@ -86,8 +101,13 @@ impl EventPersister {
                     .await;
             }
             match step {
-                Ok(RemoteStep::Nothing) => outcomes.push(outcome(None)),
+                Ok(RemoteStep::Nothing) => {
+                    // Soft-failed: kept hidden, and known if it comes again.
+                    stored.insert(remote.event_id.clone());
+                    outcomes.push(outcome(None));
+                }
                 Ok(RemoteStep::Write(record)) => {
+                    stored.insert(record.event_id.clone());
                     pending.push(*record);
                     outcomes.push(outcome(None));
                 }

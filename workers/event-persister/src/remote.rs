@@ -122,6 +122,10 @@ impl EventPersister {
             event_id: remote.event_id.clone(),
             position,
         };
+        // A retry, or the same event from another server: nothing to do.
+        if self.already_stored(&remote.event_id).await? {
+            return Ok(done(None));
+        }
         match self
             .compose_remote(head, &remote, fence, &mut Unwritten::new())
             .await?
@@ -131,9 +135,10 @@ impl EventPersister {
         }
     }
 
-    /// Checks another server's event against `head` and, when it is to be
-    /// written, moves `head` past it and returns its record: the caller
-    /// writes it, or drops `head` if it cannot.
+    /// Checks another server's event, which the store does not hold,
+    /// against `head` and, when it is to be written, moves `head` past it
+    /// and returns its record: the caller writes it, or drops `head` if it
+    /// cannot.
     pub(crate) async fn compose_remote(
         &self,
         head: &mut CachedHead,
@@ -141,10 +146,6 @@ impl EventPersister {
         fence: Fence,
         unwritten: &mut Unwritten,
     ) -> Result<RemoteStep, RoomInputRefused> {
-        // A retry, or the same event from another server: nothing to do.
-        if self.already_stored(&remote.event_id).await? {
-            return Ok(RemoteStep::Nothing);
-        }
         let pdu = Pdu::from_json(&remote.event_id, &remote.pdu_json).map_err(bad_event)?;
         check_kind(&pdu, remote)?;
         let version = head.version.clone();
@@ -435,6 +436,14 @@ impl EventPersister {
         version: &myelin_room::RoomVersion,
         forks: &[RoomState],
     ) -> Result<RoomState, RoomInputRefused> {
+        // Branches that agree on every key resolve to that state (nothing
+        // conflicts, and their auth chains are the same): a branch of
+        // messages, as a server catching up sends, needs no reads.
+        if let Some((first, rest)) = forks.split_first()
+            && rest.iter().all(|fork| same_state(first, fork))
+        {
+            return Ok(first.clone());
+        }
         let mut pool: EventPool = forks
             .iter()
             .flat_map(|fork| fork.values())
@@ -540,6 +549,15 @@ impl EventPersister {
             })
             .collect()
     }
+}
+
+/// Whether two states name the same event for every key.
+fn same_state(a: &RoomState, b: &RoomState) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(key, event)| {
+            b.get(key)
+                .is_some_and(|other| other.event_id == event.event_id)
+        })
 }
 
 /// Authorizes `pdu` against `state`, its auth events found in the state or
@@ -848,5 +866,49 @@ impl EventPersister {
         };
         let position = self.persist_and_announce(record).await?;
         Ok(done(position))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(events: &[(&str, &str, &str)]) -> RoomState {
+        events
+            .iter()
+            .map(|(event_type, state_key, event_id)| {
+                let json = serde_json::json!({
+                    "room_id": "!r:a.test", "sender": "@u:a.test", "type": event_type,
+                    "state_key": state_key, "content": {}, "origin_server_ts": 1, "depth": 1,
+                    "prev_events": [], "auth_events": [],
+                });
+                let pdu = Pdu::from_json(event_id, &json.to_string()).expect("pdu");
+                (
+                    ((*event_type).to_owned(), (*state_key).to_owned()),
+                    Arc::new(pdu),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn states_are_the_same_only_when_every_key_names_the_same_event() {
+        let head = state(&[
+            ("m.room.create", "", "$c"),
+            ("m.room.member", "@u:a.test", "$m"),
+        ]);
+        assert!(same_state(&head, &head.clone()));
+        let other_member = state(&[
+            ("m.room.create", "", "$c"),
+            ("m.room.member", "@u:a.test", "$m2"),
+        ]);
+        assert!(!same_state(&head, &other_member));
+        let fewer = state(&[("m.room.create", "", "$c")]);
+        assert!(!same_state(&head, &fewer) && !same_state(&fewer, &head));
+        let other_key = state(&[
+            ("m.room.create", "", "$c"),
+            ("m.room.member", "@v:a.test", "$m"),
+        ]);
+        assert!(!same_state(&head, &other_key));
     }
 }
