@@ -199,7 +199,7 @@ impl EventPersister {
             event_type: record.event_type.clone(),
             state_key: record.state_key.clone(),
             membership: record.membership.clone(),
-            state_rebuilt: record.resolved_state.is_some(),
+            state_rebuilt: rebuilds_state(record),
         };
         let subject = subjects::persisted_event(Partition::of_room(&record.room_id));
         if let Err(error) = self
@@ -227,5 +227,68 @@ pub(crate) fn advance(head: &mut CachedHead, composed: &ComposedEvent) {
             (record.event_type.clone(), state_key.clone()),
             Arc::new(pdu),
         );
+    }
+}
+
+/// Whether readers must read the room's current state again: it was
+/// resolved where branches met and something changed, or the event is
+/// state whose own key may have lost. A message on a branch that changed
+/// nothing (a server catching up) leaves every reader's copy good.
+fn rebuilds_state(record: &PersistEvent) -> bool {
+    record
+        .resolved_state
+        .as_ref()
+        .is_some_and(|changes| !changes.is_empty() || record.state_key.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use myelin_store::{CurrentStateChange, StateEntry};
+
+    fn record(state_key: Option<&str>, resolved: Option<Vec<CurrentStateChange>>) -> PersistEvent {
+        PersistEvent {
+            event_id: "$e".to_owned(),
+            room_id: "!r:a.test".to_owned(),
+            sender: "@u:b.test".to_owned(),
+            event_type: if state_key.is_some() {
+                "m.room.member"
+            } else {
+                "m.room.message"
+            }
+            .to_owned(),
+            state_key: state_key.map(str::to_owned),
+            depth: 2,
+            origin_server_ts: 1,
+            pdu_json: "{}".to_owned(),
+            prev_events: Vec::new(),
+            membership: state_key.map(|_| "join".to_owned()),
+            txn: None,
+            redaction: None,
+            redacted_on_arrival: None,
+            new_room_version: None,
+            push_actions: Vec::new(),
+            fence: None,
+            snapshots: None,
+            resolved_state: resolved,
+        }
+    }
+
+    #[test]
+    fn only_a_resolution_that_may_change_state_tells_readers_to_reload() {
+        let change = CurrentStateChange {
+            entry: StateEntry {
+                event_type: "m.room.topic".to_owned(),
+                state_key: String::new(),
+                event_id: "$t".to_owned(),
+            },
+            membership: None,
+        };
+        assert!(!rebuilds_state(&record(None, None)));
+        assert!(!rebuilds_state(&record(None, Some(Vec::new()))));
+        assert!(rebuilds_state(&record(None, Some(vec![change]))));
+        // A member event that may have lost: its own key is not news.
+        assert!(rebuilds_state(&record(Some("@u:b.test"), Some(Vec::new()))));
+        assert!(!rebuilds_state(&record(Some("@u:b.test"), None)));
     }
 }
