@@ -135,6 +135,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         32,
         include_str!("../../../migrations/postgres/0032_waiting_redactions_by_room.sql"),
     ),
+    (
+        33,
+        include_str!("../../../migrations/postgres/0033_inbound_turns_unlogged.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).
