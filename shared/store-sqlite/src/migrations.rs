@@ -132,6 +132,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         32,
         include_str!("../../../migrations/sqlite/0032_waiting_redactions_by_room.sql"),
     ),
+    (
+        33,
+        include_str!("../../../migrations/sqlite/0033_inbound_turns_unlogged.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -1,0 +1,3 @@
+-- PostgreSQL stops logging inbound turns here (they lapse by themselves
+-- and need no durability). SQLite has no unlogged tables: nothing to do,
+-- and the version is kept so both dialects count the same migrations.
