@@ -66,12 +66,14 @@ pub trait ServerRequestVerifier: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<OwnedServerName, MatrixError>>;
 }
 
+/// A route whose handler gets the whole body; its answer may still be a
+/// stream (see [`Router::route_streamed`]).
 type Handler = Arc<
     dyn Fn(
             RequestContext,
             http::Request<Bytes>,
             Vec<String>,
-        ) -> BoxFuture<'static, Result<http::Response<Bytes>, MatrixError>>
+        ) -> BoxFuture<'static, Result<http::Response<ResponseBody>, MatrixError>>
         + Send
         + Sync,
 >;
@@ -300,8 +302,21 @@ impl Router {
     {
         self.ruma_endpoint::<R, _, _>(move |context, request| {
             let response = handler(context, request);
-            async move { into_http_response(response.await?) }
+            async move { into_http_response(response.await?).map(whole) }
         })
+    }
+
+    /// Serves the ruma endpoint `R`, parsed (and its signature checked) as
+    /// any other, answered by the handler's own response, whose body may
+    /// be a stream: for files too large to hold whole.
+    pub fn route_streamed<R, F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: RouteAuth,
+        F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<http::Response<ResponseBody>, MatrixError>> + Send + 'static,
+    {
+        self.ruma_endpoint::<R, _, _>(handler)
     }
 
     /// Serves the ruma endpoint `R` with a named handler that takes the
@@ -347,7 +362,7 @@ impl Router {
     {
         self.ruma_endpoint::<R, _, _>(move |context, request| {
             let body = handler(context, request);
-            async move { Ok(json_response(StatusCode::OK, &body.await?)) }
+            async move { Ok(whole(json_response(StatusCode::OK, &body.await?))) }
         })
     }
 
@@ -357,7 +372,7 @@ impl Router {
         R: IncomingRequest + Send + 'static,
         R::Authentication: RouteAuth,
         F: Fn(RequestContext, R) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
+        Fut: Future<Output = Result<http::Response<ResponseBody>, MatrixError>> + Send + 'static,
     {
         let handler = Arc::new(handler);
         let typed: Handler = Arc::new(move |context, request, args| {
@@ -396,8 +411,10 @@ impl Router {
         F: Fn(RequestContext, http::Request<Bytes>, Vec<String>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<http::Response<Bytes>, MatrixError>> + Send + 'static,
     {
-        let raw: Handler =
-            Arc::new(move |context, request, args| Box::pin(handler(context, request, args)));
+        let raw: Handler = Arc::new(move |context, request, args| {
+            let answer = handler(context, request, args);
+            Box::pin(async move { Ok(whole(answer.await?)) })
+        });
         self.add_raw(method, template, requires_auth, RouteHandler::Whole(raw))
     }
 
@@ -787,7 +804,7 @@ async fn run_route(
                 context.origin = Some(verifier.verify(&request).await?);
             }
             let request = prepare_json_body(route.json_body, request)?;
-            Ok(whole(handler(context, request, args).await?))
+            handler(context, request, args).await
         }
     }
 }

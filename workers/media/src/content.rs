@@ -13,6 +13,9 @@ use tokio::time::Instant;
 use crate::handlers::Auth;
 use crate::{Media, media_ids};
 
+/// Bytes read from a file per chunk of a download.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
 /// How long a download waits for a reserved upload when the client does not
 /// say (`timeout_ms`; the spec's default).
 const DEFAULT_UPLOAD_WAIT: Duration = Duration::from_secs(20);

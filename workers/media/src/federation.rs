@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use myelin_federation::FederationError;
-use myelin_http::{MatrixError, RequestContext};
+use myelin_http::{MatrixError, RequestContext, ResponseBody};
 use myelin_store::MediaContent;
 use ruma::api::federation::authenticated_media::{
     Content, ContentMetadata, FileOrLocation, get_content, get_content_thumbnail,
@@ -16,7 +17,9 @@ use ruma::api::federation::authenticated_media::{
 use ruma::http_headers::{ContentDisposition, ContentDispositionType};
 use ruma::{OwnedServerName, UInt};
 
-use crate::content::{self, Fetch, MAX_UPLOAD_WAIT};
+use tokio_util::io::ReaderStream;
+
+use crate::content::{self, Fetch, MAX_UPLOAD_WAIT, READ_CHUNK};
 use crate::headers::FALLBACK_CONTENT_TYPE;
 use crate::thumbnailer;
 use crate::{Media, media_ids};
@@ -272,25 +275,81 @@ fn federation_fetch(timeout: std::time::Duration) -> Fetch {
     }
 }
 
-/// `GET /_matrix/federation/v1/media/download/{mediaId}`.
+/// `GET /_matrix/federation/v1/media/download/{mediaId}`: the file read
+/// from disk as the other server takes it, never held whole, inside the
+/// `multipart/mixed` framing the spec gives (the metadata, `{}`, then the
+/// file with its type and disposition).
 pub(crate) async fn download(
     media: Arc<Media>,
     _: RequestContext,
     request: get_content::v1::Request,
-) -> Result<get_content::v1::Response, MatrixError> {
+) -> Result<http::Response<ResponseBody>, MatrixError> {
     let fetch = federation_fetch(request.timeout_ms);
     let own = media.server_name.clone();
     let (_, content) = media.local_content(&own, &request.media_id, fetch).await?;
-    let bytes = media.blob(&content.sha256).await?;
+    let (file, length) = media.open_blob(&content.sha256).await?;
+    // A stored type that is no valid header is served as plain bytes.
     let content_type = content
         .content_type
-        .clone()
-        .unwrap_or_else(|| FALLBACK_CONTENT_TYPE.to_owned());
-    let file = Content::new(bytes.to_vec(), content_type, disposition(&content));
-    Ok(get_content::v1::Response::new(
-        ContentMetadata::new(),
-        FileOrLocation::File(file),
-    ))
+        .as_deref()
+        .filter(|value| http::HeaderValue::from_str(value).is_ok())
+        .unwrap_or(FALLBACK_CONTENT_TYPE);
+    let framing = MultipartFraming::new(content_type, &disposition(&content).to_string());
+    let body_length = framing.length(length);
+    let chunks = futures::stream::once(futures::future::ready(Ok(framing.head.clone())))
+        .chain(ReaderStream::with_capacity(file, READ_CHUNK))
+        .chain(futures::stream::once(futures::future::ready(Ok(
+            framing.tail.clone()
+        ))))
+        .boxed();
+    let mut response = http::Response::new(ResponseBody::Stream(chunks));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_str(&framing.content_type())
+            .map_err(|_| MatrixError::internal("cannot frame the media"))?,
+    );
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body_length),
+    );
+    Ok(response)
+}
+
+/// The bytes around a file in a `multipart/mixed` answer.
+struct MultipartFraming {
+    boundary: String,
+    /// The metadata part and the file part's headers.
+    head: Bytes,
+    /// The closing boundary.
+    tail: Bytes,
+}
+
+impl MultipartFraming {
+    fn new(content_type: &str, disposition: &str) -> MultipartFraming {
+        // Random, so no file can hold it by chance.
+        let boundary = format!("{:032x}", rand::random::<u128>());
+        let head = format!(
+            "--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n\
+             --{boundary}\r\nContent-Type: {content_type}\r\n\
+             Content-Disposition: {disposition}\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        MultipartFraming {
+            boundary,
+            head: Bytes::from(head),
+            tail: Bytes::from(tail),
+        }
+    }
+
+    fn content_type(&self) -> String {
+        format!("multipart/mixed; boundary={}", self.boundary)
+    }
+
+    /// The whole body's length around a file of `file_length` bytes.
+    fn length(&self, file_length: u64) -> u64 {
+        (self.head.len() + self.tail.len()) as u64 + file_length
+    }
 }
 
 /// `GET /_matrix/federation/v1/media/thumbnail/{mediaId}`.
@@ -342,5 +401,42 @@ mod tests {
         assert!(!predates_federation_media(&FederationError::Unreachable(
             "down".to_owned()
         )));
+    }
+
+    /// The framing, read back by ruma's own parser of these answers (what
+    /// a Myelin fetching our media uses): the file comes out byte for byte
+    /// with its type and name, whatever bytes it holds.
+    #[test]
+    fn framed_files_parse_back_whole() {
+        use ruma::api::IncomingResponseExt;
+        let file: Vec<u8> = b"--\r\n--not-a-boundary\r\n\r\n\x00\xff end".to_vec();
+        let content = MediaContent {
+            content_type: Some("image/png".to_owned()),
+            upload_name: Some("caf\u{e9} photo.png".to_owned()),
+            size: file.len() as u64,
+            sha256: String::new(),
+        };
+        let framing = MultipartFraming::new("image/png", &disposition(&content).to_string());
+        let mut body = framing.head.to_vec();
+        body.extend_from_slice(&file);
+        body.extend_from_slice(&framing.tail);
+        assert_eq!(body.len() as u64, framing.length(file.len() as u64));
+        let answer = http::Response::builder()
+            .header(http::header::CONTENT_TYPE, framing.content_type())
+            .body(&body[..])
+            .expect("response");
+        let parsed = get_content::v1::Response::try_from_http_response(answer).expect("parsed");
+        let FileOrLocation::File(parsed) = parsed.content else {
+            panic!("a file was framed");
+        };
+        assert_eq!(parsed.file, file);
+        assert_eq!(parsed.content_type.as_deref(), Some("image/png"));
+        assert_eq!(
+            parsed
+                .content_disposition
+                .and_then(|disposition| disposition.filename)
+                .as_deref(),
+            Some("caf\u{e9} photo.png")
+        );
     }
 }

@@ -94,8 +94,11 @@ impl Role for Media {
             Arc::clone(&self.config),
             Arc::clone(&self.server_keys),
         )));
+        let media = Arc::clone(&self);
         router
-            .handle(&self, federation::download)
+            .route_streamed::<ruma::api::federation::authenticated_media::get_content::v1::Request, _, _>(
+                move |context, request| federation::download(Arc::clone(&media), context, request),
+            )
             .handle(&self, federation::thumbnail);
     }
 

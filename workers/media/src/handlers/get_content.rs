@@ -11,13 +11,11 @@ use myelin_http::{BodyStream, MatrixError, RequestContext, ResponseBody, Router}
 use tokio_util::io::ReaderStream;
 
 use crate::Media;
-use crate::content::Fetch;
+use crate::content::{Fetch, READ_CHUNK};
 use crate::handlers::{Auth, arg, serve};
 use crate::headers::{FALLBACK_CONTENT_TYPE, content_disposition, media_response};
 use crate::query::query_params;
 
-/// Bytes read from a file per chunk of a download.
-const READ_CHUNK: usize = 64 * 1024;
 
 pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
     for (template, auth) in [
