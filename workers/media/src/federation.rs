@@ -296,11 +296,10 @@ pub(crate) async fn download(
         .unwrap_or(FALLBACK_CONTENT_TYPE);
     let framing = MultipartFraming::new(content_type, &disposition(&content).to_string());
     let body_length = framing.length(length);
-    let chunks = futures::stream::once(futures::future::ready(Ok(framing.head.clone())))
+    let part = |bytes: &Bytes| futures::stream::once(futures::future::ready(Ok(bytes.clone())));
+    let chunks = part(&framing.head)
         .chain(ReaderStream::with_capacity(file, READ_CHUNK))
-        .chain(futures::stream::once(futures::future::ready(Ok(
-            framing.tail.clone()
-        ))))
+        .chain(part(&framing.tail))
         .boxed();
     let mut response = http::Response::new(ResponseBody::Stream(chunks));
     let headers = response.headers_mut();

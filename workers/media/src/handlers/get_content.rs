@@ -16,7 +16,6 @@ use crate::handlers::{Auth, arg, serve};
 use crate::headers::{FALLBACK_CONTENT_TYPE, content_disposition, media_response};
 use crate::query::query_params;
 
-
 pub(super) fn routes(media: &Arc<Media>, router: &mut Router) {
     for (template, auth) in [
         (
