@@ -20,7 +20,7 @@ use ruma::{OwnedServerName, UInt};
 use tokio_util::io::ReaderStream;
 
 use crate::content::{self, Fetch, MAX_UPLOAD_WAIT, READ_CHUNK};
-use crate::headers::FALLBACK_CONTENT_TYPE;
+use crate::headers::{FALLBACK_CONTENT_TYPE, servable_content_type};
 use crate::thumbnailer;
 use crate::{Media, media_ids};
 
@@ -288,12 +288,7 @@ pub(crate) async fn download(
     let own = media.server_name.clone();
     let (_, content) = media.local_content(&own, &request.media_id, fetch).await?;
     let (file, length) = media.open_blob(&content.sha256).await?;
-    // A stored type that is no valid header is served as plain bytes.
-    let content_type = content
-        .content_type
-        .as_deref()
-        .filter(|value| http::HeaderValue::from_str(value).is_ok())
-        .unwrap_or(FALLBACK_CONTENT_TYPE);
+    let content_type = servable_content_type(content.content_type.as_deref());
     let framing = MultipartFraming::new(content_type, &disposition(&content).to_string());
     let body_length = framing.length(length);
     let part = |bytes: &Bytes| futures::stream::once(futures::future::ready(Ok(bytes.clone())));

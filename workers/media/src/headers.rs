@@ -91,6 +91,14 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// The type media is served as: the stored one, unless there is none or
+/// it is no valid header value; then plain bytes.
+pub(crate) fn servable_content_type(stored: Option<&str>) -> &str {
+    stored
+        .filter(|value| HeaderValue::from_str(value).is_ok())
+        .unwrap_or(FALLBACK_CONTENT_TYPE)
+}
+
 /// A 200 carrying media (whole or streamed) and its headers.
 pub(crate) fn media_response<B>(
     body: B,
@@ -101,9 +109,7 @@ pub(crate) fn media_response<B>(
         HeaderValue::from_str(value)
             .map_err(|_| MatrixError::internal("Stored media metadata is not a valid header"))
     };
-    // A stored type that is no valid header value is served as plain bytes.
-    let content_type =
-        header_value(content_type).or_else(|_| header_value(FALLBACK_CONTENT_TYPE))?;
+    let content_type = header_value(servable_content_type(Some(content_type)))?;
     let mut response = http::Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
