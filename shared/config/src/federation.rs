@@ -55,12 +55,20 @@ pub struct DestinationRetryPolicy {
 
 /// Synapse's `key_refresh_interval` default.
 const DEFAULT_KEY_REFRESH_MS: u64 = 24 * 60 * 60 * 1000;
+/// The notary asked when `trusted_key_servers` is left out, as Synapse does.
+const DEFAULT_KEY_SERVER: &str = "matrix.org";
 
 impl Config {
     /// The notaries, in the order given; entries that are not a mapping
     /// with a `server_name` were reported at load.
     pub fn trusted_key_servers(&self) -> Vec<TrustedKeyServer> {
-        self.trusted_key_servers
+        let Some(entries) = &self.trusted_key_servers else {
+            return vec![TrustedKeyServer {
+                server_name: DEFAULT_KEY_SERVER.to_owned(),
+                verify_keys: Default::default(),
+            }];
+        };
+        entries
             .iter()
             .filter_map(|entry| serde_yaml::from_value::<TrustedKeyServerEntry>(entry.clone()).ok())
             .map(|entry| TrustedKeyServer {
@@ -121,7 +129,7 @@ impl Config {
 
     pub(crate) fn federation_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        for entry in &self.trusted_key_servers {
+        for entry in self.trusted_key_servers.iter().flatten() {
             if serde_yaml::from_value::<TrustedKeyServerEntry>(entry.clone()).is_err() {
                 problems.push(
                     "each trusted_key_servers entry needs a server_name (and may have verify_keys)"
@@ -228,6 +236,14 @@ mod tests {
     fn defaults_and_bad_values() {
         let defaults = config("");
         assert_eq!(defaults.key_refresh_interval_ms(), DEFAULT_KEY_REFRESH_MS);
+        let notaries = defaults.trusted_key_servers();
+        assert_eq!(notaries.len(), 1);
+        assert_eq!(notaries[0].server_name, "matrix.org");
+        assert!(
+            config("trusted_key_servers: []\n")
+                .trusted_key_servers()
+                .is_empty()
+        );
         let policy = defaults.destination_retry_policy();
         assert_eq!((policy.min_ms, policy.max_ms), (600_000, 604_800_000));
         assert_eq!(policy.multiplier, 2.0);

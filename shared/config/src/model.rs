@@ -31,8 +31,8 @@ pub struct Config {
     pub enable_authenticated_media: bool,
     /// Notaries asked for other servers' keys: `server_name` and, optionally,
     /// the `verify_keys` their answers must be signed with (see
-    /// `trusted_key_servers()`).
-    pub trusted_key_servers: Vec<serde_yaml::Value>,
+    /// `trusted_key_servers()`); left out, matrix.org, as with Synapse.
+    pub trusted_key_servers: Option<Vec<serde_yaml::Value>>,
     /// How long other servers may trust our key document (Synapse's 1d).
     #[serde(deserialize_with = "string_or_number")]
     pub key_refresh_interval: Option<String>,
@@ -124,7 +124,7 @@ impl Default for Config {
             media_store_path: None,
             max_upload_size: None,
             enable_authenticated_media: true,
-            trusted_key_servers: Vec::new(),
+            trusted_key_servers: None,
             key_refresh_interval: None,
             old_signing_keys: BTreeMap::new(),
             federation_verify_certificates: true,
