@@ -1904,7 +1904,6 @@ async fn myelin_catches_up_on_a_synapse_room_after_being_down() {
         .filter(|body| body.starts_with("long gap"))
         .collect();
     assert_eq!(seen_long, long.iter().collect::<Vec<_>>(), "{seen:?}");
-    println!("LOGS-BEGIN\n{}\nLOGS-END", myelin.logs());
     alice.send_text(&room_id, "still talking").await;
     assert!(
         wait_for_message(&sam, &room_id, "still talking").await,

@@ -460,7 +460,7 @@ impl ClientApi {
             .is_some_and(|(_, server)| server == self.server_name);
         if !is_local {
             return Err(MatrixError::forbidden(
-                "Inviting users of other servers needs federation, which is not available yet",
+                "That user is not a user of this server",
             ));
         }
         match self.store.user(user_id).await? {
