@@ -139,6 +139,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         33,
         include_str!("../../../migrations/postgres/0033_inbound_turns_unlogged.sql"),
     ),
+    (
+        34,
+        include_str!("../../../migrations/postgres/0034_inbound_answers.sql"),
+    ),
+    (
+        35,
+        include_str!("../../../migrations/postgres/0035_receipt_cursors.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    DestinationRetry, Fence, OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu,
-    QueuedPdu, StoreResult,
+    ANSWERS_KEPT_MS, AnsweredTransaction, DestinationRetry, EduStream, Fence, InboundTurn,
+    OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu, QueuedPdu, StoreResult,
 };
 use myelin_types::StreamPosition;
 use tokio_postgres::Row;
@@ -245,10 +245,11 @@ impl OutboxStore for PostgresStore {
         .await
     }
 
-    async fn device_list_cursor(&self, partition: u16) -> StoreResult<StreamPosition> {
+    async fn edu_cursor(&self, partition: u16, stream: EduStream) -> StoreResult<StreamPosition> {
+        let column = stream.cursor_column();
         let position: Option<i64> = self
             .query_opt(
-                "SELECT device_list_position FROM federation_cursors WHERE partition = $1",
+                &format!("SELECT {column} FROM federation_cursors WHERE partition = $1"),
                 &[&i64::from(partition)],
                 |row| get(row, 0),
             )
@@ -256,19 +257,23 @@ impl OutboxStore for PostgresStore {
         Ok(StreamPosition(position.unwrap_or(0)))
     }
 
-    async fn advance_device_list_cursor(
+    async fn advance_edu_cursor(
         &self,
         partition: u16,
         fence: Fence,
+        stream: EduStream,
         upto: StreamPosition,
     ) -> StoreResult<()> {
+        let column = stream.cursor_column();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
         crate::leases::check_fence(&tx, fence).await?;
         tx_execute(
             &tx,
-            "UPDATE federation_cursors
-             SET device_list_position = GREATEST(device_list_position, $2) WHERE partition = $1",
+            &format!(
+                "UPDATE federation_cursors
+                 SET {column} = GREATEST({column}, $2) WHERE partition = $1"
+            ),
             &[&i64::from(partition), &upto.0],
         )
         .await?;
@@ -279,25 +284,67 @@ impl OutboxStore for PostgresStore {
         &self,
         origin: &str,
         holder: &str,
+        txn_id: &str,
         now: i64,
         expires_at: i64,
-    ) -> StoreResult<bool> {
-        let taken = self
-            .execute(
-                "INSERT INTO inbound_turns (origin, holder, expires_at) VALUES ($1, $2, $4)
-                 ON CONFLICT (origin) DO UPDATE SET holder = excluded.holder,
-                     expires_at = excluded.expires_at
-                 WHERE inbound_turns.expires_at <= $3 OR inbound_turns.holder = EXCLUDED.holder",
-                &[&origin, &holder, &now, &expires_at],
+    ) -> StoreResult<InboundTurn> {
+        // The turn is taken when the upsert returns a row; the kept
+        // answer comes in the same round trip.
+        let (taken, answer): (i64, Option<String>) = self
+            .query_opt(
+                "WITH turn AS (
+                     INSERT INTO inbound_turns (origin, holder, expires_at) VALUES ($1, $2, $5)
+                     ON CONFLICT (origin) DO UPDATE SET holder = excluded.holder,
+                         expires_at = excluded.expires_at
+                     WHERE inbound_turns.expires_at <= $4 OR inbound_turns.holder = EXCLUDED.holder
+                     RETURNING origin)
+                 SELECT (SELECT COUNT(*) FROM turn),
+                        (SELECT answer FROM inbound_answers WHERE origin = $1 AND txn_id = $3)",
+                &[&origin, &holder, &txn_id, &now, &expires_at],
+                |row| Ok((get(row, 0)?, get(row, 1)?)),
             )
-            .await?;
-        Ok(taken == 1)
+            .await?
+            .unwrap_or((0, None));
+        Ok(if taken == 1 {
+            InboundTurn::Taken(answer)
+        } else {
+            InboundTurn::Busy
+        })
     }
 
-    async fn release_inbound_turn(&self, origin: &str, holder: &str) -> StoreResult<()> {
+    async fn release_inbound_turn(
+        &self,
+        origin: &str,
+        holder: &str,
+        answered: Option<&AnsweredTransaction>,
+    ) -> StoreResult<()> {
+        let Some(answered) = answered else {
+            self.execute(
+                "DELETE FROM inbound_turns WHERE origin = $1 AND holder = $2",
+                &[&origin, &holder],
+            )
+            .await?;
+            return Ok(());
+        };
+        let forget_before = answered.answered_at.saturating_sub(ANSWERS_KEPT_MS);
         self.execute(
-            "DELETE FROM inbound_turns WHERE origin = $1 AND holder = $2",
-            &[&origin, &holder],
+            "WITH released AS (
+                 DELETE FROM inbound_turns WHERE origin = $1 AND holder = $2),
+             forgotten AS (
+                 DELETE FROM inbound_answers
+                 WHERE origin = $1 AND answered_at < $6 AND txn_id <> $3)
+             INSERT INTO inbound_answers (origin, txn_id, answer, answered_at)
+             VALUES ($1, $3, $4, $5)
+             ON CONFLICT (origin, txn_id) DO UPDATE
+                 SET answer = excluded.answer, answered_at = excluded.answered_at",
+            &[
+                &origin,
+                &holder,
+                &answered.txn_id,
+                &answered.answer,
+                &answered.answered_at,
+                &forget_before,
+            ],
         )
         .await?;
         Ok(())

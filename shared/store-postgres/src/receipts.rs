@@ -69,6 +69,23 @@ impl ReceiptStore for PostgresStore {
         .await
     }
 
+    async fn receipts_between(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<Receipt>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts, position
+             FROM receipts WHERE position > $1 AND position <= $2
+             ORDER BY position LIMIT $3",
+            &[&after.0, &upto.0, &limit],
+            receipt_from_row,
+        )
+        .await
+    }
+
     async fn max_receipt_position(&self) -> StoreResult<StreamPosition> {
         counter_position(self, STREAM).await
     }

@@ -136,6 +136,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         33,
         include_str!("../../../migrations/sqlite/0033_inbound_turns_unlogged.sql"),
     ),
+    (
+        34,
+        include_str!("../../../migrations/sqlite/0034_inbound_answers.sql"),
+    ),
+    (
+        35,
+        include_str!("../../../migrations/sqlite/0035_receipt_cursors.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

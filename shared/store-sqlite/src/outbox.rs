@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    DestinationRetry, Fence, OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu,
-    QueuedPdu, StoreResult,
+    ANSWERS_KEPT_MS, AnsweredTransaction, DestinationRetry, EduStream, Fence, InboundTurn,
+    OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu, QueuedPdu, StoreResult,
 };
 use myelin_types::StreamPosition;
 use rusqlite::{OptionalExtension, params};
@@ -253,11 +253,12 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn device_list_cursor(&self, partition: u16) -> StoreResult<StreamPosition> {
+    async fn edu_cursor(&self, partition: u16, stream: EduStream) -> StoreResult<StreamPosition> {
+        let column = stream.cursor_column();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT device_list_position FROM federation_cursors WHERE partition = ?1",
-            )?
+            conn.prepare_cached(&format!(
+                "SELECT {column} FROM federation_cursors WHERE partition = ?1"
+            ))?
             .query_row([i64::from(partition)], |row| row.get(0))
             .optional()
             .map(|position| StreamPosition(position.unwrap_or(0)))
@@ -265,18 +266,19 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn advance_device_list_cursor(
+    async fn advance_edu_cursor(
         &self,
         partition: u16,
         fence: Fence,
+        stream: EduStream,
         upto: StreamPosition,
     ) -> StoreResult<()> {
+        let column = stream.cursor_column();
         self.write(move |tx| {
             crate::leases::check_fence(tx, fence)?;
-            tx.prepare_cached(
-                "UPDATE federation_cursors
-                 SET device_list_position = MAX(device_list_position, ?2) WHERE partition = ?1",
-            )
+            tx.prepare_cached(&format!(
+                "UPDATE federation_cursors SET {column} = MAX({column}, ?2) WHERE partition = ?1"
+            ))
             .and_then(|mut statement| statement.execute(params![i64::from(partition), upto.0]))
             .map_err(map_error)?;
             Ok(())
@@ -288,10 +290,11 @@ impl OutboxStore for SqliteStore {
         &self,
         origin: &str,
         holder: &str,
+        txn_id: &str,
         now: i64,
         expires_at: i64,
-    ) -> StoreResult<bool> {
-        let (origin, holder) = (origin.to_owned(), holder.to_owned());
+    ) -> StoreResult<InboundTurn> {
+        let (origin, holder, txn_id) = (origin.to_owned(), holder.to_owned(), txn_id.to_owned());
         self.write(move |tx| {
             let taken = tx
                 .prepare_cached(
@@ -304,17 +307,58 @@ impl OutboxStore for SqliteStore {
                     statement.execute(params![origin, holder, now, expires_at])
                 })
                 .map_err(map_error)?;
-            Ok(taken == 1)
+            if taken != 1 {
+                return Ok(InboundTurn::Busy);
+            }
+            let answer = tx
+                .prepare_cached(
+                    "SELECT answer FROM inbound_answers WHERE origin = ?1 AND txn_id = ?2",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_row([&origin, &txn_id], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(map_error)?;
+            Ok(InboundTurn::Taken(answer))
         })
         .await
     }
 
-    async fn release_inbound_turn(&self, origin: &str, holder: &str) -> StoreResult<()> {
+    async fn release_inbound_turn(
+        &self,
+        origin: &str,
+        holder: &str,
+        answered: Option<&AnsweredTransaction>,
+    ) -> StoreResult<()> {
         let (origin, holder) = (origin.to_owned(), holder.to_owned());
+        let answered = answered.cloned();
         self.write(move |tx| {
             tx.prepare_cached("DELETE FROM inbound_turns WHERE origin = ?1 AND holder = ?2")
                 .and_then(|mut statement| statement.execute([&origin, &holder]))
                 .map_err(map_error)?;
+            let Some(answered) = answered else {
+                return Ok(());
+            };
+            let forget_before = answered.answered_at.saturating_sub(ANSWERS_KEPT_MS);
+            tx.prepare_cached("DELETE FROM inbound_answers WHERE origin = ?1 AND answered_at < ?2")
+                .and_then(|mut statement| statement.execute(params![origin, forget_before]))
+                .map_err(map_error)?;
+            tx.prepare_cached(
+                "INSERT INTO inbound_answers (origin, txn_id, answer, answered_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (origin, txn_id) DO UPDATE
+                     SET answer = excluded.answer, answered_at = excluded.answered_at",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    origin,
+                    answered.txn_id,
+                    answered.answer,
+                    answered.answered_at
+                ])
+            })
+            .map_err(map_error)?;
             Ok(())
         })
         .await

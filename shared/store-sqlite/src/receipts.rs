@@ -56,18 +56,8 @@ impl ReceiptStore for SqliteStore {
             )?;
             let mut receipts = Vec::new();
             for room_id in &room_ids {
-                let rows = statement.query_map(params![room_id, since, upto.0], |row| {
-                    let thread_id: String = row.get(3)?;
-                    Ok(Receipt {
-                        room_id: row.get(0)?,
-                        receipt_type: row.get(1)?,
-                        user_id: row.get(2)?,
-                        thread_id: (!thread_id.is_empty()).then_some(thread_id),
-                        event_id: row.get(4)?,
-                        ts: row.get(5)?,
-                        position: StreamPosition(row.get(6)?),
-                    })
-                })?;
+                let rows =
+                    statement.query_map(params![room_id, since, upto.0], receipt_from_row)?;
                 for receipt in rows {
                     receipts.push(receipt?);
                 }
@@ -78,9 +68,41 @@ impl ReceiptStore for SqliteStore {
         .await
     }
 
+    async fn receipts_between(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<Receipt>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts, position
+                 FROM receipts WHERE position > ?1 AND position <= ?2
+                 ORDER BY position LIMIT ?3",
+            )?
+            .query_map(params![after.0, upto.0, limit], receipt_from_row)?
+            .collect()
+        })
+        .await
+    }
+
     async fn max_receipt_position(&self) -> StoreResult<StreamPosition> {
         self.read(|conn| counter_position(conn, STREAM))
             .await
             .map(StreamPosition)
     }
+}
+
+fn receipt_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Receipt> {
+    let thread_id: String = row.get(3)?;
+    Ok(Receipt {
+        room_id: row.get(0)?,
+        receipt_type: row.get(1)?,
+        user_id: row.get(2)?,
+        thread_id: (!thread_id.is_empty()).then_some(thread_id),
+        event_id: row.get(4)?,
+        ts: row.get(5)?,
+        position: StreamPosition(row.get(6)?),
+    })
 }

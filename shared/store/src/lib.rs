@@ -54,7 +54,8 @@ pub use notifications::{
     MAIN_THREAD, NotificationRecord, NotificationStore, PushAction, RoomUnread, UnreadCounts,
 };
 pub use outbox::{
-    DestinationRetry, OutboxBatch, OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu, QueuedPdu,
+    ANSWERS_KEPT_MS, AnsweredTransaction, DestinationRetry, EduStream, InboundTurn, OutboxBatch,
+    OutboxEdu, OutboxEntry, OutboxStore, QueuedEdu, QueuedPdu,
 };
 pub use presence::{
     LapseCutoffs, LapsedPresence, MAX_LAPSED_AT_ONCE, PresenceRecord, PresenceStore, PresenceUpdate,

@@ -112,29 +112,80 @@ pub trait OutboxStore: Send + Sync {
 
     async fn destination_retry(&self, destination: &str) -> StoreResult<Option<DestinationRetry>>;
 
-    /// The device-list position a partition has told other servers of.
-    async fn device_list_cursor(&self, partition: u16) -> StoreResult<StreamPosition>;
+    /// How far a partition has told other servers of a stream of local
+    /// users' changes.
+    async fn edu_cursor(&self, partition: u16, stream: EduStream) -> StoreResult<StreamPosition>;
 
-    /// Moves a partition's device-list cursor up to `upto`, refused with
+    /// Moves a partition's cursor of `stream` up to `upto`, refused with
     /// `StoreError::Fenced` once the partition's lease moved on.
-    async fn advance_device_list_cursor(
+    async fn advance_edu_cursor(
         &self,
         partition: u16,
         fence: Fence,
+        stream: EduStream,
         upto: StreamPosition,
     ) -> StoreResult<()>;
 
     /// Gives `holder` the turn to process `origin`'s inbound transactions
-    /// until `expires_at` (ms): `false` when another holder has it and it
-    /// has not lapsed by `now`. The holder claiming again renews it.
+    /// until `expires_at` (ms): [`InboundTurn::Busy`] when another holder
+    /// has it and it has not lapsed by `now`. The holder claiming again
+    /// renews it. A turn taken tells the answer kept for the origin's
+    /// transaction `txn_id`, if it was answered before.
     async fn claim_inbound_turn(
         &self,
         origin: &str,
         holder: &str,
+        txn_id: &str,
         now: i64,
         expires_at: i64,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<InboundTurn>;
 
-    /// Gives the turn back, if `holder` still has it.
-    async fn release_inbound_turn(&self, origin: &str, holder: &str) -> StoreResult<()>;
+    /// Gives the turn back, if `holder` still has it, keeping the answer
+    /// to the transaction processed, if any, for [`ANSWERS_KEPT_MS`]; the
+    /// origin's answers older than that are forgotten.
+    async fn release_inbound_turn(
+        &self,
+        origin: &str,
+        holder: &str,
+        answered: Option<&AnsweredTransaction>,
+    ) -> StoreResult<()>;
+}
+
+/// The streams of local users' changes that the senders read from cursors
+/// of their own, so that a change made while no sender ran is still sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EduStream {
+    DeviceLists,
+    Receipts,
+}
+
+impl EduStream {
+    /// The `federation_cursors` column that holds the stream's cursors.
+    pub fn cursor_column(self) -> &'static str {
+        match self {
+            EduStream::DeviceLists => "device_list_position",
+            EduStream::Receipts => "receipt_position",
+        }
+    }
+}
+
+/// How long the answer to an inbound transaction is kept for a retry.
+pub const ANSWERS_KEPT_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What claiming an origin's inbound turn found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundTurn {
+    /// Another holder has it.
+    Busy,
+    /// The turn is the claimant's, with the answer (JSON) kept for the
+    /// transaction, if it was answered before.
+    Taken(Option<String>),
+}
+
+/// An inbound transaction's ID and the answer it got (as JSON), at `answered_at` (ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsweredTransaction {
+    pub txn_id: String,
+    pub answer: String,
+    pub answered_at: i64,
 }

@@ -45,6 +45,15 @@ pub trait ReceiptStore: Send + Sync {
         upto: StreamPosition,
     ) -> StoreResult<Vec<Receipt>>;
 
+    /// Receipts of every room last changed in `(after, upto]`, oldest
+    /// change first, at most `limit`.
+    async fn receipts_between(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<Receipt>>;
+
     /// The highest position below which every change has committed.
     async fn max_receipt_position(&self) -> StoreResult<StreamPosition>;
 }

@@ -488,6 +488,14 @@ pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
     let before = alice.send_text(&room_id, "before anyone joined").await;
     let mallory = format!("@mallory:{}", peer.name);
     let room = encode(&room_id);
+    let (status, body) = peer
+        .request("GET", "/_matrix/federation/v1/version", None)
+        .await;
+    assert_eq!(
+        (status, body["server"]["name"].as_str()),
+        (200, Some("Myelin")),
+        "{body}"
+    );
 
     // Not in the room yet: no state, no events.
     let state_ids = format!(
@@ -500,6 +508,12 @@ pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
         (403, Some("M_FORBIDDEN")),
         "{body}"
     );
+    let state_uri = format!(
+        "/_matrix/federation/v1/state/{room}?event_id={}",
+        encode(&before)
+    );
+    let (status, _) = peer.request("GET", &state_uri, None).await;
+    assert_eq!(status, 403);
     let event_uri = format!("/_matrix/federation/v1/event/{}", encode(&before));
     let (status, _) = peer.request("GET", &event_uri, None).await;
     assert_eq!(status, 403);
@@ -620,7 +634,18 @@ pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
     );
     let (status, body) = peer.request("GET", &state_ids, None).await;
     assert_eq!(status, 200, "{body}");
-    assert!(!body["pdu_ids"].as_array().expect("pdu_ids").is_empty());
+    let pdu_ids = body["pdu_ids"].as_array().expect("pdu_ids").clone();
+    assert!(!pdu_ids.is_empty());
+    // The same state whole (`/state`): the events the IDs name.
+    let (status, body) = peer.request("GET", &state_uri, None).await;
+    assert_eq!(status, 200, "{body}");
+    let pdus = body["pdus"].as_array().expect("pdus");
+    assert_eq!(pdus.len(), pdu_ids.len(), "{body}");
+    assert!(
+        pdus.iter().any(|pdu| pdu["type"] == "m.room.create"),
+        "{body}"
+    );
+    assert!(body["auth_chain"].is_array(), "{body}");
     let (status, body) = peer.request("GET", &event_uri, None).await;
     assert_eq!(
         (status, body["origin"].as_str()),
@@ -704,9 +729,32 @@ pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
     stranger["sender"] = Value::from(format!("@stranger:{}", peer.name));
     let (stranger_id, stranger) = peer.sign(&rules, stranger);
 
-    // More than 50 PDUs, or another origin in the body: refused whole.
+    // More than 50 PDUs or 100 EDUs, or another origin in the body:
+    // refused whole.
     let many: Vec<Value> = (0..51).map(|_| good.clone()).collect();
     let (status, body) = peer.send("too-many", &many).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_BAD_JSON")),
+        "{body}"
+    );
+    let typing = json!({
+        "edu_type": "m.typing",
+        "content": {"room_id": room_id, "user_id": mallory, "typing": true},
+    });
+    let many_edus: Vec<Value> = (0..101).map(|_| typing.clone()).collect();
+    let (status, body) = peer
+        .request(
+            "PUT",
+            "/_matrix/federation/v1/send/too-many-edus",
+            Some(&json!({
+                "origin": peer.name,
+                "origin_server_ts": 1,
+                "pdus": [good],
+                "edus": many_edus,
+            })),
+        )
+        .await;
     assert_eq!(
         (status, body["errcode"].as_str()),
         (400, Some("M_BAD_JSON")),
@@ -754,9 +802,10 @@ pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
         .ok();
     assert!(levels["users"].get(&mallory).is_none(), "{levels}");
 
-    // The same transaction again changes nothing; real traffic flows on.
-    let (status, _) = peer.send("txn-1", &pdus).await;
-    assert_eq!(status, 200);
+    // The same transaction again (a retry) gets the same answer and
+    // changes nothing; real traffic flows on.
+    let (status, again) = peer.send("txn-1", &pdus).await;
+    assert_eq!((status, &again), (200, &answer));
     let count = bodies(alice, &room_id)
         .await
         .iter()
@@ -773,16 +822,40 @@ pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
             4,
         ),
     );
-    let (status, answer) = peer.send("txn-2", &[next]).await;
+    let (status, answer_2) = peer.send("txn-2", &[next]).await;
     assert_eq!(
-        (status, &answer["pdus"][&next_id]),
+        (status, &answer_2["pdus"][&next_id]),
         (200, &json!({})),
-        "{answer}"
+        "{answer_2}"
     );
     assert!(
         bodies(alice, &room_id)
             .await
             .contains(&"still flowing".to_owned())
+    );
+    // A transaction ID answered already is answered from what was kept:
+    // what else a retry under it carries is not processed.
+    let (reused_id, reused) = peer.sign(
+        &rules,
+        event(
+            "m.room.message",
+            None,
+            text("under a used transaction ID"),
+            &next_id,
+            5,
+        ),
+    );
+    let (status, again) = peer.send("txn-2", &[reused]).await;
+    assert_eq!(
+        (status, &again["pdus"]),
+        (200, &answer_2["pdus"]),
+        "{again}"
+    );
+    assert!(again["pdus"].get(&reused_id).is_none(), "{again}");
+    assert!(
+        !bodies(alice, &room_id)
+            .await
+            .contains(&"under a used transaction ID".to_owned())
     );
 
     // An event citing another room's event as its prev: that room's state
@@ -843,6 +916,33 @@ pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
         (status, body["errcode"].as_str()),
         (400, Some("M_INVALID_PARAM")),
         "{body}"
+    );
+
+    // Soft-fail: once Alice has banned Mallory, an event of hers citing a
+    // prev from before the ban passes against the state before it but not
+    // against the room's current state. It is taken (the answer holds
+    // nothing against it) and kept from clients.
+    let ban = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/ban"),
+            &json!({"user_id": mallory, "reason": "testing soft-fail"}),
+        )
+        .await;
+    assert_eq!(ban.status, 200, "{}", ban.text);
+    let (late_id, late) = peer.sign(
+        &rules,
+        event("m.room.message", None, text("after the ban"), &next_id, 5),
+    );
+    let (status, answer) = peer.send("txn-soft-failed", &[late]).await;
+    assert_eq!(
+        (status, &answer["pdus"][&late_id]),
+        (200, &json!({})),
+        "{answer}"
+    );
+    assert!(
+        !bodies(alice, &room_id)
+            .await
+            .contains(&"after the ban".to_owned())
     );
 
     // A server ACL that leaves IP literals out shuts Mallory's server out:

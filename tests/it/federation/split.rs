@@ -7,13 +7,14 @@ use serde_json::json;
 
 use super::synapse::{
     Synapse, bodies_in_order, check_backfill, check_directories, check_moderation, fetch_media,
-    knock_room, knock_via, page_back_all, room_joined_over_federation, wait_for_device_change,
-    wait_for_invite, wait_for_membership, wait_for_message,
+    knock_room, knock_via, mark_read, page_back_all, room_joined_over_federation,
+    wait_for_device_change, wait_for_invite, wait_for_membership, wait_for_message,
 };
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
     signing_key_path, user_with_name,
 };
+use crate::client::Client;
 use crate::harness::{TempDir, free_port};
 use crate::split::{Split, settings};
 
@@ -217,8 +218,8 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     )
     .await;
 
-    // A gap longer than one `/get_missing_events` answer: while the single
-    // server is down, Alice sends 120 messages, and the split server's
+    // A gap of many `/get_missing_events` answers: while the single
+    // server is down, Alice sends 600 messages, and the split server's
     // queue for it keeps only the newest (as Synapse's catch-up sends only
     // a room's newest event). The single server walks back round after
     // round until the gap closes: Bob reads every message, in order, after
@@ -228,7 +229,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     alice.send_text(&gap_room, "before the split gap").await;
     assert!(wait_for_message(&bob, &gap_room, "before the split gap").await);
     single.kill();
-    let gap: Vec<String> = (0..120).map(|n| format!("split gap {n}")).collect();
+    let gap: Vec<String> = (0..600).map(|n| format!("split gap {n}")).collect();
     for body in &gap {
         alice.send_text(&gap_room, body).await;
     }
@@ -243,7 +244,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
             .await
             .expect("count the queue")
             .get(0);
-        if queued >= 120 {
+        if queued >= 600 {
             break;
         }
         assert!(
@@ -273,11 +274,11 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     single.start_again().await;
     split.add("federation-sender").await;
     assert!(
-        wait_for_message(&bob, &gap_room, "split gap 119").await,
+        wait_for_message(&bob, &gap_room, "split gap 599").await,
         "{}",
         single.logs()
     );
-    let seen: Vec<String> = page_back_all(&bob, &gap_room, 50, 10)
+    let seen: Vec<String> = page_back_all(&bob, &gap_room, 100, 10)
         .await
         .into_iter()
         .filter(|body| body.contains("split gap"))
@@ -377,18 +378,21 @@ async fn split_federation_sender_killed_mid_stream_loses_nothing() {
 
     // A third of the way in, both senders die with SIGKILL, whichever held
     // Synapse's partition, in the middle of whatever they were sending; a
-    // new sender takes the partitions over from the store.
+    // new sender takes the partitions over from the store. Alice's read
+    // receipt made while no sender runs goes out too.
     let sent: Vec<String> = (0..30).map(|n| format!("stream {n}")).collect();
     let senders = split.processes("FEDERATION_SENDER");
     assert_eq!(senders.len(), 2);
+    let mut read_upto = String::new();
     for (n, body) in sent.iter().enumerate() {
         if n == 10 {
             for (name, _, pid) in &senders {
                 split.kill9(name, *pid).await;
             }
+            mark_read(&alice, &room_id, &read_upto).await;
             split.add("federation-sender").await;
         }
-        alice.send_text(&room_id, body).await;
+        read_upto = alice.send_text(&room_id, body).await;
     }
     assert!(
         wait_for_message(&sam, &room_id, "stream 29").await,
@@ -401,4 +405,36 @@ async fn split_federation_sender_killed_mid_stream_loses_nothing() {
         .filter(|body| body.starts_with("stream"))
         .collect();
     assert_eq!(streamed, sent.iter().collect::<Vec<_>>(), "{seen:?}");
+    assert!(
+        wait_for_receipt(&sam, &room_id, &alice.user_id).await,
+        "{}",
+        synapse.log_tail()
+    );
+}
+
+/// Syncs `reader` until a read receipt of `from` shows in the room, within
+/// 30 s.
+async fn wait_for_receipt(reader: &Client, room_id: &str, from: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut since: Option<String> = None;
+    while std::time::Instant::now() < deadline {
+        let synced = reader.sync(since.as_deref(), 1000).await;
+        since = synced["next_batch"].as_str().map(str::to_owned);
+        let ephemeral = synced["rooms"]["join"][room_id]["ephemeral"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let read = ephemeral.iter().any(|event| {
+            event["type"] == "m.receipt"
+                && event["content"].as_object().is_some_and(|by_event| {
+                    by_event
+                        .values()
+                        .any(|types| types["m.read"].get(from).is_some())
+                })
+        });
+        if read {
+            return true;
+        }
+    }
+    false
 }

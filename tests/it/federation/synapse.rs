@@ -1787,6 +1787,21 @@ async fn wait_for_edus(
     (typing, receipt, to_device, presence)
 }
 
+/// `reader` marks `event_id` read in the room.
+pub(crate) async fn mark_read(reader: &Client, room_id: &str, event_id: &str) {
+    let marked = reader
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                crate::client::encode(room_id),
+                crate::client::encode(event_id)
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(marked.status, 200, "{}", marked.text);
+}
+
 /// `sender` starts typing in the room, marks `event_id` read, sends
 /// `recipient`'s device an `org.example.note` to-device message and sets
 /// a status message.
@@ -1802,16 +1817,7 @@ async fn send_edus(sender: &Client, room_id: &str, event_id: &str, recipient: &C
         )
         .await;
     assert_eq!(typing.status, 200, "{}", typing.text);
-    let receipt = sender
-        .post(
-            &format!(
-                "/_matrix/client/v3/rooms/{room}/receipt/m.read/{}",
-                crate::client::encode(event_id)
-            ),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(receipt.status, 200, "{}", receipt.text);
+    mark_read(sender, room_id, event_id).await;
     let device = recipient.whoami().await.ok()["device_id"]
         .as_str()
         .expect("a device")

@@ -2,11 +2,13 @@
 
 mod edus;
 mod events;
+mod gaps;
 mod history;
 mod keys;
 mod membership;
 mod query;
 mod rooms;
+mod seen;
 mod space;
 mod transactions;
 mod user_keys;
@@ -29,8 +31,8 @@ pub struct FederationApi {
     in_flight: transactions::InFlight,
     /// This process among the replicas, for the inbound turns it holds.
     instance_id: String,
-    /// When each origin was last announced as seen.
-    seen_at: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The servers lately announced as up.
+    seen: Arc<seen::SeenServers>,
     store: Arc<dyn Store>,
     server_key: Arc<ServerKey>,
     server_keys: Arc<KeyRing>,
@@ -43,7 +45,7 @@ pub fn role(deps: &Deps) -> Arc<FederationApi> {
         federation: Arc::clone(&deps.federation),
         in_flight: Default::default(),
         instance_id: ruma::TransactionId::new().to_string(),
-        seen_at: Default::default(),
+        seen: Arc::new(seen::SeenServers::new(Arc::clone(&deps.bus))),
         store: Arc::clone(&deps.store),
         server_key: Arc::clone(&deps.server_key),
         server_keys: Arc::clone(&deps.server_keys),
@@ -56,11 +58,14 @@ impl Role for FederationApi {
     }
 
     fn routes(self: Arc<Self>, router: &mut Router) {
-        router.set_server_verifier(Arc::new(XMatrixVerifier::new(
-            self.server_keys_owner(),
-            Arc::clone(&self.config),
-            Arc::clone(&self.server_keys),
-        )));
+        router.set_server_verifier(Arc::new(seen::NotingVerifier {
+            signatures: XMatrixVerifier::new(
+                self.server_keys_owner(),
+                Arc::clone(&self.config),
+                Arc::clone(&self.server_keys),
+            ),
+            seen: Arc::clone(&self.seen),
+        }));
         router
             .handle(&self, keys::own_keys)
             .handle(&self, keys::notary_one)

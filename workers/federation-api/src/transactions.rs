@@ -6,32 +6,24 @@
 //! kept in the store); a retry is safe because the writer knows events by
 //! their ID.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RemoteEvents, RoomInput};
-use myelin_federation::history::RemoteRoom;
 use myelin_federation::{check_pdu, parse_pdu};
 use myelin_http::{MatrixError, RequestContext};
+use myelin_store::{AnsweredTransaction, InboundTurn};
 use myelin_types::Partition;
-use ruma::api::federation::event::get_missing_events;
 use ruma::api::federation::transactions::send_transaction_message;
 use ruma::{CanonicalJsonValue, OwnedEventId, OwnedServerName};
 use serde_json::value::RawValue;
 
 use crate::FederationApi;
+use crate::gaps::GapBudget;
 use crate::rooms;
 
 /// The refusal of an event whose prev_events are not known here.
-const MISSING_PREV_EVENTS: &str = "M_MISSING_PREV_EVENTS";
-/// The most events fetched to close the gaps of one transaction; a longer
-/// gap is closed by the state before the oldest fetched (`/state_ids`),
-/// leaving the older part of it out.
-const GAP_LIMIT: usize = 500;
-/// Events asked for per `/get_missing_events` round, and the most events
-/// a round walks back from.
-const GAP_ROUND: u16 = 50;
-const GAP_ROUND_FROM: usize = 20;
+pub(crate) const MISSING_PREV_EVENTS: &str = "M_MISSING_PREV_EVENTS";
 
 /// The spec's limits on one transaction.
 pub(crate) const MAX_PDUS: usize = 50;
@@ -100,26 +92,39 @@ pub(crate) async fn send(
     };
     let holder = format!("{}/{}", api.instance_id, request.transaction_id);
     let now = myelin_types::now_millis();
-    if !api
+    let answered_before = match api
         .store
-        .claim_inbound_turn(origin.as_str(), &holder, now, now + TURN_LAPSES_MS)
+        .claim_inbound_turn(
+            origin.as_str(),
+            &holder,
+            request.transaction_id.as_str(),
+            now,
+            now + TURN_LAPSES_MS,
+        )
         .await?
     {
-        return Err(busy());
-    }
+        InboundTurn::Busy => return Err(busy()),
+        InboundTurn::Taken(answered_before) => answered_before,
+    };
     // Given back when done, or when dropped if the sender hangs up first.
     let store_turn = StoreTurn {
         store: Arc::clone(&api.store),
         origin: origin.to_string(),
         holder,
+        txn_id: request.transaction_id.to_string(),
         given_back: false,
     };
-    api.note_server_seen(&origin);
-    let mut results = BTreeMap::new();
+    // A retry of a transaction answered before gets that answer again;
+    // nothing in it is applied twice.
+    if let Some(results) = answered_before.and_then(|answer| results_from_json(&answer)) {
+        store_turn.give_back(None).await;
+        return Ok(send_transaction_message::v1::Response::new(results));
+    }
+    let mut results = Results::new();
     let processing = async {
         let mut rooms = RoomsSeen::default();
         // What one transaction may have fetched to close gaps, all told.
-        let mut gap_budget = GAP_LIMIT;
+        let mut gap_budget = GapBudget::default();
         // Consecutive PDUs of one room go to its writer together.
         let mut run: Vec<(OwnedEventId, ForWriter)> = Vec::new();
         for raw in &request.pdus {
@@ -170,8 +175,35 @@ pub(crate) async fn send(
         () = processing => {}
         () = store_turn.keep() => {}
     }
-    store_turn.give_back().await;
+    let answered = AnsweredTransaction {
+        txn_id: request.transaction_id.to_string(),
+        answer: results_to_json(&results),
+        answered_at: myelin_types::now_millis(),
+    };
+    store_turn.give_back(Some(&answered)).await;
     Ok(send_transaction_message::v1::Response::new(results))
+}
+
+/// A transaction's answer as kept: each PDU's error, or `null`.
+type Results = BTreeMap<OwnedEventId, Result<(), String>>;
+
+fn results_to_json(results: &Results) -> String {
+    let kept: BTreeMap<&str, Option<&str>> = results
+        .iter()
+        .map(|(event_id, result)| (event_id.as_str(), result.as_ref().err().map(String::as_str)))
+        .collect();
+    serde_json::to_string(&kept).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// `None` when what was kept cannot be read: the transaction is then
+/// processed again, which the writer makes safe for its PDUs.
+fn results_from_json(kept: &str) -> Option<Results> {
+    let kept: BTreeMap<OwnedEventId, Option<String>> = serde_json::from_str(kept).ok()?;
+    Some(
+        kept.into_iter()
+            .map(|(event_id, error)| (event_id, error.map_or(Ok(()), Err)))
+            .collect(),
+    )
 }
 
 /// An origin's turn held in the store: given back before the answer goes
@@ -180,6 +212,7 @@ struct StoreTurn {
     store: Arc<dyn myelin_store::Store>,
     origin: String,
     holder: String,
+    txn_id: String,
     given_back: bool,
 }
 
@@ -191,13 +224,19 @@ impl StoreTurn {
             let now = myelin_types::now_millis();
             match self
                 .store
-                .claim_inbound_turn(&self.origin, &self.holder, now, now + TURN_LAPSES_MS)
+                .claim_inbound_turn(
+                    &self.origin,
+                    &self.holder,
+                    &self.txn_id,
+                    now,
+                    now + TURN_LAPSES_MS,
+                )
                 .await
             {
-                Ok(true) => {}
+                Ok(InboundTurn::Taken(_)) => {}
                 // The writer dedupes events: another replica taking the
                 // origin's next transaction stores nothing twice.
-                Ok(false) => {
+                Ok(InboundTurn::Busy) => {
                     tracing::warn!(origin = %self.origin, "an inbound turn lapsed while its transaction ran");
                 }
                 Err(error) => {
@@ -207,11 +246,12 @@ impl StoreTurn {
         }
     }
 
-    async fn give_back(mut self) {
+    /// Gives the turn back, remembering the transaction it answered.
+    async fn give_back(mut self, answered: Option<&AnsweredTransaction>) {
         self.given_back = true;
         if let Err(error) = self
             .store
-            .release_inbound_turn(&self.origin, &self.holder)
+            .release_inbound_turn(&self.origin, &self.holder, answered)
             .await
         {
             // It lapses by itself.
@@ -231,7 +271,7 @@ impl Drop for StoreTurn {
             std::mem::take(&mut self.holder),
         );
         tokio::spawn(async move {
-            if let Err(error) = store.release_inbound_turn(&origin, &holder).await {
+            if let Err(error) = store.release_inbound_turn(&origin, &holder, None).await {
                 // It lapses by itself.
                 tracing::warn!(%origin, %error, "could not give back an inbound turn");
             }
@@ -305,43 +345,7 @@ const TURN_LAPSES_MS: i64 = 120_000;
 /// How often a turn is renewed while its transaction runs.
 const TURN_RENEWED_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A server is announced as seen at most this often per replica.
-const SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
 impl FederationApi {
-    /// Tells the senders a server is up, so one backing off from it sends now.
-    fn note_server_seen(&self, origin: &OwnedServerName) {
-        {
-            let mut seen = self
-                .seen_at
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let now = std::time::Instant::now();
-            if seen
-                .get(origin.as_str())
-                .is_some_and(|at| now.duration_since(*at) < SEEN_EVERY)
-            {
-                return;
-            }
-            if seen.len() >= 10_000 {
-                seen.clear();
-            }
-            seen.insert(origin.to_string(), now);
-        }
-        let bus = std::sync::Arc::clone(&self.bus);
-        let message = myelin_bus::topics::ServerSeen {
-            server_name: origin.to_string(),
-        };
-        tokio::spawn(async move {
-            if let Err(error) = myelin_bus::topics::SERVER_SEEN
-                .announce(bus.as_ref(), &message)
-                .await
-            {
-                tracing::debug!(%error, "could not announce a server as seen");
-            }
-        });
-    }
-
     /// Checks one PDU of a transaction for its room's writer. `None` when
     /// the PDU cannot even name an event, which the answer then leaves out.
     async fn check_transaction_pdu(
@@ -391,7 +395,7 @@ impl FederationApi {
         origin: &OwnedServerName,
         run: Vec<(OwnedEventId, ForWriter)>,
         results: &mut BTreeMap<OwnedEventId, Result<(), String>>,
-        gap_budget: &mut usize,
+        gap_budget: &mut GapBudget,
     ) {
         let Some((_, first)) = run.first() else {
             return;
@@ -443,89 +447,19 @@ impl FederationApi {
         }
     }
 
-    /// Hands a checked PDU to its room's writer; when its prev_events are
-    /// not known here, first fetches what lies between (`/get_missing_events`)
-    /// and, if a gap remains, the state before the event as its sender holds
-    /// it (`/state_ids`), which then stands in for its prevs'. At most
-    /// `gap_budget` events are fetched, and taken from it.
-    async fn hand_over_across_gaps(
+    /// Hands one checked event (its ID and canonical JSON) to its room's
+    /// writer.
+    pub(crate) async fn hand_over(
         &self,
         origin: &OwnedServerName,
         room_id: &str,
-        version: &myelin_room::RoomVersion,
-        checked: &myelin_federation::CheckedPdu,
-        gap_budget: &mut usize,
-    ) -> Result<(), MatrixError> {
-        let first = self.hand_over(origin, room_id, checked, None).await;
-        if !matches!(&first, Err(error) if error.errcode == MISSING_PREV_EVENTS) {
-            return first;
-        }
-        self.fill_gap(
-            origin,
-            room_id,
-            version,
-            &checked.event_id,
-            checked.pdu.depth,
-            gap_budget,
-        )
-        .await;
-        let second = self.hand_over(origin, room_id, checked, None).await;
-        let Err(error) = &second else {
-            return second;
-        };
-        if error.errcode != MISSING_PREV_EVENTS {
-            return second;
-        }
-        self.hand_over_with_state(origin, room_id, version, checked)
-            .await
-            .unwrap_or(second)
-    }
-
-    /// Hands over an event whose prev_events cannot be had with the state
-    /// before it as `origin` holds it (`/state_ids`); `None` when that state
-    /// cannot be had either.
-    async fn hand_over_with_state(
-        &self,
-        origin: &OwnedServerName,
-        room_id: &str,
-        version: &myelin_room::RoomVersion,
-        checked: &myelin_federation::CheckedPdu,
-    ) -> Option<Result<(), MatrixError>> {
-        let remote = RemoteRoom {
-            client: &self.federation,
-            keys: &self.server_keys,
-            server: origin,
-            room_id,
-            version,
-        };
-        match remote
-            .state_before(self.store.as_ref(), &checked.event_id)
-            .await
-        {
-            Ok(Some(state_ids)) => Some(
-                self.hand_over(origin, room_id, checked, Some(state_ids))
-                    .await,
-            ),
-            Ok(None) => None,
-            Err(error) => {
-                tracing::info!(%origin, %room_id, %error, "could not fetch the state before an event");
-                None
-            }
-        }
-    }
-
-    /// Hands a checked PDU to its room's writer.
-    async fn hand_over(
-        &self,
-        origin: &OwnedServerName,
-        room_id: &str,
-        checked: &myelin_federation::CheckedPdu,
+        (event_id, json): (&str, &str),
         state_ids: Option<Vec<String>>,
     ) -> Result<(), MatrixError> {
         let remote = RemoteEvent {
             room_id: room_id.to_owned(),
-            event_id: checked.event_id.clone(),
-            pdu_json: checked.json.clone(),
+            event_id: event_id.to_owned(),
+            pdu_json: json.to_owned(),
             origin: origin.to_string(),
             kind: RemoteEventKind::Transaction,
             state_ids,
@@ -538,126 +472,23 @@ impl FederationApi {
         .await
         .map(|_| ())
     }
+}
 
-    /// The fetched events whose prev_events are neither fetched nor in the
-    /// room's timeline: where the next round walks back from.
-    async fn still_missing(
-        &self,
-        fetched: &BTreeMap<String, myelin_federation::CheckedPdu>,
-    ) -> Result<Vec<OwnedEventId>, myelin_store::StoreError> {
-        let prevs: BTreeSet<String> = fetched
-            .values()
-            .flat_map(|checked| checked.pdu.prev_events.iter().map(ToString::to_string))
-            .filter(|prev| !fetched.contains_key(prev))
-            .collect();
-        let prevs: Vec<String> = prevs.into_iter().collect();
-        let here: HashSet<String> = self.store.timeline_ids(&prevs).await?.into_iter().collect();
-        Ok(fetched
-            .values()
-            .filter(|checked| {
-                checked.pdu.prev_events.iter().any(|prev| {
-                    let prev = prev.as_str();
-                    !fetched.contains_key(prev) && !here.contains(prev)
-                })
-            })
-            .filter_map(|checked| OwnedEventId::try_from(checked.event_id.as_str()).ok())
-            .take(GAP_ROUND_FROM)
-            .collect())
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Asks `origin` for the events between the room's forward extremities
-    /// and `event_id` (`/get_missing_events`), round after round back from
-    /// the oldest fetched, until they join what is here or [`GAP_LIMIT`] are
-    /// fetched, and hands them over, oldest first; what cannot be used is
-    /// left out. A gap filled here is in the timeline in order, with no
-    /// hole for paging back to fall through.
-    async fn fill_gap(
-        &self,
-        origin: &OwnedServerName,
-        room_id: &str,
-        version: &myelin_room::RoomVersion,
-        event_id: &str,
-        depth: i64,
-        gap_budget: &mut usize,
-    ) {
-        let Ok(room) = ruma::OwnedRoomId::try_from(room_id) else {
-            return;
-        };
-        let earliest: Vec<OwnedEventId> = match self.store.forward_extremities(room_id).await {
-            Ok(extremities) => extremities
-                .into_iter()
-                .filter_map(|(id, _)| OwnedEventId::try_from(id).ok())
-                .collect(),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read a room's extremities");
-                return;
-            }
-        };
-        let Ok(latest) = OwnedEventId::try_from(event_id) else {
-            return;
-        };
-        let min_depth =
-            ruma::UInt::try_from(depth.saturating_sub(GAP_LIMIT as i64).max(0)).unwrap_or_default();
-        let mut fetched: BTreeMap<String, myelin_federation::CheckedPdu> = BTreeMap::new();
-        let mut from = vec![latest];
-        let most = (*gap_budget).min(GAP_LIMIT);
-        while !from.is_empty() && fetched.len() < most {
-            let mut request =
-                get_missing_events::v1::Request::new(room.clone(), earliest.clone(), from);
-            request.limit = ruma::UInt::from(GAP_ROUND);
-            request.min_depth = min_depth;
-            let missing = match self.federation.send(origin, request).await {
-                Ok(answer) => answer.events,
-                Err(error) => {
-                    tracing::info!(%origin, %room_id, %error, "could not fetch missing events");
-                    break;
-                }
-            };
-            let before = fetched.len();
-            let room_left = usize::from(GAP_ROUND).min(most - before);
-            for raw in missing.iter().take(room_left) {
-                let Ok(object) = parse_pdu(raw) else { continue };
-                match check_pdu(&self.server_keys, version, object).await {
-                    Ok(checked) if checked.room_id == room_id => {
-                        fetched.insert(checked.event_id.clone(), checked);
-                    }
-                    _ => {}
-                }
-            }
-            if fetched.len() == before {
-                break;
-            }
-            from = match self.still_missing(&fetched).await {
-                Ok(from) => from,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read which events are here");
-                    break;
-                }
-            };
-        }
-        *gap_budget -= fetched.len().min(*gap_budget);
-        let mut checked_events: Vec<myelin_federation::CheckedPdu> =
-            fetched.into_values().collect();
-        checked_events.sort_by_key(|checked| checked.pdu.depth);
-        // The oldest fetched may still miss its own prevs (a longer gap):
-        // its state is asked for once, and the rest build on it.
-        let mut state_asked = false;
-        for checked in &checked_events {
-            let mut outcome = self.hand_over(origin, room_id, checked, None).await;
-            if matches!(&outcome, Err(error) if error.errcode == MISSING_PREV_EVENTS)
-                && !state_asked
-            {
-                state_asked = true;
-                if let Some(with_state) = self
-                    .hand_over_with_state(origin, room_id, version, checked)
-                    .await
-                {
-                    outcome = with_state;
-                }
-            }
-            if let Err(error) = outcome {
-                tracing::info!(event_id = %checked.event_id, error = %error.error, "a missing event was not taken");
-            }
-        }
+    #[test]
+    fn a_kept_answer_reads_back_as_it_was_given() {
+        let mut results = Results::new();
+        results.insert(OwnedEventId::try_from("$taken").expect("an ID"), Ok(()));
+        results.insert(
+            OwnedEventId::try_from("$refused").expect("an ID"),
+            Err("M_FORBIDDEN: not allowed".to_owned()),
+        );
+        let kept = results_to_json(&results);
+        assert_eq!(results_from_json(&kept), Some(results));
+        assert_eq!(results_from_json("{}"), Some(Results::new()));
+        assert_eq!(results_from_json("not json"), None);
     }
 }

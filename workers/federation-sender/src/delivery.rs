@@ -50,8 +50,9 @@ impl FederationSender {
                         self.queue_typing(change).await;
                     }
                     change = receipts.next() => {
-                        let Some(change) = change else { break };
-                        self.queue_receipt(change).await;
+                        // The pass reads it from the receipts stream.
+                        if change.is_none() { break; }
+                        self.wake.notify_one();
                     }
                     change = device_lists.next() => {
                         let Some(change) = change else { break };
@@ -114,6 +115,9 @@ impl FederationSender {
             }
             if let Err(error) = self.queue_device_list_changes().await {
                 tracing::warn!(%error, "could not queue device-list changes for other servers");
+            }
+            if let Err(error) = self.queue_receipt_changes().await {
+                tracing::warn!(%error, "could not queue read receipts for other servers");
             }
             if let Err(error) = Arc::clone(&self).start_due_destinations().await {
                 tracing::warn!(%error, "could not read the federation queues");

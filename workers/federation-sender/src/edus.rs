@@ -1,14 +1,15 @@
-//! EDUs of this server's users: typing notices, read receipts and presence,
-//! rung on the bus, are queued for the other servers in the room, or in any
-//! room the user is in (each replica for the destinations it holds).
-//! Device-list changes are read from the store's device-list stream from
-//! each partition's cursor, so none is lost while no sender runs.
-//! To-device messages are queued by the client API directly.
+//! EDUs of this server's users: typing notices and presence, rung on the
+//! bus, are queued for the other servers in the room, or in any room the
+//! user is in (each replica for the destinations it holds). Read receipts
+//! and device-list changes are read from the store's streams from each
+//! partition's cursors, so none is lost while no sender runs (a bell only
+//! wakes the pass). To-device messages are queued by the client API
+//! directly.
 
 use std::collections::{BTreeSet, HashMap};
 
-use myelin_bus::topics::{DeviceListChanged, PresenceChanged, ReceiptChanged, TypingChanged};
-use myelin_store::QueuedEdu;
+use myelin_bus::topics::{DeviceListChanged, PresenceChanged, TypingChanged};
+use myelin_store::{EduStream, QueuedEdu, Receipt};
 use myelin_types::{Partition, StreamPosition};
 use serde_json::{Value, json};
 
@@ -16,8 +17,9 @@ use crate::FederationSender;
 
 /// Users whose deleted devices are remembered; all are forgotten when full.
 const MAX_DELETED_REMEMBERED: usize = 10_000;
-/// Users read from the device-list stream in one pass.
-const MAX_DEVICE_LIST_USERS: usize = 10_000;
+/// Positions of a stream read past the cursors in one pass: as many
+/// device-list users or receipts at most.
+const MAX_STREAM_WINDOW: usize = 10_000;
 
 /// Whether an EDU still means something after an outage. A typing notice
 /// or a presence update is old news by then, so a destination being
@@ -113,49 +115,54 @@ impl FederationSender {
             .await;
     }
 
-    pub(crate) async fn queue_receipt(&self, change: ReceiptChanged) {
-        if change.private || !self.is_local(&change.user_id) {
-            return;
+    /// Tells other servers of local users' public read receipts since the
+    /// held partitions' cursors (the store's receipts stream), so one made
+    /// while no sender ran goes out too; then moves the cursors.
+    pub(crate) async fn queue_receipt_changes(&self) -> myelin_store::StoreResult<()> {
+        let newest = self.store.max_receipt_position().await?;
+        self.queue_from_cursors(EduStream::Receipts, newest, |from, upto| async move {
+            let receipts = self
+                .store
+                .receipts_between(from, upto, MAX_STREAM_WINDOW)
+                .await?;
+            let mut all_queued = true;
+            for receipt in receipts {
+                if receipt.receipt_type != "m.read" || !self.is_local(&receipt.user_id) {
+                    continue;
+                }
+                all_queued &= self.queue_receipt(receipt).await;
+            }
+            Ok(all_queued)
+        })
+        .await
+    }
+
+    /// One receipt for every other server in its room (`m.receipt`);
+    /// `false` when it could not be queued.
+    async fn queue_receipt(&self, receipt: Receipt) -> bool {
+        let mut data = json!({"ts": receipt.ts});
+        if let Some(thread_id) = &receipt.thread_id {
+            data["thread_id"] = Value::String(thread_id.clone());
         }
-        let since = StreamPosition(change.position.0 - 1);
-        let receipts = match self
-            .store
-            .receipt_changes(
-                std::slice::from_ref(&change.room_id),
-                Some(since),
-                change.position,
-            )
-            .await
-        {
-            Ok(receipts) => receipts,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read a receipt to send");
-                return;
-            }
-        };
-        for receipt in receipts
-            .into_iter()
-            .filter(|receipt| receipt.user_id == change.user_id && receipt.receipt_type == "m.read")
-        {
-            let mut data = json!({"ts": receipt.ts});
-            if let Some(thread_id) = &receipt.thread_id {
-                data["thread_id"] = Value::String(thread_id.clone());
-            }
-            let edu = json!({
-                "edu_type": "m.receipt",
-                "content": {
-                    receipt.room_id.clone(): {
-                        "m.read": {
-                            receipt.user_id.clone(): {
-                                "event_ids": [receipt.event_id],
-                                "data": data,
-                            }
+        let edu = json!({
+            "edu_type": "m.receipt",
+            "content": {
+                receipt.room_id.clone(): {
+                    "m.read": {
+                        receipt.user_id.clone(): {
+                            "event_ids": [receipt.event_id],
+                            "data": data,
                         }
                     }
-                },
-            });
-            self.queue_for_room(&receipt.room_id, edu, EduKind::Lasting)
-                .await;
+                }
+            },
+        });
+        match self.servers_in_room(&receipt.room_id).await {
+            Ok(servers) => self.queue_for_servers(servers, edu, EduKind::Lasting).await,
+            Err(error) => {
+                tracing::warn!(%error, room_id = %receipt.room_id, "cannot find the servers of a room");
+                false
+            }
         }
     }
 
@@ -183,51 +190,63 @@ impl FederationSender {
     /// held partitions' cursors (the store's device-list stream), so one
     /// made while no sender ran goes out too; then moves the cursors.
     pub(crate) async fn queue_device_list_changes(&self) -> myelin_store::StoreResult<()> {
-        let held = self.held().clone();
-        if held.is_empty() {
-            return Ok(());
-        }
         let newest = self.store.max_device_list_position().await?;
-        let cursors: Vec<_> = held
+        self.queue_from_cursors(EduStream::DeviceLists, newest, |from, upto| async move {
+            let users = self
+                .store
+                .device_list_changes(from, upto, MAX_STREAM_WINDOW)
+                .await?;
+            let mut all_queued = true;
+            for user_id in users {
+                all_queued &= self.queue_device_list_update(user_id).await;
+            }
+            Ok(all_queued)
+        })
+        .await
+    }
+
+    /// Queues what a stream of local users' changes holds past the held
+    /// partitions' cursors, from the lowest of them, one window of
+    /// positions at a time: `queue` reads `(from, upto]` and tells whether
+    /// all of it was queued. Each change takes a position of its own, so a
+    /// window of as many positions as are read holds all of its changes,
+    /// and the cursors move to its end exactly. A partition further on than
+    /// the lowest may hear of a change twice, which every EDU read this way
+    /// bears (a receipt, or an update that asks for the whole list).
+    async fn queue_from_cursors<F, Fut>(
+        &self,
+        stream: EduStream,
+        newest: StreamPosition,
+        queue: F,
+    ) -> myelin_store::StoreResult<()>
+    where
+        F: FnOnce(StreamPosition, StreamPosition) -> Fut,
+        Fut: std::future::Future<Output = myelin_store::StoreResult<bool>>,
+    {
+        let cursors: Vec<_> = self
+            .held()
             .iter()
-            .filter(|(_, state)| state.device_list_cursor < newest)
-            .map(|(partition, state)| (*partition, state.fence, state.device_list_cursor))
+            .map(|(partition, state)| (*partition, state.fence, state.edu_cursor(stream)))
+            .filter(|(_, _, cursor)| *cursor < newest)
             .collect();
         let Some(from) = cursors.iter().map(|(_, _, cursor)| *cursor).min() else {
             return Ok(());
         };
-        // Each change takes a position of its own, so a window of as many
-        // positions as users read names every user in it: the cursors
-        // move to its end exactly, and the next pass takes the rest.
-        let window = i64::try_from(MAX_DEVICE_LIST_USERS).unwrap_or(i64::MAX);
+        let window = i64::try_from(MAX_STREAM_WINDOW).unwrap_or(i64::MAX);
         let upto = StreamPosition(newest.0.min(from.0.saturating_add(window)));
-        let behind: Vec<_> = cursors
-            .into_iter()
-            .filter(|(_, _, cursor)| *cursor < upto)
-            .collect();
-        let users = self
-            .store
-            .device_list_changes(from, upto, MAX_DEVICE_LIST_USERS)
-            .await?;
-        let mut all_queued = true;
-        for user_id in users {
-            // A partition further on than `from` may hear of a change twice:
-            // an update that asks for the whole list is harmless twice.
-            all_queued &= self.queue_device_list_update(user_id).await;
-        }
-        if !all_queued {
+        if !queue(from, upto).await? {
             // The cursors stay: the next pass tries again.
             return Ok(());
         }
-        for (partition, fence, _) in behind {
+        for (partition, fence, _) in cursors.into_iter().filter(|(_, _, cursor)| *cursor < upto) {
             match self
                 .store
-                .advance_device_list_cursor(partition, fence, upto)
+                .advance_edu_cursor(partition, fence, stream, upto)
                 .await
             {
                 Ok(()) => {
                     if let Some(state) = self.held().get_mut(&partition) {
-                        state.device_list_cursor = upto;
+                        *state.edu_cursor_mut(stream) = upto;
                     }
                 }
                 Err(myelin_store::StoreError::Fenced) => {

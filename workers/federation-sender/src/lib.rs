@@ -18,7 +18,7 @@ use myelin_config::{Config, DestinationRetryPolicy};
 use myelin_federation::FederationClient;
 use myelin_process::partitions::{PartitionLeases, PartitionWork};
 use myelin_process::{Deps, Role, Shutdown};
-use myelin_store::{Fence, Store};
+use myelin_store::{EduStream, Fence, Store};
 use myelin_types::StreamPosition;
 use tokio::sync::{Notify, RwLock};
 
@@ -56,9 +56,27 @@ struct HeldPartition {
     /// The cursor as last written to the store.
     stored: StreamPosition,
     stored_at: std::time::Instant,
-    /// How far the device-list stream was told to this partition's
-    /// destinations (as the store holds it: this process moves it).
+    /// How far the device-list and receipts streams were told to this
+    /// partition's destinations (as the store holds them: this process
+    /// moves them).
     device_list_cursor: StreamPosition,
+    receipt_cursor: StreamPosition,
+}
+
+impl HeldPartition {
+    fn edu_cursor(&self, stream: EduStream) -> StreamPosition {
+        match stream {
+            EduStream::DeviceLists => self.device_list_cursor,
+            EduStream::Receipts => self.receipt_cursor,
+        }
+    }
+
+    fn edu_cursor_mut(&mut self, stream: EduStream) -> &mut StreamPosition {
+        match stream {
+            EduStream::DeviceLists => &mut self.device_list_cursor,
+            EduStream::Receipts => &mut self.receipt_cursor,
+        }
+    }
 }
 
 pub fn role(deps: &Deps) -> Arc<FederationSender> {
@@ -100,7 +118,14 @@ impl PartitionWork for FederationSender {
 
     async fn start(self: Arc<Self>, partition: u16, fence: Fence) -> anyhow::Result<()> {
         let cursor = self.store.outbox_cursor(partition).await?;
-        let device_list_cursor = self.store.device_list_cursor(partition).await?;
+        let device_list_cursor = self
+            .store
+            .edu_cursor(partition, EduStream::DeviceLists)
+            .await?;
+        let receipt_cursor = self
+            .store
+            .edu_cursor(partition, EduStream::Receipts)
+            .await?;
         self.held().insert(
             partition,
             HeldPartition {
@@ -109,6 +134,7 @@ impl PartitionWork for FederationSender {
                 stored: cursor,
                 stored_at: std::time::Instant::now(),
                 device_list_cursor,
+                receipt_cursor,
             },
         );
         // What the last holder left queued goes out now.

@@ -1,6 +1,9 @@
 use myelin_types::StreamPosition;
 
-use crate::{QueuedPdu, Store, StoreError};
+use crate::{AnsweredTransaction, EduStream, InboundTurn, QueuedPdu, Store, StoreError};
+
+const DEVICE_LISTS: EduStream = EduStream::DeviceLists;
+const RECEIPTS: EduStream = EduStream::Receipts;
 
 fn queued(destination: &str, event_id: &str) -> QueuedPdu {
     QueuedPdu {
@@ -112,19 +115,40 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
             .is_none()
     );
 
-    // The device-list cursor only moves up, under the partition's fence.
-    let told = store.device_list_cursor(partition).await.expect("cursor");
+    // The EDU streams' cursors only move up, each on its own, under the
+    // partition's fence.
+    let told = store
+        .edu_cursor(partition, DEVICE_LISTS)
+        .await
+        .expect("cursor");
+    let receipts_told = store.edu_cursor(partition, RECEIPTS).await.expect("cursor");
     store
-        .advance_device_list_cursor(partition, fence, StreamPosition(told.0 + 5))
+        .advance_edu_cursor(partition, fence, DEVICE_LISTS, StreamPosition(told.0 + 5))
         .await
         .expect("advance");
     store
-        .advance_device_list_cursor(partition, fence, StreamPosition(told.0 + 2))
+        .advance_edu_cursor(partition, fence, DEVICE_LISTS, StreamPosition(told.0 + 2))
         .await
         .expect("advance less");
+    store
+        .advance_edu_cursor(
+            partition,
+            fence,
+            RECEIPTS,
+            StreamPosition(receipts_told.0 + 7),
+        )
+        .await
+        .expect("advance receipts");
     assert_eq!(
-        store.device_list_cursor(partition).await.expect("cursor"),
+        store
+            .edu_cursor(partition, DEVICE_LISTS)
+            .await
+            .expect("cursor"),
         StreamPosition(told.0 + 5)
+    );
+    assert_eq!(
+        store.edu_cursor(partition, RECEIPTS).await.expect("cursor"),
+        StreamPosition(receipts_told.0 + 7)
     );
 
     // The lease moves on: the old holder's queueing is refused, whole.
@@ -148,14 +172,17 @@ pub(super) async fn outbox_sends_in_order_and_keeps_transactions(store: &dyn Sto
         other => panic!("queueing under a superseded fence gave {other:?}"),
     }
     match store
-        .advance_device_list_cursor(partition, fence, StreamPosition(told.0 + 9))
+        .advance_edu_cursor(partition, fence, DEVICE_LISTS, StreamPosition(told.0 + 9))
         .await
     {
         Err(StoreError::Fenced) => {}
         other => panic!("a device-list cursor under a superseded fence gave {other:?}"),
     }
     assert_eq!(
-        store.device_list_cursor(partition).await.expect("cursor"),
+        store
+            .edu_cursor(partition, DEVICE_LISTS)
+            .await
+            .expect("cursor"),
         StreamPosition(told.0 + 5)
     );
     assert_eq!(
@@ -259,35 +286,81 @@ pub(super) async fn edus_go_out_with_the_next_transaction(store: &dyn Store) {
 }
 
 /// One holder at a time has an origin's inbound turn; it lapses at its
-/// expiry, and only its holder gives it back.
+/// expiry, and only its holder gives it back. Giving it back keeps the
+/// answer to the transaction processed, for a day.
 pub(super) async fn inbound_turns_are_one_at_a_time(store: &dyn Store) {
     let origin = "turns.example";
-    let claim = |holder: &'static str, now: i64| async move {
+    let claim = |holder: &'static str, txn_id: &'static str, now: i64| async move {
         store
-            .claim_inbound_turn(origin, holder, now, now + 100)
+            .claim_inbound_turn(origin, holder, txn_id, now, now + 100)
             .await
             .expect("claim")
     };
-    assert!(claim("a", 1000).await);
-    assert!(!claim("b", 1050).await, "held by a");
-    assert!(claim("a", 1080).await, "renewed by its holder");
-    assert!(!claim("b", 1150).await, "held by a until 1180");
-    store
-        .release_inbound_turn(origin, "b")
-        .await
-        .expect("release");
-    assert!(!claim("b", 1160).await, "b could not give back a's turn");
-    assert!(claim("b", 1180).await, "a's turn lapsed");
-    store
-        .release_inbound_turn(origin, "b")
-        .await
-        .expect("release");
-    assert!(claim("a", 1190).await, "given back");
-    assert!(
+    let release = |holder: &'static str, answered: Option<AnsweredTransaction>| async move {
         store
-            .claim_inbound_turn("other.example", "b", 1190, 1290)
+            .release_inbound_turn(origin, holder, answered.as_ref())
+            .await
+            .expect("release");
+    };
+    let answered = |txn_id: &str, answer: &str, answered_at: i64| AnsweredTransaction {
+        txn_id: txn_id.to_owned(),
+        answer: answer.to_owned(),
+        answered_at,
+    };
+    let kept = |answer: &str| InboundTurn::Taken(Some(answer.to_owned()));
+    assert_eq!(claim("a", "t1", 1000).await, InboundTurn::Taken(None));
+    assert_eq!(claim("b", "t1", 1050).await, InboundTurn::Busy, "held by a");
+    assert_eq!(
+        claim("a", "t1", 1080).await,
+        InboundTurn::Taken(None),
+        "renewed by its holder"
+    );
+    assert_eq!(
+        claim("b", "t1", 1150).await,
+        InboundTurn::Busy,
+        "held until 1180"
+    );
+    release("b", None).await;
+    assert_eq!(
+        claim("b", "t1", 1160).await,
+        InboundTurn::Busy,
+        "b could not give back a's turn"
+    );
+    assert_eq!(
+        claim("b", "t1", 1180).await,
+        InboundTurn::Taken(None),
+        "lapsed"
+    );
+    release("b", Some(answered("t1", r#"{"$a":null}"#, 1185))).await;
+    assert_eq!(
+        claim("a", "t1", 1190).await,
+        kept(r#"{"$a":null}"#),
+        "given back, with its answer"
+    );
+    // Given back unanswered (its sender hung up): nothing is kept.
+    release("a", None).await;
+    assert_eq!(claim("b", "t2", 1200).await, InboundTurn::Taken(None));
+    release("b", Some(answered("t2", "{}", 1200))).await;
+    assert_eq!(claim("a", "t1", 1210).await, kept(r#"{"$a":null}"#));
+    release("a", None).await;
+    // A day on, the answers before are forgotten as another is kept.
+    let day_on = 1200 + crate::ANSWERS_KEPT_MS;
+    assert_eq!(claim("a", "t3", day_on).await, InboundTurn::Taken(None));
+    release("a", Some(answered("t3", "{}", day_on))).await;
+    assert_eq!(claim("b", "t1", day_on + 1).await, InboundTurn::Taken(None));
+    release("b", None).await;
+    assert_eq!(
+        claim("b", "t2", day_on + 2).await,
+        kept("{}"),
+        "not a day old"
+    );
+    release("b", None).await;
+    assert_eq!(
+        store
+            .claim_inbound_turn("other.example", "b", "t2", day_on, day_on + 100)
             .await
             .expect("claim"),
+        InboundTurn::Taken(None),
         "origins are apart"
     );
 }

@@ -119,6 +119,16 @@ pub(super) async fn receipts_replace_per_type_user_and_thread(store: &dyn Store)
             ("@a:c", None, "$3")
         ]
     );
+    // Across rooms, from a position on, at most as many as asked.
+    let across = store
+        .receipts_between(a1, a2, 10)
+        .await
+        .expect("across rooms");
+    let across: Vec<&str> = across.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(across, ["$1", "$2", "$3"]);
+    let first = store.receipts_between(start, a2, 1).await.expect("one");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].user_id, "@b:c", "a's first receipt was replaced");
     let recent = store
         .receipt_changes(std::slice::from_ref(&room), Some(a_thread), a2)
         .await
