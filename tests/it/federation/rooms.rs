@@ -549,6 +549,45 @@ pub(crate) async fn check_room_traffic(peer: &Peer, alice: &Client) {
     }
     let (status, _) = peer.request("GET", &hierarchy("not-a-room"), None).await;
     assert_eq!(status, 400);
+    // Of a space's two public children, the one whose server ACL shuts the
+    // peer's server out (an IP literal) is listed as inaccessible.
+    let space = alice
+        .create_room(&json!({"preset": "public_chat", "creation_content": {"type": "m.space"}}))
+        .await;
+    let open_child = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let shut_child = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let put_state = |room: &str, event_type: &str, state_key: &str, content: Value| {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{event_type}/{}",
+            encode(room),
+            encode(state_key)
+        );
+        async move {
+            let put = alice.put(&path, &content).await;
+            assert_eq!(put.status, 200, "{}", put.text);
+        }
+    };
+    put_state(
+        &shut_child,
+        "m.room.server_acl",
+        "",
+        json!({"allow": ["*"], "allow_ip_literals": false}),
+    )
+    .await;
+    let own_server = peer.target_name.clone();
+    for child in [&open_child, &shut_child] {
+        put_state(&space, "m.space.child", child, json!({"via": [own_server]})).await;
+    }
+    let (status, body) = peer.request("GET", &hierarchy(&space), None).await;
+    assert_eq!(status, 200, "{body}");
+    let shown: Vec<&str> = body["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter_map(|child| child["room_id"].as_str())
+        .collect();
+    assert_eq!(shown, [open_child.as_str()], "{body}");
+    assert_eq!(body["inaccessible_children"], json!([shut_child]), "{body}");
     // Someone else's leave, or an invite that is not for this server.
     let make_leave = format!(
         "/_matrix/federation/v1/make_leave/{room}/{}",

@@ -1,7 +1,8 @@
 //! `GET /hierarchy/{roomId}`: a space of a room this server is in, for
 //! another server walking it for its users: the room's summary and child
 //! events, the summaries of the children this server has and the asking
-//! server may see, and the children it may not.
+//! server may see, and the children it may not (by the room's join rules
+//! and membership, or its server ACL).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -37,7 +38,15 @@ pub(crate) async fn hierarchy(
         let Some(child_summary) = api.held_summary(child).await? else {
             continue;
         };
-        if visible_to(store, &child_summary, origin).await? {
+        // A child whose server ACL shuts the asking server out is listed
+        // as inaccessible, as one it may not see.
+        let allowed =
+            match myelin_federation::server_acl::require_acl(store, child, origin.as_str()).await {
+                Ok(()) => true,
+                Err(refused) if refused.status == 403 => false,
+                Err(error) => return Err(error),
+            };
+        if allowed && visible_to(store, &child_summary, origin).await? {
             shown.push(child_summary);
         } else if let Ok(child) = OwnedRoomId::try_from(child.as_str()) {
             inaccessible.push(child);
