@@ -957,6 +957,28 @@ async fn a_myelin_user_invites_a_synapse_user_who_joins() {
         .await;
     assert_eq!(refused.status, 403, "{}", refused.text);
 
+    // Sam declines a first invite: Synapse is not in the room, so his
+    // leave goes through Myelin (`make_leave`, `send_leave`).
+    let invited = alice.invite(&room_id, &sam.user_id).await;
+    assert_eq!(invited.status, 200, "{}", invited.text);
+    assert!(
+        wait_for_invite(&sam, &room_id).await,
+        "{}",
+        synapse.log_tail()
+    );
+    let declined = sam.leave(&room_id).await;
+    assert_eq!(
+        declined.status,
+        200,
+        "{}\n{}",
+        declined.text,
+        synapse.log_tail()
+    );
+    assert_eq!(
+        wait_for_membership(&alice, &room_id, &sam.user_id, "leave").await,
+        "leave"
+    );
+
     // The invite goes to Synapse (`/v2/invite`); Sam sees it and joins.
     let invited = alice.invite(&room_id, &sam.user_id).await;
     assert_eq!(
