@@ -249,13 +249,18 @@ pub(crate) async fn check_remote_keys(asker: &Client, owner: &Client) {
             .is_none()
     );
 
+    // A claim naming a user of a server nobody serves too: the owner's
+    // key comes back, and the other server is listed as failed.
     let mut claimed = Vec::new();
     for _ in 0..2 {
+        let mut body = claim_body(owner);
+        body["one_time_keys"][&nowhere] = json!({"DEVICE": "signed_curve25519"});
         let answer = asker
-            .post("/_matrix/client/v3/keys/claim", &claim_body(owner))
+            .post("/_matrix/client/v3/keys/claim", &body)
             .await
             .ok();
         claimed.push(claimed_key_id(&answer, owner).unwrap_or_else(|| panic!("{answer}")));
+        assert!(answer["failures"][nowhere_server].is_object(), "{answer}");
     }
     claimed.sort();
     assert_eq!(claimed, ["signed_curve25519:a1", "signed_curve25519:a2"]);

@@ -43,7 +43,12 @@ impl Peer {
     }
 
     /// A request signed as this server; the body in canonical form.
-    async fn request(&self, method: &str, uri: &str, body: Option<&Value>) -> (u16, Value) {
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let content = body.map(|body| serde_json::to_string(body).expect("json"));
         let authorization = self.key_file.authorization_with(
             method,

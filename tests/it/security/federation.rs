@@ -9,11 +9,11 @@ use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
 use crate::client::Client;
-use crate::federation::rooms::{check_room_traffic, myelin_with_a_peer};
+use crate::federation::rooms::{Peer, check_room_traffic, myelin_with_a_peer};
 use crate::federation::signing::KeyFile;
 use crate::federation::{
-    Certificates, federating_myelin, federation_url, reqwest_insecure, signing_key_path,
-    user_with_name,
+    Certificates, federating_myelin, federating_myelin_with, federation_url, reqwest_insecure,
+    signing_key_path, user_with_name,
 };
 use crate::harness::free_port;
 
@@ -40,6 +40,46 @@ async fn forged_and_broken_federation_requests_are_refused() {
 async fn room_traffic_from_another_server_is_checked_before_it_lands() {
     let (_servers, alice, peer) = myelin_with_a_peer().await;
     check_room_traffic(&peer, &alice).await;
+}
+
+/// With `federation_domain_whitelist`, a server off the list is refused
+/// both ways: its signed requests get `403`, and nothing is asked of it.
+#[tokio::test]
+async fn a_server_off_the_domain_whitelist_is_refused_both_ways() {
+    let certificates = Certificates::new();
+    let other = federating_myelin(&certificates).await;
+    let guarded = federating_myelin_with(
+        &certificates,
+        "federation_domain_whitelist: ['friends.example']\n",
+    )
+    .await;
+    let alice = user_with_name(&guarded.url(), "alice", "Alice").await;
+    let bob = user_with_name(&other.url(), "bob", "Bob").await;
+    let peer = Peer::new(
+        &federation_url(&guarded),
+        guarded.server_name(),
+        other.server_name(),
+        &signing_key_path(other.config_path()),
+    );
+    let uri = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        crate::client::encode(&alice.user_id)
+    );
+    let (status, body) = peer.request("GET", &uri, None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
+    let asked = alice
+        .get(&format!(
+            "/_matrix/client/v3/profile/{}",
+            crate::client::encode(&bob.user_id)
+        ))
+        .await;
+    assert_ne!(asked.status, 200, "{}", asked.text);
+    assert!(asked.body["errcode"].is_string(), "{}", asked.text);
+    assert!(!asked.text.contains("Bob"), "{}", asked.text);
 }
 
 /// Sends signed, forged and broken profile queries for `alice` (display
