@@ -33,7 +33,9 @@ SPLIT_DIR="$(cd "$SPLIT_DIR" && pwd)"
 exec 8>"$SPLIT_DIR/add.lock"
 command -v flock >/dev/null 2>&1 && flock 8
 
-split_start_myelin "$role" "${PORT:-0}"
+# The new process must not inherit the lock, or the next add waits for it
+# for as long as the process runs.
+split_start_myelin "$role" "${PORT:-0}" 8>&-
 split_wait_ready "$SPLIT_STARTED_NAME" "$SPLIT_STARTED_PID" "$SPLIT_STARTED_URL"
 echo "NAME=$SPLIT_STARTED_NAME"
 echo "PID=$SPLIT_STARTED_PID"

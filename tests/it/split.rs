@@ -325,7 +325,7 @@ impl Split {
     }
 
     /// SIGTERM, then waits until the process has exited.
-    async fn terminate(&self, name: &str, pid: u32) {
+    pub(crate) async fn terminate(&self, name: &str, pid: u32) {
         signal(name, pid, "TERM");
         self.wait_exit(name, pid).await;
     }

@@ -383,14 +383,34 @@ async fn split_federation_sender_killed_mid_stream_loses_nothing() {
     let sent: Vec<String> = (0..30).map(|n| format!("stream {n}")).collect();
     let senders = split.processes("FEDERATION_SENDER");
     assert_eq!(senders.len(), 2);
+    // Two thirds in, a second sender joins and takes a share of the
+    // partitions from the running one; later the first is stopped and the
+    // second takes them all, each while messages flow.
+    let database = split.database().await;
     let mut read_upto = String::new();
+    let mut first = None;
     for (n, body) in sent.iter().enumerate() {
         if n == 10 {
             for (name, _, pid) in &senders {
                 split.kill9(name, *pid).await;
             }
             mark_read(&alice, &room_id, &read_upto).await;
+            first = Some(split.add("federation-sender").await);
+        }
+        if n == 20 {
             split.add("federation-sender").await;
+            assert!(
+                wait_for_sender_holders(&database, 2).await,
+                "the partitions were not shared by two senders"
+            );
+        }
+        if n == 25 {
+            let first = first.take().expect("the first sender added");
+            split.terminate(&first.name, first.pid).await;
+            assert!(
+                wait_for_sender_holders(&database, 1).await,
+                "the partitions were not all taken by the sender left"
+            );
         }
         read_upto = alice.send_text(&room_id, body).await;
     }
@@ -410,6 +430,32 @@ async fn split_federation_sender_killed_mid_stream_loses_nothing() {
         "{}",
         synapse.log_tail()
     );
+}
+
+/// Waits up to 60 s until the sender partitions' leases (all of them) are
+/// held by `holders` database sessions, one per sender.
+async fn wait_for_sender_holders(database: &tokio_postgres::Client, holders: i64) -> bool {
+    // The senders' lease keys: "fs" and the partition (see the sender).
+    const FIRST_KEY: i64 = 0x6673_0000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let row = database
+            .query_one(
+                "SELECT COUNT(*), COUNT(DISTINCT pid) FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND classid = 0 AND objsubid = 1
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND objid::text::bigint BETWEEN $1 AND $1 + 63",
+                &[&FIRST_KEY],
+            )
+            .await
+            .expect("read the leases");
+        let (held, by): (i64, i64) = (row.get(0), row.get(1));
+        if held == 64 && by == holders {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    false
 }
 
 /// Syncs `reader` until a read receipt of `from` shows in the room, within
