@@ -311,6 +311,28 @@ async fn two_myelins_share_a_room_both_ways() {
         first.logs()
     );
 
+    // Catch-up: the second server is stopped while Alice talks on; once it
+    // is back, her sender delivers every message it missed, in order.
+    let mut second = second;
+    second.kill();
+    let missed: Vec<String> = (0..30).map(|n| format!("while away {n}")).collect();
+    for body in &missed {
+        alice.send_text(&room_id, body).await;
+    }
+    second.start_again().await;
+    assert!(
+        synapse::wait_for_message(&bob, &room_id, "while away 29").await,
+        "{}\n{}",
+        first.logs(),
+        second.logs()
+    );
+    let seen = synapse::bodies_in_order(&bob, &room_id, 60).await;
+    let caught_up: Vec<&String> = seen
+        .iter()
+        .filter(|body| body.starts_with("while away"))
+        .collect();
+    assert_eq!(caught_up, missed.iter().collect::<Vec<_>>(), "{seen:?}");
+
     // Bob leaves: the first server sees it and stops sending him the room.
     let left = bob.leave(&room_id).await;
     assert_eq!(left.status, 200, "{}", left.text);
