@@ -28,6 +28,10 @@ on both sides) and the client API on another port, and measures:
 
 Both servers run on SQLite with rate limits out of the way (as in run.py),
 Synapse's inbound federation limiter (`rc_federation`) too.
+
+The kind `synapse-to-myelin` pairs a Synapse A with a single-process Myelin
+B: what Myelin makes of Synapse's traffic, catch-up above all (Synapse sends
+only the newest missed event, and B fetches the rest itself).
 """
 
 from __future__ import annotations
@@ -203,14 +207,17 @@ class FederatingMyelinSplit(Federating, MyelinSplitServer):
 
 PAIRS = {"myelin": FederatingMyelin, "synapse": FederatingSynapse,
          "myelin-split": FederatingMyelinSplit}
+# Kinds whose two servers differ: A (the sender) first, then B.
+MIXED = {"synapse-to-myelin": (FederatingSynapse, FederatingMyelin)}
 
 
 def start_pair(args, kind: str, workdir: Path, certificate) -> tuple:
     servers = []
-    for name in ("a", "b"):
+    classes = MIXED.get(kind) or (PAIRS[kind], PAIRS[kind])
+    for name, server_class in zip(("a", "b"), classes):
         directory = workdir / name
         directory.mkdir()
-        server = PAIRS[kind](args, directory)
+        server = server_class(args, directory)
         server.setup_federation(certificate)
         ACTIVE.append(server)
         server.start()
@@ -472,7 +479,8 @@ ROWS = [
 
 
 def markdown(runs: list[dict], kinds: list[str]) -> str:
-    lines = ["| metric | " + " | ".join(kinds) + (" | myelin / synapse |" if len(kinds) == 2 else " |"),
+    ratio = f" | {kinds[0]} / {kinds[1]} |" if len(kinds) == 2 else " |"
+    lines = ["| metric | " + " | ".join(kinds) + ratio,
              "|---" * (len(kinds) + 1 + (len(kinds) == 2)) + "|"]
     for key, label in ROWS:
         values = []
@@ -513,15 +521,15 @@ def main() -> None:
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     for kind in kinds:
-        if kind not in PAIRS:
-            sys.exit(f"unknown kind {kind}: one of {', '.join(PAIRS)}")
+        if kind not in PAIRS and kind not in MIXED:
+            sys.exit(f"unknown kind {kind}: one of {', '.join([*PAIRS, *MIXED])}")
     scratch = Path(tempfile.mkdtemp(prefix="federation-bench-"))
     info = {"versions": versions(), "args": vars(args).copy()}
     if "myelin-split" in kinds:
         # The worker binaries sit beside the myelin binary of the build.
         args.split_bin_dir = str(Path(args.myelin_bin).parent)
         run.pin_split_binaries(args, scratch)
-    if "myelin" in kinds:
+    if "myelin" in kinds or "synapse-to-myelin" in kinds:
         info.update(pin_myelin(args, scratch))
 
     def stop_all(*_):

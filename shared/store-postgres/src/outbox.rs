@@ -288,28 +288,30 @@ impl OutboxStore for PostgresStore {
         now: i64,
         expires_at: i64,
     ) -> StoreResult<InboundTurn> {
-        // The turn is taken when the upsert returns a row; the kept
-        // answer comes in the same round trip.
-        let (taken, answer): (i64, Option<String>) = self
-            .query_opt(
-                "WITH turn AS (
-                     INSERT INTO inbound_turns (origin, holder, expires_at) VALUES ($1, $2, $5)
-                     ON CONFLICT (origin) DO UPDATE SET holder = excluded.holder,
-                         expires_at = excluded.expires_at
-                     WHERE inbound_turns.expires_at <= $4 OR inbound_turns.holder = EXCLUDED.holder
-                     RETURNING origin)
-                 SELECT (SELECT COUNT(*) FROM turn),
-                        (SELECT answer FROM inbound_answers WHERE origin = $1 AND txn_id = $3)",
-                &[&origin, &holder, &txn_id, &now, &expires_at],
-                |row| Ok((get(row, 0)?, get(row, 1)?)),
+        let taken = self
+            .execute(
+                "INSERT INTO inbound_turns (origin, holder, expires_at) VALUES ($1, $2, $4)
+                 ON CONFLICT (origin) DO UPDATE SET holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE inbound_turns.expires_at <= $3 OR inbound_turns.holder = EXCLUDED.holder",
+                &[&origin, &holder, &now, &expires_at],
             )
-            .await?
-            .unwrap_or((0, None));
-        Ok(if taken == 1 {
-            InboundTurn::Taken(answer)
-        } else {
-            InboundTurn::Busy
-        })
+            .await?;
+        if taken != 1 {
+            return Ok(InboundTurn::Busy);
+        }
+        // Read after the turn is taken, in a statement of its own: one
+        // snapshot with the claim could miss the answer the holder before
+        // committed while the claim waited for its row.
+        let answer = self
+            .query_opt(
+                "SELECT answer FROM inbound_answers
+                 WHERE origin = $1 AND txn_id = $2 AND answered_at >= $3",
+                &[&origin, &txn_id, &now.saturating_sub(ANSWERS_KEPT_MS)],
+                |row| get(row, 0),
+            )
+            .await?;
+        Ok(InboundTurn::Taken(answer))
     }
 
     async fn release_inbound_turn(

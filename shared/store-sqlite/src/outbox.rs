@@ -312,11 +312,15 @@ impl OutboxStore for SqliteStore {
             }
             let answer = tx
                 .prepare_cached(
-                    "SELECT answer FROM inbound_answers WHERE origin = ?1 AND txn_id = ?2",
+                    "SELECT answer FROM inbound_answers
+                     WHERE origin = ?1 AND txn_id = ?2 AND answered_at >= ?3",
                 )
                 .and_then(|mut statement| {
                     statement
-                        .query_row([&origin, &txn_id], |row| row.get(0))
+                        .query_row(
+                            params![origin, txn_id, now.saturating_sub(ANSWERS_KEPT_MS)],
+                            |row| row.get(0),
+                        )
                         .optional()
                 })
                 .map_err(map_error)?;

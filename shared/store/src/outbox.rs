@@ -130,7 +130,8 @@ pub trait OutboxStore: Send + Sync {
     /// until `expires_at` (ms): [`InboundTurn::Busy`] when another holder
     /// has it and it has not lapsed by `now`. The holder claiming again
     /// renews it. A turn taken tells the answer kept for the origin's
-    /// transaction `txn_id`, if it was answered before.
+    /// transaction `txn_id`, if it was answered in the [`ANSWERS_KEPT_MS`]
+    /// before `now`.
     async fn claim_inbound_turn(
         &self,
         origin: &str,
@@ -153,7 +154,7 @@ pub trait OutboxStore: Send + Sync {
 
 /// The streams of local users' changes that the senders read from cursors
 /// of their own, so that a change made while no sender ran is still sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EduStream {
     DeviceLists,
     Receipts,

@@ -7,6 +7,7 @@
 //! (`/state_ids`), and the part older than that is left out.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
 
 use myelin_bus::messages::{RemoteEvent, RemoteEventKind, RemoteEvents};
 use myelin_federation::history::RemoteRoom;
@@ -23,7 +24,14 @@ use crate::transactions::{MAX_PDUS, MISSING_PREV_EVENTS};
 const GAP_EVENTS: usize = 10_000;
 /// The most bytes of event JSON held for them: a gap of large events
 /// stops sooner.
-const GAP_BYTES: usize = 32 * 1024 * 1024;
+const GAP_BYTES: usize = 16 * 1024 * 1024;
+/// How long one walk back may fetch: what it has then is handed over, so
+/// the transaction is answered before its sender gives up on it (and
+/// retries it, walking the same way again).
+const GAP_WALK_FOR: Duration = Duration::from_secs(30);
+/// Walks back one replica makes at once, whatever the origins: what they
+/// hold in memory is bounded for the process.
+pub(crate) const GAP_WALKS_AT_ONCE: usize = 4;
 /// Events asked for per `/get_missing_events` round (servers may answer
 /// with fewer), and the most events a round walks back from.
 const GAP_ROUND: u16 = 100;
@@ -102,8 +110,10 @@ impl FederationApi {
             room_id,
             version,
         };
-        walk.fill(&checked.event_id, checked.pdu.depth, budget)
-            .await;
+        if let Ok(_walking) = self.gap_walks.acquire().await {
+            walk.fill(&checked.event_id, checked.pdu.depth, budget)
+                .await;
+        }
         let second = self.hand_over(origin, room_id, event, None).await;
         let Err(error) = &second else {
             return second;
@@ -126,34 +136,48 @@ struct GapWalk<'a> {
 impl GapWalk<'_> {
     /// Asks the origin for the events between the room's forward
     /// extremities and `event_id`, round after round back from the oldest
-    /// fetched, until they join what is here or the budget is spent, and
-    /// hands them over, oldest first; what cannot be used is left out.
+    /// fetched, until they join what is here, the budget is spent or
+    /// [`GAP_WALK_FOR`] has passed, and hands them over, oldest first, in
+    /// batches as a transaction's PDUs are; what cannot be used is left
+    /// out.
     async fn fill(&self, event_id: &str, depth: i64, budget: &mut GapBudget) {
         let fetched = self.fetch(event_id, depth, budget).await;
         let mut events: Vec<GapEvent> = fetched.into_values().collect();
         events.sort_by(|a, b| (a.depth, &a.event_id).cmp(&(b.depth, &b.event_id)));
-        let mut events = events.into_iter();
-        // The oldest fetched may still miss its own prevs (a longer gap):
-        // its state is asked for, and the rest build on it.
-        if let Some(oldest) = events.next() {
-            let event = (oldest.event_id.as_str(), oldest.json.as_str());
-            let mut outcome = self
-                .api
-                .hand_over(self.origin, self.room_id, event, None)
-                .await;
-            if matches!(&outcome, Err(error) if error.errcode == MISSING_PREV_EVENTS)
-                && let Some(with_state) = self.hand_over_with_state(event).await
-            {
-                outcome = with_state;
+        // The walk may have stopped short of what is here (a longer gap):
+        // the first event refused for missing prevs has the state before it
+        // asked for, once, and the events refused beside it are handed
+        // over again on top of it.
+        let mut state_asked = false;
+        for batch in events.chunks(MAX_PDUS) {
+            let batch: Vec<&GapEvent> = batch.iter().collect();
+            let missing = self.hand_over_batch(&batch).await;
+            let Some((first, rest)) = missing.split_first() else {
+                continue;
+            };
+            if state_asked {
+                self.note_not_taken(&missing);
+                continue;
             }
-            if let Err(error) = outcome {
-                tracing::info!(event_id = %oldest.event_id, error = %error.error, "a missing event was not taken");
+            state_asked = true;
+            let event = (first.event_id.as_str(), first.json.as_str());
+            match self.hand_over_with_state(event).await {
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    tracing::info!(event_id = %first.event_id, error = %error.error, "a missing event was not taken");
+                }
+                None => self.note_not_taken(&[first]),
+            }
+            if !rest.is_empty() {
+                let still = self.hand_over_batch(rest).await;
+                self.note_not_taken(&still);
             }
         }
-        // The rest in batches, as a transaction's PDUs are.
-        let rest: Vec<GapEvent> = events.collect();
-        for batch in rest.chunks(MAX_PDUS) {
-            self.hand_over_batch(batch).await;
+    }
+
+    fn note_not_taken(&self, events: &[&GapEvent]) {
+        for event in events {
+            tracing::info!(event_id = %event.event_id, "a missing event was not taken: its prev_events are not here");
         }
     }
 
@@ -185,7 +209,8 @@ impl GapWalk<'_> {
         let min_depth = ruma::UInt::try_from(depth.saturating_sub(GAP_EVENTS as i64).max(0))
             .unwrap_or_default();
         let mut from = vec![latest];
-        while !from.is_empty() && !budget.spent() {
+        let deadline = Instant::now() + GAP_WALK_FOR;
+        while !from.is_empty() && !budget.spent() && Instant::now() < deadline {
             let mut request =
                 get_missing_events::v1::Request::new(room.clone(), earliest.clone(), from);
             request.limit = ruma::UInt::from(GAP_ROUND);
@@ -259,8 +284,9 @@ impl GapWalk<'_> {
             .collect())
     }
 
-    /// Hands fetched events to the room's writer in one request.
-    async fn hand_over_batch(&self, batch: &[GapEvent]) {
+    /// Hands fetched events to the room's writer in one request; answers
+    /// those refused because their prev_events are not here.
+    async fn hand_over_batch<'e>(&self, batch: &[&'e GapEvent]) -> Vec<&'e GapEvent> {
         let events = batch
             .iter()
             .map(|event| RemoteEvent {
@@ -281,18 +307,29 @@ impl GapWalk<'_> {
             },
         )
         .await;
-        match answered {
-            Ok(outcomes) => {
-                for outcome in outcomes {
-                    if let Some(refused) = outcome.refused {
-                        tracing::info!(event_id = %outcome.event_id, error = %refused.error, "a missing event was not taken");
-                    }
-                }
-            }
+        let outcomes = match answered {
+            Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::info!(room_id = %self.room_id, error = %error.error, "missing events were not taken");
+                return Vec::new();
+            }
+        };
+        let mut missing = Vec::new();
+        for outcome in outcomes {
+            let Some(refused) = outcome.refused else {
+                continue;
+            };
+            if refused.errcode == MISSING_PREV_EVENTS
+                && let Some(event) = batch
+                    .iter()
+                    .find(|event| event.event_id == outcome.event_id)
+            {
+                missing.push(*event);
+            } else {
+                tracing::info!(event_id = %outcome.event_id, error = %refused.error, "a missing event was not taken");
             }
         }
+        missing
     }
 
     /// Hands over an event whose prev_events cannot be had with the state

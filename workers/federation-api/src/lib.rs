@@ -33,6 +33,8 @@ pub struct FederationApi {
     instance_id: String,
     /// The servers lately announced as up.
     seen: Arc<seen::SeenServers>,
+    /// Turns at walking back through a gap (see `gaps`).
+    gap_walks: tokio::sync::Semaphore,
     store: Arc<dyn Store>,
     server_key: Arc<ServerKey>,
     server_keys: Arc<KeyRing>,
@@ -46,6 +48,7 @@ pub fn role(deps: &Deps) -> Arc<FederationApi> {
         in_flight: Default::default(),
         instance_id: ruma::TransactionId::new().to_string(),
         seen: Arc::new(seen::SeenServers::new(Arc::clone(&deps.bus))),
+        gap_walks: tokio::sync::Semaphore::new(gaps::GAP_WALKS_AT_ONCE),
         store: Arc::clone(&deps.store),
         server_key: Arc::clone(&deps.server_key),
         server_keys: Arc::clone(&deps.server_keys),

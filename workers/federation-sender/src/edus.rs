@@ -20,6 +20,9 @@ const MAX_DELETED_REMEMBERED: usize = 10_000;
 /// Positions of a stream read past the cursors in one pass: as many
 /// device-list users or receipts at most.
 const MAX_STREAM_WINDOW: usize = 10_000;
+/// A window of a stream that could not all be queued is tried again after
+/// this long.
+const STREAM_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether an EDU still means something after an outage. A typing notice
 /// or a presence update is old news by then, so a destination being
@@ -232,11 +235,18 @@ impl FederationSender {
         let Some(from) = cursors.iter().map(|(_, _, cursor)| *cursor).min() else {
             return Ok(());
         };
+        if self.stream_held_off(stream) {
+            return Ok(());
+        }
         let window = i64::try_from(MAX_STREAM_WINDOW).unwrap_or(i64::MAX);
         let upto = StreamPosition(newest.0.min(from.0.saturating_add(window)));
-        if !queue(from, upto).await? {
-            // The cursors stay: the next pass tries again.
-            return Ok(());
+        let queued = queue(from, upto).await;
+        if !matches!(queued, Ok(true)) {
+            // The cursors stay, and the window waits a while: what was
+            // queued of it wakes the next pass, which would queue it all
+            // again at once.
+            self.hold_off_stream(stream);
+            return queued.map(|_| ());
         }
         for (partition, fence, _) in cursors.into_iter().filter(|(_, _, cursor)| *cursor < upto) {
             match self
@@ -261,6 +271,26 @@ impl FederationSender {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Whether a stream's window failed lately and waits to be tried again.
+    fn stream_held_off(&self, stream: EduStream) -> bool {
+        self.streams_held_off()
+            .get(&stream)
+            .is_some_and(|until| std::time::Instant::now() < *until)
+    }
+
+    fn hold_off_stream(&self, stream: EduStream) {
+        self.streams_held_off()
+            .insert(stream, std::time::Instant::now() + STREAM_RETRY_AFTER);
+    }
+
+    fn streams_held_off(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<EduStream, std::time::Instant>> {
+        self.streams_held_off
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A local user's devices or keys changed: every server sharing a room

@@ -46,6 +46,8 @@ pub struct FederationSender {
     servers_at: Mutex<HashMap<String, Arc<BTreeSet<String>>>>,
     /// Devices each local user deleted lately, as the bus told.
     deleted_devices: Mutex<HashMap<String, Vec<String>>>,
+    /// Streams whose window could not all be queued, until when they wait.
+    streams_held_off: Mutex<HashMap<EduStream, std::time::Instant>>,
     transactions: prometheus::IntCounterVec,
 }
 
@@ -95,6 +97,7 @@ pub fn role(deps: &Deps) -> Arc<FederationSender> {
         waiting: Mutex::new(HashMap::new()),
         servers_at: Mutex::new(HashMap::new()),
         deleted_devices: Mutex::new(HashMap::new()),
+        streams_held_off: Mutex::new(HashMap::new()),
         transactions: myelin_process::labelled_counter(
             &deps.registry,
             "myelin_federation_transactions_total",
