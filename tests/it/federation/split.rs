@@ -6,9 +6,10 @@
 use serde_json::json;
 
 use super::synapse::{
-    Synapse, bodies_in_order, check_backfill, check_directories, check_moderation, fetch_media,
-    knock_room, knock_via, mark_read, page_back_all, room_joined_over_federation,
-    wait_for_device_change, wait_for_invite, wait_for_membership, wait_for_message,
+    Synapse, bodies_in_order, check_backfill, check_directories, check_moderation,
+    ephemeral_events, fetch_media, knock_room, knock_via, mark_read, page_back_all,
+    room_joined_over_federation, wait_for_device_change, wait_for_invite, wait_for_membership,
+    wait_for_message,
 };
 use super::{
     Certificates, LOOPBACK_FEDERATION, check_remote_keys, displayname_seen, federating_myelin,
@@ -466,10 +467,7 @@ async fn wait_for_receipt(reader: &Client, room_id: &str, from: &str) -> bool {
     while std::time::Instant::now() < deadline {
         let synced = reader.sync(since.as_deref(), 1000).await;
         since = synced["next_batch"].as_str().map(str::to_owned);
-        let ephemeral = synced["rooms"]["join"][room_id]["ephemeral"]["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let ephemeral = ephemeral_events(&synced, room_id);
         let read = ephemeral.iter().any(|event| {
             event["type"] == "m.receipt"
                 && event["content"].as_object().is_some_and(|by_event| {

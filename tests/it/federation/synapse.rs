@@ -1756,6 +1756,14 @@ async fn other_servers_media_expires_after_its_lifetime() {
     }
 }
 
+/// The ephemeral events a sync gave for the room (none when it gave none).
+pub(crate) fn ephemeral_events(synced: &Value, room_id: &str) -> Vec<Value> {
+    synced["rooms"]["join"][room_id]["ephemeral"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Syncs `reader` until `from`'s typing notice and read receipt for
 /// `event_id` show in the room, a to-device `org.example.note` arrived and
 /// `from`'s presence is known; which of the four did, within 30 s.
@@ -1771,10 +1779,7 @@ async fn wait_for_edus(
     while Instant::now() < deadline && !(typing && receipt && to_device && presence) {
         let synced = reader.sync(since.as_deref(), 1000).await;
         since = synced["next_batch"].as_str().map(str::to_owned);
-        let ephemeral = synced["rooms"]["join"][room_id]["ephemeral"]["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let ephemeral = ephemeral_events(&synced, room_id);
         for event in &ephemeral {
             if event["type"] == "m.typing"
                 && event["content"]["user_ids"]

@@ -49,13 +49,15 @@ impl FederationSender {
             .is_some_and(|(_, server)| server == self.config.server_name)
     }
 
-    /// Queues `edu` for every other server in the room this replica holds.
-    async fn queue_for_room(&self, room_id: &str, edu: Value, kind: EduKind) {
+    /// Queues `edu` for every other server in the room this replica holds;
+    /// `false` when it could not be queued.
+    async fn queue_for_room(&self, room_id: &str, edu: Value, kind: EduKind) -> bool {
         match self.servers_in_room(room_id).await {
-            Ok(servers) => {
-                self.queue_for_servers(servers, edu, kind).await;
+            Ok(servers) => self.queue_for_servers(servers, edu, kind).await,
+            Err(error) => {
+                tracing::warn!(%error, %room_id, "cannot find the servers of a room");
+                false
             }
-            Err(error) => tracing::warn!(%error, %room_id, "cannot find the servers of a room"),
         }
     }
 
@@ -160,13 +162,8 @@ impl FederationSender {
                 }
             },
         });
-        match self.servers_in_room(&receipt.room_id).await {
-            Ok(servers) => self.queue_for_servers(servers, edu, EduKind::Lasting).await,
-            Err(error) => {
-                tracing::warn!(%error, room_id = %receipt.room_id, "cannot find the servers of a room");
-                false
-            }
-        }
+        self.queue_for_room(&receipt.room_id, edu, EduKind::Lasting)
+            .await
     }
 
     /// A device-list bell: devices it says were deleted are remembered (an
