@@ -4,6 +4,7 @@
 //! Synapse as the peer. Every request between them is signed with
 //! `X-Matrix` and checked with keys fetched from the other server.
 
+mod device_lists;
 pub(crate) mod rooms;
 pub(crate) mod signing;
 mod split;

@@ -9,6 +9,7 @@ pub mod history;
 pub mod key_document;
 mod keyring;
 pub mod pdu_check;
+pub mod remote_devices;
 pub mod room_head;
 pub mod server_acl;
 pub mod user_keys;

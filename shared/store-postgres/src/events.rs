@@ -156,6 +156,12 @@ fn queue_event<'a>(pipeline: &mut Pipeline<'a>, event: &'a PersistEvent) -> Slot
             params![user_id, &event.room_id],
         );
     }
+    for member in event.members_no_longer_joined() {
+        pipeline.push(
+            crate::keys::forget_unshared_device_lists(),
+            params![&event.room_id, member],
+        );
+    }
     pipeline.push(
         "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
         params![&event.room_id, &event.prev_events],

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use myelin_store::{
     ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
-    KeyStore, StoreError, StoreResult, UploadedKey,
+    KeyStore, RemoteDeviceList, StoreError, StoreResult, UploadedKey,
 };
 use myelin_types::StreamPosition;
 
@@ -244,6 +244,108 @@ impl DeviceListStore for PostgresStore {
     async fn max_device_list_position(&self) -> StoreResult<StreamPosition> {
         counter_position(self, DEVICE_LISTS).await
     }
+
+    async fn remote_device_lists(&self, user_ids: &[String]) -> StoreResult<Vec<RemoteDeviceList>> {
+        self.query(
+            "SELECT user_id, stream_id, list_json FROM remote_device_lists
+             WHERE user_id = ANY($1)",
+            &[&user_ids],
+            |row| {
+                Ok(RemoteDeviceList {
+                    user_id: get(row, 0)?,
+                    stream_id: get(row, 1)?,
+                    list_json: get(row, 2)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn keep_remote_device_list(&self, list: &RemoteDeviceList) -> StoreResult<bool> {
+        let kept = self
+            .execute(
+                &format!(
+                    "INSERT INTO remote_device_lists (user_id, stream_id, list_json)
+                     SELECT $1, $2, $3 WHERE {}
+                     ON CONFLICT (user_id) DO UPDATE SET
+                         stream_id = EXCLUDED.stream_id, list_json = EXCLUDED.list_json
+                     WHERE remote_device_lists.stream_id <= EXCLUDED.stream_id",
+                    shares_a_room("$1")
+                ),
+                &[&list.user_id, &list.stream_id, &list.list_json],
+            )
+            .await?;
+        Ok(kept == 1)
+    }
+
+    async fn advance_remote_device_list(
+        &self,
+        list: &RemoteDeviceList,
+        prev_stream_id: i64,
+    ) -> StoreResult<bool> {
+        let replaced = self
+            .execute(
+                "UPDATE remote_device_lists SET stream_id = $2, list_json = $3
+                 WHERE user_id = $1 AND stream_id = $4",
+                &[
+                    &list.user_id,
+                    &list.stream_id,
+                    &list.list_json,
+                    &prev_stream_id,
+                ],
+            )
+            .await?;
+        Ok(replaced == 1)
+    }
+
+    async fn forget_remote_device_list(&self, user_id: &str) -> StoreResult<()> {
+        self.execute(
+            "DELETE FROM remote_device_lists WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn shares_room_with_local_user(&self, user_id: &str) -> StoreResult<bool> {
+        let shares = self
+            .query_opt(
+                &format!("SELECT 1 WHERE {}", shares_a_room("$1")),
+                &[&user_id],
+                |_| Ok(()),
+            )
+            .await?;
+        Ok(shares.is_some())
+    }
+}
+
+/// Whether the user `user` (a column or a parameter) is joined to a room a
+/// local user (an account here) is joined to.
+fn shares_a_room(user: &str) -> String {
+    format!(
+        "EXISTS (
+            SELECT 1 FROM current_state theirs
+            JOIN current_state ours ON ours.room_id = theirs.room_id
+                AND ours.event_type = 'm.room.member' AND ours.membership = 'join'
+            JOIN users ON users.user_id = ours.state_key
+            WHERE theirs.state_key = {user} AND theirs.event_type = 'm.room.member'
+                AND theirs.membership = 'join')"
+    )
+}
+
+/// Run after `$2`'s membership of room `$1` stopped being a join: drops the
+/// kept device lists of those who no longer share a room with a local
+/// user. That is `$2` if they are another server's, else anyone joined to
+/// the room.
+pub(crate) fn forget_unshared_device_lists() -> String {
+    format!(
+        "DELETE FROM remote_device_lists kept
+         WHERE (kept.user_id = $2 OR (EXISTS (SELECT 1 FROM users WHERE user_id = $2)
+             AND kept.user_id IN (SELECT state_key FROM current_state WHERE room_id = $1
+                 AND event_type = 'm.room.member' AND membership = 'join')))
+         AND NOT {}",
+        shares_a_room("kept.user_id")
+    )
 }
 
 #[async_trait]

@@ -147,6 +147,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         35,
         include_str!("../../../migrations/postgres/0035_receipt_cursors.sql"),
     ),
+    (
+        36,
+        include_str!("../../../migrations/postgres/0036_remote_device_lists.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

@@ -142,6 +142,9 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
             .and_then(|mut statement| statement.execute([user_id, &event.room_id]))
             .map_err(map_error)?;
     }
+    for member in event.members_no_longer_joined() {
+        crate::keys::forget_unshared_device_lists(tx, &event.room_id, member)?;
+    }
     for prev in &event.prev_events {
         tx.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")
             .and_then(|mut statement| statement.execute([&event.room_id, prev]))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use myelin_store::{
     ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
-    KeyStore, StoreError, StoreResult, UploadedKey,
+    KeyStore, RemoteDeviceList, StoreError, StoreResult, UploadedKey,
 };
 use myelin_types::StreamPosition;
 use rusqlite::{OptionalExtension, params};
@@ -279,6 +279,131 @@ impl DeviceListStore for SqliteStore {
             .await
             .map(StreamPosition)
     }
+
+    async fn remote_device_lists(&self, user_ids: &[String]) -> StoreResult<Vec<RemoteDeviceList>> {
+        let user_ids = user_ids.to_vec();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT user_id, stream_id, list_json FROM remote_device_lists WHERE user_id = ?1",
+            )?;
+            let mut lists = Vec::new();
+            for user_id in &user_ids {
+                let list = statement
+                    .query_row([user_id], |row| {
+                        Ok(RemoteDeviceList {
+                            user_id: row.get(0)?,
+                            stream_id: row.get(1)?,
+                            list_json: row.get(2)?,
+                        })
+                    })
+                    .optional()?;
+                lists.extend(list);
+            }
+            Ok(lists)
+        })
+        .await
+    }
+
+    async fn keep_remote_device_list(&self, list: &RemoteDeviceList) -> StoreResult<bool> {
+        let list = list.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(&format!(
+                "INSERT INTO remote_device_lists (user_id, stream_id, list_json)
+                 SELECT ?1, ?2, ?3 WHERE {}
+                 ON CONFLICT (user_id) DO UPDATE SET
+                     stream_id = excluded.stream_id, list_json = excluded.list_json
+                 WHERE remote_device_lists.stream_id <= excluded.stream_id",
+                shares_a_room("?1")
+            ))
+            .and_then(|mut statement| {
+                statement.execute(params![list.user_id, list.stream_id, list.list_json])
+            })
+            .map(|kept| kept == 1)
+            .map_err(map_error)
+        })
+        .await
+    }
+
+    async fn advance_remote_device_list(
+        &self,
+        list: &RemoteDeviceList,
+        prev_stream_id: i64,
+    ) -> StoreResult<bool> {
+        let list = list.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE remote_device_lists SET stream_id = ?2, list_json = ?3
+                 WHERE user_id = ?1 AND stream_id = ?4",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    list.user_id,
+                    list.stream_id,
+                    list.list_json,
+                    prev_stream_id
+                ])
+            })
+            .map(|replaced| replaced == 1)
+            .map_err(map_error)
+        })
+        .await
+    }
+
+    async fn forget_remote_device_list(&self, user_id: &str) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM remote_device_lists WHERE user_id = ?1")
+                .and_then(|mut statement| statement.execute([user_id]))
+                .map(|_| ())
+                .map_err(map_error)
+        })
+        .await
+    }
+
+    async fn shares_room_with_local_user(&self, user_id: &str) -> StoreResult<bool> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {}", shares_a_room("?1")))?
+                .query_row([user_id], |row| row.get(0))
+        })
+        .await
+    }
+}
+
+/// Whether the user `user` (a column or a parameter) is joined to a room a
+/// local user (an account here) is joined to.
+fn shares_a_room(user: &str) -> String {
+    format!(
+        "EXISTS (
+            SELECT 1 FROM current_state theirs
+            JOIN current_state ours ON ours.room_id = theirs.room_id
+                AND ours.event_type = 'm.room.member' AND ours.membership = 'join'
+            JOIN users ON users.user_id = ours.state_key
+            WHERE theirs.state_key = {user} AND theirs.event_type = 'm.room.member'
+                AND theirs.membership = 'join')"
+    )
+}
+
+/// Run in `tx` after `member`'s membership of `room_id` stopped being a
+/// join: drops the kept device lists of those who no longer share a room
+/// with a local user. That is `member` if they are another server's, else
+/// anyone joined to the room.
+pub(crate) fn forget_unshared_device_lists(
+    tx: &rusqlite::Transaction<'_>,
+    room_id: &str,
+    member: &str,
+) -> StoreResult<()> {
+    tx.prepare_cached(&format!(
+        "DELETE FROM remote_device_lists
+         WHERE (user_id = ?2 OR (EXISTS (SELECT 1 FROM users WHERE user_id = ?2)
+             AND user_id IN (SELECT state_key FROM current_state WHERE room_id = ?1
+                 AND event_type = 'm.room.member' AND membership = 'join')))
+         AND NOT {}",
+        shares_a_room("remote_device_lists.user_id")
+    ))
+    .and_then(|mut statement| statement.execute([room_id, member]))
+    .map(|_| ())
+    .map_err(map_error)
 }
 
 #[async_trait]

@@ -144,6 +144,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         35,
         include_str!("../../../migrations/sqlite/0035_receipt_cursors.sql"),
     ),
+    (
+        36,
+        include_str!("../../../migrations/sqlite/0036_remote_device_lists.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

@@ -56,6 +56,31 @@ pub struct PersistEvent {
     pub resolved_state: Option<Vec<crate::CurrentStateChange>>,
 }
 
+impl PersistEvent {
+    /// The users whose membership of the room this event's write leaves as
+    /// something other than a join (a leave, kick, ban or invite).
+    pub fn members_no_longer_joined(&self) -> Vec<&str> {
+        let not_joined = |membership: &Option<String>| {
+            membership
+                .as_deref()
+                .is_some_and(|membership| membership != "join")
+        };
+        match &self.resolved_state {
+            Some(changes) => changes
+                .iter()
+                .filter(|change| {
+                    change.entry.event_type == "m.room.member" && not_joined(&change.membership)
+                })
+                .map(|change| change.entry.state_key.as_str())
+                .collect(),
+            None if self.event_type == "m.room.member" && not_joined(&self.membership) => {
+                self.state_key.as_deref().into_iter().collect()
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PersistOutcome {
     Persisted(StreamPosition),

@@ -109,6 +109,43 @@ pub trait DeviceListStore: Send + Sync {
     /// Notes that another server's user's devices or keys changed (it said
     /// so), so local users sharing a room learn to ask again.
     async fn note_remote_device_list_change(&self, user_id: &str) -> StoreResult<()>;
+
+    /// The kept device lists of those of `user_ids` that have one.
+    async fn remote_device_lists(&self, user_ids: &[String]) -> StoreResult<Vec<RemoteDeviceList>>;
+
+    /// Keeps a list fetched whole from the user's server, unless a list
+    /// further on in that server's stream is kept, or the user shares no
+    /// room with a user of this server (an account here): nothing would
+    /// tell us of their changes. Whether it was kept.
+    async fn keep_remote_device_list(&self, list: &RemoteDeviceList) -> StoreResult<bool>;
+
+    /// Replaces the kept list with `list` only if it still stands at
+    /// `prev_stream_id`: an update applied to a list nobody replaced in
+    /// between. Whether it was replaced.
+    async fn advance_remote_device_list(
+        &self,
+        list: &RemoteDeviceList,
+        prev_stream_id: i64,
+    ) -> StoreResult<bool>;
+
+    /// Drops a kept list (an update showed it is behind).
+    async fn forget_remote_device_list(&self, user_id: &str) -> StoreResult<()>;
+
+    /// Whether the user is joined to a room a user of this server (an
+    /// account here) is joined to.
+    async fn shares_room_with_local_user(&self, user_id: &str) -> StoreResult<bool>;
+}
+
+/// Another server's user's device list as kept here: the JSON the
+/// federation layer writes, at `stream_id` in their server's device-list
+/// stream. A membership change that leaves the user sharing no room with
+/// a user of this server drops it, in the same transaction: while nothing
+/// is shared their server stops telling us of changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteDeviceList {
+    pub user_id: String,
+    pub stream_id: i64,
+    pub list_json: String,
 }
 
 /// A signature uploaded for someone's key: `target_key_id` is a device ID

@@ -46,7 +46,7 @@ pub use filters::FilterStore;
 pub use key_backup::{BackupKey, BackupScope, BackupVersion, KeyBackupStore};
 pub use keys::{
     ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
-    KeyStore, UploadedKey,
+    KeyStore, RemoteDeviceList, UploadedKey,
 };
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};

@@ -42,6 +42,11 @@ impl Peer {
         }
     }
 
+    /// This server's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A request signed as this server; the body in canonical form.
     pub(crate) async fn request(
         &self,
@@ -134,7 +139,7 @@ impl Peer {
     }
 
     /// Joins `user_id` to `room_id` through `make_join` and `send_join`.
-    async fn join(&self, room_id: &str, user_id: &str) -> Joined {
+    pub(crate) async fn join(&self, room_id: &str, user_id: &str) -> Joined {
         let (rules, template) = self.make_join(room_id, user_id).await;
         let (join_id, join) = self.sign(&rules, template.clone());
         let (status, joined) = self.send_join(room_id, &join_id, &join).await;

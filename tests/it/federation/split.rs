@@ -88,7 +88,7 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     )
     .await;
     let mut single = federating_myelin(&certificates).await;
-    let synapse = Synapse::start(&certificates).await;
+    let mut synapse = Synapse::start(&certificates).await;
 
     let anonymous = split.client();
     let alice = user_with_name(&anonymous.url(""), "alice", "Alice").await;
@@ -334,6 +334,40 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
         .expect("give the turn back");
     let (status, body) = peer.send("after-the-turn", &[]).await;
     assert_eq!(status, 200, "{body}");
+
+    // Device lists of the single server's users, kept by the split
+    // server: updates through the federation-api replicas follow their
+    // chain, and a gap has the list fetched whole again.
+    let dana_room = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let dana = super::device_lists::dana_joins(&peer, &alice, &dana_room).await;
+    let at: i64 = database
+        .query_one(
+            "SELECT stream_id FROM remote_device_lists WHERE user_id = $1",
+            &[&dana],
+        )
+        .await
+        .expect("Dana's list is kept")
+        .get(0);
+    super::device_lists::check_device_list_chain(&peer, &alice, &dana, at).await;
+
+    // Synapse goes down: Alice's client still gets Sam's devices' keys,
+    // from the list the split server keeps, and no failure.
+    let before = super::device_lists::keys_of(&alice, &sam.user_id).await;
+    let devices = super::device_lists::devices_in(&before, &sam.user_id);
+    assert!(!devices.is_empty(), "{before}");
+    synapse.kill().await;
+    let after = super::device_lists::keys_of(&alice, &sam.user_id).await;
+    assert_eq!(
+        super::device_lists::devices_in(&after, &sam.user_id),
+        devices,
+        "{after}"
+    );
+    assert!(
+        after["failures"]
+            .as_object()
+            .is_none_or(|failures| failures.is_empty()),
+        "{after}"
+    );
 
     // Forged and broken requests through traefik and the gateway.
     crate::security::federation::check_forged_requests(

@@ -1290,7 +1290,7 @@ async fn wait_for_own_ban(user: &Client, room_id: &str) -> bool {
 }
 
 /// `joiner` joins `room_id` through `server` (Synapse asks for one).
-async fn join_via(joiner: &Client, room_id: &str, server: &str) -> crate::client::Reply {
+pub(crate) async fn join_via(joiner: &Client, room_id: &str, server: &str) -> crate::client::Reply {
     joiner
         .post(
             &format!(

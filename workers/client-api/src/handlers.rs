@@ -23,6 +23,7 @@ pub(crate) mod push_rules;
 pub(crate) mod pushers;
 pub(crate) mod receipts;
 pub(crate) mod relations;
+mod remote_devices;
 pub(crate) mod remote_join;
 pub(crate) mod report;
 pub(crate) mod room;

@@ -1,7 +1,10 @@
-//! EDUs of a transaction: typing notices, read receipts, presence and
-//! to-device messages of the sending server's users, each into its stream
-//! as a local one would go. An EDU that does not check out is dropped
-//! alone; the rest of the transaction goes on.
+//! EDUs of a transaction: typing notices, read receipts, presence,
+//! to-device messages and device-list changes (see `device_lists`) of the
+//! sending server's users, each into its stream as a local one would go.
+//! An EDU that does not check out is dropped alone; the rest of the
+//! transaction goes on.
+
+use std::sync::Arc;
 
 use myelin_bus::topics::{self, PresenceChanged, ReceiptChanged, TypingChanged};
 use myelin_store::{NewReceipt, PresenceUpdate, ToDeviceSend};
@@ -37,12 +40,6 @@ fn parse<T: serde::de::DeserializeOwned>(content: &RawValue) -> Result<T, String
     serde_json::from_str(content.get()).map_err(|error| format!("unreadable EDU content: {error}"))
 }
 
-/// The user an `m.device_list_update` or `m.signing_key_update` is about.
-#[derive(Deserialize)]
-struct DeviceListNotice {
-    user_id: OwnedUserId,
-}
-
 /// `m.presence`, read leniently: servers leave out `last_active_ago`.
 #[derive(Deserialize)]
 struct RemotePresence {
@@ -60,7 +57,7 @@ struct RemotePresenceUpdate {
 }
 
 impl FederationApi {
-    pub(crate) async fn accept_edus(&self, origin: &ServerName, edus: &[Raw<Edu>]) {
+    pub(crate) async fn accept_edus(self: &Arc<Self>, origin: &ServerName, edus: &[Raw<Edu>]) {
         for raw in edus {
             let outcome = match serde_json::from_str::<RawEdu>(raw.json().get()) {
                 Ok(edu) => self.accept_edu(origin, edu).await,
@@ -72,15 +69,17 @@ impl FederationApi {
         }
     }
 
-    async fn accept_edu(&self, origin: &ServerName, edu: RawEdu) -> Result<(), String> {
+    async fn accept_edu(self: &Arc<Self>, origin: &ServerName, edu: RawEdu) -> Result<(), String> {
         let content = &edu.content;
         match edu.edu_type.as_str() {
             "m.typing" => self.typing_edu(origin, parse(content)?).await,
             "m.receipt" => self.receipt_edu(origin, parse(content)?).await,
             "m.presence" => self.presence_edu(origin, parse(content)?).await,
             "m.direct_to_device" => self.to_device_edu(origin, parse(content)?).await,
-            "m.device_list_update" | "m.signing_key_update" => {
-                self.device_list_edu(origin, parse(content)?).await
+            "m.device_list_update" => self.device_list_edu(origin, content).await,
+            // Servers send both names while the unprefixed one spreads.
+            "m.signing_key_update" | "org.matrix.signing_key_update" => {
+                self.signing_key_edu(origin, parse(content)?).await
             }
             _ => Ok(()),
         }
@@ -215,31 +214,6 @@ impl FederationApi {
             }
         }
         Ok(())
-    }
-
-    /// A user of the origin changed devices or keys: local users sharing
-    /// a room with them see it in their sync's `device_lists.changed` and
-    /// ask for the keys again (over federation).
-    async fn device_list_edu(
-        &self,
-        origin: &ServerName,
-        update: DeviceListNotice,
-    ) -> Result<(), String> {
-        if update.user_id.server_name() != origin {
-            return Err("a device list update for a user not of the origin".to_owned());
-        }
-        self.store
-            .note_remote_device_list_change(update.user_id.as_str())
-            .await
-            .map_err(|error| error.to_string())?;
-        let change = topics::DeviceListChanged {
-            user_id: update.user_id.to_string(),
-            deleted_devices: Vec::new(),
-        };
-        topics::DEVICE_LISTS
-            .announce(self.bus.as_ref(), &change)
-            .await
-            .map_err(|error| error.to_string())
     }
 
     async fn to_device_edu(

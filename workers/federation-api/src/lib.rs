@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod device_lists;
 mod edus;
 mod events;
 mod gaps;
@@ -35,6 +36,8 @@ pub struct FederationApi {
     seen: Arc<seen::SeenServers>,
     /// Turns at walking back through a gap (see `gaps`).
     gap_walks: tokio::sync::Semaphore,
+    /// Other servers' users' device lists being fetched whole.
+    resyncs: device_lists::Resyncs,
     store: Arc<dyn Store>,
     server_key: Arc<ServerKey>,
     server_keys: Arc<KeyRing>,
@@ -49,6 +52,7 @@ pub fn role(deps: &Deps) -> Arc<FederationApi> {
         instance_id: ruma::TransactionId::new().to_string(),
         seen: Arc::new(seen::SeenServers::new(Arc::clone(&deps.bus))),
         gap_walks: tokio::sync::Semaphore::new(gaps::GAP_WALKS_AT_ONCE),
+        resyncs: Default::default(),
         store: Arc::clone(&deps.store),
         server_key: Arc::clone(&deps.server_key),
         server_keys: Arc::clone(&deps.server_keys),

@@ -45,7 +45,7 @@ pub(super) async fn room_directory_publishes_and_pages(store: &dyn Store) {
     assert_eq!(store.published_room_count().await.expect("count"), 0);
 }
 
-fn state_event(
+pub(super) fn state_event(
     room_id: &str,
     n: usize,
     event_type: &str,
@@ -85,7 +85,7 @@ fn state_event(
 }
 
 /// A room with the given state after its create event, each event after the last.
-async fn room(store: &dyn Store, room_id: &str, state: &[(&str, &str, &str)]) {
+pub(super) async fn room(store: &dyn Store, room_id: &str, state: &[(&str, &str, &str)]) {
     let mut events = vec![state_event(room_id, 0, "m.room.create", "", "{}", None)];
     for (n, (event_type, state_key, content)) in state.iter().enumerate() {
         let prev = events.last().map(|event| event.event_id.clone());
@@ -106,7 +106,22 @@ async fn room(store: &dyn Store, room_id: &str, state: &[(&str, &str, &str)]) {
     }
 }
 
-const JOIN: &str = r#"{"membership":"join"}"#;
+/// Accounts for `users`, without passwords.
+pub(super) async fn create_users(store: &dyn Store, users: &[&str]) {
+    for user_id in users {
+        store
+            .create_user(NewUser {
+                user_id: (*user_id).to_owned(),
+                password_hash: None,
+                is_admin: false,
+                created_ts: 1,
+            })
+            .await
+            .expect("create user");
+    }
+}
+
+pub(super) const JOIN: &str = r#"{"membership":"join"}"#;
 
 /// The search finds users sharing a room with the searcher and users in
 /// public rooms, by user ID or display name, case-insensitively; the
@@ -121,17 +136,7 @@ pub(super) async fn user_search_follows_shared_and_public_rooms(store: &dyn Stor
         "@udgone:test",
         "@udleft:test",
     ];
-    for user_id in users {
-        store
-            .create_user(NewUser {
-                user_id: user_id.to_owned(),
-                password_hash: None,
-                is_admin: false,
-                created_ts: 1,
-            })
-            .await
-            .expect("create user");
-    }
+    create_users(store, &users).await;
     store
         .update_profile(
             "@udstranger:test",

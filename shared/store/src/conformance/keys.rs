@@ -2,9 +2,10 @@
 
 use myelin_types::StreamPosition;
 
+use crate::conformance::directory::{JOIN, create_users, room, state_event};
 use crate::{
-    DeviceKeysRecord, KeyClaim, NewToDevice, Store, StoreError, ToDeviceAck, ToDeviceSend,
-    UploadedKey,
+    DeviceKeysRecord, KeyClaim, NewToDevice, PersistOutcome, RemoteDeviceList, Store, StoreError,
+    ToDeviceAck, ToDeviceSend, UploadedKey,
 };
 
 fn key(algorithm: &str, name: &str, json: &str) -> UploadedKey {
@@ -569,4 +570,151 @@ pub(super) async fn key_backups_keep_the_better_key(store: &dyn Store) {
             .await
             .expect("gone")
     );
+}
+
+/// Appends `member`'s `membership` to a room [`room`] made with `made`
+/// state events (the create event is the first).
+async fn set_membership(
+    store: &dyn Store,
+    room_id: &str,
+    made: usize,
+    member: &str,
+    membership: &str,
+) {
+    let content = format!(r#"{{"membership":"{membership}"}}"#);
+    let prev = format!("${room_id}-{}", made);
+    let event = state_event(
+        room_id,
+        made + 1,
+        "m.room.member",
+        member,
+        &content,
+        Some(&prev),
+    );
+    match store.persist_event(event).await.expect("persist") {
+        PersistOutcome::Persisted(_) => {}
+        other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+/// Other servers' users' device lists are kept only while they share a
+/// room with a local user, never behind a list already kept, and moved
+/// on only from the position they stand at.
+pub(super) async fn remote_device_lists_are_kept_while_a_room_is_shared(store: &dyn Store) {
+    create_users(store, &["@rdlocal:test", "@rdlocal2:test"]).await;
+    let (far, other, stranger) = ("@rdfar:remote", "@rdother:remote", "@rdstranger:remote");
+    room(
+        store,
+        "!rd-a:test",
+        &[
+            ("m.room.member", "@rdlocal:test", JOIN),
+            ("m.room.member", far, JOIN),
+            ("m.room.member", other, JOIN),
+        ],
+    )
+    .await;
+    room(
+        store,
+        "!rd-b:test",
+        &[
+            ("m.room.member", "@rdlocal2:test", JOIN),
+            ("m.room.member", other, JOIN),
+        ],
+    )
+    .await;
+    let list = |user_id: &str, stream_id: i64| RemoteDeviceList {
+        user_id: user_id.to_owned(),
+        stream_id,
+        list_json: format!(r#"{{"at":{stream_id}}}"#),
+    };
+    let kept = |user_id: &'static str| async move {
+        let lists = store
+            .remote_device_lists(&[user_id.to_owned()])
+            .await
+            .expect("read lists");
+        lists.into_iter().next().map(|list| list.stream_id)
+    };
+
+    assert!(
+        store
+            .shares_room_with_local_user(far)
+            .await
+            .expect("shares")
+    );
+    assert!(
+        !store
+            .shares_room_with_local_user(stranger)
+            .await
+            .expect("shares")
+    );
+    assert!(
+        !store
+            .keep_remote_device_list(&list(stranger, 1))
+            .await
+            .expect("keep")
+    );
+    assert_eq!(kept(stranger).await, None, "nothing shared: nothing kept");
+
+    assert!(
+        store
+            .keep_remote_device_list(&list(far, 5))
+            .await
+            .expect("keep")
+    );
+    assert!(
+        store
+            .keep_remote_device_list(&list(other, 3))
+            .await
+            .expect("keep")
+    );
+    assert!(
+        !store
+            .keep_remote_device_list(&list(far, 4))
+            .await
+            .expect("keep")
+    );
+    assert_eq!(
+        kept(far).await,
+        Some(5),
+        "an older list never replaces a newer"
+    );
+    let both = store
+        .remote_device_lists(&[far.to_owned(), other.to_owned(), stranger.to_owned()])
+        .await
+        .expect("read lists");
+    assert_eq!(both.len(), 2);
+    assert!(both.contains(&list(other, 3)));
+
+    assert!(
+        !store
+            .advance_remote_device_list(&list(far, 7), 6)
+            .await
+            .expect("advance")
+    );
+    assert!(
+        store
+            .advance_remote_device_list(&list(far, 6), 5)
+            .await
+            .expect("advance")
+    );
+    assert_eq!(kept(far).await, Some(6));
+    store.forget_remote_device_list(far).await.expect("forget");
+    assert_eq!(kept(far).await, None);
+    assert!(
+        store
+            .keep_remote_device_list(&list(far, 8))
+            .await
+            .expect("keep")
+    );
+
+    // The other server's user leaves the one room shared: their list goes.
+    set_membership(store, "!rd-a:test", 3, far, "leave").await;
+    assert_eq!(kept(far).await, None, "left the only shared room");
+    assert_eq!(kept(other).await, Some(3));
+    // A local user leaving goes through everyone in the room: `other`
+    // still shares the second room.
+    set_membership(store, "!rd-a:test", 4, "@rdlocal:test", "leave").await;
+    assert_eq!(kept(other).await, Some(3), "still shares a room");
+    set_membership(store, "!rd-b:test", 2, "@rdlocal2:test", "ban").await;
+    assert_eq!(kept(other).await, None, "no local user left beside them");
 }

@@ -1,6 +1,8 @@
 //! End-to-end encryption keys: `POST /keys/upload`, `/keys/query` and
-//! `/keys/claim`. Other servers' users are asked of their servers, all at
-//! once; a server that does not answer in time is named in `failures`.
+//! `/keys/claim`. Other servers' users are answered from the device lists
+//! kept here where one is (see `remote_devices`), else asked of their
+//! servers, all at once; a server that does not answer in time is named in
+//! `failures`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -133,7 +135,7 @@ fn is_local(api: &ClientApi, user_id: &ruma::UserId) -> bool {
 }
 
 /// What `failures` says of a server that could not be asked.
-fn failure(error: &FederationError) -> Value {
+pub(super) fn failure(error: &FederationError) -> Value {
     json!({"status": 503, "message": error.to_string()})
 }
 
@@ -246,7 +248,10 @@ pub(crate) async fn query(
     response.master_keys = keys.master_keys;
     response.self_signing_keys = keys.self_signing_keys;
     response.user_signing_keys = keys.user_signing_keys;
-    let answers = ask_servers(remote, remote_wait(request.timeout), |server, asked| {
+    let wait = remote_wait(request.timeout);
+    let remote =
+        super::remote_devices::answer_known_users(&api, remote, wait, &mut response).await?;
+    let answers = ask_servers(remote, wait, |server, asked| {
         let api = Arc::clone(&api);
         async move {
             api.federation
