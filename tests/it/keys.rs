@@ -616,7 +616,7 @@ fn cross_signing_key(user: &str, usage: &str, key: &SigningKey, master: &Signing
     value
 }
 
-async fn upload_cross_signing(
+pub(crate) async fn upload_cross_signing(
     client: &Client,
     master: &SigningKey,
     auth: Option<Value>,

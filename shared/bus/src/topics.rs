@@ -100,10 +100,6 @@ pub struct ToDeviceQueued {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceListChanged {
     pub user_id: String,
-    /// Devices that were deleted, if any: other servers are told of one
-    /// when the user has none left to name.
-    #[serde(default)]
-    pub deleted_devices: Vec<String>,
 }
 
 /// A user's pushers were added, changed or removed.

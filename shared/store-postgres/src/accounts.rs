@@ -102,7 +102,8 @@ impl AccountStore for PostgresStore {
         ] {
             tx_execute(&tx, statement, &[&user_id]).await?;
         }
-        crate::keys::note_device_list_change(&tx, user_id).await?;
+        let everything = myelin_store::DeviceListSubject::Everything;
+        crate::keys::note_device_list_change(&tx, user_id, &everything).await?;
         tx.commit().await.map_err(map_error)
     }
 

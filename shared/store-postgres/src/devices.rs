@@ -126,7 +126,7 @@ impl DeviceStore for PostgresStore {
             )
             .await?;
         }
-        crate::keys::note_device_list_change(&tx, user_id).await?;
+        crate::keys::note_devices_changed(&tx, user_id, device_ids).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -143,6 +143,15 @@ impl DeviceStore for PostgresStore {
         // IS DISTINCT FROM NULL holds for every device: no `keep`, none kept.
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
+        let deleted: Vec<String> = crate::tx_query(
+            &tx,
+            "SELECT device_id FROM devices WHERE user_id = $1 AND device_id IS DISTINCT FROM $2
+             UNION SELECT device_id FROM device_keys
+             WHERE user_id = $1 AND device_id IS DISTINCT FROM $2",
+            &[&user_id, &keep],
+            |row| get(row, 0),
+        )
+        .await?;
         for table in DEVICE_TABLES {
             tx_execute(
                 &tx,
@@ -153,7 +162,7 @@ impl DeviceStore for PostgresStore {
             )
             .await?;
         }
-        crate::keys::note_device_list_change(&tx, user_id).await?;
+        crate::keys::note_devices_changed(&tx, user_id, &deleted).await?;
         tx.commit().await.map_err(map_error)
     }
 }

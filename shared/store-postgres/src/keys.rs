@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use myelin_store::{
-    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
-    KeyStore, RemoteDeviceList, StoreError, StoreResult, UploadedKey,
+    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListEntry, DeviceListStore,
+    DeviceListSubject, KeyClaim, KeySignature, KeyStore, RemoteDeviceList, StoreError, StoreResult,
+    UploadedKey,
 };
 use myelin_types::StreamPosition;
 
@@ -14,18 +15,37 @@ use crate::{PostgresStore, Transaction, get, map_error, tx_execute, tx_query_opt
 
 const DEVICE_LISTS: &str = "device_lists";
 
-/// Notes in `tx` that the user's device list changed.
+/// Notes in `tx` that the user's device list changed, and what changed.
 pub(crate) async fn note_device_list_change(
     tx: &Transaction<'_>,
     user_id: &str,
+    subject: &DeviceListSubject,
 ) -> StoreResult<()> {
     let position = take_position(tx, DEVICE_LISTS).await?;
+    let (device_id, signing_keys) = subject.columns();
     tx_execute(
         tx,
-        "INSERT INTO device_list_changes (position, user_id) VALUES ($1, $2)",
-        &[&position.0, &user_id],
+        "INSERT INTO device_list_changes (position, user_id, device_id, signing_keys)
+         VALUES ($1, $2, $3, $4)",
+        &[&position.0, &user_id, &device_id, &signing_keys],
     )
     .await?;
+    Ok(())
+}
+
+/// Notes a change of each device of `device_ids`; of the whole list when
+/// there is none.
+pub(crate) async fn note_devices_changed(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    device_ids: &[String],
+) -> StoreResult<()> {
+    if device_ids.is_empty() {
+        return note_device_list_change(tx, user_id, &DeviceListSubject::Everything).await;
+    }
+    for device_id in device_ids {
+        note_device_list_change(tx, user_id, &DeviceListSubject::Device(device_id.clone())).await?;
+    }
     Ok(())
 }
 
@@ -51,7 +71,8 @@ impl KeyStore for PostgresStore {
             &[&record.user_id, &record.device_id, &record.key_json],
         )
         .await?;
-        note_device_list_change(&tx, &record.user_id).await?;
+        let subject = DeviceListSubject::Device(record.device_id.clone());
+        note_device_list_change(&tx, &record.user_id, &subject).await?;
         tx.commit().await.map_err(map_error)?;
         Ok(true)
     }
@@ -221,7 +242,7 @@ impl DeviceListStore for PostgresStore {
     async fn note_remote_device_list_change(&self, user_id: &str) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        note_device_list_change(&tx, user_id).await?;
+        note_device_list_change(&tx, user_id, &DeviceListSubject::Everything).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -239,6 +260,46 @@ impl DeviceListStore for PostgresStore {
             |row| get(row, 0),
         )
         .await
+    }
+
+    async fn device_list_entries(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceListEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT position, user_id, device_id, signing_keys FROM device_list_changes
+             WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3",
+            &[&after.0, &upto.0, &limit],
+            |row| {
+                Ok(DeviceListEntry {
+                    position: StreamPosition(get(row, 0)?),
+                    user_id: get(row, 1)?,
+                    subject: DeviceListSubject::from_columns(get(row, 2)?, get(row, 3)?),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn device_list_chain_position(
+        &self,
+        user_id: &str,
+        before: Option<StreamPosition>,
+    ) -> StoreResult<Option<StreamPosition>> {
+        let before = before.map_or(i64::MAX, |position| position.0);
+        let position: Option<i64> = self
+            .query_opt(
+                "SELECT MAX(position) FROM device_list_changes
+                 WHERE user_id = $1 AND position < $2 AND NOT signing_keys",
+                &[&user_id, &before],
+                |row| get(row, 0),
+            )
+            .await?
+            .flatten();
+        Ok(position.map(StreamPosition))
     }
 
     async fn max_device_list_position(&self) -> StoreResult<StreamPosition> {
@@ -366,7 +427,7 @@ impl CrossSigningStore for PostgresStore {
             )
             .await?;
         }
-        note_device_list_change(&tx, user_id).await?;
+        note_device_list_change(&tx, user_id, &DeviceListSubject::SigningKeys).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -402,10 +463,25 @@ impl CrossSigningStore for PostgresStore {
                 ],
             )
             .await?;
-            targets.insert(signature.target_user_id.as_str());
+            // A signature of a device changes that device's keys; any
+            // other, a cross-signing key.
+            let of_device = tx_query_opt(
+                &tx,
+                "SELECT 1 FROM device_keys WHERE user_id = $1 AND device_id = $2",
+                &[&signature.target_user_id, &signature.target_key_id],
+                |_| Ok(()),
+            )
+            .await?
+            .is_some();
+            let subject = if of_device {
+                DeviceListSubject::Device(signature.target_key_id.clone())
+            } else {
+                DeviceListSubject::SigningKeys
+            };
+            targets.insert((signature.target_user_id.as_str(), subject));
         }
-        for user_id in targets {
-            note_device_list_change(&tx, user_id).await?;
+        for (user_id, subject) in targets {
+            note_device_list_change(&tx, user_id, &subject).await?;
         }
         tx.commit().await.map_err(map_error)
     }

@@ -150,6 +150,18 @@ pub(crate) async fn tx_execute(
     tx.execute(&statement, params).await.map_err(map_error)
 }
 
+/// Runs one query inside a transaction and converts every row.
+pub(crate) async fn tx_query<T>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &Params<'_>,
+    convert: fn(&Row) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let statement = tx.prepare_cached(sql).await.map_err(map_error)?;
+    let rows = tx.query(&statement, params).await.map_err(map_error)?;
+    rows.iter().map(convert).collect()
+}
+
 /// Runs one query inside a transaction that returns at most one row.
 pub(crate) async fn tx_query_opt<T>(
     tx: &Transaction<'_>,

@@ -151,6 +151,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         36,
         include_str!("../../../migrations/postgres/0036_remote_device_lists.sql"),
     ),
+    (
+        37,
+        include_str!("../../../migrations/postgres/0037_device_list_subjects.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

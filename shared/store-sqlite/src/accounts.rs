@@ -102,7 +102,8 @@ impl AccountStore for SqliteStore {
                     .and_then(|mut statement| statement.execute([&user_id]))
                     .map_err(map_error)?;
             }
-            crate::keys::note_device_list_change(tx, &user_id)?;
+            let everything = myelin_store::DeviceListSubject::Everything;
+            crate::keys::note_device_list_change(tx, &user_id, &everything)?;
             Ok(())
         })
         .await

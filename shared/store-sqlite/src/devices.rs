@@ -143,7 +143,7 @@ impl DeviceStore for SqliteStore {
                         .map_err(map_error)?;
                 }
             }
-            crate::keys::note_device_list_change(tx, &user_id)?;
+            crate::keys::note_devices_changed(tx, &user_id, &device_ids)?;
             Ok(())
         })
         .await
@@ -166,6 +166,18 @@ impl DeviceStore for SqliteStore {
         // `IS NOT NULL` holds for every device: no `keep`, none kept (an
         // empty string would keep a device whose ID is empty).
         self.write(move |tx| {
+            let deleted: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT device_id FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2
+                     UNION SELECT device_id FROM device_keys
+                     WHERE user_id = ?1 AND device_id IS NOT ?2",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_map(params![user_id, keep], |row| row.get(0))?
+                        .collect()
+                })
+                .map_err(map_error)?;
             for table in DEVICE_TABLES {
                 tx.prepare_cached(&format!(
                     "DELETE FROM {table} WHERE user_id = ?1 AND device_id IS NOT ?2"
@@ -173,7 +185,7 @@ impl DeviceStore for SqliteStore {
                 .and_then(|mut statement| statement.execute(params![user_id, keep]))
                 .map_err(map_error)?;
             }
-            crate::keys::note_device_list_change(tx, &user_id)?;
+            crate::keys::note_devices_changed(tx, &user_id, &deleted)?;
             Ok(())
         })
         .await

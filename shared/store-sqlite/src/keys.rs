@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use myelin_store::{
-    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
-    KeyStore, RemoteDeviceList, StoreError, StoreResult, UploadedKey,
+    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListEntry, DeviceListStore,
+    DeviceListSubject, KeyClaim, KeySignature, KeyStore, RemoteDeviceList, StoreError, StoreResult,
+    UploadedKey,
 };
 use myelin_types::StreamPosition;
 use rusqlite::{OptionalExtension, params};
@@ -15,15 +16,38 @@ use crate::{SqliteStore, map_error};
 
 const DEVICE_LISTS: &str = "device_lists";
 
-/// Notes in `tx` that the user's device list changed.
+/// Notes in `tx` that the user's device list changed, and what changed.
 pub(crate) fn note_device_list_change(
     tx: &rusqlite::Transaction<'_>,
     user_id: &str,
+    subject: &DeviceListSubject,
 ) -> StoreResult<()> {
     let position = take_position(tx, DEVICE_LISTS)?;
-    tx.prepare_cached("INSERT INTO device_list_changes (position, user_id) VALUES (?1, ?2)")
-        .and_then(|mut statement| statement.execute(params![position.0, user_id]))
-        .map_err(map_error)?;
+    let (device_id, signing_keys) = subject.columns();
+    tx.prepare_cached(
+        "INSERT INTO device_list_changes (position, user_id, device_id, signing_keys)
+         VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut statement| {
+        statement.execute(params![position.0, user_id, device_id, signing_keys])
+    })
+    .map_err(map_error)?;
+    Ok(())
+}
+
+/// Notes a change of each device of `device_ids`; of the whole list when
+/// there is none.
+pub(crate) fn note_devices_changed(
+    tx: &rusqlite::Transaction<'_>,
+    user_id: &str,
+    device_ids: &[String],
+) -> StoreResult<()> {
+    if device_ids.is_empty() {
+        return note_device_list_change(tx, user_id, &DeviceListSubject::Everything);
+    }
+    for device_id in device_ids {
+        note_device_list_change(tx, user_id, &DeviceListSubject::Device(device_id.clone()))?;
+    }
     Ok(())
 }
 
@@ -52,7 +76,8 @@ impl KeyStore for SqliteStore {
                 statement.execute(params![record.user_id, record.device_id, record.key_json])
             })
             .map_err(map_error)?;
-            note_device_list_change(tx, &record.user_id)?;
+            let subject = DeviceListSubject::Device(record.device_id.clone());
+            note_device_list_change(tx, &record.user_id, &subject)?;
             Ok(true)
         })
         .await
@@ -252,7 +277,7 @@ impl KeyStore for SqliteStore {
 impl DeviceListStore for SqliteStore {
     async fn note_remote_device_list_change(&self, user_id: &str) -> StoreResult<()> {
         let user_id = user_id.to_owned();
-        self.write(move |tx| note_device_list_change(tx, &user_id))
+        self.write(move |tx| note_device_list_change(tx, &user_id, &DeviceListSubject::Everything))
             .await
     }
 
@@ -272,6 +297,49 @@ impl DeviceListStore for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn device_list_entries(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceListEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT position, user_id, device_id, signing_keys FROM device_list_changes
+                 WHERE position > ?1 AND position <= ?2 ORDER BY position LIMIT ?3",
+            )?
+            .query_map(params![after.0, upto.0, limit], |row| {
+                Ok(DeviceListEntry {
+                    position: StreamPosition(row.get(0)?),
+                    user_id: row.get(1)?,
+                    subject: DeviceListSubject::from_columns(row.get(2)?, row.get(3)?),
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn device_list_chain_position(
+        &self,
+        user_id: &str,
+        before: Option<StreamPosition>,
+    ) -> StoreResult<Option<StreamPosition>> {
+        let user_id = user_id.to_owned();
+        let before = before.map_or(i64::MAX, |position| position.0);
+        let position: Option<i64> = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT MAX(position) FROM device_list_changes
+                     WHERE user_id = ?1 AND position < ?2 AND NOT signing_keys",
+                )?
+                .query_row(params![user_id, before], |row| row.get(0))
+            })
+            .await?;
+        Ok(position.map(StreamPosition))
     }
 
     async fn max_device_list_position(&self) -> StoreResult<StreamPosition> {
@@ -424,7 +492,7 @@ impl CrossSigningStore for SqliteStore {
                 .and_then(|mut statement| statement.execute(params![user_id, key_type, key_json]))
                 .map_err(map_error)?;
             }
-            note_device_list_change(tx, &user_id)
+            note_device_list_change(tx, &user_id, &DeviceListSubject::SigningKeys)
         })
         .await
     }
@@ -463,10 +531,25 @@ impl CrossSigningStore for SqliteStore {
                     ])
                 })
                 .map_err(map_error)?;
-                targets.insert(signature.target_user_id.as_str());
+                // A signature of a device changes that device's keys; any
+                // other, a cross-signing key.
+                let of_device = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM device_keys WHERE user_id = ?1 AND device_id = ?2",
+                    )
+                    .and_then(|mut statement| {
+                        statement.exists([&signature.target_user_id, &signature.target_key_id])
+                    })
+                    .map_err(map_error)?;
+                let subject = if of_device {
+                    DeviceListSubject::Device(signature.target_key_id.clone())
+                } else {
+                    DeviceListSubject::SigningKeys
+                };
+                targets.insert((signature.target_user_id.as_str(), subject));
             }
-            for user_id in targets {
-                note_device_list_change(tx, user_id)?;
+            for (user_id, subject) in targets {
+                note_device_list_change(tx, user_id, &subject)?;
             }
             Ok(())
         })

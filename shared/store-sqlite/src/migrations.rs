@@ -148,6 +148,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         36,
         include_str!("../../../migrations/sqlite/0036_remote_device_lists.sql"),
     ),
+    (
+        37,
+        include_str!("../../../migrations/sqlite/0037_device_list_subjects.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

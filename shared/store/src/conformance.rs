@@ -85,6 +85,7 @@ pub async fn run_all(store: &dyn Store) {
     keys::cross_signing_keys_and_signatures_are_kept(store).await;
     keys::key_backups_keep_the_better_key(store).await;
     keys::remote_device_lists_are_kept_while_a_room_is_shared(store).await;
+    keys::device_list_changes_name_what_changed(store).await;
     server_keys::server_keys_keep_their_longest_validity(store).await;
     leases_are_exclusive(store).await;
 }

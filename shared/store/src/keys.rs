@@ -103,6 +103,25 @@ pub trait DeviceListStore: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<String>>;
 
+    /// The changes in `(after, upto]` one by one, oldest first, at most
+    /// `limit`.
+    async fn device_list_entries(
+        &self,
+        after: StreamPosition,
+        upto: StreamPosition,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceListEntry>>;
+
+    /// The position of the user's latest change other than to their
+    /// cross-signing keys below `before` (anywhere when `None`): what an
+    /// `m.device_list_update` cites as `prev_id`, and `/user/devices`
+    /// gives as `stream_id`.
+    async fn device_list_chain_position(
+        &self,
+        user_id: &str,
+        before: Option<StreamPosition>,
+    ) -> StoreResult<Option<StreamPosition>>;
+
     /// The highest position below which every change has committed.
     async fn max_device_list_position(&self) -> StoreResult<StreamPosition>;
 
@@ -134,6 +153,46 @@ pub trait DeviceListStore: Send + Sync {
     /// Whether the user is joined to a room a user of this server (an
     /// account here) is joined to.
     async fn shares_room_with_local_user(&self, user_id: &str) -> StoreResult<bool>;
+}
+
+/// One change of the device-list stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceListEntry {
+    pub position: StreamPosition,
+    pub user_id: String,
+    pub subject: DeviceListSubject,
+}
+
+/// What a device-list change is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeviceListSubject {
+    /// One device: its keys, name or deletion.
+    Device(String),
+    /// The user's cross-signing keys.
+    SigningKeys,
+    /// Any of the user's devices (an account closed, a change written
+    /// before changes named their subject, another server's user).
+    Everything,
+}
+
+impl DeviceListSubject {
+    /// The subject of a change written with this device ID and flag.
+    pub fn from_columns(device_id: Option<String>, signing_keys: bool) -> Self {
+        match (device_id, signing_keys) {
+            (Some(device_id), _) => DeviceListSubject::Device(device_id),
+            (None, true) => DeviceListSubject::SigningKeys,
+            (None, false) => DeviceListSubject::Everything,
+        }
+    }
+
+    /// The columns this subject is written as.
+    pub fn columns(&self) -> (Option<&str>, bool) {
+        match self {
+            DeviceListSubject::Device(device_id) => (Some(device_id), false),
+            DeviceListSubject::SigningKeys => (None, true),
+            DeviceListSubject::Everything => (None, false),
+        }
+    }
 }
 
 /// Another server's user's device list as kept here: the JSON the

@@ -45,8 +45,8 @@ pub use events::{
 pub use filters::FilterStore;
 pub use key_backup::{BackupKey, BackupScope, BackupVersion, KeyBackupStore};
 pub use keys::{
-    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListStore, KeyClaim, KeySignature,
-    KeyStore, RemoteDeviceList, UploadedKey,
+    ClaimedKey, CrossSigningStore, DeviceKeysRecord, DeviceListEntry, DeviceListStore,
+    DeviceListSubject, KeyClaim, KeySignature, KeyStore, RemoteDeviceList, UploadedKey,
 };
 pub use leases::{Fence, LeaseSession, LeaseStore};
 pub use media::{FillOutcome, MediaContent, MediaRecord, MediaStore, NewMedia, ThumbnailRecord};

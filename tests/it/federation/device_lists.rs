@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::rooms::{Peer, myelin_with_a_peer};
-use super::synapse::{Peers, join_via, wait_for_device_change};
-use super::{PASSWORD, federation_url, signing_key_path};
+use super::synapse::{Peers, join_via, room_joined_over_federation, wait_for_device_change};
+use super::{PASSWORD, TwoMyelins, federation_url, signing_key_path};
 use crate::client::{Client, encode};
+use crate::harness::metric_sum;
 
 /// What `asker`'s server answers for `user_id`'s keys.
 pub(crate) async fn keys_of(asker: &Client, user_id: &str) -> Value {
@@ -251,4 +252,155 @@ async fn a_synapse_users_devices_are_answered_while_synapse_is_down() {
             .is_none_or(|failures| failures.is_empty()),
         "{answer}"
     );
+}
+
+/// The devices `asker` sees of `owner`, waited for until they are
+/// `owner`'s devices `wanted` (in any order).
+async fn wait_for_device_ids(asker: &Client, owner: &str, wanted: &[&String]) -> Value {
+    let mut wanted: Vec<&str> = wanted.iter().map(|id| id.as_str()).collect();
+    wanted.sort_unstable();
+    wait_for_devices(asker, owner, &wanted).await
+}
+
+/// How many times other servers fetched a device list whole from
+/// `server`, once the count stays the same for a second.
+async fn settled_fetches(server: &crate::harness::Server) -> u64 {
+    let mut last = metric_sum(&server.url(), "myelin_http_requests_total", "user/devices").await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = metric_sum(&server.url(), "myelin_http_requests_total", "user/devices").await;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+/// Two Myelins: Alice's device changes reach Bob's server as updates that
+/// follow on from the list it keeps (new keys, new cross-signing keys, a
+/// device signed out), and it applies each without fetching her list again.
+#[tokio::test]
+async fn a_myelin_applies_another_myelins_device_changes_without_fetching_the_list() {
+    let two = TwoMyelins::start().await;
+    let (first, alice, bob) = (&two.first, &two.alice, &two.bob);
+    // Alice's first keys come before the room is shared: nobody is told.
+    crate::keys::upload_device_keys(alice, 31).await;
+    room_joined_over_federation(alice, first.server_name(), "devices", bob).await;
+    let listed = wait_for_device_ids(bob, &alice.user_id, &[&alice.device_id]).await;
+    assert_eq!(
+        devices_in(&listed, &alice.user_id),
+        std::slice::from_ref(&alice.device_id),
+        "{listed}"
+    );
+    // Bob's server fetched Alice's list to keep it (twice if her sender
+    // was slow enough to tell it of her first keys after the join).
+    let fetched = settled_fetches(first).await;
+    assert!(fetched >= 1, "Bob's server never fetched Alice's list");
+
+    let since = bob.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let phone = Client::new(&first.url()).login("alice", PASSWORD).await;
+    crate::keys::upload_device_keys(&phone, 32).await;
+    assert!(
+        wait_for_device_change(bob, &since, &alice.user_id).await,
+        "{}",
+        two.logs()
+    );
+    let both =
+        wait_for_device_ids(bob, &alice.user_id, &[&alice.device_id, &phone.device_id]).await;
+    assert_eq!(
+        devices_in(&both, &alice.user_id).len(),
+        2,
+        "{both}\n{}",
+        two.logs()
+    );
+
+    let master = ed25519_dalek::SigningKey::from_bytes(&[33; 32]);
+    crate::keys::upload_cross_signing(alice, &master, None)
+        .await
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while keys_of(bob, &alice.user_id).await["master_keys"][&alice.user_id].is_null() {
+        assert!(Instant::now() < deadline, "{}", two.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let signed_out = phone.post("/_matrix/client/v3/logout", &json!({})).await;
+    assert_eq!(signed_out.status, 200, "{}", signed_out.text);
+    let one = wait_for_device_ids(bob, &alice.user_id, &[&alice.device_id]).await;
+    assert_eq!(
+        devices_in(&one, &alice.user_id),
+        std::slice::from_ref(&alice.device_id),
+        "{one}"
+    );
+    assert!(one["master_keys"][&alice.user_id].is_object(), "{one}");
+    assert_eq!(
+        settled_fetches(first).await,
+        fetched,
+        "every change followed on: no fetch"
+    );
+}
+
+/// Synapse takes a Myelin user's device changes as updates that follow on
+/// from what it fetched (its log says no resync was needed), and her new
+/// cross-signing keys from an `m.signing_key_update`.
+#[tokio::test]
+#[cfg_attr(
+    any(myelin_skip_interop, not(myelin_python3)),
+    ignore = "needs python3 (and not MYELIN_SKIP_INTEROP=1)"
+)]
+async fn synapse_follows_a_myelin_users_device_changes_without_a_resync() {
+    let Peers {
+        myelin,
+        synapse,
+        alice,
+        sam,
+        _certificates: _keep,
+    } = Peers::start().await;
+    crate::keys::upload_device_keys(&alice, 41).await;
+    room_joined_over_federation(&alice, myelin.server_name(), "chain", &sam).await;
+    let listed = wait_for_device_ids(&sam, &alice.user_id, &[&alice.device_id]).await;
+    assert_eq!(
+        devices_in(&listed, &alice.user_id),
+        std::slice::from_ref(&alice.device_id),
+        "{listed}"
+    );
+
+    let phone = Client::new(&myelin.url()).login("alice", PASSWORD).await;
+    crate::keys::upload_device_keys(&phone, 42).await;
+    let both =
+        wait_for_device_ids(&sam, &alice.user_id, &[&alice.device_id, &phone.device_id]).await;
+    assert_eq!(
+        devices_in(&both, &alice.user_id).len(),
+        2,
+        "{both}\n{}",
+        synapse.log_tail()
+    );
+    let applied = format!(
+        "Received device list update for {}, requiring resync: False",
+        alice.user_id
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = synapse.log();
+        if log.contains(&applied) {
+            break;
+        }
+        let about_devices: Vec<&str> = log.lines().filter(|line| line.contains("evice")).collect();
+        assert!(Instant::now() < deadline, "{}", about_devices.join("\n"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let master = ed25519_dalek::SigningKey::from_bytes(&[43; 32]);
+    crate::keys::upload_cross_signing(&alice, &master, None)
+        .await
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while keys_of(&sam, &alice.user_id).await["master_keys"][&alice.user_id].is_null() {
+        assert!(Instant::now() < deadline, "{}", synapse.log_tail());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

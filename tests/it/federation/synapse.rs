@@ -129,6 +129,11 @@ impl Synapse {
         panic!("Synapse did not start:\n{}", self.log_tail());
     }
 
+    /// Synapse's own log, whole.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("homeserver.log")).unwrap_or_default()
+    }
+
     /// The end of Synapse's own log, for failure messages.
     pub(crate) fn log_tail(&self) -> String {
         let mut text = String::new();

@@ -104,7 +104,6 @@ impl FederationApi {
             .map_err(|error| error.to_string())?;
         let change = topics::DeviceListChanged {
             user_id: user_id.to_string(),
-            deleted_devices: Vec::new(),
         };
         topics::DEVICE_LISTS
             .announce(self.bus.as_ref(), &change)

@@ -74,11 +74,16 @@ pub(crate) async fn devices(
     }
     let asked = BTreeMap::from([(request.user_id.clone(), Vec::new())]);
     let mut keys = user_keys(api.store.as_ref(), &asked, None).await?;
-    // The device-list stream's position: it grows with every change.
-    let stream_id = api.store.max_device_list_position().await?;
+    // The user's latest change in the chain their `m.device_list_update`s
+    // cite: the next update follows on from it.
+    let stream_id = api
+        .store
+        .device_list_chain_position(request.user_id.as_str(), None)
+        .await?
+        .map_or(0, |position| position.0);
     let mut response = get_devices::v1::Response::new(
         request.user_id.clone(),
-        ruma::UInt::try_from(stream_id.0.max(0)).unwrap_or_default(),
+        ruma::UInt::try_from(stream_id.max(0)).unwrap_or_default(),
     );
     response.devices = keys
         .device_keys

@@ -55,8 +55,9 @@ impl FederationSender {
                         self.wake.notify_one();
                     }
                     change = device_lists.next() => {
-                        let Some(change) = change else { break };
-                        self.note_device_list_change(change);
+                        // The pass reads it from the device-list stream.
+                        if change.is_none() { break; }
+                        self.wake.notify_one();
                     }
                     change = presence.next() => {
                         let Some(change) = change else { break };

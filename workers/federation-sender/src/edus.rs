@@ -6,19 +6,19 @@
 //! wakes the pass). To-device messages are queued by the client API
 //! directly.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use myelin_bus::topics::{DeviceListChanged, PresenceChanged, TypingChanged};
-use myelin_store::{EduStream, QueuedEdu, Receipt};
+use myelin_bus::topics::{PresenceChanged, TypingChanged};
+use myelin_federation::user_keys::user_keys;
+use myelin_store::{DeviceListEntry, DeviceListSubject, EduStream, QueuedEdu, Receipt};
 use myelin_types::{Partition, StreamPosition};
+use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::{Value, json};
 
 use crate::FederationSender;
 
-/// Users whose deleted devices are remembered; all are forgotten when full.
-const MAX_DELETED_REMEMBERED: usize = 10_000;
 /// Positions of a stream read past the cursors in one pass: as many
-/// device-list users or receipts at most.
+/// device-list changes or receipts at most.
 const MAX_STREAM_WINDOW: usize = 10_000;
 /// A window of a stream that could not all be queued is tried again after
 /// this long.
@@ -166,39 +166,34 @@ impl FederationSender {
             .await
     }
 
-    /// A device-list bell: devices it says were deleted are remembered (an
-    /// update must name one when none is left), and a pass tells other
-    /// servers of what the store's device-list stream holds.
-    pub(crate) fn note_device_list_change(&self, change: DeviceListChanged) {
-        if !change.deleted_devices.is_empty() && self.is_local(&change.user_id) {
-            let mut deleted = self.deleted_lock();
-            if deleted.len() >= MAX_DELETED_REMEMBERED {
-                deleted.clear();
-            }
-            deleted.insert(change.user_id, change.deleted_devices);
-        }
-        self.wake.notify_one();
-    }
-
-    fn deleted_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
-        self.deleted_devices
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Tells other servers of local users' device-list changes since the
     /// held partitions' cursors (the store's device-list stream), so one
     /// made while no sender ran goes out too; then moves the cursors.
     pub(crate) async fn queue_device_list_changes(&self) -> myelin_store::StoreResult<()> {
         let newest = self.store.max_device_list_position().await?;
         self.queue_from_cursors(EduStream::DeviceLists, newest, |from, upto| async move {
-            let users = self
+            let entries = self
                 .store
-                .device_list_changes(from, upto, MAX_STREAM_WINDOW)
+                .device_list_entries(from, upto, MAX_STREAM_WINDOW)
                 .await?;
+            let mut sharing: HashMap<String, BTreeSet<String>> = HashMap::new();
             let mut all_queued = true;
-            for user_id in users {
-                all_queued &= self.queue_device_list_update(user_id).await;
+            for entry in entries {
+                if !self.is_local(&entry.user_id) {
+                    continue;
+                }
+                let Some(edu) = self.device_list_edu(&entry).await? else {
+                    continue;
+                };
+                let servers = match sharing.get(&entry.user_id) {
+                    Some(servers) => servers.clone(),
+                    None => {
+                        let servers = self.servers_sharing_a_room(&entry.user_id).await?;
+                        sharing.insert(entry.user_id.clone(), servers.clone());
+                        servers
+                    }
+                };
+                all_queued &= self.queue_for_servers(servers, edu, EduKind::Lasting).await;
             }
             Ok(all_queued)
         })
@@ -290,57 +285,98 @@ impl FederationSender {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A local user's devices or keys changed: every server sharing a room
-    /// with them is told (`m.device_list_update`). The update cites no
-    /// earlier one (`prev_id` is empty), which asks the receiver to fetch
-    /// the whole list again (`/user/devices`), so it comes out right
-    /// whatever changed: new keys, a deleted device, cross-signing keys.
-    /// `false` when it could not be queued (to be tried again).
-    async fn queue_device_list_update(&self, user_id: String) -> bool {
-        if !self.is_local(&user_id) {
-            return true;
-        }
-        let found = async {
-            let servers = self.servers_sharing_a_room(&user_id).await?;
-            let devices = self.store.devices(&user_id).await?;
-            let stream_id = self.store.max_device_list_position().await?;
-            Ok::<_, myelin_store::StoreError>((servers, devices, stream_id))
+    /// What other servers are told of one change of a local user's device
+    /// list; `None` when there is nothing to tell.
+    ///
+    /// A device's change is an `m.device_list_update` at the change's
+    /// position, citing the user's change before it (`prev_id`), so a
+    /// server that saw that one applies this one to the list it keeps, and
+    /// any other fetches the whole list. New cross-signing keys are an
+    /// `m.signing_key_update`, outside that chain. A change of the whole
+    /// list names one device and cites nothing, which asks for the whole
+    /// list.
+    async fn device_list_edu(
+        &self,
+        entry: &DeviceListEntry,
+    ) -> myelin_store::StoreResult<Option<Value>> {
+        let user_id = entry.user_id.as_str();
+        let Ok(owner) = OwnedUserId::try_from(user_id) else {
+            return Ok(None);
         };
-        let (servers, devices, stream_id) = match found.await {
-            Ok(found) => found,
-            Err(error) => {
-                tracing::warn!(%error, %user_id, "cannot prepare a device-list update");
-                return false;
+        let device_id = match &entry.subject {
+            DeviceListSubject::SigningKeys => {
+                let asked = BTreeMap::from([(owner.clone(), Vec::new())]);
+                let mut keys = user_keys(self.store.as_ref(), &asked, None).await?;
+                let mut content = json!({"user_id": user_id});
+                if let Some(key) = keys.master_keys.remove(&owner) {
+                    content["master_key"] = raw_value(key.json());
+                }
+                if let Some(key) = keys.self_signing_keys.remove(&owner) {
+                    content["self_signing_key"] = raw_value(key.json());
+                }
+                return Ok(Some(
+                    json!({"edu_type": "m.signing_key_update", "content": content}),
+                ));
+            }
+            DeviceListSubject::Device(device_id) => device_id.clone(),
+            DeviceListSubject::Everything => {
+                let Some(device) = self.store.devices(user_id).await?.into_iter().next() else {
+                    return Ok(None);
+                };
+                let content = json!({
+                    "user_id": user_id,
+                    "device_id": device.device_id,
+                    "stream_id": entry.position.0,
+                    "prev_id": [],
+                });
+                return Ok(Some(
+                    json!({"edu_type": "m.device_list_update", "content": content}),
+                ));
             }
         };
-        // The update must name a device: one the user has, else the one
-        // just deleted, as deleted.
+        let prev_id: Vec<i64> = self
+            .store
+            .device_list_chain_position(user_id, Some(entry.position))
+            .await?
+            .map(|position| position.0)
+            .into_iter()
+            .collect();
         let mut content = json!({
             "user_id": user_id,
-            "stream_id": stream_id.0.max(0),
-            "prev_id": [],
+            "device_id": device_id,
+            "stream_id": entry.position.0,
+            "prev_id": prev_id,
         });
-        let deleted = self
-            .deleted_lock()
-            .get(&user_id)
-            .cloned()
-            .unwrap_or_default();
-        match (devices.into_iter().next(), deleted.first()) {
-            (Some(device), _) => {
-                content["device_id"] = Value::String(device.device_id);
-                content["deleted"] = Value::Bool(false);
-                if let Some(name) = device.display_name {
-                    content["device_display_name"] = Value::String(name);
-                }
-            }
-            (None, Some(deleted)) => {
-                content["device_id"] = Value::String(deleted.clone());
-                content["deleted"] = Value::Bool(true);
-            }
-            (None, None) => return true,
+        let asked =
+            BTreeMap::from([(owner.clone(), vec![OwnedDeviceId::from(device_id.as_str())])]);
+        let keys = user_keys(self.store.as_ref(), &asked, None)
+            .await?
+            .device_keys
+            .remove(&owner)
+            .and_then(|mut keys| keys.remove(device_id.as_str()));
+        let device = self
+            .store
+            .devices(user_id)
+            .await?
+            .into_iter()
+            .find(|device| device.device_id == device_id);
+        if keys.is_none() && device.is_none() {
+            content["deleted"] = Value::Bool(true);
         }
-        let edu = json!({"edu_type": "m.device_list_update", "content": content});
-        self.queue_for_servers(servers, edu, EduKind::Lasting).await
+        if let Some(keys) = keys {
+            let mut keys = raw_value(keys.json());
+            // The name travels beside the keys, not in them.
+            if let Some(keys) = keys.as_object_mut() {
+                keys.remove("unsigned");
+            }
+            content["keys"] = keys;
+        }
+        if let Some(name) = device.and_then(|device| device.display_name) {
+            content["device_display_name"] = Value::String(name);
+        }
+        Ok(Some(
+            json!({"edu_type": "m.device_list_update", "content": content}),
+        ))
     }
 
     /// A local user's presence changed: every server sharing a room with
@@ -390,6 +426,12 @@ impl FederationSender {
         servers.remove(&self.config.server_name);
         Ok(servers)
     }
+}
+
+/// A key's JSON as a value; `null` if it does not parse (it was checked
+/// when uploaded).
+fn raw_value(json: &serde_json::value::RawValue) -> Value {
+    serde_json::from_str(json.get()).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -44,8 +44,6 @@ pub struct FederationSender {
     /// The servers joined in each state snapshot read lately (a snapshot
     /// never changes, so neither does its answer).
     servers_at: Mutex<HashMap<String, Arc<BTreeSet<String>>>>,
-    /// Devices each local user deleted lately, as the bus told.
-    deleted_devices: Mutex<HashMap<String, Vec<String>>>,
     /// Streams whose window could not all be queued, until when they wait.
     streams_held_off: Mutex<HashMap<EduStream, std::time::Instant>>,
     transactions: prometheus::IntCounterVec,
@@ -96,7 +94,6 @@ pub fn role(deps: &Deps) -> Arc<FederationSender> {
         sending: Mutex::new(HashMap::new()),
         waiting: Mutex::new(HashMap::new()),
         servers_at: Mutex::new(HashMap::new()),
-        deleted_devices: Mutex::new(HashMap::new()),
         streams_held_off: Mutex::new(HashMap::new()),
         transactions: myelin_process::labelled_counter(
             &deps.registry,

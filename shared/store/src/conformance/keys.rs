@@ -4,8 +4,8 @@ use myelin_types::StreamPosition;
 
 use crate::conformance::directory::{JOIN, create_users, room, state_event};
 use crate::{
-    DeviceKeysRecord, KeyClaim, NewToDevice, PersistOutcome, RemoteDeviceList, Store, StoreError,
-    ToDeviceAck, ToDeviceSend, UploadedKey,
+    DeviceKeysRecord, DeviceListSubject, KeyClaim, NewToDevice, PersistOutcome, RemoteDeviceList,
+    Store, StoreError, ToDeviceAck, ToDeviceSend, UploadedKey,
 };
 
 fn key(algorithm: &str, name: &str, json: &str) -> UploadedKey {
@@ -717,4 +717,73 @@ pub(super) async fn remote_device_lists_are_kept_while_a_room_is_shared(store: &
     assert_eq!(kept(other).await, Some(3), "still shares a room");
     set_membership(store, "!rd-b:test", 2, "@rdlocal2:test", "ban").await;
     assert_eq!(kept(other).await, None, "no local user left beside them");
+}
+
+/// Each device-list change names what changed, and the chain other
+/// servers follow skips cross-signing key changes.
+pub(super) async fn device_list_changes_name_what_changed(store: &dyn Store) {
+    let user = "@dlsubject:test";
+    let keys = |device: &str| DeviceKeysRecord {
+        user_id: user.to_owned(),
+        device_id: device.to_owned(),
+        key_json: format!(r#"{{"device":"{device}"}}"#),
+    };
+    let before = store.max_device_list_position().await.expect("position");
+    for device in ["D1", "D2", "D3"] {
+        store.set_device_keys(keys(device)).await.expect("keys");
+    }
+    store
+        .set_cross_signing_keys(user, &[("master".to_owned(), "{}".to_owned())])
+        .await
+        .expect("cross-signing keys");
+    store
+        .delete_devices(user, &["D1".to_owned()])
+        .await
+        .expect("delete");
+    store
+        .delete_other_devices(user, Some("D2"))
+        .await
+        .expect("delete the others");
+    let upto = store.max_device_list_position().await.expect("position");
+    let entries = store
+        .device_list_entries(before, upto, 100)
+        .await
+        .expect("entries");
+    let subjects: Vec<DeviceListSubject> = entries
+        .iter()
+        .filter(|entry| entry.user_id == user)
+        .map(|entry| entry.subject.clone())
+        .collect();
+    let device = |id: &str| DeviceListSubject::Device(id.to_owned());
+    assert_eq!(
+        subjects,
+        [
+            device("D1"),
+            device("D2"),
+            device("D3"),
+            DeviceListSubject::SigningKeys,
+            device("D1"),
+            device("D3"),
+        ]
+    );
+    let positions: Vec<StreamPosition> = entries
+        .iter()
+        .filter(|entry| entry.user_id == user)
+        .map(|entry| entry.position)
+        .collect();
+    let chain = |before| store.device_list_chain_position(user, before);
+    assert_eq!(chain(None).await.expect("chain"), Some(positions[5]));
+    assert_eq!(
+        chain(Some(positions[4])).await.expect("chain"),
+        Some(positions[2]),
+        "the cross-signing change is not in the chain"
+    );
+    assert_eq!(chain(Some(positions[0])).await.expect("chain"), None);
+    assert_eq!(
+        store
+            .device_list_chain_position("@dlnobody:test", None)
+            .await
+            .expect("chain"),
+        None
+    );
 }

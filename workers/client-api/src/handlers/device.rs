@@ -76,7 +76,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 .await?;
             let deleted = [request.device_id.to_string()];
             api.store.delete_devices(&user.user_id, &deleted).await?;
-            api.devices_deleted(&user.user_id, &deleted).await;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });
@@ -89,7 +89,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                 .await?;
             let device_ids: Vec<String> = request.devices.iter().map(ToString::to_string).collect();
             api.store.delete_devices(&user.user_id, &device_ids).await?;
-            api.devices_deleted(&user.user_id, &device_ids).await;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });

@@ -112,14 +112,8 @@ impl ClientApi {
     /// Rings the device-list bell: the store already holds the change, so
     /// the long-polls of everyone who shares a room with the user wake.
     pub(crate) async fn device_list_changed(&self, user_id: &str) {
-        self.devices_deleted(user_id, &[]).await;
-    }
-
-    /// [`Self::device_list_changed`] when `device_ids` were deleted.
-    pub(crate) async fn devices_deleted(&self, user_id: &str, device_ids: &[String]) {
         let change = DeviceListChanged {
             user_id: user_id.to_owned(),
-            deleted_devices: device_ids.to_vec(),
         };
         if let Err(error) = topics::DEVICE_LISTS
             .announce(self.bus.as_ref(), &change)

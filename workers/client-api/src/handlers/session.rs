@@ -30,7 +30,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             let user = context.user()?;
             let deleted = std::slice::from_ref(&user.device_id);
             api.store.delete_devices(&user.user_id, deleted).await?;
-            api.devices_deleted(&user.user_id, deleted).await;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });
@@ -39,15 +39,8 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
         let api = Arc::clone(&logout_all_api);
         async move {
             let user = context.user()?;
-            let deleted: Vec<String> = api
-                .store
-                .devices(&user.user_id)
-                .await?
-                .into_iter()
-                .map(|device| device.device_id)
-                .collect();
             api.store.delete_other_devices(&user.user_id, None).await?;
-            api.devices_deleted(&user.user_id, &deleted).await;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });
