@@ -9,6 +9,7 @@ pub(crate) mod rooms;
 pub(crate) mod signing;
 mod split;
 pub(crate) mod synapse;
+mod trust;
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,19 @@ pub(crate) const SHARED_DIRECTORY: &str = "allow_public_rooms_over_federation: t
 
 /// [`federating_myelin`] with `settings` (YAML) instead of a shared directory.
 pub(crate) async fn federating_myelin_with(certificates: &Certificates, settings: &str) -> Server {
+    federating_myelin_configured(
+        certificates,
+        &format!("{LOOPBACK_FEDERATION}{FAST_RETRIES}{settings}"),
+    )
+    .await
+}
+
+/// A Myelin of [`federating_myelin`] with only `settings` (YAML) where the
+/// others have [`LOOPBACK_FEDERATION`], for tests of those settings.
+pub(crate) async fn federating_myelin_configured(
+    certificates: &Certificates,
+    settings: &str,
+) -> Server {
     let port = free_port();
     let federation_listener = format!(
         "listeners:\n  - port: {port}\n    tls: true\n    type: http\n    \
@@ -74,7 +88,7 @@ pub(crate) async fn federating_myelin_with(certificates: &Certificates, settings
         .edit_config("listeners:\n", &federation_listener)
         .edit_config(
             "trusted_key_servers:\n  - server_name: \"matrix.org\"\n",
-            &format!("{LOOPBACK_FEDERATION}{FAST_RETRIES}{settings}"),
+            settings,
         )
         .env("MYELIN_TLS_CERTIFICATE_PATH", &certificates.certificate)
         .env("MYELIN_TLS_PRIVATE_KEY_PATH", &certificates.key)
