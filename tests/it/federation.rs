@@ -5,6 +5,7 @@
 //! `X-Matrix` and checked with keys fetched from the other server.
 
 mod device_lists;
+mod old_rooms;
 pub(crate) mod rooms;
 pub(crate) mod signing;
 mod split;

@@ -79,6 +79,14 @@ fn references(version: &RoomVersion, refs: &[EventRef]) -> Value {
     }
 }
 
+/// The ID an event of `server_name` carries in its own `event_id` field,
+/// in room versions whose IDs are not reference hashes (1 and 2); `None`
+/// in the others.
+pub fn explicit_event_id(version: &RoomVersion, server_name: &str) -> Option<String> {
+    (version.rules.event_id_format == EventIdFormatVersion::V1)
+        .then(|| format!("${}:{server_name}", random_event_localpart()))
+}
+
 fn random_event_localpart() -> String {
     use rand::Rng;
     rand::thread_rng()
@@ -151,8 +159,7 @@ pub fn build_pdu(key: &ServerKey, input: PduInput<'_>) -> Result<BuiltPdu, Build
     let version = input.version;
     let room_id_given = input.room_id.map(str::to_owned);
     let mut object = unsigned_pdu(input)?;
-    let explicit_event_id = (version.rules.event_id_format == EventIdFormatVersion::V1)
-        .then(|| format!("${}:{}", random_event_localpart(), key.server_name));
+    let explicit_event_id = explicit_event_id(version, &key.server_name);
     if let Some(event_id) = &explicit_event_id {
         object.insert("event_id".to_owned(), Value::String(event_id.clone()));
     }

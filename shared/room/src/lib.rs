@@ -29,8 +29,8 @@ pub use auth::{
     state_from_pdus,
 };
 pub use build::{
-    BuildError, BuiltPdu, EventRef, MAX_DEPTH, MAX_KEY_BYTES, PduInput, build_pdu, next_depth,
-    reference_hash_of,
+    BuildError, BuiltPdu, EventRef, MAX_DEPTH, MAX_KEY_BYTES, PduInput, build_pdu,
+    explicit_event_id, next_depth, reference_hash_of,
 };
 pub use client_format::{
     INVITE_STATE_TYPES, client_event, stored_client_event, stripped_state_event,

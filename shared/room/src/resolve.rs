@@ -1,7 +1,10 @@
-//! State resolution (v2) where a room's graph has forked, by ruma.
+//! State resolution where a room's graph has forked: v2 by ruma, and v1
+//! (room version 1, which ruma leaves out) in `v1`.
 //!
 //! A room written only by this server stays linear (one writer per room),
 //! so this runs when federation brings in events on another branch.
+
+mod v1;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,7 +26,7 @@ pub fn resolve_state(
     pool: &EventPool,
 ) -> Result<RoomState, String> {
     let StateResolutionVersion::V2(rules) = &version.rules.state_res else {
-        return Err("room version 1 uses state resolution v1, which is not supported".to_owned());
+        return Ok(v1::resolve(version, forks));
     };
     let state_maps: Vec<HashMap<(StateEventType, String), OwnedEventId>> = forks
         .iter()

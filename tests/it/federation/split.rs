@@ -335,6 +335,22 @@ async fn split_myelin_federates_with_myelin_and_synapse() {
     let (status, body) = peer.send("after-the-turn", &[]).await;
     assert_eq!(status, 200, "{body}");
 
+    // A version 1 room of Synapse's: joined through the client-api
+    // replicas, which give the join an ID of this server's; messages cross.
+    let old_room = sam
+        .create_room(&json!({"preset": "public_chat", "room_version": "1"}))
+        .await;
+    let joined = super::synapse::join_via(&alice, &old_room, &synapse.server_name).await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+    sam.send_text(&old_room, "version 1 from Synapse").await;
+    assert!(wait_for_message(&alice, &old_room, "version 1 from Synapse").await);
+    alice.send_text(&old_room, "version 1 from the split").await;
+    assert!(
+        wait_for_message(&sam, &old_room, "version 1 from the split").await,
+        "{}",
+        synapse.log_tail()
+    );
+
     // Device lists of the single server's users, kept by the split
     // server: updates through the federation-api replicas follow their
     // chain, and a gap has the list fetched whole again.

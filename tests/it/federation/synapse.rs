@@ -129,6 +129,11 @@ impl Synapse {
         panic!("Synapse did not start:\n{}", self.log_tail());
     }
 
+    /// Synapse's signing key file.
+    pub(crate) fn signing_key_path(&self) -> std::path::PathBuf {
+        super::signing_key_path(&self.config)
+    }
+
     /// Synapse's own log, whole.
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("homeserver.log")).unwrap_or_default()

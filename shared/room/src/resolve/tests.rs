@@ -65,6 +65,7 @@ impl Graph {
 }
 
 const ALICE: &str = "@alice:hs.test";
+const BOB: &str = "@bob:hs.test";
 
 /// A room of version `id` (named `room_id` where the version does not
 /// derive it) that `creator` created and joined: its graph and its branch.
@@ -97,49 +98,53 @@ fn created_by(id: &str, room_id: &str, creator: &str) -> (RoomVersion, Graph, Br
     (version, graph, base)
 }
 
+/// Sets `levels` as the power levels, makes the room public and joins Bob.
+fn open_to_bob(graph: &mut Graph, base: &mut Branch, levels: serde_json::Value) {
+    graph.apply(base, ALICE, "m.room.power_levels", "", levels, 3);
+    graph.apply(
+        base,
+        ALICE,
+        "m.room.join_rules",
+        "",
+        json!({"join_rule": "public"}),
+        4,
+    );
+    graph.apply(
+        base,
+        BOB,
+        "m.room.member",
+        BOB,
+        json!({"membership": "join"}),
+        5,
+    );
+}
+
+impl Branch {
+    /// A branch starting where this one stands.
+    fn fork(&self) -> Branch {
+        Branch {
+            state: self.state.clone(),
+            head: self.head.clone(),
+            depth: self.depth,
+        }
+    }
+}
+
 /// Two branches change the topic after a ban on one of them: the banned
 /// user's topic change must lose, whatever order the forks come in.
 #[test]
 fn resolution_prefers_the_branch_that_is_authorized() {
     for id in ["2", "10", "12"] {
         let (version, mut graph, mut base) = created_by(id, "!res:hs.test", ALICE);
-        let alice = ALICE;
-        let bob = "@bob:hs.test";
+        let (alice, bob) = (ALICE, BOB);
         let users = if version.privileges_creators() {
             json!({bob: 50})
         } else {
             json!({alice: 100, bob: 50})
         };
-        graph.apply(
-            &mut base,
-            alice,
-            "m.room.power_levels",
-            "",
-            json!({"users": users}),
-            3,
-        );
-        graph.apply(
-            &mut base,
-            alice,
-            "m.room.join_rules",
-            "",
-            json!({"join_rule": "public"}),
-            4,
-        );
-        graph.apply(
-            &mut base,
-            bob,
-            "m.room.member",
-            bob,
-            json!({"membership": "join"}),
-            5,
-        );
+        open_to_bob(&mut graph, &mut base, json!({"users": users}));
 
-        let mut banned = Branch {
-            state: base.state.clone(),
-            head: base.head.clone(),
-            depth: base.depth,
-        };
+        let mut banned = base.fork();
         graph.apply(
             &mut banned,
             alice,
@@ -148,11 +153,7 @@ fn resolution_prefers_the_branch_that_is_authorized() {
             json!({"membership": "ban"}),
             6,
         );
-        let mut topic = Branch {
-            state: base.state.clone(),
-            head: base.head.clone(),
-            depth: base.depth,
-        };
+        let mut topic = base.fork();
         graph.apply(
             &mut topic,
             bob,
@@ -183,10 +184,89 @@ fn resolution_prefers_the_branch_that_is_authorized() {
     }
 }
 
+/// Version 1 (state resolution v1): the power levels lowering Bob on one
+/// fork win their pass, so Bob's topic on the other fork is refused and
+/// Alice's wins the conflict; a key only one fork set (Bob's room name)
+/// is unconflicted and kept, as v1 does. Either order of forks agrees.
 #[test]
-fn version_one_is_refused() {
-    let version = RoomVersion::stable("1").expect("v1");
-    assert!(resolve_state(&version, &[], &EventPool::new()).is_err());
+fn version_one_resolves_power_first_then_the_newest_allowed() {
+    let (version, mut graph, mut base) = created_by("1", "!v1:hs.test", ALICE);
+    let (alice, bob) = (ALICE, BOB);
+    let levels = |bob_level: i64| json!({"users": {alice: 100, bob: bob_level}});
+    open_to_bob(&mut graph, &mut base, levels(50));
+
+    let mut lowered = base.fork();
+    graph.apply(&mut lowered, alice, "m.room.power_levels", "", levels(0), 6);
+    graph.apply(
+        &mut lowered,
+        alice,
+        "m.room.topic",
+        "",
+        json!({"topic": "alice's"}),
+        7,
+    );
+    let mut bobs = base.fork();
+    graph.apply(
+        &mut bobs,
+        bob,
+        "m.room.name",
+        "",
+        json!({"name": "bob's"}),
+        8,
+    );
+    graph.apply(
+        &mut bobs,
+        bob,
+        "m.room.topic",
+        "",
+        json!({"topic": "bob's"}),
+        9,
+    );
+
+    for forks in [
+        [lowered.state.clone(), bobs.state.clone()],
+        [bobs.state.clone(), lowered.state.clone()],
+    ] {
+        let resolved = resolve_state(&version, &forks, &graph.pool).expect("resolves");
+        let content = |kind: &str| {
+            resolved
+                .get(&(kind.to_owned(), String::new()))
+                .map(|pdu| pdu.content.get().to_owned())
+                .unwrap_or_default()
+        };
+        assert!(content("m.room.power_levels").contains(r#""@bob:hs.test":0"#));
+        assert!(
+            content("m.room.topic").contains("alice's"),
+            "{}",
+            content("m.room.topic")
+        );
+        assert!(content("m.room.name").contains("bob's"));
+        let member = &resolved[&("m.room.member".to_owned(), bob.to_owned())];
+        assert!(member.content.get().contains("join"));
+    }
+}
+
+/// Version 1 with nothing in conflict: the union of the forks.
+#[test]
+fn version_one_keeps_what_the_forks_agree_on() {
+    let (version, mut graph, base) = created_by("1", "!v1u:hs.test", ALICE);
+    let mut named = base.fork();
+    graph.apply(
+        &mut named,
+        ALICE,
+        "m.room.name",
+        "",
+        json!({"name": "n"}),
+        3,
+    );
+    let resolved = resolve_state(
+        &version,
+        &[base.state.clone(), named.state.clone()],
+        &graph.pool,
+    )
+    .expect("resolves");
+    assert_eq!(resolved.len(), 3);
+    assert!(resolved.contains_key(&("m.room.name".to_owned(), String::new())));
 }
 
 /// A join's state and auth chain: an event its own auth events do not

@@ -456,13 +456,6 @@ impl ClientApi {
                 format!("The room's version {version_id} is not supported"),
             )
         })?;
-        if version.rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
-            return Err(MatrixError::new(
-                http::StatusCode::BAD_REQUEST,
-                "M_UNSUPPORTED_ROOM_VERSION",
-                "Rooms of versions 1 and 2 are not supported over federation",
-            ));
-        }
         let mut object: CanonicalJsonObject =
             serde_json::from_str(template.get()).map_err(|error| bad_answer(server, error))?;
         let text = |key: &str| match object.get(key) {
@@ -517,6 +510,14 @@ impl ClientApi {
             "origin".to_owned(),
             CanonicalJsonValue::String(self.server_name.clone()),
         );
+        // Versions 1 and 2: the event carries an ID this server makes up.
+        let explicit_id = myelin_room::explicit_event_id(version, &self.server_name);
+        if let Some(event_id) = &explicit_id {
+            object.insert(
+                "event_id".to_owned(),
+                CanonicalJsonValue::String(event_id.clone()),
+            );
+        }
         ruma::signatures::hash_and_sign_event(
             &self.server_name,
             self.server_key.key_pair(),
@@ -524,6 +525,9 @@ impl ClientApi {
             &version.rules.redaction,
         )
         .map_err(|error| MatrixError::internal(format!("cannot sign the event: {error}")))?;
+        if let Some(event_id) = explicit_id {
+            return Ok(event_id);
+        }
         let hash = ruma::signatures::reference_hash(object, &version.rules)
             .map_err(|error| MatrixError::internal(format!("cannot hash the event: {error}")))?;
         Ok(format!("${hash}"))
