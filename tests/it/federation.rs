@@ -97,6 +97,35 @@ pub(crate) async fn federating_myelin_configured(
         .await
 }
 
+/// Holds (or gives back) `origin`'s turn at its transactions in a single
+/// process's database, as if another replica were processing one: its
+/// transactions are answered `429` meanwhile. The server may be running.
+pub(crate) fn hold_inbound_turn(server: &Server, origin: &str, hold: bool) {
+    let database = server
+        .config_path()
+        .parent()
+        .expect("config folder")
+        .join("homeserver.db");
+    let db = rusqlite::Connection::open(database).expect("open the database");
+    db.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
+    let in_a_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+        + 60_000;
+    if hold {
+        db.execute(
+            "INSERT INTO inbound_turns (origin, holder, expires_at) VALUES (?1, 'elsewhere', ?2)
+             ON CONFLICT (origin) DO UPDATE SET holder = 'elsewhere', expires_at = ?2",
+            rusqlite::params![origin, in_a_minute],
+        )
+        .expect("hold the turn");
+    } else {
+        db.execute("DELETE FROM inbound_turns WHERE origin = ?1", [origin])
+            .expect("give the turn back");
+    }
+}
+
 /// `https://<server name>`: where a Myelin of [`federating_myelin`] serves
 /// federation.
 pub(crate) fn federation_url(server: &Server) -> String {

@@ -3,10 +3,14 @@
 //! when their server is down, and without asking it each time.
 //!
 //! A list is fetched whole from the user's server (`/user/devices`) and
-//! then moved on by its `m.device_list_update`s: each names the position
-//! in that server's device-list stream it follows (`prev_id`). An update
-//! that follows the kept position is applied to the kept list; any other
-//! shows one was missed, and the list is fetched whole again.
+//! then moved on by its `m.device_list_update`s: each names the user's
+//! previous update (`prev_id`), a position in that server's device-list
+//! stream. An update whose previous ones are all at or before the kept
+//! position is applied to the kept list: the list already holds them, and
+//! nothing of the user's came between them and it. (Synapse gives its
+//! whole stream's position in `/user/devices`, so a user's previous update
+//! is often before it.) Any other update shows one was missed, and the
+//! list is fetched whole again.
 
 use std::collections::BTreeMap;
 
@@ -171,14 +175,26 @@ impl DeviceList {
     }
 }
 
-/// The kept lists of `user_ids`, by user.
+/// Users whose kept lists are read from the store at once.
+const LISTS_READ_AT_ONCE: usize = 100;
+
+/// The kept lists of `user_ids`, by user, read until about `max_bytes` of
+/// them are held: the users past that are left out, as if none was kept.
 pub async fn kept_lists(
     store: &dyn Store,
     user_ids: &[String],
+    max_bytes: usize,
 ) -> StoreResult<BTreeMap<String, DeviceList>> {
     let mut lists = BTreeMap::new();
-    for kept in store.remote_device_lists(user_ids).await? {
-        lists.insert(kept.user_id.clone(), DeviceList::read(&kept)?);
+    let mut held = 0;
+    for some in user_ids.chunks(LISTS_READ_AT_ONCE) {
+        if held >= max_bytes {
+            break;
+        }
+        for kept in store.remote_device_lists(some).await? {
+            held += kept.list_json.len();
+            lists.insert(kept.user_id.clone(), DeviceList::read(&kept)?);
+        }
     }
     Ok(lists)
 }
@@ -253,7 +269,7 @@ pub async fn apply_update(
         && update
             .prev_id
             .iter()
-            .all(|prev| i64::try_from(u64::from(*prev)) == Ok(kept.stream_id));
+            .all(|prev| i64::try_from(u64::from(*prev)).is_ok_and(|prev| prev <= kept.stream_id));
     let mut list = DeviceList::read(&kept)?;
     let applied = follows && list.apply(update).is_ok();
     if applied

@@ -106,13 +106,17 @@ impl DeviceStore for PostgresStore {
         device_id: &str,
         display_name: Option<&str>,
     ) -> StoreResult<()> {
-        let rows = self
-            .execute(
-                "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
-                &[&user_id, &device_id, &display_name],
-            )
-            .await?;
-        changed_one(rows)
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let rows = tx_execute(
+            &tx,
+            "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
+            &[&user_id, &device_id, &display_name],
+        )
+        .await?;
+        changed_one(rows)?;
+        crate::keys::note_devices_changed(&tx, user_id, &[device_id.to_owned()]).await?;
+        tx.commit().await.map_err(map_error)
     }
 
     async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StoreResult<()> {
@@ -143,25 +147,26 @@ impl DeviceStore for PostgresStore {
         // IS DISTINCT FROM NULL holds for every device: no `keep`, none kept.
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
-        let deleted: Vec<String> = crate::tx_query(
-            &tx,
-            "SELECT device_id FROM devices WHERE user_id = $1 AND device_id IS DISTINCT FROM $2
-             UNION SELECT device_id FROM device_keys
-             WHERE user_id = $1 AND device_id IS DISTINCT FROM $2",
-            &[&user_id, &keep],
-            |row| get(row, 0),
-        )
-        .await?;
+        // The devices as deleted, not as read before: one made meanwhile is
+        // deleted and told of too.
+        let mut deleted = std::collections::BTreeSet::new();
         for table in DEVICE_TABLES {
-            tx_execute(
-                &tx,
-                &format!(
-                    "DELETE FROM {table} WHERE user_id = $1 AND device_id IS DISTINCT FROM $2"
-                ),
-                &[&user_id, &keep],
-            )
-            .await?;
+            let delete =
+                format!("DELETE FROM {table} WHERE user_id = $1 AND device_id IS DISTINCT FROM $2");
+            if matches!(*table, "devices" | "device_keys") {
+                let ids: Vec<String> = crate::tx_query(
+                    &tx,
+                    &format!("{delete} RETURNING device_id"),
+                    &[&user_id, &keep],
+                    |row| get(row, 0),
+                )
+                .await?;
+                deleted.extend(ids);
+            } else {
+                tx_execute(&tx, &delete, &[&user_id, &keep]).await?;
+            }
         }
+        let deleted: Vec<String> = deleted.into_iter().collect();
         crate::keys::note_devices_changed(&tx, user_id, &deleted).await?;
         tx.commit().await.map_err(map_error)
     }

@@ -330,8 +330,10 @@ impl DeviceListStore for PostgresStore {
                      SELECT $1, $2, $3 WHERE {}
                      ON CONFLICT (user_id) DO UPDATE SET
                          stream_id = EXCLUDED.stream_id, list_json = EXCLUDED.list_json
-                     WHERE remote_device_lists.stream_id <= EXCLUDED.stream_id",
-                    shares_a_room("$1")
+                     WHERE remote_device_lists.stream_id < EXCLUDED.stream_id",
+                    // A leave committing meanwhile waits for this write or
+                    // is seen by it, so its clean-up never misses the list.
+                    shares_a_room("$1", true)
                 ),
                 &[&list.user_id, &list.stream_id, &list.list_json],
             )
@@ -371,7 +373,7 @@ impl DeviceListStore for PostgresStore {
     async fn shares_room_with_local_user(&self, user_id: &str) -> StoreResult<bool> {
         let shares = self
             .query_opt(
-                &format!("SELECT 1 WHERE {}", shares_a_room("$1")),
+                &format!("SELECT 1 WHERE {}", shares_a_room("$1", false)),
                 &[&user_id],
                 |_| Ok(()),
             )
@@ -381,8 +383,14 @@ impl DeviceListStore for PostgresStore {
 }
 
 /// Whether the user `user` (a column or a parameter) is joined to a room a
-/// local user (an account here) is joined to.
-fn shares_a_room(user: &str) -> String {
+/// local user (an account here) is joined to; `locking` holds the two
+/// memberships found until the transaction ends.
+fn shares_a_room(user: &str, locking: bool) -> String {
+    let lock = if locking {
+        "FOR SHARE OF theirs, ours"
+    } else {
+        ""
+    };
     format!(
         "EXISTS (
             SELECT 1 FROM current_state theirs
@@ -390,7 +398,7 @@ fn shares_a_room(user: &str) -> String {
                 AND ours.event_type = 'm.room.member' AND ours.membership = 'join'
             JOIN users ON users.user_id = ours.state_key
             WHERE theirs.state_key = {user} AND theirs.event_type = 'm.room.member'
-                AND theirs.membership = 'join')"
+                AND theirs.membership = 'join' {lock})"
     )
 }
 
@@ -405,7 +413,7 @@ pub(crate) fn forget_unshared_device_lists() -> String {
              AND kept.user_id IN (SELECT state_key FROM current_state WHERE room_id = $1
                  AND event_type = 'm.room.member' AND membership = 'join')))
          AND NOT {}",
-        shares_a_room("kept.user_id")
+        shares_a_room("kept.user_id", false)
     )
 }
 

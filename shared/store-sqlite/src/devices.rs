@@ -121,7 +121,7 @@ impl DeviceStore for SqliteStore {
             if rows == 0 {
                 Err(StoreError::NotFound)
             } else {
-                Ok(())
+                crate::keys::note_devices_changed(tx, &user_id, std::slice::from_ref(&device_id))
             }
         })
         .await

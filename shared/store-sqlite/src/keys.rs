@@ -380,7 +380,7 @@ impl DeviceListStore for SqliteStore {
                  SELECT ?1, ?2, ?3 WHERE {}
                  ON CONFLICT (user_id) DO UPDATE SET
                      stream_id = excluded.stream_id, list_json = excluded.list_json
-                 WHERE remote_device_lists.stream_id <= excluded.stream_id",
+                 WHERE remote_device_lists.stream_id < excluded.stream_id",
                 shares_a_room("?1")
             ))
             .and_then(|mut statement| {

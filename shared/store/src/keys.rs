@@ -133,9 +133,10 @@ pub trait DeviceListStore: Send + Sync {
     async fn remote_device_lists(&self, user_ids: &[String]) -> StoreResult<Vec<RemoteDeviceList>>;
 
     /// Keeps a list fetched whole from the user's server, unless a list
-    /// further on in that server's stream is kept, or the user shares no
-    /// room with a user of this server (an account here): nothing would
-    /// tell us of their changes. Whether it was kept.
+    /// at or past its position in that server's stream is kept (a fetch
+    /// that crossed an update applied meanwhile must not undo it), or the
+    /// user shares no room with a user of this server (an account here):
+    /// nothing would tell us of their changes. Whether it was kept.
     async fn keep_remote_device_list(&self, list: &RemoteDeviceList) -> StoreResult<bool>;
 
     /// Replaces the kept list with `list` only if it still stands at

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::rooms::{Peer, myelin_with_a_peer};
-use super::synapse::{Peers, join_via, room_joined_over_federation, wait_for_device_change};
-use super::{PASSWORD, TwoMyelins, federation_url, signing_key_path};
+use super::synapse::{
+    Peers, join_via, room_joined_over_federation, wait_for_device_change, wait_for_message,
+};
+use super::{PASSWORD, TwoMyelins, federation_url, signing_key_path, user_with_name};
 use crate::client::{Client, encode};
 use crate::harness::metric_sum;
 
@@ -101,8 +103,9 @@ pub(crate) async fn dana_joins(peer: &Peer, alice: &Client, room_id: &str) -> St
 
 /// With Dana's list kept at `at` (her server's device-list position):
 /// an update that follows on is applied, signing keys are taken, an
-/// update about another server's user changes nothing, and an update
-/// that does not follow on has the list fetched whole again.
+/// update about another server's user changes nothing, an update that
+/// does not follow on has the list fetched whole again, and one citing an
+/// update from before the fetched position follows on.
 pub(crate) async fn check_device_list_chain(peer: &Peer, alice: &Client, dana: &str, at: i64) {
     // The device shows though her server never lists it: it came from
     // the update, applied to the kept list.
@@ -158,6 +161,18 @@ pub(crate) async fn check_device_list_chain(peer: &Peer, alice: &Client, dana: &
         "{fetched}"
     );
     assert!(fetched["master_keys"][dana].is_null(), "{fetched}");
+
+    // An update whose previous one is before the position the list was
+    // fetched at (Synapse gives its whole stream's position) follows on.
+    let before = (at - 1).max(0);
+    send_edus(
+        peer,
+        "dl-5",
+        json!([device_update(dana, "DANA3", at + 10, before)]),
+    )
+    .await;
+    let followed = wait_for_devices(alice, dana, &["DANA3"]).await;
+    assert_eq!(devices_in(&followed, dana), ["DANA3"], "{followed}");
 }
 
 #[tokio::test]
@@ -191,7 +206,7 @@ async fn device_list_updates_follow_their_chain_and_a_gap_fetches_the_list_again
 )]
 async fn a_synapse_users_devices_are_answered_while_synapse_is_down() {
     let Peers {
-        myelin,
+        mut myelin,
         mut synapse,
         alice,
         sam,
@@ -206,7 +221,15 @@ async fn a_synapse_users_devices_are_answered_while_synapse_is_down() {
         joined.text,
         synapse.log_tail()
     );
+
+    // Sam's keys, then another Synapse user's, while Myelin is down:
+    // Alice's query fetches Sam's list at a position of Synapse's stream
+    // past Sam's own last change.
+    myelin.kill();
     crate::keys::upload_device_keys(&sam, 6).await;
+    let sid = user_with_name(&synapse.client_url, "sid", "Sid on Synapse").await;
+    crate::keys::upload_device_keys(&sid, 8).await;
+    myelin.start_again().await;
     let laptop = sam.device_id.clone();
     let listed = wait_for_devices(&alice, &sam.user_id, &[&laptop]).await;
     assert_eq!(
@@ -214,9 +237,25 @@ async fn a_synapse_users_devices_are_answered_while_synapse_is_down() {
         std::slice::from_ref(&laptop),
         "{listed}"
     );
+    // Synapse's update for Sam's keys, sent once it hears from Myelin
+    // again, is already in the list fetched.
+    alice.send_text(&room_id, "wake up").await;
+    assert!(
+        wait_for_message(&sam, &room_id, "wake up").await,
+        "{}",
+        synapse.log_tail()
+    );
 
     // Sam signs in on a second device: Synapse tells Myelin, and the kept
-    // list takes the new device.
+    // list takes the new device from the updates, without asking Synapse
+    // for the list again (Synapse's log counts the asks).
+    let log_of = &synapse;
+    let fetches = move || async move {
+        let log = log_of.log();
+        log.matches("/_matrix/federation/v1/user/devices/").count() as u64
+    };
+    let fetched = settled(fetches).await;
+    assert!(fetched >= 1, "Myelin never asked Synapse for Sam's list");
     let since = alice.sync(None, 0).await["next_batch"]
         .as_str()
         .expect("next_batch")
@@ -240,6 +279,7 @@ async fn a_synapse_users_devices_are_answered_while_synapse_is_down() {
         "{listed}\n{}",
         myelin.logs()
     );
+    assert_eq!(settled(fetches).await, fetched, "{}", myelin.logs());
 
     // Synapse goes down: Alice's client still gets both devices' keys,
     // and no failure.
@@ -262,19 +302,29 @@ async fn wait_for_device_ids(asker: &Client, owner: &str, wanted: &[&String]) ->
     wait_for_devices(asker, owner, &wanted).await
 }
 
-/// How many times other servers fetched a device list whole from
-/// `server`, once the count stays the same for a second.
-async fn settled_fetches(server: &crate::harness::Server) -> u64 {
-    let mut last = metric_sum(&server.url(), "myelin_http_requests_total", "user/devices").await;
+/// A count, once it stays the same for a second (at most ten).
+async fn settled<F, Fut>(count: F) -> u64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let mut last = count().await;
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = metric_sum(&server.url(), "myelin_http_requests_total", "user/devices").await;
+        let now = count().await;
         if now == last {
             break;
         }
         last = now;
     }
     last
+}
+
+/// How many times other servers fetched a device list whole from
+/// `server`, once the count settles.
+async fn settled_fetches(server: &crate::harness::Server) -> u64 {
+    let url = server.url();
+    settled(|| metric_sum(&url, "myelin_http_requests_total", "user/devices")).await
 }
 
 /// Two Myelins: Alice's device changes reach Bob's server as updates that

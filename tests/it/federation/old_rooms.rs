@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::federation_url;
 use super::rooms::Peer;
 use super::synapse::{Peers, wait_for_message};
+use super::{federation_url, hold_inbound_turn};
 use crate::client::{Client, encode};
 
 /// Sets the room's topic as `user`; the event's ID.
@@ -24,29 +24,6 @@ async fn set_topic(user: &Client, room_id: &str, topic: &str) -> String {
         .await;
     assert_eq!(set.status, 200, "{}", set.text);
     set.body["event_id"].as_str().expect("event_id").to_owned()
-}
-
-/// Holds (or gives back) `origin`'s turn at its transactions in a single
-/// process's database, as if another replica were processing one.
-fn hold_turn(database: &std::path::Path, origin: &str, hold: bool) {
-    let db = rusqlite::Connection::open(database).expect("open the database");
-    db.busy_timeout(Duration::from_secs(10))
-        .expect("busy timeout");
-    let in_a_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
-        + 60_000;
-    if hold {
-        db.execute(
-            "INSERT INTO inbound_turns (origin, holder, expires_at) VALUES (?1, 'elsewhere', ?2)
-             ON CONFLICT (origin) DO UPDATE SET holder = 'elsewhere', expires_at = ?2",
-            rusqlite::params![origin, in_a_minute],
-        )
-        .expect("hold the turn");
-    } else {
-        db.execute("DELETE FROM inbound_turns WHERE origin = ?1", [origin])
-            .expect("give the turn back");
-    }
 }
 
 /// The room's topic as `reader`'s server holds it.
@@ -110,15 +87,10 @@ async fn fork_and_resolve(version: &str) {
     // Alice's topic cannot follow Sam's.
     myelin.kill();
     let sams = set_topic(&sam, &room_id, "Sam's topic").await;
-    let database = myelin
-        .config_path()
-        .parent()
-        .expect("config folder")
-        .join("homeserver.db");
-    hold_turn(&database, &synapse.server_name, true);
+    hold_inbound_turn(&myelin, &synapse.server_name, true);
     myelin.start_again().await;
     let alices = set_topic(&alice, &room_id, "Alice's topic").await;
-    hold_turn(&database, &synapse.server_name, false);
+    hold_inbound_turn(&myelin, &synapse.server_name, false);
 
     // Alice's topic did not follow Sam's: the room forked.
     let as_synapse = Peer::new(

@@ -4,7 +4,7 @@
 //! background when one was missed. Either way local users sharing a room
 //! see the user in their sync's `device_lists.changed`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use myelin_bus::topics;
@@ -22,9 +22,15 @@ const RESYNCS_AT_ONCE: usize = 4;
 /// kept list, and the next key query fetches it.
 const MAX_RESYNCS_WAITING: usize = 1000;
 
-/// The fetches of whole lists under way in this replica.
+/// The most times one user's list is fetched again in a row because
+/// updates kept coming while it was fetched.
+const MAX_FETCHES_IN_A_ROW: usize = 3;
+
+/// The fetches of whole lists under way in this replica: for each user,
+/// whether an update came while the fetch ran (its answer may predate the
+/// update, so the list is fetched once more).
 pub(crate) struct Resyncs {
-    waiting: Mutex<HashSet<OwnedUserId>>,
+    waiting: Mutex<HashMap<OwnedUserId, bool>>,
     turns: Arc<tokio::sync::Semaphore>,
 }
 
@@ -38,7 +44,7 @@ impl Default for Resyncs {
 }
 
 impl Resyncs {
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashSet<OwnedUserId>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedUserId, bool>> {
         self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -82,16 +88,21 @@ impl FederationApi {
     }
 
     pub(crate) async fn signing_key_edu(
-        &self,
+        self: &Arc<Self>,
         origin: &ServerName,
         update: SigningKeyUpdateContent,
     ) -> Result<(), String> {
         if update.user_id.server_name() != origin {
             return Err("a signing key update for a user not of the origin".to_owned());
         }
-        remote_devices::apply_signing_keys(self.store.as_ref(), &update)
+        let applied = remote_devices::apply_signing_keys(self.store.as_ref(), &update)
             .await
             .map_err(|error| error.to_string())?;
+        if !applied {
+            // No list to apply them to (or one that is fetched meanwhile):
+            // the next one fetched has them.
+            self.resync_later(&update.user_id).await;
+        }
         self.device_list_changed(&update.user_id).await
     }
 
@@ -112,7 +123,8 @@ impl FederationApi {
     }
 
     /// Fetches the user's list whole in the background, if they share a
-    /// room with a user here and no fetch for them is waiting already.
+    /// room with a user here; if a fetch for them is under way, it runs
+    /// once more when done.
     async fn resync_later(self: &Arc<Self>, user_id: &UserId) {
         match self
             .store
@@ -128,18 +140,39 @@ impl FederationApi {
         }
         {
             let mut waiting = self.resyncs.waiting();
-            if waiting.len() >= MAX_RESYNCS_WAITING || !waiting.insert(user_id.to_owned()) {
+            if let Some(again) = waiting.get_mut(user_id) {
+                *again = true;
                 return;
             }
+            if waiting.len() >= MAX_RESYNCS_WAITING {
+                return;
+            }
+            waiting.insert(user_id.to_owned(), false);
         }
         let api = Arc::clone(self);
         let user_id = user_id.to_owned();
         tokio::spawn(async move {
-            if let Ok(_turn) = Arc::clone(&api.resyncs.turns).acquire_owned().await
-                && let Err(error) =
-                    remote_devices::resync(&api.federation, api.store.as_ref(), &user_id).await
-            {
-                tracing::info!(%error, %user_id, "cannot fetch a device list");
+            for fetch in 1..=MAX_FETCHES_IN_A_ROW {
+                let fetched = match Arc::clone(&api.resyncs.turns).acquire_owned().await {
+                    Ok(_turn) => {
+                        remote_devices::resync(&api.federation, api.store.as_ref(), &user_id).await
+                    }
+                    Err(_) => break,
+                };
+                if let Err(error) = fetched {
+                    tracing::info!(%error, %user_id, "cannot fetch a device list");
+                    break;
+                }
+                // Whether to go again is read and the user let go under
+                // one lock, so an update arriving now is never missed.
+                let mut waiting = api.resyncs.waiting();
+                match waiting.get_mut(&user_id) {
+                    Some(again) if *again && fetch < MAX_FETCHES_IN_A_ROW => *again = false,
+                    _ => {
+                        waiting.remove(&user_id);
+                        return;
+                    }
+                }
             }
             api.resyncs.waiting().remove(&user_id);
         });

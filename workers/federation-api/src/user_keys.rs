@@ -72,15 +72,16 @@ pub(crate) async fn devices(
             "The user is not hosted on this server",
         ));
     }
-    let asked = BTreeMap::from([(request.user_id.clone(), Vec::new())]);
-    let mut keys = user_keys(api.store.as_ref(), &asked, None).await?;
     // The user's latest change in the chain their `m.device_list_update`s
-    // cite: the next update follows on from it.
+    // cite, read before the keys: a change committed in between is in the
+    // answer and sent again, never reported without being in it.
     let stream_id = api
         .store
         .device_list_chain_position(request.user_id.as_str(), None)
         .await?
         .map_or(0, |position| position.0);
+    let asked = BTreeMap::from([(request.user_id.clone(), Vec::new())]);
+    let mut keys = user_keys(api.store.as_ref(), &asked, None).await?;
     let mut response = get_devices::v1::Response::new(
         request.user_id.clone(),
         ruma::UInt::try_from(stream_id.max(0)).unwrap_or_default(),

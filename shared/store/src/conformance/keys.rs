@@ -673,6 +673,13 @@ pub(super) async fn remote_device_lists_are_kept_while_a_room_is_shared(store: &
             .await
             .expect("keep")
     );
+    assert!(
+        !store
+            .keep_remote_device_list(&list(far, 5))
+            .await
+            .expect("keep"),
+        "a list at the same position was fetched before what was applied to it"
+    );
     assert_eq!(
         kept(far).await,
         Some(5),

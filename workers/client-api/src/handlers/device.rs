@@ -64,6 +64,7 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
                     StoreError::NotFound => unknown_device(),
                     other => other.into(),
                 })?;
+            api.device_list_changed(&user.user_id).await;
             Ok(json!({}))
         }
     });

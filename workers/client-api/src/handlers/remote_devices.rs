@@ -19,6 +19,10 @@ use crate::ClientApi;
 /// Lists one query fetches whole at most; the users past it are asked of
 /// their servers in one request each.
 const MAX_FETCHED_PER_QUERY: usize = 100;
+/// Users one query checks for a shared room at most.
+const MAX_ROOM_CHECKS_PER_QUERY: usize = 200;
+/// Kept lists one query reads, in bytes of JSON, about at most.
+const MAX_KEPT_BYTES_PER_QUERY: usize = 16 << 20;
 /// Lists fetched at the same time.
 const FETCHED_AT_ONCE: usize = 20;
 
@@ -56,24 +60,28 @@ pub(super) async fn answer_known_users(
         .values()
         .flat_map(|users| users.keys().map(ToString::to_string))
         .collect();
-    let mut kept = remote_devices::kept_lists(api.store.as_ref(), &users).await?;
+    let mut kept =
+        remote_devices::kept_lists(api.store.as_ref(), &users, MAX_KEPT_BYTES_PER_QUERY).await?;
     let mut to_fetch = Vec::new();
+    let mut checked = 0;
     for users in asked.values_mut() {
         let mut left = BTreeMap::new();
         for (user_id, devices) in std::mem::take(users) {
-            match kept.remove(user_id.as_str()) {
-                Some(list) => answer_from(response, user_id, &devices, list),
-                None if to_fetch.len() < MAX_FETCHED_PER_QUERY
-                    && api
-                        .store
+            if let Some(list) = kept.remove(user_id.as_str()) {
+                answer_from(response, user_id, &devices, list);
+                continue;
+            }
+            let fetch =
+                to_fetch.len() < MAX_FETCHED_PER_QUERY && checked < MAX_ROOM_CHECKS_PER_QUERY && {
+                    checked += 1;
+                    api.store
                         .shares_room_with_local_user(user_id.as_str())
-                        .await? =>
-                {
-                    to_fetch.push((user_id, devices));
-                }
-                None => {
-                    left.insert(user_id, devices);
-                }
+                        .await?
+                };
+            if fetch {
+                to_fetch.push((user_id, devices));
+            } else {
+                left.insert(user_id, devices);
             }
         }
         *users = left;
