@@ -68,6 +68,9 @@ pub struct Config {
     /// Other servers may read the room directory (`/federation/v1/publicRooms`;
     /// off by default, as in Synapse).
     pub allow_public_rooms_over_federation: bool,
+    /// Other servers see the names of this server's users' devices (off
+    /// by default, as in Synapse).
+    pub allow_device_name_lookup_over_federation: bool,
     /// Address ranges previews may not fetch from; when unset, the
     /// private, loopback, link-local and reserved ranges.
     pub url_preview_ip_range_blacklist: Option<Vec<String>>,
@@ -143,6 +146,7 @@ impl Default for Config {
             url_preview_enabled: false,
             allow_public_rooms_without_auth: false,
             allow_public_rooms_over_federation: false,
+            allow_device_name_lookup_over_federation: false,
             url_preview_ip_range_blacklist: None,
             url_preview_ip_range_whitelist: Vec::new(),
             max_spider_size: None,
@@ -690,6 +694,7 @@ const KNOWN_KEYS: &[&str] = &[
     "url_preview_enabled",
     "allow_public_rooms_without_auth",
     "allow_public_rooms_over_federation",
+    "allow_device_name_lookup_over_federation",
     "url_preview_ip_range_blacklist",
     "url_preview_ip_range_whitelist",
     "max_spider_size",

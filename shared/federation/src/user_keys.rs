@@ -62,15 +62,29 @@ fn stored_json(json: &str) -> Result<Value, StoreError> {
     serde_json::from_str(json).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
+/// Who asks for keys.
+#[derive(Debug, Clone, Copy)]
+pub enum Asker<'a> {
+    /// A user of this server: they see their own user-signing key, the
+    /// signatures they made of others, and device names.
+    User(&'a str),
+    /// Another server: it sees device names only when `names`
+    /// (`allow_device_name_lookup_over_federation`).
+    Server { names: bool },
+}
+
 /// The keys of `asked` (each user's listed devices, or all when none is
-/// listed); every user must be of this server. `asker` is the local user
-/// asking, `None` for another server: it sees its own user-signing key and
-/// the signatures it made of others; everyone sees those the owner made.
+/// listed); every user must be of this server. Everyone sees the
+/// signatures the owner made; see [`Asker`] for the rest.
 pub async fn user_keys(
     store: &dyn Store,
     asked: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
-    asker: Option<&str>,
+    asker: Asker<'_>,
 ) -> Result<UserKeys, StoreError> {
+    let (asking_user, names_shown) = match asker {
+        Asker::User(user) => (Some(user), true),
+        Asker::Server { names } => (None, names),
+    };
     let mut answer = UserKeys::default();
     for (user_id, device_ids) in asked {
         let user = user_id.as_str();
@@ -79,7 +93,7 @@ pub async fn user_keys(
             .await?
             .into_iter()
             .filter(|kept| {
-                kept.signer_user_id == user || Some(kept.signer_user_id.as_str()) == asker
+                kept.signer_user_id == user || Some(kept.signer_user_id.as_str()) == asking_user
             })
             .collect();
         let signed_for = |key_id: &str| {
@@ -108,7 +122,7 @@ pub async fn user_keys(
             };
             let mut keys = stored_json(&record.key_json)?;
             merge_signatures(&mut keys, signed_for(&record.device_id));
-            if let Some(name) = name {
+            if let Some(name) = name.as_ref().filter(|_| names_shown) {
                 keys["unsigned"] = json!({ "device_display_name": name });
             }
             by_device.insert(
@@ -131,7 +145,7 @@ pub async fn user_keys(
             let kept = match usage.as_str() {
                 MASTER => &mut answer.master_keys,
                 SELF_SIGNING => &mut answer.self_signing_keys,
-                USER_SIGNING if Some(user) == asker => &mut answer.user_signing_keys,
+                USER_SIGNING if Some(user) == asking_user => &mut answer.user_signing_keys,
                 _ => continue,
             };
             kept.insert(user_id.clone(), raw_json(&key)?);

@@ -368,6 +368,35 @@ async fn a_myelin_applies_another_myelins_device_changes_without_fetching_the_li
         two.logs()
     );
 
+    // A renamed device is a change too; the name stays on Alice's server
+    // (`allow_device_name_lookup_over_federation` is off, as in Synapse).
+    let since = bob.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let renamed = alice
+        .put(
+            &format!("/_matrix/client/v3/devices/{}", encode(&alice.device_id)),
+            &json!({"display_name": "Alice's laptop"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    assert!(
+        wait_for_device_change(bob, &since, &alice.user_id).await,
+        "{}",
+        two.logs()
+    );
+    let own = keys_of(alice, &alice.user_id).await;
+    let own_name = &own["device_keys"][&alice.user_id][&alice.device_id]["unsigned"];
+    assert_eq!(own_name["device_display_name"], "Alice's laptop", "{own}");
+    let seen = keys_of(bob, &alice.user_id).await;
+    let seen_keys = &seen["device_keys"][&alice.user_id][&alice.device_id];
+    assert!(seen_keys.is_object(), "{seen}");
+    assert!(
+        seen_keys["unsigned"]["device_display_name"].is_null(),
+        "{seen}"
+    );
+
     let master = ed25519_dalek::SigningKey::from_bytes(&[33; 32]);
     crate::keys::upload_cross_signing(alice, &master, None)
         .await

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use myelin_bus::topics::{PresenceChanged, TypingChanged};
-use myelin_federation::user_keys::user_keys;
+use myelin_federation::user_keys::{Asker, user_keys};
 use myelin_store::{DeviceListEntry, DeviceListSubject, EduStream, QueuedEdu, Receipt};
 use myelin_types::{Partition, StreamPosition};
 use ruma::{OwnedDeviceId, OwnedUserId};
@@ -306,7 +306,7 @@ impl FederationSender {
         let device_id = match &entry.subject {
             DeviceListSubject::SigningKeys => {
                 let asked = BTreeMap::from([(owner.clone(), Vec::new())]);
-                let mut keys = user_keys(self.store.as_ref(), &asked, None).await?;
+                let mut keys = user_keys(self.store.as_ref(), &asked, self.as_server()).await?;
                 let mut content = json!({"user_id": user_id});
                 if let Some(key) = keys.master_keys.remove(&owner) {
                     content["master_key"] = raw_value(key.json());
@@ -349,7 +349,7 @@ impl FederationSender {
         });
         let asked =
             BTreeMap::from([(owner.clone(), vec![OwnedDeviceId::from(device_id.as_str())])]);
-        let keys = user_keys(self.store.as_ref(), &asked, None)
+        let keys = user_keys(self.store.as_ref(), &asked, self.as_server())
             .await?
             .device_keys
             .remove(&owner)
@@ -371,12 +371,21 @@ impl FederationSender {
             }
             content["keys"] = keys;
         }
-        if let Some(name) = device.and_then(|device| device.display_name) {
+        let name = device.and_then(|device| device.display_name);
+        if let Some(name) = name.filter(|_| self.config.allow_device_name_lookup_over_federation) {
             content["device_display_name"] = Value::String(name);
         }
         Ok(Some(
             json!({"edu_type": "m.device_list_update", "content": content}),
         ))
+    }
+
+    /// Other servers, as they ask for keys: shown device names only if the
+    /// config says so.
+    fn as_server(&self) -> Asker<'static> {
+        Asker::Server {
+            names: self.config.allow_device_name_lookup_over_federation,
+        }
     }
 
     /// A local user's presence changed: every server sharing a room with

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use myelin_bus::topics::{self, DeviceListChanged};
 use myelin_federation::FederationError;
 use myelin_federation::user_keys::{
-    MAX_DEVICES_PER_REQUEST, claim_user_keys, devices_asked, user_keys,
+    Asker, MAX_DEVICES_PER_REQUEST, claim_user_keys, devices_asked, user_keys,
 };
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::content_text;
@@ -237,7 +237,7 @@ pub(crate) async fn query(
     }
     let (local, remote) = split_by_server(&api, request.device_keys);
     let mut response = get_keys::v3::Response::new();
-    let keys = user_keys(api.store.as_ref(), &local, Some(me.as_str())).await?;
+    let keys = user_keys(api.store.as_ref(), &local, Asker::User(me.as_str())).await?;
     response.device_keys = keys.device_keys;
     response.master_keys = keys.master_keys;
     response.self_signing_keys = keys.self_signing_keys;
