@@ -49,6 +49,18 @@ async fn wait_for_devices(asker: &Client, user_id: &str, wanted: &[&str]) -> Val
     }
 }
 
+/// Whether `asker` sees a master key of `owner` within 30 s.
+async fn master_key_seen(asker: &Client, owner: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while keys_of(asker, owner).await["master_keys"][owner].is_null() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    true
+}
+
 /// A transaction of EDUs only, taken (`200`) once the peer's real server
 /// is not sending one of its own.
 async fn send_edus(peer: &Peer, txn_id: &str, edus: Value) {
@@ -401,11 +413,7 @@ async fn a_myelin_applies_another_myelins_device_changes_without_fetching_the_li
     crate::keys::upload_cross_signing(alice, &master, None)
         .await
         .ok();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while keys_of(bob, &alice.user_id).await["master_keys"][&alice.user_id].is_null() {
-        assert!(Instant::now() < deadline, "{}", two.logs());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(master_key_seen(bob, &alice.user_id).await, "{}", two.logs());
 
     let signed_out = phone.post("/_matrix/client/v3/logout", &json!({})).await;
     assert_eq!(signed_out.status, 200, "{}", signed_out.text);
@@ -477,9 +485,9 @@ async fn synapse_follows_a_myelin_users_device_changes_without_a_resync() {
     crate::keys::upload_cross_signing(&alice, &master, None)
         .await
         .ok();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while keys_of(&sam, &alice.user_id).await["master_keys"][&alice.user_id].is_null() {
-        assert!(Instant::now() < deadline, "{}", synapse.log_tail());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(
+        master_key_seen(&sam, &alice.user_id).await,
+        "{}",
+        synapse.log_tail()
+    );
 }
