@@ -73,6 +73,15 @@ pub enum Asker<'a> {
     Server { names: bool },
 }
 
+impl Asker<'static> {
+    /// Another server, shown device names only if `config` says so.
+    pub fn server(config: &myelin_config::Config) -> Self {
+        Asker::Server {
+            names: config.allow_device_name_lookup_over_federation,
+        }
+    }
+}
+
 /// The keys of `asked` (each user's listed devices, or all when none is
 /// listed); every user must be of this server. Everyone sees the
 /// signatures the owner made; see [`Asker`] for the rest.

@@ -11,7 +11,7 @@ use super::rooms::{Peer, myelin_with_a_peer};
 use super::synapse::{
     Peers, join_via, room_joined_over_federation, wait_for_device_change, wait_for_message,
 };
-use super::{PASSWORD, TwoMyelins, federation_url, signing_key_path, user_with_name};
+use super::{PASSWORD, TwoMyelins, user_with_name};
 use crate::client::{Client, encode};
 use crate::harness::metric_sum;
 
@@ -193,12 +193,7 @@ async fn device_list_updates_follow_their_chain_and_a_gap_fetches_the_list_again
     let room_id = alice.create_room(&json!({"preset": "public_chat"})).await;
     let dana = dana_joins(&peer, &alice, &room_id).await;
     // The position her server's answer gave: it asks it the same way.
-    let to_origin = Peer::new(
-        &federation_url(&origin),
-        origin.server_name(),
-        target.server_name(),
-        &signing_key_path(target.config_path()),
-    );
+    let to_origin = Peer::between(&target, &origin);
     let (status, listed) = to_origin
         .request(
             "GET",

@@ -42,6 +42,16 @@ impl Peer {
         }
     }
 
+    /// `origin`, a Myelin of these tests, as `target` (another) sees it.
+    pub(crate) fn between(origin: &Server, target: &Server) -> Peer {
+        Peer::new(
+            &federation_url(target),
+            target.server_name(),
+            origin.server_name(),
+            &signing_key_path(origin.config_path()),
+        )
+    }
+
     /// This server's name.
     pub(crate) fn name(&self) -> &str {
         &self.name
@@ -220,12 +230,7 @@ pub(crate) async fn myelin_with_a_peer() -> ((Certificates, Server, Server), Cli
     let target = federating_myelin(&certificates).await;
     let origin = federating_myelin(&certificates).await;
     let alice = user_with_name(&target.url(), "alice", "Alice").await;
-    let peer = Peer::new(
-        &federation_url(&target),
-        target.server_name(),
-        origin.server_name(),
-        &signing_key_path(origin.config_path()),
-    );
+    let peer = Peer::between(&origin, &target);
     ((certificates, target, origin), alice, peer)
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::rooms::Peer;
 use super::{
     Certificates, FAST_RETRIES, PASSWORD, federating_myelin, federating_myelin_configured,
-    federation_url, reqwest_insecure, signing_key_path, user_with_name,
+    federation_url, reqwest_insecure, user_with_name,
 };
 use crate::client::{Client, encode};
 use crate::harness::{Server, metric_sum};
@@ -23,12 +23,7 @@ async fn myelin_trusting(certificates: &Certificates, trust: &str) -> Server {
 /// What `target`'s server answers a request for Alice's profile signed
 /// as `origin` (with its real key, read from `origin`'s files).
 async fn profile_asked_as(origin: &Server, target: &Server, alice: &Client) -> (u16, Value) {
-    let peer = Peer::new(
-        &federation_url(target),
-        target.server_name(),
-        origin.server_name(),
-        &signing_key_path(origin.config_path()),
-    );
+    let peer = Peer::between(origin, target);
     let uri = format!(
         "/_matrix/federation/v1/query/profile?user_id={}",
         encode(&alice.user_id)

@@ -55,12 +55,7 @@ async fn a_server_off_the_domain_whitelist_is_refused_both_ways() {
     .await;
     let alice = user_with_name(&guarded.url(), "alice", "Alice").await;
     let bob = user_with_name(&other.url(), "bob", "Bob").await;
-    let peer = Peer::new(
-        &federation_url(&guarded),
-        guarded.server_name(),
-        other.server_name(),
-        &signing_key_path(other.config_path()),
-    );
+    let peer = Peer::between(&other, &guarded);
     let uri = format!(
         "/_matrix/federation/v1/query/profile?user_id={}",
         crate::client::encode(&alice.user_id)

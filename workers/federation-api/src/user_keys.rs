@@ -28,7 +28,7 @@ pub(crate) async fn query(
         .into_iter()
         .filter(|(user_id, _)| api.is_local(user_id))
         .collect();
-    let keys = user_keys(api.store.as_ref(), &local, api.as_server()).await?;
+    let keys = user_keys(api.store.as_ref(), &local, Asker::server(&api.config)).await?;
     let mut response = get_keys::v1::Response::new(keys.device_keys);
     response.master_keys = keys.master_keys;
     response.self_signing_keys = keys.self_signing_keys;
@@ -81,7 +81,7 @@ pub(crate) async fn devices(
         .await?
         .map_or(0, |position| position.0);
     let asked = BTreeMap::from([(request.user_id.clone(), Vec::new())]);
-    let mut keys = user_keys(api.store.as_ref(), &asked, api.as_server()).await?;
+    let mut keys = user_keys(api.store.as_ref(), &asked, Asker::server(&api.config)).await?;
     let mut response = get_devices::v1::Response::new(
         request.user_id.clone(),
         ruma::UInt::try_from(stream_id.max(0)).unwrap_or_default(),
@@ -105,14 +105,4 @@ pub(crate) async fn devices(
     response.master_key = keys.master_keys.remove(&request.user_id);
     response.self_signing_key = keys.self_signing_keys.remove(&request.user_id);
     Ok(response)
-}
-
-impl FederationApi {
-    /// Another server asking for keys, shown device names only if the
-    /// config says so.
-    fn as_server(&self) -> Asker<'static> {
-        Asker::Server {
-            names: self.config.allow_device_name_lookup_over_federation,
-        }
-    }
 }

@@ -306,7 +306,8 @@ impl FederationSender {
         let device_id = match &entry.subject {
             DeviceListSubject::SigningKeys => {
                 let asked = BTreeMap::from([(owner.clone(), Vec::new())]);
-                let mut keys = user_keys(self.store.as_ref(), &asked, self.as_server()).await?;
+                let mut keys =
+                    user_keys(self.store.as_ref(), &asked, Asker::server(&self.config)).await?;
                 let mut content = json!({"user_id": user_id});
                 if let Some(key) = keys.master_keys.remove(&owner) {
                     content["master_key"] = raw_value(key.json());
@@ -349,7 +350,7 @@ impl FederationSender {
         });
         let asked =
             BTreeMap::from([(owner.clone(), vec![OwnedDeviceId::from(device_id.as_str())])]);
-        let keys = user_keys(self.store.as_ref(), &asked, self.as_server())
+        let keys = user_keys(self.store.as_ref(), &asked, Asker::server(&self.config))
             .await?
             .device_keys
             .remove(&owner)
@@ -378,14 +379,6 @@ impl FederationSender {
         Ok(Some(
             json!({"edu_type": "m.device_list_update", "content": content}),
         ))
-    }
-
-    /// Other servers, as they ask for keys: shown device names only if the
-    /// config says so.
-    fn as_server(&self) -> Asker<'static> {
-        Asker::Server {
-            names: self.config.allow_device_name_lookup_over_federation,
-        }
     }
 
     /// A local user's presence changed: every server sharing a room with
