@@ -157,12 +157,18 @@ pub enum RoomInput {
 
 /// A room's history fetched from another server (`/backfill`), already
 /// checked and stored as outliers: the room's writer moves those its rules
-/// allow into the timeline, below every event there.
+/// allow into the timeline, below every event there, or into the gap just
+/// before `gap_before`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackfilledEvents {
     pub room_id: String,
     /// Oldest first.
     pub events: Vec<BackfilledEvent>,
+    /// The event of the timeline whose missing prev_events were fetched:
+    /// the history goes just before it. `None` for history from before
+    /// the room's oldest event.
+    #[serde(default)]
+    pub gap_before: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,6 +30,7 @@ impl CheckedPdu {
             depth: self.pdu.depth,
             origin_server_ts: self.pdu.origin_server_ts.get().into(),
             pdu_json: self.json.clone(),
+            soft_failed: false,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! Only related events the viewer may see by history visibility count.
 
 use myelin_store::{Direction, RelationQuery, Store, StoreResult, StoredEvent, THREAD};
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 use serde_json::{Map, Value, json};
 
 use crate::client_format::stored_client_event;
@@ -52,12 +52,17 @@ pub async fn bundle_aggregations(
     let view = HistoryView::load(store, room_id, viewer.user_id).await?;
     let may_see = |event: &StoredEvent| {
         event.room_id == room_id
-            && viewer.upto.is_none_or(|upto| event.position <= upto)
+            && viewer
+                .upto
+                .is_none_or(|upto| event.point() <= TimelinePoint::of_stream(upto))
             && view.may_see(event)
     };
     // Thread replies are ordinary events: counted only where the viewer
     // may see them.
-    let visible = clip_ranges(view.visible_ranges(), viewer.upto);
+    let visible = clip_ranges(
+        view.visible_ranges(),
+        viewer.upto.map(TimelinePoint::of_stream),
+    );
     let client_viewer = viewer
         .device_id
         .map(|device_id| (viewer.user_id, device_id));
@@ -137,9 +142,9 @@ pub async fn bundle_aggregations(
 
 /// The ranges `(after, upto]`, cut off at `limit` (a former member's leave).
 fn clip_ranges(
-    ranges: Vec<(StreamPosition, Option<StreamPosition>)>,
-    limit: Option<StreamPosition>,
-) -> Vec<(StreamPosition, Option<StreamPosition>)> {
+    ranges: Vec<(TimelinePoint, Option<TimelinePoint>)>,
+    limit: Option<TimelinePoint>,
+) -> Vec<(TimelinePoint, Option<TimelinePoint>)> {
     let Some(limit) = limit else {
         return ranges;
     };
@@ -222,7 +227,7 @@ mod tests {
 
     #[test]
     fn ranges_stop_at_a_former_members_leave() {
-        let p = StreamPosition;
+        let p = |at: i64| TimelinePoint::of_stream(StreamPosition(at));
         let ranges = vec![(p(0), Some(p(5))), (p(8), Some(p(12))), (p(20), None)];
         assert_eq!(clip_ranges(ranges.clone(), None), ranges);
         assert_eq!(

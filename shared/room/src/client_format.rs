@@ -123,6 +123,7 @@ mod tests {
     fn stored(redaction: Option<(&str, &str)>) -> StoredEvent {
         StoredEvent {
             position: StreamPosition(7),
+            slot: StreamPosition(7),
             event_id: "$target".to_owned(),
             room_id: "!r:hs".to_owned(),
             sender: "@a:hs".to_owned(),

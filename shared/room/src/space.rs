@@ -107,6 +107,7 @@ mod tests {
     fn child(room: &str, ts: i64, content: &str) -> StoredEvent {
         StoredEvent {
             position: StreamPosition(ts),
+            slot: StreamPosition(ts),
             event_id: format!("${room}"),
             room_id: "!space:hs".to_owned(),
             sender: "@a:hs".to_owned(),

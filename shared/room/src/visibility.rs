@@ -1,6 +1,8 @@
 //! History visibility: which events of a room one user may see. The rule is
-//! judged at each event, with the room's `m.room.history_visibility` and the
-//! user's membership as they were then, never as they are now.
+//! judged at each event's place in the timeline (history fetched into a gap
+//! sits in the gap, see [`TimelinePoint`]), with the room's
+//! `m.room.history_visibility` and the user's membership as they were
+//! there, never as they are now.
 //!
 //! - `world_readable`: anyone.
 //! - a member joined at the event: yes, whatever the setting.
@@ -15,7 +17,7 @@
 
 use crate::pdu::content_text;
 use myelin_store::{EventStore, StoreResult, StoredEvent};
-use myelin_types::StreamPosition;
+use myelin_types::TimelinePoint;
 use ruma::events::room::history_visibility::HistoryVisibility;
 use ruma::events::room::member::MembershipState;
 
@@ -27,8 +29,8 @@ const HISTORY_VISIBILITY: &str = "m.room.history_visibility";
 #[derive(Debug, Clone)]
 pub struct HistoryView {
     user_id: String,
-    memberships: Vec<(StreamPosition, MembershipState)>,
-    visibilities: Vec<(StreamPosition, HistoryVisibility)>,
+    memberships: Vec<(TimelinePoint, MembershipState)>,
+    visibilities: Vec<(TimelinePoint, HistoryVisibility)>,
     /// The setting in force below the oldest change read: the one before
     /// the oldest history fetched from another server, else `shared`.
     visibility_below: HistoryVisibility,
@@ -46,13 +48,13 @@ impl HistoryView {
             .state_history(room_id, MEMBER, user_id)
             .await?
             .iter()
-            .map(|event| (event.position, membership_in(&event.pdu_json)))
+            .map(|event| (event.point(), membership_in(&event.pdu_json)))
             .collect();
         let visibilities = store
             .state_history(room_id, HISTORY_VISIBILITY, "")
             .await?
             .iter()
-            .map(|event| (event.position, visibility_in(&event.pdu_json)))
+            .map(|event| (event.point(), visibility_in(&event.pdu_json)))
             .collect();
         let mut view = HistoryView::new(user_id, memberships, visibilities);
         if let Some(below) = store
@@ -67,8 +69,8 @@ impl HistoryView {
 
     pub fn new(
         user_id: &str,
-        memberships: Vec<(StreamPosition, MembershipState)>,
-        visibilities: Vec<(StreamPosition, HistoryVisibility)>,
+        memberships: Vec<(TimelinePoint, MembershipState)>,
+        visibilities: Vec<(TimelinePoint, HistoryVisibility)>,
     ) -> HistoryView {
         HistoryView {
             user_id: user_id.to_owned(),
@@ -80,27 +82,27 @@ impl HistoryView {
 
     /// Whether the user may see this event of the room.
     pub fn may_see(&self, event: &StoredEvent) -> bool {
-        let position = event.position;
+        let point = event.point();
         let visibility = more_open(
-            self.visibility_at(position.before()),
-            self.visibility_at(position),
+            self.visibility_at(point.before()),
+            self.visibility_at(point),
         );
         let own_membership_event =
             event.event_type == MEMBER && event.state_key.as_deref() == Some(&self.user_id);
         let membership = if own_membership_event {
             more_joined(
-                self.membership_at(position.before()),
-                self.membership_at(position),
+                self.membership_at(point.before()),
+                self.membership_at(point),
             )
         } else {
-            self.membership_at(position)
+            self.membership_at(point)
         };
         if visibility == HistoryVisibility::WorldReadable || membership == MembershipState::Join {
             return true;
         }
         match visibility {
             HistoryVisibility::Invited => membership == MembershipState::Invite,
-            HistoryVisibility::Shared => self.joined_after(position),
+            HistoryVisibility::Shared => self.joined_after(point),
             _ => false,
         }
     }
@@ -111,8 +113,8 @@ impl HistoryView {
     /// say nothing): half-open ranges `(after, upto]`, oldest first, `upto`
     /// `None` for "to the end". Lets a store query ask for visible events
     /// only, so a count of them tells nothing of the others.
-    pub fn visible_ranges(&self) -> Vec<(StreamPosition, Option<StreamPosition>)> {
-        let mut changes: Vec<StreamPosition> = self
+    pub fn visible_ranges(&self) -> Vec<(TimelinePoint, Option<TimelinePoint>)> {
+        let mut changes: Vec<TimelinePoint> = self
             .memberships
             .iter()
             .map(|(at, _)| *at)
@@ -120,8 +122,8 @@ impl HistoryView {
             .collect();
         changes.sort_unstable();
         changes.dedup();
-        let starts = std::iter::once(StreamPosition::BEFORE_ALL).chain(changes.iter().copied());
-        let mut ranges: Vec<(StreamPosition, Option<StreamPosition>)> = Vec::new();
+        let starts = std::iter::once(TimelinePoint::BEFORE_ALL).chain(changes.iter().copied());
+        let mut ranges: Vec<(TimelinePoint, Option<TimelinePoint>)> = Vec::new();
         for (index, start) in starts.enumerate() {
             // Between two changes nothing the rule looks at moves.
             let end = changes.get(index).copied().filter(|end| *end > start);
@@ -152,31 +154,31 @@ impl HistoryView {
             .is_some_and(|(_, visibility)| *visibility == HistoryVisibility::WorldReadable)
     }
 
-    /// The setting in force after position `at`; below every change read,
+    /// The setting in force at point `at`; below every change read,
     /// the one before the oldest fetched history (`shared` when none).
-    fn visibility_at(&self, at: StreamPosition) -> HistoryVisibility {
+    fn visibility_at(&self, at: TimelinePoint) -> HistoryVisibility {
         latest_at(&self.visibilities, at)
             .cloned()
             .unwrap_or_else(|| self.visibility_below.clone())
     }
 
-    /// The user's membership after position `at`; `leave` before any.
-    fn membership_at(&self, at: StreamPosition) -> MembershipState {
+    /// The user's membership at point `at`; `leave` before any.
+    fn membership_at(&self, at: TimelinePoint) -> MembershipState {
         latest_at(&self.memberships, at)
             .cloned()
             .unwrap_or(MembershipState::Leave)
     }
 
-    fn joined_after(&self, position: StreamPosition) -> bool {
+    fn joined_after(&self, point: TimelinePoint) -> bool {
         self.memberships
             .iter()
-            .any(|(at, membership)| *at > position && *membership == MembershipState::Join)
+            .any(|(at, membership)| *at > point && *membership == MembershipState::Join)
     }
 }
 
 /// The value of the newest change at or below `at`.
-fn latest_at<T>(changes: &[(StreamPosition, T)], at: StreamPosition) -> Option<&T> {
-    let after = changes.partition_point(|(position, _)| *position <= at);
+fn latest_at<T>(changes: &[(TimelinePoint, T)], at: TimelinePoint) -> Option<&T> {
+    let after = changes.partition_point(|(point, _)| *point <= at);
     after.checked_sub(1).map(|index| &changes[index].1)
 }
 
@@ -247,12 +249,14 @@ fn visibility_named(name: Option<&str>) -> HistoryVisibility {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use myelin_types::StreamPosition;
 
     const ME: &str = "@me:hs";
 
     fn event(position: i64, event_type: &str, state_key: Option<&str>) -> StoredEvent {
         StoredEvent {
             position: StreamPosition(position),
+            slot: StreamPosition(position),
             event_id: format!("$e{position}"),
             room_id: "!r:hs".to_owned(),
             sender: "@other:hs".to_owned(),
@@ -267,6 +271,10 @@ mod tests {
         }
     }
 
+    fn live(position: i64) -> TimelinePoint {
+        TimelinePoint::after_event(StreamPosition(position), StreamPosition(position))
+    }
+
     fn message(position: i64) -> StoredEvent {
         event(position, "m.room.message", None)
     }
@@ -279,11 +287,11 @@ mod tests {
             ME,
             memberships
                 .iter()
-                .map(|(at, m)| (StreamPosition(*at), m.clone()))
+                .map(|(at, m)| (live(*at), m.clone()))
                 .collect(),
             visibilities
                 .iter()
-                .map(|(at, v)| (StreamPosition(*at), v.clone()))
+                .map(|(at, v)| (live(*at), v.clone()))
                 .collect(),
         )
     }
@@ -303,10 +311,52 @@ mod tests {
         assert!(!me.may_see(&message(-8)), "before the change to shared");
         assert!(me.may_see(&message(-3)), "after it");
         let ranges = me.visible_ranges();
-        assert_eq!(
-            ranges.first().map(|range| range.0),
-            Some(StreamPosition(-5))
+        assert_eq!(ranges.first().map(|range| range.0), Some(live(-5)));
+    }
+
+    #[test]
+    fn history_fetched_into_a_gap_is_judged_where_it_sits() {
+        // Live: joined at 10, left at 20, joined again at 30 on a `joined`
+        // setting. A gap before 30 was filled later: a message while away,
+        // a visibility change to `shared`, then another message.
+        let gap = |position: i64| {
+            TimelinePoint::after_event(StreamPosition(30), StreamPosition(position))
+        };
+        let in_gap = |position: i64| {
+            let mut event = message(position);
+            event.slot = StreamPosition(30);
+            event
+        };
+        let me = HistoryView::new(
+            ME,
+            vec![
+                (live(10), MembershipState::Join),
+                (live(20), MembershipState::Leave),
+                (live(30), MembershipState::Join),
+            ],
+            vec![
+                (live(1), HistoryVisibility::Joined),
+                (gap(-6), HistoryVisibility::Shared),
+            ],
         );
+        assert!(
+            !me.may_see(&in_gap(-8)),
+            "away, and the room was `joined` then"
+        );
+        assert!(
+            me.may_see(&in_gap(-4)),
+            "away, but `shared` by then: joined later"
+        );
+        assert!(me.may_see(&message(35)), "after the rejoin");
+        assert!(me.may_see(&message(15)), "while joined");
+        assert!(!me.may_see(&message(25)), "away, live, and `joined` then");
+        let ranges = me.visible_ranges();
+        let seen = |event: &StoredEvent| {
+            ranges.iter().any(|(after, upto)| {
+                event.point() > *after && upto.is_none_or(|upto| event.point() <= upto)
+            })
+        };
+        assert!(!seen(&in_gap(-8)) && seen(&in_gap(-4)), "{ranges:?}");
     }
 
     #[test]
@@ -448,7 +498,7 @@ mod tests {
                             if member_at.contains(&position) || setting_at.contains(&position) {
                                 continue;
                             }
-                            let at = StreamPosition(position);
+                            let at = live(position);
                             let in_ranges = ranges.iter().any(|(after, upto)| {
                                 at > *after && upto.is_none_or(|upto| at <= upto)
                             });
@@ -474,12 +524,12 @@ mod tests {
         assert_eq!(
             me.visible_ranges(),
             vec![
-                (StreamPosition(i64::MIN), Some(StreamPosition(1))),
-                (StreamPosition(10), Some(StreamPosition(20)))
+                (TimelinePoint::BEFORE_ALL, Some(live(1))),
+                (live(10), Some(live(20)))
             ]
         );
         let open = view(&[], &[(1, HistoryVisibility::WorldReadable)]);
-        assert_eq!(open.visible_ranges(), vec![(StreamPosition(1), None)]);
+        assert_eq!(open.visible_ranges(), vec![(live(1), None)]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use myelin_store::{
     Direction, EventStore, Fence, Membership, PersistEvent, PersistOutcome, RoomRecord, StoreError,
     StoreResult, StoredEvent, TxnKey,
 };
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 use tokio_postgres::Row;
 
 use crate::pipeline::{Answers, Pipeline, Slot, params};
@@ -16,7 +16,7 @@ use crate::{PostgresStore, get, map_error};
 pub(crate) const EVENT_COLUMNS: &str = "e.position, e.event_id, e.room_id, e.sender, e.event_type, \
      e.state_key, e.depth, e.origin_server_ts, e.pdu_json, e.txn_user_id, e.txn_device_id, \
      e.txn_id, e.redacted_by, \
-     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by)";
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by), e.slot";
 
 pub(crate) fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
     let txn_user_id: Option<String> = get(row, 9)?;
@@ -43,6 +43,7 @@ pub(crate) fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
         txn,
         redacted_by: get(row, 12)?,
         redaction_pdu_json: get(row, 13)?,
+        slot: StreamPosition(get(row, 14)?),
     })
 }
 
@@ -400,7 +401,7 @@ impl EventStore for PostgresStore {
             &format!(
                 "SELECT {EVENT_COLUMNS} FROM events AS e
                  WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND NOT e.outlier
-                 ORDER BY position"
+                 ORDER BY slot, position"
             ),
             &[&room_id, &event_type, &state_key],
             event_from_row,
@@ -422,8 +423,8 @@ impl EventStore for PostgresStore {
     async fn room_events(
         &self,
         room_id: &str,
-        from: StreamPosition,
-        to: Option<StreamPosition>,
+        from: TimelinePoint,
+        to: Option<TimelinePoint>,
         direction: Direction,
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>> {
@@ -431,21 +432,34 @@ impl EventStore for PostgresStore {
         let (sql, bound) = match direction {
             Direction::Backward => (
                 format!(
-                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND NOT e.outlier AND position <= $2
-                     AND position > $3 ORDER BY position DESC LIMIT $4"
+                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND NOT e.outlier
+                     AND (slot, position) <= ($2, $3) AND (slot, position) > ($4, $5)
+                     ORDER BY slot DESC, position DESC LIMIT $6"
                 ),
-                to.map_or(i64::MIN, |to| to.0),
+                to.unwrap_or(TimelinePoint::BEFORE_ALL),
             ),
             Direction::Forward => (
                 format!(
-                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND NOT e.outlier AND position > $2
-                     AND position <= $3 ORDER BY position ASC LIMIT $4"
+                    "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = $1 AND NOT e.outlier
+                     AND (slot, position) > ($2, $3) AND (slot, position) <= ($4, $5)
+                     ORDER BY slot ASC, position ASC LIMIT $6"
                 ),
-                to.map_or(i64::MAX, |to| to.0),
+                to.unwrap_or(TimelinePoint::AFTER_ALL),
             ),
         };
-        self.query(&sql, &[&room_id, &from.0, &bound, &limit], event_from_row)
-            .await
+        self.query(
+            &sql,
+            &[
+                &room_id,
+                &from.slot.0,
+                &from.position.0,
+                &bound.slot.0,
+                &bound.position.0,
+                &limit,
+            ],
+            event_from_row,
+        )
+        .await
     }
 
     async fn events_after(

@@ -155,6 +155,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         37,
         include_str!("../../../migrations/postgres/0037_device_list_subjects.sql"),
     ),
+    (
+        38,
+        include_str!("../../../migrations/postgres/0038_timeline_slots.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises migrations ("myelin" in ASCII).

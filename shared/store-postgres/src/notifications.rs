@@ -99,8 +99,8 @@ impl NotificationStore for PostgresStore {
         self.query(&sql, &[&user_id, &before, &only_highlight, &limit], |row| {
             Ok(NotificationRecord {
                 event: event_from_row(row)?,
-                highlight: get(row, 14)?,
-                read: get(row, 15)?,
+                highlight: get(row, 15)?,
+                read: get(row, 16)?,
             })
         })
         .await

@@ -7,7 +7,7 @@ use myelin_store::{
     SearchOrder, SearchPage, SearchQuery, StoreResult, StoredEvent, THREAD, ThreadRoot,
     ThreadSummary,
 };
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 
 use crate::events::event_from_row;
 use crate::pipeline::{Pipeline, params};
@@ -18,7 +18,22 @@ const COLUMNS: &str = "events.position, events.event_id, events.room_id, events.
      events.event_type, events.state_key, events.depth, events.origin_server_ts, \
      events.pdu_json, events.txn_user_id, events.txn_device_id, events.txn_id, \
      events.redacted_by, \
-     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by)";
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by), events.slot";
+
+/// Ranges of timeline points as four arrays for `unnest`: the slots and
+/// positions they start after, and those they end at (the end of the
+/// timeline where open).
+fn point_ranges(
+    ranges: &[(TimelinePoint, Option<TimelinePoint>)],
+) -> (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) {
+    let upto = |upto: &Option<TimelinePoint>| upto.unwrap_or(TimelinePoint::AFTER_ALL);
+    (
+        ranges.iter().map(|(after, _)| after.slot.0).collect(),
+        ranges.iter().map(|(after, _)| after.position.0).collect(),
+        ranges.iter().map(|(_, to)| upto(to).slot.0).collect(),
+        ranges.iter().map(|(_, to)| upto(to).position.0).collect(),
+    )
+}
 
 fn upto(position: Option<StreamPosition>) -> i64 {
     position.map_or(i64::MAX, |position| position.0)
@@ -160,18 +175,29 @@ impl RelationStore for PostgresStore {
         room_id: &str,
         root_id: &str,
         user_id: &str,
-        visible: &[(StreamPosition, Option<StreamPosition>)],
+        visible: &[(TimelinePoint, Option<TimelinePoint>)],
     ) -> StoreResult<Option<ThreadSummary>> {
-        let afters: Vec<i64> = visible.iter().map(|(after, _)| after.0).collect();
-        let uptos: Vec<i64> = visible.iter().map(|(_, to)| upto(*to)).collect();
+        let (after_slots, after_positions, upto_slots, upto_positions) = point_ranges(visible);
         let summary = self
             .query_opt(
-                "SELECT COUNT(*), MAX(position), COALESCE(bool_or(sender = $2), false)
-                 FROM event_relations
-                 JOIN unnest($5::bigint[], $6::bigint[]) AS visible(after, upto)
-                   ON position > visible.after AND position <= visible.upto
-                 WHERE parent_id = $1 AND rel_type = $3 AND room_id = $4",
-                &[&root_id, &user_id, &THREAD, &room_id, &afters, &uptos],
+                "SELECT COUNT(*), MAX(rel.position), COALESCE(bool_or(rel.sender = $2), false)
+                 FROM event_relations AS rel
+                 JOIN events AS e ON e.position = rel.position
+                 JOIN unnest($5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+                   AS visible(after_slot, after_position, upto_slot, upto_position)
+                   ON (e.slot, e.position) > (visible.after_slot, visible.after_position)
+                  AND (e.slot, e.position) <= (visible.upto_slot, visible.upto_position)
+                 WHERE rel.parent_id = $1 AND rel.rel_type = $3 AND rel.room_id = $4",
+                &[
+                    &root_id,
+                    &user_id,
+                    &THREAD,
+                    &room_id,
+                    &after_slots,
+                    &after_positions,
+                    &upto_slots,
+                    &upto_positions,
+                ],
                 |row| {
                     Ok((
                         get::<i64>(row, 0)?,
@@ -230,7 +256,7 @@ impl RelationStore for PostgresStore {
             |row| {
                 Ok(ThreadRoot {
                     root: event_from_row(row)?,
-                    latest_position: StreamPosition(get(row, 14)?),
+                    latest_position: StreamPosition(get(row, 15)?),
                 })
             },
         )
@@ -250,31 +276,39 @@ impl RelationStore for PostgresStore {
             .iter()
             .map(|room| room.room_id.as_str())
             .collect();
-        let afters: Vec<i64> = query.rooms.iter().map(|room| room.after.0).collect();
-        let uptos: Vec<i64> = query.rooms.iter().map(|room| upto(room.upto)).collect();
+        let stretches: Vec<(TimelinePoint, Option<TimelinePoint>)> = query
+            .rooms
+            .iter()
+            .map(|room| (room.after, room.upto))
+            .collect();
+        let (after_slots, after_positions, upto_slots, upto_positions) = point_ranges(&stretches);
         let order = match query.order {
-            SearchOrder::Rank => "rank DESC, events.position DESC",
-            SearchOrder::Recent => "events.position DESC",
+            SearchOrder::Rank => "rank DESC, events.slot DESC, events.position DESC",
+            SearchOrder::Recent => "events.slot DESC, events.position DESC",
         };
         let from_where = "FROM event_search
              JOIN events ON events.position = event_search.position
-             JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS allowed(room_id, after, upto)
-               ON events.room_id = allowed.room_id AND events.position > allowed.after
-              AND events.position <= allowed.upto
+             JOIN unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+               AS allowed(room_id, after_slot, after_position, upto_slot, upto_position)
+               ON events.room_id = allowed.room_id
+              AND (events.slot, events.position) > (allowed.after_slot, allowed.after_position)
+              AND (events.slot, events.position) <= (allowed.upto_slot, allowed.upto_position)
              WHERE event_search.vector @@ to_tsquery('simple', $1)
-               AND (cardinality($5::text[]) = 0 OR event_search.key = ANY($5::text[]))
-               AND (cardinality($6::text[]) = 0 OR events.event_type = ANY($6::text[]))
-               AND NOT (events.event_type = ANY($7::text[]))
-               AND (cardinality($8::text[]) = 0 OR events.sender = ANY($8::text[]))
-               AND NOT (events.sender = ANY($9::text[]))";
+               AND (cardinality($7::text[]) = 0 OR event_search.key = ANY($7::text[]))
+               AND (cardinality($8::text[]) = 0 OR events.event_type = ANY($8::text[]))
+               AND NOT (events.event_type = ANY($9::text[]))
+               AND (cardinality($10::text[]) = 0 OR events.sender = ANY($10::text[]))
+               AND NOT (events.sender = ANY($11::text[]))";
         let count: i64 = self
             .query_opt(
                 &format!("SELECT COUNT(*) {from_where}"),
                 &[
                     &text,
                     &room_ids,
-                    &afters,
-                    &uptos,
+                    &after_slots,
+                    &after_positions,
+                    &upto_slots,
+                    &upto_positions,
                     &query.keys,
                     &query.types,
                     &query.not_types,
@@ -291,13 +325,15 @@ impl RelationStore for PostgresStore {
             .query(
                 &format!(
                     "SELECT {COLUMNS}, ts_rank(event_search.vector, to_tsquery('simple', $1))::float8 AS rank
-                     {from_where} ORDER BY {order} LIMIT $10 OFFSET $11"
+                     {from_where} ORDER BY {order} LIMIT $12 OFFSET $13"
                 ),
                 &[
                     &text,
                     &room_ids,
-                    &afters,
-                    &uptos,
+                    &after_slots,
+                    &after_positions,
+                    &upto_slots,
+                    &upto_positions,
                     &query.keys,
                     &query.types,
                     &query.not_types,
@@ -309,7 +345,7 @@ impl RelationStore for PostgresStore {
                 |row| {
                     Ok(SearchHit {
                         event: event_from_row(row)?,
-                        rank: get(row, 14)?,
+                        rank: get(row, 15)?,
                     })
                 },
             )

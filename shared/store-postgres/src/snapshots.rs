@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use myelin_store::{
-    EventStateIds, IndexedEvent, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent,
-    Snapshot, SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
+    EventStateIds, FetchedInto, IndexedEvent, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent,
+    PromotedEvent, Snapshot, SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
 };
 
 use crate::events::{EVENT_COLUMNS, event_from_row};
@@ -140,8 +140,8 @@ impl SnapshotStore for PostgresStore {
             tx_execute(
                 &tx,
                 "INSERT INTO events (position, event_id, room_id, sender, event_type, state_key,
-                                     depth, origin_server_ts, pdu_json, outlier)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE)
+                                     depth, origin_server_ts, pdu_json, outlier, soft_failed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE, $10)
                  ON CONFLICT (event_id) DO NOTHING",
                 &[
                     &position,
@@ -153,6 +153,7 @@ impl SnapshotStore for PostgresStore {
                     &event.depth,
                     &event.origin_server_ts,
                     &event.pdu_json,
+                    &event.soft_failed,
                 ],
             )
             .await?;
@@ -197,9 +198,13 @@ impl SnapshotStore for PostgresStore {
         &self,
         room_id: &str,
         events: Vec<PromotedEvent>,
-        visibility_below: &str,
+        into: FetchedInto,
         fence: Option<myelin_store::Fence>,
     ) -> StoreResult<()> {
+        let gap_slot = match &into {
+            FetchedInto::Gap { slot } => Some(slot.0),
+            FetchedInto::Start { .. } => None,
+        };
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
         if let Some(fence) = fence {
@@ -220,16 +225,18 @@ impl SnapshotStore for PostgresStore {
             let mut snapshots = Pipeline::default();
             queue_snapshots(&mut snapshots, room_id, &event.snapshots.new);
             snapshots.run(&tx).await?;
-            if promote_one(&tx, room_id, event, next).await? {
+            if promote_one(&tx, room_id, event, next, gap_slot).await? {
                 next += 1;
             }
         }
-        tx_execute(
-            &tx,
-            "UPDATE rooms SET visibility_below = $2 WHERE room_id = $1",
-            &[&room_id, &visibility_below],
-        )
-        .await?;
+        if let FetchedInto::Start { visibility_below } = &into {
+            tx_execute(
+                &tx,
+                "UPDATE rooms SET visibility_below = $2 WHERE room_id = $1",
+                &[&room_id, visibility_below],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(map_error)
     }
 
@@ -303,11 +310,13 @@ async fn promote_one(
     room_id: &str,
     event: &PromotedEvent,
     position: i64,
+    gap_slot: Option<i64>,
 ) -> StoreResult<bool> {
     let row = tx
         .query_opt(
-            "UPDATE events SET position = $1, outlier = FALSE, state_before = $2, state_after = $3
-             WHERE event_id = $4 AND room_id = $5 AND outlier
+            "UPDATE events SET position = $1, outlier = FALSE, state_before = $2, state_after = $3,
+                               gap_slot = $6
+             WHERE event_id = $4 AND room_id = $5 AND outlier AND NOT soft_failed
              RETURNING sender, event_type, state_key, origin_server_ts, pdu_json,
                        redacted_by IS NOT NULL",
             &[
@@ -316,6 +325,7 @@ async fn promote_one(
                 &event.snapshots.after,
                 &event.event_id,
                 &room_id,
+                &gap_slot,
             ],
         )
         .await

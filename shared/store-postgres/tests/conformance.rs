@@ -14,7 +14,7 @@ use myelin_store::{
     AccountStore, Direction, EventStore, PersistEvent, PersistOutcome, Store, TxnKey,
 };
 use myelin_store_postgres::PostgresStore;
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 use tokio_postgres::NoTls;
 
 const URL_VAR: &str = "MYELIN_TEST_POSTGRES_URL";
@@ -133,7 +133,13 @@ async fn concurrent_positions_are_gapless(store: &Arc<PostgresStore>) {
             loop {
                 let seen = store.max_position().await.expect("max");
                 let visible = store
-                    .room_events("!many:test", before, Some(seen), Direction::Forward, 100)
+                    .room_events(
+                        "!many:test",
+                        TimelinePoint::of_stream(before),
+                        Some(TimelinePoint::of_stream(seen)),
+                        Direction::Forward,
+                        100,
+                    )
                     .await
                     .expect("forward");
                 assert_eq!(visible.len() as i64, seen.0 - before.0, "at {seen}");
@@ -161,7 +167,13 @@ async fn concurrent_positions_are_gapless(store: &Arc<PostgresStore>) {
     let after = store.max_position().await.expect("max");
     assert_eq!(after.0 - before.0, WRITERS);
     let events = store
-        .room_events("!many:test", before, Some(after), Direction::Forward, 100)
+        .room_events(
+            "!many:test",
+            TimelinePoint::of_stream(before),
+            Some(TimelinePoint::of_stream(after)),
+            Direction::Forward,
+            100,
+        )
         .await
         .expect("forward");
     let positions: Vec<i64> = events.iter().map(|event| event.position.0).collect();
@@ -206,7 +218,7 @@ async fn racing_txn_ids_dedupe(store: &Arc<PostgresStore>) {
     let stored = store
         .room_events(
             "!race:test",
-            StreamPosition::ZERO,
+            TimelinePoint::of_stream(StreamPosition::ZERO),
             None,
             Direction::Forward,
             100,

@@ -5,7 +5,7 @@ use myelin_store::{
     Direction, EventStore, Membership, PersistEvent, PersistOutcome, RoomRecord, StoreError,
     StoreResult, StoredEvent, TxnKey,
 };
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 use rusqlite::{OptionalExtension, params};
 
 use crate::{SqliteStore, map_error};
@@ -15,7 +15,7 @@ use crate::{SqliteStore, map_error};
 pub(crate) const EVENT_COLUMNS: &str = "e.position, e.event_id, e.room_id, e.sender, e.event_type, \
      e.state_key, e.depth, e.origin_server_ts, e.pdu_json, e.txn_user_id, e.txn_device_id, \
      e.txn_id, e.redacted_by, \
-     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by)";
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by), e.slot";
 
 pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let txn_user_id: Option<String> = row.get(9)?;
@@ -42,6 +42,7 @@ pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored
         txn,
         redacted_by: row.get(12)?,
         redaction_pdu_json: row.get(13)?,
+        slot: StreamPosition(row.get(14)?),
     })
 }
 
@@ -349,7 +350,7 @@ impl EventStore for SqliteStore {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events AS e
                  WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3 AND NOT e.outlier
-                 ORDER BY position"
+                 ORDER BY slot, position"
             ))?;
             let rows = statement.query_map(keys, event_from_row)?;
             rows.collect()
@@ -372,8 +373,8 @@ impl EventStore for SqliteStore {
     async fn room_events(
         &self,
         room_id: &str,
-        from: StreamPosition,
-        to: Option<StreamPosition>,
+        from: TimelinePoint,
+        to: Option<TimelinePoint>,
         direction: Direction,
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>> {
@@ -383,22 +384,33 @@ impl EventStore for SqliteStore {
             let (sql, bound) = match direction {
                 Direction::Backward => (
                     format!(
-                        "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = ?1 AND NOT e.outlier AND position <= ?2
-                         AND position > ?3 ORDER BY position DESC LIMIT ?4"
+                        "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = ?1 AND NOT e.outlier
+                         AND (slot, position) <= (?2, ?3) AND (slot, position) > (?4, ?5)
+                         ORDER BY slot DESC, position DESC LIMIT ?6"
                     ),
-                    to.map_or(i64::MIN, |to| to.0),
+                    to.unwrap_or(TimelinePoint::BEFORE_ALL),
                 ),
                 Direction::Forward => (
                     format!(
-                        "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = ?1 AND NOT e.outlier AND position > ?2
-                         AND position <= ?3 ORDER BY position ASC LIMIT ?4"
+                        "SELECT {EVENT_COLUMNS} FROM events AS e WHERE room_id = ?1 AND NOT e.outlier
+                         AND (slot, position) > (?2, ?3) AND (slot, position) <= (?4, ?5)
+                         ORDER BY slot ASC, position ASC LIMIT ?6"
                     ),
-                    to.map_or(i64::MAX, |to| to.0),
+                    to.unwrap_or(TimelinePoint::AFTER_ALL),
                 ),
             };
             let mut statement = conn.prepare_cached(&sql)?;
-            let rows =
-                statement.query_map(params![room_id, from.0, bound, limit], event_from_row)?;
+            let rows = statement.query_map(
+                params![
+                    room_id,
+                    from.slot.0,
+                    from.position.0,
+                    bound.slot.0,
+                    bound.position.0,
+                    limit
+                ],
+                event_from_row,
+            )?;
             rows.collect()
         })
         .await

@@ -152,6 +152,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         37,
         include_str!("../../../migrations/sqlite/0037_device_list_subjects.sql"),
     ),
+    (
+        38,
+        include_str!("../../../migrations/sqlite/0038_timeline_slots.sql"),
+    ),
 ];
 
 /// Applies the missing migrations inside one exclusive transaction, so two

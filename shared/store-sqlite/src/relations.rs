@@ -7,7 +7,7 @@ use myelin_store::{
     SearchOrder, SearchPage, SearchQuery, StoreResult, StoredEvent, THREAD, ThreadRoot,
     ThreadSummary, index_of,
 };
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 use rusqlite::{OptionalExtension, params};
 
 use crate::events::event_from_row;
@@ -18,10 +18,28 @@ const COLUMNS: &str = "events.position, events.event_id, events.room_id, events.
      events.event_type, events.state_key, events.depth, events.origin_server_ts, \
      events.pdu_json, events.txn_user_id, events.txn_device_id, events.txn_id, \
      events.redacted_by, \
-     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by)";
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by), events.slot";
 
 fn upto(position: Option<StreamPosition>) -> i64 {
     position.map_or(i64::MAX, |position| position.0)
+}
+
+/// Ranges of timeline points as a JSON list of
+/// `[after slot, after position, upto slot, upto position]` (the end of the
+/// timeline where open), for `json_each`.
+fn point_ranges<'a>(
+    ranges: impl IntoIterator<Item = (&'a str, TimelinePoint, Option<TimelinePoint>)>,
+) -> String {
+    json_list(ranges.into_iter().map(|(room_id, after, upto)| {
+        let upto = upto.unwrap_or(TimelinePoint::AFTER_ALL);
+        (
+            room_id,
+            after.slot.0,
+            after.position.0,
+            upto.slot.0,
+            upto.position.0,
+        )
+    }))
 }
 
 fn json_list(items: impl IntoIterator<Item = impl serde::Serialize>) -> String {
@@ -257,20 +275,23 @@ impl RelationStore for SqliteStore {
         room_id: &str,
         root_id: &str,
         user_id: &str,
-        visible: &[(StreamPosition, Option<StreamPosition>)],
+        visible: &[(TimelinePoint, Option<TimelinePoint>)],
     ) -> StoreResult<Option<ThreadSummary>> {
+        let visible = point_ranges(visible.iter().map(|(after, to)| (room_id, *after, *to)));
         let (room_id, root_id, user_id) =
             (room_id.to_owned(), root_id.to_owned(), user_id.to_owned());
-        let visible = json_list(visible.iter().map(|(after, to)| (after.0, upto(*to))));
         self.read(move |conn| {
             let (count, latest, replied): (i64, Option<i64>, i64) = conn
                 .prepare_cached(
-                    "SELECT COUNT(*), MAX(position), COALESCE(MAX(sender = ?2), 0)
-                     FROM event_relations
+                    "SELECT COUNT(*), MAX(rel.position), COALESCE(MAX(rel.sender = ?2), 0)
+                     FROM event_relations AS rel
+                     JOIN events AS e ON e.position = rel.position
                      JOIN json_each(?5) AS visible
-                       ON position > json_extract(visible.value, '$[0]')
-                      AND position <= json_extract(visible.value, '$[1]')
-                     WHERE parent_id = ?1 AND rel_type = ?3 AND room_id = ?4",
+                       ON (e.slot, e.position) > (json_extract(visible.value, '$[1]'),
+                                                  json_extract(visible.value, '$[2]'))
+                      AND (e.slot, e.position) <= (json_extract(visible.value, '$[3]'),
+                                                   json_extract(visible.value, '$[4]'))
+                     WHERE rel.parent_id = ?1 AND rel.rel_type = ?3 AND rel.room_id = ?4",
                 )?
                 .query_row(params![root_id, user_id, THREAD, room_id, visible], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
@@ -320,7 +341,7 @@ impl RelationStore for SqliteStore {
                 |row| {
                     Ok(ThreadRoot {
                         root: event_from_row(row)?,
-                        latest_position: StreamPosition(row.get(14)?),
+                        latest_position: StreamPosition(row.get(15)?),
                     })
                 },
             )?;
@@ -337,11 +358,11 @@ impl RelationStore for SqliteStore {
             });
         }
         let expression = match_expression(&query.words);
-        let rooms = json_list(
+        let rooms = point_ranges(
             query
                 .rooms
                 .iter()
-                .map(|room| (room.room_id.as_str(), room.after.0, upto(room.upto))),
+                .map(|room| (room.room_id.as_str(), room.after, room.upto)),
         );
         let keys = json_list(&query.keys);
         let types = json_list(&query.types);
@@ -349,8 +370,8 @@ impl RelationStore for SqliteStore {
         let senders = json_list(&query.senders);
         let not_senders = json_list(&query.not_senders);
         let order = match query.order {
-            SearchOrder::Rank => "bm25(event_search), events.position DESC",
-            SearchOrder::Recent => "events.position DESC",
+            SearchOrder::Rank => "bm25(event_search), events.slot DESC, events.position DESC",
+            SearchOrder::Recent => "events.slot DESC, events.position DESC",
         };
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
@@ -361,8 +382,10 @@ impl RelationStore for SqliteStore {
                  JOIN events ON events.position = event_search.rowid
                  JOIN json_each(?2) AS allowed
                    ON events.room_id = json_extract(allowed.value, '$[0]')
-                  AND events.position > json_extract(allowed.value, '$[1]')
-                  AND events.position <= json_extract(allowed.value, '$[2]')
+                  AND (events.slot, events.position) > (json_extract(allowed.value, '$[1]'),
+                                                        json_extract(allowed.value, '$[2]'))
+                  AND (events.slot, events.position) <= (json_extract(allowed.value, '$[3]'),
+                                                         json_extract(allowed.value, '$[4]'))
                  WHERE event_search MATCH ?1 AND NOT events.outlier
                    AND (json_array_length(?3) = 0 OR event_search.key IN (SELECT value FROM json_each(?3)))
                    AND (json_array_length(?4) = 0 OR events.event_type IN (SELECT value FROM json_each(?4)))
@@ -391,7 +414,7 @@ impl RelationStore for SqliteStore {
                 |row| {
                     Ok(SearchHit {
                         event: event_from_row(row)?,
-                        rank: row.get(14)?,
+                        rank: row.get(15)?,
                     })
                 },
             )?;

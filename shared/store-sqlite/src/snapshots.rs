@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use myelin_store::{
-    EventStateIds, IndexedEvent, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent,
-    Snapshot, SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
+    EventStateIds, FetchedInto, IndexedEvent, MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent,
+    PromotedEvent, Snapshot, SnapshotStore, StateEntry, StoreResult, StoredEvent, fold_chain,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -129,8 +129,8 @@ impl SnapshotStore for SqliteStore {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth,
-                                         origin_server_ts, pdu_json, outlier)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)
+                                         origin_server_ts, pdu_json, outlier, soft_failed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)
                      ON CONFLICT (event_id) DO NOTHING",
                 )
                 .map_err(map_error)?;
@@ -144,7 +144,8 @@ impl SnapshotStore for SqliteStore {
                         event.state_key,
                         event.depth,
                         event.origin_server_ts,
-                        event.pdu_json
+                        event.pdu_json,
+                        event.soft_failed
                     ])
                     .map_err(map_error)?;
             }
@@ -208,10 +209,14 @@ impl SnapshotStore for SqliteStore {
         &self,
         room_id: &str,
         events: Vec<PromotedEvent>,
-        visibility_below: &str,
+        into: FetchedInto,
         fence: Option<myelin_store::Fence>,
     ) -> StoreResult<()> {
-        let (room_id, visibility_below) = (room_id.to_owned(), visibility_below.to_owned());
+        let room_id = room_id.to_owned();
+        let gap_slot = match &into {
+            FetchedInto::Gap { slot } => Some(slot.0),
+            FetchedInto::Start { .. } => None,
+        };
         self.write(move |tx| {
             if let Some(fence) = fence {
                 crate::leases::check_fence(tx, fence)?;
@@ -224,7 +229,7 @@ impl SnapshotStore for SqliteStore {
             let mut next = lowest.min(0) - i64::try_from(events.len()).unwrap_or(i64::MAX);
             for event in &events {
                 crate::snapshots::write_snapshots(tx, &room_id, &event.snapshots.new)?;
-                if promote_one(tx, &room_id, event, next)? {
+                if promote_one(tx, &room_id, event, next, gap_slot)? {
                     next += 1;
                     for redaction in &event.redactions {
                         crate::events::apply_redaction(
@@ -236,9 +241,11 @@ impl SnapshotStore for SqliteStore {
                     }
                 }
             }
-            tx.prepare_cached("UPDATE rooms SET visibility_below = ?2 WHERE room_id = ?1")
-                .and_then(|mut statement| statement.execute([&room_id, &visibility_below]))
-                .map_err(map_error)?;
+            if let FetchedInto::Start { visibility_below } = &into {
+                tx.prepare_cached("UPDATE rooms SET visibility_below = ?2 WHERE room_id = ?1")
+                    .and_then(|mut statement| statement.execute([&room_id, visibility_below]))
+                    .map_err(map_error)?;
+            }
             Ok(())
         })
         .await
@@ -332,13 +339,14 @@ fn promote_one(
     room_id: &str,
     event: &PromotedEvent,
     position: i64,
+    gap_slot: Option<i64>,
 ) -> StoreResult<bool> {
     type Row = (i64, String, String, Option<String>, i64, String, bool);
     let row: Option<Row> = tx
         .prepare_cached(
             "SELECT position, sender, event_type, state_key, origin_server_ts, pdu_json,
                     redacted_by IS NOT NULL
-             FROM events WHERE event_id = ?1 AND room_id = ?2 AND outlier",
+             FROM events WHERE event_id = ?1 AND room_id = ?2 AND outlier AND NOT soft_failed",
         )
         .and_then(|mut statement| {
             statement
@@ -362,7 +370,8 @@ fn promote_one(
         return Ok(false);
     };
     tx.prepare_cached(
-        "UPDATE events SET position = ?1, outlier = 0, state_before = ?2, state_after = ?3
+        "UPDATE events SET position = ?1, outlier = 0, state_before = ?2, state_after = ?3,
+                           gap_slot = ?5
          WHERE event_id = ?4",
     )
     .and_then(|mut statement| {
@@ -370,7 +379,8 @@ fn promote_one(
             position,
             event.snapshots.before,
             event.snapshots.after,
-            event.event_id
+            event.event_id,
+            gap_slot
         ])
     })
     .map_err(map_error)?;

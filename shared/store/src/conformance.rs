@@ -21,6 +21,19 @@ pub use relations::{check_backfilled, write_backfill_events};
 mod reports;
 
 use crate::Store;
+use myelin_types::{StreamPosition, TimelinePoint};
+
+/// The point of a room's timeline a stream position names.
+pub(crate) fn at(position: StreamPosition) -> TimelinePoint {
+    TimelinePoint::of_stream(position)
+}
+
+/// Fetched history going below everything, in a room that was `shared`.
+pub(crate) fn start() -> crate::FetchedInto {
+    crate::FetchedInto::Start {
+        visibility_below: "shared".to_owned(),
+    }
+}
 
 /// Runs every check against an empty store.
 pub async fn run_all(store: &dyn Store) {
@@ -55,6 +68,7 @@ pub async fn run_all(store: &dyn Store) {
     snapshots::invite_states_are_kept_per_invitee(store).await;
     snapshots::promoted_outliers_sit_below_the_timeline_in_order(store).await;
     snapshots::promoted_history_is_related_and_searchable(store).await;
+    snapshots::fetched_history_fills_a_gap_in_order(store).await;
     snapshots::waiting_redactions_apply_when_their_target_arrives(store).await;
     outbox::outbox_sends_in_order_and_keeps_transactions(store).await;
     outbox::edus_go_out_with_the_next_transaction(store).await;

@@ -1,7 +1,7 @@
 //! Events, room state and the room graph's forward extremities.
 
 use async_trait::async_trait;
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 
 use crate::{Fence, StoreResult};
 
@@ -93,6 +93,10 @@ pub enum PersistOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub position: StreamPosition,
+    /// Where the event sits in its room's timeline, with `position`: see
+    /// [`TimelinePoint`]. The position itself for all but history fetched
+    /// into a gap.
+    pub slot: StreamPosition,
     pub event_id: String,
     pub room_id: String,
     pub sender: String,
@@ -108,6 +112,13 @@ pub struct StoredEvent {
     /// The PDU of that redaction, as stored (clients see it as
     /// `unsigned.redacted_because`).
     pub redaction_pdu_json: Option<String>,
+}
+
+impl StoredEvent {
+    /// The point just after this event in its room's timeline.
+    pub fn point(&self) -> TimelinePoint {
+        TimelinePoint::after_event(self.slot, self.position)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,11 +188,11 @@ pub trait EventStore: Send + Sync {
     /// The room's state as of position `at` in a linear room: for each
     /// type and key, the latest state event of the timeline at or below it
     /// (outliers never count). Exact for rooms from before snapshots; see
-    /// [`crate::state_at_position`] for any room.
+    /// [`crate::state_at_point`] for any room.
     async fn state_at(&self, room_id: &str, at: StreamPosition) -> StoreResult<Vec<StoredEvent>>;
 
     /// Every state event of one type and key in the room's timeline, oldest
-    /// first: how a user's membership or the room's history visibility
+    /// first (in timeline order, see [`TimelinePoint`]): how a user's membership or the room's history visibility
     /// changed over time. Outliers (another server's state this server only
     /// holds, or events it did not take) are no change.
     async fn state_history(
@@ -194,14 +205,14 @@ pub trait EventStore: Send + Sync {
     /// The room's forward extremities with their depths.
     async fn forward_extremities(&self, room_id: &str) -> StoreResult<Vec<(String, i64)>>;
 
-    /// Events of one room between two points. Backward: positions at or
-    /// below `from` and above `to`, newest first. Forward: above `from` and
-    /// at or below `to`, oldest first.
+    /// Events of one room between two points of its timeline. Backward:
+    /// at or below `from` and above `to`, newest first. Forward: above
+    /// `from` and at or below `to`, oldest first.
     async fn room_events(
         &self,
         room_id: &str,
-        from: StreamPosition,
-        to: Option<StreamPosition>,
+        from: TimelinePoint,
+        to: Option<TimelinePoint>,
         direction: Direction,
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>>;

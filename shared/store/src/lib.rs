@@ -70,9 +70,9 @@ pub use relations::{
 pub use reports::{NewReport, ReportRecord, ReportStore};
 pub use server_keys::{ServerKeyDocument, ServerKeyStore, ServerVerifyKey};
 pub use snapshots::{
-    AppliedRedaction, CurrentStateChange, EventSnapshots, EventStateIds, MAX_SNAPSHOT_CHAIN,
-    NewSnapshot, OutlierEvent, PromotedEvent, Snapshot, SnapshotStore, StateEntry, fold_chain,
-    snapshot_events, state_at_position,
+    AppliedRedaction, CurrentStateChange, EventSnapshots, EventStateIds, FetchedInto,
+    MAX_SNAPSHOT_CHAIN, NewSnapshot, OutlierEvent, PromotedEvent, Snapshot, SnapshotStore,
+    StateEntry, fold_chain, snapshot_events, state_at_point,
 };
 pub use to_device::{NewToDevice, ToDeviceAck, ToDeviceMessage, ToDeviceSend, ToDeviceStore};
 pub use typing::{TypingNotice, TypingStore};

@@ -5,7 +5,7 @@
 //! redaction removes its target from both.
 
 use async_trait::async_trait;
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 use serde_json::Value;
 
 use crate::{Direction, StoreResult, StoredEvent};
@@ -191,14 +191,14 @@ pub enum SearchOrder {
     Recent,
 }
 
-/// A stretch of one room a search may look in: positions above `after`
+/// A stretch of one room's timeline a search may look in: above `after`
 /// and at or below `upto`. A room may be given in several stretches (what
 /// history visibility lets the user see), which must not overlap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchRoom {
     pub room_id: String,
-    pub after: StreamPosition,
-    pub upto: Option<StreamPosition>,
+    pub after: TimelinePoint,
+    pub upto: Option<TimelinePoint>,
 }
 
 /// A full-text search over room events. Empty lists mean "any".
@@ -258,8 +258,8 @@ pub trait RelationStore: Send + Sync {
     ) -> StoreResult<Option<StoredEvent>>;
 
     /// The thread rooted at the event, counting only the replies of its
-    /// room inside `visible`: half-open ranges `(after, upto]` of positions
-    /// that do not overlap (`upto` `None` for "to the end"), so that what a
+    /// room inside `visible`: half-open ranges `(after, upto]` of its
+    /// timeline that do not overlap (`upto` `None` for "to the end"), so that what a
     /// viewer may not see is neither counted nor shown. `None` without
     /// such replies.
     async fn thread_summary(
@@ -267,7 +267,7 @@ pub trait RelationStore: Send + Sync {
         room_id: &str,
         root_id: &str,
         user_id: &str,
-        visible: &[(StreamPosition, Option<StreamPosition>)],
+        visible: &[(TimelinePoint, Option<TimelinePoint>)],
     ) -> StoreResult<Option<ThreadSummary>>;
 
     /// Thread roots of the room whose newest reply is at or below `upto`

@@ -92,18 +92,18 @@ pub trait SnapshotStore: Send + Sync {
     /// not outliers).
     async fn timeline_ids(&self, event_ids: &[String]) -> StoreResult<Vec<String>>;
 
-    /// Moves outliers of `room_id` into its timeline below every event
-    /// there: history fetched from another server. `events` come oldest
-    /// first, each with its snapshots, and take positions below zero in
-    /// that order; the room's visibility below them becomes
-    /// `visibility_below`. IDs that are not outliers of this room are
-    /// left as they are. The current state and extremities do not change.
-    /// Refused with `StoreError::Fenced` under a fence whose lease moved on.
+    /// Moves outliers of `room_id` into its timeline: history fetched from
+    /// another server, put where `into` says. Soft-failed outliers stay. `events` come oldest first,
+    /// each with its snapshots, and take positions below zero in that
+    /// order, below every position handed out before. IDs that are not
+    /// outliers of this room are left as they are. The current state and
+    /// extremities do not change. Refused with `StoreError::Fenced` under a
+    /// fence whose lease moved on.
     async fn promote_outliers(
         &self,
         room_id: &str,
         events: Vec<PromotedEvent>,
-        visibility_below: &str,
+        into: FetchedInto,
         fence: Option<crate::Fence>,
     ) -> StoreResult<()>;
 
@@ -150,15 +150,15 @@ pub async fn snapshot_events(
     Ok((found.len() == wanted.len()).then_some(found))
 }
 
-/// The room's state as of position `at`: the state after the newest event
-/// of its timeline at or below it, as written with that event. Events only
+/// The room's state at point `at` of its timeline: the state after the
+/// newest event at or below it, as written with that event. Events only
 /// held as state or refused (outliers) never count, though they have
 /// positions. Rooms from before snapshots were linear: there the latest
 /// state event per key at or below `at` is exact.
-pub async fn state_at_position(
+pub async fn state_at_point(
     store: &dyn crate::Store,
     room_id: &str,
-    at: myelin_types::StreamPosition,
+    at: myelin_types::TimelinePoint,
 ) -> StoreResult<Vec<crate::StoredEvent>> {
     let newest = store
         .room_events(room_id, at, None, crate::Direction::Backward, 1)
@@ -173,7 +173,18 @@ pub async fn state_at_position(
             .await?
             .ok_or_else(|| crate::StoreError::Corrupt(format!("snapshot {after} is incomplete")));
     }
-    store.state_at(room_id, at).await
+    store.state_at(room_id, at.stream_position()).await
+}
+
+/// Where fetched history goes in a room's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchedInto {
+    /// Below every event of the room; the room's history visibility below
+    /// the oldest of them becomes `visibility_below`.
+    Start { visibility_below: String },
+    /// Into the gap just before the event at `slot` (its slot: a gap
+    /// filled in several goes keeps one slot, each go older than the last).
+    Gap { slot: myelin_types::StreamPosition },
 }
 
 /// An outlier moved into its room's timeline, with the state around it.
@@ -207,6 +218,8 @@ pub struct OutlierEvent {
     pub depth: i64,
     pub origin_server_ts: i64,
     pub pdu_json: String,
+    /// Kept because it was soft-failed: never promoted into the timeline.
+    pub soft_failed: bool,
 }
 
 /// One key of a room's current state set by state resolution.

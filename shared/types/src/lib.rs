@@ -7,7 +7,7 @@ mod partition;
 mod position;
 
 pub use partition::{PARTITION_COUNT, Partition};
-pub use position::{StreamPosition, StreamToken, SyncToken, TokenParseError};
+pub use position::{StreamPosition, StreamToken, SyncToken, TimelinePoint, TokenParseError};
 
 /// Milliseconds since the Unix epoch, as Matrix timestamps are.
 pub fn now_millis() -> i64 {

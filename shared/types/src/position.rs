@@ -35,6 +35,97 @@ impl fmt::Display for StreamPosition {
     }
 }
 
+/// A point between two events of one room's timeline, in the order paging
+/// reads it. An event's place is `(slot, position)`: live events, and
+/// history fetched from before a room's oldest event, have their position
+/// as slot; history fetched into a gap later takes the slot of the event
+/// just after the gap, and positions below zero, so it sorts there, oldest
+/// first. The point an event names is the one just after it: every event
+/// whose place is at or below the point is before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimelinePoint {
+    pub slot: StreamPosition,
+    pub position: StreamPosition,
+}
+
+impl TimelinePoint {
+    /// Before every event of every room.
+    pub const BEFORE_ALL: TimelinePoint = TimelinePoint {
+        slot: StreamPosition::BEFORE_ALL,
+        position: StreamPosition::BEFORE_ALL,
+    };
+    /// After every event of every room.
+    pub const AFTER_ALL: TimelinePoint = TimelinePoint {
+        slot: StreamPosition(i64::MAX),
+        position: StreamPosition(i64::MAX),
+    };
+
+    /// The point just after the event at this place.
+    pub const fn after_event(slot: StreamPosition, position: StreamPosition) -> Self {
+        TimelinePoint { slot, position }
+    }
+
+    /// The point a stream token names: after every live event at or below
+    /// it, and after any history fetched into the gap just before the next
+    /// one, which was there before it.
+    pub fn of_stream(at: StreamPosition) -> Self {
+        TimelinePoint {
+            slot: StreamPosition(at.0.saturating_add(1)),
+            position: at,
+        }
+    }
+
+    /// The point just before the event this point is just after.
+    pub fn before(self) -> Self {
+        TimelinePoint {
+            slot: self.slot,
+            position: self.position.before(),
+        }
+    }
+
+    /// The stream position a live reader would stop at for this point: the
+    /// live events at or below it are those at or below the result.
+    pub fn stream_position(self) -> StreamPosition {
+        if self.position.0 >= self.slot.0 {
+            self.slot
+        } else {
+            self.slot.before()
+        }
+    }
+}
+
+/// The text form is `s<position>` where the point is what a stream token
+/// names, else `t<slot>_<position>`: tokens handed out before gaps existed
+/// keep their meaning.
+impl fmt::Display for TimelinePoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == TimelinePoint::of_stream(self.position) {
+            write!(f, "s{}", self.position.0)
+        } else {
+            write!(f, "t{}_{}", self.slot.0, self.position.0)
+        }
+    }
+}
+
+impl FromStr for TimelinePoint {
+    type Err = TokenParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || TokenParseError(text.to_owned());
+        if let Some(rest) = text.strip_prefix('t') {
+            let (slot, position) = rest.split_once('_').ok_or_else(invalid)?;
+            let slot: i64 = slot.parse().map_err(|_| invalid())?;
+            let position: i64 = position.parse().map_err(|_| invalid())?;
+            return Ok(TimelinePoint::after_event(
+                StreamPosition(slot),
+                StreamPosition(position),
+            ));
+        }
+        let token: StreamToken = text.parse()?;
+        Ok(TimelinePoint::of_stream(token.events))
+    }
+}
+
 /// A `since`, `next_batch`, `prev_batch`, `from` or `to` token.
 ///
 /// The text form is `s<events>`; the prefix leaves room for more streams
@@ -211,6 +302,33 @@ mod tests {
         for bad in ["", "42", "t42", "s", "s-", "sabc"] {
             assert!(bad.parse::<StreamToken>().is_err(), "{bad} parsed");
         }
+    }
+
+    #[test]
+    fn timeline_points_order_gaps_before_the_event_after_them() {
+        let live = |p: i64| TimelinePoint::after_event(StreamPosition(p), StreamPosition(p));
+        let gap =
+            |slot: i64, p: i64| TimelinePoint::after_event(StreamPosition(slot), StreamPosition(p));
+        // Live 4, then the gap hung before 5 (oldest first), then live 5.
+        let order = [live(4), gap(5, -9), gap(5, -3), live(5)];
+        assert!(order.windows(2).all(|pair| pair[0] < pair[1]));
+        // A stream token at 4 is after the gap, before live 5.
+        let token = TimelinePoint::of_stream(StreamPosition(4));
+        assert!(gap(5, -3) <= token && live(5) > token);
+        // The point before live 5 is the stream token at 4, and prints so.
+        assert_eq!(live(5).before(), token);
+        assert_eq!(token.to_string(), "s4");
+        assert_eq!(live(5).to_string(), "t5_5");
+        assert_eq!(gap(5, -9).before().to_string(), "t5_-10");
+        for point in [token, live(5), gap(5, -10), TimelinePoint::BEFORE_ALL] {
+            assert_eq!(point.to_string().parse::<TimelinePoint>(), Ok(point));
+        }
+        for bad in ["t5", "t_5", "tx_1", "t1_y", "5", "s"] {
+            assert!(bad.parse::<TimelinePoint>().is_err(), "{bad} parsed");
+        }
+        assert_eq!(token.stream_position(), StreamPosition(4));
+        assert_eq!(live(5).stream_position(), StreamPosition(5));
+        assert_eq!(gap(5, -3).stream_position(), StreamPosition(4));
     }
 
     #[test]

@@ -628,7 +628,8 @@ pub(crate) async fn search_rooms(reader: &Client, term: &str, rooms: Option<&[&s
 /// messages in a new public room named by `alias` (and one more it redacts
 /// after them), then `joiner` joins by the alias and pages back through all
 /// of them, in order. The fetched history is searchable, and the redaction,
-/// fetched before its target, is applied to it.
+/// fetched before its target, is applied to it. Then the same for history
+/// from while the joiner's server was away ([`check_history_while_away`]).
 pub(crate) async fn check_backfill(
     owner: &Client,
     owner_server: &str,
@@ -663,6 +664,70 @@ pub(crate) async fn check_backfill(
     let found = search_rooms(joiner, "confidential", Some(&room)).await;
     assert_eq!(found["count"], 0, "{found}\n{}", logs());
     assert_redacted(joiner, &room_id, &secret_id, "said too much").await;
+
+    let away = format!("{alias}-away");
+    check_history_while_away(owner, owner_server, &away, joiner, logs).await;
+}
+
+/// History sent while nobody of the joiner's server was in the room is
+/// fetched when paging back reaches the gap it left: `joiner` joins
+/// `owner`'s new room named by `alias`, leaves, `owner` sends 12 messages,
+/// `joiner` joins again and pages back through everything in order, the
+/// messages from while away in their place. Search finds them too.
+async fn check_history_while_away(
+    owner: &Client,
+    owner_server: &str,
+    alias: &str,
+    joiner: &Client,
+    logs: &dyn Fn() -> String,
+) {
+    let room_id = owner
+        .create_room(&json!({"preset": "public_chat", "room_alias_name": alias}))
+        .await;
+    let address = format!("#{alias}:{owner_server}");
+    let mut expected: Vec<String> = vec!["earlier 0".to_owned(), "earlier 1".to_owned()];
+    for body in &expected {
+        owner.send_text(&room_id, body).await;
+    }
+    let joined = joiner.join(&address).await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+    owner.send_text(&room_id, "together").await;
+    expected.push("together".to_owned());
+    assert!(
+        wait_for_message(joiner, &room_id, "together").await,
+        "{}",
+        logs()
+    );
+    let left = joiner.leave(&room_id).await;
+    assert_eq!(left.status, 200, "{}", left.text);
+    assert_eq!(
+        wait_for_membership(owner, &room_id, &joiner.user_id, "leave").await,
+        "leave"
+    );
+    let away: Vec<String> = (0..12).map(|n| format!("{alias} {n}")).collect();
+    for body in &away {
+        owner.send_text(&room_id, body).await;
+    }
+    expected.extend(away.iter().cloned());
+    let rejoined = joiner.join(&address).await;
+    assert_eq!(rejoined.status, 200, "{}", rejoined.text);
+    owner.send_text(&room_id, "back again").await;
+    expected.push("back again".to_owned());
+    assert!(
+        wait_for_message(joiner, &room_id, "back again").await,
+        "{}",
+        logs()
+    );
+
+    assert_eq!(
+        page_back_all(joiner, &room_id, 5, 30).await,
+        expected,
+        "{}",
+        logs()
+    );
+    let room = [room_id.as_str()];
+    let found = search_rooms(joiner, alias, Some(&room)).await;
+    assert_eq!(found["count"], away.len(), "{found}\n{}", logs());
 }
 
 /// Every message body `reader` can page back to, oldest first, following
@@ -809,6 +874,9 @@ async fn a_myelin_user_pages_back_into_a_synapse_rooms_history_from_before_the_j
     // Messages after the join still come live.
     sam.send_text(&room_id, "after the join").await;
     assert!(wait_for_message(&alice, &room_id, "after the join").await);
+
+    let logs = || format!("{}\n{}", myelin.logs(), synapse.log_tail());
+    check_history_while_away(&sam, &synapse.server_name, "whileaway", &alice, &logs).await;
 }
 
 /// A public space with `alias` holding a public room named `child_name` and

@@ -3,7 +3,7 @@
 use myelin_http::MatrixError;
 use myelin_room::HistoryView;
 use myelin_store::StoredEvent;
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 
 use crate::ClientApi;
 
@@ -13,18 +13,25 @@ pub(crate) enum ReadAccess {
     /// A current member: up to now.
     Joined,
     /// A former member: up to the event that ended the membership.
-    Until(StreamPosition),
+    Until(TimelinePoint),
     /// Anyone else, in a room that is world readable now: up to now, and
     /// only the events that were world readable when sent.
     Peeking,
 }
 
 impl ReadAccess {
-    pub(crate) fn limit(self) -> Option<StreamPosition> {
+    /// Where a former member's reading of the timeline stops.
+    pub(crate) fn limit_point(self) -> Option<TimelinePoint> {
         match self {
             ReadAccess::Joined | ReadAccess::Peeking => None,
-            ReadAccess::Until(position) => Some(position),
+            ReadAccess::Until(point) => Some(point),
         }
+    }
+
+    /// The same limit for what is read by stream position (state,
+    /// relations): the live events at or below it.
+    pub(crate) fn limit(self) -> Option<StreamPosition> {
+        self.limit_point().map(TimelinePoint::stream_position)
     }
 }
 
@@ -40,18 +47,24 @@ impl RoomReader {
         self.access.limit()
     }
 
+    pub(crate) fn limit_point(&self) -> Option<TimelinePoint> {
+        self.access.limit_point()
+    }
+
     pub(crate) fn may_see(&self, event: &StoredEvent) -> bool {
-        self.limit().is_none_or(|limit| event.position <= limit) && self.view.may_see(event)
+        self.limit_point()
+            .is_none_or(|limit| event.point() <= limit)
+            && self.view.may_see(event)
     }
 
     /// Where the user may see the room's ordinary events (all but member
     /// events and visibility changes): `(after, upto]`, within the limit.
-    pub(crate) fn visible_ranges(&self) -> Vec<(StreamPosition, Option<StreamPosition>)> {
+    pub(crate) fn visible_ranges(&self) -> Vec<(TimelinePoint, Option<TimelinePoint>)> {
         self.view
             .visible_ranges()
             .into_iter()
             .filter_map(|(after, upto)| {
-                let upto = match (upto, self.limit()) {
+                let upto = match (upto, self.limit_point()) {
                     (Some(upto), Some(limit)) => Some(upto.min(limit)),
                     (upto, None) => upto,
                     (None, limit) => limit,
@@ -99,7 +112,7 @@ impl ClientApi {
             return Err(MatrixError::forbidden("You have forgotten this room"));
         }
         match (membership.as_deref(), member_event) {
-            (Some("leave" | "ban"), Some(event)) => Ok(ReadAccess::Until(event.position)),
+            (Some("leave" | "ban"), Some(event)) => Ok(ReadAccess::Until(event.point())),
             _ => Err(MatrixError::forbidden("You are not a member of this room")),
         }
     }
@@ -122,10 +135,10 @@ impl ClientApi {
         room_id: &str,
         access: ReadAccess,
     ) -> Result<Vec<StoredEvent>, MatrixError> {
-        Ok(match access.limit() {
+        Ok(match access.limit_point() {
             None => self.store.current_state(room_id).await?,
             Some(limit) => {
-                myelin_store::state_at_position(self.store.as_ref(), room_id, limit).await?
+                myelin_store::state_at_point(self.store.as_ref(), room_id, limit).await?
             }
         })
     }

@@ -1,9 +1,10 @@
 //! History fetched from other servers. The client API asked another server
-//! for the events before the oldest this server holds (`/backfill`),
-//! checked them and stored them as outliers; here each is authorized
-//! against the state before it and moved into the timeline below every
-//! event there, with its snapshots. The room's current state and forward
-//! extremities stay as they are: this is the past.
+//! for the events before the oldest this server holds, or before an event
+//! whose prev_events are missing (`/backfill`), checked them and stored
+//! them as outliers; here each is authorized against the state before it
+//! and moved into the timeline, below every event there or into the gap,
+//! with its snapshots. The room's current state and forward extremities
+//! stay as they are: this is the past.
 //!
 //! History arrives newest first, so a redaction often comes before its
 //! target: it is remembered, and applied when the target is promoted.
@@ -13,13 +14,22 @@ use std::sync::Arc;
 
 use myelin_bus::messages::{BackfilledEvents, RoomInputDone, RoomInputRefused};
 use myelin_room::{Pdu, RoomState};
-use myelin_store::{AppliedRedaction, Fence, PromotedEvent};
+use myelin_store::{AppliedRedaction, Fence, FetchedInto, PromotedEvent};
 
 use crate::EventPersister;
 use crate::head::head_missing;
 use crate::input::unavailable;
 use crate::redactions::Arriving;
 use crate::snapshots::{self, HeadSnapshot};
+
+/// The answer when nothing of a batch could be placed.
+fn nothing_written(room_id: String) -> RoomInputDone {
+    RoomInputDone {
+        room_id,
+        event_id: String::new(),
+        position: None,
+    }
+}
 
 impl EventPersister {
     pub(crate) async fn accept_backfill(
@@ -30,6 +40,14 @@ impl EventPersister {
         let mut guard = self.locked_head(&batch.room_id).await?;
         let Some(head) = guard.as_mut() else {
             return Err(head_missing());
+        };
+        let gap_slot = match &batch.gap_before {
+            Some(event_id) => match self.gap_slot(&head.room_id, event_id).await? {
+                Some(slot) => Some(slot),
+                // Not an event of this room's timeline: nowhere to put it.
+                None => return Ok(nothing_written(batch.room_id)),
+            },
+            None => None,
         };
         let ids: Vec<String> = batch
             .events
@@ -132,17 +150,38 @@ impl EventPersister {
             });
         }
         let last = promoted.last().map(|event| event.event_id.clone());
-        if let Some(visibility_below) = visibility_below {
+        let into = match (gap_slot, visibility_below) {
+            (Some(slot), Some(_)) => Some(FetchedInto::Gap { slot }),
+            (None, Some(visibility_below)) => Some(FetchedInto::Start { visibility_below }),
+            (_, None) => None,
+        };
+        if let Some(into) = into {
             self.store
-                .promote_outliers(&batch.room_id, promoted, &visibility_below, Some(fence))
+                .promote_outliers(&batch.room_id, promoted, into, Some(fence))
                 .await
                 .map_err(unavailable)?;
         }
-        Ok(RoomInputDone {
-            room_id: batch.room_id,
-            event_id: last.unwrap_or_default(),
-            position: None,
-        })
+        let mut done = nothing_written(batch.room_id);
+        done.event_id = last.unwrap_or_default();
+        Ok(done)
+    }
+
+    /// The slot of the gap before `event_id`: the event's own, when it is
+    /// an event of the room's timeline.
+    async fn gap_slot(
+        &self,
+        room_id: &str,
+        event_id: &str,
+    ) -> Result<Option<myelin_types::StreamPosition>, RoomInputRefused> {
+        let ids = [event_id.to_owned()];
+        let in_timeline = self.store.timeline_ids(&ids).await.map_err(unavailable)?;
+        if in_timeline.is_empty() {
+            return Ok(None);
+        }
+        let event = self.store.event(event_id).await.map_err(unavailable)?;
+        Ok(event
+            .filter(|event| event.room_id == room_id)
+            .map(|event| event.slot))
     }
 
     /// The state a list of stored event IDs names, with no snapshot yet;

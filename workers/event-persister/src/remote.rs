@@ -179,6 +179,7 @@ impl EventPersister {
                     depth: pdu.depth,
                     origin_server_ts: pdu.origin_server_ts.get().into(),
                     pdu_json: remote.pdu_json.clone(),
+                    soft_failed: true,
                 }])
                 .await
                 .map_err(unavailable)?;

@@ -4,7 +4,8 @@
 //! before the event itself. A gap filled here sits in the timeline in
 //! order, with no hole for paging back to fall through. A gap longer than
 //! the budget is closed by the state before the oldest event fetched
-//! (`/state_ids`), and the part older than that is left out.
+//! (`/state_ids`); the part older than that is fetched into the gap when
+//! paging back reaches it (the client API's backfill).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};

@@ -182,6 +182,7 @@ mod tests {
     fn member(target: &str, membership: &str) -> StoredEvent {
         StoredEvent {
             position: StreamPosition(1),
+            slot: StreamPosition(1),
             event_id: "$e".to_owned(),
             room_id: "!r:a.test".to_owned(),
             sender: "@admin:a.test".to_owned(),

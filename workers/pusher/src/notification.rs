@@ -131,6 +131,7 @@ mod tests {
         PushDue {
             event: StoredEvent {
                 position: StreamPosition(3),
+                slot: StreamPosition(3),
                 event_id: "$e:hs".to_owned(),
                 room_id: "!r:hs".to_owned(),
                 sender: "@bob:hs".to_owned(),

@@ -237,6 +237,7 @@ mod tests {
     fn event(room_id: &str, position: i64) -> CachedEvent {
         Arc::new(StoredEvent {
             position: StreamPosition(position),
+            slot: StreamPosition(position),
             event_id: format!("${room_id}-{position}"),
             room_id: room_id.to_owned(),
             sender: "@s:hs".to_owned(),

@@ -1,4 +1,6 @@
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
+
+use super::{at, start};
 
 use crate::{Direction, PersistEvent, PersistOutcome, Redaction, Store, TxnKey};
 
@@ -82,7 +84,7 @@ pub(super) async fn positions_increase_and_paginate(store: &dyn Store) {
     assert!(after > before);
 
     let newest_first = store
-        .room_events("!page:test", after, None, Direction::Backward, 3)
+        .room_events("!page:test", at(after), None, Direction::Backward, 3)
         .await
         .expect("back");
     let got: Vec<_> = newest_first.iter().map(|e| e.event_id.clone()).collect();
@@ -94,14 +96,20 @@ pub(super) async fn positions_increase_and_paginate(store: &dyn Store) {
     );
 
     let oldest_first = store
-        .room_events("!page:test", before, Some(after), Direction::Forward, 10)
+        .room_events(
+            "!page:test",
+            at(before),
+            Some(at(after)),
+            Direction::Forward,
+            10,
+        )
         .await
         .expect("forward");
     assert_eq!(oldest_first.len(), 6);
     assert_eq!(oldest_first[0].event_id, ids[0]);
 
     // A point excludes itself going forward and includes itself going back.
-    let third = oldest_first[2].position;
+    let third = oldest_first[2].point();
     let next = store
         .room_events("!page:test", third, None, Direction::Forward, 1)
         .await
@@ -252,7 +260,7 @@ pub(super) async fn redaction_prunes_target(store: &dyn Store) {
     let timeline = store
         .room_events(
             "!redact:test",
-            StreamPosition(i64::MAX),
+            TimelinePoint::AFTER_ALL,
             None,
             Direction::Backward,
             10,
@@ -376,11 +384,12 @@ pub async fn writes_under_a_superseded_fence_are_refused(store: &dyn Store) {
             depth: 1,
             origin_server_ts: 1,
             pdu_json: r#"{"content":{"body":"old"}}"#.to_owned(),
+            soft_failed: false,
         }])
         .await
         .expect("store an outlier");
     match store
-        .promote_outliers(room_id, fetched(), "shared", Some(old_fence))
+        .promote_outliers(room_id, fetched(), start(), Some(old_fence))
         .await
     {
         Err(crate::StoreError::Fenced) => {}
@@ -390,7 +399,7 @@ pub async fn writes_under_a_superseded_fence_are_refused(store: &dyn Store) {
     let in_timeline = || store.timeline_ids(&fetched_id);
     assert!(in_timeline().await.expect("read").is_empty());
     store
-        .promote_outliers(room_id, fetched(), "shared", Some(new_fence))
+        .promote_outliers(room_id, fetched(), start(), Some(new_fence))
         .await
         .expect("promote under the current fence");
     assert_eq!(in_timeline().await.expect("read").len(), 1);

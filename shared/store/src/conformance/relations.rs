@@ -1,14 +1,18 @@
-use myelin_types::StreamPosition;
+use myelin_types::{StreamPosition, TimelinePoint};
 use serde_json::json;
 
+use super::at;
 use super::events::event;
 use crate::{
     Direction, PersistEvent, PersistOutcome, Redaction, RelationQuery, SearchOrder, SearchQuery,
     SearchRoom, Store, search_words,
 };
 
-/// Every position: a viewer who may see the whole room.
-const EVERYTHING: &[(StreamPosition, Option<StreamPosition>)] = &[(StreamPosition::ZERO, None)];
+/// Every live position: a viewer who may see the whole room.
+const EVERYTHING: &[(TimelinePoint, Option<TimelinePoint>)] = &[(
+    TimelinePoint::after_event(StreamPosition::ZERO, StreamPosition::ZERO),
+    None,
+)];
 
 /// A message of the room with the given sender and content.
 fn message(room_id: &str, n: usize, sender: &str, content: serde_json::Value) -> PersistEvent {
@@ -267,6 +271,10 @@ pub(super) async fn threads_list_by_latest_reply(store: &dyn Store) {
     // A summary counts only the replies inside the viewer's ranges.
     let summary = |visible: Vec<(StreamPosition, Option<StreamPosition>)>| {
         let first = first.clone();
+        let visible: Vec<(TimelinePoint, Option<TimelinePoint>)> = visible
+            .into_iter()
+            .map(|(after, upto)| (at(after), upto.map(at)))
+            .collect();
         async move {
             store
                 .thread_summary(room, &first, "@c:test", &visible)
@@ -275,7 +283,10 @@ pub(super) async fn threads_list_by_latest_reply(store: &dyn Store) {
                 .map(|thread| (thread.count, thread.latest.position, thread.user_replied))
         }
     };
-    assert_eq!(summary(EVERYTHING.to_vec()).await, Some((2, late, true)));
+    assert_eq!(
+        summary(vec![(StreamPosition::ZERO, None)]).await,
+        Some((2, late, true))
+    );
     assert_eq!(summary(vec![(early, None)]).await, Some((1, late, false)));
     assert_eq!(
         summary(vec![(StreamPosition::ZERO, Some(early)), (middle, None)]).await,
@@ -339,8 +350,8 @@ pub(super) fn search_query(words: &str, rooms: &[(&str, Option<StreamPosition>)]
             .iter()
             .map(|(room_id, upto)| SearchRoom {
                 room_id: (*room_id).to_owned(),
-                after: StreamPosition::BEFORE_ALL,
-                upto: *upto,
+                after: TimelinePoint::BEFORE_ALL,
+                upto: upto.map(at),
             })
             .collect(),
         types: Vec::new(),
@@ -437,7 +448,7 @@ pub(super) async fn search_finds_words_in_allowed_rooms(store: &dyn Store) {
     let mut stretches = search_query("fox", &[(room, Some(weak))]);
     stretches.rooms.push(SearchRoom {
         room_id: room.to_owned(),
-        after: strong,
+        after: at(strong),
         upto: None,
     });
     let stretched = store.search(&stretches).await.expect("stretches");

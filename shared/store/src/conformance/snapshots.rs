@@ -1,4 +1,5 @@
 use super::events::{event, persist};
+use super::{at, start};
 use crate::{EventSnapshots, MAX_SNAPSHOT_CHAIN, NewSnapshot, StateEntry, Store};
 
 fn entry(event_type: &str, state_key: &str, event_id: &str) -> StateEntry {
@@ -179,7 +180,7 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
         .expect("read")
         .expect("stored")
         .position;
-    let at_topic = crate::state_at_position(store, room, topic_position)
+    let at_topic = crate::state_at_point(store, room, at(topic_position))
         .await
         .expect("state");
     assert_eq!(state_ids(at_topic), topical_ids);
@@ -194,6 +195,7 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
             depth: 6,
             origin_server_ts: 1000,
             pdu_json: "{}".to_owned(),
+            soft_failed: false,
         }])
         .await
         .expect("outlier");
@@ -210,7 +212,7 @@ pub(super) async fn snapshots_read_back_whole(store: &dyn Store) {
         new: Vec::new(),
     });
     let later_position = persist(store, later).await;
-    let at_later = crate::state_at_position(store, room, later_position)
+    let at_later = crate::state_at_point(store, room, at(later_position))
         .await
         .expect("state");
     assert_eq!(state_ids(at_later), topical_ids);
@@ -352,6 +354,7 @@ pub(super) async fn outliers_are_citable_but_never_in_a_timeline(store: &dyn Sto
         depth: n as i64,
         origin_server_ts: 1000,
         pdu_json: format!(r#"{{"n":{n}}}"#),
+        soft_failed: false,
     };
     let before = store.max_position().await.expect("position");
     store
@@ -384,7 +387,7 @@ pub(super) async fn outliers_are_citable_but_never_in_a_timeline(store: &dyn Sto
     let log = store.events_after(before, after, 100).await.expect("log");
     assert!(log.iter().all(|event| event.room_id != room), "{log:?}");
     let timeline = store
-        .room_events(room, after, None, crate::Direction::Backward, 10)
+        .room_events(room, at(after), None, crate::Direction::Backward, 10)
         .await
         .expect("timeline");
     assert!(timeline.is_empty(), "{timeline:?}");
@@ -423,6 +426,7 @@ pub(super) async fn promoted_outliers_sit_below_the_timeline_in_order(store: &dy
         depth: n,
         origin_server_ts: 1000 + n,
         pdu_json: format!(r#"{{"n":{n}}}"#),
+        soft_failed: false,
     };
     store
         .store_outliers((1..=5).map(outlier).collect())
@@ -458,17 +462,19 @@ pub(super) async fn promoted_outliers_sit_below_the_timeline_in_order(store: &dy
                     redactions: Vec::new(),
                 },
             ],
-            "joined",
+            crate::FetchedInto::Start {
+                visibility_below: "joined".to_owned(),
+            },
             None,
         )
         .await
         .expect("promote");
     store
-        .promote_outliers(room, vec![promoted(2), promoted(3)], "shared", None)
+        .promote_outliers(room, vec![promoted(2), promoted(3)], start(), None)
         .await
         .expect("promote older");
     let timeline = store
-        .room_events(room, tip, None, crate::Direction::Backward, 10)
+        .room_events(room, at(tip), None, crate::Direction::Backward, 10)
         .await
         .expect("timeline");
     let ids: Vec<&str> = timeline
@@ -529,6 +535,7 @@ pub(super) async fn promoted_history_is_related_and_searchable(store: &dyn Store
             depth: 1,
             origin_server_ts: 1000,
             pdu_json: format!(r#"{{"content":{content}}}"#),
+            soft_failed: false,
         };
     store
         .store_outliers(vec![
@@ -568,7 +575,7 @@ pub(super) async fn promoted_history_is_related_and_searchable(store: &dyn Store
         .promote_outliers(
             room,
             vec![promoted("$lighthouse"), promoted("$keeper")],
-            "shared",
+            start(),
             None,
         )
         .await
@@ -603,7 +610,7 @@ pub(super) async fn promoted_history_is_related_and_searchable(store: &dyn Store
             room,
             "$lighthouse",
             "@far:remote.test",
-            &[(StreamPosition::BEFORE_ALL, None)],
+            &[(myelin_types::TimelinePoint::BEFORE_ALL, None)],
         )
         .await
         .expect("summary")
@@ -611,6 +618,174 @@ pub(super) async fn promoted_history_is_related_and_searchable(store: &dyn Store
     assert_eq!(summary.count, 1);
     assert!(summary.user_replied);
     assert_eq!(summary.latest.event_id, "$keeper");
+}
+
+/// History fetched into a gap sits just before the event after the gap,
+/// oldest first, batch after batch: paging reads it there both ways, a
+/// stream token just before that event is after the gap, and search looks
+/// in it by its place. A soft-failed outlier is never brought in, and the
+/// live log does not change.
+pub(super) async fn fetched_history_fills_a_gap_in_order(store: &dyn Store) {
+    use crate::{Direction, FetchedInto};
+    use myelin_types::TimelinePoint;
+
+    let room = "!gap:test";
+    let mut create = event(room, 0, Some(("m.room.create", "")), &[]);
+    create.new_room_version = Some("12".to_owned());
+    let create_id = create.event_id.clone();
+    persist(store, create).await;
+    // The event after the gap cites history this server does not hold.
+    let edge = event(room, 10, None, &["$gap-4".to_owned()]);
+    let edge_id = edge.event_id.clone();
+    let edge_position = persist(store, edge).await;
+    let newest = event(room, 11, None, std::slice::from_ref(&edge_id));
+    let newest_id = newest.event_id.clone();
+    persist(store, newest).await;
+    let tip = store.max_position().await.expect("position");
+
+    let outlier = |id: &str, soft_failed: bool| crate::OutlierEvent {
+        event_id: id.to_owned(),
+        room_id: room.to_owned(),
+        sender: "@far:remote.test".to_owned(),
+        event_type: "m.room.message".to_owned(),
+        state_key: None,
+        depth: 5,
+        origin_server_ts: 1000,
+        pdu_json: format!(r#"{{"content":{{"body":"harbour {id}"}}}}"#),
+        soft_failed,
+    };
+    store
+        .store_outliers(vec![
+            outlier("$gap-1", false),
+            outlier("$gap-2", false),
+            outlier("$gap-3", false),
+            outlier("$gap-4", false),
+            outlier("$gap-soft", true),
+        ])
+        .await
+        .expect("store");
+    let into = FetchedInto::Gap {
+        slot: edge_position,
+    };
+    // The newer part first, as paging back fetches it.
+    store
+        .promote_outliers(
+            room,
+            vec![
+                promoted_with("$gap-3", Vec::new()),
+                promoted_with("$gap-4", Vec::new()),
+            ],
+            into.clone(),
+            None,
+        )
+        .await
+        .expect("promote");
+    store
+        .promote_outliers(
+            room,
+            vec![
+                promoted_with("$gap-1", Vec::new()),
+                promoted_with("$gap-soft", Vec::new()),
+                promoted_with("$gap-2", Vec::new()),
+            ],
+            into,
+            None,
+        )
+        .await
+        .expect("promote older");
+
+    let ids = |events: &[crate::StoredEvent]| -> Vec<String> {
+        events.iter().map(|event| event.event_id.clone()).collect()
+    };
+    let backward = store
+        .room_events(room, at(tip), None, Direction::Backward, 10)
+        .await
+        .expect("backward");
+    assert_eq!(
+        ids(&backward),
+        [
+            &newest_id, &edge_id, "$gap-4", "$gap-3", "$gap-2", "$gap-1", &create_id
+        ]
+    );
+    for fetched in &backward[2..6] {
+        assert_eq!(fetched.slot, edge_position, "{fetched:?}");
+        assert!(fetched.position.0 < 0, "{fetched:?}");
+    }
+    let forward = store
+        .room_events(
+            room,
+            TimelinePoint::BEFORE_ALL,
+            None,
+            Direction::Forward,
+            10,
+        )
+        .await
+        .expect("forward");
+    let mut reversed = ids(&backward);
+    reversed.reverse();
+    assert_eq!(ids(&forward), reversed);
+
+    // Paging on from the middle of the gap, through the token's text.
+    let first_page = store
+        .room_events(room, at(tip), None, Direction::Backward, 3)
+        .await
+        .expect("page");
+    let token = first_page[2].point().before().to_string();
+    let from: TimelinePoint = token.parse().expect("a token of ours");
+    let second_page = store
+        .room_events(room, from, None, Direction::Backward, 3)
+        .await
+        .expect("next page");
+    assert_eq!(ids(&second_page), ["$gap-3", "$gap-2", "$gap-1"]);
+    // A stream token just before the event after the gap is after the gap.
+    let before_edge = store
+        .room_events(
+            room,
+            at(edge_position.before()),
+            None,
+            Direction::Backward,
+            1,
+        )
+        .await
+        .expect("before the edge");
+    assert_eq!(ids(&before_edge), ["$gap-4"]);
+
+    assert!(
+        store
+            .timeline_ids(&["$gap-soft".to_owned()])
+            .await
+            .expect("read")
+            .is_empty(),
+        "a soft-failed event stays out"
+    );
+    let log = store
+        .events_after(tip, store.max_position().await.expect("position"), 100)
+        .await
+        .expect("log");
+    assert!(log.iter().all(|event| event.room_id != room), "{log:?}");
+
+    // Search by place: the stretch up to the edge holds the gap, the one
+    // from the edge on does not.
+    let search_in = |after: TimelinePoint, upto: Option<TimelinePoint>| {
+        let mut query = super::relations::search_query("harbour", &[(room, None)]);
+        query.rooms[0].after = after;
+        query.rooms[0].upto = upto;
+        query
+    };
+    let edge_point = TimelinePoint::after_event(edge_position, edge_position);
+    let found = store
+        .search(&search_in(
+            TimelinePoint::BEFORE_ALL,
+            Some(edge_point.before()),
+        ))
+        .await
+        .expect("search");
+    assert_eq!(found.count, 4, "{found:?}");
+    let found = store
+        .search(&search_in(edge_point.before(), None))
+        .await
+        .expect("search");
+    assert_eq!(found.count, 0, "{found:?}");
 }
 
 /// An outlier promoted with what its promotion applies.
@@ -648,6 +823,7 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
         depth: 1,
         origin_server_ts: 1000,
         pdu_json: format!(r#"{{"content":{content}}}"#),
+        soft_failed: false,
     };
     store
         .store_outliers(vec![outlier(
@@ -688,7 +864,7 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
         .promote_outliers(
             room,
             vec![promoted_with("$strike", Vec::new())],
-            "shared",
+            start(),
             None,
         )
         .await
@@ -721,7 +897,7 @@ pub(super) async fn waiting_redactions_apply_when_their_target_arrives(store: &d
                     pruned_pdu_json: pruned.to_owned(),
                 }],
             )],
-            "shared",
+            start(),
             None,
         )
         .await

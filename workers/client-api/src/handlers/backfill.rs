@@ -1,9 +1,11 @@
 //! A room's history from other servers: when paging back through a room
-//! reaches the oldest event this server holds and that event's
-//! prev_events are not here, another server in the room is asked for what
-//! came before (`/backfill`). The events are checked, kept as outliers, and
-//! handed to the room's writer, which authorizes them against the state
-//! before each and puts them in the timeline below everything there.
+//! reaches an event whose prev_events are not here, another server in the
+//! room is asked for what came before (`/backfill`). That is the oldest
+//! event this server holds, or an event just after a gap: one left when a
+//! long gap was closed by its state, or while no one here was in the room.
+//! The events are checked, kept as outliers, and handed to the room's
+//! writer, which authorizes them against the state before each and puts
+//! them in the timeline, below everything there or into the gap.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -15,12 +17,14 @@ use myelin_federation::history::RemoteRoom;
 use myelin_http::MatrixError;
 use myelin_room::{Pdu, RoomVersion};
 use myelin_store::{Direction, StoredEvent};
-use myelin_types::{Partition, StreamPosition};
+use myelin_types::{Partition, TimelinePoint};
 use ruma::api::federation::backfill::get_backfill;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName};
 
 use crate::ClientApi;
 
+/// The most prev_events of one page looked up to find a gap.
+const MAX_CITED: usize = 200;
 /// The most events asked of another server at once.
 const MAX_BACKFILL: usize = 100;
 /// The oldest events read to find where the room's known history ends.
@@ -69,26 +73,123 @@ fn prev_events(event: &StoredEvent) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Where a room's history is missing, and what to ask for.
+struct Missing {
+    /// The prev_events that are not here.
+    points: Vec<OwnedEventId>,
+    /// Only what came before this depth is taken.
+    ceiling: i64,
+    /// Servers to ask first: the senders of the events next to the hole.
+    servers_first: Vec<OwnedServerName>,
+    /// The event just after a gap, `None` before the room's oldest event.
+    gap_before: Option<String>,
+}
+
 impl ClientApi {
-    /// Fetches up to `wanted` events of the room's history from before the
-    /// oldest one held here; `true` when some were added to the timeline.
-    /// Failing servers only mean nothing was added.
-    pub(crate) async fn backfill(&self, room_id: &str, wanted: usize) -> Result<bool, MatrixError> {
+    /// Fetches up to `wanted` events of the room's history where a page
+    /// read backwards (`page`, newest first) misses some: in a gap inside
+    /// or just below the page, else, when the page `reached_start`, from
+    /// before the oldest event held here. `true` when some were added to
+    /// the timeline. Failing servers only mean nothing was added.
+    pub(crate) async fn backfill(
+        &self,
+        room_id: &str,
+        page: &[StoredEvent],
+        reached_start: bool,
+        wanted: usize,
+    ) -> Result<bool, MatrixError> {
+        let missing = match self.gap_in(room_id, page).await? {
+            Some(gap) => gap,
+            None if reached_start => match self.before_start(room_id).await? {
+                Some(start) => start,
+                None => return Ok(false),
+            },
+            None => return Ok(false),
+        };
+        self.fetch_missing(room_id, missing, wanted).await
+    }
+
+    /// The newest event of the page whose prev_events are not all in the
+    /// timeline while older events are: the history between is missing (a
+    /// gap left when a long one was closed by its state, or while no one
+    /// here was in the room). The room's oldest event is no such event:
+    /// what came before it is [`Self::before_start`].
+    async fn gap_in(
+        &self,
+        room_id: &str,
+        page: &[StoredEvent],
+    ) -> Result<Option<Missing>, MatrixError> {
+        let own: HashSet<&str> = page.iter().map(|event| event.event_id.as_str()).collect();
+        let cited: Vec<Vec<String>> = page
+            .iter()
+            .map(|event| {
+                prev_events(event)
+                    .into_iter()
+                    .filter(|prev| !own.contains(prev.as_str()))
+                    .collect()
+            })
+            .collect();
+        let asked: BTreeSet<String> = cited.iter().flatten().take(MAX_CITED).cloned().collect();
+        if asked.is_empty() {
+            return Ok(None);
+        }
+        let asked_list: Vec<String> = asked.iter().cloned().collect();
+        let in_timeline: HashSet<String> = self
+            .store
+            .timeline_ids(&asked_list)
+            .await?
+            .into_iter()
+            .collect();
+        for (index, (event, prevs)) in page.iter().zip(&cited).enumerate() {
+            let points: Vec<OwnedEventId> = prevs
+                .iter()
+                .filter(|prev| asked.contains(*prev) && !in_timeline.contains(*prev))
+                .filter_map(|prev| OwnedEventId::try_from(prev.as_str()).ok())
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            let older_held = index + 1 < page.len()
+                || !self
+                    .store
+                    .room_events(
+                        room_id,
+                        event.point().before(),
+                        None,
+                        Direction::Backward,
+                        1,
+                    )
+                    .await?
+                    .is_empty();
+            if !older_held {
+                return Ok(None);
+            }
+            return Ok(Some(Missing {
+                points,
+                ceiling: event.depth,
+                servers_first: sender_server(event).into_iter().collect(),
+                gap_before: Some(event.event_id.clone()),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// What came before the oldest events held here: what they cite that
+    /// is not in the timeline.
+    async fn before_start(&self, room_id: &str) -> Result<Option<Missing>, MatrixError> {
         let oldest = self
             .store
             .room_events(
                 room_id,
-                StreamPosition(i64::MIN),
+                TimelinePoint::BEFORE_ALL,
                 None,
                 Direction::Forward,
                 OLDEST_READ,
             )
             .await?;
         let Some(ceiling) = oldest.iter().map(|event| event.depth).max() else {
-            return Ok(false);
+            return Ok(None);
         };
-        // Where the known history ends: what the oldest events cite that
-        // is not in the timeline.
         let own: HashSet<&str> = oldest.iter().map(|event| event.event_id.as_str()).collect();
         let cited: BTreeSet<String> = oldest
             .iter()
@@ -103,7 +204,33 @@ impl ClientApi {
             .filter(|prev| !in_timeline.contains(*prev))
             .filter_map(|prev| OwnedEventId::try_from(prev.as_str()).ok())
             .collect();
-        let Some(first) = points.first() else {
+        if points.is_empty() {
+            return Ok(None);
+        }
+        // The senders of the oldest events first: they were there then.
+        let mut servers_first = Vec::new();
+        for server in oldest.iter().filter_map(sender_server) {
+            if !servers_first.contains(&server) {
+                servers_first.push(server);
+            }
+        }
+        Ok(Some(Missing {
+            points,
+            ceiling,
+            servers_first,
+            gap_before: None,
+        }))
+    }
+
+    /// Asks the servers in the room for the missing history, one after the
+    /// other, and hands what the first to answer gave to the room's writer.
+    async fn fetch_missing(
+        &self,
+        room_id: &str,
+        missing: Missing,
+        wanted: usize,
+    ) -> Result<bool, MatrixError> {
+        let Some(first) = missing.points.first() else {
             return Ok(false);
         };
         let members = self.store.room_memberships(room_id).await?;
@@ -119,12 +246,11 @@ impl ClientApi {
         let Ok(room) = OwnedRoomId::try_from(room_id) else {
             return Ok(false);
         };
-        // The senders of the oldest events first: they were there then.
         let mut servers: Vec<OwnedServerName> = Vec::new();
-        let candidates = oldest
+        let candidates = missing
+            .servers_first
             .iter()
-            .filter_map(|event| ruma::OwnedUserId::try_from(event.sender.as_str()).ok())
-            .map(|sender| sender.server_name().to_owned())
+            .cloned()
             .chain(self.member_servers(&members));
         for server in candidates {
             if server.as_str() != self.server_name && !servers.contains(&server) {
@@ -133,7 +259,8 @@ impl ClientApi {
         }
         let limit = ruma::UInt::try_from(wanted.clamp(1, MAX_BACKFILL)).unwrap_or_default();
         for server in servers.iter().take(MAX_SERVERS) {
-            let request = get_backfill::v1::Request::new(room.clone(), points.clone(), limit);
+            let request =
+                get_backfill::v1::Request::new(room.clone(), missing.points.clone(), limit);
             let pdus = match self.federation.send(server, request).await {
                 Ok(answer) => answer.pdus,
                 Err(error) => {
@@ -148,7 +275,9 @@ impl ClientApi {
                 room_id,
                 version: &version,
             };
-            return self.keep_history(&remote, &pdus, ceiling).await;
+            return self
+                .keep_history(&remote, &pdus, missing.ceiling, missing.gap_before)
+                .await;
         }
         Ok(false)
     }
@@ -160,6 +289,7 @@ impl ClientApi {
         remote: &RemoteRoom<'_>,
         pdus: &[Box<serde_json::value::RawValue>],
         ceiling: i64,
+        gap_before: Option<String>,
     ) -> Result<bool, MatrixError> {
         let mut checked: Vec<CheckedPdu> = Vec::new();
         for raw in pdus.iter().take(MAX_BACKFILL) {
@@ -224,9 +354,17 @@ impl ClientApi {
             RoomInput::Backfill(BackfilledEvents {
                 room_id: remote.room_id.to_owned(),
                 events,
+                gap_before,
             }),
         )
         .await?;
         Ok(!done.event_id.is_empty())
     }
+}
+
+/// The server of an event's sender.
+fn sender_server(event: &StoredEvent) -> Option<OwnedServerName> {
+    ruma::OwnedUserId::try_from(event.sender.as_str())
+        .ok()
+        .map(|sender| sender.server_name().to_owned())
 }

@@ -222,21 +222,18 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
             let at = match request.at.as_deref() {
                 Some(token) => Some(
                     token
-                        .parse::<myelin_types::StreamToken>()
-                        .map_err(|_| MatrixError::invalid_param("Invalid `at` token"))?
-                        .events,
+                        .parse::<myelin_types::TimelinePoint>()
+                        .map_err(|_| MatrixError::invalid_param("Invalid `at` token"))?,
                 ),
                 None => None,
             };
-            let at = match (at, access.limit()) {
+            let at = match (at, access.limit_point()) {
                 (Some(at), Some(limit)) => Some(at.min(limit)),
                 (at, limit) => at.or(limit),
             };
             let member_events: Vec<_> = match at {
                 None => api.store.current_state(room_id).await?,
-                Some(at) => {
-                    myelin_store::state_at_position(api.store.as_ref(), room_id, at).await?
-                }
+                Some(at) => myelin_store::state_at_point(api.store.as_ref(), room_id, at).await?,
             }
             .into_iter()
             .filter(|event| event.event_type == "m.room.member")

@@ -7,7 +7,7 @@ use myelin_bus::messages::WireTxn;
 use myelin_http::{MatrixError, RequestContext, Router};
 use myelin_room::{EventFilter, stored_client_event};
 use myelin_store::{Direction, StoredEvent, TxnKey};
-use myelin_types::{StreamPosition, StreamToken};
+use myelin_types::{StreamPosition, StreamToken, TimelinePoint};
 use ruma::api::client::context::get_context;
 use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::redact::redact_event;
@@ -95,10 +95,19 @@ pub(crate) fn routes(api: &Arc<ClientApi>, router: &mut Router) {
     });
 }
 
+/// A `from` or `to` of paging by stream position (relations, threads).
 pub(crate) fn parse_token(token: &str) -> Result<StreamPosition, MatrixError> {
     token
         .parse::<StreamToken>()
         .map(|token| token.events)
+        .map_err(|_| MatrixError::invalid_param(format!("Invalid pagination token {token:?}")))
+}
+
+/// A `from` or `to` of paging through a room's timeline: a point of it,
+/// or a stream token (`/sync`'s `prev_batch`).
+fn parse_point(token: &str) -> Result<TimelinePoint, MatrixError> {
+    token
+        .parse::<TimelinePoint>()
         .map_err(|_| MatrixError::invalid_param(format!("Invalid pagination token {token:?}")))
 }
 
@@ -184,14 +193,14 @@ impl ClientApi {
         let limit = (u64::from(request.limit) as usize).clamp(1, MAX_PAGE);
         let backward = request.dir == ruma::api::Direction::Backward;
         let from = match &request.from {
-            Some(token) => parse_token(token)?,
-            None if backward => self.store.max_position().await?,
+            Some(token) => parse_point(token)?,
+            None if backward => TimelinePoint::of_stream(self.store.max_position().await?),
             // History fetched from other servers sits below zero.
-            None => StreamPosition(i64::MIN),
+            None => TimelinePoint::BEFORE_ALL,
         };
-        let to = request.to.as_deref().map(parse_token).transpose()?;
+        let to = request.to.as_deref().map(parse_point).transpose()?;
         // A former member reads nothing after the end of their membership.
-        let (from, to) = match (reader.limit(), backward) {
+        let (from, to) = match (reader.limit_point(), backward) {
             (Some(limit), true) => (from.min(limit), to),
             (Some(limit), false) => (from, Some(to.map_or(limit, |to| to.min(limit)))),
             (None, _) => (from, to),
@@ -205,12 +214,14 @@ impl ClientApi {
             .store
             .room_events(room_id, from, to, direction, limit)
             .await?;
-        // Paging back past the oldest event held here: ask the servers in
-        // the room for what came before, and let the client ask for more.
+        // Paging back past the oldest event held here, or across a gap in
+        // the room's history: ask the servers in the room for what is
+        // missing, and let the client ask for more.
+        let reached_start = to.is_none() && events.len() < limit;
         let backfilled = backward
-            && to.is_none()
-            && events.len() < limit
-            && self.backfill(room_id, limit - events.len()).await?;
+            && self
+                .backfill(room_id, &events, reached_start, limit)
+                .await?;
         if backfilled {
             events = self
                 .store
@@ -221,9 +232,9 @@ impl ClientApi {
         }
         let end = match (events.last(), events.len() == limit || backfilled) {
             (Some(last), true) => Some(if backward {
-                last.position.before()
+                last.point().before()
             } else {
-                last.position
+                last.point()
             }),
             _ => None,
         };
@@ -237,9 +248,9 @@ impl ClientApi {
             .map(|event| stored_client_event(event, viewer))
             .collect();
         self.bundle(&reader, room_id, &context, &mut chunk).await?;
-        let mut body = json!({"start": StreamToken::at(from).to_string(), "chunk": chunk});
+        let mut body = json!({"start": from.to_string(), "chunk": chunk});
         if let Some(end) = end {
-            body["end"] = json!(StreamToken::at(end).to_string());
+            body["end"] = json!(end.to_string());
         }
         Ok(body)
     }
@@ -261,7 +272,7 @@ impl ClientApi {
             .store
             .room_events(
                 room_id,
-                event.position.before(),
+                event.point().before(),
                 None,
                 Direction::Backward,
                 before_count,
@@ -271,8 +282,8 @@ impl ClientApi {
             .store
             .room_events(
                 room_id,
-                event.position,
-                reader.limit(),
+                event.point(),
+                reader.limit_point(),
                 Direction::Forward,
                 after_count,
             )
@@ -280,8 +291,8 @@ impl ClientApi {
         let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
         let start = before
             .last()
-            .map_or(event.position.before(), |first| first.position.before());
-        let end = after.last().map_or(event.position, |last| last.position);
+            .map_or(event.point().before(), |first| first.point().before());
+        let end = after.last().map_or(event.point(), StoredEvent::point);
         let visible = |events: &[StoredEvent]| -> Vec<Value> {
             events
                 .iter()
@@ -291,7 +302,7 @@ impl ClientApi {
         };
         // The state at the last event returned, which for a former member
         // is never past their leave.
-        let state: Vec<Value> = myelin_store::state_at_position(self.store.as_ref(), room_id, end)
+        let state: Vec<Value> = myelin_store::state_at_point(self.store.as_ref(), room_id, end)
             .await?
             .iter()
             .map(|state| stored_client_event(state, viewer))
@@ -309,8 +320,8 @@ impl ClientApi {
             "event": target,
             "events_before": events_before,
             "events_after": events_after,
-            "start": StreamToken::at(start).to_string(),
-            "end": StreamToken::at(end).to_string(),
+            "start": start.to_string(),
+            "end": end.to_string(),
             "state": state,
         }))
     }

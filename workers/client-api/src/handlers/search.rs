@@ -11,7 +11,6 @@ use std::sync::Arc;
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::{content_text, stored_client_event};
 use myelin_store::{Direction, SearchOrder, SearchQuery, SearchRoom, StoredEvent, search_words};
-use myelin_types::StreamToken;
 use ruma::api::client::search::search_events::v3::{
     self as search_events, Criteria, EventContextResult, GroupingKey, OrderBy, ResultCategories,
     ResultGroup, ResultGroupMap, ResultRoomEvents, SearchKeys, SearchResult, UserProfile,
@@ -266,7 +265,7 @@ impl ClientApi {
             .store
             .room_events(
                 room_id,
-                event.position.before(),
+                event.point().before(),
                 None,
                 Direction::Backward,
                 bounded(settings.before_limit),
@@ -276,8 +275,8 @@ impl ClientApi {
             .store
             .room_events(
                 room_id,
-                event.position,
-                reader.limit(),
+                event.point(),
+                reader.limit_point(),
                 Direction::Forward,
                 bounded(settings.after_limit),
             )
@@ -286,16 +285,17 @@ impl ClientApi {
         let after: Vec<&StoredEvent> = after.iter().filter(|e| reader.may_see(e)).collect();
         let mut result = EventContextResult::new();
         result.start = Some(
-            StreamToken::at(
-                before
-                    .last()
-                    .map_or(event.position, |first| first.position)
-                    .before(),
-            )
-            .to_string(),
+            before
+                .last()
+                .map_or(event.point(), |first| first.point())
+                .before()
+                .to_string(),
         );
         result.end = Some(
-            StreamToken::at(after.last().map_or(event.position, |last| last.position)).to_string(),
+            after
+                .last()
+                .map_or(event.point(), |last| last.point())
+                .to_string(),
         );
         result.events_before = before
             .iter()
@@ -316,7 +316,12 @@ impl ClientApi {
                 }
                 let member = self
                     .store
-                    .state_event_at(room_id, "m.room.member", &shown.sender, shown.position)
+                    .state_event_at(
+                        room_id,
+                        "m.room.member",
+                        &shown.sender,
+                        shown.point().stream_position(),
+                    )
                     .await?;
                 let mut profile = UserProfile::new();
                 if let Some(member) = member {
@@ -377,6 +382,7 @@ mod tests {
     fn stored(n: i64, room_id: &str, sender: &str) -> StoredEvent {
         StoredEvent {
             position: myelin_types::StreamPosition(n),
+            slot: myelin_types::StreamPosition(n),
             event_id: format!("$e{n}"),
             room_id: room_id.to_owned(),
             sender: sender.to_owned(),

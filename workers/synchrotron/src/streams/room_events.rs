@@ -7,7 +7,7 @@ use std::sync::Arc;
 use myelin_http::MatrixError;
 use myelin_room::{HistoryView, content_text, stored_client_event, stripped_state_event};
 use myelin_store::{Direction, Membership, TokenOwner};
-use myelin_types::{StreamPosition, StreamToken};
+use myelin_types::{StreamPosition, StreamToken, TimelinePoint};
 use ruma::api::client::sync::sync_events::v3::{
     InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response, RoomSummary,
     State, StateEvents, Timeline,
@@ -274,7 +274,13 @@ async fn newest_events(
     sync.timeline_reads.with_label_values(&["store"]).inc();
     let stored = sync
         .store
-        .room_events(room_id, upper, lower, Direction::Backward, take)
+        .room_events(
+            room_id,
+            TimelinePoint::of_stream(upper),
+            lower.map(TimelinePoint::of_stream),
+            Direction::Backward,
+            take,
+        )
         .await?;
     Ok(stored.into_iter().map(Arc::new).collect())
 }

@@ -1,0 +1,15 @@
+-- A room's timeline is read in the order of `(slot, position)`. Live
+-- events, and history fetched from before a room's oldest event, have their
+-- position as slot. History fetched later into a gap (paging back reached
+-- an event whose prev_events are not here, with older events below it)
+-- takes the slot of the event just after the gap (`gap_slot`) and positions
+-- below zero, so it sits in the gap, oldest first.
+ALTER TABLE events ADD COLUMN gap_slot INTEGER;
+ALTER TABLE events ADD COLUMN slot INTEGER
+    GENERATED ALWAYS AS (COALESCE(gap_slot, position)) VIRTUAL;
+CREATE INDEX events_by_room_slot ON events (room_id, slot, position);
+
+-- An outlier kept because it was soft-failed (valid where it was sent, but
+-- the room had moved on): fetched history never brings it into the
+-- timeline, though other servers' events may cite it.
+ALTER TABLE events ADD COLUMN soft_failed INTEGER NOT NULL DEFAULT 0;
