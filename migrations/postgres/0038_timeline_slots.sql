@@ -13,3 +13,9 @@ CREATE INDEX events_by_room_slot ON events (room_id, slot, position);
 -- the room had moved on): fetched history never brings it into the
 -- timeline, though other servers' events may cite it.
 ALTER TABLE events ADD COLUMN soft_failed BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- An event written with history before it missing: its prev_events were
+-- not here and the state its sender's server gave stood in for them (a
+-- join of another server's room, or a gap too long to fetch at once). A
+-- sync timeline starts at such an event rather than run across the gap.
+ALTER TABLE events ADD COLUMN opens_gap BOOLEAN NOT NULL DEFAULT FALSE;

@@ -124,6 +124,7 @@ mod tests {
         StoredEvent {
             position: StreamPosition(7),
             slot: StreamPosition(7),
+            opens_gap: false,
             event_id: "$target".to_owned(),
             room_id: "!r:hs".to_owned(),
             sender: "@a:hs".to_owned(),

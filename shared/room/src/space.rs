@@ -108,6 +108,7 @@ mod tests {
         StoredEvent {
             position: StreamPosition(ts),
             slot: StreamPosition(ts),
+            opens_gap: false,
             event_id: format!("${room}"),
             room_id: "!space:hs".to_owned(),
             sender: "@a:hs".to_owned(),

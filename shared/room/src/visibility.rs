@@ -257,6 +257,7 @@ mod tests {
         StoredEvent {
             position: StreamPosition(position),
             slot: StreamPosition(position),
+            opens_gap: false,
             event_id: format!("$e{position}"),
             room_id: "!r:hs".to_owned(),
             sender: "@other:hs".to_owned(),

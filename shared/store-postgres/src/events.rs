@@ -16,7 +16,7 @@ use crate::{PostgresStore, get, map_error};
 pub(crate) const EVENT_COLUMNS: &str = "e.position, e.event_id, e.room_id, e.sender, e.event_type, \
      e.state_key, e.depth, e.origin_server_ts, e.pdu_json, e.txn_user_id, e.txn_device_id, \
      e.txn_id, e.redacted_by, \
-     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by), e.slot";
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by), e.slot, e.opens_gap";
 
 pub(crate) fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
     let txn_user_id: Option<String> = get(row, 9)?;
@@ -44,6 +44,7 @@ pub(crate) fn event_from_row(row: &Row) -> StoreResult<StoredEvent> {
         redacted_by: get(row, 12)?,
         redaction_pdu_json: get(row, 13)?,
         slot: StreamPosition(get(row, 14)?),
+        opens_gap: get(row, 15)?,
     })
 }
 
@@ -97,8 +98,9 @@ fn queue_event<'a>(pipeline: &mut Pipeline<'a>, event: &'a PersistEvent) -> Slot
         "WITH taken AS (UPDATE stream_position SET position = position + 1 RETURNING position)
          INSERT INTO events (position, event_id, room_id, sender, event_type, state_key, depth,
                              origin_server_ts, pdu_json, txn_user_id, txn_device_id, txn_id,
-                             state_before, state_after)
-         SELECT taken.position, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM taken
+                             state_before, state_after, opens_gap)
+         SELECT taken.position, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+         FROM taken
          RETURNING position",
         params![
             &event.event_id,
@@ -114,6 +116,7 @@ fn queue_event<'a>(pipeline: &mut Pipeline<'a>, event: &'a PersistEvent) -> Slot
             txn_key.map(|t| &t.txn_id),
             snapshots.map(|s| &s.before),
             snapshots.map(|s| &s.after),
+            event.opens_gap,
         ],
     );
     crate::relations::queue_index(pipeline, &event.into());

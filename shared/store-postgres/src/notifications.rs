@@ -99,8 +99,8 @@ impl NotificationStore for PostgresStore {
         self.query(&sql, &[&user_id, &before, &only_highlight, &limit], |row| {
             Ok(NotificationRecord {
                 event: event_from_row(row)?,
-                highlight: get(row, 15)?,
-                read: get(row, 16)?,
+                highlight: get(row, 16)?,
+                read: get(row, 17)?,
             })
         })
         .await

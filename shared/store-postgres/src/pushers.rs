@@ -126,8 +126,8 @@ impl PusherStore for PostgresStore {
         self.query(&sql, &[&user_id, &after.0, &upto.0, &limit], |row| {
             Ok(PushDue {
                 event: event_from_row(row)?,
-                highlight: get(row, 15)?,
-                sound: get(row, 16)?,
+                highlight: get(row, 16)?,
+                sound: get(row, 17)?,
             })
         })
         .await

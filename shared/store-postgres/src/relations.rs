@@ -18,7 +18,8 @@ const COLUMNS: &str = "events.position, events.event_id, events.room_id, events.
      events.event_type, events.state_key, events.depth, events.origin_server_ts, \
      events.pdu_json, events.txn_user_id, events.txn_device_id, events.txn_id, \
      events.redacted_by, \
-     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by), events.slot";
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by), events.slot, \
+     events.opens_gap";
 
 /// Ranges of timeline points as four arrays for `unnest`: the slots and
 /// positions they start after, and those they end at (the end of the
@@ -256,7 +257,7 @@ impl RelationStore for PostgresStore {
             |row| {
                 Ok(ThreadRoot {
                     root: event_from_row(row)?,
-                    latest_position: StreamPosition(get(row, 15)?),
+                    latest_position: StreamPosition(get(row, 16)?),
                 })
             },
         )
@@ -345,7 +346,7 @@ impl RelationStore for PostgresStore {
                 |row| {
                     Ok(SearchHit {
                         event: event_from_row(row)?,
-                        rank: get(row, 15)?,
+                        rank: get(row, 16)?,
                     })
                 },
             )

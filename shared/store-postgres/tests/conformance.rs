@@ -119,6 +119,7 @@ fn message(room_id: &str, n: usize, txn: Option<TxnKey>) -> PersistEvent {
         fence: None,
         snapshots: None,
         resolved_state: None,
+        opens_gap: false,
     }
 }
 

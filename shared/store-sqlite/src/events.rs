@@ -15,7 +15,7 @@ use crate::{SqliteStore, map_error};
 pub(crate) const EVENT_COLUMNS: &str = "e.position, e.event_id, e.room_id, e.sender, e.event_type, \
      e.state_key, e.depth, e.origin_server_ts, e.pdu_json, e.txn_user_id, e.txn_device_id, \
      e.txn_id, e.redacted_by, \
-     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by), e.slot";
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = e.redacted_by), e.slot, e.opens_gap";
 
 pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let txn_user_id: Option<String> = row.get(9)?;
@@ -43,6 +43,7 @@ pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored
         redacted_by: row.get(12)?,
         redaction_pdu_json: row.get(13)?,
         slot: StreamPosition(row.get(14)?),
+        opens_gap: row.get(15)?,
     })
 }
 
@@ -89,8 +90,8 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
     }
     let snapshots = event.snapshots.as_ref();
     tx.prepare_cached("INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth, origin_server_ts,
-                             pdu_json, txn_user_id, txn_device_id, txn_id, state_before, state_after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)").and_then(|mut statement| statement.execute(params![
+                             pdu_json, txn_user_id, txn_device_id, txn_id, state_before, state_after, opens_gap)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)").and_then(|mut statement| statement.execute(params![
             event.event_id,
             event.room_id,
             event.sender,
@@ -104,6 +105,7 @@ fn persist(tx: &rusqlite::Transaction<'_>, event: &PersistEvent) -> StoreResult<
             txn.map(|t| &t.txn_id),
             snapshots.map(|s| &s.before),
             snapshots.map(|s| &s.after),
+            event.opens_gap,
         ],))
     .map_err(map_error)?;
     let position = tx.last_insert_rowid();

@@ -115,8 +115,8 @@ impl NotificationStore for SqliteStore {
                 statement.query_map(params![user_id, before, only_highlight, limit], |row| {
                     Ok(NotificationRecord {
                         event: event_from_row(row)?,
-                        highlight: row.get(15)?,
-                        read: row.get(16)?,
+                        highlight: row.get(16)?,
+                        read: row.get(17)?,
                     })
                 })?;
             rows.collect()

@@ -149,8 +149,8 @@ impl PusherStore for SqliteStore {
             let rows = statement.query_map(params![user_id, after.0, upto.0, limit], |row| {
                 Ok(PushDue {
                     event: event_from_row(row)?,
-                    highlight: row.get(15)?,
-                    sound: row.get(16)?,
+                    highlight: row.get(16)?,
+                    sound: row.get(17)?,
                 })
             })?;
             rows.collect()

@@ -18,7 +18,8 @@ const COLUMNS: &str = "events.position, events.event_id, events.room_id, events.
      events.event_type, events.state_key, events.depth, events.origin_server_ts, \
      events.pdu_json, events.txn_user_id, events.txn_device_id, events.txn_id, \
      events.redacted_by, \
-     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by), events.slot";
+     (SELECT r.pdu_json FROM events AS r WHERE r.event_id = events.redacted_by), events.slot, \
+     events.opens_gap";
 
 fn upto(position: Option<StreamPosition>) -> i64 {
     position.map_or(i64::MAX, |position| position.0)
@@ -341,7 +342,7 @@ impl RelationStore for SqliteStore {
                 |row| {
                     Ok(ThreadRoot {
                         root: event_from_row(row)?,
-                        latest_position: StreamPosition(row.get(15)?),
+                        latest_position: StreamPosition(row.get(16)?),
                     })
                 },
             )?;
@@ -414,7 +415,7 @@ impl RelationStore for SqliteStore {
                 |row| {
                     Ok(SearchHit {
                         event: event_from_row(row)?,
-                        rank: row.get(15)?,
+                        rank: row.get(16)?,
                     })
                 },
             )?;

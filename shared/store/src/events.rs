@@ -54,6 +54,9 @@ pub struct PersistEvent {
     /// Set where branches met: the keys of the current state that change,
     /// written instead of the event's own key (which may have lost).
     pub resolved_state: Option<Vec<crate::CurrentStateChange>>,
+    /// History before the event is missing here: its prev_events were not
+    /// held and the state its sender's server gave stood in for them.
+    pub opens_gap: bool,
 }
 
 impl PersistEvent {
@@ -112,6 +115,9 @@ pub struct StoredEvent {
     /// The PDU of that redaction, as stored (clients see it as
     /// `unsigned.redacted_because`).
     pub redaction_pdu_json: Option<String>,
+    /// Written with history before it missing (see
+    /// [`PersistEvent::opens_gap`]).
+    pub opens_gap: bool,
 }
 
 impl StoredEvent {

@@ -719,6 +719,25 @@ async fn check_history_while_away(
         logs()
     );
 
+    // A first sync's timeline does not run across the gap: it starts at the
+    // rejoin, and paging back from its `prev_batch` fills the gap.
+    let filter = crate::client::encode(r#"{"room":{"timeline":{"limit":40}}}"#);
+    let sync = joiner
+        .get(&format!("/_matrix/client/v3/sync?filter={filter}"))
+        .await;
+    assert_eq!(sync.status, 200, "{}", sync.text);
+    let timeline = &sync.body["rooms"]["join"][&room_id]["timeline"];
+    assert_eq!(
+        message_bodies(&timeline["events"]),
+        ["back again"],
+        "{timeline}"
+    );
+    assert_eq!(timeline["limited"], true, "{timeline}");
+    let prev_batch = timeline["prev_batch"].as_str().expect("prev_batch");
+    let mut through_sync = page_back_from(joiner, &room_id, Some(prev_batch), 5, 30).await;
+    through_sync.push("back again".to_owned());
+    assert_eq!(through_sync, expected, "{}", logs());
+    // Paging from the live end reads it all, in order, as kept now.
     assert_eq!(
         page_back_all(joiner, &room_id, 5, 30).await,
         expected,
@@ -738,8 +757,19 @@ pub(crate) async fn page_back_all(
     limit: u32,
     pages: usize,
 ) -> Vec<String> {
+    page_back_from(reader, room_id, None, limit, pages).await
+}
+
+/// The same from the point `from` names (the live end when `None`).
+async fn page_back_from(
+    reader: &Client,
+    room_id: &str,
+    from: Option<&str>,
+    limit: u32,
+    pages: usize,
+) -> Vec<String> {
     let mut bodies = Vec::new();
-    let mut from: Option<String> = None;
+    let mut from: Option<String> = from.map(str::to_owned);
     for _ in 0..pages {
         let from_part = from
             .as_deref()

@@ -319,11 +319,62 @@ async fn former_members_see_the_room_as_they_left_it(anonymous: &Client) {
         );
     }
 
+    // A paging token of any form, however far it points, stops at the leave.
+    for from in [
+        "t9223372036854775807_9223372036854775807",
+        "s9223372036854775807",
+    ] {
+        let page = bob
+            .get(&room_path(
+                &room_id,
+                &format!("messages?dir=b&limit=50&from={from}"),
+            ))
+            .await
+            .ok();
+        assert_eq!(message_bodies(&page["chunk"]), ["while-member"], "{from}");
+    }
+    let forward = bob
+        .get(&room_path(
+            &room_id,
+            "messages?dir=f&limit=50&from=t-9223372036854775808_-9223372036854775808",
+        ))
+        .await
+        .ok();
+    assert_eq!(message_bodies(&forward["chunk"]), ["while-member"]);
+
     // A stranger gets nothing of it either.
     let stranger = anonymous.register("fmstranger", PASSWORD).await;
     get_event(&stranger, &room_id, &while_member)
         .await
         .assert_error(404, "M_NOT_FOUND");
+}
+
+/// Paging tokens this server does not hand out are refused with a Matrix
+/// error on each path that takes one.
+async fn foreign_paging_tokens_are_refused(anonymous: &Client) {
+    let alice = anonymous.register("tokalice", PASSWORD).await;
+    let room_id = alice.create_room(&json!({"preset": "private_chat"})).await;
+    for token in [
+        "t",
+        "t5",
+        "t_5",
+        "tx_1",
+        "t1_y",
+        "t99999999999999999999_1",
+        "u5",
+        "5",
+    ] {
+        for query in [
+            format!("messages?dir=b&from={token}"),
+            format!("messages?dir=b&to={token}"),
+            format!("members?at={token}"),
+        ] {
+            alice
+                .get(&room_path(&room_id, &query))
+                .await
+                .assert_error(400, "M_INVALID_PARAM");
+        }
+    }
 }
 
 /// A filter asking for more timeline events than any response carries is
@@ -365,6 +416,12 @@ async fn former_members_see_events_and_state_up_to_their_leave() {
 }
 
 #[tokio::test]
+async fn paging_tokens_of_other_making_are_refused() {
+    let server = Server::builder().open_registration().start().await;
+    foreign_paging_tokens_are_refused(&server.client()).await;
+}
+
+#[tokio::test]
 async fn sync_filters_cannot_ask_for_a_whole_room_at_once() {
     let server = Server::builder().open_registration().start().await;
     sync_timeline_limits_are_capped(&server.client()).await;
@@ -393,5 +450,6 @@ async fn split_history_visibility_and_former_members() {
     history_visibility_cases(&anonymous).await;
     strangers_read_only_world_readable_rooms(&anonymous).await;
     former_members_see_the_room_as_they_left_it(&anonymous).await;
+    foreign_paging_tokens_are_refused(&anonymous).await;
     sync_timeline_limits_are_capped(&anonymous).await;
 }

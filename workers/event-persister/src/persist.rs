@@ -180,6 +180,7 @@ impl EventPersister {
             push_actions,
             snapshots: Some(event_snapshots),
             resolved_state: None,
+            opens_gap: false,
         };
         Ok(ComposedEvent {
             record,
@@ -271,6 +272,7 @@ mod tests {
             fence: None,
             snapshots: None,
             resolved_state: resolved,
+            opens_gap: false,
         }
     }
 

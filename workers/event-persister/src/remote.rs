@@ -61,6 +61,9 @@ struct StateBefore {
     snapshot: Option<HeadSnapshot>,
     /// The event's `prev_events` are exactly the room's forward extremities.
     extends_head: bool,
+    /// The state its sender's server gave stood in for prev_events not
+    /// held here: history before the event is missing.
+    opens_gap: bool,
 }
 
 impl EventPersister {
@@ -261,6 +264,7 @@ impl EventPersister {
             fence: Some(fence),
             snapshots: Some(event_snapshots),
             resolved_state,
+            opens_gap: before.opens_gap,
         };
         let prevs: BTreeSet<&str> = pdu.prev_events.iter().map(|id| id.as_str()).collect();
         head.extremities
@@ -292,6 +296,7 @@ impl EventPersister {
                 state: head.state.clone(),
                 snapshot: head.snapshot.clone(),
                 extends_head: true,
+                opens_gap: false,
             });
         }
         // Every prev must be an event of this room: another room's state
@@ -328,6 +333,7 @@ impl EventPersister {
                             state,
                             snapshot: None,
                             extends_head: false,
+                            opens_gap: true,
                         });
                     }
                     return Err(refused(
@@ -343,6 +349,7 @@ impl EventPersister {
             state,
             snapshot,
             extends_head: false,
+            opens_gap: false,
         })
     }
 
@@ -746,6 +753,8 @@ impl EventPersister {
             fence: Some(fence),
             snapshots: Some(event_snapshots),
             resolved_state: Some(changes(&current, &state_after)),
+            // The room's history before the join is held only as state.
+            opens_gap: true,
         };
         let position = self.persist_and_announce(record).await?;
         Ok(done(position))
@@ -864,6 +873,7 @@ impl EventPersister {
                 },
                 membership,
             }]),
+            opens_gap: false,
         };
         let position = self.persist_and_announce(record).await?;
         Ok(done(position))

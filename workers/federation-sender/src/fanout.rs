@@ -183,6 +183,7 @@ mod tests {
         StoredEvent {
             position: StreamPosition(1),
             slot: StreamPosition(1),
+            opens_gap: false,
             event_id: "$e".to_owned(),
             room_id: "!r:a.test".to_owned(),
             sender: "@admin:a.test".to_owned(),

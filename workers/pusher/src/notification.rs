@@ -132,6 +132,7 @@ mod tests {
             event: StoredEvent {
                 position: StreamPosition(3),
                 slot: StreamPosition(3),
+                opens_gap: false,
                 event_id: "$e:hs".to_owned(),
                 room_id: "!r:hs".to_owned(),
                 sender: "@bob:hs".to_owned(),

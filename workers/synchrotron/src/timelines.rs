@@ -238,6 +238,7 @@ mod tests {
         Arc::new(StoredEvent {
             position: StreamPosition(position),
             slot: StreamPosition(position),
+            opens_gap: false,
             event_id: format!("${room_id}-{position}"),
             room_id: room_id.to_owned(),
             sender: "@s:hs".to_owned(),
@@ -379,6 +380,7 @@ mod tests {
             fence: None,
             snapshots: None,
             resolved_state: None,
+            opens_gap: false,
         }
     }
 

@@ -81,6 +81,7 @@ pub(super) fn state_event(
         fence: None,
         snapshots: None,
         resolved_state: None,
+        opens_gap: false,
     }
 }
 

@@ -34,6 +34,7 @@ pub(crate) fn event(
         fence: None,
         snapshots: None,
         resolved_state: None,
+        opens_gap: false,
     }
 }
 

@@ -635,7 +635,8 @@ pub(super) async fn fetched_history_fills_a_gap_in_order(store: &dyn Store) {
     let create_id = create.event_id.clone();
     persist(store, create).await;
     // The event after the gap cites history this server does not hold.
-    let edge = event(room, 10, None, &["$gap-4".to_owned()]);
+    let mut edge = event(room, 10, None, &["$gap-4".to_owned()]);
+    edge.opens_gap = true;
     let edge_id = edge.event_id.clone();
     let edge_position = persist(store, edge).await;
     let newest = event(room, 11, None, std::slice::from_ref(&edge_id));
@@ -707,6 +708,8 @@ pub(super) async fn fetched_history_fills_a_gap_in_order(store: &dyn Store) {
             &newest_id, &edge_id, "$gap-4", "$gap-3", "$gap-2", "$gap-1", &create_id
         ]
     );
+    let opening: Vec<bool> = backward.iter().map(|event| event.opens_gap).collect();
+    assert_eq!(opening, [false, true, false, false, false, false, false]);
     for fetched in &backward[2..6] {
         assert_eq!(fetched.slot, edge_position, "{fetched:?}");
         assert!(fetched.position.0 < 0, "{fetched:?}");

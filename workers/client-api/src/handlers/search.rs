@@ -383,6 +383,7 @@ mod tests {
         StoredEvent {
             position: myelin_types::StreamPosition(n),
             slot: myelin_types::StreamPosition(n),
+            opens_gap: false,
             event_id: format!("$e{n}"),
             room_id: room_id.to_owned(),
             sender: sender.to_owned(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use myelin_http::MatrixError;
 use myelin_room::{HistoryView, content_text, stored_client_event, stripped_state_event};
 use myelin_store::{Direction, Membership, TokenOwner};
-use myelin_types::{StreamPosition, StreamToken, TimelinePoint};
+use myelin_types::{StreamPosition, TimelinePoint};
 use ruma::api::client::sync::sync_events::v3::{
     InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response, RoomSummary,
     State, StateEvents, Timeline,
@@ -127,9 +127,10 @@ async fn joined_room(
     let lower = if newly_joined { None } else { since };
     // One more than the limit tells whether the timeline was cut.
     let mut recent = newest_events(sync, room_id, lower, upto, limit + 1).await?;
-    let limited = recent.len() > limit;
+    let mut limited = recent.len() > limit;
     recent.truncate(limit);
     recent.reverse();
+    limited |= start_after_gap(&mut recent);
     if recent.is_empty() && !newly_joined && !request.full_state {
         return Ok(None);
     }
@@ -164,11 +165,17 @@ async fn joined_room(
             }
         }
     }
-    let prev_batch = recent.first().map_or(upto, |first| first.position.before());
+    // Paging back goes on from just before the oldest event shown, which
+    // may sit in a gap filled from other servers.
+    let prev_batch = recent
+        .first()
+        .map_or(TimelinePoint::of_stream(upto), |first| {
+            first.point().before()
+        });
     let events = timeline_events(sync, request, room_id, &recent, upto).await?;
     let mut timeline = Timeline::new();
     timeline.limited = limited;
-    timeline.prev_batch = Some(StreamToken::at(prev_batch).to_string());
+    timeline.prev_batch = Some(prev_batch.to_string());
     for event in &events {
         timeline.events.push(raw(event)?);
     }
@@ -256,6 +263,20 @@ async fn timeline_events(
 
 fn viewer_of(user: &TokenOwner) -> Option<(&str, &str)> {
     Some((user.user_id.as_str(), user.device_id.as_str()))
+}
+
+/// Cuts a timeline (oldest first) so it never runs across history missing
+/// here: it starts at the newest event written with a gap before it, and
+/// the client pages back from there (`prev_batch`), which fetches what is
+/// missing into the gap. `true` when something was cut.
+fn start_after_gap(recent: &mut Vec<CachedEvent>) -> bool {
+    match recent.iter().rposition(|event| event.opens_gap) {
+        Some(first_kept) if first_kept > 0 => {
+            recent.drain(..first_kept);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The room's newest events in `(lower, upper]`, at most `take`, newest
@@ -373,12 +394,15 @@ async fn left_room(
         limit + 1,
     )
     .await?;
-    let limited = recent.len() > limit;
+    let mut limited = recent.len() > limit;
     recent.truncate(limit);
     recent.reverse();
+    limited |= start_after_gap(&mut recent);
     let prev_batch = recent
         .first()
-        .map_or(membership.position, |first| first.position.before());
+        .map_or(TimelinePoint::of_stream(membership.position), |first| {
+            first.point().before()
+        });
     keep_visible(
         sync,
         &mut recent,
@@ -397,7 +421,7 @@ async fn left_room(
     .await?;
     let mut room = LeftRoom::new();
     room.timeline.limited = limited;
-    room.timeline.prev_batch = Some(StreamToken::at(prev_batch).to_string());
+    room.timeline.prev_batch = Some(prev_batch.to_string());
     for event in &events {
         room.timeline.events.push(raw(event)?);
     }
