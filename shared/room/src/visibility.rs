@@ -67,11 +67,16 @@ impl HistoryView {
         Ok(view)
     }
 
+    /// The changes in any order: they are judged in timeline order (the
+    /// store reads them by position, and history fetched into a gap has
+    /// positions below zero).
     pub fn new(
         user_id: &str,
-        memberships: Vec<(TimelinePoint, MembershipState)>,
-        visibilities: Vec<(TimelinePoint, HistoryVisibility)>,
+        mut memberships: Vec<(TimelinePoint, MembershipState)>,
+        mut visibilities: Vec<(TimelinePoint, HistoryVisibility)>,
     ) -> HistoryView {
+        memberships.sort_by_key(|(point, _)| *point);
+        visibilities.sort_by_key(|(point, _)| *point);
         HistoryView {
             user_id: user_id.to_owned(),
             memberships,
@@ -330,14 +335,15 @@ mod tests {
         };
         let me = HistoryView::new(
             ME,
+            // In the store's order, by position: the gap's below zero.
             vec![
                 (live(10), MembershipState::Join),
                 (live(20), MembershipState::Leave),
                 (live(30), MembershipState::Join),
             ],
             vec![
-                (live(1), HistoryVisibility::Joined),
                 (gap(-6), HistoryVisibility::Shared),
+                (live(1), HistoryVisibility::Joined),
             ],
         );
         assert!(

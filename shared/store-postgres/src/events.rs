@@ -404,7 +404,7 @@ impl EventStore for PostgresStore {
             &format!(
                 "SELECT {EVENT_COLUMNS} FROM events AS e
                  WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND NOT e.outlier
-                 ORDER BY slot, position"
+                 ORDER BY position"
             ),
             &[&room_id, &event_type, &state_key],
             event_from_row,

@@ -352,7 +352,7 @@ impl EventStore for SqliteStore {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events AS e
                  WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3 AND NOT e.outlier
-                 ORDER BY slot, position"
+                 ORDER BY position"
             ))?;
             let rows = statement.query_map(keys, event_from_row)?;
             rows.collect()

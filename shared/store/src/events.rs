@@ -197,8 +197,10 @@ pub trait EventStore: Send + Sync {
     /// [`crate::state_at_point`] for any room.
     async fn state_at(&self, room_id: &str, at: StreamPosition) -> StoreResult<Vec<StoredEvent>>;
 
-    /// Every state event of one type and key in the room's timeline, oldest
-    /// first (in timeline order, see [`TimelinePoint`]): how a user's membership or the room's history visibility
+    /// Every state event of one type and key in the room's timeline, by
+    /// position (callers wanting timeline order sort by
+    /// [`StoredEvent::point`]: history fetched into a gap has positions
+    /// below zero): how a user's membership or the room's history visibility
     /// changed over time. Outliers (another server's state this server only
     /// holds, or events it did not take) are no change.
     async fn state_history(

@@ -120,9 +120,17 @@ impl ClientApi {
         page: &[StoredEvent],
     ) -> Result<Option<Missing>, MatrixError> {
         let own: HashSet<&str> = page.iter().map(|event| event.event_id.as_str()).collect();
+        // An event this server built cites only its timeline's extremities,
+        // unless another server built it for us (a join, which is marked):
+        // only the others can follow a gap, and a room of this server's
+        // alone costs nothing here.
+        let local_sender = format!(":{}", self.server_name);
         let cited: Vec<Vec<String>> = page
             .iter()
             .map(|event| {
+                if !event.opens_gap && event.sender.ends_with(&local_sender) {
+                    return Vec::new();
+                }
                 prev_events(event)
                     .into_iter()
                     .filter(|prev| !own.contains(prev.as_str()))
