@@ -22,7 +22,7 @@ use crate::input::unavailable;
 use crate::redactions::Arriving;
 use crate::snapshots::{self, HeadSnapshot};
 
-/// The answer when nothing of a batch could be placed.
+/// The answer when nothing of a batch was taken.
 fn nothing_written(room_id: String) -> RoomInputDone {
     RoomInputDone {
         room_id,
@@ -149,21 +149,25 @@ impl EventPersister {
                 redactions,
             });
         }
-        let last = promoted.last().map(|event| event.event_id.clone());
-        let into = match (gap_slot, visibility_below) {
-            (Some(slot), Some(_)) => Some(FetchedInto::Gap { slot }),
-            (None, Some(visibility_below)) => Some(FetchedInto::Start { visibility_below }),
-            (_, None) => None,
+        let Some(last) = promoted.last().map(|event| event.event_id.clone()) else {
+            return Ok(nothing_written(batch.room_id));
         };
-        if let Some(into) = into {
-            self.store
-                .promote_outliers(&batch.room_id, promoted, into, Some(fence))
-                .await
-                .map_err(unavailable)?;
-        }
-        let mut done = nothing_written(batch.room_id);
-        done.event_id = last.unwrap_or_default();
-        Ok(done)
+        let into = match (gap_slot, visibility_below) {
+            (Some(slot), _) => FetchedInto::Gap { slot },
+            // Set with the first event taken.
+            (None, visibility_below) => FetchedInto::Start {
+                visibility_below: visibility_below.unwrap_or_else(|| "shared".to_owned()),
+            },
+        };
+        self.store
+            .promote_outliers(&batch.room_id, promoted, into, Some(fence))
+            .await
+            .map_err(unavailable)?;
+        Ok(RoomInputDone {
+            room_id: batch.room_id,
+            event_id: last,
+            position: None,
+        })
     }
 
     /// The slot of the gap before `event_id`: the event's own, when it is
