@@ -1,17 +1,19 @@
 //! What a server trusts about the others: keys passed on by a notary it
-//! names in `trusted_key_servers` when the owner cannot be reached, and
-//! TLS certificates checked unless the peer's host is on
-//! `federation_certificate_verification_whitelist`.
+//! names in `trusted_key_servers` when the owner cannot be reached, TLS
+//! certificates checked unless the peer's host is on
+//! `federation_certificate_verification_whitelist`, and where a server
+//! named without a port says it is (`/.well-known/matrix/server`).
 
 use serde_json::{Value, json};
 
 use super::rooms::Peer;
+use super::synapse::wait_for_message;
 use super::{
-    Certificates, FAST_RETRIES, PASSWORD, federating_myelin, federating_myelin_configured,
-    federation_url, reqwest_insecure, user_with_name,
+    Certificates, FAST_RETRIES, LOOPBACK_FEDERATION, PASSWORD, federating_myelin,
+    federating_myelin_configured, federation_url, reqwest_insecure, user_with_name,
 };
 use crate::client::{Client, encode};
-use crate::harness::{Server, metric_sum};
+use crate::harness::{Server, free_port, metric_sum};
 
 /// Loopback federation with `trust` instead of the tests' usual settings
 /// for notaries and certificates.
@@ -120,4 +122,64 @@ async fn certificate_checks_refuse_a_self_signed_peer_unless_its_host_is_whiteli
 
     assert!(!keys_reached(&alice, &bob).await, "{}", strict.logs());
     assert!(keys_reached(&carol, &bob).await, "{}", listed.logs());
+}
+
+/// Another server found through `/.well-known/matrix/server`: Bob's server
+/// is named `localhost`, with no port, answers the well-known on port 443
+/// (naming itself `localhost:<port>`) and federates on that other port,
+/// which only the delegation tells. Alice's server joins Bob's room by its
+/// alias and messages cross both ways. Needs 127.0.0.1:443 (root, nothing
+/// listening there): says so and stops otherwise.
+#[tokio::test]
+async fn a_server_named_without_a_port_is_found_through_its_well_known() {
+    if std::net::TcpListener::bind("127.0.0.1:443").is_err() {
+        eprintln!("skipped: this test cannot listen on 127.0.0.1:443 (not root, or taken)");
+        return;
+    }
+    let certificates = Certificates::new();
+    let federation_port = free_port();
+    let listeners = format!(
+        "listeners:\n  - port: {federation_port}\n    tls: true\n    type: http\n    \
+         bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [federation]\n  \
+         - port: 443\n    tls: true\n    type: http\n    \
+         bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client]\n"
+    );
+    let settings = format!(
+        "{LOOPBACK_FEDERATION}{FAST_RETRIES}serve_server_wellknown: true\n\
+         public_baseurl: \"https://localhost:{federation_port}/\"\n"
+    );
+    let delegated = Server::builder()
+        .server_name("localhost")
+        .open_registration()
+        .edit_config("listeners:\n", &listeners)
+        .edit_config(
+            "trusted_key_servers:\n  - server_name: \"matrix.org\"\n",
+            &settings,
+        )
+        .env("MYELIN_TLS_CERTIFICATE_PATH", &certificates.certificate)
+        .env("MYELIN_TLS_PRIVATE_KEY_PATH", &certificates.key)
+        .start()
+        .await;
+    let asking = federating_myelin(&certificates).await;
+    let bob = user_with_name(&delegated.url(), "bob", "Bob behind a well-known").await;
+    let alice = user_with_name(&asking.url(), "alice", "Alice").await;
+    let logs = || format!("{}\n{}", delegated.logs(), asking.logs());
+
+    let room_id = bob
+        .create_room(&json!({"preset": "public_chat", "room_alias_name": "delegated"}))
+        .await;
+    let joined = alice.join("#delegated:localhost").await;
+    assert_eq!(joined.status, 200, "{}\n{}", joined.text, logs());
+    bob.send_text(&room_id, "found you").await;
+    assert!(
+        wait_for_message(&alice, &room_id, "found you").await,
+        "{}",
+        logs()
+    );
+    alice.send_text(&room_id, "and back").await;
+    assert!(
+        wait_for_message(&bob, &room_id, "and back").await,
+        "{}",
+        logs()
+    );
 }
