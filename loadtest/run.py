@@ -259,7 +259,12 @@ def program_name(cmdline: str) -> str:
 
 def wait_for_quiet(threshold_pct: float, max_wait_s: float) -> float:
     """Waits (up to max_wait_s) for a 1 s window in which the host is below threshold_pct busy;
-    returns the last window's busy %. Other work on a 2-core host skews every number."""
+    returns the last window's busy %. Other work on a 2-core host skews every number.
+
+    Setup's writes (a new database, provisioning) are flushed first: the kernel writes dirty
+    pages back about 30 s after they were made, and that writeback stalls every fsync on the
+    disk, landing in the timed phase of whichever server commits durably (PostgreSQL)."""
+    os.sync()
     deadline = time.monotonic() + max_wait_s
     while True:
         busy0, total0 = host_cpu_ticks()
