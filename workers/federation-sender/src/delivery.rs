@@ -114,14 +114,16 @@ impl FederationSender {
                     }
                 }
             }
+            // Events go out before the other streams are read: a queued
+            // EDU rings for another pass, which sends it.
+            if let Err(error) = Arc::clone(&self).start_due_destinations().await {
+                tracing::warn!(%error, "could not read the federation queues");
+            }
             if let Err(error) = self.queue_device_list_changes().await {
                 tracing::warn!(%error, "could not queue device-list changes for other servers");
             }
             if let Err(error) = self.queue_receipt_changes().await {
                 tracing::warn!(%error, "could not queue read receipts for other servers");
-            }
-            if let Err(error) = Arc::clone(&self).start_due_destinations().await {
-                tracing::warn!(%error, "could not read the federation queues");
             }
             drop(pass);
         }
