@@ -2,7 +2,7 @@
 
 use myelin_http::MatrixError;
 use myelin_room::HistoryView;
-use myelin_store::StoredEvent;
+use myelin_store::{Direction, Store, StoreResult, StoredEvent};
 use myelin_types::{StreamPosition, TimelinePoint};
 
 use crate::ClientApi;
@@ -74,6 +74,63 @@ impl RoomReader {
             })
             .collect()
     }
+
+    /// The events around `event` in its room's timeline that the user may
+    /// see: at most `before` older ones (newest first) and `after` newer
+    /// ones (oldest first), never past the reader's limit. The points
+    /// returned are where paging on starts, past everything read, seen or
+    /// not, so a page of hidden events is not read again.
+    pub(crate) async fn events_around(
+        &self,
+        store: &dyn Store,
+        event: &StoredEvent,
+        before: usize,
+        after: usize,
+    ) -> StoreResult<EventsAround> {
+        let room_id = event.room_id.as_str();
+        let older = store
+            .room_events(
+                room_id,
+                event.point().before(),
+                None,
+                Direction::Backward,
+                before,
+            )
+            .await?;
+        let newer = store
+            .room_events(
+                room_id,
+                event.point(),
+                self.limit_point(),
+                Direction::Forward,
+                after,
+            )
+            .await?;
+        let start = older
+            .last()
+            .map_or(event.point(), StoredEvent::point)
+            .before();
+        let end = newer.last().map_or(event.point(), StoredEvent::point);
+        let visible = |events: Vec<StoredEvent>| -> Vec<StoredEvent> {
+            events.into_iter().filter(|e| self.may_see(e)).collect()
+        };
+        Ok(EventsAround {
+            before: visible(older),
+            after: visible(newer),
+            start,
+            end,
+        })
+    }
+}
+
+/// What [`RoomReader::events_around`] found.
+pub(crate) struct EventsAround {
+    pub(crate) before: Vec<StoredEvent>,
+    pub(crate) after: Vec<StoredEvent>,
+    /// Where paging back from the oldest event read starts.
+    pub(crate) start: TimelinePoint,
+    /// Where paging forward from the newest event read starts.
+    pub(crate) end: TimelinePoint,
 }
 
 impl ClientApi {

@@ -268,35 +268,14 @@ impl ClientApi {
         let limit = (u64::from(request.limit) as usize).min(MAX_PAGE);
         let before_count = limit / 2;
         let after_count = limit - before_count;
-        let before = self
-            .store
-            .room_events(
-                room_id,
-                event.point().before(),
-                None,
-                Direction::Backward,
-                before_count,
-            )
-            .await?;
-        let after = self
-            .store
-            .room_events(
-                room_id,
-                event.point(),
-                reader.limit_point(),
-                Direction::Forward,
-                after_count,
-            )
+        let around = reader
+            .events_around(self.store.as_ref(), &event, before_count, after_count)
             .await?;
         let viewer = Some((user.user_id.as_str(), user.device_id.as_str()));
-        let start = before
-            .last()
-            .map_or(event.point().before(), |first| first.point().before());
-        let end = after.last().map_or(event.point(), StoredEvent::point);
-        let visible = |events: &[StoredEvent]| -> Vec<Value> {
+        let (start, end) = (around.start, around.end);
+        let client_events = |events: &[StoredEvent]| -> Vec<Value> {
             events
                 .iter()
-                .filter(|event| reader.may_see(event))
                 .map(|event| stored_client_event(event, viewer))
                 .collect()
         };
@@ -307,8 +286,8 @@ impl ClientApi {
             .iter()
             .map(|state| stored_client_event(state, viewer))
             .collect();
-        let mut events_before = visible(&before);
-        let mut events_after = visible(&after);
+        let mut events_before = client_events(&around.before);
+        let mut events_after = client_events(&around.after);
         let mut target = [stored_client_event(&event, viewer)];
         self.bundle(&reader, room_id, &context, &mut events_before)
             .await?;

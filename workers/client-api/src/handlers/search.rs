@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use myelin_http::{MatrixError, RequestContext};
 use myelin_room::{content_text, stored_client_event};
-use myelin_store::{Direction, SearchOrder, SearchQuery, SearchRoom, StoredEvent, search_words};
+use myelin_store::{SearchOrder, SearchQuery, SearchRoom, StoredEvent, search_words};
 use ruma::api::client::search::search_events::v3::{
     self as search_events, Criteria, EventContextResult, GroupingKey, OrderBy, ResultCategories,
     ResultGroup, ResultGroupMap, ResultRoomEvents, SearchKeys, SearchResult, UserProfile,
@@ -261,42 +261,18 @@ impl ClientApi {
                 .min(MAX_CONTEXT)
         };
         let room_id = event.room_id.as_str();
-        let before = self
-            .store
-            .room_events(
-                room_id,
-                event.point().before(),
-                None,
-                Direction::Backward,
+        let around = reader
+            .events_around(
+                self.store.as_ref(),
+                event,
                 bounded(settings.before_limit),
-            )
-            .await?;
-        let after = self
-            .store
-            .room_events(
-                room_id,
-                event.point(),
-                reader.limit_point(),
-                Direction::Forward,
                 bounded(settings.after_limit),
             )
             .await?;
-        let before: Vec<&StoredEvent> = before.iter().filter(|e| reader.may_see(e)).collect();
-        let after: Vec<&StoredEvent> = after.iter().filter(|e| reader.may_see(e)).collect();
+        let (before, after) = (&around.before, &around.after);
         let mut result = EventContextResult::new();
-        result.start = Some(
-            before
-                .last()
-                .map_or(event.point(), |first| first.point())
-                .before()
-                .to_string(),
-        );
-        result.end = Some(
-            after
-                .last()
-                .map_or(event.point(), |last| last.point())
-                .to_string(),
-        );
+        result.start = Some(around.start.to_string());
+        result.end = Some(around.end.to_string());
         result.events_before = before
             .iter()
             .map(|e| raw(&stored_client_event(e, viewer)))
