@@ -1,6 +1,7 @@
 //! Sending: each queued destination gets its queue in transactions of at
 //! most 50 PDUs, one in flight at a time, retried with backoff.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,8 +105,9 @@ impl FederationSender {
                 _ = shutdown.wait() => return,
             }
             let pass = self.pass.read().await;
+            let mut queued_to = BTreeSet::new();
             loop {
-                match self.queue_new_events().await {
+                match self.queue_new_events(&mut queued_to).await {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(error) => {
@@ -114,9 +116,14 @@ impl FederationSender {
                     }
                 }
             }
-            // Events go out before the other streams are read: a queued
-            // EDU rings for another pass, which sends it.
-            if let Err(error) = Arc::clone(&self).start_due_destinations().await {
+            // What this pass queued goes out first, without a read of the
+            // queues; then what others queued. The other streams are read
+            // last: an EDU they queue rings for another pass, which sends it.
+            let now = myelin_types::now_millis();
+            for destination in &queued_to {
+                Arc::clone(&self).start_destination(destination, now);
+            }
+            if let Err(error) = Arc::clone(&self).start_due_destinations(&queued_to).await {
                 tracing::warn!(%error, "could not read the federation queues");
             }
             if let Err(error) = self.queue_device_list_changes().await {
@@ -129,50 +136,61 @@ impl FederationSender {
         }
     }
 
-    /// Starts a sender task for every queued destination that is neither
-    /// being sent to nor waiting after a failure.
-    async fn start_due_destinations(self: Arc<Self>) -> StoreResult<()> {
+    /// Starts a sender task for every queued destination but those in
+    /// `started`, which this pass started already.
+    async fn start_due_destinations(
+        self: Arc<Self>,
+        started: &BTreeSet<String>,
+    ) -> StoreResult<()> {
         let partitions: Vec<u16> = self.held().keys().copied().collect();
         if partitions.is_empty() {
             return Ok(());
         }
         let now = myelin_types::now_millis();
         for destination in self.store.queued_destinations(&partitions).await? {
-            if self
-                .waiting_until(&destination)
-                .is_some_and(|until| until > now)
-            {
-                continue;
+            if !started.contains(&destination) {
+                Arc::clone(&self).start_destination(&destination, now);
             }
-            {
-                let mut sending = self.sending();
-                if let Some(asked_again) = sending.get_mut(&destination) {
-                    // Its sender reads the queue once more before it stops:
-                    // what was queued as it found the queue empty goes now,
-                    // not with the next bell.
-                    *asked_again = true;
-                    continue;
-                }
-                if sending.len() >= CONCURRENT_DESTINATIONS {
-                    continue;
-                }
-                sending.insert(destination.clone(), false);
-            }
-            let sender = Arc::clone(&self);
-            tokio::spawn(async move {
-                loop {
-                    sender.drain(&destination).await;
-                    let mut sending = sender.sending();
-                    if sending.get(&destination) == Some(&true) {
-                        sending.insert(destination.clone(), false);
-                        continue;
-                    }
-                    sending.remove(&destination);
-                    break;
-                }
-            });
         }
         Ok(())
+    }
+
+    /// Starts a sender task for a queued destination, unless it is being
+    /// sent to or waiting after a failure.
+    fn start_destination(self: Arc<Self>, destination: &str, now: i64) {
+        if self
+            .waiting_until(destination)
+            .is_some_and(|until| until > now)
+        {
+            return;
+        }
+        {
+            let mut sending = self.sending();
+            if let Some(asked_again) = sending.get_mut(destination) {
+                // Its sender reads the queue once more before it stops:
+                // what was queued as it found the queue empty goes now,
+                // not with the next bell.
+                *asked_again = true;
+                return;
+            }
+            if sending.len() >= CONCURRENT_DESTINATIONS {
+                return;
+            }
+            sending.insert(destination.to_owned(), false);
+        }
+        let destination = destination.to_owned();
+        tokio::spawn(async move {
+            loop {
+                self.drain(&destination).await;
+                let mut sending = self.sending();
+                if sending.get(&destination) == Some(&true) {
+                    sending.insert(destination.clone(), false);
+                    continue;
+                }
+                sending.remove(&destination);
+                break;
+            }
+        });
     }
 
     /// Sends the destination's queue until it is empty or a send fails.

@@ -20,9 +20,13 @@ const LOG_BATCH: usize = 500;
 const CURSOR_CHECKPOINT: Duration = Duration::from_secs(30);
 
 impl FederationSender {
-    /// Queues what was persisted since the held partitions' cursors;
-    /// `true` when more of the log is waiting.
-    pub(crate) async fn queue_new_events(&self) -> StoreResult<bool> {
+    /// Queues what was persisted since the held partitions' cursors, adding
+    /// the destinations given events to `queued_to`; `true` when more of the
+    /// log is waiting.
+    pub(crate) async fn queue_new_events(
+        &self,
+        queued_to: &mut BTreeSet<String>,
+    ) -> StoreResult<bool> {
         let held = self.held().clone();
         let Some(from) = held.values().map(|partition| partition.cursor).min() else {
             return Ok(false);
@@ -62,6 +66,8 @@ impl FederationSender {
                 continue;
             }
             let pdus = queued.remove(partition).unwrap_or_default();
+            let destinations: Vec<String> =
+                pdus.iter().map(|pdu| pdu.destination.clone()).collect();
             let checkpoint_due = state.stored_at.elapsed() >= CURSOR_CHECKPOINT;
             let write = !pdus.is_empty() || checkpoint_due;
             if write {
@@ -70,7 +76,7 @@ impl FederationSender {
                     .enqueue_pdus(*partition, state.fence, reached, pdus)
                     .await
                 {
-                    Ok(()) => {}
+                    Ok(()) => queued_to.extend(destinations),
                     Err(StoreError::Fenced) => {
                         // The partition moved on; its new holder queues it.
                         self.leases.review_now();
