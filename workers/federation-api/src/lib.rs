@@ -30,6 +30,7 @@ pub struct FederationApi {
     federation: Arc<myelin_federation::FederationClient>,
     /// Origins whose transaction this replica is processing.
     in_flight: transactions::InFlight,
+    room_versions: transactions::RoomVersions,
     /// This process among the replicas, for the inbound turns it holds.
     instance_id: String,
     /// The servers lately announced as up.
@@ -49,6 +50,7 @@ pub fn role(deps: &Deps) -> Arc<FederationApi> {
         bus: Arc::clone(&deps.bus),
         federation: Arc::clone(&deps.federation),
         in_flight: Default::default(),
+        room_versions: Default::default(),
         instance_id: ruma::TransactionId::new().to_string(),
         seen: Arc::new(seen::SeenServers::new(Arc::clone(&deps.bus))),
         gap_walks: tokio::sync::Semaphore::new(gaps::GAP_WALKS_AT_ONCE),

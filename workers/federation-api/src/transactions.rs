@@ -92,17 +92,20 @@ pub(crate) async fn send(
     };
     let holder = format!("{}/{}", api.instance_id, request.transaction_id);
     let now = myelin_types::now_millis();
-    let answered_before = match api
-        .store
-        .claim_inbound_turn(
+    // The rooms the PDUs name are read while the turn is claimed: both are
+    // round trips to the store, and neither needs the other.
+    let mut rooms = RoomsSeen::default();
+    let (claimed, ()) = tokio::join!(
+        api.store.claim_inbound_turn(
             origin.as_str(),
             &holder,
             request.transaction_id.as_str(),
             now,
             now + TURN_LAPSES_MS,
-        )
-        .await?
-    {
+        ),
+        rooms.read_each(&api, rooms_named(&request.pdus), &origin),
+    );
+    let answered_before = match claimed? {
         InboundTurn::Busy => return Err(busy()),
         InboundTurn::Taken(answered_before) => answered_before,
     };
@@ -122,7 +125,6 @@ pub(crate) async fn send(
     }
     let mut results = Results::new();
     let processing = async {
-        let mut rooms = RoomsSeen::default();
         // What one transaction may have fetched to close gaps, all told.
         let mut gap_budget = GapBudget::default();
         // Consecutive PDUs of one room go to its writer together.
@@ -308,14 +310,15 @@ struct SeenRoom {
 impl RoomsSeen {
     async fn read(
         &mut self,
-        store: &dyn myelin_store::Store,
+        api: &FederationApi,
         room_id: &str,
         origin: &OwnedServerName,
     ) -> Option<SeenRoom> {
         if let Some(seen) = self.0.get(room_id) {
             return seen.clone();
         }
-        let seen = match rooms::room_version(store, room_id).await {
+        let store = api.store.as_ref();
+        let seen = match api.room_versions.of(store, room_id).await {
             Ok(version) => {
                 let acl =
                     myelin_federation::server_acl::require_acl(store, room_id, origin.as_str())
@@ -334,8 +337,70 @@ impl RoomsSeen {
         seen
     }
 
+    /// Reads each room not read yet.
+    async fn read_each(
+        &mut self,
+        api: &FederationApi,
+        room_ids: Vec<String>,
+        origin: &OwnedServerName,
+    ) {
+        for room_id in room_ids {
+            self.read(api, &room_id, origin).await;
+        }
+    }
+
     fn forget(&mut self, room_id: &str) {
         self.0.remove(room_id);
+    }
+}
+
+/// The rooms a transaction's PDUs name, each once, at most as many as a
+/// transaction may carry PDUs; what cannot be read is checked later.
+fn rooms_named(pdus: &[Box<RawValue>]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct RoomOf {
+        room_id: String,
+    }
+    let mut named: Vec<String> = Vec::new();
+    for raw in pdus.iter().take(MAX_PDUS) {
+        if let Ok(RoomOf { room_id }) = serde_json::from_str::<RoomOf>(raw.get())
+            && !named.contains(&room_id)
+        {
+            named.push(room_id);
+        }
+    }
+    named
+}
+
+/// The version of each room this replica has read: a room's never changes.
+#[derive(Default)]
+pub(crate) struct RoomVersions(Mutex<HashMap<String, myelin_room::RoomVersion>>);
+
+/// The most room versions remembered; all are forgotten when it fills.
+const MAX_VERSIONS_KNOWN: usize = 10_000;
+
+impl RoomVersions {
+    async fn of(
+        &self,
+        store: &dyn myelin_store::Store,
+        room_id: &str,
+    ) -> Result<myelin_room::RoomVersion, MatrixError> {
+        if let Some(version) = self.lock().get(room_id) {
+            return Ok(version.clone());
+        }
+        let version = rooms::room_version(store, room_id).await?;
+        let mut known = self.lock();
+        if known.len() >= MAX_VERSIONS_KNOWN {
+            known.clear();
+        }
+        known.insert(room_id.to_owned(), version.clone());
+        Ok(version)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, myelin_room::RoomVersion>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -369,7 +434,7 @@ impl FederationApi {
             object.get("type"),
             Some(CanonicalJsonValue::String(event_type)) if event_type == "m.room.server_acl"
         );
-        let SeenRoom { version, acl } = rooms.read(self.store.as_ref(), &room_id, origin).await?;
+        let SeenRoom { version, acl } = rooms.read(self, &room_id, origin).await?;
         let event_id = myelin_federation::pdu_check::event_id_of(&version, &object).ok()?;
         let event_id = OwnedEventId::try_from(event_id).ok()?;
         if let Err(refused) = acl {
@@ -477,6 +542,22 @@ impl FederationApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rooms_named_are_each_listed_once_in_order() {
+        let pdus: Vec<Box<RawValue>> = [
+            r#"{"room_id":"!b:x","type":"m.room.message"}"#,
+            r#"{"room_id":"!a:x"}"#,
+            r#"{"room_id":"!b:x"}"#,
+            r#"{"type":"no room"}"#,
+            r#"{"room_id":5}"#,
+            "[1]",
+        ]
+        .into_iter()
+        .map(|json| RawValue::from_string(json.to_owned()).expect("JSON"))
+        .collect();
+        assert_eq!(rooms_named(&pdus), ["!b:x", "!a:x"]);
+    }
 
     #[test]
     fn a_kept_answer_reads_back_as_it_was_given() {
